@@ -1,0 +1,154 @@
+//! Load-time configuration of the eBPF programs.
+//!
+//! rustc emits no CO-RE relocations, so every kernel struct field the programs read is
+//! read at an offset the daemon takes from the running kernel's BTF and patches into
+//! the global [`KernelConfig`] (named [`KERNEL_CONFIG`]) before loading. Syscall numbers
+//! and the registers that carry syscall arguments differ per architecture; they travel
+//! the same way, so one eBPF object serves x86_64 and aarch64.
+
+/// Name of the global the daemon patches at load time.
+pub const KERNEL_CONFIG: &str = "KERNEL_CONFIG";
+
+/// Marks a syscall that does not exist on this architecture (e.g. `open` on aarch64).
+pub const NO_SYSCALL: u32 = u32::MAX;
+
+/// Syscall numbers the programs watch, for the running architecture.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallNumbers {
+    /// `open(path, flags, mode)`; [`NO_SYSCALL`] on aarch64.
+    pub open: u32,
+    /// `creat(path, mode)`; [`NO_SYSCALL`] on aarch64.
+    pub creat: u32,
+    /// `openat(dirfd, path, flags, mode)`.
+    pub openat: u32,
+    /// `openat2(dirfd, path, how, size)`.
+    pub openat2: u32,
+    /// `open_by_handle_at(mount_fd, handle, flags)`.
+    pub open_by_handle_at: u32,
+    /// `connect(fd, addr, addrlen)`.
+    pub connect: u32,
+}
+
+/// Byte offsets, inside `struct pt_regs`, of what a syscall tracepoint needs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegsOffsets {
+    /// Offsets of syscall arguments 0..=2 (x86_64: di, si, dx; aarch64: regs[0..3]).
+    pub arg0: u32,
+    pub arg1: u32,
+    pub arg2: u32,
+    pub _pad: u32,
+    /// Offset of the syscall number as seen at syscall exit
+    /// (x86_64: `orig_ax`; aarch64: `syscallno`).
+    pub syscall_nr: u32,
+    /// Width of that field in bytes (8 on x86_64, 4 on aarch64).
+    pub syscall_nr_size: u32,
+}
+
+/// Byte offsets of kernel struct fields, read from the running kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_tgid: u32,
+    pub task_group_leader: u32,
+    pub task_start_boottime: u32,
+    pub task_exit_code: u32,
+    pub task_signal: u32,
+    pub task_files: u32,
+    pub task_mm: u32,
+    pub signal_live: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_f_path: u32,
+    pub file_f_flags: u32,
+    pub file_f_mode: u32,
+    pub file_f_inode: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub super_block_s_dev: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub qstr_name: u32,
+    /// `offsetof(struct mount, mnt)`: `struct vfsmount` is embedded in `struct mount`.
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub vfsmount_mnt_root: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub binprm_file: u32,
+}
+
+/// Everything the programs take from the daemon at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelConfig {
+    pub offsets: KernelOffsets,
+    pub regs: RegsOffsets,
+    pub syscalls: SyscallNumbers,
+    /// tgid of the monitor itself: never part of a session.
+    pub monitor_tgid: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 30 * 4);
+const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
+const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 24);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 120 + 24 + 24 + 8);
+
+impl KernelConfig {
+    /// All-zero configuration, the value compiled into the object before patching.
+    pub const ZERO: KernelConfig = KernelConfig {
+        offsets: KernelOffsets {
+            task_tgid: 0,
+            task_group_leader: 0,
+            task_start_boottime: 0,
+            task_exit_code: 0,
+            task_signal: 0,
+            task_files: 0,
+            task_mm: 0,
+            signal_live: 0,
+            files_fdt: 0,
+            fdtable_max_fds: 0,
+            fdtable_fd: 0,
+            file_f_path: 0,
+            file_f_flags: 0,
+            file_f_mode: 0,
+            file_f_inode: 0,
+            inode_i_ino: 0,
+            inode_i_sb: 0,
+            super_block_s_dev: 0,
+            path_mnt: 0,
+            path_dentry: 0,
+            dentry_d_parent: 0,
+            dentry_d_name: 0,
+            qstr_name: 0,
+            mount_mnt: 0,
+            mount_mnt_parent: 0,
+            mount_mnt_mountpoint: 0,
+            vfsmount_mnt_root: 0,
+            mm_arg_start: 0,
+            mm_arg_end: 0,
+            binprm_file: 0,
+        },
+        regs: RegsOffsets { arg0: 0, arg1: 0, arg2: 0, _pad: 0, syscall_nr: 0, syscall_nr_size: 0 },
+        syscalls: SyscallNumbers {
+            open: NO_SYSCALL,
+            creat: NO_SYSCALL,
+            openat: NO_SYSCALL,
+            openat2: NO_SYSCALL,
+            open_by_handle_at: NO_SYSCALL,
+            connect: NO_SYSCALL,
+        },
+        monitor_tgid: 0,
+        _pad: 0,
+    };
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only u32 fields and arrays of them, no implicit padding.
+unsafe impl aya::Pod for KernelConfig {}

@@ -1,0 +1,196 @@
+//! Wire format of the records the eBPF programs write into the `EVENTS` ring buffer.
+//!
+//! Every record starts with an [`EventHeader`]; `kind` says which body follows and
+//! `size` how many bytes the record holds in all. Records that end in a path are
+//! variable-sized: only `offset_of(path) + path_len` bytes are sent.
+//!
+//! Paths travel as the kernel walked them: the components from the file up to the
+//! root of its mount namespace, leaf first, each terminated by a NUL byte
+//! (`"hostname\0etc\0"` is `/etc/hostname`; no component at all is `/`).
+//! Userspace reverses and joins them.
+
+/// Kinds are numbered in ranges (process 1.., file 100.., network 200..) and only ever
+/// appended.
+pub mod kind {
+    /// A session member created a new process ([`super::ForkEvent`]).
+    pub const PROCESS_FORK: u16 = 1;
+    /// A session member executed a program ([`super::ExecEvent`]).
+    pub const PROCESS_EXEC: u16 = 2;
+    /// The last thread of a session member exited ([`super::ExitEvent`]).
+    pub const PROCESS_EXIT: u16 = 3;
+    /// A session member opened a file ([`super::FileOpenEvent`]).
+    pub const FILE_OPEN: u16 = 100;
+    /// A session member called `connect` ([`super::ConnectEvent`]).
+    pub const NET_CONNECT: u16 = 200;
+}
+
+/// Bits of [`EventHeader::flags`].
+pub mod flags {
+    /// The path walk stopped before the root (too deep or too long).
+    pub const PATH_TRUNCATED: u16 = 1 << 0;
+    /// Only the first bytes of the argument vector were captured.
+    pub const ARGV_TRUNCATED: u16 = 1 << 1;
+    /// A kernel read failed; some fields are zero.
+    pub const READ_ERROR: u16 = 1 << 2;
+    /// Fork: the child could not be added to the session (membership map full).
+    pub const CHILD_NOT_TRACKED: u16 = 1 << 3;
+}
+
+/// Bytes of path components a record can carry.
+pub const PATH_MAX_BYTES: usize = 4096;
+/// One component is read with this bound (NAME_MAX + NUL); the path buffer has this
+/// much slack past [`PATH_MAX_BYTES`] so the verifier can prove every write in bounds.
+pub const NAME_MAX_BYTES: usize = 256;
+/// Size of a path buffer inside a record.
+pub const PATH_BUF_BYTES: usize = PATH_MAX_BYTES + NAME_MAX_BYTES;
+/// Most components a path walk follows (mount crossings included).
+pub const PATH_MAX_COMPONENTS: u32 = 96;
+/// Bytes of the NUL-separated argument vector an exec record carries.
+pub const ARGV_MAX_BYTES: usize = 4096;
+/// Bytes of the socket address a connect record carries (`sizeof(sockaddr_storage)`).
+pub const SOCKADDR_MAX_BYTES: usize = 128;
+
+/// Common head of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventHeader {
+    /// One of [`kind`].
+    pub kind: u16,
+    /// Bits of [`flags`].
+    pub flags: u16,
+    /// Bytes in the whole record, header included.
+    pub size: u32,
+    /// `CLOCK_BOOTTIME` in nanoseconds when the event happened.
+    pub time_ns: u64,
+    /// Session of the process.
+    pub session_id: u64,
+    /// Process id (thread group id).
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Start of the process (its group leader) in `CLOCK_BOOTTIME` ns: with `tgid`, the
+    /// identity of the process, immune to pid reuse.
+    pub start_time_ns: u64,
+}
+
+/// A new process in the session (threads are not reported: they share the process).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub child_tgid: u32,
+    pub _pad: u32,
+    pub child_start_time_ns: u64,
+}
+
+/// The process ended (its last thread exited).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task->exit_code`: a wait status (exit code << 8, or the terminating signal).
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// A successful exec. Variable-sized: ends after `path_len` bytes of `path`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    pub path_len: u32,
+    pub argv_len: u32,
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+    /// NUL-separated arguments as the new program sees them.
+    pub argv: [u8; ARGV_MAX_BYTES],
+    /// Resolved path of the executed file (see the module doc for the encoding).
+    pub path: [u8; PATH_BUF_BYTES],
+}
+
+/// Which syscall opened a file (`FileOpenEvent::syscall`).
+pub mod open_syscall {
+    pub const OPEN: u32 = 1;
+    pub const OPENAT: u32 = 2;
+    pub const OPENAT2: u32 = 3;
+    pub const CREAT: u32 = 4;
+    pub const OPEN_BY_HANDLE_AT: u32 = 5;
+}
+
+/// A successful open. Variable-sized: ends after `path_len` bytes of `path`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOpenEvent {
+    pub header: EventHeader,
+    /// One of [`open_syscall`].
+    pub syscall: u32,
+    /// Flags the caller asked for (`O_*`, lower 32 bits).
+    pub open_flags: u32,
+    /// `file->f_mode` of the opened file (`FMODE_*`).
+    pub f_mode: u32,
+    /// The descriptor the syscall returned.
+    pub fd: u32,
+    pub ino: u64,
+    pub dev: u32,
+    pub path_len: u32,
+    /// Resolved path of the opened file (see the module doc for the encoding).
+    pub path: [u8; PATH_BUF_BYTES],
+}
+
+/// A `connect` call and its result.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectEvent {
+    pub header: EventHeader,
+    /// Return value of the syscall (0 or a negative errno).
+    pub ret: i32,
+    pub fd: u32,
+    /// `addrlen` the caller passed.
+    pub addr_len: u32,
+    pub _pad: u32,
+    /// The socket address, copied from the caller (`struct sockaddr_*`).
+    pub addr: [u8; SOCKADDR_MAX_BYTES],
+}
+
+/// State kept between entry and exit of a `connect` (map value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingConnect {
+    pub fd: u32,
+    pub addr_len: u32,
+    pub addr: [u8; SOCKADDR_MAX_BYTES],
+}
+
+/// State kept between entry and exit of an open-family syscall (map value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingOpen {
+    pub syscall: u32,
+    pub open_flags: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 48);
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 48 + 16);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 48 + 8);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + 24 + ARGV_MAX_BYTES + PATH_BUF_BYTES);
+const _: () = assert!(core::mem::size_of::<FileOpenEvent>() == 48 + 32 + PATH_BUF_BYTES);
+const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 48 + 16 + SOCKADDR_MAX_BYTES);
+const _: () = assert!(core::mem::size_of::<PendingConnect>() == 8 + SOCKADDR_MAX_BYTES);
+const _: () = assert!(core::mem::size_of::<PendingOpen>() == 8);
+const _: () = assert!(PATH_MAX_BYTES.is_power_of_two());
+const _: () = assert!(ARGV_MAX_BYTES.is_power_of_two());
+
+/// Bytes of an exec record before its path.
+pub const EXEC_PATH_OFFSET: usize = core::mem::offset_of!(ExecEvent, path);
+/// Bytes of a file-open record before its path.
+pub const FILE_OPEN_PATH_OFFSET: usize = core::mem::offset_of!(FileOpenEvent, path);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (all): repr(C), integers and byte arrays only, padding spelled out.
+    unsafe impl aya::Pod for super::PendingOpen {}
+    unsafe impl aya::Pod for super::PendingConnect {}
+}

@@ -1,0 +1,54 @@
+//! Map names and sizes, used by both sides.
+
+/// Session membership: tgid -> [`crate::session::SessionMember`].
+pub const SESSIONS: &str = "SESSIONS";
+/// Capacity of [`SESSIONS`]: processes in all sessions at once.
+pub const SESSIONS_MAX: u32 = 65_536;
+
+/// Telemetry ring buffer (file, exec, process and network events).
+pub const EVENTS: &str = "EVENTS";
+/// Size of [`EVENTS`] in bytes (a power of two, a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Per-CPU loss and error counters, indexed by [`Counter`].
+pub const COUNTERS: &str = "COUNTERS";
+
+/// Syscalls of session members between entry and exit: pid_tgid -> pending state.
+pub const PENDING_MAX: u32 = 16_384;
+
+/// What the kernel side counts. Indices into [`COUNTERS`]; only ever appended.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// An event was dropped because the ring buffer was full.
+    RingbufFull = 0,
+    /// A child could not be added to [`SESSIONS`] (map full): it left the session.
+    SessionMapFull = 1,
+    /// A kernel read failed while building an event; the event was sent incomplete.
+    KernelReadError = 2,
+    /// A syscall's entry state could not be stored; its exit produced no event.
+    PendingMapFull = 3,
+}
+
+/// Number of entries of [`COUNTERS`].
+pub const COUNTERS_LEN: u32 = 4;
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; COUNTERS_LEN as usize] = [
+        Counter::RingbufFull,
+        Counter::SessionMapFull,
+        Counter::KernelReadError,
+        Counter::PendingMapFull,
+    ];
+
+    /// Stable name used in events and status output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::RingbufFull => "ringbuf_full",
+            Counter::SessionMapFull => "session_map_full",
+            Counter::KernelReadError => "kernel_read_error",
+            Counter::PendingMapFull => "pending_map_full",
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Reading kernel memory at offsets patched in from BTF, and the pieces every hook
+//! shares: the load-time config, the event header, counters and emission.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
+    generated::{bpf_get_current_task, bpf_ktime_get_boot_ns},
+};
+use monitor_common::{
+    config::KernelConfig,
+    event::EventHeader,
+    maps::Counter,
+    session::SessionMember,
+};
+
+use crate::maps::{COUNTERS, EVENTS, SESSIONS};
+
+/// Patched by the daemon before load (see `monitor_common::config`).
+#[unsafe(no_mangle)]
+pub(crate) static KERNEL_CONFIG: KernelConfig = KernelConfig::ZERO;
+
+/// Reads one field of the load-time config. The volatile read keeps the compiler from
+/// folding in the all-zero value the object was built with.
+macro_rules! config {
+    ($($field:tt).+) => {
+        // SAFETY: KERNEL_CONFIG is a plain static; the read is in bounds.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(crate::kernel::KERNEL_CONFIG.$($field).+)) }
+    };
+}
+pub(crate) use config;
+
+/// Hides `value` from the optimizer. A bounds check LLVM considers redundant (a mask
+/// after a comparison) is otherwise deleted, and the verifier, which tracks registers
+/// rather than facts, then rejects the access it guarded.
+#[inline(always)]
+pub fn opaque<T: Copy>(value: T) -> T {
+    // SAFETY: reading a local through a valid pointer.
+    unsafe { core::ptr::read_volatile(&value) }
+}
+
+/// A failed kernel read.
+pub struct ReadError;
+
+/// Reads a `T` at `base + offset` in kernel memory.
+#[inline(always)]
+pub fn read<T>(base: u64, offset: u32) -> Result<T, ReadError> {
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an error, not a fault.
+    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T) }.map_err(|_| ReadError)
+}
+
+/// Reads a kernel pointer at `base + offset`; null is an error.
+#[inline(always)]
+pub fn read_ptr(base: u64, offset: u32) -> Result<u64, ReadError> {
+    match read::<u64>(base, offset)? {
+        0 => Err(ReadError),
+        p => Ok(p),
+    }
+}
+
+#[inline(always)]
+pub fn current_task() -> u64 {
+    // SAFETY: always valid in tracing programs.
+    unsafe { bpf_get_current_task() }
+}
+
+#[inline(always)]
+pub fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+/// The session of `tgid`, if it is in one. This lookup is all a process outside every
+/// session pays.
+#[inline(always)]
+pub fn session_of(tgid: u32) -> Option<SessionMember> {
+    // SAFETY: the value is copied out at once; entries are plain integers.
+    unsafe { SESSIONS.get(&tgid) }.copied()
+}
+
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot, this program is its only writer on this CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Fills the common header for the current task. Returns false if a kernel read
+/// failed (the header is still usable; the caller flags the event).
+#[inline(always)]
+pub fn fill_header(header: &mut EventHeader, kind: u16, size: u32, session_id: u64) -> bool {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    header.kind = kind;
+    header.flags = 0;
+    header.size = size;
+    // SAFETY: helper without preconditions.
+    header.time_ns = unsafe { bpf_ktime_get_boot_ns() };
+    header.session_id = session_id;
+    header.tgid = (pid_tgid >> 32) as u32;
+    header.tid = pid_tgid as u32;
+    header.uid = uid_gid as u32;
+    header.gid = (uid_gid >> 32) as u32;
+    match process_start_time(current_task()) {
+        Ok(start) => {
+            header.start_time_ns = start;
+            true
+        }
+        Err(ReadError) => {
+            header.start_time_ns = 0;
+            false
+        }
+    }
+}
+
+/// Start time of the process `task` belongs to (its group leader's).
+#[inline(always)]
+pub fn process_start_time(task: u64) -> Result<u64, ReadError> {
+    let leader = read_ptr(task, config!(offsets.task_group_leader))?;
+    read::<u64>(leader, config!(offsets.task_start_boottime))
+}
+
+/// Sends `len` bytes starting at `record` to the ring buffer, counting a full buffer.
+#[inline(always)]
+pub fn emit(record: &[u8]) {
+    if EVENTS.output::<[u8]>(record, 0).is_err() {
+        count(Counter::RingbufFull);
+    }
+}

@@ -1,0 +1,37 @@
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{
+    event::{ExecEvent, FileOpenEvent, PendingConnect, PendingOpen},
+    maps::{COUNTERS_LEN, EVENTS_BYTES, PENDING_MAX, SESSIONS_MAX},
+    session::SessionMember,
+};
+
+/// tgid -> session. Written by userspace for a session's first process, copied to
+/// children at fork, removed when the last thread exits.
+#[map]
+pub static SESSIONS: HashMap<u32, SessionMember> = HashMap::with_max_entries(SESSIONS_MAX, 0);
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+
+/// pid_tgid -> open-family syscall in flight (LRU: a thread that never returns
+/// cannot leak an entry).
+#[map]
+pub static PENDING_OPENS: LruHashMap<u64, PendingOpen> =
+    LruHashMap::with_max_entries(PENDING_MAX, 0);
+
+/// pid_tgid -> connect in flight.
+#[map]
+pub static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> =
+    LruHashMap::with_max_entries(PENDING_MAX, 0);
+
+/// Per-CPU space to build records too large for the 512-byte stack.
+#[map]
+pub static FILE_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);

@@ -1,0 +1,206 @@
+//! Session membership follows the process tree: fork copies it, exit removes it.
+
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_user,
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use monitor_common::{
+    event::{
+        ARGV_MAX_BYTES, EXEC_PATH_OFFSET, ExecEvent, ExitEvent, ForkEvent, PATH_BUF_BYTES, flags,
+        kind,
+    },
+    maps::Counter,
+};
+
+use crate::{
+    kernel::{
+        ReadError, config, count, current_task, current_tgid, emit, fill_header, read, read_ptr,
+        session_of,
+    },
+    maps::{EVENTS, EXEC_SCRATCH, SESSIONS},
+};
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`;
+/// raw tracepoint, Linux >= 4.17. Runs in the parent before the child is first
+/// scheduled, so the child is in the session before its first instruction.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let _ = try_fork(&ctx);
+    0
+}
+
+fn try_fork(ctx: &RawTracePointContext) -> Result<(), ReadError> {
+    let parent_tgid = current_tgid();
+    let Some(member) = session_of(parent_tgid) else {
+        return Ok(());
+    };
+    let child: u64 = ctx.arg(1);
+    let child_tgid = match read::<u32>(child, config!(offsets.task_tgid)) {
+        Ok(tgid) => tgid,
+        Err(e) => {
+            // Without the child's tgid it cannot join the session: that must not pass
+            // silently.
+            count(Counter::SessionMapFull);
+            return Err(e);
+        }
+    };
+    if child_tgid == parent_tgid {
+        return Ok(()); // a new thread: already a member through its tgid
+    }
+    let mut event_flags = 0;
+    if SESSIONS.insert(&child_tgid, &member, 0).is_err() {
+        count(Counter::SessionMapFull);
+        event_flags |= flags::CHILD_NOT_TRACKED;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        count(Counter::RingbufFull);
+        return Ok(());
+    };
+    // SAFETY: the entry is ours until submitted; every field is written below.
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    if !fill_header(&mut event.header, kind::PROCESS_FORK, size_of::<ForkEvent>() as u32, member.session_id) {
+        event_flags |= flags::READ_ERROR;
+    }
+    event.child_tgid = child_tgid;
+    event._pad = 0;
+    event.child_start_time_ns = match read::<u64>(child, config!(offsets.task_start_boottime)) {
+        Ok(t) => t,
+        Err(ReadError) => {
+            event_flags |= flags::READ_ERROR;
+            0
+        }
+    };
+    event.header.flags = event_flags;
+    entry.submit(0);
+    Ok(())
+}
+
+/// `sched_process_exit(struct task_struct *p)` (6.16+ adds `bool group_dead`);
+/// raw tracepoint, Linux >= 4.17. Fires for every thread, after
+/// `signal->live` was decremented: the process is gone when `live` is 0.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+fn try_exit(ctx: &RawTracePointContext) -> Result<(), ReadError> {
+    let tgid = current_tgid();
+    let Some(member) = session_of(tgid) else {
+        return Ok(());
+    };
+    let task: u64 = ctx.arg(0);
+    let signal = read_ptr(task, config!(offsets.task_signal))?;
+    let live = read::<i32>(signal, config!(offsets.signal_live))?;
+    if live != 0 {
+        return Ok(()); // another thread of the process is still running
+    }
+    let _ = SESSIONS.remove(&tgid);
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        count(Counter::RingbufFull);
+        return Ok(());
+    };
+    // SAFETY: the entry is ours until submitted; every field is written below.
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    let mut event_flags = 0;
+    if !fill_header(&mut event.header, kind::PROCESS_EXIT, size_of::<ExitEvent>() as u32, member.session_id) {
+        event_flags |= flags::READ_ERROR;
+    }
+    event.exit_code = match read::<u32>(task, config!(offsets.task_exit_code)) {
+        Ok(code) => code,
+        Err(ReadError) => {
+            event_flags |= flags::READ_ERROR;
+            0
+        }
+    };
+    event._pad = 0;
+    event.header.flags = event_flags;
+    entry.submit(0);
+    Ok(())
+}
+
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`;
+/// raw tracepoint, Linux >= 4.17. Runs after the new image is set up: `current->mm`
+/// holds the new argument vector.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    let _ = try_exec(&ctx);
+    0
+}
+
+fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
+    let tgid = current_tgid();
+    let Some(member) = session_of(tgid) else {
+        return Ok(());
+    };
+    let Some(event) = EXEC_SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+    let event = unsafe { &mut *event };
+    let mut event_flags = 0;
+    if !fill_header(&mut event.header, kind::PROCESS_EXEC, 0, member.session_id) {
+        event_flags |= flags::READ_ERROR;
+    }
+    event.path_len = 0;
+    event.argv_len = 0;
+    event.ino = 0;
+    event.dev = 0;
+    event._pad = 0;
+
+    if read_argv(event).is_err() {
+        event_flags |= flags::READ_ERROR;
+    }
+    if event.argv_len as usize == ARGV_MAX_BYTES {
+        event_flags |= flags::ARGV_TRUNCATED;
+    }
+
+    let bprm: u64 = ctx.arg(2);
+    match read_ptr(bprm, config!(offsets.binprm_file)) {
+        Ok(file) => match crate::syscalls::describe_file(file, event.path.as_mut_ptr()) {
+            Ok(described) => {
+                event.path_len = described.path_len;
+                event.ino = described.ino;
+                event.dev = described.dev;
+                event_flags |= described.flags;
+            }
+            Err(ReadError) => event_flags |= flags::READ_ERROR,
+        },
+        Err(ReadError) => event_flags |= flags::READ_ERROR,
+    }
+    event.header.flags = event_flags;
+
+    let mut path_len = event.path_len as usize;
+    if path_len > PATH_BUF_BYTES {
+        path_len = PATH_BUF_BYTES;
+    }
+    let size = EXEC_PATH_OFFSET + path_len;
+    event.header.size = size as u32;
+    // SAFETY: size <= size_of::<ExecEvent>() by the bound above.
+    let bytes = unsafe { core::slice::from_raw_parts((event as *const ExecEvent).cast::<u8>(), size) };
+    emit(bytes);
+    Ok(())
+}
+
+fn read_argv(event: &mut ExecEvent) -> Result<(), ReadError> {
+    let mm = read_ptr(current_task(), config!(offsets.task_mm))?;
+    let start = read::<u64>(mm, config!(offsets.mm_arg_start))?;
+    let end = read::<u64>(mm, config!(offsets.mm_arg_end))?;
+    if end <= start {
+        return Ok(());
+    }
+    let mut len = end - start;
+    if len > ARGV_MAX_BYTES as u64 {
+        len = ARGV_MAX_BYTES as u64;
+    }
+    // SAFETY: len <= argv.len(); the helper checks the user address.
+    let ret = unsafe {
+        bpf_probe_read_user(event.argv.as_mut_ptr().cast(), len as u32, start as *const _)
+    };
+    if ret < 0 {
+        return Err(ReadError);
+    }
+    event.argv_len = len as u32;
+    Ok(())
+}

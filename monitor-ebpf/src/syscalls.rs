@@ -1,0 +1,293 @@
+//! Syscall entry and exit: open-family syscalls and `connect`.
+//!
+//! `raw_syscalls:sys_enter/sys_exit` fire for every syscall of every task; the first
+//! thing each does is compare the syscall number against the few watched ones, so
+//! unrelated syscalls cost a handful of instructions and no map lookup.
+//! Opens are reported at exit, from the file the returned descriptor refers to: the
+//! path is the one the kernel resolved, never the string the caller passed.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use monitor_common::{
+    event::{
+        ConnectEvent, FILE_OPEN_PATH_OFFSET, FileOpenEvent, PATH_BUF_BYTES, PendingConnect,
+        PendingOpen, SOCKADDR_MAX_BYTES, flags, kind, open_syscall,
+    },
+    maps::Counter,
+};
+
+use crate::{
+    kernel::{ReadError, config, count, current_task, emit, fill_header, read, read_ptr, session_of},
+    maps::{EVENTS, FILE_SCRATCH, PENDING_CONNECTS, PENDING_OPENS},
+    path,
+};
+
+const O_WRONLY: u32 = 0o1;
+const O_CREAT: u32 = 0o100;
+const O_TRUNC: u32 = 0o1000;
+
+/// What the syscall being entered or left is, for the watched ones.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    Open(u32),
+    Connect,
+}
+
+#[inline(always)]
+fn watched(nr: i64) -> Option<Watched> {
+    if nr == config!(syscalls.openat) as i64 {
+        Some(Watched::Open(open_syscall::OPENAT))
+    } else if nr == config!(syscalls.open) as i64 {
+        Some(Watched::Open(open_syscall::OPEN))
+    } else if nr == config!(syscalls.openat2) as i64 {
+        Some(Watched::Open(open_syscall::OPENAT2))
+    } else if nr == config!(syscalls.creat) as i64 {
+        Some(Watched::Open(open_syscall::CREAT))
+    } else if nr == config!(syscalls.open_by_handle_at) as i64 {
+        Some(Watched::Open(open_syscall::OPEN_BY_HANDLE_AT))
+    } else if nr == config!(syscalls.connect) as i64 {
+        Some(Watched::Connect)
+    } else {
+        None
+    }
+}
+
+#[inline(always)]
+fn syscall_arg(regs: u64, n: usize) -> Result<u64, ReadError> {
+    let offset = match n {
+        0 => config!(regs.arg0),
+        1 => config!(regs.arg1),
+        _ => config!(regs.arg2),
+    };
+    read::<u64>(regs, offset)
+}
+
+/// `sys_enter(struct pt_regs *regs, long id)`; raw tracepoint, Linux >= 4.17.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+    let nr: i64 = ctx.arg(1);
+    if let Some(what) = watched(nr) {
+        let _ = try_enter(&ctx, what);
+    }
+    0
+}
+
+fn try_enter(ctx: &RawTracePointContext, what: Watched) -> Result<(), ReadError> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if session_of((pid_tgid >> 32) as u32).is_none() {
+        return Ok(());
+    }
+    let regs: u64 = ctx.arg(0);
+    match what {
+        Watched::Open(syscall) => {
+            let open_flags = match syscall {
+                open_syscall::OPEN => syscall_arg(regs, 1)? as u32,
+                open_syscall::OPENAT | open_syscall::OPEN_BY_HANDLE_AT => {
+                    syscall_arg(regs, 2)? as u32
+                }
+                open_syscall::CREAT => O_CREAT | O_WRONLY | O_TRUNC,
+                // openat2(dirfd, path, struct open_how *how, size): how->flags is a u64
+                // at offset 0 (uapi, stable).
+                _ => {
+                    let how = syscall_arg(regs, 2)?;
+                    let mut how_flags: u64 = 0;
+                    // SAFETY: reads 8 bytes into a local; the helper checks the address.
+                    let ret = unsafe {
+                        bpf_probe_read_user((&mut how_flags as *mut u64).cast(), 8, how as *const _)
+                    };
+                    if ret < 0 {
+                        return Err(ReadError);
+                    }
+                    how_flags as u32
+                }
+            };
+            let pending = PendingOpen { syscall, open_flags };
+            if PENDING_OPENS.insert(&pid_tgid, &pending, 0).is_err() {
+                count(Counter::PendingMapFull);
+            }
+        }
+        Watched::Connect => {
+            let fd = syscall_arg(regs, 0)? as u32;
+            let addr = syscall_arg(regs, 1)?;
+            let addr_len = syscall_arg(regs, 2)? as u32;
+            let mut pending = PendingConnect { fd, addr_len, addr: [0; SOCKADDR_MAX_BYTES] };
+            let mut n = addr_len;
+            if n > SOCKADDR_MAX_BYTES as u32 {
+                n = SOCKADDR_MAX_BYTES as u32;
+            }
+            if n > 0 {
+                // SAFETY: n <= pending.addr.len(); the helper checks the user address.
+                let ret = unsafe {
+                    bpf_probe_read_user(pending.addr.as_mut_ptr().cast(), n, addr as *const _)
+                };
+                if ret < 0 {
+                    count(Counter::KernelReadError);
+                }
+            }
+            if PENDING_CONNECTS.insert(&pid_tgid, &pending, 0).is_err() {
+                count(Counter::PendingMapFull);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `sys_exit(struct pt_regs *regs, long ret)`; raw tracepoint, Linux >= 4.17.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let regs: u64 = ctx.arg(0);
+    let nr = if config!(regs.syscall_nr_size) == 8 {
+        read::<i64>(regs, config!(regs.syscall_nr))
+    } else {
+        read::<i32>(regs, config!(regs.syscall_nr)).map(|nr| nr as i64)
+    };
+    let Ok(nr) = nr else {
+        return 0;
+    };
+    match watched(nr) {
+        Some(Watched::Open(_)) => {
+            let _ = try_exit_open(&ctx);
+        }
+        Some(Watched::Connect) => {
+            let _ = try_exit_connect(&ctx);
+        }
+        None => {}
+    }
+    0
+}
+
+fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(member) = session_of((pid_tgid >> 32) as u32) else {
+        return Ok(());
+    };
+    // SAFETY: copied out at once.
+    let Some(pending) = (unsafe { PENDING_OPENS.get(&pid_tgid) }).copied() else {
+        return Ok(());
+    };
+    let _ = PENDING_OPENS.remove(&pid_tgid);
+    let ret: i64 = ctx.arg(1);
+    if ret < 0 {
+        return Ok(()); // nothing was opened, so there is no file to resolve
+    }
+    let Some(event) = FILE_SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+    let event = unsafe { &mut *event };
+    let mut event_flags = 0;
+    if !fill_header(&mut event.header, kind::FILE_OPEN, 0, member.session_id) {
+        event_flags |= flags::READ_ERROR;
+    }
+    event.syscall = pending.syscall;
+    event.open_flags = pending.open_flags;
+    event.fd = ret as u32;
+    event.f_mode = 0;
+    event.ino = 0;
+    event.dev = 0;
+    event.path_len = 0;
+    match fd_to_file(ret as u32) {
+        Ok(file) => {
+            if let Ok(mode) = read::<u32>(file, config!(offsets.file_f_mode)) {
+                event.f_mode = mode;
+            } else {
+                event_flags |= flags::READ_ERROR;
+            }
+            match describe_file(file, event.path.as_mut_ptr()) {
+                Ok(described) => {
+                    event.path_len = described.path_len;
+                    event.ino = described.ino;
+                    event.dev = described.dev;
+                    event_flags |= described.flags;
+                }
+                Err(ReadError) => event_flags |= flags::READ_ERROR,
+            }
+        }
+        Err(ReadError) => event_flags |= flags::READ_ERROR,
+    }
+    if event_flags & flags::READ_ERROR != 0 {
+        count(Counter::KernelReadError);
+    }
+    event.header.flags = event_flags;
+    let mut path_len = event.path_len as usize;
+    if path_len > PATH_BUF_BYTES {
+        path_len = PATH_BUF_BYTES;
+    }
+    let size = FILE_OPEN_PATH_OFFSET + path_len;
+    event.header.size = size as u32;
+    // SAFETY: size <= size_of::<FileOpenEvent>() by the bound above.
+    let bytes =
+        unsafe { core::slice::from_raw_parts((event as *const FileOpenEvent).cast::<u8>(), size) };
+    emit(bytes);
+    Ok(())
+}
+
+/// `current->files->fdt->fd[fd]`.
+#[inline(always)]
+fn fd_to_file(fd: u32) -> Result<u64, ReadError> {
+    let files = read_ptr(current_task(), config!(offsets.task_files))?;
+    let fdt = read_ptr(files, config!(offsets.files_fdt))?;
+    let max_fds = read::<u32>(fdt, config!(offsets.fdtable_max_fds))?;
+    if fd >= max_fds {
+        return Err(ReadError);
+    }
+    let fd_array = read_ptr(fdt, config!(offsets.fdtable_fd))?;
+    read_ptr(fd_array, fd * 8)
+}
+
+/// Path, inode and device of an open file.
+pub struct Described {
+    pub path_len: u32,
+    pub ino: u64,
+    pub dev: u32,
+    pub flags: u16,
+}
+
+/// Resolves `file` (a `struct file *`) into `buf` and reads its inode identity.
+#[inline(always)]
+pub fn describe_file(file: u64, buf: *mut u8) -> Result<Described, ReadError> {
+    let resolved = path::resolve(file + config!(offsets.file_f_path) as u64, buf)?;
+    let mut described = Described { path_len: resolved.len, ino: 0, dev: 0, flags: resolved.flags };
+    if let Ok(inode) = read_ptr(file, config!(offsets.file_f_inode)) {
+        described.ino = read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0);
+        if let Ok(sb) = read_ptr(inode, config!(offsets.inode_i_sb)) {
+            described.dev = read::<u32>(sb, config!(offsets.super_block_s_dev)).unwrap_or(0);
+        }
+    }
+    Ok(described)
+}
+
+fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), ReadError> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(member) = session_of((pid_tgid >> 32) as u32) else {
+        return Ok(());
+    };
+    let Some(pending) = PENDING_CONNECTS.get_ptr(&pid_tgid) else {
+        return Ok(());
+    };
+    let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
+        count(Counter::RingbufFull);
+        let _ = PENDING_CONNECTS.remove(&pid_tgid);
+        return Ok(());
+    };
+    // SAFETY: the entry is ours until submitted; every field is written below.
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    let mut event_flags = 0;
+    if !fill_header(&mut event.header, kind::NET_CONNECT, size_of::<ConnectEvent>() as u32, member.session_id) {
+        event_flags |= flags::READ_ERROR;
+    }
+    event.header.flags = event_flags;
+    event.ret = ctx.arg::<i64>(1) as i32;
+    // SAFETY: map value pointer, valid until removed below.
+    let pending = unsafe { &*pending };
+    event.fd = pending.fd;
+    event.addr_len = pending.addr_len;
+    event._pad = 0;
+    event.addr = pending.addr;
+    let _ = PENDING_CONNECTS.remove(&pid_tgid);
+    entry.submit(0);
+    Ok(())
+}

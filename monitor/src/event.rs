@@ -1,0 +1,225 @@
+//! The JSON events agent-monitor emits, one object per line (docs/EVENTS.md,
+//! docs/event.schema.json). Changes are additive: fields are added, never renamed or
+//! removed, and `schema_version` changes only if that promise is ever broken.
+
+use serde::Serialize;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Event types (`type` field).
+pub mod types {
+    pub const SESSION_START: &str = "session.start";
+    pub const SESSION_END: &str = "session.end";
+    pub const PROCESS_START: &str = "process.start";
+    pub const PROCESS_EXEC: &str = "process.exec";
+    pub const PROCESS_EXIT: &str = "process.exit";
+    pub const FILE_OPEN: &str = "file.open";
+    pub const NET_CONNECT: &str = "net.connect";
+    pub const MONITOR_LOSS: &str = "monitor.loss";
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub schema_version: u32,
+    /// RFC 3339, UTC, nanoseconds.
+    pub time: String,
+    pub host: String,
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    pub session: Session,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<File>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec: Option<Exec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net: Option<Net>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<Exit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss: Option<Loss>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<Monitor>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Session {
+    /// 16 hex digits.
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_pid: Option<u32>,
+    /// session.start: the command the session runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// session.end: session members still running when the session's root exited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_pids: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// The program the process runs (resolved path), null before its first exec is seen.
+    pub exe: Option<String>,
+    pub argv: Vec<String>,
+    pub start_time: String,
+    /// With `pid`, the identity of the process (immune to pid reuse).
+    pub start_boottime_ns: u64,
+    /// Parent pids, nearest first, up to the session root's parent.
+    pub ancestry: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct File {
+    /// Absolute path of the opened file, resolved by the kernel.
+    pub path: String,
+    /// `read`, `write`, `read_write`, or `none` (O_PATH descriptors).
+    pub access: &'static str,
+    /// The open created the file.
+    pub created: bool,
+    /// The open asked to truncate the file (O_TRUNC).
+    pub truncate: bool,
+    /// Open flags the caller passed, by name (`O_CREAT`, `O_APPEND`, ...).
+    pub flags: Vec<&'static str>,
+    pub syscall: &'static str,
+    pub fd: u32,
+    pub inode: u64,
+    pub device: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exec {
+    pub path: String,
+    pub argv: Vec<String>,
+    pub inode: u64,
+    pub device: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub argv_truncated: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Net {
+    /// `inet`, `inet6`, `unix`, or `other`.
+    pub family: &'static str,
+    /// IP address, unix socket path (`@name` for abstract sockets), or empty.
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// For an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), the IPv4 address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapped_ipv4: Option<String>,
+    /// Address family number, for `other`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_number: Option<u16>,
+    pub fd: u32,
+    /// 0 on success, else the errno the call failed with (EINPROGRESS for a
+    /// non-blocking connect under way).
+    pub errno: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exit {
+    /// Exit code when the process exited normally.
+    pub code: Option<i32>,
+    /// Signal number when a signal ended it.
+    pub signal: Option<i32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// `allow`, `audit`, `deny` or `kill`.
+    pub action: &'static str,
+}
+
+impl Decision {
+    pub const ALLOW: Decision = Decision { action: "allow" };
+}
+
+/// Counts of what was lost, cumulative since the monitor started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Loss {
+    /// Kernel: records dropped because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Kernel: children that could not join their parent's session (map full).
+    pub session_map_full: u64,
+    /// Kernel: records sent with fields missing after a failed kernel read.
+    pub kernel_read_error: u64,
+    /// Kernel: syscalls whose entry state could not be kept (no event at exit).
+    pub pending_map_full: u64,
+    /// Userspace: records that failed to decode.
+    pub decode_error: u64,
+    /// Userspace: records dropped because the processing queue was full.
+    pub queue_full: u64,
+}
+
+impl Loss {
+    pub fn total(&self) -> u64 {
+        self.ringbuf_full
+            + self.session_map_full
+            + self.kernel_read_error
+            + self.pending_map_full
+            + self.decode_error
+            + self.queue_full
+    }
+}
+
+/// About the monitor itself (session.start, session.end).
+#[derive(Debug, Clone, Serialize)]
+pub struct Monitor {
+    pub version: &'static str,
+    pub pid: u32,
+    pub kernel: String,
+    pub arch: &'static str,
+    /// session.end: events written for this session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
+}
+
+/// Renders bytes from the kernel as JSON text: valid UTF-8 as is, any other byte as
+/// `\xNN` so that no byte of a hostile file name is lost or silently replaced.
+pub fn text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// `major:minor` of a kernel-internal dev_t (`MAJOR = dev >> 20`, `MINOR = dev & 0xfffff`).
+pub fn device(dev: u32) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xf_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_keeps_every_byte() {
+        assert_eq!(text(b"/etc/hostname"), "/etc/hostname");
+        assert_eq!(text("/tmp/é".as_bytes()), "/tmp/é");
+        assert_eq!(text(b"/tmp/\xff\xfeok"), "/tmp/\\xff\\xfeok");
+    }
+
+    #[test]
+    fn device_numbers() {
+        assert_eq!(device((8 << 20) | 1), "8:1");
+        assert_eq!(device(0), "0:0");
+    }
+}

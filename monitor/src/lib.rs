@@ -1,0 +1,18 @@
+//! agent-monitor: the daemon and CLI. The data flow, one module per stage:
+//! `loader` (eBPF in) -> `ingest` (ring buffer -> queue) -> `decode` (bytes -> typed
+//! events) -> `process_tree` (who is who) -> `pipeline` (JSON events) -> `sink`.
+
+pub mod btf;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod decode;
+pub mod event;
+pub mod ingest;
+pub mod kernel_config;
+pub mod launcher;
+pub mod loader;
+pub mod pipeline;
+pub mod process_tree;
+pub mod session_map;
+pub mod sink;

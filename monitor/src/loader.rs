@@ -1,0 +1,95 @@
+//! Loads the embedded eBPF object with this kernel's configuration and attaches every
+//! program. What a kernel lacks is a typed error naming the hook and the fix.
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint},
+};
+use monitor_common::{config::KERNEL_CONFIG, maps};
+
+use crate::{
+    btf::{Btf, BtfError},
+    kernel_config::kernel_config,
+    session_map::SessionMap,
+};
+
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+/// (program name in the object, raw tracepoint it attaches to).
+const RAW_TRACEPOINTS: [(&str, &str); 5] = [
+    // Membership first: a fork must copy membership before the child can act.
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exit", "sched_process_exit"),
+    ("sched_process_exec", "sched_process_exec"),
+    ("sys_enter", "sys_enter"),
+    ("sys_exit", "sys_exit"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("agent-monitor must run as root (it loads eBPF programs: CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE)")]
+    NotRoot,
+    #[error("reading the kernel's type information (BTF): {0}")]
+    Btf(#[from] BtfError),
+    #[error("the kernel refused the eBPF object: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("eBPF object has no program {0} (build mismatch)")]
+    MissingProgram(&'static str),
+    #[error("eBPF object has no map {0} (build mismatch)")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("loading {program} (raw tracepoint {tracepoint}) failed: {source:#}; the kernel needs CONFIG_BPF_EVENTS and raw tracepoint support (Linux >= 4.17)")]
+    Attach { program: &'static str, tracepoint: &'static str, source: ProgramError },
+}
+
+/// The loaded programs and the maps userspace works with. Dropping it detaches every
+/// program and frees every map (nothing is pinned).
+pub struct Probes {
+    pub ebpf: Ebpf,
+    pub sessions: SessionMap,
+    pub events: RingBuf<MapData>,
+    pub counters: PerCpuArray<MapData, u64>,
+}
+
+fn raise_memlock_limit() {
+    // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones ignore it.
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid pointer. Failure only matters on old kernels,
+    // where loading then fails with its own error.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
+impl Probes {
+    pub fn load() -> Result<Probes, LoadError> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(LoadError::NotRoot);
+        }
+        raise_memlock_limit();
+        let btf = Btf::from_sys_fs()?;
+        let config = kernel_config(&btf)?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(None)
+            .override_global(KERNEL_CONFIG, &config, true)
+            .load(EBPF_OBJECT)?;
+        for (program, tracepoint) in RAW_TRACEPOINTS {
+            let prog: &mut RawTracePoint = ebpf
+                .program_mut(program)
+                .ok_or(LoadError::MissingProgram(program))?
+                .try_into()
+                .map_err(|source| LoadError::Attach { program, tracepoint, source })?;
+            prog.load().map_err(|source| LoadError::Attach { program, tracepoint, source })?;
+            prog.attach(tracepoint).map_err(|source| LoadError::Attach { program, tracepoint, source })?;
+        }
+        let sessions = ebpf.take_map(maps::SESSIONS).ok_or(LoadError::MissingMap(maps::SESSIONS))?;
+        let sessions = SessionMap::new(sessions).map_err(|source| LoadError::Map { name: maps::SESSIONS, source })?;
+        let events = ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap(maps::EVENTS))?;
+        let events = RingBuf::try_from(events).map_err(|source| LoadError::Map { name: maps::EVENTS, source })?;
+        let counters = ebpf.take_map(maps::COUNTERS).ok_or(LoadError::MissingMap(maps::COUNTERS))?;
+        let counters =
+            PerCpuArray::try_from(counters).map_err(|source| LoadError::Map { name: maps::COUNTERS, source })?;
+        Ok(Probes { ebpf, sessions, events, counters })
+    }
+}

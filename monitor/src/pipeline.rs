@@ -1,0 +1,305 @@
+//! Kernel events -> process tree -> JSON events -> sink.
+
+use std::io;
+
+use monitor_common::event::{EventHeader, flags, open_syscall};
+
+use crate::{
+    clock::BootClock,
+    decode::{KernelEvent, SocketAddress},
+    event::{self, Decision, Event, Exec, Exit, File, Net, Process, Session, text, types},
+    process_tree::{ProcessInfo, ProcessTree},
+    sink::Sink,
+};
+
+/// Identity of the host and monitor, stamped on every event.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub host: String,
+    pub clock: BootClock,
+}
+
+impl Context {
+    pub fn new() -> Context {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        Context { host, clock: BootClock::new() }
+    }
+
+    /// An event of `event_type` at `boot_ns` with every optional part empty.
+    pub fn event(&self, event_type: &'static str, boot_ns: u64, session: Session) -> Event {
+        Event {
+            schema_version: event::SCHEMA_VERSION,
+            time: self.clock.rfc3339(boot_ns),
+            host: self.host.clone(),
+            event_type,
+            session,
+            process: None,
+            file: None,
+            exec: None,
+            net: None,
+            exit: None,
+            decision: None,
+            loss: None,
+            monitor: None,
+        }
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn session_id_text(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+pub fn session_ref(id: u64) -> Session {
+    Session { id: session_id_text(id), root_pid: None, command: None, remaining_pids: None }
+}
+
+pub struct Pipeline {
+    pub context: Context,
+    pub tree: ProcessTree,
+    pub sink: Sink,
+}
+
+impl Pipeline {
+    pub fn new(context: Context, tree: ProcessTree, sink: Sink) -> Pipeline {
+        Pipeline { context, tree, sink }
+    }
+
+    /// Updates the process tree with `kernel_event` and writes the JSON event.
+    pub fn handle(&mut self, kernel_event: KernelEvent) -> io::Result<()> {
+        let event = self.translate(kernel_event);
+        self.sink.write(&event)
+    }
+
+    pub fn translate(&mut self, kernel_event: KernelEvent) -> Event {
+        match kernel_event {
+            KernelEvent::Fork { header, child_tgid, child_start_time_ns } => {
+                self.tree.fork(header.tgid, header.start_time_ns, child_tgid, child_start_time_ns, header.session_id);
+                let mut event = self.base(types::PROCESS_START, &header);
+                let child = EventHeader { tgid: child_tgid, tid: child_tgid, start_time_ns: child_start_time_ns, ..header };
+                event.process = Some(self.process(&child));
+                event.decision = Some(Decision::ALLOW);
+                event
+            }
+            KernelEvent::Exec { header, path, argv, ino, dev } => {
+                self.tree.exec(header.tgid, header.start_time_ns, header.session_id, path.bytes.clone(), argv.clone());
+                let mut event = self.base(types::PROCESS_EXEC, &header);
+                event.exec = Some(Exec {
+                    path: text(&path.bytes),
+                    argv: argv.iter().map(|a| text(a)).collect(),
+                    inode: ino,
+                    device: event::device(dev),
+                    argv_truncated: header.flags & flags::ARGV_TRUNCATED != 0,
+                    path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
+                });
+                event.decision = Some(Decision::ALLOW);
+                event
+            }
+            KernelEvent::Exit { header, exit_code } => {
+                let mut event = self.base(types::PROCESS_EXIT, &header);
+                event.exit = Some(exit_status(exit_code));
+                self.tree.exit(header.tgid, header.start_time_ns);
+                event
+            }
+            KernelEvent::FileOpen { header, syscall, open_flags, f_mode, fd, ino, dev, path } => {
+                let mut event = self.base(types::FILE_OPEN, &header);
+                event.file = Some(File {
+                    path: text(&path.bytes),
+                    access: access(f_mode, open_flags),
+                    created: f_mode & FMODE_CREATED != 0,
+                    truncate: open_flags & libc::O_TRUNC as u32 != 0,
+                    flags: open_flag_names(open_flags),
+                    syscall: open_syscall_name(syscall),
+                    fd,
+                    inode: ino,
+                    device: event::device(dev),
+                    path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
+                });
+                event.decision = Some(Decision::ALLOW);
+                event
+            }
+            KernelEvent::Connect { header, ret, fd, addr } => {
+                let mut event = self.base(types::NET_CONNECT, &header);
+                event.net = Some(net(addr, fd, ret));
+                event.decision = Some(Decision::ALLOW);
+                event
+            }
+        }
+    }
+
+    fn base(&mut self, event_type: &'static str, header: &EventHeader) -> Event {
+        let mut event = self.context.event(event_type, header.time_ns, session_ref(header.session_id));
+        event.process = Some(self.process(header));
+        event
+    }
+
+    fn process(&mut self, header: &EventHeader) -> Process {
+        let known: ProcessInfo = self.tree.observe(header.tgid, header.start_time_ns, header.session_id).clone();
+        Process {
+            pid: header.tgid,
+            tid: header.tid,
+            ppid: known.ppid,
+            uid: header.uid,
+            gid: header.gid,
+            exe: known.exe.as_deref().map(text),
+            argv: known.argv.iter().map(|a| text(a)).collect(),
+            start_time: self.context.clock.rfc3339(header.start_time_ns),
+            start_boottime_ns: header.start_time_ns,
+            ancestry: self.tree.ancestry(header.tgid),
+        }
+    }
+}
+
+/// `FMODE_READ`, `FMODE_WRITE`, `FMODE_CREATED` (include/linux/fs.h; unchanged since 4.19).
+const FMODE_READ: u32 = 0x1;
+const FMODE_WRITE: u32 = 0x2;
+const FMODE_CREATED: u32 = 0x10_0000;
+
+/// What the descriptor allows, from the file's own mode (falling back to the flags the
+/// caller passed if the mode could not be read).
+fn access(f_mode: u32, open_flags: u32) -> &'static str {
+    let (read, write) = if f_mode != 0 {
+        (f_mode & FMODE_READ != 0, f_mode & FMODE_WRITE != 0)
+    } else {
+        match open_flags & libc::O_ACCMODE as u32 {
+            0 => (true, false),
+            1 => (false, true),
+            _ => (true, true),
+        }
+    };
+    match (read, write) {
+        (true, true) => "read_write",
+        (true, false) => "read",
+        (false, true) => "write",
+        (false, false) => "none",
+    }
+}
+
+fn open_flag_names(open_flags: u32) -> Vec<&'static str> {
+    let flags = open_flags as i32;
+    let mut names = Vec::new();
+    let named = [
+        (libc::O_CREAT, "O_CREAT"),
+        (libc::O_EXCL, "O_EXCL"),
+        (libc::O_NOCTTY, "O_NOCTTY"),
+        (libc::O_TRUNC, "O_TRUNC"),
+        (libc::O_APPEND, "O_APPEND"),
+        (libc::O_NONBLOCK, "O_NONBLOCK"),
+        (libc::O_DSYNC, "O_DSYNC"),
+        (libc::O_DIRECT, "O_DIRECT"),
+        (libc::O_NOFOLLOW, "O_NOFOLLOW"),
+        (libc::O_NOATIME, "O_NOATIME"),
+        (libc::O_CLOEXEC, "O_CLOEXEC"),
+        (libc::O_PATH, "O_PATH"),
+    ];
+    for (bit, name) in named {
+        if flags & bit == bit {
+            names.push(name);
+        }
+    }
+    if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        names.push("O_TMPFILE");
+    } else if flags & libc::O_DIRECTORY != 0 {
+        names.push("O_DIRECTORY");
+    }
+    if flags & libc::O_SYNC == libc::O_SYNC {
+        names.push("O_SYNC");
+    }
+    names
+}
+
+fn open_syscall_name(syscall: u32) -> &'static str {
+    match syscall {
+        open_syscall::OPEN => "open",
+        open_syscall::OPENAT => "openat",
+        open_syscall::OPENAT2 => "openat2",
+        open_syscall::CREAT => "creat",
+        open_syscall::OPEN_BY_HANDLE_AT => "open_by_handle_at",
+        _ => "unknown",
+    }
+}
+
+/// Decodes a wait status (`task->exit_code`).
+pub fn exit_status(status: u32) -> Exit {
+    let signal = status & 0x7f;
+    if signal == 0 {
+        Exit { code: Some(((status >> 8) & 0xff) as i32), signal: None, core_dumped: false }
+    } else {
+        Exit { code: None, signal: Some(signal as i32), core_dumped: status & 0x80 != 0 }
+    }
+}
+
+fn net(addr: SocketAddress, fd: u32, ret: i32) -> Net {
+    let mut net = Net {
+        family: "other",
+        address: String::new(),
+        port: None,
+        mapped_ipv4: None,
+        family_number: None,
+        fd,
+        errno: -ret,
+    };
+    match addr {
+        SocketAddress::Inet { addr, port } => {
+            net.family = "inet";
+            net.address = addr.to_string();
+            net.port = Some(port);
+        }
+        SocketAddress::Inet6 { addr, port, .. } => {
+            net.family = "inet6";
+            net.address = addr.to_string();
+            net.port = Some(port);
+            net.mapped_ipv4 = addr.to_ipv4_mapped().map(|v4| v4.to_string());
+        }
+        SocketAddress::Unix { path, abstract_name } => {
+            net.family = "unix";
+            net.address = if abstract_name { format!("@{}", text(&path)) } else { text(&path) };
+        }
+        SocketAddress::Other { family } => net.family_number = Some(family),
+    }
+    net
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status() {
+        let e = exit_status(3 << 8);
+        assert_eq!((e.code, e.signal), (Some(3), None));
+        let e = exit_status(9);
+        assert_eq!((e.code, e.signal), (None, Some(9)));
+        assert!(exit_status(11 | 0x80).core_dumped);
+    }
+
+    #[test]
+    fn access_from_mode_then_flags() {
+        assert_eq!(access(FMODE_READ, 0), "read");
+        assert_eq!(access(FMODE_READ | FMODE_WRITE, 0), "read_write");
+        assert_eq!(access(FMODE_WRITE, libc::O_RDONLY as u32), "write");
+        assert_eq!(access(0x4000, libc::O_PATH as u32), "none");
+        assert_eq!(access(0, libc::O_WRONLY as u32), "write");
+    }
+
+    #[test]
+    fn flag_names() {
+        let f = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC) as u32;
+        assert_eq!(open_flag_names(f), vec!["O_CREAT", "O_TRUNC", "O_CLOEXEC"]);
+        assert_eq!(open_flag_names(libc::O_TMPFILE as u32), vec!["O_TMPFILE"]);
+        assert_eq!(open_flag_names(libc::O_DIRECTORY as u32), vec!["O_DIRECTORY"]);
+    }
+
+    #[test]
+    fn mapped_ipv4_is_named() {
+        let n = net(SocketAddress::Inet6 { addr: "::ffff:127.0.0.1".parse().unwrap(), port: 80, scope_id: 0 }, 3, -111);
+        assert_eq!((n.family, n.mapped_ipv4.as_deref(), n.errno), ("inet6", Some("127.0.0.1"), 111));
+    }
+}
