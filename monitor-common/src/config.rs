@@ -66,18 +66,12 @@ pub struct KernelOffsets {
     pub file_f_mode: u32,
     pub file_f_inode: u32,
     pub inode_i_ino: u32,
-    pub inode_i_sb: u32,
     pub super_block_s_dev: u32,
-    pub path_mnt: u32,
     pub path_dentry: u32,
     pub dentry_d_parent: u32,
     pub dentry_d_name: u32,
+    pub dentry_d_sb: u32,
     pub qstr_name: u32,
-    /// `offsetof(struct mount, mnt)`: `struct vfsmount` is embedded in `struct mount`.
-    pub mount_mnt: u32,
-    pub mount_mnt_parent: u32,
-    pub mount_mnt_mountpoint: u32,
-    pub vfsmount_mnt_root: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub binprm_file: u32,
@@ -95,10 +89,10 @@ pub struct KernelConfig {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 30 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 25 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 120 + 24 + 24 + 8);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 100 + 24 + 24 + 8);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -120,17 +114,12 @@ impl KernelConfig {
             file_f_mode: 0,
             file_f_inode: 0,
             inode_i_ino: 0,
-            inode_i_sb: 0,
             super_block_s_dev: 0,
-            path_mnt: 0,
             path_dentry: 0,
             dentry_d_parent: 0,
             dentry_d_name: 0,
+            dentry_d_sb: 0,
             qstr_name: 0,
-            mount_mnt: 0,
-            mount_mnt_parent: 0,
-            mount_mnt_mountpoint: 0,
-            vfsmount_mnt_root: 0,
             mm_arg_start: 0,
             mm_arg_end: 0,
             binprm_file: 0,

@@ -5,9 +5,10 @@
 //! variable-sized: only `offset_of(path) + path_len` bytes are sent.
 //!
 //! Paths travel as the kernel walked them: the components from the file up to the
-//! root of its mount namespace, leaf first, each terminated by a NUL byte
-//! (`"hostname\0etc\0"` is `/etc/hostname`; no component at all is `/`).
-//! Userspace reverses and joins them.
+//! root of its filesystem, leaf first, each terminated by a NUL byte
+//! (`"hostname\0etc\0"` is `/etc/hostname`; no component at all is `/`), with the
+//! filesystem's device in `dev`. Userspace reverses and joins them, then places the
+//! result under the filesystem's mount point.
 
 /// Kinds are numbered in ranges (process 1.., file 100.., network 200..) and only ever
 /// appended.
@@ -134,6 +135,7 @@ pub struct FileOpenEvent {
     /// The descriptor the syscall returned.
     pub fd: u32,
     pub ino: u64,
+    /// Device of the filesystem `path` is relative to (kernel `dev_t`).
     pub dev: u32,
     pub path_len: u32,
     /// Resolved path of the opened file (see the module doc for the encoding).

@@ -246,16 +246,14 @@ pub struct Described {
     pub flags: u16,
 }
 
-/// Resolves `file` (a `struct file *`) into `buf` and reads its inode identity.
+/// Resolves `file` (a `struct file *`) into `buf` and reads its inode number.
 #[inline(always)]
 pub fn describe_file(file: u64, buf: *mut u8) -> Result<Described, ReadError> {
-    let resolved = path::resolve(file + config!(offsets.file_f_path) as u64, buf)?;
-    let mut described = Described { path_len: resolved.len, ino: 0, dev: 0, flags: resolved.flags };
+    let dentry = read_ptr(file, config!(offsets.file_f_path) + config!(offsets.path_dentry))?;
+    let resolved = path::resolve(dentry, buf)?;
+    let mut described = Described { path_len: resolved.len, ino: 0, dev: resolved.dev, flags: resolved.flags };
     if let Ok(inode) = read_ptr(file, config!(offsets.file_f_inode)) {
         described.ino = read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0);
-        if let Ok(sb) = read_ptr(inode, config!(offsets.inode_i_sb)) {
-            described.dev = read::<u32>(sb, config!(offsets.super_block_s_dev)).unwrap_or(0);
-        }
     }
     Ok(described)
 }

@@ -94,6 +94,10 @@ pub struct File {
     pub device: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub path_truncated: bool,
+    /// No mount of the file's filesystem is visible to the monitor (an internal or
+    /// detached filesystem): `path` is relative to that filesystem's root.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mount_unknown: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

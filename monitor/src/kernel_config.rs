@@ -82,17 +82,12 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         file_f_mode: m("file", "f_mode")?,
         file_f_inode: m("file", "f_inode")?,
         inode_i_ino: m("inode", "i_ino")?,
-        inode_i_sb: m("inode", "i_sb")?,
         super_block_s_dev: m("super_block", "s_dev")?,
-        path_mnt: m("path", "mnt")?,
         path_dentry: m("path", "dentry")?,
         dentry_d_parent: m("dentry", "d_parent")?,
         dentry_d_name: m("dentry", "d_name")?,
+        dentry_d_sb: m("dentry", "d_sb")?,
         qstr_name: m("qstr", "name")?,
-        mount_mnt: m("mount", "mnt")?,
-        mount_mnt_parent: m("mount", "mnt_parent")?,
-        mount_mnt_mountpoint: m("mount", "mnt_mountpoint")?,
-        vfsmount_mnt_root: m("vfsmount", "mnt_root")?,
         mm_arg_start: m("mm_struct", "arg_start")?,
         mm_arg_end: m("mm_struct", "arg_end")?,
         binprm_file: m("linux_binprm", "file")?,
@@ -141,7 +136,6 @@ mod tests {
             return;
         };
         let config = kernel_config(&btf).expect("all offsets");
-        assert_eq!(config.offsets.path_mnt, 0);
         assert_eq!(config.offsets.path_dentry, 8);
         assert!(config.offsets.file_f_path > 0);
         assert_ne!(config.regs.arg0, config.regs.arg1);

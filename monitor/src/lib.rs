@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod kernel_config;
 pub mod launcher;
 pub mod loader;
+pub mod mounts;
 pub mod pipeline;
 pub mod process_tree;
 pub mod session_map;

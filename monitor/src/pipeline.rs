@@ -8,6 +8,7 @@ use crate::{
     clock::BootClock,
     decode::{KernelEvent, SocketAddress},
     event::{self, Decision, Event, Exec, Exit, File, Net, Process, Session, text, types},
+    mounts::Mounts,
     process_tree::{ProcessInfo, ProcessTree},
     sink::Sink,
 };
@@ -65,11 +66,12 @@ pub struct Pipeline {
     pub context: Context,
     pub tree: ProcessTree,
     pub sink: Sink,
+    mounts: Mounts,
 }
 
 impl Pipeline {
     pub fn new(context: Context, tree: ProcessTree, sink: Sink) -> Pipeline {
-        Pipeline { context, tree, sink }
+        Pipeline { context, tree, sink, mounts: Mounts::new() }
     }
 
     /// Updates the process tree with `kernel_event` and writes the JSON event.
@@ -89,10 +91,11 @@ impl Pipeline {
                 event
             }
             KernelEvent::Exec { header, path, argv, ino, dev } => {
-                self.tree.exec(header.tgid, header.start_time_ns, header.session_id, path.bytes.clone(), argv.clone());
+                let (path, _) = self.mounts.resolve(dev, &path.bytes);
+                self.tree.exec(header.tgid, header.start_time_ns, header.session_id, path.clone(), argv.clone());
                 let mut event = self.base(types::PROCESS_EXEC, &header);
                 event.exec = Some(Exec {
-                    path: text(&path.bytes),
+                    path: text(&path),
                     argv: argv.iter().map(|a| text(a)).collect(),
                     inode: ino,
                     device: event::device(dev),
@@ -109,9 +112,11 @@ impl Pipeline {
                 event
             }
             KernelEvent::FileOpen { header, syscall, open_flags, f_mode, fd, ino, dev, path } => {
+                let (path, mounted) = self.mounts.resolve(dev, &path.bytes);
                 let mut event = self.base(types::FILE_OPEN, &header);
                 event.file = Some(File {
-                    path: text(&path.bytes),
+                    path: text(&path),
+                    mount_unknown: !mounted,
                     access: access(f_mode, open_flags),
                     created: f_mode & FMODE_CREATED != 0,
                     truncate: open_flags & libc::O_TRUNC as u32 != 0,
