@@ -1,0 +1,145 @@
+//! File paths come from the kernel's file object: whatever string the agent passed,
+//! the event names the file that was opened.
+
+use std::process::Command;
+
+use monitor_tests::{TempDir, privileged, run_session};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_probe");
+
+#[test]
+fn relative_and_dot_dot_paths_resolve() {
+    if !privileged() {
+        return;
+    }
+    let session = run_session(&["sh", "-c", "cd /etc && cat hostname; cat ../etc/./hostname"]);
+    let opens = session.opens_of("/etc/hostname");
+    assert_eq!(opens.len(), 2, "{}", session.dump());
+    let root = session.root_pid();
+    for open in &opens {
+        assert_ne!(open["process"]["pid"], root, "opened by a child process");
+        assert_eq!(open["process"]["ppid"], root);
+        assert_eq!(open["file"]["access"], "read");
+        assert_eq!(open["decision"]["action"], "allow");
+    }
+    assert_ne!(opens[0]["process"]["pid"], opens[1]["process"]["pid"]);
+}
+
+#[test]
+fn dirfd_relative_opens_resolve() {
+    if !privileged() {
+        return;
+    }
+    let session = run_session(&[PROBE, "openat", "/etc", "hostname"]);
+    let opens = session.opens_of("/etc/hostname");
+    assert_eq!(opens.len(), 1, "{}", session.dump());
+    assert_eq!(opens[0]["file"]["syscall"], "openat");
+    // The O_PATH directory descriptor is an open too.
+    let dir = session.opens_of("/etc");
+    assert_eq!(dir.len(), 1, "{}", session.dump());
+    assert_eq!(dir[0]["file"]["access"], "none");
+}
+
+#[test]
+fn openat2_resolves() {
+    if !privileged() {
+        return;
+    }
+    let session = run_session(&[PROBE, "openat2", "/etc", "hostname"]);
+    let opens = session.opens_of("/etc/hostname");
+    assert_eq!(opens.len(), 1, "{}", session.dump());
+    assert_eq!(opens[0]["file"]["syscall"], "openat2");
+}
+
+#[test]
+fn symlinks_resolve_to_their_target() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("symlink");
+    let link = dir.path().join("innocent-name");
+    std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+    let session = run_session(&[PROBE, "open", link.to_str().unwrap()]);
+    assert_eq!(session.opens_of("/etc/hostname").len(), 1, "{}", session.dump());
+    assert!(session.opens_of(link.to_str().unwrap()).is_empty());
+}
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct BindMount(std::path::PathBuf);
+
+impl BindMount {
+    fn new(source: &str, target: &std::path::Path) -> BindMount {
+        let status = Command::new("mount").arg("--bind").arg(source).arg(target).status().unwrap();
+        assert!(status.success(), "mount --bind {source} {}", target.display());
+        BindMount(target.to_owned())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_bind_mount_alias_resolves_to_the_real_path() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("bind");
+    let alias = dir.path().join("alias");
+    std::fs::create_dir(&alias).unwrap();
+    let mount = BindMount::new("/etc", &alias);
+    let through_alias = alias.join("hostname");
+    let session = run_session(&[PROBE, "open", through_alias.to_str().unwrap()]);
+    drop(mount);
+    assert_eq!(session.opens_of("/etc/hostname").len(), 1, "{}", session.dump());
+    assert!(session.opens_of(through_alias.to_str().unwrap()).is_empty(), "{}", session.dump());
+}
+
+#[test]
+fn proc_self_fd_reopens_resolve_to_the_file() {
+    if !privileged() {
+        return;
+    }
+    let session = run_session(&["sh", "-c", "exec 3</etc/hostname; cat /proc/self/fd/3 /dev/fd/3 >/dev/null"]);
+    // Once by the shell (fd 3), twice through the magic links.
+    assert_eq!(session.opens_of("/etc/hostname").len(), 3, "{}", session.dump());
+}
+
+#[test]
+fn write_create_and_truncate_are_reported() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("write");
+    let file = dir.path().join("new-file");
+    let session = run_session(&[PROBE, "write", file.to_str().unwrap()]);
+    let opens = session.opens_of(file.to_str().unwrap());
+    assert_eq!(opens.len(), 1, "{}", session.dump());
+    let f = &opens[0]["file"];
+    assert_eq!(f["access"], "write");
+    assert_eq!(f["created"], true);
+    assert_eq!(f["truncate"], true);
+    assert!(f["flags"].as_array().unwrap().contains(&"O_CREAT".into()), "{f}");
+
+    // Again: the file exists now, so it is truncated but not created.
+    let again = run_session(&[PROBE, "write", file.to_str().unwrap()]);
+    assert_eq!(again.opens_of(file.to_str().unwrap())[0]["file"]["created"], false);
+
+    let rw = run_session(&[PROBE, "read-write", file.to_str().unwrap()]);
+    assert_eq!(rw.opens_of(file.to_str().unwrap())[0]["file"]["access"], "read_write");
+}
+
+#[test]
+fn paths_with_odd_bytes_are_kept() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("odd");
+    let name = "sp ace\"quote\\slash-é";
+    let file = dir.path().join(name);
+    std::fs::write(&file, "x").unwrap();
+    let session = run_session(&[PROBE, "open", file.to_str().unwrap()]);
+    assert_eq!(session.opens_of(file.to_str().unwrap()).len(), 1, "{}", session.dump());
+}

@@ -1,0 +1,122 @@
+//! Session membership: who is in a session, who is not, and how the session ends.
+
+use monitor_tests::{privileged, run_session};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_probe");
+
+#[test]
+fn exit_status_passes_through() {
+    if !privileged() {
+        return;
+    }
+    assert_eq!(run_session(&[PROBE, "exit", "7"]).exit_code(), 7);
+    assert_eq!(run_session(&["true"]).exit_code(), 0);
+    let killed = run_session(&[PROBE, "kill-self", "9"]);
+    assert_eq!(killed.exit_code(), 128 + 9, "{}", killed.dump());
+    let exits = killed.of_type("process.exit");
+    assert_eq!(exits.len(), 1, "{}", killed.dump());
+    assert_eq!(exits[0]["exit"]["signal"], 9);
+    let end = &killed.of_type("session.end")[0];
+    assert_eq!(end["exit"]["signal"], 9);
+}
+
+#[test]
+fn a_command_that_cannot_start_is_reported() {
+    if !privileged() {
+        return;
+    }
+    let output = std::process::Command::new(monitor_tests::monitor_bin())
+        .args(["run", "--events", "/dev/null", "--", "/nonexistent/agent"])
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot start /nonexistent/agent"), "{stderr}");
+}
+
+#[test]
+fn grandchildren_are_in_the_session() {
+    if !privileged() {
+        return;
+    }
+    let session = run_session(&["sh", "-c", "sh -c 'cat /etc/hostname; true'; true"]);
+    let root = session.root_pid();
+    let opens = session.opens_of("/etc/hostname");
+    assert_eq!(opens.len(), 1, "{}", session.dump());
+    let open = opens[0];
+    let ancestry: Vec<u64> = open["process"]["ancestry"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    // cat <- inner sh <- root sh <- agent-monitor
+    assert!(ancestry.len() >= 3 && ancestry.contains(&root), "ancestry {ancestry:?}\n{}", session.dump());
+    assert_eq!(open["process"]["exe"], "/usr/bin/cat");
+    assert_eq!(open["session"]["id"], session.session_id());
+    // Every process of the tree started and exited inside the session.
+    assert!(session.of_type("process.start").len() >= 2, "{}", session.dump());
+    assert_eq!(session.of_type("process.start").len(), session.of_type("process.exit").len() - 1, "{}", session.dump());
+}
+
+#[test]
+fn threads_are_in_the_session() {
+    if !privileged() {
+        return;
+    }
+    let session = run_session(&[PROBE, "threads", "/etc/hostname"]);
+    let tid: u64 = session.stdout.trim().strip_prefix("tid=").expect("probe output").parse().unwrap();
+    let opens = session.opens_of("/etc/hostname");
+    assert_eq!(opens.len(), 1, "{}", session.dump());
+    assert_eq!(opens[0]["process"]["tid"], tid);
+    assert_eq!(opens[0]["process"]["pid"], session.root_pid());
+    assert_ne!(tid, session.root_pid());
+    // A thread is not a process: no process.start for it.
+    assert!(session.of_type("process.start").is_empty(), "{}", session.dump());
+}
+
+#[test]
+fn double_fork_setsid_and_reparenting_do_not_leave_the_session() {
+    if !privileged() {
+        return;
+    }
+    let session = run_session(&[PROBE, "daemonize", "/etc/hostname"]);
+    let grandchild: u64 = session.stdout.trim().strip_prefix("grandchild=").expect("probe output").parse().unwrap();
+    let opens = session.opens_of("/etc/hostname");
+    assert_eq!(opens.len(), 1, "{}", session.dump());
+    assert_eq!(opens[0]["process"]["pid"], grandchild);
+    assert_eq!(opens[0]["session"]["id"], session.session_id());
+}
+
+#[test]
+fn a_process_outside_the_session_produces_no_events() {
+    if !privileged() {
+        return;
+    }
+    let dir = monitor_tests::TempDir::new("outsider");
+    let marker = dir.path().join("outsider-marker");
+    std::fs::write(&marker, "x").unwrap();
+    let marker_text = marker.to_str().unwrap().to_owned();
+    // The outsider opens the marker every 10 ms while the session lives.
+    let mut outsider = std::process::Command::new(PROBE).args(["open-repeat", &marker_text, "1500"]).spawn().unwrap();
+    let session = run_session(&["sh", "-c", "sleep 1; cat /etc/hostname"]);
+    let outsider_pid = outsider.id() as u64;
+    assert!(outsider.wait().unwrap().success());
+    assert_eq!(session.opens_of("/etc/hostname").len(), 1, "{}", session.dump());
+    for event in &session.events {
+        assert_ne!(event["process"]["pid"], outsider_pid, "outsider in the stream: {event}");
+        assert!(!event.to_string().contains("outsider-marker"), "outsider's file in the stream: {event}");
+    }
+}
+
+#[test]
+fn exec_reports_the_resolved_program_and_its_arguments() {
+    if !privileged() {
+        return;
+    }
+    // /bin is a symlink to /usr/bin on Debian 12: the event names the file executed.
+    let session = run_session(&["sh", "-c", "exec /bin/echo hello 'two words'"]);
+    let execs = session.of_type("process.exec");
+    let echo = execs.iter().find(|e| e["exec"]["argv"][0] == "/bin/echo").unwrap_or_else(|| panic!("{}", session.dump()));
+    let real = std::fs::canonicalize("/bin/echo").unwrap();
+    assert_eq!(echo["exec"]["path"], real.to_str().unwrap());
+    assert_eq!(echo["exec"]["argv"], serde_json::json!(["/bin/echo", "hello", "two words"]));
+    assert_eq!(echo["process"]["exe"], real.to_str().unwrap());
+    assert_eq!(echo["decision"]["action"], "allow");
+    assert_eq!(session.stdout.trim(), "hello two words");
+}
