@@ -118,10 +118,26 @@ pub fn process_start_time(task: u64) -> Result<u64, ReadError> {
     read::<u64>(leader, config!(offsets.task_start_boottime))
 }
 
-/// Sends `len` bytes starting at `record` to the ring buffer, counting a full buffer.
+/// Bytes pending in the ring buffer above which a record wakes the reader at once.
+/// Below it, no wakeup is sent and the reader's poll timeout
+/// (`monitor::ingest::POLL_INTERVAL`) bounds the delay: one wakeup per record would
+/// cost more than building the record.
+const WAKEUP_THRESHOLD: u64 = 64 * 1024;
+
+/// Flags for a ring-buffer submit: wake the reader only when enough data is waiting.
+#[inline(always)]
+pub fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_THRESHOLD { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+}
+
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// Sends `record` to the ring buffer, counting a full buffer.
 #[inline(always)]
 pub fn emit(record: &[u8]) {
-    if EVENTS.output::<[u8]>(record, 0).is_err() {
+    if EVENTS.output::<[u8]>(record, wakeup_flags()).is_err() {
         count(Counter::RingbufFull);
     }
 }

@@ -16,7 +16,7 @@ use monitor_common::{
 use crate::{
     kernel::{
         ReadError, config, count, current_task, current_tgid, emit, fill_header, read, read_ptr,
-        session_of,
+        session_of, wakeup_flags,
     },
     maps::{EVENTS, EXEC_SCRATCH, SESSIONS},
 };
@@ -72,7 +72,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), ReadError> {
         }
     };
     event.header.flags = event_flags;
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     Ok(())
 }
 
@@ -116,7 +116,7 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     };
     event._pad = 0;
     event.header.flags = event_flags;
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     Ok(())
 }
 

@@ -20,7 +20,9 @@ use monitor_common::{
 };
 
 use crate::{
-    kernel::{ReadError, config, count, current_task, emit, fill_header, read, read_ptr, session_of},
+    kernel::{
+        ReadError, config, count, current_task, emit, fill_header, read, read_ptr, session_of, wakeup_flags,
+    },
     maps::{EVENTS, FILE_SCRATCH, PENDING_CONNECTS, PENDING_OPENS},
     path,
 };
@@ -286,6 +288,6 @@ fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     event._pad = 0;
     event.addr = pending.addr;
     let _ = PENDING_CONNECTS.remove(&pid_tgid);
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     Ok(())
 }

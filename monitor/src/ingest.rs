@@ -16,6 +16,10 @@ use aya::maps::{MapData, RingBuf};
 
 use crate::decode::{KernelEvent, decode};
 
+/// How often the ring buffer is read when the kernel sends no wakeup: the kernel
+/// wakes the reader only once 64 KiB are pending, so this bounds event latency.
+pub const POLL_INTERVAL_MS: i32 = 20;
+
 /// Capacity of the queue between ingest and the pipeline, in events.
 pub const QUEUE_CAPACITY: usize = 65_536;
 
@@ -42,7 +46,7 @@ impl Ingest {
                     // Read the flag before draining: everything submitted before
                     // `stop()` was called is drained before the thread ends.
                     let last_round = stopping.load(Ordering::Acquire);
-                    wait_readable(ring.as_raw_fd(), 50);
+                    wait_readable(ring.as_raw_fd(), POLL_INTERVAL_MS);
                     while let Some(record) = ring.next() {
                         match decode(&record) {
                             Ok(event) => match queue.try_send(event) {
