@@ -190,6 +190,17 @@ pub struct Monitor {
     /// session.end: events written for this session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<u64>,
+    /// session.end: delay from the kernel event to its line being written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    pub p50_us: u32,
+    pub p99_us: u32,
+    pub max_us: u32,
+    pub samples: u64,
 }
 
 /// Renders bytes from the kernel as JSON text: valid UTF-8 as is, any other byte as

@@ -18,7 +18,7 @@ use crate::decode::{KernelEvent, decode};
 
 /// How often the ring buffer is read when the kernel sends no wakeup: the kernel
 /// wakes the reader only once 64 KiB are pending, so this bounds event latency.
-pub const POLL_INTERVAL_MS: i32 = 20;
+pub const POLL_INTERVAL_MS: i32 = 5;
 
 /// Capacity of the queue between ingest and the pipeline, in events.
 pub const QUEUE_CAPACITY: usize = 65_536;

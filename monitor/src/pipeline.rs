@@ -7,7 +7,7 @@ use monitor_common::event::{EventHeader, flags, open_syscall};
 use crate::{
     clock::BootClock,
     decode::{KernelEvent, SocketAddress},
-    event::{self, Decision, Event, Exec, Exit, File, Net, Process, Session, text, types},
+    event::{self, Decision, Event, Exec, Exit, File, Latency, Net, Process, Session, text, types},
     mounts::Mounts,
     process_tree::{ProcessInfo, ProcessTree},
     sink::Sink,
@@ -67,17 +67,37 @@ pub struct Pipeline {
     pub tree: ProcessTree,
     pub sink: Sink,
     mounts: Mounts,
+    /// Kernel event -> written, in microseconds (the first `LATENCY_SAMPLES`).
+    latencies_us: Vec<u32>,
 }
+
+const LATENCY_SAMPLES: usize = 1_000_000;
 
 impl Pipeline {
     pub fn new(context: Context, tree: ProcessTree, sink: Sink) -> Pipeline {
-        Pipeline { context, tree, sink, mounts: Mounts::new() }
+        Pipeline { context, tree, sink, mounts: Mounts::new(), latencies_us: Vec::new() }
     }
 
     /// Updates the process tree with `kernel_event` and writes the JSON event.
     pub fn handle(&mut self, kernel_event: KernelEvent) -> io::Result<()> {
+        let happened_ns = kernel_event.header().time_ns;
         let event = self.translate(kernel_event);
-        self.sink.write(&event)
+        self.sink.write(&event)?;
+        if self.latencies_us.len() < LATENCY_SAMPLES {
+            let delay_ns = BootClock::now_boot_ns().saturating_sub(happened_ns);
+            self.latencies_us.push((delay_ns / 1_000).min(u32::MAX as u64) as u32);
+        }
+        Ok(())
+    }
+
+    /// Delay from the kernel event to its line being handed to the sink.
+    pub fn latency(&mut self) -> Option<Latency> {
+        if self.latencies_us.is_empty() {
+            return None;
+        }
+        self.latencies_us.sort_unstable();
+        let at = |q: f64| self.latencies_us[((self.latencies_us.len() - 1) as f64 * q) as usize];
+        Some(Latency { p50_us: at(0.5), p99_us: at(0.99), max_us: at(1.0), samples: self.latencies_us.len() as u64 })
     }
 
     pub fn translate(&mut self, kernel_event: KernelEvent) -> Event {

@@ -93,7 +93,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     end.session.remaining_pids = Some(remaining.clone());
     end.exit = Some(exit_status(status.into_raw() as u32));
     end.loss = Some(loss);
-    end.monitor = Some(monitor_info(Some(pipeline.sink.written() + 1)));
+    let mut info = monitor_info(Some(pipeline.sink.written() + 1));
+    info.latency = pipeline.latency();
+    end.monitor = Some(info);
     pipeline.sink.write(&end)?;
     pipeline.sink.flush()?;
     drop(ebpf);
@@ -174,6 +176,7 @@ fn monitor_info(events: Option<u64>) -> Monitor {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default(),
         arch: std::env::consts::ARCH,
         events,
+        latency: None,
     }
 }
 
