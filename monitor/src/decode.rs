@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use monitor_common::event::{
     ARGV_MAX_BYTES, ConnectEvent, EXEC_PATH_OFFSET, EventHeader, ExitEvent, FILE_OPEN_PATH_OFFSET,
-    ForkEvent, PATH_BUF_BYTES, SOCKADDR_MAX_BYTES, kind,
+    ForkEvent, PATH_BUF_BYTES, SOCKADDR_MAX_BYTES, kind, open_syscall,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +20,8 @@ pub enum DecodeError {
     SizeMismatch { claimed: usize, got: usize },
     #[error("unknown event kind {0}")]
     UnknownKind(u16),
+    #[error("unknown open syscall code {0}")]
+    UnknownSyscall(u32),
     #[error("{field} length {len} is larger than the record allows ({max})")]
     BadLength { field: &'static str, len: usize, max: usize },
 }
@@ -162,9 +164,13 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             need(record.0, FILE_OPEN_PATH_OFFSET)?;
             let path_len = record.u32(HEADER_LEN + 28) as usize;
             check_len("file path", path_len, PATH_BUF_BYTES.min(size - FILE_OPEN_PATH_OFFSET))?;
+            let syscall = record.u32(HEADER_LEN);
+            if !(open_syscall::OPEN..=open_syscall::OPEN_BY_HANDLE_AT).contains(&syscall) {
+                return Err(DecodeError::UnknownSyscall(syscall));
+            }
             Ok(KernelEvent::FileOpen {
                 header,
-                syscall: record.u32(HEADER_LEN),
+                syscall,
                 open_flags: record.u32(HEADER_LEN + 4),
                 f_mode: record.u32(HEADER_LEN + 8),
                 fd: record.u32(HEADER_LEN + 12),

@@ -43,6 +43,9 @@ pub struct Event {
     pub loss: Option<Loss>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monitor: Option<Monitor>,
+    /// A kernel read failed while the event was built: some fields are zero or empty.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,6 +113,9 @@ pub struct Exec {
     pub argv_truncated: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub path_truncated: bool,
+    /// As for `file.mount_unknown`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mount_unknown: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -17,3 +17,6 @@ pub mod pipeline;
 pub mod process_tree;
 pub mod session_map;
 pub mod sink;
+
+#[cfg(test)]
+mod event_schema_tests;

@@ -81,6 +81,7 @@ impl MountTable {
             .filter(|m| m.dev == dev && is_component_prefix(&m.root, fs_path))
             .min_by_key(|m| m.root.len())?;
         let rest = if mount.root == b"/" { fs_path } else { &fs_path[mount.root.len()..] };
+        let rest = if rest == b"/" { &b""[..] } else { rest };
         let mut out = if mount.mount_point == b"/" { Vec::new() } else { mount.mount_point.clone() };
         out.extend_from_slice(rest);
         if out.is_empty() {

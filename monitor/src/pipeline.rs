@@ -44,6 +44,7 @@ impl Context {
             decision: None,
             loss: None,
             monitor: None,
+            incomplete: false,
         }
     }
 }
@@ -111,7 +112,7 @@ impl Pipeline {
                 event
             }
             KernelEvent::Exec { header, path, argv, ino, dev } => {
-                let (path, _) = self.mounts.resolve(dev, &path.bytes);
+                let (path, mounted) = self.mounts.resolve(dev, &path.bytes);
                 self.tree.exec(header.tgid, header.start_time_ns, header.session_id, path.clone(), argv.clone());
                 let mut event = self.base(types::PROCESS_EXEC, &header);
                 event.exec = Some(Exec {
@@ -121,6 +122,7 @@ impl Pipeline {
                     device: event::device(dev),
                     argv_truncated: header.flags & flags::ARGV_TRUNCATED != 0,
                     path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
+                    mount_unknown: !mounted,
                 });
                 event.decision = Some(Decision::ALLOW);
                 event
@@ -162,6 +164,7 @@ impl Pipeline {
     fn base(&mut self, event_type: &'static str, header: &EventHeader) -> Event {
         let mut event = self.context.event(event_type, header.time_ns, session_ref(header.session_id));
         event.process = Some(self.process(header));
+        event.incomplete = header.flags & (flags::READ_ERROR | flags::CHILD_NOT_TRACKED) != 0;
         event
     }
 

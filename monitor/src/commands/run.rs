@@ -130,31 +130,39 @@ fn process_events(
         let closed = matches!(first, Err(mpsc::RecvTimeoutError::Disconnected));
         if let Ok(event) = first {
             pipeline.handle(event)?;
+            // Under sustained load the queue never drains: check loss along the way.
+            let mut handled = 1u32;
             while let Ok(event) = received.try_recv() {
                 pipeline.handle(event)?;
+                handled += 1;
+                if handled % 4096 == 0 && last_check.elapsed() >= LOSS_CHECK_INTERVAL {
+                    last_check = Instant::now();
+                    report_loss(&mut pipeline, &mut reported, current_loss(&counters, &user_loss), session_id)?;
+                }
             }
         }
-        if closed || last_check.elapsed() >= Duration::from_secs(1) {
+        if closed || last_check.elapsed() >= LOSS_CHECK_INTERVAL {
             last_check = Instant::now();
-            let loss = current_loss(&counters, &user_loss);
-            if loss.total() > reported.total() {
-                let mut event = pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(session_id));
-                event.loss = Some(loss);
-                pipeline.sink.write(&event)?;
-                reported = loss;
-            }
+            report_loss(&mut pipeline, &mut reported, current_loss(&counters, &user_loss), session_id)?;
         }
         pipeline.sink.flush()?;
         if closed {
-            return Ok((pipeline, reported.max_with(current_loss(&counters, &user_loss))));
+            return Ok((pipeline, reported));
         }
     }
 }
 
-impl Loss {
-    fn max_with(self, other: Loss) -> Loss {
-        if other.total() > self.total() { other } else { self }
+const LOSS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Writes a `monitor.loss` event if anything more was lost since the last one.
+fn report_loss(pipeline: &mut Pipeline, reported: &mut Loss, loss: Loss, session_id: u64) -> std::io::Result<()> {
+    if loss.total() > reported.total() {
+        let mut event = pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(session_id));
+        event.loss = Some(loss);
+        pipeline.sink.write(&event)?;
+        *reported = loss;
     }
+    Ok(())
 }
 
 fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &UserspaceLoss) -> Loss {
