@@ -44,16 +44,54 @@ pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
+/// Runs `cargo test ARGS`, echoing its output, and returns (passed, failed) summed
+/// over its `test result:` lines.
+fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64)> {
+    let mut child = cargo()
+        .arg("test")
+        .args(args)
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            // "ok. 36 passed; 0 failed; 0 ignored; ..."
+            let count = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(word)?.split_whitespace().last()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            passed += count("passed");
+            failed += count("failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        bail!("cargo test {args:?} failed ({status})");
+    }
+    Ok((passed, failed))
+}
+
 fn test() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     println!("== build (agent-monitor, probe, tests)");
     run(cargo().args(["build", "--package", "monitor", "--package", "monitor-tests", "--all-targets"]))?;
     println!("== unit tests");
     // monitor-ebpf only builds for the BPF target; monitor-tests needs root.
-    run(cargo().args(["test", "--workspace", "--exclude", "monitor-ebpf", "--exclude", "monitor-tests"]))?;
+    let unit = cargo_test(&["--workspace", "--exclude", "monitor-ebpf", "--exclude", "monitor-tests"])?;
     println!("== privileged integration tests (real eBPF programs, real processes)");
-    run(cargo().args(["test", "--package", "monitor-tests", "--no-fail-fast"]))?;
-    println!("== all tests passed in {:.0?}", started.elapsed());
+    let privileged = cargo_test(&["--package", "monitor-tests", "--no-fail-fast"])?;
+    let (passed, failed) = (unit.0 + privileged.0, unit.1 + privileged.1);
+    println!("== unit: {} passed, privileged: {} passed, in {:.0?}", unit.0, privileged.0, started.elapsed());
+    println!("tests: {passed} passed, {failed} failed");
+    if failed > 0 || passed == 0 {
+        bail!("{failed} tests failed, {passed} passed");
+    }
     Ok(())
 }
 
