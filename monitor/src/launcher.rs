@@ -21,12 +21,59 @@ pub fn spawn_in_session(command: &[OsString], sessions: &SessionMap, member: Ses
     let mut cmd = Command::new(program);
     cmd.args(args);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (getpid, bpf) with no allocation.
+    // async-signal-safe calls (sigprocmask, getpid, bpf) with no allocation.
     unsafe {
         cmd.pre_exec(move || {
+            // The monitor blocks the signals it forwards; the agent starts with none blocked.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             let tgid = libc::getpid() as u32;
             register_raw(map_fd, tgid, &member)
         });
     }
     cmd.spawn()
+}
+
+/// Signals the monitor passes on to the session's first process instead of dying from
+/// them: if the monitor went away, the agent would run on unobserved.
+const FORWARDED: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGHUP];
+
+fn forwarded_set() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in FORWARDED {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// Blocks the forwarded signals in the calling thread (and the threads it starts
+/// afterwards). Call before starting any thread.
+pub fn block_forwarded_signals() {
+    let set = forwarded_set();
+    // SAFETY: valid set; changes only this thread's mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// Starts a thread that passes SIGTERM and SIGHUP sent to the monitor on to `pid`.
+pub fn forward_signals_to(pid: u32) {
+    let set = forwarded_set();
+    let spawned = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        loop {
+            let mut signal: libc::c_int = 0;
+            // SAFETY: valid set and out-pointer; the signals are blocked in every thread.
+            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                // SAFETY: `pid` is the session's first process, which we started and
+                // have not yet reaped (the main thread waits for it).
+                unsafe { libc::kill(pid as libc::pid_t, signal) };
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        log::warn!("cannot forward signals to the agent: {error}");
+    }
 }

@@ -143,3 +143,28 @@ fn paths_with_odd_bytes_are_kept() {
     let session = run_session(&[PROBE, "open", file.to_str().unwrap()]);
     assert_eq!(session.opens_of(file.to_str().unwrap()).len(), 1, "{}", session.dump());
 }
+
+#[test]
+fn a_path_too_deep_to_walk_is_flagged_not_misreported() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("deep");
+    let mut deep = dir.path().to_path_buf();
+    for _ in 0..120 {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let file = deep.join("leaf");
+    std::fs::write(&file, "x").unwrap();
+    // Open relative to the deepest directory (the full path exceeds what `open` takes
+    // in one string on some systems, and an agent would do exactly this).
+    let session = run_session(&["sh", "-c", &format!("cd {} && cat leaf >/dev/null", deep.display())]);
+    let leaf: Vec<_> = session
+        .of_type("file.open")
+        .into_iter()
+        .filter(|e| e["file"]["path"].as_str().unwrap().ends_with("/d/leaf"))
+        .collect();
+    assert_eq!(leaf.len(), 1, "{}", session.dump());
+    assert_eq!(leaf[0]["file"]["path_truncated"], true, "{}", leaf[0]);
+}

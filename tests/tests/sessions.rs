@@ -120,3 +120,34 @@ fn exec_reports_the_resolved_program_and_its_arguments() {
     assert_eq!(echo["decision"]["action"], "allow");
     assert_eq!(session.stdout.trim(), "hello two words");
 }
+
+#[test]
+fn sigterm_to_the_monitor_reaches_the_agent() {
+    if !privileged() {
+        return;
+    }
+    let dir = monitor_tests::TempDir::new("sigterm");
+    let events = dir.path().join("events.ndjson");
+    let mut monitor = std::process::Command::new(monitor_tests::monitor_bin())
+        .arg("run")
+        .arg("--events")
+        .arg(&events)
+        .args(["--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    // Wait until the session runs.
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&events).unwrap_or_default().contains("process.exec") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "session did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: signalling the monitor we started.
+    unsafe { libc::kill(monitor.id() as i32, libc::SIGTERM) };
+    let status = monitor.wait().unwrap();
+    // The agent died of the forwarded SIGTERM; the monitor reported it and exited 128+15.
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    let text = std::fs::read_to_string(&events).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "session.end");
+    assert_eq!(last["exit"]["signal"], libc::SIGTERM);
+}

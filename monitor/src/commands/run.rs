@@ -20,7 +20,7 @@ use crate::{
     decode::KernelEvent,
     event::{Loss, Monitor, types},
     ingest::{Ingest, QUEUE_CAPACITY, UserspaceLoss},
-    launcher::spawn_in_session,
+    launcher::{self, spawn_in_session},
     loader::Probes,
     pipeline::{Context, Pipeline, exit_status, session_ref},
     process_tree::ProcessTree,
@@ -40,6 +40,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         Some(p) if p.as_os_str() == "-" => Sink::stdout(),
         Some(path) => Sink::file(path).with_context(|| format!("opening the event file {}", path.display()))?,
     };
+    launcher::block_forwarded_signals();
     let probes = Probes::load().context("loading the eBPF programs")?;
     let Probes { ebpf, sessions, events, counters } = probes;
 
@@ -65,6 +66,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
     }
     let root_pid = child.id();
+    launcher::forward_signals_to(root_pid);
 
     let mut start = context.event(types::SESSION_START, started_ns, session_ref(session_id));
     start.session.root_pid = Some(root_pid);
