@@ -4,11 +4,11 @@
 //! `size` how many bytes the record holds in all. Records that end in a path are
 //! variable-sized: only `offset_of(path) + path_len` bytes are sent.
 //!
-//! Paths travel as the kernel walked them: the components from the file up to the
-//! root of its filesystem, leaf first, each terminated by a NUL byte
-//! (`"hostname\0etc\0"` is `/etc/hostname`; no component at all is `/`), with the
-//! filesystem's device in `dev`. Userspace reverses and joins them, then places the
-//! result under the filesystem's mount point.
+//! Paths travel as the path inside the file's filesystem, root first, every component
+//! followed by `/` (`/etc/hostname/`; the filesystem's root is `/`), with the
+//! filesystem's device in `dev`. Userspace drops the final `/` and places the result
+//! under the filesystem's mount point. The same bytes (first 248) are the key of the
+//! kernel's rule tries (`crate::policy`).
 
 /// Kinds are numbered in ranges (process 1.., file 100.., network 200..) and only ever
 /// appended.
@@ -37,13 +37,12 @@ pub mod flags {
     pub const CHILD_NOT_TRACKED: u16 = 1 << 3;
 }
 
-/// Bytes of path components a record can carry.
-pub const PATH_MAX_BYTES: usize = 4096;
-/// One component is read with this bound (NAME_MAX + NUL); the path buffer has this
-/// much slack past [`PATH_MAX_BYTES`] so the verifier can prove every write in bounds.
+/// Bytes of path a record can carry (a longer path is flagged `PATH_TRUNCATED`).
+pub const PATH_MAX_BYTES: usize = 4095;
+/// One component is read with this bound (NAME_MAX + NUL).
 pub const NAME_MAX_BYTES: usize = 256;
 /// Size of a path buffer inside a record.
-pub const PATH_BUF_BYTES: usize = PATH_MAX_BYTES + NAME_MAX_BYTES;
+pub const PATH_BUF_BYTES: usize = 4096;
 /// Most components a path walk follows (mount crossings included).
 pub const PATH_MAX_COMPONENTS: u32 = 96;
 /// Bytes of the NUL-separated argument vector an exec record carries.
@@ -105,10 +104,14 @@ pub struct ExecEvent {
     pub argv_len: u32,
     pub ino: u64,
     pub dev: u32,
+    /// One of `crate::policy::action`.
+    pub action: u32,
+    /// Entry that decided (`crate::policy::NO_RULE` if none matched).
+    pub rule_id: u32,
     pub _pad: u32,
     /// NUL-separated arguments as the new program sees them.
     pub argv: [u8; ARGV_MAX_BYTES],
-    /// Resolved path of the executed file (see the module doc for the encoding).
+    /// Path of the executed file (see the module doc for the encoding).
     pub path: [u8; PATH_BUF_BYTES],
 }
 
@@ -138,7 +141,11 @@ pub struct FileOpenEvent {
     /// Device of the filesystem `path` is relative to (kernel `dev_t`).
     pub dev: u32,
     pub path_len: u32,
-    /// Resolved path of the opened file (see the module doc for the encoding).
+    /// One of `crate::policy::action`.
+    pub action: u32,
+    /// Entry that decided (`crate::policy::NO_RULE` if none matched).
+    pub rule_id: u32,
+    /// Path of the opened file (see the module doc for the encoding).
     pub path: [u8; PATH_BUF_BYTES],
 }
 
@@ -177,12 +184,12 @@ pub struct PendingOpen {
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 48);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 48 + 16);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 48 + 8);
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + 24 + ARGV_MAX_BYTES + PATH_BUF_BYTES);
-const _: () = assert!(core::mem::size_of::<FileOpenEvent>() == 48 + 32 + PATH_BUF_BYTES);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + 32 + ARGV_MAX_BYTES + PATH_BUF_BYTES);
+const _: () = assert!(core::mem::size_of::<FileOpenEvent>() == 48 + 40 + PATH_BUF_BYTES);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 48 + 16 + SOCKADDR_MAX_BYTES);
 const _: () = assert!(core::mem::size_of::<PendingConnect>() == 8 + SOCKADDR_MAX_BYTES);
 const _: () = assert!(core::mem::size_of::<PendingOpen>() == 8);
-const _: () = assert!(PATH_MAX_BYTES.is_power_of_two());
+const _: () = assert!(PATH_BUF_BYTES.is_power_of_two() && PATH_MAX_BYTES < PATH_BUF_BYTES);
 const _: () = assert!(ARGV_MAX_BYTES.is_power_of_two());
 
 /// Bytes of an exec record before its path.

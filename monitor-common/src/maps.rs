@@ -10,6 +10,20 @@ pub const EVENTS: &str = "EVENTS";
 /// Size of [`EVENTS`] in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 16 * 1024 * 1024;
 
+/// Decisions ring buffer: violations travel here, apart from telemetry, so that a
+/// flood of ordinary events cannot crowd them out.
+pub const DECISIONS: &str = "DECISIONS";
+pub const DECISIONS_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Compiled path rules for opens: [`crate::policy::PathKey`] -> [`crate::policy::RuleValue`].
+pub const FILE_RULES: &str = "FILE_RULES";
+/// Compiled path rules for exec.
+pub const EXEC_RULES: &str = "EXEC_RULES";
+/// Compiled file-name rules: [`crate::policy::NameKey`] -> [`crate::policy::RuleValue`].
+pub const NAME_RULES: &str = "NAME_RULES";
+/// Capacity of each rule map.
+pub const RULES_MAX: u32 = 65_536;
+
 /// Per-CPU loss and error counters, indexed by [`Counter`].
 pub const COUNTERS: &str = "COUNTERS";
 
@@ -28,10 +42,13 @@ pub enum Counter {
     KernelReadError = 2,
     /// A syscall's entry state could not be stored; its exit produced no event.
     PendingMapFull = 3,
+    /// A violation could not be reported: the decisions ring buffer was full (the
+    /// violation was still enforced).
+    DecisionRingbufFull = 4,
 }
 
 /// Number of entries of [`COUNTERS`].
-pub const COUNTERS_LEN: u32 = 4;
+pub const COUNTERS_LEN: u32 = 5;
 
 impl Counter {
     /// Every counter, in index order.
@@ -40,6 +57,7 @@ impl Counter {
         Counter::SessionMapFull,
         Counter::KernelReadError,
         Counter::PendingMapFull,
+        Counter::DecisionRingbufFull,
     ];
 
     /// Stable name used in events and status output.
@@ -49,6 +67,7 @@ impl Counter {
             Counter::SessionMapFull => "session_map_full",
             Counter::KernelReadError => "kernel_read_error",
             Counter::PendingMapFull => "pending_map_full",
+            Counter::DecisionRingbufFull => "decision_ringbuf_full",
         }
     }
 }

@@ -7,9 +7,13 @@
 pub struct SessionMember {
     /// Session id, chosen by userspace; never 0.
     pub session_id: u64,
+    /// Compiled policy the session is held to (key part of the rule maps).
+    pub policy_id: u32,
+    /// Bits of [`crate::policy::session_flags`].
+    pub flags: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SessionMember>() == 8);
+const _: () = assert!(core::mem::size_of::<SessionMember>() == 16);
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), only integers, no padding.

@@ -12,7 +12,7 @@ use monitor_common::{
     session::SessionMember,
 };
 
-use crate::maps::{COUNTERS, EVENTS, SESSIONS};
+use crate::maps::{COUNTERS, DECISIONS, EVENTS, SESSIONS};
 
 /// Patched by the daemon before load (see `monitor_common::config`).
 #[unsafe(no_mangle)]
@@ -139,5 +139,13 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 pub fn emit(record: &[u8]) {
     if EVENTS.output::<[u8]>(record, wakeup_flags()).is_err() {
         count(Counter::RingbufFull);
+    }
+}
+
+/// Sends a violation to the decisions ring buffer and wakes the reader at once.
+#[inline(always)]
+pub fn emit_decision(record: &[u8]) {
+    if DECISIONS.output::<[u8]>(record, BPF_RB_FORCE_WAKEUP).is_err() {
+        count(Counter::DecisionRingbufFull);
     }
 }

@@ -10,6 +10,7 @@
 mod kernel;
 mod maps;
 mod path;
+mod policy;
 mod process;
 mod syscalls;
 

@@ -4,7 +4,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{ExecEvent, FileOpenEvent, PendingConnect, PendingOpen},
-    maps::{COUNTERS_LEN, EVENTS_BYTES, PENDING_MAX, SESSIONS_MAX},
+    maps::{COUNTERS_LEN, DECISIONS_BYTES, EVENTS_BYTES, PENDING_MAX, SESSIONS_MAX},
     session::SessionMember,
 };
 
@@ -15,6 +15,10 @@ pub static SESSIONS: HashMap<u32, SessionMember> = HashMap::with_max_entries(SES
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// Violations (see `monitor_common::maps::DECISIONS`).
+#[map]
+pub static DECISIONS: RingBuf = RingBuf::with_byte_size(DECISIONS_BYTES, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);

@@ -11,13 +11,17 @@ use monitor_common::{
         kind,
     },
     maps::Counter,
+    policy::{action, allow},
 };
 
 use crate::{
     kernel::{
-        ReadError, config, count, current_task, current_tgid, emit, fill_header, read, read_ptr,
-        session_of, wakeup_flags,
+        ReadError, config, count, current_task, current_tgid, emit, emit_decision, fill_header, read,
+        read_ptr, session_of, wakeup_flags,
     },
+    path,
+    policy::{self, Verdict, key_scratch},
+    syscalls::describe_file,
     maps::{EVENTS, EXEC_SCRATCH, SESSIONS},
 };
 
@@ -147,6 +151,8 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     event.argv_len = 0;
     event.ino = 0;
     event.dev = 0;
+    event.action = 0;
+    event.rule_id = 0;
     event._pad = 0;
 
     if read_argv(event).is_err() {
@@ -157,18 +163,25 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     }
 
     let bprm: u64 = ctx.arg(2);
-    match read_ptr(bprm, config!(offsets.binprm_file)) {
-        Ok(file) => match crate::syscalls::describe_file(file, event.path.as_mut_ptr()) {
+    let mut verdict = Verdict::UNCHECKED;
+    match (read_ptr(bprm, config!(offsets.binprm_file)), key_scratch()) {
+        (Ok(file), Some(scratch)) => match describe_file(file, &mut scratch.path) {
             Ok(described) => {
-                event.path_len = described.path_len;
+                event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
                 event.ino = described.ino;
-                event.dev = described.dev;
-                event_flags |= described.flags;
+                event.dev = described.resolved.dev;
+                event_flags |= described.resolved.flags;
+                verdict = policy::decide(&member, true, allow::EXEC, &described.resolved, scratch);
             }
             Err(ReadError) => event_flags |= flags::READ_ERROR,
         },
-        Err(ReadError) => event_flags |= flags::READ_ERROR,
+        _ => event_flags |= flags::READ_ERROR,
     }
+    if event_flags & flags::READ_ERROR != 0 {
+        verdict = policy::fail_closed(&member);
+    }
+    event.action = verdict.action;
+    event.rule_id = verdict.rule_id;
     event.header.flags = event_flags;
 
     let mut path_len = event.path_len as usize;
@@ -179,7 +192,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     event.header.size = size as u32;
     // SAFETY: size <= size_of::<ExecEvent>() by the bound above.
     let bytes = unsafe { core::slice::from_raw_parts((event as *const ExecEvent).cast::<u8>(), size) };
-    emit(bytes);
+    if verdict.action == action::ALLOW { emit(bytes) } else { emit_decision(bytes) }
     Ok(())
 }
 

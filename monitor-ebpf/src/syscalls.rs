@@ -17,14 +17,17 @@ use monitor_common::{
         PendingOpen, SOCKADDR_MAX_BYTES, flags, kind, open_syscall,
     },
     maps::Counter,
+    policy::{action, allow},
 };
 
 use crate::{
+    path::{self, PathScratch, Resolved},
+    policy::{self, Verdict, key_scratch},
     kernel::{
-        ReadError, config, count, current_task, emit, fill_header, read, read_ptr, session_of, wakeup_flags,
+        ReadError, config, count, current_task, emit, emit_decision, fill_header, read, read_ptr, session_of,
+        wakeup_flags,
     },
     maps::{EVENTS, FILE_SCRATCH, PENDING_CONNECTS, PENDING_OPENS},
-    path,
 };
 
 const O_WRONLY: u32 = 0o1;
@@ -178,6 +181,9 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     let Some(event) = FILE_SCRATCH.get_ptr_mut(0) else {
         return Ok(());
     };
+    let Some(scratch) = key_scratch() else {
+        return Ok(());
+    };
     // SAFETY: per-CPU scratch; this program is its only user on this CPU.
     let event = unsafe { &mut *event };
     let mut event_flags = 0;
@@ -191,6 +197,7 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     event.ino = 0;
     event.dev = 0;
     event.path_len = 0;
+    let mut verdict = Verdict::UNCHECKED;
     match fd_to_file(ret as u32) {
         Ok(file) => {
             if let Ok(mode) = read::<u32>(file, config!(offsets.file_f_mode)) {
@@ -198,12 +205,14 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
             } else {
                 event_flags |= flags::READ_ERROR;
             }
-            match describe_file(file, event.path.as_mut_ptr()) {
+            match describe_file(file, &mut scratch.path) {
                 Ok(described) => {
-                    event.path_len = described.path_len;
+                    event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
                     event.ino = described.ino;
-                    event.dev = described.dev;
-                    event_flags |= described.flags;
+                    event.dev = described.resolved.dev;
+                    event_flags |= described.resolved.flags;
+                    let requested = requested_access(event.f_mode, pending.open_flags);
+                    verdict = policy::decide(&member, false, requested, &described.resolved, scratch);
                 }
                 Err(ReadError) => event_flags |= flags::READ_ERROR,
             }
@@ -212,7 +221,11 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     }
     if event_flags & flags::READ_ERROR != 0 {
         count(Counter::KernelReadError);
+        // An enforcing session fails closed: what cannot be resolved is not allowed.
+        verdict = policy::fail_closed(&member);
     }
+    event.action = verdict.action;
+    event.rule_id = verdict.rule_id;
     event.header.flags = event_flags;
     let mut path_len = event.path_len as usize;
     if path_len > PATH_BUF_BYTES {
@@ -223,8 +236,26 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     // SAFETY: size <= size_of::<FileOpenEvent>() by the bound above.
     let bytes =
         unsafe { core::slice::from_raw_parts((event as *const FileOpenEvent).cast::<u8>(), size) };
-    emit(bytes);
+    if verdict.action == action::ALLOW { emit(bytes) } else { emit_decision(bytes) }
     Ok(())
+}
+
+/// `FMODE_READ`, `FMODE_WRITE`, `FMODE_CREATED` (include/linux/fs.h, stable since 4.19).
+const FMODE_READ: u32 = 0x1;
+const FMODE_WRITE: u32 = 0x2;
+const FMODE_CREATED: u32 = 0x10_0000;
+
+/// What an open asks of a file: writing includes creating and truncating it.
+#[inline(always)]
+fn requested_access(f_mode: u32, open_flags: u32) -> u32 {
+    let mut requested = 0;
+    if f_mode & FMODE_READ != 0 {
+        requested |= allow::READ;
+    }
+    if f_mode & (FMODE_WRITE | FMODE_CREATED) != 0 || open_flags & O_TRUNC != 0 {
+        requested |= allow::WRITE;
+    }
+    requested
 }
 
 /// `current->files->fdt->fd[fd]`.
@@ -240,24 +271,22 @@ fn fd_to_file(fd: u32) -> Result<u64, ReadError> {
     read_ptr(fd_array, fd * 8)
 }
 
-/// Path, inode and device of an open file.
+/// Path and inode of an open file.
 pub struct Described {
-    pub path_len: u32,
+    pub resolved: Resolved,
     pub ino: u64,
-    pub dev: u32,
-    pub flags: u16,
 }
 
-/// Resolves `file` (a `struct file *`) into `buf` and reads its inode number.
+/// Resolves `file` (a `struct file *`) into `scratch` and reads its inode number.
 #[inline(always)]
-pub fn describe_file(file: u64, buf: *mut u8) -> Result<Described, ReadError> {
+pub fn describe_file(file: u64, scratch: &mut PathScratch) -> Result<Described, ReadError> {
     let dentry = read_ptr(file, config!(offsets.file_f_path) + config!(offsets.path_dentry))?;
-    let resolved = path::resolve(dentry, buf)?;
-    let mut described = Described { path_len: resolved.len, ino: 0, dev: resolved.dev, flags: resolved.flags };
-    if let Ok(inode) = read_ptr(file, config!(offsets.file_f_inode)) {
-        described.ino = read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0);
-    }
-    Ok(described)
+    let resolved = path::resolve(dentry, scratch)?;
+    let ino = match read_ptr(file, config!(offsets.file_f_inode)) {
+        Ok(inode) => read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0),
+        Err(ReadError) => 0,
+    };
+    Ok(Described { resolved, ino })
 }
 
 fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), ReadError> {

@@ -20,8 +20,32 @@ pub enum Command {
         /// Write events to FILE (appended, created 0600) instead of stdout; `-` is stdout.
         #[arg(long, value_name = "FILE")]
         events: Option<PathBuf>,
+        /// Policy file (YAML); without it, the built-in policy (`agent-monitor policy default`).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Profile of the policy to hold the agent to (default: the file's only profile,
+        /// or `default` for the built-in policy).
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
         /// The agent command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         command: Vec<OsString>,
+    },
+    /// Check, show and explain policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file: report every error with its profile, field and fix.
+    Check { file: PathBuf },
+    /// Print the built-in policy.
+    Default,
+    /// Show, per rule, how it is enforced on this host (kernel or userspace).
+    Explain {
+        file: Option<PathBuf>,
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
     },
 }

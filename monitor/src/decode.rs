@@ -43,10 +43,22 @@ pub enum SocketAddress {
     Other { family: u16 },
 }
 
+/// What the kernel decided (`monitor_common::policy::action`) and which rule decided
+/// (`monitor_common::policy::NO_RULE` for none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub action: u32,
+    pub rule_id: u32,
+}
+
+impl Verdict {
+    pub const ALLOW: Verdict = Verdict { action: monitor_common::policy::action::ALLOW, rule_id: monitor_common::policy::NO_RULE };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelEvent {
     Fork { header: EventHeader, child_tgid: u32, child_start_time_ns: u64 },
-    Exec { header: EventHeader, path: KernelPath, argv: Vec<Vec<u8>>, ino: u64, dev: u32 },
+    Exec { header: EventHeader, path: KernelPath, argv: Vec<Vec<u8>>, ino: u64, dev: u32, verdict: Verdict },
     Exit { header: EventHeader, exit_code: u32 },
     FileOpen {
         header: EventHeader,
@@ -57,6 +69,7 @@ pub enum KernelEvent {
         ino: u64,
         dev: u32,
         path: KernelPath,
+        verdict: Verdict,
     },
     Connect { header: EventHeader, ret: i32, fd: u32, addr: SocketAddress },
 }
@@ -151,13 +164,14 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             let argv_len = record.u32(HEADER_LEN + 4) as usize;
             check_len("exec path", path_len, PATH_BUF_BYTES.min(size - EXEC_PATH_OFFSET))?;
             check_len("exec argv", argv_len, ARGV_MAX_BYTES)?;
-            let argv_at = HEADER_LEN + 24;
+            let argv_at = HEADER_LEN + 32;
             Ok(KernelEvent::Exec {
                 header,
                 ino: record.u64(HEADER_LEN + 8),
                 dev: record.u32(HEADER_LEN + 16),
+                verdict: Verdict { action: record.u32(HEADER_LEN + 20), rule_id: record.u32(HEADER_LEN + 24) },
                 argv: split_argv(record.slice(argv_at, argv_len)),
-                path: join_components(record.slice(EXEC_PATH_OFFSET, path_len)),
+                path: fs_path(record.slice(EXEC_PATH_OFFSET, path_len)),
             })
         }
         kind::FILE_OPEN => {
@@ -176,7 +190,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 fd: record.u32(HEADER_LEN + 12),
                 ino: record.u64(HEADER_LEN + 16),
                 dev: record.u32(HEADER_LEN + 24),
-                path: join_components(record.slice(FILE_OPEN_PATH_OFFSET, path_len)),
+                verdict: Verdict { action: record.u32(HEADER_LEN + 32), rule_id: record.u32(HEADER_LEN + 36) },
+                path: fs_path(record.slice(FILE_OPEN_PATH_OFFSET, path_len)),
             })
         }
         kind::NET_CONNECT => {
@@ -197,18 +212,11 @@ fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), DecodeEr
     if len > max { Err(DecodeError::BadLength { field, len, max }) } else { Ok(()) }
 }
 
-/// Components arrive leaf first, each NUL-terminated (see `monitor_common::event`).
-pub fn join_components(raw: &[u8]) -> KernelPath {
-    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
-    let mut bytes = Vec::with_capacity(raw.len() + 1);
-    if raw.is_empty() {
-        bytes.push(b'/');
-        return KernelPath { bytes };
-    }
-    for component in raw.rsplit(|&b| b == 0) {
-        bytes.push(b'/');
-        bytes.extend_from_slice(component);
-    }
+/// Paths arrive root first with every component followed by `/`
+/// (see `monitor_common::event`): `/etc/hostname/` is `/etc/hostname`.
+pub fn fs_path(raw: &[u8]) -> KernelPath {
+    let trimmed = raw.strip_suffix(b"/").unwrap_or(raw);
+    let bytes = if trimmed.is_empty() { b"/".to_vec() } else { trimmed.to_vec() };
     KernelPath { bytes }
 }
 
@@ -277,40 +285,42 @@ mod tests {
         out.extend_from_slice(&42u64.to_ne_bytes());
         out.extend_from_slice(&8u32.to_ne_bytes());
         out.extend_from_slice(&(path.len() as u32).to_ne_bytes());
+        out.extend_from_slice(&2u32.to_ne_bytes()); // action: kill
+        out.extend_from_slice(&5u32.to_ne_bytes()); // rule id
         out.extend_from_slice(path);
         out
     }
 
     #[test]
     fn decodes_a_file_open() {
-        let event = decode(&file_open(b"hostname\0etc\0")).unwrap();
-        let KernelEvent::FileOpen { header, syscall, open_flags, fd, ino, dev, path, .. } = event else {
+        let event = decode(&file_open(b"/etc/hostname/")).unwrap();
+        let KernelEvent::FileOpen { header, syscall, open_flags, fd, ino, dev, path, verdict, .. } = event else {
             panic!("wrong kind");
         };
+        assert_eq!(verdict, Verdict { action: 2, rule_id: 5 });
         assert_eq!((header.tgid, header.tid, header.uid, header.session_id), (100, 101, 1000, 7));
         assert_eq!((syscall, open_flags, fd, ino, dev), (2, 0o2, 3, 42, 8));
         assert_eq!(path.bytes, b"/etc/hostname");
     }
 
     #[test]
-    fn joins_components_leaf_first() {
-        assert_eq!(join_components(b"").bytes, b"/");
-        assert_eq!(join_components(b"etc\0").bytes, b"/etc");
-        assert_eq!(join_components(b"c\0b\0a\0").bytes, b"/a/b/c");
-        // A walk cut short keeps what it has.
-        assert_eq!(join_components(b"c\0b").bytes, b"/b/c");
+    fn paths_lose_their_final_slash() {
+        assert_eq!(fs_path(b"/").bytes, b"/");
+        assert_eq!(fs_path(b"").bytes, b"/");
+        assert_eq!(fs_path(b"/etc/").bytes, b"/etc");
+        assert_eq!(fs_path(b"/a/b/c/").bytes, b"/a/b/c");
     }
 
     #[test]
     fn ring_buffer_padding_is_accepted() {
-        let mut bytes = file_open(b"x\0");
+        let mut bytes = file_open(b"/x/");
         bytes.extend_from_slice(&[0; 6]);
         assert!(decode(&bytes).is_ok());
     }
 
     #[test]
     fn rejects_truncated_records_at_every_length() {
-        let good = file_open(b"hostname\0etc\0");
+        let good = file_open(b"/etc/hostname/");
         for len in 0..good.len() {
             assert!(decode(&good[..len]).is_err(), "{len} bytes decoded");
         }
@@ -322,7 +332,7 @@ mod tests {
         assert!(matches!(decode(&header_bytes(kind::PROCESS_FORK, 48)), Err(DecodeError::Short { .. })));
         assert!(matches!(decode(&header_bytes(kind::PROCESS_EXIT, 4)), Err(DecodeError::SizeMismatch { .. })));
         assert!(matches!(decode(&header_bytes(kind::PROCESS_EXIT, 4096)), Err(DecodeError::SizeMismatch { .. })));
-        let mut bad_len = file_open(b"x\0");
+        let mut bad_len = file_open(b"/x/");
         let at = HEADER_LEN + 28;
         bad_len[at..at + 4].copy_from_slice(&9999u32.to_ne_bytes());
         assert!(matches!(decode(&bad_len), Err(DecodeError::BadLength { .. })));

@@ -16,6 +16,7 @@ pub mod types {
     pub const FILE_OPEN: &str = "file.open";
     pub const NET_CONNECT: &str = "net.connect";
     pub const MONITOR_LOSS: &str = "monitor.loss";
+    pub const SESSION_KILLED: &str = "session.killed";
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +61,17 @@ pub struct Session {
     /// session.end: session members still running when the session's root exited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining_pids: Option<Vec<u32>>,
+    /// session.killed: every process of the session when it was killed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub killed_pids: Option<Vec<u32>>,
+    /// session.killed: the process whose violation ended the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub killed_because_of: Option<u32>,
+    /// session.start: profile and mode the session is held to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,12 +162,29 @@ pub struct Exit {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
-    /// `allow`, `audit`, `deny` or `kill`.
+    /// `allow`, `audit` (a violation, reported only), `deny` or `kill`.
     pub action: &'static str,
+    /// The policy entry that decided (`files.deny[0] /etc/shadow`), if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The profile the session is held to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Who stopped the violation and where: `kernel:sys_exit`, `kernel:sched_process_exec`,
+    /// `userspace:cgroup.kill`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforced_by: Option<&'static str>,
+    /// audit: what enforce mode would have done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would: Option<&'static str>,
+    /// Why the action differs from the profile's `on_violation`, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Decision {
-    pub const ALLOW: Decision = Decision { action: "allow" };
+    pub const ALLOW: Decision =
+        Decision { action: "allow", rule: None, profile: None, enforced_by: None, would: None, note: None };
 }
 
 /// Counts of what was lost, cumulative since the monitor started.
@@ -169,6 +198,9 @@ pub struct Loss {
     pub kernel_read_error: u64,
     /// Kernel: syscalls whose entry state could not be kept (no event at exit).
     pub pending_map_full: u64,
+    /// Kernel: violations that could not be reported (decisions ring buffer full);
+    /// they were still enforced.
+    pub decision_ringbuf_full: u64,
     /// Userspace: records that failed to decode.
     pub decode_error: u64,
     /// Userspace: records dropped because the processing queue was full.
@@ -181,6 +213,7 @@ impl Loss {
             + self.session_map_full
             + self.kernel_read_error
             + self.pending_map_full
+            + self.decision_ringbuf_full
             + self.decode_error
             + self.queue_full
     }

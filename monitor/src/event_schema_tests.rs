@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::{
     clock::BootClock,
-    decode::{KernelEvent, SocketAddress, join_components},
+    decode::{KernelEvent, SocketAddress, Verdict, fs_path},
     event::{Event, Loss, Monitor, types},
     pipeline::{Context, Pipeline, exit_status, session_ref},
     process_tree::ProcessTree,
@@ -113,11 +113,13 @@ fn session_events() -> Vec<Value> {
         fd: 3,
         ino: 42,
         dev: root_fs,
-        path: join_components(b"ld.so.cache\0etc\0"),
+        path: fs_path(b"/etc/ld.so.cache/"),
+        verdict: Verdict::ALLOW,
     }));
     out.push(translate(KernelEvent::Exec {
         header: header(kind::PROCESS_EXEC, ROOT, ROOT, root_start, 0),
-        path: join_components(b"dash\0bin\0usr\0"),
+        path: fs_path(b"/usr/bin/dash/"),
+        verdict: Verdict::ALLOW,
         argv: vec![b"sh".to_vec(), b"-c".to_vec(), b"cat /etc/hostname".to_vec()],
         ino: 7,
         dev: root_fs,
@@ -130,7 +132,8 @@ fn session_events() -> Vec<Value> {
     // Truncated argv and path; a non-UTF-8 argument.
     out.push(translate(KernelEvent::Exec {
         header: header(kind::PROCESS_EXEC, CHILD, CHILD, child_start, flags::ARGV_TRUNCATED | flags::PATH_TRUNCATED),
-        path: join_components(b"cat\0bin\0"),
+        path: fs_path(b"/bin/cat/"),
+        verdict: Verdict::ALLOW,
         argv: vec![b"cat".to_vec(), b"/etc/hostname".to_vec(), b"\xff\xfe".to_vec()],
         ino: 8,
         dev: root_fs,
@@ -143,7 +146,8 @@ fn session_events() -> Vec<Value> {
         fd: 3,
         ino: 611,
         dev: root_fs,
-        path: join_components(b"hostname\0etc\0"),
+        path: fs_path(b"/etc/hostname/"),
+        verdict: Verdict::ALLOW,
     }));
     // Created, truncated, read-write; a name that is not UTF-8; a filesystem with no
     // visible mount; a path cut short.
@@ -155,7 +159,8 @@ fn session_events() -> Vec<Value> {
         fd: 4,
         ino: 9,
         dev: UNMOUNTED_DEV,
-        path: join_components(b"bad\xffname\0tmp\0"),
+        path: fs_path(b"/tmp/bad\xffname/"),
+        verdict: Verdict::ALLOW,
     }));
     // An O_PATH descriptor (access none), a write-only creat, open_by_handle_at.
     for (syscall, open_flags, f_mode) in [
@@ -171,7 +176,8 @@ fn session_events() -> Vec<Value> {
             fd: 5,
             ino: 10,
             dev: root_fs,
-            path: join_components(b""),
+            path: fs_path(b"/"),
+            verdict: Verdict::ALLOW,
         }));
     }
     for (ret, addr) in [
@@ -212,6 +218,7 @@ fn session_events() -> Vec<Value> {
         session_map_full: 2,
         kernel_read_error: 3,
         pending_map_full: 4,
+        decision_ringbuf_full: 7,
         decode_error: 5,
         queue_full: 6,
     };

@@ -1,6 +1,8 @@
-//! Ring buffer -> bounded queue. Runs on its own thread so that a slow sink never
-//! stalls reading the kernel's buffer; what cannot be queued is counted, not lost
-//! silently.
+//! Ring buffers -> bounded queue. Runs on its own thread so that a slow sink never
+//! stalls reading the kernel's buffers. Violations arrive on their own ring buffer
+//! and are read first; they are handed to the `actions` hook before being queued (so
+//! a kill-session does not wait behind telemetry) and are never dropped for a full
+//! queue. Telemetry that cannot be queued is counted, not lost silently.
 
 use std::{
     os::fd::AsRawFd,
@@ -16,12 +18,21 @@ use aya::maps::{MapData, RingBuf};
 
 use crate::decode::{KernelEvent, decode};
 
-/// How often the ring buffer is read when the kernel sends no wakeup: the kernel
-/// wakes the reader only once 64 KiB are pending, so this bounds event latency.
+/// How often the telemetry ring buffer is read when the kernel sends no wakeup: the
+/// kernel wakes the reader only once 64 KiB are pending, so this bounds event latency.
+/// (Violations always wake the reader at once.)
 pub const POLL_INTERVAL_MS: i32 = 5;
 
-/// Capacity of the queue between ingest and the pipeline, in events.
+/// Capacity of the queue between ingest and the pipeline, in items.
 pub const QUEUE_CAPACITY: usize = 65_536;
+
+/// What the pipeline receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Kernel(KernelEvent),
+    /// The whole session was killed (kill-session); `pids` were its processes.
+    SessionKilled { time_ns: u64, pids: Vec<u32>, trigger_pid: u32, error: Option<String> },
+}
 
 /// Losses counted in userspace.
 #[derive(Debug, Default)]
@@ -30,36 +41,80 @@ pub struct UserspaceLoss {
     pub queue_full: AtomicU64,
 }
 
+/// Called for every violation before it is queued; may return an item to queue after it.
+pub type DecisionHook = Box<dyn FnMut(&KernelEvent) -> Option<Item> + Send>;
+
 pub struct Ingest {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
 
 impl Ingest {
-    pub fn spawn(mut ring: RingBuf<MapData>, queue: SyncSender<KernelEvent>, loss: Arc<UserspaceLoss>) -> Ingest {
+    pub fn spawn(
+        mut events: RingBuf<MapData>,
+        mut decisions: RingBuf<MapData>,
+        queue: SyncSender<Item>,
+        loss: Arc<UserspaceLoss>,
+        mut on_decision: DecisionHook,
+    ) -> Ingest {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("ingest".into())
             .spawn(move || {
+                let mut violations: Vec<(KernelEvent, Option<Item>)> = Vec::new();
+                let mut telemetry: Vec<KernelEvent> = Vec::new();
                 loop {
                     // Read the flag before draining: everything submitted before
                     // `stop()` was called is drained before the thread ends.
                     let last_round = stopping.load(Ordering::Acquire);
-                    wait_readable(ring.as_raw_fd(), POLL_INTERVAL_MS);
-                    while let Some(record) = ring.next() {
+                    wait_readable(&[events.as_raw_fd(), decisions.as_raw_fd()], POLL_INTERVAL_MS);
+                    // Violations first, and their actions (kill-session) at once.
+                    while let Some(record) = decisions.next() {
                         match decode(&record) {
-                            Ok(event) => match queue.try_send(event) {
-                                Ok(()) => {}
-                                Err(TrySendError::Full(_)) => {
-                                    loss.queue_full.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Err(TrySendError::Disconnected(_)) => return,
-                            },
+                            Ok(event) => {
+                                let follow_up = on_decision(&event);
+                                violations.push((event, follow_up));
+                            }
+                            Err(error) => {
+                                log::warn!("undecodable decision record: {error}");
+                                loss.decode_error.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    while let Some(record) = events.next() {
+                        match decode(&record) {
+                            Ok(event) => telemetry.push(event),
                             Err(error) => {
                                 log::debug!("undecodable record: {error}");
                                 loss.decode_error.fetch_add(1, Ordering::Relaxed);
                             }
+                        }
+                    }
+                    // Queue both in kernel time order, so a violation is explained
+                    // with the fork and exec that came before it.
+                    let mut violations_in_order = violations.drain(..).peekable();
+                    for event in telemetry.drain(..) {
+                        while let Some((violation, _)) = violations_in_order.peek() {
+                            if violation.header().time_ns > event.header().time_ns {
+                                break;
+                            }
+                            let (violation, follow_up) = violations_in_order.next().expect("peeked");
+                            if !send_violation(&queue, violation, follow_up) {
+                                return;
+                            }
+                        }
+                        match queue.try_send(Item::Kernel(event)) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(_)) => {
+                                loss.queue_full.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(TrySendError::Disconnected(_)) => return,
+                        }
+                    }
+                    for (violation, follow_up) in violations_in_order {
+                        if !send_violation(&queue, violation, follow_up) {
+                            return;
                         }
                     }
                     if last_round {
@@ -79,8 +134,16 @@ impl Ingest {
     }
 }
 
-fn wait_readable(fd: i32, timeout_ms: i32) {
-    let mut pollfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pollfd, 1, timeout_ms) };
+/// Queues a violation, waiting for room: violations are never dropped.
+fn send_violation(queue: &SyncSender<Item>, violation: KernelEvent, follow_up: Option<Item>) -> bool {
+    if queue.send(Item::Kernel(violation)).is_err() {
+        return false;
+    }
+    follow_up.is_none_or(|item| queue.send(item).is_ok())
+}
+
+fn wait_readable(fds: &[i32; 2], timeout_ms: i32) {
+    let mut pollfds = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+    // SAFETY: valid array of pollfds.
+    unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
 }

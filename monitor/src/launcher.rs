@@ -5,7 +5,7 @@
 //! membership in the kernel at fork. If registration fails, the command never runs.
 
 use std::{
-    ffi::OsString,
+    ffi::{CString, OsString},
     io,
     os::unix::process::CommandExt,
     process::{Child, Command},
@@ -15,19 +15,30 @@ use monitor_common::session::SessionMember;
 
 use crate::session_map::{SessionMap, register_raw};
 
-pub fn spawn_in_session(command: &[OsString], sessions: &SessionMap, member: SessionMember) -> io::Result<Child> {
+/// Starts `command` in the session; with `cgroup` (its `cgroup.procs`), inside that
+/// cgroup first.
+pub fn spawn_in_session(
+    command: &[OsString],
+    sessions: &SessionMap,
+    member: SessionMember,
+    cgroup: Option<CString>,
+) -> io::Result<Child> {
     let (program, args) = command.split_first().ok_or_else(|| io::Error::other("no command given"))?;
     let map_fd = sessions.raw_fd();
     let mut cmd = Command::new(program);
     cmd.args(args);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (sigprocmask, getpid, bpf) with no allocation.
+    // async-signal-safe calls (sigprocmask, open/write/close, getpid, bpf) with no
+    // allocation.
     unsafe {
         cmd.pre_exec(move || {
             // The monitor blocks the signals it forwards; the agent starts with none blocked.
             let mut none: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);
             libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            if let Some(procs) = &cgroup {
+                crate::cgroup::join_raw(procs)?;
+            }
             let tgid = libc::getpid() as u32;
             register_raw(map_fd, tgid, &member)
         });

@@ -3,6 +3,7 @@
 //! events) -> `process_tree` (who is who) -> `pipeline` (JSON events) -> `sink`.
 
 pub mod btf;
+pub mod cgroup;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -14,7 +15,9 @@ pub mod launcher;
 pub mod loader;
 pub mod mounts;
 pub mod pipeline;
+pub mod policy;
 pub mod process_tree;
+pub mod rule_maps;
 pub mod session_map;
 pub mod sink;
 

@@ -3,7 +3,7 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, RawTracePoint},
 };
 use monitor_common::{config::KERNEL_CONFIG, maps};
@@ -11,6 +11,7 @@ use monitor_common::{config::KERNEL_CONFIG, maps};
 use crate::{
     btf::{Btf, BtfError},
     kernel_config::kernel_config,
+    rule_maps::RuleMaps,
     session_map::SessionMap,
 };
 
@@ -50,7 +51,9 @@ pub struct Probes {
     pub ebpf: Ebpf,
     pub sessions: SessionMap,
     pub events: RingBuf<MapData>,
+    pub decisions: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
+    pub rules: RuleMaps,
 }
 
 fn raise_memlock_limit() {
@@ -90,6 +93,16 @@ impl Probes {
         let counters = ebpf.take_map(maps::COUNTERS).ok_or(LoadError::MissingMap(maps::COUNTERS))?;
         let counters =
             PerCpuArray::try_from(counters).map_err(|source| LoadError::Map { name: maps::COUNTERS, source })?;
-        Ok(Probes { ebpf, sessions, events, counters })
+        let decisions = ebpf.take_map(maps::DECISIONS).ok_or(LoadError::MissingMap(maps::DECISIONS))?;
+        let decisions =
+            RingBuf::try_from(decisions).map_err(|source| LoadError::Map { name: maps::DECISIONS, source })?;
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
+        let (files, exec, names) = (take(maps::FILE_RULES)?, take(maps::EXEC_RULES)?, take(maps::NAME_RULES)?);
+        let rules = RuleMaps {
+            files: LpmTrie::try_from(files).map_err(|source| LoadError::Map { name: maps::FILE_RULES, source })?,
+            exec: LpmTrie::try_from(exec).map_err(|source| LoadError::Map { name: maps::EXEC_RULES, source })?,
+            names: HashMap::try_from(names).map_err(|source| LoadError::Map { name: maps::NAME_RULES, source })?,
+        };
+        Ok(Probes { ebpf, sessions, events, decisions, counters, rules })
     }
 }

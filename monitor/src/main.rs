@@ -1,14 +1,20 @@
 use clap::Parser;
 use monitor::{
-    cli::{Cli, Command},
-    commands::run::{RunArgs, run},
+    cli::{Cli, Command, PolicyCommand},
+    commands::{
+        policy,
+        run::{RunArgs, run},
+    },
 };
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { events, command } => run(RunArgs { events, command }),
+        Command::Run { events, policy, profile, command } => run(RunArgs { events, policy, profile, command }),
+        Command::Policy(PolicyCommand::Check { file }) => policy::check(&file),
+        Command::Policy(PolicyCommand::Default) => policy::default(),
+        Command::Policy(PolicyCommand::Explain { file, profile }) => policy::explain(file.as_deref(), profile.as_deref()),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -73,6 +73,20 @@ impl MountTable {
         Ok(MountTable::parse(&std::fs::read(MOUNTINFO)?))
     }
 
+    /// For each filesystem, the mount that names it (the one `place` uses):
+    /// (device, directory of the filesystem mounted, mount point).
+    pub fn canonical(&self) -> Vec<(u32, &[u8], &[u8])> {
+        let mut out: Vec<(u32, &[u8], &[u8])> = Vec::new();
+        for m in &self.mounts {
+            match out.iter_mut().find(|(dev, _, _)| *dev == m.dev) {
+                Some(slot) if m.root.len() < slot.1.len() => *slot = (m.dev, &m.root, &m.mount_point),
+                Some(_) => {}
+                None => out.push((m.dev, &m.root, &m.mount_point)),
+            }
+        }
+        out
+    }
+
     /// The absolute path of `fs_path` (a path from the root of the filesystem on `dev`).
     pub fn place(&self, dev: u32, fs_path: &[u8]) -> Option<Vec<u8>> {
         let mount = self

@@ -2,13 +2,17 @@
 
 use std::io;
 
-use monitor_common::event::{EventHeader, flags, open_syscall};
+use monitor_common::{
+    event::{EventHeader, flags, open_syscall},
+    policy::{NO_RULE, action},
+};
 
 use crate::{
     clock::BootClock,
-    decode::{KernelEvent, SocketAddress},
+    decode::{KernelEvent, SocketAddress, Verdict},
     event::{self, Decision, Event, Exec, Exit, File, Latency, Net, Process, Session, text, types},
     mounts::Mounts,
+    policy::{Mode, OnViolation, model::Origin},
     process_tree::{ProcessInfo, ProcessTree},
     sink::Sink,
 };
@@ -60,7 +64,26 @@ pub fn session_id_text(id: u64) -> String {
 }
 
 pub fn session_ref(id: u64) -> Session {
-    Session { id: session_id_text(id), root_pid: None, command: None, remaining_pids: None }
+    Session {
+        id: session_id_text(id),
+        root_pid: None,
+        command: None,
+        remaining_pids: None,
+        killed_pids: None,
+        killed_because_of: None,
+        profile: None,
+        mode: None,
+    }
+}
+
+/// What the pipeline needs of the session's policy to explain decisions.
+#[derive(Debug, Clone)]
+pub struct PolicyView {
+    pub profile: String,
+    pub mode: Mode,
+    pub on_violation: OnViolation,
+    /// Rule id -> origin (from the compiled profile).
+    pub rules: Vec<Origin>,
 }
 
 pub struct Pipeline {
@@ -68,6 +91,7 @@ pub struct Pipeline {
     pub tree: ProcessTree,
     pub sink: Sink,
     mounts: Mounts,
+    pub policy: Option<PolicyView>,
     /// Kernel event -> written, in microseconds (the first `LATENCY_SAMPLES`).
     latencies_us: Vec<u32>,
 }
@@ -76,7 +100,7 @@ const LATENCY_SAMPLES: usize = 1_000_000;
 
 impl Pipeline {
     pub fn new(context: Context, tree: ProcessTree, sink: Sink) -> Pipeline {
-        Pipeline { context, tree, sink, mounts: Mounts::new(), latencies_us: Vec::new() }
+        Pipeline { context, tree, sink, mounts: Mounts::new(), policy: None, latencies_us: Vec::new() }
     }
 
     /// Updates the process tree with `kernel_event` and writes the JSON event.
@@ -111,7 +135,7 @@ impl Pipeline {
                 event.decision = Some(Decision::ALLOW);
                 event
             }
-            KernelEvent::Exec { header, path, argv, ino, dev } => {
+            KernelEvent::Exec { header, path, argv, ino, dev, verdict } => {
                 let (path, mounted) = self.mounts.resolve(dev, &path.bytes);
                 self.tree.exec(header.tgid, header.start_time_ns, header.session_id, path.clone(), argv.clone());
                 let mut event = self.base(types::PROCESS_EXEC, &header);
@@ -124,7 +148,7 @@ impl Pipeline {
                     path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
                     mount_unknown: !mounted,
                 });
-                event.decision = Some(Decision::ALLOW);
+                event.decision = Some(self.decision(verdict, "kernel:sched_process_exec"));
                 event
             }
             KernelEvent::Exit { header, exit_code } => {
@@ -133,7 +157,7 @@ impl Pipeline {
                 self.tree.exit(header.tgid, header.start_time_ns);
                 event
             }
-            KernelEvent::FileOpen { header, syscall, open_flags, f_mode, fd, ino, dev, path } => {
+            KernelEvent::FileOpen { header, syscall, open_flags, f_mode, fd, ino, dev, path, verdict } => {
                 let (path, mounted) = self.mounts.resolve(dev, &path.bytes);
                 let mut event = self.base(types::FILE_OPEN, &header);
                 event.file = Some(File {
@@ -149,7 +173,7 @@ impl Pipeline {
                     device: event::device(dev),
                     path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
                 });
-                event.decision = Some(Decision::ALLOW);
+                event.decision = Some(self.decision(verdict, "kernel:sys_exit"));
                 event
             }
             KernelEvent::Connect { header, ret, fd, addr } => {
@@ -159,6 +183,52 @@ impl Pipeline {
                 event
             }
         }
+    }
+
+    /// Explains what the kernel decided.
+    fn decision(&self, verdict: Verdict, hook: &'static str) -> Decision {
+        let Some(policy) = &self.policy else { return Decision::ALLOW };
+        let rule = if verdict.rule_id == NO_RULE {
+            (verdict.action != action::ALLOW).then(|| "no entry covers this path".to_owned())
+        } else {
+            policy.rules.get(verdict.rule_id as usize).map(|origin| origin.to_string())
+        };
+        let mut decision = Decision { rule, profile: Some(policy.profile.clone()), ..Decision::ALLOW };
+        match verdict.action {
+            action::ALLOW => {}
+            action::AUDIT => {
+                decision.action = "audit";
+                decision.would = Some("kill");
+            }
+            _ => {
+                decision.action = "kill";
+                decision.enforced_by = Some(hook);
+                decision.note = match policy.on_violation {
+                    OnViolation::Kill => None,
+                    OnViolation::Deny => Some(
+                        "deny escalated to kill: without BPF LSM the kernel cannot refuse this operation".into(),
+                    ),
+                    OnViolation::KillSession => Some("kill-session: every process of the session is killed".into()),
+                };
+            }
+        }
+        decision
+    }
+
+    /// The whole session was killed.
+    pub fn session_killed(&mut self, session_id: u64, time_ns: u64, pids: Vec<u32>, trigger_pid: u32, error: Option<String>) -> Event {
+        let mut event = self.context.event(types::SESSION_KILLED, time_ns, session_ref(session_id));
+        event.session.killed_pids = Some(pids);
+        event.session.killed_because_of = Some(trigger_pid);
+        let profile = self.policy.as_ref().map(|p| p.profile.clone());
+        event.decision = Some(Decision {
+            action: "kill",
+            profile,
+            enforced_by: Some("userspace:cgroup.kill"),
+            note: error,
+            ..Decision::ALLOW
+        });
+        event
     }
 
     fn base(&mut self, event_type: &'static str, header: &EventHeader) -> Event {

@@ -1,2 +1,3 @@
 //! One module per CLI subcommand.
+pub mod policy;
 pub mod run;

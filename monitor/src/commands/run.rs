@@ -4,25 +4,32 @@
 use std::{
     ffi::OsString,
     io::Write,
-    os::unix::process::ExitStatusExt,
-    path::PathBuf,
+    os::unix::{ffi::OsStrExt, process::ExitStatusExt},
+    path::{Path, PathBuf},
     process::ExitStatus,
     sync::{Arc, atomic::Ordering, mpsc},
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use aya::maps::{MapData, PerCpuArray};
-use monitor_common::{maps::Counter, session::SessionMember};
+use monitor_common::{
+    maps::Counter,
+    policy::{action, session_flags},
+    session::SessionMember,
+};
 
 use crate::{
     clock::BootClock,
+    cgroup::SessionCgroup,
     decode::KernelEvent,
-    event::{Loss, Monitor, types},
-    ingest::{Ingest, QUEUE_CAPACITY, UserspaceLoss},
+    event::{Loss, Monitor, text, types},
+    ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, UserspaceLoss},
+    mounts::MountTable,
     launcher::{self, spawn_in_session},
     loader::Probes,
-    pipeline::{Context, Pipeline, exit_status, session_ref},
+    pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
+    policy::{self, Mode, OnViolation, Profile, compile::{Environment, compile}},
     process_tree::ProcessTree,
     sink::Sink,
 };
@@ -30,7 +37,68 @@ use crate::{
 pub struct RunArgs {
     /// `None` or `-`: stdout.
     pub events: Option<PathBuf>,
+    /// Policy file; `None`: the built-in policy.
+    pub policy: Option<PathBuf>,
+    /// Profile in the policy; `None`: the only profile of the file, or `default`.
+    pub profile: Option<String>,
     pub command: Vec<OsString>,
+}
+
+/// Policy id of the session's compiled tables (one session per `run`).
+const POLICY_ID: u32 = 1;
+
+/// The profile to hold the session to, from the file or the built-in policy.
+pub fn choose_profile(policy_file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<Profile> {
+    let policy = match policy_file {
+        None => policy::default_policy(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading the policy {}", path.display()))?;
+            policy::parse_policy(&text).map_err(|errors| {
+                let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+                anyhow::anyhow!("{} has {} error(s):\n{}", path.display(), errors.len(), lines.join("\n"))
+            })?
+        }
+    };
+    let names: Vec<&str> = policy.profiles.iter().map(|p| p.name.as_str()).collect();
+    let name = match (profile, policy_file) {
+        (Some(name), _) => name,
+        (None, None) => policy::DEFAULT_PROFILE,
+        (None, Some(_)) if names.len() == 1 => names[0],
+        (None, Some(path)) => bail!("{} has several profiles ({}): choose one with --profile", path.display(), names.join(", ")),
+    };
+    policy.profile(name).cloned().ok_or_else(|| {
+        let place = policy_file.map_or("the built-in policy".to_owned(), |p| p.display().to_string());
+        anyhow::anyhow!("no profile {name:?} in {place}; profiles there: {}", names.join(", "))
+    })
+}
+
+/// The user the session acts for: `SUDO_UID` when run through sudo, else the real uid.
+fn principal_uid() -> u32 {
+    std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()).unwrap_or_else(|| {
+        // SAFETY: getuid has no preconditions.
+        unsafe { libc::getuid() }
+    })
+}
+
+/// Home directory of `uid` from /etc/passwd.
+fn home_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 6 && fields[2].parse() == Ok(uid)).then(|| fields[5].to_owned())
+    })
+}
+
+fn list_dirs(dir: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Runs the session; returns the exit code agent-monitor should exit with.
@@ -40,20 +108,46 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         Some(p) if p.as_os_str() == "-" => Sink::stdout(),
         Some(path) => Sink::file(path).with_context(|| format!("opening the event file {}", path.display()))?,
     };
+    let profile = choose_profile(args.policy.as_deref(), args.profile.as_deref())?;
     launcher::block_forwarded_signals();
     let probes = Probes::load().context("loading the eBPF programs")?;
-    let Probes { ebpf, sessions, events, counters } = probes;
+    let Probes { ebpf, sessions, events, decisions, counters, mut rules } = probes;
+
+    let mounts = MountTable::load().context("reading the mount table")?;
+    let environment =
+        Environment { home: home_of(principal_uid()), mounts: &mounts, list_dir: &|dir: &str| list_dirs(dir) };
+    let compiled = compile(&profile, &environment);
+    for note in &compiled.notes {
+        log::warn!("profile {}: {note}", profile.name);
+    }
+    rules.install(POLICY_ID, &compiled).context("writing the policy into the kernel")?;
 
     let session_id = new_session_id();
-    let member = SessionMember { session_id };
+    let mut flags = session_flags::HAS_POLICY;
+    if profile.mode == Mode::Enforce {
+        flags |= session_flags::ENFORCE;
+    }
+    let member = SessionMember { session_id, policy_id: POLICY_ID, flags };
+    let cgroup = match SessionCgroup::create(&session_ref(session_id).id) {
+        Ok(cgroup) => Some(Arc::new(cgroup)),
+        Err(error) if profile.on_violation == OnViolation::KillSession => {
+            bail!("profile {} kills whole sessions, which needs a cgroup v2 for the session: {error}", profile.name)
+        }
+        Err(error) => {
+            log::warn!("no cgroup for the session ({error}); kill-session is unavailable");
+            None
+        }
+    };
     let context = Context::new();
     let started_ns = BootClock::now_boot_ns();
-    let child = spawn_in_session(&args.command, &sessions, member).map_err(|e| {
-        anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy())
-    });
+    let child = spawn_in_session(&args.command, &sessions, member, cgroup.as_ref().map(|c| c.procs_cstring()))
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));
     let mut child = match child {
         Ok(child) => child,
         Err(e) => {
+            if let Some(cgroup) = &cgroup {
+                let _ = cgroup.remove();
+            }
             drop(ebpf);
             return Err(e);
         }
@@ -70,19 +164,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     let mut start = context.event(types::SESSION_START, started_ns, session_ref(session_id));
     start.session.root_pid = Some(root_pid);
-    start.session.command = Some(args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect());
+    start.session.command = Some(args.command.iter().map(|a| text(a.as_bytes())).collect());
+    start.session.profile = Some(profile.name.clone());
+    start.session.mode = Some(match profile.mode {
+        Mode::Audit => "audit",
+        Mode::Enforce => "enforce",
+    });
     start.monitor = Some(monitor_info(None));
     sink.write(&start).context("writing events")?;
 
     let mut tree = ProcessTree::new();
     tree.add_root(root_pid, std::process::id(), session_id);
-    let (queue, received) = mpsc::sync_channel::<KernelEvent>(QUEUE_CAPACITY);
+    let (queue, received) = mpsc::sync_channel::<Item>(QUEUE_CAPACITY);
     let user_loss = Arc::new(UserspaceLoss::default());
-    let ingest = Ingest::spawn(events, queue, user_loss.clone());
-    let pipeline = Pipeline::new(context, tree, sink);
+    let hook = kill_session_hook(profile.on_violation, cgroup.clone());
+    let ingest = Ingest::spawn(events, decisions, queue, user_loss.clone(), hook);
+    let mut pipeline = Pipeline::new(context, tree, sink);
+    pipeline.policy = Some(PolicyView {
+        profile: profile.name.clone(),
+        mode: profile.mode,
+        on_violation: profile.on_violation,
+        rules: compiled.rules.clone(),
+    });
     let worker = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || process_events(pipeline, received, counters, user_loss, session_id))
+        .map_err(anyhow::Error::from)
         .context("starting the pipeline thread")?;
 
     let status = child.wait().context("waiting for the agent")?;
@@ -100,6 +207,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     end.monitor = Some(info);
     pipeline.sink.write(&end)?;
     pipeline.sink.flush()?;
+    if let Some(cgroup) = &cgroup
+        && remaining.is_empty()
+        && let Err(error) = cgroup.remove()
+    {
+        log::warn!("removing {}: {error}", cgroup.path().display());
+    }
     drop(ebpf);
 
     let code = exit_code(status);
@@ -118,9 +231,29 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// Pipeline thread: handles events until the queue closes, reporting loss as it grows.
+/// On a violation in a kill-session profile: kill every process of the session at
+/// once, and report who was killed.
+fn kill_session_hook(on_violation: OnViolation, cgroup: Option<Arc<SessionCgroup>>) -> DecisionHook {
+    let mut done = false;
+    Box::new(move |event: &KernelEvent| {
+        let verdict = match event {
+            KernelEvent::FileOpen { verdict, .. } | KernelEvent::Exec { verdict, .. } => *verdict,
+            _ => return None,
+        };
+        if done || on_violation != OnViolation::KillSession || verdict.action != action::KILL {
+            return None;
+        }
+        done = true;
+        let cgroup = cgroup.as_ref()?;
+        let pids = cgroup.pids();
+        let error = cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"));
+        Some(Item::SessionKilled { time_ns: BootClock::now_boot_ns(), pids, trigger_pid: event.header().tgid, error })
+    })
+}
+
 fn process_events(
     mut pipeline: Pipeline,
-    received: mpsc::Receiver<KernelEvent>,
+    received: mpsc::Receiver<Item>,
     counters: PerCpuArray<MapData, u64>,
     user_loss: Arc<UserspaceLoss>,
     session_id: u64,
@@ -130,12 +263,12 @@ fn process_events(
     loop {
         let first = received.recv_timeout(Duration::from_millis(100));
         let closed = matches!(first, Err(mpsc::RecvTimeoutError::Disconnected));
-        if let Ok(event) = first {
-            pipeline.handle(event)?;
+        if let Ok(item) = first {
+            handle(&mut pipeline, item, session_id)?;
             // Under sustained load the queue never drains: check loss along the way.
             let mut handled = 1u32;
-            while let Ok(event) = received.try_recv() {
-                pipeline.handle(event)?;
+            while let Ok(item) = received.try_recv() {
+                handle(&mut pipeline, item, session_id)?;
                 handled += 1;
                 if handled % 4096 == 0 && last_check.elapsed() >= LOSS_CHECK_INTERVAL {
                     last_check = Instant::now();
@@ -150,6 +283,16 @@ fn process_events(
         pipeline.sink.flush()?;
         if closed {
             return Ok((pipeline, reported));
+        }
+    }
+}
+
+fn handle(pipeline: &mut Pipeline, item: Item, session_id: u64) -> std::io::Result<()> {
+    match item {
+        Item::Kernel(event) => pipeline.handle(event),
+        Item::SessionKilled { time_ns, pids, trigger_pid, error } => {
+            let event = pipeline.session_killed(session_id, time_ns, pids, trigger_pid, error);
+            pipeline.sink.write(&event)
         }
     }
 }
@@ -174,6 +317,7 @@ fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &UserspaceLoss) -> L
         session_map_full: kernel(Counter::SessionMapFull),
         kernel_read_error: kernel(Counter::KernelReadError),
         pending_map_full: kernel(Counter::PendingMapFull),
+        decision_ringbuf_full: kernel(Counter::DecisionRingbufFull),
         decode_error: user.decode_error.load(Ordering::Relaxed),
         queue_full: user.queue_full.load(Ordering::Relaxed),
     }

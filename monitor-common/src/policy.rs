@@ -1,0 +1,84 @@
+//! Compiled policy as the kernel looks it up.
+//!
+//! Path rules live in LPM tries keyed by (policy, filesystem device, path inside that
+//! filesystem, root first, each component followed by `/`): `/etc` is stored as the
+//! bytes `/etc/` and matches `/etc/` and `/etc/passwd/` but not `/etcx/`; the
+//! filesystem root is `/`. Userspace compiles absolute rule paths into these
+//! coordinates with the mount table, so the kernel never needs to know where a
+//! filesystem is mounted, and an alias (bind mount, chroot) cannot dodge a rule.
+
+/// Bytes of path a trie key carries (the trie's data may be at most 256 bytes).
+pub const PATH_KEY_BYTES: usize = 248;
+
+/// Key of `FILE_RULES` and `EXEC_RULES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathKey {
+    /// Bits of (policy, dev, path) that must match: 64 + 8 * path bytes.
+    pub prefix_len: u32,
+    pub policy: u32,
+    pub dev: u32,
+    pub path: [u8; PATH_KEY_BYTES],
+}
+
+/// Bytes of a file name a `NAME_RULES` key carries.
+pub const NAME_KEY_BYTES: usize = 64;
+
+/// Key of `NAME_RULES`: a file name matched anywhere (`**/NAME` entries).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameKey {
+    pub policy: u32,
+    pub name: [u8; NAME_KEY_BYTES],
+}
+
+/// Bits of [`RuleValue::allow`].
+pub mod allow {
+    pub const READ: u32 = 1;
+    pub const WRITE: u32 = 2;
+    pub const EXEC: u32 = 4;
+}
+
+/// What a matching entry allows, and which entry it was.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleValue {
+    /// Index into the compiled policy's rule list (for events); `NO_RULE` when no
+    /// entry matched.
+    pub rule_id: u32,
+    /// Bits of [`allow`]; 0 for a `deny` entry.
+    pub allow: u32,
+}
+
+/// `rule_id` of a decision that no entry made (nothing matched).
+pub const NO_RULE: u32 = u32::MAX;
+
+/// Bits of [`crate::session::SessionMember::flags`].
+pub mod session_flags {
+    /// Violations are stopped (else only reported: `mode: audit`).
+    pub const ENFORCE: u32 = 1;
+    /// The session has a policy at all (else it is only observed).
+    pub const HAS_POLICY: u32 = 2;
+}
+
+/// What the kernel did about an event (`FileOpenEvent::action`, `ExecEvent::action`).
+pub mod action {
+    pub const ALLOW: u32 = 0;
+    /// A violation, reported only (audit mode).
+    pub const AUDIT: u32 = 1;
+    /// A violation; the process was sent SIGKILL before the syscall returned.
+    pub const KILL: u32 = 2;
+}
+
+const _: () = assert!(core::mem::size_of::<PathKey>() == 12 + PATH_KEY_BYTES);
+const _: () = assert!(8 + PATH_KEY_BYTES <= 256);
+const _: () = assert!(core::mem::size_of::<NameKey>() == 4 + NAME_KEY_BYTES);
+const _: () = assert!(core::mem::size_of::<RuleValue>() == 8);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (all): repr(C), integers and byte arrays only, no padding.
+    unsafe impl aya::Pod for super::PathKey {}
+    unsafe impl aya::Pod for super::NameKey {}
+    unsafe impl aya::Pod for super::RuleValue {}
+}

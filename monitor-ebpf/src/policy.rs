@@ -1,0 +1,158 @@
+//! Deciding an open or exec against the session's compiled policy (tier 2: a
+//! violation in an enforcing session gets SIGKILL before the syscall returns to user
+//! space, so the agent never uses what it reached for).
+
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel_buf, generated::bpf_send_signal},
+    macros::map,
+    maps::{HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+};
+use monitor_common::{
+    event::{PATH_MAX_BYTES, flags},
+    maps::RULES_MAX,
+    policy::{NO_RULE, NameKey, PATH_KEY_BYTES, PathKey, RuleValue, action, session_flags},
+    session::SessionMember,
+};
+
+use crate::{
+    kernel::opaque,
+    path::{PathScratch, Resolved},
+};
+
+#[map]
+pub static FILE_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, 1);
+#[map]
+pub static EXEC_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, 1);
+#[map]
+pub static NAME_RULES: HashMap<NameKey, RuleValue> = HashMap::with_max_entries(RULES_MAX, 0);
+
+/// Per-CPU space: the path walk and the key built from it.
+#[repr(C)]
+pub struct KeyScratch {
+    pub path: PathScratch,
+    pub prefix_len: u32,
+    pub policy: u32,
+    pub dev: u32,
+    pub key: [u8; PATH_KEY_BYTES],
+    pub name: NameKey,
+}
+
+#[map]
+static KEY_SCRATCH: PerCpuArray<KeyScratch> = PerCpuArray::with_max_entries(1, 0);
+
+pub fn key_scratch() -> Option<&'static mut KeyScratch> {
+    // SAFETY: per-CPU scratch; one program uses it at a time on a CPU.
+    KEY_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+const SIGKILL: u32 = 9;
+const _: () = assert!(core::mem::size_of::<Key<[u8; 8 + PATH_KEY_BYTES]>>() == core::mem::size_of::<PathKey>());
+
+/// The verdict on one access.
+pub struct Verdict {
+    pub action: u32,
+    pub rule_id: u32,
+}
+
+impl Verdict {
+    pub const UNCHECKED: Verdict = Verdict { action: action::ALLOW, rule_id: NO_RULE };
+}
+
+/// Fills the trie key (policy, dev, first bytes of the path) from the walk. A path
+/// longer than the key keeps its first bytes: every rule is shorter, so the longest
+/// matching rule is still found.
+#[inline(always)]
+fn build_key(scratch: &mut KeyScratch, resolved: &Resolved, policy: u32) -> bool {
+    scratch.policy = policy;
+    scratch.dev = resolved.dev;
+    let mut len = resolved.len;
+    if len > PATH_KEY_BYTES as u32 {
+        len = PATH_KEY_BYTES as u32;
+    }
+    let start = opaque(resolved.start) & (PATH_MAX_BYTES as u32);
+    let n = opaque(len) & 0xff;
+    if n as usize > PATH_KEY_BYTES {
+        return false;
+    }
+    // SAFETY: start + n stays inside the walk buffer (start <= 4095, n <= 255,
+    // buffer 4352); n <= key.len().
+    let copied = unsafe {
+        bpf_probe_read_kernel_buf(
+            scratch.path.buf.as_ptr().add(start as usize),
+            core::slice::from_raw_parts_mut(scratch.key.as_mut_ptr(), n as usize),
+        )
+    };
+    scratch.prefix_len = 64 + 8 * n;
+    copied.is_ok()
+}
+
+/// The entry `**/NAME` for the leaf's name, if any.
+#[inline(always)]
+fn name_rule(scratch: &mut KeyScratch, policy: u32) -> Option<RuleValue> {
+    scratch.name.policy = policy;
+    scratch.name.name = scratch.path.leaf;
+    // SAFETY: copied out at once.
+    unsafe { NAME_RULES.get(&scratch.name) }.copied()
+}
+
+/// Decides an access of `requested` (bits of `monitor_common::policy::allow`) to the
+/// file walked into `walked`; sends SIGKILL to the current process on a violation in
+/// an enforcing session.
+#[inline(always)]
+pub fn decide(
+    member: &SessionMember,
+    exec: bool,
+    requested: u32,
+    resolved: &Resolved,
+    scratch: &mut KeyScratch,
+) -> Verdict {
+    if member.flags & session_flags::HAS_POLICY == 0 || requested == 0 {
+        return Verdict::UNCHECKED;
+    }
+    let mut rule: Option<RuleValue> = None;
+    if resolved.flags & flags::PATH_TRUNCATED == 0 {
+        if resolved.components > 0 && !exec {
+            rule = name_rule(scratch, member.policy_id);
+        }
+        if rule.is_none() && build_key(scratch, resolved, member.policy_id) {
+            // SAFETY: (prefix_len, policy, dev, key) are laid out as an LPM key.
+            let key = unsafe { &*(core::ptr::addr_of!(scratch.prefix_len) as *const Key<[u8; 8 + PATH_KEY_BYTES]>) };
+            let table = if exec { &EXEC_RULES } else { &FILE_RULES };
+            rule = table.get(key).copied();
+        }
+    }
+    let (allowed, rule_id) = match rule {
+        Some(value) => (value.allow & requested == requested, value.rule_id),
+        // A filesystem object without a mounted filesystem (pipe, socket, anonymous
+        // inode reopened through /proc) is not a file a rule can name.
+        None if resolved.components == 0 && resolved.flags & flags::PATH_TRUNCATED == 0 => (true, NO_RULE),
+        None => (false, NO_RULE),
+    };
+    if allowed {
+        return Verdict { action: action::ALLOW, rule_id };
+    }
+    if member.flags & session_flags::ENFORCE != 0 {
+        // SAFETY: signals the current process; the session membership check above
+        // guarantees it is an agent process, never the monitor or pid 1.
+        unsafe { bpf_send_signal(SIGKILL) };
+        Verdict { action: action::KILL, rule_id }
+    } else {
+        Verdict { action: action::AUDIT, rule_id }
+    }
+}
+
+/// The verdict when the file could not be resolved: a violation in a session with a
+/// policy (fail closed), nothing otherwise.
+#[inline(always)]
+pub fn fail_closed(member: &SessionMember) -> Verdict {
+    if member.flags & session_flags::HAS_POLICY == 0 {
+        return Verdict::UNCHECKED;
+    }
+    if member.flags & session_flags::ENFORCE != 0 {
+        // SAFETY: as in `decide`: the current process is a session member.
+        unsafe { bpf_send_signal(SIGKILL) };
+        Verdict { action: action::KILL, rule_id: NO_RULE }
+    } else {
+        Verdict { action: action::AUDIT, rule_id: NO_RULE }
+    }
+}

@@ -1,0 +1,119 @@
+//! Each session gets its own cgroup v2, so that the whole session can be killed at
+//! once (`cgroup.kill`, Linux >= 5.14) however its processes forked, detached or
+//! renamed themselves.
+
+use std::{
+    ffi::CString,
+    io,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
+
+/// Directory under the cgroup2 mount that holds agent-monitor's session cgroups.
+const PARENT: &str = "agent-monitor";
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup` on most hosts, `/sys/fs/cgroup/unified`
+/// on hybrid ones).
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        let (_source, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+        (fstype == "cgroup2").then(|| PathBuf::from(target))
+    })
+}
+
+pub struct SessionCgroup {
+    path: PathBuf,
+    /// `cgroup.procs` of the session, ready for use between fork and exec.
+    procs: CString,
+}
+
+impl SessionCgroup {
+    pub fn create(session: &str) -> io::Result<SessionCgroup> {
+        let mount = cgroup2_mount().ok_or_else(|| io::Error::other("no cgroup v2 mount in /proc/mounts"))?;
+        let parent = mount.join(PARENT);
+        match std::fs::create_dir(&parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let path = parent.join(session);
+        std::fs::create_dir(&path)?;
+        let procs = CString::new(path.join("cgroup.procs").as_os_str().as_bytes()).map_err(io::Error::other)?;
+        Ok(SessionCgroup { path, procs })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Moves the calling process into the cgroup. Async-signal-safe (no allocation):
+    /// meant for the launcher's child between fork and exec.
+    pub fn join_raw(&self) -> io::Result<()> {
+        join_raw(&self.procs)
+    }
+
+    pub fn procs_cstring(&self) -> CString {
+        self.procs.clone()
+    }
+
+    /// Processes in the session now.
+    pub fn pids(&self) -> Vec<u32> {
+        std::fs::read_to_string(self.path.join("cgroup.procs"))
+            .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sends SIGKILL to every process of the session at once.
+    pub fn kill(&self) -> io::Result<()> {
+        std::fs::write(self.path.join("cgroup.kill"), "1")
+    }
+
+    /// Removes the cgroup once its processes are gone (waits up to a second).
+    pub fn remove(&self) -> io::Result<()> {
+        let mut last = Ok(());
+        for _ in 0..100 {
+            last = std::fs::remove_dir(&self.path);
+            match &last {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                _ => break,
+            }
+        }
+        // The parent goes too when no other session uses it.
+        if let Some(parent) = self.path.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+        last
+    }
+}
+
+/// Writes the caller's pid into `procs` with raw syscalls only.
+pub fn join_raw(procs: &CString) -> io::Result<()> {
+    // SAFETY: getpid has no preconditions.
+    let mut pid = unsafe { libc::getpid() } as u32;
+    let mut digits = [0u8; 12];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    // SAFETY: valid C string; the buffer outlives the write.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = libc::write(fd, digits[at..].as_ptr().cast(), digits.len() - at);
+        let error = io::Error::last_os_error();
+        libc::close(fd);
+        if n < 0 {
+            return Err(error);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Validated profile -> the tables the kernel looks up. A pure function of the profile
+//! and its environment (home directory, mount table, directory listings for `*`), so
+//! it is tested without root.
+//!
+//! Table format (see `monitor_common::policy`): entries keyed by (device, path inside
+//! that filesystem + `/`), longest prefix wins. For every mounted filesystem the
+//! compiler also writes an entry for the filesystem's root carrying the decision of the
+//! longest rule covering its mount point, so `read: [/]` covers `/proc` too.
+
+use monitor_common::policy::{PATH_KEY_BYTES, RuleValue, allow};
+
+use super::model::{Access, Origin, Pattern, Profile, Segment};
+use crate::mounts::MountTable;
+
+/// What the compiler needs to know of the machine.
+pub struct Environment<'a> {
+    /// Home directory of the user the session acts for (for `~`).
+    pub home: Option<String>,
+    pub mounts: &'a MountTable,
+    /// Names of the entries of a directory (for `*` components).
+    pub list_dir: &'a dyn Fn(&str) -> Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub dev: u32,
+    /// `/etc/` style: the path inside the filesystem, `/`-terminated.
+    pub key: Vec<u8>,
+    pub value: RuleValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    pub files: Vec<Entry>,
+    pub exec: Vec<Entry>,
+    /// `**/NAME` entries.
+    pub names: Vec<(String, RuleValue)>,
+    /// Rule id -> where it came from (ids index this list).
+    pub rules: Vec<Origin>,
+    /// Entries the kernel cannot hold, and why.
+    pub notes: Vec<String>,
+}
+
+/// Expands `~` and `*` into concrete absolute paths.
+fn expand(pattern: &Pattern, env: &Environment, notes: &mut Vec<String>, origin: &Origin) -> Vec<String> {
+    let (base, segments) = match pattern {
+        Pattern::Absolute(segments) => (String::new(), segments),
+        Pattern::Home(segments) => match &env.home {
+            Some(home) => (home.trim_end_matches('/').to_owned(), segments),
+            None => {
+                notes.push(format!("{origin}: no home directory for this session; entry skipped"));
+                return Vec::new();
+            }
+        },
+        Pattern::Named(_) => return Vec::new(),
+    };
+    let mut paths = vec![base];
+    for segment in segments {
+        paths = match segment {
+            Segment::Literal(name) => paths.into_iter().map(|p| format!("{p}/{name}")).collect(),
+            Segment::Any => paths
+                .into_iter()
+                .flat_map(|p| {
+                    let dir = if p.is_empty() { "/".to_owned() } else { p.clone() };
+                    let mut names = (env.list_dir)(&dir);
+                    names.sort();
+                    names.into_iter().map(move |n| format!("{p}/{n}"))
+                })
+                .collect(),
+        };
+    }
+    paths.into_iter().map(|p| if p.is_empty() { "/".to_owned() } else { p }).collect()
+}
+
+/// `prefix` is `path` or one of its ancestors.
+fn covers(prefix: &str, path: &str) -> bool {
+    prefix == "/" || path == prefix || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+/// Maps absolute-path entries into per-filesystem kernel entries.
+fn place(concrete: &[(String, RuleValue)], mounts: &MountTable, notes: &mut Vec<String>) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut push = |dev: u32, fs_path: String, value: RuleValue, notes: &mut Vec<String>| {
+        let key = if fs_path == "/" { b"/".to_vec() } else { format!("{fs_path}/").into_bytes() };
+        if key.len() > PATH_KEY_BYTES {
+            notes.push(format!("{fs_path}: longer than the kernel's {PATH_KEY_BYTES}-byte keys; not enforced"));
+            return;
+        }
+        match entries.iter_mut().find(|e| e.dev == dev && e.key == key) {
+            Some(existing) => existing.value = combine(existing.value, value),
+            None => entries.push(Entry { dev, key, value }),
+        }
+    };
+    for (dev, root, mount_point) in mounts.canonical() {
+        let (Ok(root), Ok(mount_point)) = (std::str::from_utf8(root), std::str::from_utf8(mount_point)) else {
+            continue;
+        };
+        let join = |rest: &str| -> String {
+            let joined = format!("{}{rest}", if root == "/" { "" } else { root });
+            if joined.is_empty() { "/".to_owned() } else { joined }
+        };
+        // The filesystem's root inherits the longest rule covering the mount point.
+        if let Some((_, value)) =
+            concrete.iter().filter(|(path, _)| covers(path, mount_point)).max_by_key(|(path, _)| path.len())
+        {
+            push(dev, join(""), *value, notes);
+        }
+        for (path, value) in concrete {
+            if path != mount_point && covers(mount_point, path) {
+                let rest = if mount_point == "/" { path.as_str() } else { &path[mount_point.len()..] };
+                push(dev, join(rest), *value, notes);
+            }
+        }
+    }
+    entries.sort_by(|a, b| (a.dev, &a.key).cmp(&(b.dev, &b.key)));
+    entries
+}
+
+/// Two entries for the same path: a deny wins; otherwise the wider grant (an entry in
+/// both `read` and `write` is writable, since write implies read).
+fn combine(a: RuleValue, b: RuleValue) -> RuleValue {
+    match (a.allow == 0, b.allow == 0) {
+        (true, _) => a,
+        (false, true) => b,
+        (false, false) if b.allow & !a.allow != 0 => b,
+        (false, false) => a,
+    }
+}
+
+fn merge(concrete: &mut Vec<(String, RuleValue)>) {
+    concrete.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.rule_id.cmp(&b.1.rule_id)));
+    let mut merged: Vec<(String, RuleValue)> = Vec::with_capacity(concrete.len());
+    for (path, value) in concrete.drain(..) {
+        match merged.last_mut() {
+            Some((last, existing)) if *last == path => *existing = combine(*existing, value),
+            _ => merged.push((path, value)),
+        }
+    }
+    *concrete = merged;
+}
+
+pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
+    let mut rules = Vec::new();
+    let mut notes = Vec::new();
+    let mut file_paths = Vec::new();
+    let mut names = Vec::new();
+    for rule in &profile.files {
+        let rule_id = rules.len() as u32;
+        rules.push(rule.origin.clone());
+        let allowed = match rule.access {
+            Access::Deny => 0,
+            Access::Read => allow::READ,
+            Access::Write => allow::READ | allow::WRITE,
+        };
+        let value = RuleValue { rule_id, allow: allowed };
+        if let Pattern::Named(name) = &rule.pattern {
+            names.push((name.clone(), value));
+            continue;
+        }
+        let expanded = expand(&rule.pattern, env, &mut notes, &rule.origin);
+        if expanded.is_empty() && rule.pattern.has_wildcard() {
+            notes.push(format!("{}: matches no existing directory now; re-read on reload", rule.origin));
+        }
+        file_paths.extend(expanded.into_iter().map(|p| (p, value)));
+    }
+    let mut exec_paths = Vec::new();
+    for rule in &profile.exec {
+        let rule_id = rules.len() as u32;
+        rules.push(rule.origin.clone());
+        let value = RuleValue { rule_id, allow: allow::EXEC };
+        exec_paths.extend(expand(&rule.pattern, env, &mut notes, &rule.origin).into_iter().map(|p| (p, value)));
+    }
+    merge(&mut file_paths);
+    merge(&mut exec_paths);
+    merge(&mut names);
+    let files = place(&file_paths, env.mounts, &mut notes);
+    let exec = place(&exec_paths, env.mounts, &mut notes);
+    Compiled { files, exec, names, rules, notes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse::parse_policy;
+
+    const MOUNTS: &[u8] = b"\
+22 1 254:0 / / rw - ext4 /dev/vda rw
+23 22 0:21 / /proc rw - proc proc rw
+24 22 0:45 / /tmp rw - tmpfs tmpfs rw
+40 22 254:0 /etc /tmp/alias rw - ext4 /dev/vda rw
+";
+    const ROOT: u32 = 254 << 20;
+
+    fn compiled(yaml: &str) -> Compiled {
+        let policy = parse_policy(yaml).unwrap();
+        let mounts = MountTable::parse(MOUNTS);
+        let list = |dir: &str| -> Vec<String> {
+            match dir {
+                "/home" => vec!["bob".into(), "alice".into()],
+                _ => Vec::new(),
+            }
+        };
+        let env = Environment { home: Some("/home/alice".into()), mounts: &mounts, list_dir: &list };
+        compile(&policy.profiles[0], &env)
+    }
+
+    fn entry(dev: u32, key: &str, rule_id: u32, allow: u32) -> Entry {
+        Entry { dev, key: key.as_bytes().to_vec(), value: RuleValue { rule_id, allow } }
+    }
+
+    const R: u32 = allow::READ;
+    const RW: u32 = allow::READ | allow::WRITE;
+
+    #[test]
+    fn golden_tables() {
+        let c = compiled(
+            "version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/]\n      write: [/tmp, ~/work]\n      deny: [/etc/shadow, /home/*/.ssh, '**/.env', /proc/kcore]\n    exec: [/usr/bin]\n",
+        );
+        // rule ids: 0 read /, 1 write /tmp, 2 write ~/work, 3 deny /etc/shadow,
+        // 4 deny /home/*/.ssh, 5 deny **/.env, 6 deny /proc/kcore, 7 exec /usr/bin
+        assert_eq!(
+            c.files,
+            vec![
+                entry(21, "/", 0, R),
+                entry(21, "/kcore/", 6, 0),
+                entry(45, "/", 1, RW),
+                entry(ROOT, "/", 0, R),
+                entry(ROOT, "/etc/shadow/", 3, 0),
+                entry(ROOT, "/home/alice/.ssh/", 4, 0),
+                entry(ROOT, "/home/alice/work/", 2, RW),
+                entry(ROOT, "/home/bob/.ssh/", 4, 0),
+                // A rule below a mount point also lands on the filesystem underneath,
+                // where it names a directory the mount hides: harmless.
+                entry(ROOT, "/proc/kcore/", 6, 0),
+                entry(ROOT, "/tmp/", 1, RW),
+            ]
+        );
+        assert_eq!(c.names, vec![(".env".to_owned(), RuleValue { rule_id: 5, allow: 0 })]);
+        assert_eq!(c.exec, vec![entry(ROOT, "/usr/bin/", 7, allow::EXEC)]);
+        assert_eq!(c.rules[4].text, "/home/*/.ssh");
+        assert!(c.notes.is_empty(), "{:?}", c.notes);
+    }
+
+    #[test]
+    fn a_filesystem_without_a_covering_rule_gets_no_root_entry() {
+        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/usr]\n");
+        assert_eq!(c.files, vec![entry(ROOT, "/usr/", 0, R)]);
+    }
+
+    #[test]
+    fn a_bind_mount_does_not_add_entries_of_its_own() {
+        // /tmp/alias is a bind of /etc: files there are named /etc/... by the kernel
+        // walk and by userspace, and the rule on /etc must be the one that applies.
+        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/etc]\n      deny: [/tmp/alias]\n");
+        assert!(c.files.contains(&entry(ROOT, "/etc/", 0, R)), "{:?}", c.files);
+        assert!(!c.files.iter().any(|e| e.dev == ROOT && e.key.starts_with(b"/etc/") && e.value.allow == 0), "{:?}", c.files);
+    }
+
+    #[test]
+    fn overlapping_expansions_keep_the_stricter_rule() {
+        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      write: [~/.ssh]\n      deny: [/home/*/.ssh]\n");
+        assert!(c.files.contains(&entry(ROOT, "/home/alice/.ssh/", 1, 0)), "{:?}", c.files);
+    }
+
+    #[test]
+    fn read_and_write_on_one_path_is_writable() {
+        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/work]\n      write: [/work]\n");
+        assert_eq!(c.files, vec![entry(ROOT, "/work/", 1, RW)]);
+    }
+
+    #[test]
+    fn home_without_a_home_directory_is_noted() {
+        let policy = parse_policy("version: 1\nprofiles:\n  - name: p\n    files:\n      deny: [~/.aws]\n").unwrap();
+        let mounts = MountTable::parse(MOUNTS);
+        let env = Environment { home: None, mounts: &mounts, list_dir: &|_| Vec::new() };
+        let c = compile(&policy.profiles[0], &env);
+        assert!(c.files.is_empty());
+        assert_eq!(c.notes.len(), 1);
+    }
+}

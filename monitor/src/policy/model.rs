@@ -1,0 +1,130 @@
+//! A validated policy: what the user's YAML means.
+
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub profiles: Vec<Profile>,
+}
+
+impl Policy {
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Report what enforce would do; change nothing for the agent.
+    Audit,
+    Enforce,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnViolation {
+    /// Refuse the operation (where the kernel can; elsewhere escalates to `Kill`).
+    Deny,
+    /// Kill the violating process.
+    Kill,
+    /// Kill every process of the session.
+    KillSession,
+}
+
+impl OnViolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnViolation::Deny => "deny",
+            OnViolation::Kill => "kill",
+            OnViolation::KillSession => "kill-session",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub mode: Mode,
+    pub on_violation: OnViolation,
+    pub files: Vec<FileRule>,
+    pub exec: Vec<PathRule>,
+    pub connect: Vec<ConnectRule>,
+}
+
+/// Where a rule came from in the policy file, to name it in events and errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `files.read`, `files.write`, `files.deny`, `exec`, `network.connect`.
+    pub field: &'static str,
+    pub index: usize,
+    /// The entry as written.
+    pub text: String,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}] {}", self.field, self.index, self.text)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// Nothing (a `deny` entry).
+    Deny,
+    Read,
+    /// Read and write (create, truncate, delete).
+    Write,
+}
+
+/// One component of a path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    /// `*`: any single component.
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    /// `/a/b`, possibly with `*` components. No segment at all is `/`.
+    Absolute(Vec<Segment>),
+    /// `~/a/b`: under the home directory of the user the session acts for.
+    Home(Vec<Segment>),
+    /// `**/NAME`: a file of this name anywhere.
+    Named(String),
+}
+
+impl Pattern {
+    pub fn has_wildcard(&self) -> bool {
+        match self {
+            Pattern::Absolute(s) | Pattern::Home(s) => s.contains(&Segment::Any),
+            Pattern::Named(_) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRule {
+    pub pattern: Pattern,
+    pub access: Access,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRule {
+    pub pattern: Pattern,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectTarget {
+    Network { addr: IpAddr, prefix: u8 },
+    Host(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRule {
+    pub target: ConnectTarget,
+    /// `None`: any port.
+    pub port: Option<u16>,
+    pub origin: Origin,
+}

@@ -1,0 +1,499 @@
+//! Policy YAML -> validated [`Policy`], reporting every error (not only the first),
+//! each with the profile, the field and how to fix it.
+//!
+//! The YAML is first read as a plain tree (syntax errors carry line and column), then
+//! walked by hand: that is what lets validation go on past the first problem, and
+//! reject unknown fields with the list of the known ones.
+
+use std::{fmt, net::IpAddr};
+
+use serde_json::{Map, Value};
+
+use super::model::{
+    Access, ConnectRule, ConnectTarget, FileRule, Mode, OnViolation, Origin, PathRule, Pattern, Policy, Profile,
+    Segment,
+};
+
+/// Longest path a rule may name (the kernel's rule keys hold 248 bytes).
+pub const MAX_RULE_PATH: usize = 240;
+/// Longest `**/NAME` file name.
+pub const MAX_RULE_NAME: usize = 62;
+/// Largest policy file accepted.
+pub const MAX_POLICY_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// Profile name (or `profiles[i]` when it has none); `None` for file-level errors.
+    pub profile: Option<String>,
+    /// Where in the document: `version`, `files.read[2]`, ...
+    pub field: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.profile {
+            Some(profile) => write!(f, "profile {profile}: {}: {}; fix: {}", self.field, self.problem, self.fix),
+            None => write!(f, "{}: {}; fix: {}", self.field, self.problem, self.fix),
+        }
+    }
+}
+
+struct Errors {
+    list: Vec<PolicyError>,
+    profile: Option<String>,
+}
+
+impl Errors {
+    fn add(&mut self, field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) {
+        self.list.push(PolicyError {
+            profile: self.profile.clone(),
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Reports keys of `map` not in `known`.
+fn unknown_fields(map: &Map<String, Value>, known: &[&str], at: &str, errors: &mut Errors) {
+    for key in map.keys() {
+        if !known.contains(&key.as_str()) {
+            let field = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+            errors.add(field, format!("unknown field {key:?}"), format!("use one of: {}", known.join(", ")));
+        }
+    }
+}
+
+fn string_list<'a>(value: Option<&'a Value>, field: &str, errors: &mut Errors) -> Vec<(usize, &'a str)> {
+    match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| match item {
+                Value::String(s) => Some((i, s.as_str())),
+                Value::Null => {
+                    errors.add(format!("{field}[{i}]"), "empty entry (a bare ~ is YAML for nothing)", "write the entry; for the home directory write \"~\" in quotes");
+                    None
+                }
+                other => {
+                    errors.add(format!("{field}[{i}]"), format!("expected a string, found {}", kind(other)), "quote the entry");
+                    None
+                }
+            })
+            .collect(),
+        Some(other) => {
+            errors.add(field, format!("expected a list, found {}", kind(other)), format!("write {field}: [entry, ...]"));
+            Vec::new()
+        }
+    }
+}
+
+/// Parses a path pattern: `/abs/path`, `~/in/home`, `**/name`; `*` as a whole component.
+pub fn parse_pattern(text: &str) -> Result<Pattern, (String, String)> {
+    if text.is_empty() {
+        return Err(("empty path".into(), "remove the entry or write an absolute path".into()));
+    }
+    if text.as_bytes().contains(&0) {
+        return Err(("path contains a NUL byte".into(), "remove it".into()));
+    }
+    if let Some(name) = text.strip_prefix("**/") {
+        if name.is_empty() || name.contains('/') || name.contains('*') || name == "." || name == ".." {
+            return Err((format!("{text:?}: `**/` must be followed by one file name"), "write **/NAME, e.g. **/.env".into()));
+        }
+        if name.len() > MAX_RULE_NAME {
+            return Err((format!("file name longer than {MAX_RULE_NAME} bytes"), "shorten it".into()));
+        }
+        return Ok(Pattern::Named(name.to_owned()));
+    }
+    let (home, rest) = if text == "~" {
+        (true, "")
+    } else if let Some(rest) = text.strip_prefix("~/") {
+        (true, rest)
+    } else if let Some(rest) = text.strip_prefix('/') {
+        (false, rest)
+    } else {
+        return Err((
+            format!("{text:?} is not an absolute path"),
+            format!("write it from the root, e.g. /{}, or under the home directory as ~/{}", text.trim_start_matches("./"), text.trim_start_matches("./")),
+        ));
+    };
+    if text.len() > MAX_RULE_PATH {
+        return Err((format!("path longer than {MAX_RULE_PATH} bytes"), "name a shorter parent directory".into()));
+    }
+    let mut segments = Vec::new();
+    for part in rest.split('/').filter(|p| !p.is_empty()) {
+        match part {
+            "." | ".." => {
+                return Err((format!("{text:?} contains {part:?}"), "write the path without . and .. components".into()));
+            }
+            "*" => segments.push(Segment::Any),
+            "**" => return Err((format!("{text:?}: ** is only allowed as **/NAME"), "use * for one component".into())),
+            p if p.contains('*') => {
+                return Err((format!("{text:?}: * must be a whole component"), "write /dir/* rather than /dir/prefix*".into()));
+            }
+            p => segments.push(Segment::Literal(p.to_owned())),
+        }
+    }
+    Ok(if home { Pattern::Home(segments) } else { Pattern::Absolute(segments) })
+}
+
+/// Parses `ADDR[/PREFIX]:PORT`, `[IPV6][/PREFIX]:PORT`, `HOST:PORT`, with `*` or no port
+/// for any port.
+pub fn parse_connect(text: &str) -> Result<(ConnectTarget, Option<u16>), (String, String)> {
+    let fix = "write ADDRESS[/PREFIX]:PORT, [IPV6]:PORT or HOST:PORT (PORT may be *)";
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or_else(|| (format!("{text:?}: missing ]"), fix.to_owned()))?;
+        // [::1]/64:443 or [::1]:443
+        let (prefix, port) = match after.split_once(':') {
+            Some((prefix, port)) => (prefix, Some(port)),
+            None => (after, None),
+        };
+        (format!("{inside}{prefix}"), port)
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), Some(port)),
+            None => (text.to_owned(), None),
+        }
+    };
+    let port = match port {
+        None | Some("*") => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err((format!("{text:?}: port {p:?} is not a number from 1 to 65535"), fix.to_owned())),
+            Ok(p) => Some(p),
+        },
+    };
+    let (addr, prefix) = match host.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (host.as_str(), None),
+    };
+    if let Ok(ip) = addr.parse::<IpAddr>() {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err((format!("{text:?}: prefix /{p} is not 0..={max}"), fix.to_owned())),
+            },
+        };
+        return Ok((ConnectTarget::Network { addr: ip, prefix }, port));
+    }
+    if prefix.is_some() {
+        return Err((format!("{text:?}: {addr:?} is not an IP address"), fix.to_owned()));
+    }
+    let valid_host = !addr.is_empty()
+        && addr.len() <= 253
+        && addr.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !valid_host {
+        return Err((format!("{text:?}: {addr:?} is neither an IP address nor a host name"), fix.to_owned()));
+    }
+    Ok((ConnectTarget::Host(addr.to_ascii_lowercase()), port))
+}
+
+fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> {
+    let Value::Object(map) = value else {
+        errors.add(format!("profiles[{index}]"), format!("expected a mapping, found {}", kind(value)), "write name:, mode:, files: ...");
+        return None;
+    };
+    let name = match map.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(other) if !other.is_string() => {
+            errors.add(format!("profiles[{index}].name"), format!("expected a string, found {}", kind(other)), "give the profile a name");
+            format!("profiles[{index}]")
+        }
+        _ => {
+            errors.add(format!("profiles[{index}].name"), "missing profile name", "add name: <profile name>");
+            format!("profiles[{index}]")
+        }
+    };
+    errors.profile = Some(name.clone());
+    unknown_fields(map, &["name", "description", "mode", "on_violation", "files", "network", "exec"], "", errors);
+
+    let mode = match map.get("mode") {
+        None => Mode::Enforce,
+        Some(Value::String(s)) if s == "enforce" => Mode::Enforce,
+        Some(Value::String(s)) if s == "audit" => Mode::Audit,
+        Some(other) => {
+            errors.add("mode", format!("{other} is not a mode"), "use mode: audit or mode: enforce");
+            Mode::Enforce
+        }
+    };
+    let on_violation = match map.get("on_violation") {
+        None => OnViolation::Kill,
+        Some(Value::String(s)) if s == "deny" => OnViolation::Deny,
+        Some(Value::String(s)) if s == "kill" => OnViolation::Kill,
+        Some(Value::String(s)) if s == "kill-session" => OnViolation::KillSession,
+        Some(other) => {
+            errors.add("on_violation", format!("{other} is not an action"), "use deny, kill or kill-session");
+            OnViolation::Kill
+        }
+    };
+
+    let mut files = Vec::new();
+    match map.get("files") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(f)) => {
+            unknown_fields(f, &["read", "write", "deny"], "files", errors);
+            for (field, access) in [("files.read", Access::Read), ("files.write", Access::Write), ("files.deny", Access::Deny)] {
+                let key = &field[6..];
+                for (i, text) in string_list(f.get(key), field, errors) {
+                    match parse_pattern(text) {
+                        Ok(pattern) => files.push(FileRule {
+                            pattern,
+                            access,
+                            origin: Origin { field, index: i, text: text.to_owned() },
+                        }),
+                        Err((problem, fix)) => errors.add(format!("{field}[{i}]"), problem, fix),
+                    }
+                }
+            }
+        }
+        Some(other) => errors.add("files", format!("expected a mapping, found {}", kind(other)), "write files: {read: [...], write: [...], deny: [...]}"),
+    }
+    // The same path both allowed and denied has no most specific entry. (In read and
+    // write it is simply writable: write implies read.)
+    for (i, a) in files.iter().enumerate() {
+        for b in &files[i + 1..] {
+            if a.pattern == b.pattern && (a.access == Access::Deny) != (b.access == Access::Deny) {
+                errors.add(
+                    format!("{}[{}]", b.origin.field, b.origin.index),
+                    format!("{:?} is also in {}[{}]", b.origin.text, a.origin.field, a.origin.index),
+                    "keep the path in one list only",
+                );
+            }
+        }
+    }
+
+    let mut exec = Vec::new();
+    for (i, text) in string_list(map.get("exec"), "exec", errors) {
+        match parse_pattern(text) {
+            Ok(Pattern::Named(_)) => errors.add(format!("exec[{i}]"), "**/NAME is not allowed in exec", "name the directory of the programs"),
+            Ok(pattern) => exec.push(PathRule { pattern, origin: Origin { field: "exec", index: i, text: text.to_owned() } }),
+            Err((problem, fix)) => errors.add(format!("exec[{i}]"), problem, fix),
+        }
+    }
+
+    let mut connect = Vec::new();
+    match map.get("network") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(n)) => {
+            unknown_fields(n, &["connect"], "network", errors);
+            for (i, text) in string_list(n.get("connect"), "network.connect", errors) {
+                match parse_connect(text) {
+                    Ok((target, port)) => connect.push(ConnectRule {
+                        target,
+                        port,
+                        origin: Origin { field: "network.connect", index: i, text: text.to_owned() },
+                    }),
+                    Err((problem, fix)) => errors.add(format!("network.connect[{i}]"), problem, fix),
+                }
+            }
+        }
+        Some(other) => errors.add("network", format!("expected a mapping, found {}", kind(other)), "write network: {connect: [...]}"),
+    }
+    errors.profile = None;
+    Some(Profile { name, mode, on_violation, files, exec, connect })
+}
+
+/// Parses and validates a policy document.
+pub fn parse_policy(text: &str) -> Result<Policy, Vec<PolicyError>> {
+    let file_error = |field: &str, problem: String, fix: &str| {
+        vec![PolicyError { profile: None, field: field.into(), problem, fix: fix.into() }]
+    };
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(file_error("file", format!("{} bytes is larger than {MAX_POLICY_BYTES}", text.len()), "split or shorten the policy"));
+    }
+    let document: Value = match serde_saphyr::from_str(text) {
+        Ok(value) => value,
+        Err(error) => return Err(file_error("file", format!("not valid YAML: {error}"), "fix the YAML syntax at the place shown")),
+    };
+    let mut errors = Errors { list: Vec::new(), profile: None };
+    let Value::Object(top) = &document else {
+        return Err(file_error("file", format!("expected a mapping with version: and profiles:, found {}", kind(&document)), "start the file with version: 1"));
+    };
+    unknown_fields(top, &["version", "profiles"], "", &mut errors);
+    match top.get("version") {
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => {}
+        Some(other) => errors.add("version", format!("version {other} is not supported"), "write version: 1"),
+        None => errors.add("version", "missing version", "add version: 1 at the top"),
+    }
+    let mut profiles = Vec::new();
+    match top.get("profiles") {
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(p) = profile(i, item, &mut errors) {
+                    profiles.push(p);
+                }
+            }
+            if items.is_empty() {
+                errors.add("profiles", "no profile", "add at least one profile");
+            }
+        }
+        Some(other) => errors.add("profiles", format!("expected a list, found {}", kind(other)), "write profiles: [- name: ...]"),
+        None => errors.add("profiles", "missing profiles", "add profiles: with at least one profile"),
+    }
+    for (i, p) in profiles.iter().enumerate() {
+        if profiles[..i].iter().any(|q| q.name == p.name) {
+            errors.add(format!("profiles[{i}].name"), format!("profile name {:?} is used twice", p.name), "give each profile its own name");
+        }
+    }
+    if errors.list.is_empty() { Ok(Policy { profiles }) } else { Err(errors.list) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+version: 1
+profiles:
+  - name: coding-agent
+    mode: enforce
+    on_violation: kill
+    files:
+      read:  [/usr, /lib, /etc/ssl, /workspace]
+      write: [/workspace, /tmp]
+      deny:  [/etc/shadow, /root, "/home/*/.ssh", "**/.env", "~/.aws"]
+    network:
+      connect: ["127.0.0.1:8080", "10.0.0.0/8:443", "[::1]:9000", "api.example.com:443"]
+    exec: [/usr/bin, /bin]
+"#;
+
+    fn errors_of(text: &str) -> Vec<PolicyError> {
+        parse_policy(text).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let policy = parse_policy(EXAMPLE).unwrap();
+        let p = policy.profile("coding-agent").unwrap();
+        assert_eq!((p.mode, p.on_violation), (Mode::Enforce, OnViolation::Kill));
+        assert_eq!(p.files.len(), 11);
+        assert_eq!(p.files[8].pattern, Pattern::Absolute(vec![Segment::Literal("home".into()), Segment::Any, Segment::Literal(".ssh".into())]));
+        assert_eq!(p.files[9].pattern, Pattern::Named(".env".into()));
+        assert_eq!(p.files[10].pattern, Pattern::Home(vec![Segment::Literal(".aws".into())]));
+        assert_eq!(p.exec.len(), 2);
+        assert_eq!(p.connect[1].target, ConnectTarget::Network { addr: "10.0.0.0".parse().unwrap(), prefix: 8 });
+        assert_eq!(p.connect[1].port, Some(443));
+        assert_eq!(p.connect[2].target, ConnectTarget::Network { addr: "::1".parse().unwrap(), prefix: 128 });
+        assert_eq!(p.connect[3].target, ConnectTarget::Host("api.example.com".into()));
+    }
+
+    #[test]
+    fn reports_every_error_with_profile_field_and_fix() {
+        let errors = errors_of(
+            r#"
+version: 2
+extra: 1
+profiles:
+  - name: a
+    mode: watch
+    on_violation: explode
+    files:
+      read: [etc, /ok, "/x/../y", "/a/b*"]
+      writ: [/tmp]
+    network:
+      connect: ["1.2.3.4:99999", "10.0.0.0/40:1", "bad host!:1"]
+    exec: ["**/x", 5]
+    color: blue
+  - name: a
+"#,
+        );
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        for expected in [
+            "extra",
+            "version",
+            "mode",
+            "on_violation",
+            "files.read[0]",
+            "files.read[2]",
+            "files.read[3]",
+            "files.writ",
+            "network.connect[0]",
+            "network.connect[1]",
+            "network.connect[2]",
+            "exec[0]",
+            "exec[1]",
+            "color",
+            "profiles[1].name",
+        ] {
+            assert!(fields.contains(&expected), "no error for {expected}: {errors:#?}");
+        }
+        let relative = errors.iter().find(|e| e.field == "files.read[0]").unwrap();
+        assert_eq!(relative.profile.as_deref(), Some("a"));
+        assert!(relative.fix.contains("/etc"), "{relative}");
+        let unknown = errors.iter().find(|e| e.field == "files.writ").unwrap();
+        assert!(unknown.fix.contains("write"), "{unknown}");
+    }
+
+    #[test]
+    fn the_same_path_allowed_and_denied_is_an_error() {
+        let errors = errors_of("version: 1\nprofiles:\n  - name: p\n    files: {read: [/etc], deny: [/etc/]}\n");
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].field, "files.deny[0]");
+        // Read and write: write implies read, nothing to resolve.
+        assert!(parse_policy("version: 1\nprofiles:\n  - name: p\n    files: {read: [/w], write: [/w]}\n").is_ok());
+    }
+
+    #[test]
+    fn syntax_and_shape_errors() {
+        assert!(errors_of("version: 1\nprofiles: [")[0].problem.contains("YAML"));
+        assert_eq!(errors_of("- a\n- b\n")[0].field, "file");
+        assert_eq!(errors_of("version: 1\n")[0].field, "profiles");
+        assert_eq!(errors_of("version: 1\nprofiles: []\n")[0].field, "profiles");
+        assert!(errors_of("version: 1\nprofiles:\n  - mode: audit\n").iter().any(|e| e.field == "profiles[0].name"));
+        assert!(errors_of("").iter().any(|e| e.field == "file" || e.field == "version"));
+    }
+
+    #[test]
+    fn defaults_are_enforce_and_kill() {
+        let policy = parse_policy("version: 1\nprofiles:\n  - name: p\n").unwrap();
+        assert_eq!((policy.profiles[0].mode, policy.profiles[0].on_violation), (Mode::Enforce, OnViolation::Kill));
+    }
+
+    #[test]
+    fn patterns() {
+        assert_eq!(parse_pattern("/").unwrap(), Pattern::Absolute(vec![]));
+        assert_eq!(parse_pattern("//etc//").unwrap(), Pattern::Absolute(vec![Segment::Literal("etc".into())]));
+        assert_eq!(parse_pattern("~").unwrap(), Pattern::Home(vec![]));
+        assert!(parse_pattern("**/a/b").is_err());
+        assert!(parse_pattern("/a/**").is_err());
+        assert!(parse_pattern(&format!("/{}", "a".repeat(300))).is_err());
+        assert!(parse_pattern(&format!("**/{}", "a".repeat(63))).is_err());
+    }
+
+    #[test]
+    fn connect_targets() {
+        assert_eq!(parse_connect("127.0.0.1:*").unwrap().1, None);
+        assert_eq!(parse_connect("[::1]/64:22").unwrap(), (ConnectTarget::Network { addr: "::1".parse().unwrap(), prefix: 64 }, Some(22)));
+        assert!(parse_connect("1.2.3.4:0").is_err());
+        assert!(parse_connect("[::1:80").is_err());
+        assert!(parse_connect("host.example/8:80").is_err());
+    }
+
+    #[test]
+    fn hostile_input_does_not_panic() {
+        // Deep nesting, anchors, odd scalars: errors, never a panic.
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        let _ = parse_policy(&deep);
+        let _ = parse_policy("a: &x [*x]");
+        let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n";
+        let _ = parse_policy(bomb);
+        let _ = parse_policy("version: 1\nprofiles:\n  - name: \"\\0\"\n    files: {read: [\"/a\\0b\"]}\n");
+    }
+}

@@ -1,0 +1,41 @@
+//! Writes a compiled profile into the kernel's rule maps under a policy id.
+
+use aya::maps::{HashMap, LpmTrie, MapData, MapError, lpm_trie::Key};
+use monitor_common::policy::{NAME_KEY_BYTES, NameKey, PATH_KEY_BYTES, RuleValue};
+
+use crate::policy::compile::{Compiled, Entry};
+
+type PathTrie = LpmTrie<MapData, [u8; 8 + PATH_KEY_BYTES], RuleValue>;
+
+pub struct RuleMaps {
+    pub files: PathTrie,
+    pub exec: PathTrie,
+    pub names: HashMap<MapData, NameKey, RuleValue>,
+}
+
+fn key(policy: u32, entry: &Entry) -> Key<[u8; 8 + PATH_KEY_BYTES]> {
+    let mut data = [0u8; 8 + PATH_KEY_BYTES];
+    data[..4].copy_from_slice(&policy.to_ne_bytes());
+    data[4..8].copy_from_slice(&entry.dev.to_ne_bytes());
+    data[8..8 + entry.key.len()].copy_from_slice(&entry.key);
+    Key::new(64 + 8 * entry.key.len() as u32, data)
+}
+
+impl RuleMaps {
+    /// Installs `compiled` as policy `policy`. Entries are written before any session
+    /// refers to the id, so a session never sees a half-written table.
+    pub fn install(&mut self, policy: u32, compiled: &Compiled) -> Result<(), MapError> {
+        for entry in &compiled.files {
+            self.files.insert(&key(policy, entry), entry.value, 0)?;
+        }
+        for entry in &compiled.exec {
+            self.exec.insert(&key(policy, entry), entry.value, 0)?;
+        }
+        for (name, value) in &compiled.names {
+            let mut key = NameKey { policy, name: [0; NAME_KEY_BYTES] };
+            key.name[..name.len()].copy_from_slice(name.as_bytes());
+            self.names.insert(key, value, 0)?;
+        }
+        Ok(())
+    }
+}
