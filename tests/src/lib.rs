@@ -73,15 +73,28 @@ pub struct Session {
     pub events: Vec<Value>,
 }
 
-/// Runs `agent-monitor run --events FILE -- command...` and parses every event line
-/// (a line that is not valid JSON fails the test).
+/// Runs `agent-monitor run --events FILE -- command...` (built-in policy) and parses
+/// every event line (a line that is not valid JSON fails the test).
 pub fn run_session(command: &[&str]) -> Session {
+    run_session_with(&[], command)
+}
+
+/// Writes `yaml` to a policy file in `dir` and returns its path.
+pub fn policy_file(dir: &TempDir, yaml: &str) -> PathBuf {
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, yaml).expect("write policy");
+    path
+}
+
+/// As [`run_session`], with extra `run` options (`--policy FILE`, ...).
+pub fn run_session_with(options: &[&str], command: &[&str]) -> Session {
     let dir = TempDir::new("events");
     let events_path = dir.path().join("events.ndjson");
     let output: Output = Command::new(monitor_bin())
         .arg("run")
         .arg("--events")
         .arg(&events_path)
+        .args(options)
         .arg("--")
         .args(command)
         .output()
@@ -125,6 +138,11 @@ impl Session {
 
     pub fn exit_code(&self) -> i32 {
         self.status.code().expect("agent-monitor exited by a signal")
+    }
+
+    /// Events whose decision is not `allow`.
+    pub fn violations(&self) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["decision"]["action"].is_string() && e["decision"]["action"] != "allow").collect()
     }
 
     /// Every event (all lines, rendered) for assertion messages.

@@ -48,7 +48,16 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
     let compiled = compile(&profile, &Environment { home, mounts: &mounts, list_dir: &list });
     println!("profile {} (mode {:?}, on_violation {})", profile.name, profile.mode, profile.on_violation.as_str());
     println!("  what no entry covers is a violation; the longest matching entry decides");
-    for rule in &profile.files {
+    if profile.files.is_none() {
+        println!("  files: (no section) opens are not restricted");
+    }
+    if profile.exec.is_none() {
+        println!("  exec: (no section) any program may run");
+    }
+    if profile.connect.is_none() {
+        println!("  network: (no section) connections are not restricted");
+    }
+    for rule in profile.files.iter().flatten() {
         let how = match &rule.pattern {
             Pattern::Named(_) => "kernel: file-name table, checked at every open (wins over path entries)",
             p if p.has_wildcard() => "kernel: * expanded against existing directories when the policy is loaded",
@@ -56,10 +65,10 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
         };
         println!("  {:<40} {how}", rule.origin.to_string());
     }
-    for rule in &profile.exec {
+    for rule in profile.exec.iter().flatten() {
         println!("  {:<40} kernel: exec table, checked before the new program runs", rule.origin.to_string());
     }
-    for rule in &profile.connect {
+    for rule in profile.connect.iter().flatten() {
         let how = match rule.target {
             ConnectTarget::Network { .. } => "not enforced yet: network enforcement (cgroup socket hooks) is not in this build",
             ConnectTarget::Host(_) => "not enforced yet: host names need network enforcement, not in this build",

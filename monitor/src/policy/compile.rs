@@ -9,7 +9,7 @@
 
 use monitor_common::policy::{PATH_KEY_BYTES, RuleValue, allow};
 
-use super::model::{Access, Origin, Pattern, Profile, Segment};
+use super::model::{Access, FileRule, Origin, PathRule, Pattern, Profile, Segment};
 use crate::mounts::MountTable;
 
 /// What the compiler needs to know of the machine.
@@ -139,12 +139,22 @@ fn merge(concrete: &mut Vec<(String, RuleValue)>) {
     *concrete = merged;
 }
 
+/// A section the profile leaves out is not restricted: compiled as one entry on `/`.
+fn unrestricted(field: &'static str) -> Origin {
+    Origin { field, index: 0, text: "/ (section not in the profile: not restricted)".into() }
+}
+
 pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
     let mut rules = Vec::new();
     let mut notes = Vec::new();
     let mut file_paths = Vec::new();
     let mut names = Vec::new();
-    for rule in &profile.files {
+    let root = || Pattern::Absolute(Vec::new());
+    let files = profile.files.clone().unwrap_or_else(|| {
+        vec![FileRule { pattern: root(), access: Access::Write, origin: unrestricted("files") }]
+    });
+    let exec = profile.exec.clone().unwrap_or_else(|| vec![PathRule { pattern: root(), origin: unrestricted("exec") }]);
+    for rule in &files {
         let rule_id = rules.len() as u32;
         rules.push(rule.origin.clone());
         let allowed = match rule.access {
@@ -164,7 +174,7 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
         file_paths.extend(expanded.into_iter().map(|p| (p, value)));
     }
     let mut exec_paths = Vec::new();
-    for rule in &profile.exec {
+    for rule in &exec {
         let rule_id = rules.len() as u32;
         rules.push(rule.origin.clone());
         let value = RuleValue { rule_id, allow: allow::EXEC };
@@ -245,6 +255,16 @@ mod tests {
     fn a_filesystem_without_a_covering_rule_gets_no_root_entry() {
         let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/usr]\n");
         assert_eq!(c.files, vec![entry(ROOT, "/usr/", 0, R)]);
+    }
+
+    #[test]
+    fn sections_left_out_are_unrestricted_and_empty_ones_allow_nothing() {
+        let c = compiled("version: 1\nprofiles:\n  - name: p\n");
+        assert!(c.files.contains(&entry(ROOT, "/", 0, RW)), "{:?}", c.files);
+        assert!(c.files.contains(&entry(21, "/", 0, RW)), "{:?}", c.files);
+        assert!(c.exec.contains(&entry(ROOT, "/", 1, allow::EXEC)), "{:?}", c.exec);
+        let none = compiled("version: 1\nprofiles:\n  - name: p\n    exec: []\n    files: {}\n");
+        assert!(none.exec.is_empty() && none.files.is_empty());
     }
 
     #[test]

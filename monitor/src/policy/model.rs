@@ -45,9 +45,12 @@ pub struct Profile {
     pub name: String,
     pub mode: Mode,
     pub on_violation: OnViolation,
-    pub files: Vec<FileRule>,
-    pub exec: Vec<PathRule>,
-    pub connect: Vec<ConnectRule>,
+    /// `None`: the profile has no `files:` section, and opens are not restricted.
+    pub files: Option<Vec<FileRule>>,
+    /// `None`: no `exec:` section, any program may run (`exec: []` allows none).
+    pub exec: Option<Vec<PathRule>>,
+    /// `None`: no `network:` section, connections are not restricted.
+    pub connect: Option<Vec<ConnectRule>>,
 }
 
 /// Where a rule came from in the policy file, to name it in events and errors.

@@ -245,6 +245,7 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
     };
 
     let mut files = Vec::new();
+    let files_given = !matches!(map.get("files"), None | Some(Value::Null));
     match map.get("files") {
         None | Some(Value::Null) => {}
         Some(Value::Object(f)) => {
@@ -280,6 +281,7 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
     }
 
     let mut exec = Vec::new();
+    let exec_given = !matches!(map.get("exec"), None | Some(Value::Null));
     for (i, text) in string_list(map.get("exec"), "exec", errors) {
         match parse_pattern(text) {
             Ok(Pattern::Named(_)) => errors.add(format!("exec[{i}]"), "**/NAME is not allowed in exec", "name the directory of the programs"),
@@ -289,6 +291,7 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
     }
 
     let mut connect = Vec::new();
+    let network_given = !matches!(map.get("network"), None | Some(Value::Null));
     match map.get("network") {
         None | Some(Value::Null) => {}
         Some(Value::Object(n)) => {
@@ -307,7 +310,14 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         Some(other) => errors.add("network", format!("expected a mapping, found {}", kind(other)), "write network: {connect: [...]}"),
     }
     errors.profile = None;
-    Some(Profile { name, mode, on_violation, files, exec, connect })
+    Some(Profile {
+        name,
+        mode,
+        on_violation,
+        files: files_given.then_some(files),
+        exec: exec_given.then_some(exec),
+        connect: network_given.then_some(connect),
+    })
 }
 
 /// Parses and validates a policy document.
@@ -383,15 +393,17 @@ profiles:
         let policy = parse_policy(EXAMPLE).unwrap();
         let p = policy.profile("coding-agent").unwrap();
         assert_eq!((p.mode, p.on_violation), (Mode::Enforce, OnViolation::Kill));
-        assert_eq!(p.files.len(), 11);
-        assert_eq!(p.files[8].pattern, Pattern::Absolute(vec![Segment::Literal("home".into()), Segment::Any, Segment::Literal(".ssh".into())]));
-        assert_eq!(p.files[9].pattern, Pattern::Named(".env".into()));
-        assert_eq!(p.files[10].pattern, Pattern::Home(vec![Segment::Literal(".aws".into())]));
-        assert_eq!(p.exec.len(), 2);
-        assert_eq!(p.connect[1].target, ConnectTarget::Network { addr: "10.0.0.0".parse().unwrap(), prefix: 8 });
-        assert_eq!(p.connect[1].port, Some(443));
-        assert_eq!(p.connect[2].target, ConnectTarget::Network { addr: "::1".parse().unwrap(), prefix: 128 });
-        assert_eq!(p.connect[3].target, ConnectTarget::Host("api.example.com".into()));
+        let files = p.files.as_ref().unwrap();
+        assert_eq!(files.len(), 11);
+        assert_eq!(files[8].pattern, Pattern::Absolute(vec![Segment::Literal("home".into()), Segment::Any, Segment::Literal(".ssh".into())]));
+        assert_eq!(files[9].pattern, Pattern::Named(".env".into()));
+        assert_eq!(files[10].pattern, Pattern::Home(vec![Segment::Literal(".aws".into())]));
+        assert_eq!(p.exec.as_ref().unwrap().len(), 2);
+        let connect = p.connect.as_ref().unwrap();
+        assert_eq!(connect[1].target, ConnectTarget::Network { addr: "10.0.0.0".parse().unwrap(), prefix: 8 });
+        assert_eq!(connect[1].port, Some(443));
+        assert_eq!(connect[2].target, ConnectTarget::Network { addr: "::1".parse().unwrap(), prefix: 128 });
+        assert_eq!(connect[3].target, ConnectTarget::Host("api.example.com".into()));
     }
 
     #[test]
@@ -461,9 +473,13 @@ profiles:
     }
 
     #[test]
-    fn defaults_are_enforce_and_kill() {
+    fn defaults_are_enforce_and_kill_and_absent_sections_are_unrestricted() {
         let policy = parse_policy("version: 1\nprofiles:\n  - name: p\n").unwrap();
-        assert_eq!((policy.profiles[0].mode, policy.profiles[0].on_violation), (Mode::Enforce, OnViolation::Kill));
+        let p = &policy.profiles[0];
+        assert_eq!((p.mode, p.on_violation), (Mode::Enforce, OnViolation::Kill));
+        assert_eq!((&p.files, &p.exec, &p.connect), (&None, &None, &None));
+        let none = parse_policy("version: 1\nprofiles:\n  - name: p\n    exec: []\n").unwrap();
+        assert_eq!(none.profiles[0].exec, Some(Vec::new()));
     }
 
     #[test]

@@ -94,6 +94,23 @@ fn main() {
             Ok(_) => println!("connected"),
             Err(e) => println!("error={}", e.raw_os_error().unwrap_or(0)),
         },
+        "cat" => {
+            // Open, read and print a file: what an agent exfiltrating it would do.
+            let mut file = std::fs::File::open(arg(1)).unwrap_or_else(|e| {
+                eprintln!("probe: {}: {e}", arg(1));
+                std::process::exit(2)
+            });
+            let mut data = Vec::new();
+            file.read_to_end(&mut data).expect("read");
+            std::io::stdout().write_all(&data).expect("write");
+        }
+        "overwrite" => {
+            // Open for reading and writing (no truncation) and overwrite the start.
+            let mut file = std::fs::OpenOptions::new().read(true).write(true).open(arg(1)).expect("open rw");
+            file.write_all(arg(2).as_bytes()).expect("write");
+            println!("wrote");
+        }
+        "spawn-daemon" => spawn_daemon(),
         "exit" => std::process::exit(arg(1).parse().expect("exit code")),
         "kill-self" => {
             let signal: i32 = arg(1).parse().expect("signal");
@@ -171,4 +188,52 @@ fn daemonize(path: &str) {
     let mut pid = String::new();
     reader.read_to_string(&mut pid).expect("read grandchild pid");
     println!("grandchild={}", pid.trim());
+}
+
+/// Double fork + setsid: leaves a detached process sleeping 30 s, prints its pid.
+fn spawn_daemon() {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two.
+    check(unsafe { libc::pipe(fds.as_mut_ptr()) } as _, "pipe");
+    // SAFETY: the children only make async-signal-safe calls before exec/_exit.
+    let middle = check(unsafe { libc::fork() } as _, "fork");
+    if middle == 0 {
+        unsafe {
+            libc::setsid();
+            if libc::fork() != 0 {
+                libc::_exit(0);
+            }
+            let pid = libc::getpid();
+            let mut digits = [0u8; 16];
+            let text = format_pid(pid as u32, &mut digits);
+            libc::write(fds[1], text.as_ptr().cast(), text.len());
+            libc::close(fds[1]);
+            libc::close(fds[0]);
+            libc::sleep(30);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: our own fds and child.
+    unsafe {
+        libc::close(fds[1]);
+        libc::waitpid(middle as i32, std::ptr::null_mut(), 0);
+    }
+    // SAFETY: read_end is ours.
+    let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    let mut pid = String::new();
+    reader.read_to_string(&mut pid).expect("read daemon pid");
+    println!("daemon={}", pid.trim());
+}
+
+fn format_pid(mut pid: u32, buf: &mut [u8; 16]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    &buf[at..]
 }

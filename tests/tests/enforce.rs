@@ -1,0 +1,255 @@
+//! Tier-2 enforcement: a session may touch only what its profile allows. A violating
+//! open or exec is killed in the kernel before the syscall returns to user space.
+//! Every policy here only concerns processes of the test's own sessions.
+
+use std::time::{Duration, Instant};
+
+use monitor_tests::{Session, TempDir, policy_file, privileged, run_session_with};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_probe");
+const SECRET: &str = "TOP-SECRET-CONTENT-7f3a";
+
+/// A directory tree with a secret and a public file: `secret/key`, `public/readme`.
+fn tree(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    std::fs::create_dir_all(dir.path().join("secret/inner")).unwrap();
+    std::fs::create_dir_all(dir.path().join("public")).unwrap();
+    std::fs::write(dir.path().join("secret/key"), SECRET).unwrap();
+    std::fs::write(dir.path().join("secret/inner/allowed"), "inner-allowed").unwrap();
+    std::fs::write(dir.path().join("public/readme"), "public-content").unwrap();
+    dir
+}
+
+fn run(policy: &std::path::Path, command: &[&str]) -> Session {
+    run_session_with(&["--policy", policy.to_str().unwrap()], command)
+}
+
+fn profile(dir: &TempDir, body: &str) -> std::path::PathBuf {
+    policy_file(dir, &format!("version: 1\nprofiles:\n  - name: test\n{body}"))
+}
+
+fn exit_signal(session: &Session, pid: u64) -> Option<i64> {
+    session
+        .of_type("process.exit")
+        .into_iter()
+        .find(|e| e["process"]["pid"] == pid)
+        .and_then(|e| e["exit"]["signal"].as_i64())
+}
+
+#[test]
+fn reading_a_denied_file_kills_the_agent_before_it_reads_a_byte() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("deny-read");
+    let root = dir.path().display();
+    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      deny: [{root}/secret]\n"));
+    let secret = format!("{root}/secret/key");
+    let session = run(&policy, &[PROBE, "cat", &secret]);
+    assert!(!session.stdout.contains(SECRET), "the secret leaked: {}", session.stdout);
+    assert_eq!(session.exit_code(), 128 + 9, "{}", session.dump());
+    let violations = session.violations();
+    assert_eq!(violations.len(), 1, "{}", session.dump());
+    let v = violations[0];
+    assert_eq!(v["type"], "file.open");
+    assert_eq!(v["file"]["path"], secret.as_str());
+    assert_eq!(v["decision"]["action"], "kill");
+    assert_eq!(v["decision"]["rule"], format!("files.deny[0] {root}/secret"));
+    assert_eq!(v["decision"]["enforced_by"], "kernel:sys_exit");
+    assert_eq!(v["decision"]["profile"], "test");
+    assert_eq!(exit_signal(&session, session.root_pid()), Some(9));
+}
+
+#[test]
+fn an_allowed_read_succeeds() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("allow-read");
+    let root = dir.path().display();
+    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      deny: [{root}/secret]\n"));
+    let session = run(&policy, &[PROBE, "cat", &format!("{root}/public/readme")]);
+    assert_eq!(session.stdout, "public-content");
+    assert_eq!(session.exit_code(), 0, "{}", session.dump());
+    assert!(session.violations().is_empty(), "{}", session.dump());
+}
+
+#[test]
+fn the_longest_matching_entry_decides() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("longest");
+    let root = dir.path().display();
+    // deny inside an allowed tree, and allow inside a denied tree.
+    let policy = profile(
+        &dir,
+        &format!("    files:\n      read: [/, {root}/secret/inner]\n      deny: [{root}/secret]\n"),
+    );
+    let inner = run(&policy, &[PROBE, "cat", &format!("{root}/secret/inner/allowed")]);
+    assert_eq!(inner.stdout, "inner-allowed", "{}", inner.dump());
+    let outer = run(&policy, &[PROBE, "cat", &format!("{root}/secret/key")]);
+    assert_eq!(outer.exit_code(), 137, "{}", outer.dump());
+    assert!(!outer.stdout.contains(SECRET));
+    // Whole components only: a sibling whose name extends the denied one is not denied.
+    std::fs::write(dir.path().join("secretary"), "not-secret").unwrap();
+    let sibling = run(&policy, &[PROBE, "cat", &format!("{root}/secretary")]);
+    assert_eq!(sibling.stdout, "not-secret", "{}", sibling.dump());
+}
+
+#[test]
+fn writing_where_only_reading_is_allowed_is_stopped_before_the_write() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("readonly");
+    let root = dir.path().display();
+    let target = format!("{root}/public/readme");
+    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      write: [{root}/secret]\n"));
+    let session = run(&policy, &[PROBE, "overwrite", &target, "CLOBBERED"]);
+    assert_eq!(session.exit_code(), 137, "{}", session.dump());
+    assert!(!session.stdout.contains("wrote"));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "public-content", "the file was modified");
+    let v = &session.violations()[0];
+    assert_eq!(v["file"]["access"], "read_write");
+    assert_eq!(v["decision"]["rule"], "files.read[0] /");
+    // Where writing is allowed, it works.
+    let writable = format!("{root}/secret/key");
+    let ok = run(&policy, &[PROBE, "overwrite", &writable, "NEW"]);
+    assert_eq!(ok.stdout.trim(), "wrote", "{}", ok.dump());
+}
+
+#[test]
+fn what_no_entry_covers_is_a_violation() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("uncovered");
+    let root = dir.path().display();
+    // Everything the probe needs to start, and nothing else.
+    let policy = profile(&dir, &format!("    files:\n      read: [/usr, /lib, /lib64, /etc, /proc, /sys, /dev, {root}/public]\n"));
+    let session = run(&policy, &[PROBE, "cat", &format!("{root}/secret/key")]);
+    assert_eq!(session.exit_code(), 137, "{}", session.dump());
+    assert_eq!(session.violations()[0]["decision"]["rule"], "no entry covers this path");
+}
+
+#[test]
+fn exec_outside_the_exec_list_is_killed() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("exec");
+    let root = dir.path().display();
+    let copy = format!("{root}/public/mytrue");
+    std::fs::copy("/usr/bin/true", &copy).unwrap();
+    let policy = profile(&dir, "    files:\n      read: [/]\n      write: [/tmp, /dev/null]\n    exec: [/usr/bin]\n");
+    let session = run(&policy, &["sh", "-c", &format!("/usr/bin/true && echo system-ok; {copy}; echo rc=$?")]);
+    assert!(session.stdout.contains("system-ok"), "{}", session.dump());
+    assert!(session.stdout.contains("rc=137"), "{}", session.dump());
+    let v = session.violations();
+    assert_eq!(v.len(), 1, "{}", session.dump());
+    assert_eq!(v[0]["type"], "process.exec");
+    assert_eq!(v[0]["exec"]["path"], copy.as_str());
+    assert_eq!(v[0]["decision"]["enforced_by"], "kernel:sched_process_exec");
+}
+
+#[test]
+fn audit_mode_changes_nothing_but_reports_what_enforce_would_do() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("audit");
+    let root = dir.path().display();
+    let policy = profile(&dir, &format!("    mode: audit\n    files:\n      read: [/]\n      deny: [{root}/secret]\n"));
+    let session = run(&policy, &[PROBE, "cat", &format!("{root}/secret/key")]);
+    assert_eq!(session.stdout, SECRET);
+    assert_eq!(session.exit_code(), 0);
+    let v = session.violations();
+    assert_eq!(v.len(), 1, "{}", session.dump());
+    assert_eq!(v[0]["decision"]["action"], "audit");
+    assert_eq!(v[0]["decision"]["would"], "kill");
+    assert_eq!(session.of_type("session.start")[0]["session"]["mode"], "audit");
+}
+
+#[test]
+fn named_files_are_denied_anywhere() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("named");
+    let root = dir.path().display();
+    std::fs::write(dir.path().join("public/.env"), "API_KEY=secret").unwrap();
+    let policy = profile(&dir, "    files:\n      read: [/]\n      deny: [\"**/.env\"]\n");
+    let session = run(&policy, &[PROBE, "cat", &format!("{root}/public/.env")]);
+    assert_eq!(session.exit_code(), 137, "{}", session.dump());
+    assert!(!session.stdout.contains("API_KEY"));
+    assert_eq!(session.violations()[0]["decision"]["rule"], "files.deny[0] **/.env");
+}
+
+#[test]
+fn the_default_profile_keeps_agents_out_of_secrets() {
+    if !privileged() {
+        return;
+    }
+    let session = monitor_tests::run_session(&["sh", "-c", "cat /etc/hostname >/dev/null && echo ok; cat /etc/shadow; echo rc=$?"]);
+    assert!(session.stdout.contains("ok"), "{}", session.dump());
+    assert!(session.stdout.contains("rc=137"), "{}", session.dump());
+    let v = session.violations();
+    assert_eq!(v.len(), 1, "{}", session.dump());
+    assert_eq!(v[0]["decision"]["rule"], "files.deny[0] /etc/shadow");
+    assert_eq!(v[0]["decision"]["profile"], "default");
+}
+
+fn alive(pid: u32) -> bool {
+    // A killed process may linger as a zombie until reaped; that is dead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn kill_session_takes_grandchildren_and_a_detached_daemon_with_it() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("kill-session");
+    let root = dir.path().display();
+    let policy = profile(
+        &dir,
+        &format!("    on_violation: kill-session\n    files:\n      read: [/]\n      write: [/dev/null]\n      deny: [{root}/secret]\n"),
+    );
+    let script = format!(
+        "sleep 30 & echo bg=$!; sh -c 'sleep 30 & echo grandchild=$!; wait' & {PROBE} spawn-daemon; sleep 0.3; {PROBE} cat {root}/secret/key; wait"
+    );
+    let started = Instant::now();
+    let session = run(&policy, &["sh", "-c", &script]);
+    assert!(started.elapsed() < Duration::from_secs(20), "the session was not killed");
+    assert!(!session.stdout.contains(SECRET));
+    let pid_of = |label: &str| -> u32 {
+        session
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label} in {}", session.stdout))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (bg, grandchild, daemon) = (pid_of("bg="), pid_of("grandchild="), pid_of("daemon="));
+    let killed = session.of_type("session.killed");
+    assert_eq!(killed.len(), 1, "{}", session.dump());
+    let pids: Vec<u32> =
+        killed[0]["session"]["killed_pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32).collect();
+    for pid in [bg, grandchild, daemon, session.root_pid() as u32] {
+        assert!(pids.contains(&pid), "{pid} not in killed_pids {pids:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while [bg, grandchild, daemon].iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in [bg, grandchild, daemon] {
+        assert!(!alive(pid), "session process {pid} survived kill-session");
+    }
+    assert_eq!(killed[0]["decision"]["enforced_by"], "userspace:cgroup.kill");
+}
