@@ -44,6 +44,10 @@ pub struct UserspaceLoss {
 /// Called for every violation before it is queued; may return an item to queue after it.
 pub type DecisionHook = Box<dyn FnMut(&KernelEvent) -> Option<Item> + Send>;
 
+/// Runs once when stopping, after a last drain (whose violations may have killed the
+/// session); one more drain follows it, so what it waited for is reported.
+pub type Settle = Box<dyn FnOnce() + Send>;
+
 pub struct Ingest {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
@@ -56,12 +60,14 @@ impl Ingest {
         queue: SyncSender<Item>,
         loss: Arc<UserspaceLoss>,
         mut on_decision: DecisionHook,
+        settle: Settle,
     ) -> Ingest {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("ingest".into())
             .spawn(move || {
+                let mut settle = Some(settle);
                 let mut violations: Vec<(KernelEvent, Option<Item>)> = Vec::new();
                 let mut telemetry: Vec<KernelEvent> = Vec::new();
                 loop {
@@ -118,7 +124,10 @@ impl Ingest {
                         }
                     }
                     if last_round {
-                        return;
+                        match settle.take() {
+                            Some(settle) => settle(),
+                            None => return,
+                        }
                     }
                 }
             })

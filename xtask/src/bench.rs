@@ -25,11 +25,21 @@ pub enum Which {
         #[arg(long, default_value_t = 7)]
         rounds: usize,
     },
+    /// Time from a violating syscall to the death of the violator and of its whole
+    /// session (kill-session).
+    Kill {
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        /// Processes in the session.
+        #[arg(long, default_value_t = 10)]
+        processes: usize,
+    },
 }
 
 pub fn run_bench(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Open { iterations, rounds } => open(iterations, rounds),
+        Which::Kill { runs, processes } => kill(runs, processes),
     }
 }
 
@@ -112,5 +122,111 @@ fn open(iterations: u64, rounds: usize) -> anyhow::Result<()> {
     println!("  (a) no monitor                         {a:8.0} ns   1.000");
     println!("  (b) monitor loaded, process outside    {b:8.0} ns   {:.3}", b / a);
     println!("  (c) process inside a session (events)  {c:8.0} ns   {:.3}", c / a);
+    Ok(())
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 UTC time with 9 fractional digits.
+fn parse_time_ns(text: &str) -> Option<i128> {
+    // 2026-11-24T03:04:05.123456789Z
+    let b = text.as_bytes();
+    if b.len() != 30 || b[29] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| text.get(from..to)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hh, mm, ss, ns) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 29)?);
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) as i128) * 1_000_000_000 + ns as i128)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Time from a violating open to the death of the violator, and of its whole session
+/// (`on_violation: kill-session`, `processes` processes), from kernel timestamps.
+pub fn kill(runs: usize, processes: usize) -> anyhow::Result<()> {
+    let (monitor, probe) = release_binaries()?;
+    let dir = std::env::temp_dir().join(format!("am-bench-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "secret")?;
+    let policy = dir.join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1\nprofiles:\n  - name: bench\n    on_violation: kill-session\n    files:\n      read: [/]\n      write: [/dev/null, /tmp]\n      deny: [{}]\n",
+            secret.display()
+        ),
+    )?;
+    // processes - 2 sleepers, the shell, the violator.
+    let sleepers = processes.saturating_sub(2);
+    let script = format!(
+        "for i in $(seq {sleepers}); do sleep 30 & done; sleep 0.2; exec {} cat {}",
+        probe.display(),
+        secret.display()
+    );
+    let (mut violator_ms, mut session_ms) = (Vec::new(), Vec::new());
+    let events = dir.join("events.ndjson");
+    for run in 0..runs {
+        let _ = std::fs::remove_file(&events);
+        let status = Command::new(&monitor)
+            .args(["run", "--policy"])
+            .arg(&policy)
+            .arg("--events")
+            .arg(&events)
+            .args(["--", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if status.code() != Some(137) {
+            bail!("run {run}: the session was not killed ({status})");
+        }
+        let text = std::fs::read_to_string(&events)?;
+        let lines: Vec<&str> = text.lines().collect();
+        let field = |line: &str, key: &str| -> Option<String> {
+            let at = line.find(key)? + key.len();
+            Some(line[at..].split('"').next()?.to_owned())
+        };
+        let violation = lines
+            .iter()
+            .find(|l| l.contains("\"type\":\"file.open\"") && l.contains("\"action\":\"kill\""))
+            .context("no violation event")?;
+        let t0 = parse_time_ns(&field(violation, "\"time\":\"").context("time")?).context("time format")?;
+        let violator_pid = field(violation, "\"pid\":").and_then(|p| p.split(',').next().map(str::to_owned)).context("pid")?;
+        let exits: Vec<(String, i128)> = lines
+            .iter()
+            .filter(|l| l.contains("\"type\":\"process.exit\""))
+            .filter_map(|l| {
+                let pid = field(l, "\"pid\":")?.split(',').next()?.to_owned();
+                Some((pid, parse_time_ns(&field(l, "\"time\":\"")?)?))
+            })
+            .collect();
+        if exits.len() < processes {
+            bail!("run {run}: {} exits for {processes} processes", exits.len());
+        }
+        let violator = exits.iter().find(|(pid, _)| *pid == violator_pid).context("violator exit")?.1;
+        let last = exits.iter().map(|(_, t)| *t).max().context("exits")?;
+        violator_ms.push((violator - t0) as f64 / 1e6);
+        session_ms.push((last - t0) as f64 / 1e6);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    violator_ms.sort_by(f64::total_cmp);
+    session_ms.sort_by(f64::total_cmp);
+    println!("kill latency, {runs} runs, session of {processes} processes, from the violating open (kernel timestamps)");
+    for (what, values) in [("violator dead", &violator_ms), ("whole session dead", &session_ms)] {
+        println!(
+            "  {what:<20} median {:8.3} ms   p99 {:8.3} ms   worst {:8.3} ms",
+            percentile(values, 0.5),
+            percentile(values, 0.99),
+            values[values.len() - 1]
+        );
+    }
     Ok(())
 }

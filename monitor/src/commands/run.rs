@@ -7,7 +7,11 @@ use std::{
     os::unix::{ffi::OsStrExt, process::ExitStatusExt},
     path::{Path, PathBuf},
     process::ExitStatus,
-    sync::{Arc, atomic::Ordering, mpsc},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     time::{Duration, Instant},
 };
 
@@ -24,7 +28,7 @@ use crate::{
     cgroup::SessionCgroup,
     decode::KernelEvent,
     event::{Loss, Monitor, text, types},
-    ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, UserspaceLoss},
+    ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, Settle, UserspaceLoss},
     mounts::MountTable,
     launcher::{self, spawn_in_session},
     loader::Probes,
@@ -177,8 +181,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     tree.add_root(root_pid, std::process::id(), session_id);
     let (queue, received) = mpsc::sync_channel::<Item>(QUEUE_CAPACITY);
     let user_loss = Arc::new(UserspaceLoss::default());
-    let hook = kill_session_hook(profile.on_violation, cgroup.clone());
-    let ingest = Ingest::spawn(events, decisions, queue, user_loss.clone(), hook);
+    let session_killed = Arc::new(AtomicBool::new(false));
+    let hook = kill_session_hook(profile.on_violation, cgroup.clone(), session_killed.clone());
+    let settle_cgroup = cgroup.clone();
+    let settle_killed = session_killed.clone();
+    let settle: Settle = Box::new(move || {
+        // After a kill-session, report the end only once all of the session is gone,
+        // so that every process's exit is in the stream.
+        if let Some(cgroup) = settle_cgroup
+            && settle_killed.load(Ordering::Acquire)
+        {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !cgroup.pids().is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    let ingest = Ingest::spawn(events, decisions, queue, user_loss.clone(), hook, settle);
     let mut pipeline = Pipeline::new(context, tree, sink);
     pipeline.policy = Some(PolicyView {
         profile: profile.name.clone(),
@@ -233,7 +252,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 /// Pipeline thread: handles events until the queue closes, reporting loss as it grows.
 /// On a violation in a kill-session profile: kill every process of the session at
 /// once, and report who was killed.
-fn kill_session_hook(on_violation: OnViolation, cgroup: Option<Arc<SessionCgroup>>) -> DecisionHook {
+fn kill_session_hook(
+    on_violation: OnViolation,
+    cgroup: Option<Arc<SessionCgroup>>,
+    killed: Arc<AtomicBool>,
+) -> DecisionHook {
     let mut done = false;
     Box::new(move |event: &KernelEvent| {
         let verdict = match event {
@@ -247,6 +270,7 @@ fn kill_session_hook(on_violation: OnViolation, cgroup: Option<Arc<SessionCgroup
         let cgroup = cgroup.as_ref()?;
         let pids = cgroup.pids();
         let error = cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"));
+        killed.store(true, Ordering::Release);
         Some(Item::SessionKilled { time_ns: BootClock::now_boot_ns(), pids, trigger_pid: event.header().tgid, error })
     })
 }
