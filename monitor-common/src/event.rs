@@ -23,6 +23,10 @@ pub mod kind {
     pub const FILE_OPEN: u16 = 100;
     /// A session member called `connect` ([`super::ConnectEvent`]).
     pub const NET_CONNECT: u16 = 200;
+    /// A session member sent to an address it may not (reported only when refused).
+    pub const NET_SEND: u16 = 201;
+    /// A session member bound an address it may not (reported only when refused).
+    pub const NET_BIND: u16 = 202;
 }
 
 /// Bits of [`EventHeader::flags`].
@@ -149,27 +153,37 @@ pub struct FileOpenEvent {
     pub path: [u8; PATH_BUF_BYTES],
 }
 
-/// A `connect` call and its result.
+/// A `connect` call and its result (kind `NET_CONNECT`), or a refused send or bind
+/// (`NET_SEND`, `NET_BIND`, from the cgroup socket hooks; `ret` is then -EPERM).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectEvent {
     pub header: EventHeader,
     /// Return value of the syscall (0 or a negative errno).
     pub ret: i32,
+    /// The socket's descriptor (u32::MAX when not known: io_uring, sendmsg, bind).
     pub fd: u32,
-    /// `addrlen` the caller passed.
+    /// Bytes of `addr` that are valid.
     pub addr_len: u32,
+    /// One of `crate::policy::action`.
+    pub action: u32,
+    /// Entry that decided (`crate::policy::NO_RULE` if none matched).
+    pub rule_id: u32,
     pub _pad: u32,
-    /// The socket address, copied from the caller (`struct sockaddr_*`).
+    /// The socket address (`struct sockaddr_*`): the caller's for a connect seen at
+    /// syscall entry, the kernel's copy for the cgroup hooks.
     pub addr: [u8; SOCKADDR_MAX_BYTES],
 }
 
-/// State kept between entry and exit of a `connect` (map value).
+/// State kept between entry and exit of a `connect` (map value). The cgroup connect
+/// hook records its verdict here, so the exit reports one event with both.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingConnect {
     pub fd: u32,
     pub addr_len: u32,
+    pub action: u32,
+    pub rule_id: u32,
     pub addr: [u8; SOCKADDR_MAX_BYTES],
 }
 
@@ -186,8 +200,8 @@ const _: () = assert!(core::mem::size_of::<ForkEvent>() == 48 + 16);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 48 + 8);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + 32 + ARGV_MAX_BYTES + PATH_BUF_BYTES);
 const _: () = assert!(core::mem::size_of::<FileOpenEvent>() == 48 + 40 + PATH_BUF_BYTES);
-const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 48 + 16 + SOCKADDR_MAX_BYTES);
-const _: () = assert!(core::mem::size_of::<PendingConnect>() == 8 + SOCKADDR_MAX_BYTES);
+const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 48 + 24 + SOCKADDR_MAX_BYTES);
+const _: () = assert!(core::mem::size_of::<PendingConnect>() == 16 + SOCKADDR_MAX_BYTES);
 const _: () = assert!(core::mem::size_of::<PendingOpen>() == 8);
 const _: () = assert!(PATH_BUF_BYTES.is_power_of_two() && PATH_MAX_BYTES < PATH_BUF_BYTES);
 const _: () = assert!(ARGV_MAX_BYTES.is_power_of_two());

@@ -21,6 +21,8 @@ pub const FILE_RULES: &str = "FILE_RULES";
 pub const EXEC_RULES: &str = "EXEC_RULES";
 /// Compiled file-name rules: [`crate::policy::NameKey`] -> [`crate::policy::RuleValue`].
 pub const NAME_RULES: &str = "NAME_RULES";
+/// Compiled network rules: [`crate::policy::NetKey`] -> [`crate::policy::RuleValue`].
+pub const NET_RULES: &str = "NET_RULES";
 /// Capacity of each rule map.
 pub const RULES_MAX: u32 = 65_536;
 

@@ -37,6 +37,31 @@ pub mod allow {
     pub const READ: u32 = 1;
     pub const WRITE: u32 = 2;
     pub const EXEC: u32 = 4;
+    pub const NET: u32 = 8;
+}
+
+/// Key of `NET_RULES`: (policy, operation, port) then the address, IPv4 as an
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), so one trie serves both families and a
+/// mapped destination meets the IPv4 rules. `port` 0 is "any port"; the kernel looks
+/// up the actual port first, then 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetKey {
+    /// 64 + prefix bits of `addr`.
+    pub prefix_len: u32,
+    pub policy: u32,
+    /// One of [`net_op`].
+    pub op: u16,
+    /// Host byte order; 0 for any port.
+    pub port: u16,
+    pub addr: [u8; 16],
+}
+
+/// Operations network rules govern.
+pub mod net_op {
+    /// connect(), and sendmsg() to an address (UDP).
+    pub const CONNECT: u16 = 1;
+    pub const BIND: u16 = 2;
 }
 
 /// What a matching entry allows, and which entry it was.
@@ -68,12 +93,15 @@ pub mod action {
     pub const AUDIT: u32 = 1;
     /// A violation; the process was sent SIGKILL before the syscall returned.
     pub const KILL: u32 = 2;
+    /// A violation; the kernel refused the operation (EPERM).
+    pub const DENY: u32 = 3;
 }
 
 const _: () = assert!(core::mem::size_of::<PathKey>() == 12 + PATH_KEY_BYTES);
 const _: () = assert!(8 + PATH_KEY_BYTES <= 256);
 const _: () = assert!(core::mem::size_of::<NameKey>() == 4 + NAME_KEY_BYTES);
 const _: () = assert!(core::mem::size_of::<RuleValue>() == 8);
+const _: () = assert!(core::mem::size_of::<NetKey>() == 4 + 24);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -81,4 +109,5 @@ mod pod {
     unsafe impl aya::Pod for super::PathKey {}
     unsafe impl aya::Pod for super::NameKey {}
     unsafe impl aya::Pod for super::RuleValue {}
+    unsafe impl aya::Pod for super::NetKey {}
 }

@@ -9,6 +9,7 @@
 
 mod kernel;
 mod maps;
+mod net;
 mod path;
 mod policy;
 mod process;

@@ -17,7 +17,7 @@ use monitor_common::{
         PendingOpen, SOCKADDR_MAX_BYTES, flags, kind, open_syscall,
     },
     maps::Counter,
-    policy::{action, allow},
+    policy::{NO_RULE, action, allow},
 };
 
 use crate::{
@@ -27,7 +27,7 @@ use crate::{
         ReadError, config, count, current_task, emit, emit_decision, fill_header, read, read_ptr, session_of,
         wakeup_flags,
     },
-    maps::{EVENTS, FILE_SCRATCH, PENDING_CONNECTS, PENDING_OPENS},
+    maps::{DECISIONS, EVENTS, FILE_SCRATCH, PENDING_CONNECTS, PENDING_OPENS},
 };
 
 const O_WRONLY: u32 = 0o1;
@@ -118,7 +118,8 @@ fn try_enter(ctx: &RawTracePointContext, what: Watched) -> Result<(), ReadError>
             let fd = syscall_arg(regs, 0)? as u32;
             let addr = syscall_arg(regs, 1)?;
             let addr_len = syscall_arg(regs, 2)? as u32;
-            let mut pending = PendingConnect { fd, addr_len, addr: [0; SOCKADDR_MAX_BYTES] };
+            let mut pending =
+                PendingConnect { fd, addr_len, action: action::ALLOW, rule_id: NO_RULE, addr: [0; SOCKADDR_MAX_BYTES] };
             let mut n = addr_len;
             if n > SOCKADDR_MAX_BYTES as u32 {
                 n = SOCKADDR_MAX_BYTES as u32;
@@ -297,8 +298,11 @@ fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     let Some(pending) = PENDING_CONNECTS.get_ptr(&pid_tgid) else {
         return Ok(());
     };
-    let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
-        count(Counter::RingbufFull);
+    // SAFETY: map value pointer, valid until removed below.
+    let verdict = unsafe { (*pending).action };
+    let ring = if verdict == action::ALLOW { &EVENTS } else { &DECISIONS };
+    let Some(mut entry) = ring.reserve::<ConnectEvent>(0) else {
+        count(if verdict == action::ALLOW { Counter::RingbufFull } else { Counter::DecisionRingbufFull });
         let _ = PENDING_CONNECTS.remove(&pid_tgid);
         return Ok(());
     };
@@ -314,9 +318,11 @@ fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     let pending = unsafe { &*pending };
     event.fd = pending.fd;
     event.addr_len = pending.addr_len;
+    event.action = pending.action;
+    event.rule_id = pending.rule_id;
     event._pad = 0;
     event.addr = pending.addr;
     let _ = PENDING_CONNECTS.remove(&pid_tgid);
-    entry.submit(wakeup_flags());
+    entry.submit(if verdict == action::ALLOW { wakeup_flags() } else { 2 /* BPF_RB_FORCE_WAKEUP */ });
     Ok(())
 }

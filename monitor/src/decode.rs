@@ -71,7 +71,8 @@ pub enum KernelEvent {
         path: KernelPath,
         verdict: Verdict,
     },
-    Connect { header: EventHeader, ret: i32, fd: u32, addr: SocketAddress },
+    /// `kind` is `NET_CONNECT`, `NET_SEND` or `NET_BIND`.
+    Connect { header: EventHeader, ret: i32, fd: u32, addr: SocketAddress, verdict: Verdict },
 }
 
 impl KernelEvent {
@@ -194,14 +195,15 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 path: fs_path(record.slice(FILE_OPEN_PATH_OFFSET, path_len)),
             })
         }
-        kind::NET_CONNECT => {
+        kind::NET_CONNECT | kind::NET_SEND | kind::NET_BIND => {
             need(record.0, size_of::<ConnectEvent>())?;
             let addr_len = (record.u32(HEADER_LEN + 8) as usize).min(SOCKADDR_MAX_BYTES);
             Ok(KernelEvent::Connect {
                 header,
                 ret: record.u32(HEADER_LEN) as i32,
                 fd: record.u32(HEADER_LEN + 4),
-                addr: socket_address(record.slice(HEADER_LEN + 16, addr_len)),
+                verdict: Verdict { action: record.u32(HEADER_LEN + 12), rule_id: record.u32(HEADER_LEN + 16) },
+                addr: socket_address(record.slice(HEADER_LEN + 24, addr_len)),
             })
         }
         other => Err(DecodeError::UnknownKind(other)),
@@ -348,7 +350,7 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let kinds = [0u16, 1, 2, 3, 100, 200, 65535];
+        let kinds = [0u16, 1, 2, 3, 100, 200, 201, 202, 65535];
         for _ in 0..20_000 {
             let len = (next() % 9000) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();

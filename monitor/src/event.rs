@@ -15,6 +15,10 @@ pub mod types {
     pub const PROCESS_EXIT: &str = "process.exit";
     pub const FILE_OPEN: &str = "file.open";
     pub const NET_CONNECT: &str = "net.connect";
+    /// A send to an address the profile does not allow (only refusals are reported).
+    pub const NET_SEND: &str = "net.send";
+    /// A bind the profile does not allow (only refusals are reported).
+    pub const NET_BIND: &str = "net.bind";
     pub const MONITOR_LOSS: &str = "monitor.loss";
     pub const SESSION_KILLED: &str = "session.killed";
 }
@@ -58,7 +62,9 @@ pub struct Session {
     /// session.start: the command the session runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    /// session.end: session members still running when the session's root exited.
+    /// session.end: session processes still running when the session's first process
+    /// exited; they were killed with the session (or, without a session cgroup, left
+    /// running unobserved).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining_pids: Option<Vec<u32>>,
     /// session.killed: every process of the session when it was killed.
@@ -144,7 +150,10 @@ pub struct Net {
     /// Address family number, for `other`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub family_number: Option<u16>,
-    pub fd: u32,
+    /// The socket's descriptor; absent when the kernel hook that refused the operation
+    /// does not know it (io_uring, sendmsg, bind).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<u32>,
     /// 0 on success, else the errno the call failed with (EINPROGRESS for a
     /// non-blocking connect under way).
     pub errno: i32,
@@ -171,6 +180,7 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     /// Who stopped the violation and where: `kernel:sys_exit`, `kernel:sched_process_exec`,
+    /// `kernel:cgroup/connect`, `kernel:cgroup/sendmsg`, `kernel:cgroup/bind`,
     /// `userspace:cgroup.kill`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enforced_by: Option<&'static str>,

@@ -4,7 +4,7 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint},
+    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, RawTracePoint},
 };
 use monitor_common::{config::KERNEL_CONFIG, maps};
 
@@ -27,8 +27,35 @@ const RAW_TRACEPOINTS: [(&str, &str); 5] = [
     ("sys_exit", "sys_exit"),
 ];
 
+/// (program, what it hooks), attached to each session's cgroup.
+const CGROUP_PROGRAMS: [(&str, &str); 6] = [
+    ("connect4", "cgroup/connect4"),
+    ("connect6", "cgroup/connect6"),
+    ("sendmsg4", "cgroup/sendmsg4"),
+    ("sendmsg6", "cgroup/sendmsg6"),
+    ("bind4", "cgroup/bind4"),
+    ("bind6", "cgroup/bind6"),
+];
+
+/// Attaches the network programs to a session's cgroup (inherited by every cgroup
+/// below it; no program may be attached below it, so an agent cannot override them).
+/// The links live as long as `ebpf`.
+pub fn attach_network(ebpf: &mut Ebpf, cgroup: &std::fs::File) -> Result<(), LoadError> {
+    for (program, attach) in CGROUP_PROGRAMS {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(program)
+            .ok_or(LoadError::MissingProgram(program))?
+            .try_into()
+            .map_err(|source| LoadError::Cgroup { program, attach, source })?;
+        prog.attach(cgroup, CgroupAttachMode::Single).map_err(|source| LoadError::Cgroup { program, attach, source })?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("{program} ({attach}) failed: {source:#}; network policy needs cgroup v2 and cgroup socket-address programs (Linux >= 4.17, pid lookup >= 6.1)")]
+    Cgroup { program: &'static str, attach: &'static str, source: ProgramError },
     #[error("agent-monitor must run as root (it loads eBPF programs: CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE)")]
     NotRoot,
     #[error("reading the kernel's type information (BTF): {0}")]
@@ -98,11 +125,21 @@ impl Probes {
             RingBuf::try_from(decisions).map_err(|source| LoadError::Map { name: maps::DECISIONS, source })?;
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
         let (files, exec, names) = (take(maps::FILE_RULES)?, take(maps::EXEC_RULES)?, take(maps::NAME_RULES)?);
+        let net = take(maps::NET_RULES)?;
         let rules = RuleMaps {
             files: LpmTrie::try_from(files).map_err(|source| LoadError::Map { name: maps::FILE_RULES, source })?,
             exec: LpmTrie::try_from(exec).map_err(|source| LoadError::Map { name: maps::EXEC_RULES, source })?,
             names: HashMap::try_from(names).map_err(|source| LoadError::Map { name: maps::NAME_RULES, source })?,
+            net: LpmTrie::try_from(net).map_err(|source| LoadError::Map { name: maps::NET_RULES, source })?,
         };
+        for (program, attach) in CGROUP_PROGRAMS {
+            let prog: &mut CgroupSockAddr = ebpf
+                .program_mut(program)
+                .ok_or(LoadError::MissingProgram(program))?
+                .try_into()
+                .map_err(|source| LoadError::Cgroup { program, attach, source })?;
+            prog.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
+        }
         Ok(Probes { ebpf, sessions, events, decisions, counters, rules })
     }
 }

@@ -3,7 +3,7 @@
 use std::io;
 
 use monitor_common::{
-    event::{EventHeader, flags, open_syscall},
+    event::{EventHeader, flags, kind, open_syscall},
     policy::{NO_RULE, action},
 };
 
@@ -176,10 +176,15 @@ impl Pipeline {
                 event.decision = Some(self.decision(verdict, "kernel:sys_exit"));
                 event
             }
-            KernelEvent::Connect { header, ret, fd, addr } => {
-                let mut event = self.base(types::NET_CONNECT, &header);
+            KernelEvent::Connect { header, ret, fd, addr, verdict } => {
+                let (event_type, hook) = match header.kind {
+                    kind::NET_SEND => (types::NET_SEND, "kernel:cgroup/sendmsg"),
+                    kind::NET_BIND => (types::NET_BIND, "kernel:cgroup/bind"),
+                    _ => (types::NET_CONNECT, "kernel:cgroup/connect"),
+                };
+                let mut event = self.base(event_type, &header);
                 event.net = Some(net(addr, fd, ret));
-                event.decision = Some(Decision::ALLOW);
+                event.decision = Some(self.decision(verdict, hook));
                 event
             }
         }
@@ -189,7 +194,8 @@ impl Pipeline {
     fn decision(&self, verdict: Verdict, hook: &'static str) -> Decision {
         let Some(policy) = &self.policy else { return Decision::ALLOW };
         let rule = if verdict.rule_id == NO_RULE {
-            (verdict.action != action::ALLOW).then(|| "no entry covers this path".to_owned())
+            let what = if hook.starts_with("kernel:cgroup/") { "address" } else { "path" };
+            (verdict.action != action::ALLOW).then(|| format!("no entry covers this {what}"))
         } else {
             policy.rules.get(verdict.rule_id as usize).map(|origin| origin.to_string())
         };
@@ -198,7 +204,16 @@ impl Pipeline {
             action::ALLOW => {}
             action::AUDIT => {
                 decision.action = "audit";
-                decision.would = Some("kill");
+                decision.would = Some(if hook.starts_with("kernel:cgroup/") { "deny" } else { "kill" });
+            }
+            action::DENY => {
+                decision.action = "deny";
+                decision.enforced_by = Some(hook);
+                decision.note = match policy.on_violation {
+                    OnViolation::Deny => None,
+                    OnViolation::Kill => Some("refused; the process is then killed from userspace (on_violation: kill)".into()),
+                    OnViolation::KillSession => Some("refused; kill-session: every process of the session is killed".into()),
+                };
             }
             _ => {
                 decision.action = "kill";
@@ -341,7 +356,7 @@ fn net(addr: SocketAddress, fd: u32, ret: i32) -> Net {
         port: None,
         mapped_ipv4: None,
         family_number: None,
-        fd,
+        fd: (fd != u32::MAX).then_some(fd),
         errno: -ret,
     };
     match addr {

@@ -11,6 +11,7 @@ pub struct RuleMaps {
     pub files: PathTrie,
     pub exec: PathTrie,
     pub names: HashMap<MapData, NameKey, RuleValue>,
+    pub net: LpmTrie<MapData, [u8; 24], RuleValue>,
 }
 
 fn key(policy: u32, entry: &Entry) -> Key<[u8; 8 + PATH_KEY_BYTES]> {
@@ -30,6 +31,14 @@ impl RuleMaps {
         }
         for entry in &compiled.exec {
             self.exec.insert(&key(policy, entry), entry.value, 0)?;
+        }
+        for entry in &compiled.net {
+            let mut data = [0u8; 24];
+            data[..4].copy_from_slice(&policy.to_ne_bytes());
+            data[4..6].copy_from_slice(&entry.op.to_ne_bytes());
+            data[6..8].copy_from_slice(&entry.port.to_ne_bytes());
+            data[8..].copy_from_slice(&entry.addr);
+            self.net.insert(&Key::new(64 + entry.prefix as u32, data), entry.value, 0)?;
         }
         for (name, value) in &compiled.names {
             let mut key = NameKey { policy, name: [0; NAME_KEY_BYTES] };

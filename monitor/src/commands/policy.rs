@@ -45,7 +45,13 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
             .unwrap_or_default()
     };
     let home = std::env::var("HOME").ok();
-    let compiled = compile(&profile, &Environment { home, mounts: &mounts, list_dir: &list });
+    let environment = Environment {
+        home,
+        mounts: &mounts,
+        list_dir: &list,
+        resolve_host: &|host: &str| super::run::resolve_host(host),
+    };
+    let compiled = compile(&profile, &environment);
     println!("profile {} (mode {:?}, on_violation {})", profile.name, profile.mode, profile.on_violation.as_str());
     println!("  what no entry covers is a violation; the longest matching entry decides");
     if profile.files.is_none() {
@@ -55,7 +61,10 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
         println!("  exec: (no section) any program may run");
     }
     if profile.connect.is_none() {
-        println!("  network: (no section) connections are not restricted");
+        println!("  network.connect: (not given) connections and sends are not restricted");
+    }
+    if profile.bind.is_none() {
+        println!("  network.bind: (not given) binding is not restricted");
     }
     for rule in profile.files.iter().flatten() {
         let how = match &rule.pattern {
@@ -68,14 +77,15 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
     for rule in profile.exec.iter().flatten() {
         println!("  {:<40} kernel: exec table, checked before the new program runs", rule.origin.to_string());
     }
-    for rule in profile.connect.iter().flatten() {
+    for rule in profile.connect.iter().flatten().chain(profile.bind.iter().flatten()) {
         let how = match rule.target {
-            ConnectTarget::Network { .. } => "not enforced yet: network enforcement (cgroup socket hooks) is not in this build",
-            ConnectTarget::Host(_) => "not enforced yet: host names need network enforcement, not in this build",
+            ConnectTarget::Network { .. } => "kernel: cgroup socket hooks on the session's cgroup refuse others with EPERM",
+            ConnectTarget::Host(_) => "kernel: as addresses, resolved once when the session starts (not refreshed)",
         };
         println!("  {:<40} {how}", rule.origin.to_string());
     }
-    println!("  enforcement on this kernel: files and exec by SIGKILL from a tracepoint before the syscall returns (tier 2)");
+    println!("  enforcement on this kernel: files and exec by SIGKILL from a tracepoint before the syscall returns;");
+    println!("  network by cgroup connect/sendmsg/bind hooks that refuse with EPERM (also for io_uring)");
     if profile.on_violation == policy::OnViolation::Deny {
         println!("  on_violation deny: escalated to kill for files and exec (refusing needs BPF LSM)");
     }

@@ -31,7 +31,7 @@ use crate::{
     ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, Settle, UserspaceLoss},
     mounts::MountTable,
     launcher::{self, spawn_in_session},
-    loader::Probes,
+    loader::{Probes, attach_network},
     pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
     policy::{self, Mode, OnViolation, Profile, compile::{Environment, compile}},
     process_tree::ProcessTree,
@@ -93,7 +93,17 @@ fn home_of(uid: u32) -> Option<String> {
     })
 }
 
-fn list_dirs(dir: &str) -> Vec<String> {
+/// Addresses of a host name, resolved once when the session starts.
+pub fn resolve_host(host: &str) -> Vec<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let mut addrs: Vec<std::net::IpAddr> =
+        (host, 0).to_socket_addrs().map(|it| it.map(|a| a.ip()).collect()).unwrap_or_default();
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
+pub fn list_dirs(dir: &str) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -115,11 +125,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let profile = choose_profile(args.policy.as_deref(), args.profile.as_deref())?;
     launcher::block_forwarded_signals();
     let probes = Probes::load().context("loading the eBPF programs")?;
-    let Probes { ebpf, sessions, events, decisions, counters, mut rules } = probes;
+    let Probes { mut ebpf, sessions, events, decisions, counters, mut rules } = probes;
 
     let mounts = MountTable::load().context("reading the mount table")?;
     let environment =
-        Environment { home: home_of(principal_uid()), mounts: &mounts, list_dir: &|dir: &str| list_dirs(dir) };
+        Environment {
+            home: home_of(principal_uid()),
+            mounts: &mounts,
+            list_dir: &|dir: &str| list_dirs(dir),
+            resolve_host: &|host: &str| resolve_host(host),
+        };
     let compiled = compile(&profile, &environment);
     for note in &compiled.notes {
         log::warn!("profile {}: {note}", profile.name);
@@ -132,16 +147,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         flags |= session_flags::ENFORCE;
     }
     let member = SessionMember { session_id, policy_id: POLICY_ID, flags };
+    let restricts_network = profile.connect.is_some() || profile.bind.is_some();
     let cgroup = match SessionCgroup::create(&session_ref(session_id).id) {
         Ok(cgroup) => Some(Arc::new(cgroup)),
-        Err(error) if profile.on_violation == OnViolation::KillSession => {
-            bail!("profile {} kills whole sessions, which needs a cgroup v2 for the session: {error}", profile.name)
-        }
+        Err(error) if profile.on_violation == OnViolation::KillSession || restricts_network => bail!(
+            "profile {} needs a cgroup v2 for the session (network rules, kill-session): {error}",
+            profile.name
+        ),
         Err(error) => {
             log::warn!("no cgroup for the session ({error}); kill-session is unavailable");
             None
         }
     };
+    if let Some(cgroup) = &cgroup {
+        let attached = std::fs::File::open(cgroup.path())
+            .map_err(anyhow::Error::from)
+            .and_then(|dir| attach_network(&mut ebpf, &dir).map_err(anyhow::Error::from));
+        if let Err(error) = attached {
+            let _ = cgroup.remove();
+            return Err(error.context("attaching the network hooks to the session's cgroup"));
+        }
+    }
     let context = Context::new();
     let started_ns = BootClock::now_boot_ns();
     let child = spawn_in_session(&args.command, &sessions, member, cgroup.as_ref().map(|c| c.procs_cstring()))
@@ -212,10 +238,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         .context("starting the pipeline thread")?;
 
     let status = child.wait().context("waiting for the agent")?;
+    // The session ends with its first process: what it left behind would otherwise run
+    // on unobserved. It is killed, reported in session.end, and the cgroup removed.
+    let left_behind = cgroup.as_ref().map(|c| c.pids()).unwrap_or_default();
+    if let Some(cgroup) = &cgroup
+        && !left_behind.is_empty()
+    {
+        if let Err(error) = cgroup.kill() {
+            log::warn!("killing what the session left behind: {error}");
+        }
+        session_killed.store(true, Ordering::Release);
+    }
     ingest.stop();
     let (mut pipeline, loss) = worker.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
 
-    let remaining = sessions.members(session_id);
+    // Without a cgroup, leftovers cannot be killed as a whole: they are only reported.
+    let remaining = if cgroup.is_some() { left_behind } else { sessions.members(session_id) };
     let mut end = pipeline.context.event(types::SESSION_END, BootClock::now_boot_ns(), session_ref(session_id));
     end.session.root_pid = Some(root_pid);
     end.session.remaining_pids = Some(remaining.clone());
@@ -227,7 +265,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     pipeline.sink.write(&end)?;
     pipeline.sink.flush()?;
     if let Some(cgroup) = &cgroup
-        && remaining.is_empty()
         && let Err(error) = cgroup.remove()
     {
         log::warn!("removing {}: {error}", cgroup.path().display());
@@ -242,7 +279,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         pipeline.sink.written(),
         loss.total()
     );
-    if !remaining.is_empty() {
+    if !remaining.is_empty() && cgroup.is_some() {
+        summary.push_str(&format!(", killed what it left running: {remaining:?}"));
+    } else if !remaining.is_empty() {
         summary.push_str(&format!(", still running and no longer monitored: {remaining:?}"));
     }
     let _ = writeln!(std::io::stderr(), "{summary}");
@@ -250,8 +289,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// Pipeline thread: handles events until the queue closes, reporting loss as it grows.
-/// On a violation in a kill-session profile: kill every process of the session at
-/// once, and report who was killed.
+/// What userspace adds to the kernel's verdict: with `kill`, a refused network
+/// operation also costs the process its life; with `kill-session`, any violation kills
+/// every process of the session at once, and who was killed is reported.
 fn kill_session_hook(
     on_violation: OnViolation,
     cgroup: Option<Arc<SessionCgroup>>,
@@ -260,10 +300,19 @@ fn kill_session_hook(
     let mut done = false;
     Box::new(move |event: &KernelEvent| {
         let verdict = match event {
-            KernelEvent::FileOpen { verdict, .. } | KernelEvent::Exec { verdict, .. } => *verdict,
+            KernelEvent::FileOpen { verdict, .. } | KernelEvent::Exec { verdict, .. } | KernelEvent::Connect { verdict, .. } => {
+                *verdict
+            }
             _ => return None,
         };
-        if done || on_violation != OnViolation::KillSession || verdict.action != action::KILL {
+        if !matches!(verdict.action, action::KILL | action::DENY) {
+            return None;
+        }
+        if on_violation == OnViolation::Kill && verdict.action == action::DENY {
+            kill_member(cgroup.as_deref(), event.header().tgid);
+            return None;
+        }
+        if done || on_violation != OnViolation::KillSession {
             return None;
         }
         done = true;
@@ -273,6 +322,15 @@ fn kill_session_hook(
         killed.store(true, Ordering::Release);
         Some(Item::SessionKilled { time_ns: BootClock::now_boot_ns(), pids, trigger_pid: event.header().tgid, error })
     })
+}
+
+/// Kills `tgid` if, and only if, it is a process of this session (in its cgroup).
+fn kill_member(cgroup: Option<&SessionCgroup>, tgid: u32) {
+    let Some(cgroup) = cgroup else { return };
+    if tgid > 1 && tgid != std::process::id() && cgroup.pids().contains(&tgid) {
+        // SAFETY: plain kill(2) of a verified session member.
+        unsafe { libc::kill(tgid as libc::pid_t, libc::SIGKILL) };
+    }
 }
 
 fn process_events(

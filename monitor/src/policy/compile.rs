@@ -7,9 +7,11 @@
 //! compiler also writes an entry for the filesystem's root carrying the decision of the
 //! longest rule covering its mount point, so `read: [/]` covers `/proc` too.
 
-use monitor_common::policy::{PATH_KEY_BYTES, RuleValue, allow};
+use std::net::{IpAddr, Ipv6Addr};
 
-use super::model::{Access, FileRule, Origin, PathRule, Pattern, Profile, Segment};
+use monitor_common::policy::{PATH_KEY_BYTES, RuleValue, allow, net_op};
+
+use super::model::{Access, ConnectRule, ConnectTarget, FileRule, Origin, PathRule, Pattern, Profile, Segment};
 use crate::mounts::MountTable;
 
 /// What the compiler needs to know of the machine.
@@ -19,6 +21,21 @@ pub struct Environment<'a> {
     pub mounts: &'a MountTable,
     /// Names of the entries of a directory (for `*` components).
     pub list_dir: &'a dyn Fn(&str) -> Vec<String>,
+    /// Addresses of a host name (for network entries naming hosts).
+    pub resolve_host: &'a dyn Fn(&str) -> Vec<IpAddr>,
+}
+
+/// A network entry: (operation, port or 0 for any, address prefix) -> allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetEntry {
+    /// One of `monitor_common::policy::net_op`.
+    pub op: u16,
+    pub port: u16,
+    /// IPv6; IPv4 as `::ffff:a.b.c.d`.
+    pub addr: [u8; 16],
+    /// Bits of `addr` that must match.
+    pub prefix: u8,
+    pub value: RuleValue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +52,7 @@ pub struct Compiled {
     pub exec: Vec<Entry>,
     /// `**/NAME` entries.
     pub names: Vec<(String, RuleValue)>,
+    pub net: Vec<NetEntry>,
     /// Rule id -> where it came from (ids index this list).
     pub rules: Vec<Origin>,
     /// Entries the kernel cannot hold, and why.
@@ -185,7 +203,50 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
     merge(&mut names);
     let files = place(&file_paths, env.mounts, &mut notes);
     let exec = place(&exec_paths, env.mounts, &mut notes);
-    Compiled { files, exec, names, rules, notes }
+    let mut net = Vec::new();
+    for (op, field, list) in [(net_op::CONNECT, "network.connect", &profile.connect), (net_op::BIND, "network.bind", &profile.bind)] {
+        let any = || vec![ConnectRule {
+            target: ConnectTarget::Network { addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED), prefix: 0 },
+            port: None,
+            origin: Origin { field, index: 0, text: "any address, any port (not in the profile: not restricted)".into() },
+        }];
+        for rule in list.clone().unwrap_or_else(any) {
+            let rule_id = rules.len() as u32;
+            rules.push(rule.origin.clone());
+            let value = RuleValue { rule_id, allow: allow::NET };
+            let port = rule.port.unwrap_or(0);
+            let targets: Vec<(IpAddr, u8)> = match &rule.target {
+                ConnectTarget::Network { addr, prefix } => vec![(*addr, *prefix)],
+                ConnectTarget::Host(host) => {
+                    let addrs = (env.resolve_host)(host);
+                    if addrs.is_empty() {
+                        notes.push(format!("{}: {host} did not resolve; nothing is allowed for it", rule.origin));
+                    }
+                    addrs.into_iter().map(|a| (a, if a.is_ipv4() { 32 } else { 128 })).collect()
+                }
+            };
+            for (addr, prefix) in targets {
+                let (addr, prefix) = match addr {
+                    IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), 96 + prefix),
+                    IpAddr::V6(v6) => (v6.octets(), prefix),
+                };
+                let entry = NetEntry { op, port, addr: masked(addr, prefix), prefix, value };
+                if !net.iter().any(|e: &NetEntry| (e.op, e.port, e.addr, e.prefix) == (op, port, entry.addr, prefix)) {
+                    net.push(entry);
+                }
+            }
+        }
+    }
+    Compiled { files, exec, names, net, rules, notes }
+}
+
+/// `addr` with the bits past `prefix` cleared (the trie stores canonical prefixes).
+fn masked(mut addr: [u8; 16], prefix: u8) -> [u8; 16] {
+    for (i, byte) in addr.iter_mut().enumerate() {
+        let keep = (prefix as i32 - 8 * i as i32).clamp(0, 8);
+        *byte &= if keep == 8 { 0xff } else { !(0xffu8 >> keep) };
+    }
+    addr
 }
 
 #[cfg(test)]
@@ -210,7 +271,13 @@ mod tests {
                 _ => Vec::new(),
             }
         };
-        let env = Environment { home: Some("/home/alice".into()), mounts: &mounts, list_dir: &list };
+        let resolve = |host: &str| -> Vec<IpAddr> {
+            match host {
+                "api.example.com" => vec!["192.0.2.7".parse().unwrap(), "2001:db8::7".parse().unwrap()],
+                _ => Vec::new(),
+            }
+        };
+        let env = Environment { home: Some("/home/alice".into()), mounts: &mounts, list_dir: &list, resolve_host: &resolve };
         compile(&policy.profiles[0], &env)
     }
 
@@ -288,11 +355,46 @@ mod tests {
         assert_eq!(c.files, vec![entry(ROOT, "/work/", 1, RW)]);
     }
 
+    fn net(op: u16, port: u16, addr: &str, prefix: u8, rule_id: u32) -> NetEntry {
+        let addr = match addr.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        NetEntry { op, port, addr, prefix, value: RuleValue { rule_id, allow: allow::NET } }
+    }
+
+    #[test]
+    fn golden_network_entries() {
+        let c = compiled(
+            "version: 1\nprofiles:\n  - name: p\n    network:\n      connect: [\"127.0.0.1:8080\", \"10.1.2.3/8:443\", \"[::1]:9000\", \"api.example.com:443\", \"nowhere.invalid:1\"]\n      bind: [\"127.0.0.1:*\"]\n",
+        );
+        // rule ids: files and exec are unrestricted (0, 1), then the network entries.
+        assert_eq!(
+            c.net,
+            vec![
+                net(net_op::CONNECT, 8080, "127.0.0.1", 128, 2),
+                net(net_op::CONNECT, 443, "10.0.0.0", 104, 3),
+                net(net_op::CONNECT, 9000, "::1", 128, 4),
+                net(net_op::CONNECT, 443, "192.0.2.7", 128, 5),
+                net(net_op::CONNECT, 443, "2001:db8::7", 128, 5),
+                net(net_op::BIND, 0, "127.0.0.1", 128, 7),
+            ]
+        );
+        assert_eq!(c.rules[6].text, "nowhere.invalid:1");
+        assert_eq!(c.notes.len(), 1, "{:?}", c.notes);
+        // Left out: anything goes; an empty list: nothing.
+        let open = compiled("version: 1\nprofiles:\n  - name: p\n");
+        assert_eq!(open.net.len(), 2);
+        assert!(open.net.iter().all(|e| e.prefix == 0 && e.port == 0));
+        let closed = compiled("version: 1\nprofiles:\n  - name: p\n    network: {connect: [], bind: []}\n");
+        assert!(closed.net.is_empty());
+    }
+
     #[test]
     fn home_without_a_home_directory_is_noted() {
         let policy = parse_policy("version: 1\nprofiles:\n  - name: p\n    files:\n      deny: [~/.aws]\n").unwrap();
         let mounts = MountTable::parse(MOUNTS);
-        let env = Environment { home: None, mounts: &mounts, list_dir: &|_| Vec::new() };
+        let env = Environment { home: None, mounts: &mounts, list_dir: &|_| Vec::new(), resolve_host: &|_| Vec::new() };
         let c = compile(&policy.profiles[0], &env);
         assert!(c.files.is_empty());
         assert_eq!(c.notes.len(), 1);

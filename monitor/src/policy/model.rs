@@ -49,14 +49,17 @@ pub struct Profile {
     pub files: Option<Vec<FileRule>>,
     /// `None`: no `exec:` section, any program may run (`exec: []` allows none).
     pub exec: Option<Vec<PathRule>>,
-    /// `None`: no `network:` section, connections are not restricted.
+    /// `None`: no `network:` section (or no `connect:` in it), connections are not
+    /// restricted. Also governs sends to an address (UDP).
     pub connect: Option<Vec<ConnectRule>>,
+    /// `None`: no `bind:` list, binding is not restricted.
+    pub bind: Option<Vec<ConnectRule>>,
 }
 
 /// Where a rule came from in the policy file, to name it in events and errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// `files.read`, `files.write`, `files.deny`, `exec`, `network.connect`.
+    /// `files.read`, `files.write`, `files.deny`, `exec`, `network.connect`, `network.bind`.
     pub field: &'static str,
     pub index: usize,
     /// The entry as written.

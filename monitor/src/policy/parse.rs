@@ -290,21 +290,25 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         }
     }
 
-    let mut connect = Vec::new();
-    let network_given = !matches!(map.get("network"), None | Some(Value::Null));
+    let (mut connect, mut bind) = (None, None);
     match map.get("network") {
         None | Some(Value::Null) => {}
         Some(Value::Object(n)) => {
-            unknown_fields(n, &["connect"], "network", errors);
-            for (i, text) in string_list(n.get("connect"), "network.connect", errors) {
-                match parse_connect(text) {
-                    Ok((target, port)) => connect.push(ConnectRule {
-                        target,
-                        port,
-                        origin: Origin { field: "network.connect", index: i, text: text.to_owned() },
-                    }),
-                    Err((problem, fix)) => errors.add(format!("network.connect[{i}]"), problem, fix),
+            unknown_fields(n, &["connect", "bind"], "network", errors);
+            for (key, field, out) in [("connect", "network.connect", &mut connect), ("bind", "network.bind", &mut bind)] {
+                if matches!(n.get(key), None | Some(Value::Null)) {
+                    continue;
                 }
+                let mut rules = Vec::new();
+                for (i, text) in string_list(n.get(key), field, errors) {
+                    match parse_connect(text) {
+                        Ok((target, port)) => {
+                            rules.push(ConnectRule { target, port, origin: Origin { field, index: i, text: text.to_owned() } })
+                        }
+                        Err((problem, fix)) => errors.add(format!("{field}[{i}]"), problem, fix),
+                    }
+                }
+                *out = Some(rules);
             }
         }
         Some(other) => errors.add("network", format!("expected a mapping, found {}", kind(other)), "write network: {connect: [...]}"),
@@ -316,7 +320,8 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         on_violation,
         files: files_given.then_some(files),
         exec: exec_given.then_some(exec),
-        connect: network_given.then_some(connect),
+        connect,
+        bind,
     })
 }
 
@@ -477,7 +482,7 @@ profiles:
         let policy = parse_policy("version: 1\nprofiles:\n  - name: p\n").unwrap();
         let p = &policy.profiles[0];
         assert_eq!((p.mode, p.on_violation), (Mode::Enforce, OnViolation::Kill));
-        assert_eq!((&p.files, &p.exec, &p.connect), (&None, &None, &None));
+        assert_eq!((&p.files, &p.exec, &p.connect, &p.bind), (&None, &None, &None, &None));
         let none = parse_policy("version: 1\nprofiles:\n  - name: p\n    exec: []\n").unwrap();
         assert_eq!(none.profiles[0].exec, Some(Vec::new()));
     }

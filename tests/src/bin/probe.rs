@@ -111,6 +111,31 @@ fn main() {
             println!("wrote");
         }
         "spawn-daemon" => spawn_daemon(),
+        "uring-connect" => uring_connect(arg(1).parse().expect("socket address")),
+        "uring-open" => uring_open(arg(1)),
+        "bind" => match std::net::TcpListener::bind(arg(1)) {
+            Ok(_) => println!("bound"),
+            Err(e) => println!("error={}", e.raw_os_error().unwrap_or(0)),
+        },
+        "udp-send" => {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+            match socket.send_to(b"ping", arg(1)) {
+                Ok(_) => println!("sent"),
+                Err(e) => println!("error={}", e.raw_os_error().unwrap_or(0)),
+            }
+        }
+        "connect-then-live" => {
+            // Connects, reports, then stays alive: a profile with on_violation: kill
+            // must end it.
+            let addr: SocketAddr = arg(1).parse().expect("socket address");
+            match TcpStream::connect(addr) {
+                Ok(_) => println!("connected"),
+                Err(e) => println!("error={}", e.raw_os_error().unwrap_or(0)),
+            }
+            std::io::stdout().flush().ok();
+            std::thread::sleep(Duration::from_secs(5));
+            println!("still alive");
+        }
         "exit" => std::process::exit(arg(1).parse().expect("exit code")),
         "kill-self" => {
             let signal: i32 = arg(1).parse().expect("signal");
@@ -236,4 +261,73 @@ fn format_pid(mut pid: u32, buf: &mut [u8; 16]) -> &[u8] {
         }
     }
     &buf[at..]
+}
+
+/// connect() through io_uring (IORING_OP_CONNECT): no connect syscall is made.
+fn uring_connect(addr: SocketAddr) {
+    use std::os::fd::AsRawFd;
+    let socket = match addr {
+        SocketAddr::V4(_) => socket2_tcp(libc::AF_INET),
+        SocketAddr::V6(_) => socket2_tcp(libc::AF_INET6),
+    };
+    let (storage, len) = sockaddr(addr);
+    let mut ring = io_uring::IoUring::new(4).expect("io_uring (kernel support needed)");
+    let entry = io_uring::opcode::Connect::new(io_uring::types::Fd(socket.as_raw_fd()), (&storage as *const libc::sockaddr_storage).cast(), len)
+        .build()
+        .user_data(1);
+    // SAFETY: the address and socket outlive the submission (we wait for it).
+    unsafe { ring.submission().push(&entry).expect("submission queue") };
+    ring.submit_and_wait(1).expect("submit");
+    let result = ring.completion().next().expect("completion").result();
+    if result == 0 { println!("connected") } else { println!("error={}", -result) }
+}
+
+/// openat() through io_uring (IORING_OP_OPENAT), then read and print the file.
+fn uring_open(path: &str) {
+    let c_path = cstr(path);
+    let mut ring = io_uring::IoUring::new(4).expect("io_uring (kernel support needed)");
+    let entry = io_uring::opcode::OpenAt::new(io_uring::types::Fd(libc::AT_FDCWD), c_path.as_ptr()).build().user_data(1);
+    // SAFETY: the path outlives the submission (we wait for it).
+    unsafe { ring.submission().push(&entry).expect("submission queue") };
+    ring.submit_and_wait(1).expect("submit");
+    let fd = ring.completion().next().expect("completion").result();
+    if fd < 0 {
+        println!("error={}", -fd);
+        return;
+    }
+    // SAFETY: fd is ours.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut data = String::new();
+    let _ = file.read_to_string(&mut data);
+    print!("{data}");
+}
+
+fn socket2_tcp(family: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket(2); the fd is owned by the returned value.
+    let fd = check(unsafe { libc::socket(family, libc::SOCK_STREAM, 0) } as _, "socket");
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_in fits in sockaddr_storage.
+            let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as u16;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) };
+            (storage, size_of::<libc::sockaddr_in>() as u32)
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
+            let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as u16;
+            sin6.sin6_port = v6.port().to_be();
+            sin6.sin6_addr = libc::in6_addr { s6_addr: v6.ip().octets() };
+            (storage, size_of::<libc::sockaddr_in6>() as u32)
+        }
+    }
 }

@@ -1,0 +1,203 @@
+//! Network policy: cgroup socket-address hooks on each session's own cgroup (tier 2).
+//! They see the kernel's copy of the address, run for io_uring too, and refuse a
+//! destination the profile does not allow with EPERM before anything is sent.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, generated::bpf_ktime_get_boot_ns},
+    macros::{cgroup_sock_addr, map},
+    maps::{LpmTrie, lpm_trie::Key},
+    programs::SockAddrContext,
+};
+use monitor_common::{
+    event::{ConnectEvent, SOCKADDR_MAX_BYTES, kind},
+    maps::{Counter, RULES_MAX},
+    policy::{NO_RULE, RuleValue, action, net_op, session_flags},
+};
+
+use crate::{
+    kernel::{count, session_of},
+    maps::{DECISIONS, PENDING_CONNECTS},
+};
+
+#[map]
+pub static NET_RULES: LpmTrie<[u8; 24], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, 0);
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const ALLOW: i32 = 1;
+const REFUSE: i32 = 0;
+
+/// `cgroup/connect4`: `connect()` on an IPv4 socket; Linux >= 4.17.
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    check::<false>(&ctx, net_op::CONNECT, kind::NET_CONNECT)
+}
+
+/// `cgroup/connect6`: `connect()` on an IPv6 socket (IPv4-mapped included); Linux >= 4.17.
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    check::<true>(&ctx, net_op::CONNECT, kind::NET_CONNECT)
+}
+
+/// `cgroup/sendmsg4`: `sendmsg()`/`sendto()` with an address on an IPv4 UDP socket; Linux >= 4.18.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    check::<false>(&ctx, net_op::CONNECT, kind::NET_SEND)
+}
+
+/// `cgroup/sendmsg6`; Linux >= 4.18.
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    check::<true>(&ctx, net_op::CONNECT, kind::NET_SEND)
+}
+
+/// `cgroup/bind4`: `bind()` on an IPv4 socket; Linux >= 4.17.
+#[cgroup_sock_addr(bind4)]
+pub fn bind4(ctx: SockAddrContext) -> i32 {
+    check::<false>(&ctx, net_op::BIND, kind::NET_BIND)
+}
+
+/// `cgroup/bind6`; Linux >= 4.17.
+#[cgroup_sock_addr(bind6)]
+pub fn bind6(ctx: SockAddrContext) -> i32 {
+    check::<true>(&ctx, net_op::BIND, kind::NET_BIND)
+}
+
+/// Reads a context field. The verifier accepts context loads only at a constant
+/// offset; a volatile read per field keeps LLVM from merging loads into `ctx + reg`.
+macro_rules! ctx_field {
+    ($sa:expr, $($field:tt)+) => {
+        // SAFETY: the kernel passes a valid bpf_sock_addr; the field is 4 bytes.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*$sa).$($field)+)) }
+    };
+}
+
+/// The address in the trie's form: IPv6, IPv4 mapped (`::ffff:a.b.c.d`).
+/// `V6` is a constant per program: a runtime branch would let LLVM merge the two
+/// families' context loads into one load at a computed offset, which the verifier
+/// refuses.
+#[inline(always)]
+fn address<const V6: bool>(ctx: &SockAddrContext) -> [u8; 16] {
+    let sa = ctx.sock_addr;
+    let mut addr = [0u8; 16];
+    if V6 {
+        let words = [ctx_field!(sa, user_ip6[0]), ctx_field!(sa, user_ip6[1]), ctx_field!(sa, user_ip6[2]), ctx_field!(sa, user_ip6[3])];
+        let mut i = 0;
+        while i < 4 {
+            // The words hold the address bytes in network order: their memory bytes
+            // are the address.
+            addr[i * 4..i * 4 + 4].copy_from_slice(&words[i].to_ne_bytes());
+            i += 1;
+        }
+    } else {
+        addr[10] = 0xff;
+        addr[11] = 0xff;
+        addr[12..16].copy_from_slice(&ctx_field!(sa, user_ip4).to_ne_bytes());
+    }
+    addr
+}
+
+#[inline(always)]
+fn lookup(policy: u32, op: u16, port: u16, addr: &[u8; 16]) -> Option<RuleValue> {
+    let mut data = [0u8; 24];
+    data[0..4].copy_from_slice(&policy.to_ne_bytes());
+    data[4..6].copy_from_slice(&op.to_ne_bytes());
+    data[6..8].copy_from_slice(&port.to_ne_bytes());
+    data[8..24].copy_from_slice(addr);
+    let key = Key::new(64 + 128, data);
+    NET_RULES.get(&key).copied()
+}
+
+#[inline(always)]
+fn check<const V6: bool>(ctx: &SockAddrContext, op: u16, record_kind: u16) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(member) = session_of((pid_tgid >> 32) as u32) else {
+        return ALLOW; // not a session member: never refused
+    };
+    if member.flags & session_flags::HAS_POLICY == 0 {
+        return ALLOW;
+    }
+    let port = u16::from_be(ctx_field!(ctx.sock_addr, user_port) as u16);
+    if op == net_op::BIND && port == 0 {
+        return ALLOW; // an ephemeral port the kernel picks: no service port is claimed
+    }
+    let addr = address::<V6>(ctx);
+    let rule = lookup(member.policy_id, op, port, &addr).or_else(|| lookup(member.policy_id, op, 0, &addr));
+    let (verdict, rule_id) = match rule {
+        Some(value) if value.allow != 0 => (action::ALLOW, value.rule_id),
+        Some(value) => (refusal(&member), value.rule_id),
+        None => (refusal(&member), NO_RULE),
+    };
+    // A connect() seen at syscall entry reports one event at exit, with this verdict.
+    let pending = if record_kind == kind::NET_CONNECT { PENDING_CONNECTS.get_ptr_mut(&pid_tgid) } else { None };
+    match pending {
+        Some(pending) => {
+            // SAFETY: map value of this thread's connect in flight.
+            unsafe {
+                (*pending).action = verdict;
+                (*pending).rule_id = rule_id;
+            }
+        }
+        None if verdict != action::ALLOW => report(record_kind, &member, pid_tgid, V6, port, &addr, verdict, rule_id),
+        None => {}
+    }
+    if verdict == action::DENY { REFUSE } else { ALLOW }
+}
+
+#[inline(always)]
+fn refusal(member: &monitor_common::session::SessionMember) -> u32 {
+    if member.flags & session_flags::ENFORCE != 0 { action::DENY } else { action::AUDIT }
+}
+
+/// A refused (or audited) operation no syscall exit reports: io_uring connects,
+/// sends and binds.
+#[allow(clippy::too_many_arguments, reason = "one call site; a struct would only rename the fields")]
+#[inline(always)]
+fn report(
+    record_kind: u16,
+    member: &monitor_common::session::SessionMember,
+    pid_tgid: u64,
+    v6: bool,
+    port: u16,
+    addr: &[u8; 16],
+    verdict: u32,
+    rule_id: u32,
+) {
+    let Some(mut entry) = DECISIONS.reserve::<ConnectEvent>(0) else {
+        count(Counter::DecisionRingbufFull);
+        return;
+    };
+    // SAFETY: the entry is ours until submitted; every field is written below.
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    let uid_gid = bpf_get_current_uid_gid();
+    event.header.kind = record_kind;
+    event.header.flags = 0;
+    event.header.size = size_of::<ConnectEvent>() as u32;
+    // SAFETY: helper without preconditions.
+    event.header.time_ns = unsafe { bpf_ktime_get_boot_ns() };
+    event.header.session_id = member.session_id;
+    event.header.tgid = (pid_tgid >> 32) as u32;
+    event.header.tid = pid_tgid as u32;
+    event.header.uid = uid_gid as u32;
+    event.header.gid = (uid_gid >> 32) as u32;
+    // Not readable from this program type; userspace knows the process.
+    event.header.start_time_ns = 0;
+    event.ret = if verdict == action::DENY { -1 } else { 0 };
+    event.fd = u32::MAX;
+    event.action = verdict;
+    event.rule_id = rule_id;
+    event._pad = 0;
+    event.addr = [0; SOCKADDR_MAX_BYTES];
+    // struct sockaddr_in / sockaddr_in6
+    let family = if v6 { AF_INET6 } else { AF_INET };
+    event.addr[0..2].copy_from_slice(&family.to_ne_bytes());
+    event.addr[2..4].copy_from_slice(&port.to_be_bytes());
+    if v6 {
+        event.addr[8..24].copy_from_slice(addr);
+        event.addr_len = 28;
+    } else {
+        event.addr[4..8].copy_from_slice(&addr[12..16]);
+        event.addr_len = 16;
+    }
+    entry.submit(0);
+}
