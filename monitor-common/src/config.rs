@@ -66,6 +66,10 @@ pub struct KernelOffsets {
     pub file_f_mode: u32,
     pub file_f_inode: u32,
     pub inode_i_ino: u32,
+    pub inode_i_mode: u32,
+    pub inode_i_uid: u32,
+    pub inode_i_gid: u32,
+    pub dentry_d_inode: u32,
     pub super_block_s_dev: u32,
     pub path_dentry: u32,
     pub dentry_d_parent: u32,
@@ -89,10 +93,10 @@ pub struct KernelConfig {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 25 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 29 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 100 + 24 + 24 + 8);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 116 + 24 + 24 + 8);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -114,6 +118,10 @@ impl KernelConfig {
             file_f_mode: 0,
             file_f_inode: 0,
             inode_i_ino: 0,
+            inode_i_mode: 0,
+            inode_i_uid: 0,
+            inode_i_gid: 0,
+            dentry_d_inode: 0,
             super_block_s_dev: 0,
             path_dentry: 0,
             dentry_d_parent: 0,

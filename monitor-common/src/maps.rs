@@ -23,6 +23,8 @@ pub const EXEC_RULES: &str = "EXEC_RULES";
 pub const NAME_RULES: &str = "NAME_RULES";
 /// Compiled network rules: [`crate::policy::NetKey`] -> [`crate::policy::RuleValue`].
 pub const NET_RULES: &str = "NET_RULES";
+/// Principals by policy id: u32 -> [`crate::policy::Principal`].
+pub const PRINCIPALS: &str = "PRINCIPALS";
 /// Capacity of each rule map.
 pub const RULES_MAX: u32 = 65_536;
 

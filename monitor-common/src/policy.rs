@@ -77,6 +77,22 @@ pub struct RuleValue {
 
 /// `rule_id` of a decision that no entry made (nothing matched).
 pub const NO_RULE: u32 = u32::MAX;
+/// `rule_id` of a denial by the principal's permissions: the profile allowed the
+/// access, the user the session acts for could not have made it.
+pub const PRINCIPAL_RULE: u32 = u32::MAX - 1;
+
+/// Most supplementary groups a principal carries into the kernel check.
+pub const PRINCIPAL_GROUPS: usize = 32;
+
+/// The user a session acts for (`--on-behalf-of`), by policy id (map `PRINCIPALS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub uid: u32,
+    /// Entries of `groups` in use (primary group included).
+    pub ngroups: u32,
+    pub groups: [u32; PRINCIPAL_GROUPS],
+}
 
 /// Bits of [`crate::session::SessionMember::flags`].
 pub mod session_flags {
@@ -84,6 +100,9 @@ pub mod session_flags {
     pub const ENFORCE: u32 = 1;
     /// The session has a policy at all (else it is only observed).
     pub const HAS_POLICY: u32 = 2;
+    /// The session acts for a non-root user: file access is also checked against that
+    /// user's permissions (`PRINCIPALS`).
+    pub const HAS_PRINCIPAL: u32 = 4;
 }
 
 /// What the kernel did about an event (`FileOpenEvent::action`, `ExecEvent::action`).
@@ -102,6 +121,7 @@ const _: () = assert!(8 + PATH_KEY_BYTES <= 256);
 const _: () = assert!(core::mem::size_of::<NameKey>() == 4 + NAME_KEY_BYTES);
 const _: () = assert!(core::mem::size_of::<RuleValue>() == 8);
 const _: () = assert!(core::mem::size_of::<NetKey>() == 4 + 24);
+const _: () = assert!(core::mem::size_of::<Principal>() == 8 + 4 * PRINCIPAL_GROUPS);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -110,4 +130,5 @@ mod pod {
     unsafe impl aya::Pod for super::NameKey {}
     unsafe impl aya::Pod for super::RuleValue {}
     unsafe impl aya::Pod for super::NetKey {}
+    unsafe impl aya::Pod for super::Principal {}
 }

@@ -10,12 +10,15 @@ use aya_ebpf::{
 use monitor_common::{
     event::{PATH_MAX_BYTES, flags},
     maps::RULES_MAX,
-    policy::{NO_RULE, NameKey, PATH_KEY_BYTES, PathKey, RuleValue, action, session_flags},
+    policy::{
+        NO_RULE, NameKey, PATH_KEY_BYTES, PRINCIPAL_GROUPS, PRINCIPAL_RULE, PathKey, Principal, RuleValue, action, allow,
+        session_flags,
+    },
     session::SessionMember,
 };
 
 use crate::{
-    kernel::opaque,
+    kernel::{ReadError, config, opaque, read, read_ptr},
     path::{PathScratch, Resolved},
 };
 
@@ -25,6 +28,77 @@ pub static FILE_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::w
 pub static EXEC_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, 1);
 #[map]
 pub static NAME_RULES: HashMap<NameKey, RuleValue> = HashMap::with_max_entries(RULES_MAX, 0);
+#[map]
+pub static PRINCIPALS: HashMap<u32, Principal> = HashMap::with_max_entries(1024, 0);
+
+/// The file an access concerns, for the principal's permission check.
+pub struct Object {
+    /// `struct inode *` of the file.
+    pub inode: u64,
+    /// `struct dentry *` of the file (its parent decides creation).
+    pub dentry: u64,
+    /// The open created the file.
+    pub created: bool,
+}
+
+
+/// Whether the principal could make this access under the file's owner, group and mode
+/// bits (ACLs and capabilities are not considered). A file the open created is judged
+/// by its directory: creating needs write and search permission there.
+#[inline(always)]
+fn principal_allows(policy: u32, object: &Object, requested: u32) -> bool {
+    // SAFETY: copied out at once.
+    let Some(principal) = (unsafe { PRINCIPALS.get(&policy) }).copied() else {
+        return false; // a session marked as acting for a user must have one: fail closed
+    };
+    let (inode, need) = if object.created {
+        match read_ptr(object.dentry, config!(offsets.dentry_d_parent))
+            .and_then(|parent| read_ptr(parent, config!(offsets.dentry_d_inode)))
+        {
+            Ok(dir) => (dir, 0o3), // write + search
+            Err(ReadError) => return false,
+        }
+    } else {
+        let mut need = 0;
+        if requested & allow::READ != 0 {
+            need |= 0o4;
+        }
+        if requested & allow::WRITE != 0 {
+            need |= 0o2;
+        }
+        if requested & allow::EXEC != 0 {
+            need |= 0o1;
+        }
+        (object.inode, need)
+    };
+    let (Ok(mode), Ok(uid), Ok(gid)) = (
+        read::<u16>(inode, config!(offsets.inode_i_mode)),
+        read::<u32>(inode, config!(offsets.inode_i_uid)),
+        read::<u32>(inode, config!(offsets.inode_i_gid)),
+    ) else {
+        return false;
+    };
+    let bits = if uid == principal.uid {
+        (mode >> 6) & 7
+    } else if in_groups(&principal, gid) {
+        (mode >> 3) & 7
+    } else {
+        mode & 7
+    };
+    bits as u32 & need == need
+}
+
+#[inline(always)]
+fn in_groups(principal: &Principal, gid: u32) -> bool {
+    let mut i = 0;
+    while i < PRINCIPAL_GROUPS {
+        if (i as u32) < principal.ngroups && principal.groups[i] == gid {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
 
 /// Per-CPU space: the path walk and the key built from it.
 #[repr(C)]
@@ -104,6 +178,7 @@ pub fn decide(
     exec: bool,
     requested: u32,
     resolved: &Resolved,
+    object: &Object,
     scratch: &mut KeyScratch,
 ) -> Verdict {
     if member.flags & session_flags::HAS_POLICY == 0 || requested == 0 {
@@ -121,13 +196,21 @@ pub fn decide(
             rule = table.get(key).copied();
         }
     }
-    let (allowed, rule_id) = match rule {
+    let (mut allowed, mut rule_id) = match rule {
         Some(value) => (value.allow & requested == requested, value.rule_id),
         // A filesystem object without a mounted filesystem (pipe, socket, anonymous
         // inode reopened through /proc) is not a file a rule can name.
         None if resolved.components == 0 && resolved.flags & flags::PATH_TRUNCATED == 0 => (true, NO_RULE),
         None => (false, NO_RULE),
     };
+    // The agent never reaches further than the person it works for.
+    if allowed
+        && member.flags & session_flags::HAS_PRINCIPAL != 0
+        && !principal_allows(member.policy_id, object, requested)
+    {
+        allowed = false;
+        rule_id = PRINCIPAL_RULE;
+    }
     if allowed {
         return Verdict { action: action::ALLOW, rule_id };
     }

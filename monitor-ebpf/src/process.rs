@@ -20,7 +20,7 @@ use crate::{
         read_ptr, session_of, wakeup_flags,
     },
     path,
-    policy::{self, Verdict, key_scratch},
+    policy::{self, Object, Verdict, key_scratch},
     syscalls::describe_file,
     maps::{EVENTS, EXEC_SCRATCH, SESSIONS},
 };
@@ -171,7 +171,8 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
                 event.ino = described.ino;
                 event.dev = described.resolved.dev;
                 event_flags |= described.resolved.flags;
-                verdict = policy::decide(&member, true, allow::EXEC, &described.resolved, scratch);
+                let object = Object { inode: described.inode, dentry: described.dentry, created: false };
+                verdict = policy::decide(&member, true, allow::EXEC, &described.resolved, &object, scratch);
             }
             Err(ReadError) => event_flags |= flags::READ_ERROR,
         },

@@ -22,7 +22,7 @@ use monitor_common::{
 
 use crate::{
     path::{self, PathScratch, Resolved},
-    policy::{self, Verdict, key_scratch},
+    policy::{self, Object, Verdict, key_scratch},
     kernel::{
         ReadError, config, count, current_task, emit, emit_decision, fill_header, read, read_ptr, session_of,
         wakeup_flags,
@@ -213,7 +213,12 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
                     event.dev = described.resolved.dev;
                     event_flags |= described.resolved.flags;
                     let requested = requested_access(event.f_mode, pending.open_flags);
-                    verdict = policy::decide(&member, false, requested, &described.resolved, scratch);
+                    let object = Object {
+                        inode: described.inode,
+                        dentry: described.dentry,
+                        created: event.f_mode & FMODE_CREATED != 0,
+                    };
+                    verdict = policy::decide(&member, false, requested, &described.resolved, &object, scratch);
                 }
                 Err(ReadError) => event_flags |= flags::READ_ERROR,
             }
@@ -276,6 +281,9 @@ fn fd_to_file(fd: u32) -> Result<u64, ReadError> {
 pub struct Described {
     pub resolved: Resolved,
     pub ino: u64,
+    /// `struct inode *` and `struct dentry *` of the file.
+    pub inode: u64,
+    pub dentry: u64,
 }
 
 /// Resolves `file` (a `struct file *`) into `scratch` and reads its inode number.
@@ -283,11 +291,9 @@ pub struct Described {
 pub fn describe_file(file: u64, scratch: &mut PathScratch) -> Result<Described, ReadError> {
     let dentry = read_ptr(file, config!(offsets.file_f_path) + config!(offsets.path_dentry))?;
     let resolved = path::resolve(dentry, scratch)?;
-    let ino = match read_ptr(file, config!(offsets.file_f_inode)) {
-        Ok(inode) => read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0),
-        Err(ReadError) => 0,
-    };
-    Ok(Described { resolved, ino })
+    let inode = read_ptr(file, config!(offsets.file_f_inode)).unwrap_or(0);
+    let ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
+    Ok(Described { resolved, ino, inode, dentry })
 }
 
 fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), ReadError> {

@@ -27,6 +27,11 @@ pub enum Command {
         /// or `default` for the built-in policy).
         #[arg(long, value_name = "NAME")]
         profile: Option<String>,
+        /// The user the agent acts for (name or uid): the agent reaches no file that
+        /// user could not open (owner, group and mode bits). Default: the user who ran
+        /// agent-monitor (SUDO_UID under sudo).
+        #[arg(long, value_name = "USER")]
+        on_behalf_of: Option<String>,
         /// The agent command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         command: Vec<OsString>,

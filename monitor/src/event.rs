@@ -73,11 +73,20 @@ pub struct Session {
     /// session.killed: the process whose violation ended the session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub killed_because_of: Option<u32>,
+    /// session.start: the user the session acts for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<PrincipalRef>,
     /// session.start: profile and mode the session is held to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrincipalRef {
+    pub name: String,
+    pub uid: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -16,6 +16,7 @@ pub mod loader;
 pub mod mounts;
 pub mod pipeline;
 pub mod policy;
+pub mod principal;
 pub mod process_tree;
 pub mod rule_maps;
 pub mod session_map;

@@ -126,11 +126,14 @@ impl Probes {
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadError::MissingMap(name));
         let (files, exec, names) = (take(maps::FILE_RULES)?, take(maps::EXEC_RULES)?, take(maps::NAME_RULES)?);
         let net = take(maps::NET_RULES)?;
+        let principals = take(maps::PRINCIPALS)?;
         let rules = RuleMaps {
             files: LpmTrie::try_from(files).map_err(|source| LoadError::Map { name: maps::FILE_RULES, source })?,
             exec: LpmTrie::try_from(exec).map_err(|source| LoadError::Map { name: maps::EXEC_RULES, source })?,
             names: HashMap::try_from(names).map_err(|source| LoadError::Map { name: maps::NAME_RULES, source })?,
             net: LpmTrie::try_from(net).map_err(|source| LoadError::Map { name: maps::NET_RULES, source })?,
+            principals: HashMap::try_from(principals)
+                .map_err(|source| LoadError::Map { name: maps::PRINCIPALS, source })?,
         };
         for (program, attach) in CGROUP_PROGRAMS {
             let prog: &mut CgroupSockAddr = ebpf

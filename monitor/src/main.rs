@@ -11,7 +11,9 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { events, policy, profile, command } => run(RunArgs { events, policy, profile, command }),
+        Command::Run { events, policy, profile, on_behalf_of, command } => {
+            run(RunArgs { events, policy, profile, on_behalf_of, command })
+        }
         Command::Policy(PolicyCommand::Check { file }) => policy::check(&file),
         Command::Policy(PolicyCommand::Default) => policy::default(),
         Command::Policy(PolicyCommand::Explain { file, profile }) => policy::explain(file.as_deref(), profile.as_deref()),

@@ -4,7 +4,7 @@ use std::io;
 
 use monitor_common::{
     event::{EventHeader, flags, kind, open_syscall},
-    policy::{NO_RULE, action},
+    policy::{NO_RULE, PRINCIPAL_RULE, action},
 };
 
 use crate::{
@@ -71,6 +71,7 @@ pub fn session_ref(id: u64) -> Session {
         remaining_pids: None,
         killed_pids: None,
         killed_because_of: None,
+        principal: None,
         profile: None,
         mode: None,
     }
@@ -84,6 +85,8 @@ pub struct PolicyView {
     pub on_violation: OnViolation,
     /// Rule id -> origin (from the compiled profile).
     pub rules: Vec<Origin>,
+    /// The user the session acts for, as `name (uid N)`.
+    pub principal: String,
 }
 
 pub struct Pipeline {
@@ -193,7 +196,9 @@ impl Pipeline {
     /// Explains what the kernel decided.
     fn decision(&self, verdict: Verdict, hook: &'static str) -> Decision {
         let Some(policy) = &self.policy else { return Decision::ALLOW };
-        let rule = if verdict.rule_id == NO_RULE {
+        let rule = if verdict.rule_id == PRINCIPAL_RULE {
+            Some(format!("on behalf of {}: that user's permissions do not allow this access", policy.principal))
+        } else if verdict.rule_id == NO_RULE {
             let what = if hook.starts_with("kernel:cgroup/") { "address" } else { "path" };
             (verdict.action != action::ALLOW).then(|| format!("no entry covers this {what}"))
         } else {

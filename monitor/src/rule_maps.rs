@@ -1,7 +1,7 @@
 //! Writes a compiled profile into the kernel's rule maps under a policy id.
 
 use aya::maps::{HashMap, LpmTrie, MapData, MapError, lpm_trie::Key};
-use monitor_common::policy::{NAME_KEY_BYTES, NameKey, PATH_KEY_BYTES, RuleValue};
+use monitor_common::policy::{NAME_KEY_BYTES, NameKey, PATH_KEY_BYTES, Principal, RuleValue};
 
 use crate::policy::compile::{Compiled, Entry};
 
@@ -12,6 +12,7 @@ pub struct RuleMaps {
     pub exec: PathTrie,
     pub names: HashMap<MapData, NameKey, RuleValue>,
     pub net: LpmTrie<MapData, [u8; 24], RuleValue>,
+    pub principals: HashMap<MapData, u32, Principal>,
 }
 
 fn key(policy: u32, entry: &Entry) -> Key<[u8; 8 + PATH_KEY_BYTES]> {

@@ -44,7 +44,7 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
             .map(|it| it.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()).collect())
             .unwrap_or_default()
     };
-    let home = std::env::var("HOME").ok();
+    let home = crate::principal::invoking_user().home;
     let environment = Environment {
         home,
         mounts: &mounts,

@@ -27,13 +27,14 @@ use crate::{
     clock::BootClock,
     cgroup::SessionCgroup,
     decode::KernelEvent,
-    event::{Loss, Monitor, text, types},
+    event::{Loss, Monitor, PrincipalRef, text, types},
     ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, Settle, UserspaceLoss},
     mounts::MountTable,
     launcher::{self, spawn_in_session},
     loader::{Probes, attach_network},
     pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
     policy::{self, Mode, OnViolation, Profile, compile::{Environment, compile}},
+    principal,
     process_tree::ProcessTree,
     sink::Sink,
 };
@@ -45,6 +46,8 @@ pub struct RunArgs {
     pub policy: Option<PathBuf>,
     /// Profile in the policy; `None`: the only profile of the file, or `default`.
     pub profile: Option<String>,
+    /// User the agent acts for; `None`: the invoking user.
+    pub on_behalf_of: Option<String>,
     pub command: Vec<OsString>,
 }
 
@@ -73,23 +76,6 @@ pub fn choose_profile(policy_file: Option<&Path>, profile: Option<&str>) -> anyh
     policy.profile(name).cloned().ok_or_else(|| {
         let place = policy_file.map_or("the built-in policy".to_owned(), |p| p.display().to_string());
         anyhow::anyhow!("no profile {name:?} in {place}; profiles there: {}", names.join(", "))
-    })
-}
-
-/// The user the session acts for: `SUDO_UID` when run through sudo, else the real uid.
-fn principal_uid() -> u32 {
-    std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()).unwrap_or_else(|| {
-        // SAFETY: getuid has no preconditions.
-        unsafe { libc::getuid() }
-    })
-}
-
-/// Home directory of `uid` from /etc/passwd.
-fn home_of(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() >= 6 && fields[2].parse() == Ok(uid)).then(|| fields[5].to_owned())
     })
 }
 
@@ -123,6 +109,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         Some(path) => Sink::file(path).with_context(|| format!("opening the event file {}", path.display()))?,
     };
     let profile = choose_profile(args.policy.as_deref(), args.profile.as_deref())?;
+    let user = match &args.on_behalf_of {
+        Some(spec) => principal::lookup(spec).context("--on-behalf-of")?,
+        None => principal::invoking_user(),
+    };
     launcher::block_forwarded_signals();
     let probes = Probes::load().context("loading the eBPF programs")?;
     let Probes { mut ebpf, sessions, events, decisions, counters, mut rules } = probes;
@@ -130,7 +120,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mounts = MountTable::load().context("reading the mount table")?;
     let environment =
         Environment {
-            home: home_of(principal_uid()),
+            home: user.home.clone(),
             mounts: &mounts,
             list_dir: &|dir: &str| list_dirs(dir),
             resolve_host: &|host: &str| resolve_host(host),
@@ -140,11 +130,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         log::warn!("profile {}: {note}", profile.name);
     }
     rules.install(POLICY_ID, &compiled).context("writing the policy into the kernel")?;
+    // A root principal can open anything: only other users narrow the scope.
+    let acts_for_user = user.uid != 0;
+    if acts_for_user {
+        rules.principals.insert(POLICY_ID, user.principal(), 0).context("writing the principal into the kernel")?;
+    }
 
     let session_id = new_session_id();
     let mut flags = session_flags::HAS_POLICY;
     if profile.mode == Mode::Enforce {
         flags |= session_flags::ENFORCE;
+    }
+    if acts_for_user {
+        flags |= session_flags::HAS_PRINCIPAL;
     }
     let member = SessionMember { session_id, policy_id: POLICY_ID, flags };
     let restricts_network = profile.connect.is_some() || profile.bind.is_some();
@@ -196,6 +194,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     start.session.root_pid = Some(root_pid);
     start.session.command = Some(args.command.iter().map(|a| text(a.as_bytes())).collect());
     start.session.profile = Some(profile.name.clone());
+    start.session.principal = Some(PrincipalRef { name: user.name.clone(), uid: user.uid });
     start.session.mode = Some(match profile.mode {
         Mode::Audit => "audit",
         Mode::Enforce => "enforce",
@@ -230,6 +229,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         mode: profile.mode,
         on_violation: profile.on_violation,
         rules: compiled.rules.clone(),
+        principal: user.to_string(),
     });
     let worker = std::thread::Builder::new()
         .name("pipeline".into())
