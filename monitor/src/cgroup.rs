@@ -44,8 +44,37 @@ impl SessionCgroup {
         Ok(SessionCgroup { path, procs })
     }
 
+    /// The cgroup of an existing session (`agent-monitor kill`).
+    pub fn open(session: &str) -> io::Result<SessionCgroup> {
+        if session.len() != 16 || !session.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{session:?} is not a session id (16 hex digits)")));
+        }
+        let mount = cgroup2_mount().ok_or_else(|| io::Error::other("no cgroup v2 mount in /proc/mounts"))?;
+        let path = mount.join(PARENT).join(session);
+        if !path.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no session {session} on this host")));
+        }
+        let procs = CString::new(path.join("cgroup.procs").as_os_str().as_bytes()).map_err(io::Error::other)?;
+        Ok(SessionCgroup { path, procs })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Stops (`true`) or resumes every process of the session in place; returns once the
+    /// kernel reports the new state (at most 5 s).
+    pub fn freeze(&self, frozen: bool) -> io::Result<()> {
+        std::fs::write(self.path.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+        let want = if frozen { "frozen 1" } else { "frozen 0" };
+        for _ in 0..500 {
+            let events = std::fs::read_to_string(self.path.join("cgroup.events"))?;
+            if events.lines().any(|l| l == want) {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(io::Error::new(io::ErrorKind::TimedOut, "the session did not reach the requested state in 5 s"))
     }
 
     /// Moves the calling process into the cgroup. Async-signal-safe (no allocation):

@@ -36,6 +36,17 @@ pub enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+    /// Kill every process of a session at once (or freeze it in place for forensics).
+    Kill {
+        /// Session id (16 hex digits, as in the events' `session.id`).
+        session: String,
+        /// Stop the session's processes in place instead of killing them.
+        #[arg(long, conflicts_with = "thaw")]
+        freeze: bool,
+        /// Resume a frozen session.
+        #[arg(long)]
+        thaw: bool,
+    },
     /// Check, show and explain policies.
     #[command(subcommand)]
     Policy(PolicyCommand),

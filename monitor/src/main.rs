@@ -2,7 +2,7 @@ use clap::Parser;
 use monitor::{
     cli::{Cli, Command, PolicyCommand},
     commands::{
-        policy,
+        kill, policy,
         run::{RunArgs, run},
     },
 };
@@ -14,6 +14,7 @@ fn main() {
         Command::Run { events, policy, profile, on_behalf_of, command } => {
             run(RunArgs { events, policy, profile, on_behalf_of, command })
         }
+        Command::Kill { session, freeze, thaw } => kill::kill(&session, freeze, thaw),
         Command::Policy(PolicyCommand::Check { file }) => policy::check(&file),
         Command::Policy(PolicyCommand::Default) => policy::default(),
         Command::Policy(PolicyCommand::Explain { file, profile }) => policy::explain(file.as_deref(), profile.as_deref()),

@@ -1,3 +1,4 @@
 //! One module per CLI subcommand.
+pub mod kill;
 pub mod policy;
 pub mod run;
