@@ -28,6 +28,9 @@ pub struct SyscallNumbers {
     pub open_by_handle_at: u32,
     /// `connect(fd, addr, addrlen)`.
     pub connect: u32,
+    /// `io_uring_setup(entries, params)`.
+    pub io_uring_setup: u32,
+    pub _pad: u32,
 }
 
 /// Byte offsets, inside `struct pt_regs`, of what a syscall tracepoint needs.
@@ -95,8 +98,8 @@ pub struct KernelConfig {
 
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 29 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
-const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 116 + 24 + 24 + 8);
+const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 32);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 116 + 24 + 32 + 8);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -140,6 +143,8 @@ impl KernelConfig {
             openat2: NO_SYSCALL,
             open_by_handle_at: NO_SYSCALL,
             connect: NO_SYSCALL,
+            io_uring_setup: NO_SYSCALL,
+            _pad: 0,
         },
         monitor_tgid: 0,
         _pad: 0,

@@ -19,6 +19,8 @@ pub mod kind {
     pub const PROCESS_EXEC: u16 = 2;
     /// The last thread of a session member exited ([`super::ExitEvent`]).
     pub const PROCESS_EXIT: u16 = 3;
+    /// A session member made a syscall its profile refuses ([`super::SyscallEvent`]).
+    pub const PROCESS_SYSCALL: u16 = 4;
     /// A session member opened a file ([`super::FileOpenEvent`]).
     pub const FILE_OPEN: u16 = 100;
     /// A session member called `connect` ([`super::ConnectEvent`]).
@@ -96,6 +98,19 @@ pub struct ExitEvent {
     pub header: EventHeader,
     /// `task->exit_code`: a wait status (exit code << 8, or the terminating signal).
     pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// A refused syscall (sent on the decisions ring buffer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallEvent {
+    pub header: EventHeader,
+    /// Syscall number (of the running architecture).
+    pub nr: u32,
+    /// One of `crate::policy::action`.
+    pub action: u32,
+    pub rule_id: u32,
     pub _pad: u32,
 }
 
@@ -198,6 +213,7 @@ pub struct PendingOpen {
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 48);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 48 + 16);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 48 + 8);
+const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 48 + 16);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + 32 + ARGV_MAX_BYTES + PATH_BUF_BYTES);
 const _: () = assert!(core::mem::size_of::<FileOpenEvent>() == 48 + 40 + PATH_BUF_BYTES);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 48 + 24 + SOCKADDR_MAX_BYTES);

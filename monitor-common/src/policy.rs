@@ -77,6 +77,9 @@ pub struct RuleValue {
 
 /// `rule_id` of a decision that no entry made (nothing matched).
 pub const NO_RULE: u32 = u32::MAX;
+/// `rule_id` of a refused `io_uring_setup` (see `session_flags::DENY_IO_URING`).
+pub const IO_URING_RULE: u32 = u32::MAX - 2;
+
 /// `rule_id` of a denial by the principal's permissions: the profile allowed the
 /// access, the user the session acts for could not have made it.
 pub const PRINCIPAL_RULE: u32 = u32::MAX - 1;
@@ -103,6 +106,9 @@ pub mod session_flags {
     /// The session acts for a non-root user: file access is also checked against that
     /// user's permissions (`PRINCIPALS`).
     pub const HAS_PRINCIPAL: u32 = 4;
+    /// io_uring is refused: its opens would bypass the file checks of this tier (set
+    /// for profiles that restrict files, unless they opt in with `allow_io_uring`).
+    pub const DENY_IO_URING: u32 = 8;
 }
 
 /// What the kernel did about an event (`FileOpenEvent::action`, `ExecEvent::action`).

@@ -224,6 +224,18 @@ pub fn decide(
     }
 }
 
+/// A violation outside path rules: SIGKILL in enforce mode, reported either way.
+#[inline(always)]
+pub fn violation(member: &SessionMember) -> u32 {
+    if member.flags & session_flags::ENFORCE != 0 {
+        // SAFETY: the current process is a session member (checked by the caller).
+        unsafe { bpf_send_signal(SIGKILL) };
+        action::KILL
+    } else {
+        action::AUDIT
+    }
+}
+
 /// The verdict when the file could not be resolved: a violation in a session with a
 /// policy (fail closed), nothing otherwise.
 #[inline(always)]

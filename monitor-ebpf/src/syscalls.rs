@@ -14,10 +14,11 @@ use aya_ebpf::{
 use monitor_common::{
     event::{
         ConnectEvent, FILE_OPEN_PATH_OFFSET, FileOpenEvent, PATH_BUF_BYTES, PendingConnect,
-        PendingOpen, SOCKADDR_MAX_BYTES, flags, kind, open_syscall,
+        PendingOpen, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
     },
     maps::Counter,
-    policy::{NO_RULE, action, allow},
+    policy::{IO_URING_RULE, NO_RULE, action, allow, session_flags},
+    session::SessionMember,
 };
 
 use crate::{
@@ -39,6 +40,7 @@ const O_TRUNC: u32 = 0o1000;
 enum Watched {
     Open(u32),
     Connect,
+    IoUringSetup,
 }
 
 #[inline(always)]
@@ -55,6 +57,8 @@ fn watched(nr: i64) -> Option<Watched> {
         Some(Watched::Open(open_syscall::OPEN_BY_HANDLE_AT))
     } else if nr == config!(syscalls.connect) as i64 {
         Some(Watched::Connect)
+    } else if nr == config!(syscalls.io_uring_setup) as i64 {
+        Some(Watched::IoUringSetup)
     } else {
         None
     }
@@ -82,11 +86,16 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
 
 fn try_enter(ctx: &RawTracePointContext, what: Watched) -> Result<(), ReadError> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if session_of((pid_tgid >> 32) as u32).is_none() {
+    let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
-    }
+    };
     let regs: u64 = ctx.arg(0);
     match what {
+        Watched::IoUringSetup => {
+            if member.flags & session_flags::DENY_IO_URING != 0 {
+                refuse_syscall(&member, config!(syscalls.io_uring_setup), IO_URING_RULE);
+            }
+        }
         Watched::Open(syscall) => {
             let open_flags = match syscall {
                 open_syscall::OPEN => syscall_arg(regs, 1)? as u32,
@@ -160,7 +169,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         Some(Watched::Connect) => {
             let _ = try_exit_connect(&ctx);
         }
-        None => {}
+        Some(Watched::IoUringSetup) | None => {}
     }
     0
 }
@@ -244,6 +253,26 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
         unsafe { core::slice::from_raw_parts((event as *const FileOpenEvent).cast::<u8>(), size) };
     if verdict.action == action::ALLOW { emit(bytes) } else { emit_decision(bytes) }
     Ok(())
+}
+
+/// A syscall the session may not make: SIGKILL in enforce mode (the process never
+/// returns from it), reported either way.
+#[inline(always)]
+fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
+    let verdict = policy::violation(member);
+    let Some(mut entry) = DECISIONS.reserve::<SyscallEvent>(0) else {
+        count(Counter::DecisionRingbufFull);
+        return;
+    };
+    // SAFETY: the entry is ours until submitted; every field is written below.
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    let complete = fill_header(&mut event.header, kind::PROCESS_SYSCALL, size_of::<SyscallEvent>() as u32, member.session_id);
+    event.header.flags = if complete { 0 } else { flags::READ_ERROR };
+    event.nr = nr;
+    event.action = verdict;
+    event.rule_id = rule_id;
+    event._pad = 0;
+    entry.submit(2 /* BPF_RB_FORCE_WAKEUP */);
 }
 
 /// `FMODE_READ`, `FMODE_WRITE`, `FMODE_CREATED` (include/linux/fs.h, stable since 4.19).

@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use monitor_common::event::{
     ARGV_MAX_BYTES, ConnectEvent, EXEC_PATH_OFFSET, EventHeader, ExitEvent, FILE_OPEN_PATH_OFFSET,
-    ForkEvent, PATH_BUF_BYTES, SOCKADDR_MAX_BYTES, kind, open_syscall,
+    ForkEvent, PATH_BUF_BYTES, SOCKADDR_MAX_BYTES, SyscallEvent, kind, open_syscall,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +60,8 @@ pub enum KernelEvent {
     Fork { header: EventHeader, child_tgid: u32, child_start_time_ns: u64 },
     Exec { header: EventHeader, path: KernelPath, argv: Vec<Vec<u8>>, ino: u64, dev: u32, verdict: Verdict },
     Exit { header: EventHeader, exit_code: u32 },
+    /// A syscall the profile refuses.
+    Syscall { header: EventHeader, nr: u32, verdict: Verdict },
     FileOpen {
         header: EventHeader,
         syscall: u32,
@@ -81,6 +83,7 @@ impl KernelEvent {
             KernelEvent::Fork { header, .. }
             | KernelEvent::Exec { header, .. }
             | KernelEvent::Exit { header, .. }
+            | KernelEvent::Syscall { header, .. }
             | KernelEvent::FileOpen { header, .. }
             | KernelEvent::Connect { header, .. } => header,
         }
@@ -158,6 +161,14 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::PROCESS_EXIT => {
             need(record.0, size_of::<ExitEvent>())?;
             Ok(KernelEvent::Exit { header, exit_code: record.u32(HEADER_LEN) })
+        }
+        kind::PROCESS_SYSCALL => {
+            need(record.0, size_of::<SyscallEvent>())?;
+            Ok(KernelEvent::Syscall {
+                header,
+                nr: record.u32(HEADER_LEN),
+                verdict: Verdict { action: record.u32(HEADER_LEN + 4), rule_id: record.u32(HEADER_LEN + 8) },
+            })
         }
         kind::PROCESS_EXEC => {
             need(record.0, EXEC_PATH_OFFSET)?;
@@ -350,7 +361,7 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let kinds = [0u16, 1, 2, 3, 100, 200, 201, 202, 65535];
+        let kinds = [0u16, 1, 2, 3, 4, 100, 200, 201, 202, 65535];
         for _ in 0..20_000 {
             let len = (next() % 9000) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();

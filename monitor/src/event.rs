@@ -13,6 +13,8 @@ pub mod types {
     pub const PROCESS_START: &str = "process.start";
     pub const PROCESS_EXEC: &str = "process.exec";
     pub const PROCESS_EXIT: &str = "process.exit";
+    /// A syscall the profile refuses (io_uring_setup where files are restricted).
+    pub const PROCESS_SYSCALL: &str = "process.syscall";
     pub const FILE_OPEN: &str = "file.open";
     pub const NET_CONNECT: &str = "net.connect";
     /// A send to an address the profile does not allow (only refusals are reported).
@@ -42,6 +44,8 @@ pub struct Event {
     pub net: Option<Net>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<Exit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<Syscall>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -169,6 +173,13 @@ pub struct Net {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct Syscall {
+    pub name: &'static str,
+    /// Number on the monitor's architecture.
+    pub nr: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Exit {
     /// Exit code when the process exited normally.
     pub code: Option<i32>,
@@ -188,7 +199,8 @@ pub struct Decision {
     /// The profile the session is held to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
-    /// Who stopped the violation and where: `kernel:sys_exit`, `kernel:sched_process_exec`,
+    /// Who stopped the violation and where: `kernel:sys_enter`, `kernel:sys_exit`,
+    /// `kernel:sched_process_exec`,
     /// `kernel:cgroup/connect`, `kernel:cgroup/sendmsg`, `kernel:cgroup/bind`,
     /// `userspace:cgroup.kill`.
     #[serde(skip_serializing_if = "Option::is_none")]

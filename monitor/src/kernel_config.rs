@@ -13,7 +13,16 @@ use crate::btf::{Btf, BtfError};
 pub const fn syscall_numbers() -> SyscallNumbers {
     #[cfg(target_arch = "x86_64")]
     {
-        SyscallNumbers { open: 2, creat: 85, openat: 257, openat2: 437, open_by_handle_at: 304, connect: 42 }
+        SyscallNumbers {
+            open: 2,
+            creat: 85,
+            openat: 257,
+            openat2: 437,
+            open_by_handle_at: 304,
+            connect: 42,
+            io_uring_setup: 425,
+            _pad: 0,
+        }
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -24,6 +33,8 @@ pub const fn syscall_numbers() -> SyscallNumbers {
             openat2: 437,
             open_by_handle_at: 265,
             connect: 203,
+            io_uring_setup: 425,
+            _pad: 0,
         }
     }
 }
@@ -120,6 +131,7 @@ mod tests {
         assert_eq!(nr.openat2 as i64, libc::SYS_openat2);
         assert_eq!(nr.open_by_handle_at as i64, libc::SYS_open_by_handle_at);
         assert_eq!(nr.connect as i64, libc::SYS_connect);
+        assert_eq!(nr.io_uring_setup as i64, libc::SYS_io_uring_setup);
         #[cfg(target_arch = "x86_64")]
         {
             assert_eq!(nr.open as i64, libc::SYS_open);

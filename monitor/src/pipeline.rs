@@ -4,7 +4,7 @@ use std::io;
 
 use monitor_common::{
     event::{EventHeader, flags, kind, open_syscall},
-    policy::{NO_RULE, PRINCIPAL_RULE, action},
+    policy::{IO_URING_RULE, NO_RULE, PRINCIPAL_RULE, action},
 };
 
 use crate::{
@@ -45,6 +45,7 @@ impl Context {
             exec: None,
             net: None,
             exit: None,
+            syscall: None,
             decision: None,
             loss: None,
             monitor: None,
@@ -154,6 +155,13 @@ impl Pipeline {
                 event.decision = Some(self.decision(verdict, "kernel:sched_process_exec"));
                 event
             }
+            KernelEvent::Syscall { header, nr, verdict } => {
+                let mut event = self.base(types::PROCESS_SYSCALL, &header);
+                let name = if nr as i64 == libc::SYS_io_uring_setup { "io_uring_setup" } else { "unknown" };
+                event.syscall = Some(event::Syscall { name, nr });
+                event.decision = Some(self.decision(verdict, "kernel:sys_enter"));
+                event
+            }
             KernelEvent::Exit { header, exit_code } => {
                 let mut event = self.base(types::PROCESS_EXIT, &header);
                 event.exit = Some(exit_status(exit_code));
@@ -196,7 +204,9 @@ impl Pipeline {
     /// Explains what the kernel decided.
     fn decision(&self, verdict: Verdict, hook: &'static str) -> Decision {
         let Some(policy) = &self.policy else { return Decision::ALLOW };
-        let rule = if verdict.rule_id == PRINCIPAL_RULE {
+        let rule = if verdict.rule_id == IO_URING_RULE {
+            Some("io_uring is refused where files are restricted: its opens would bypass the file checks (allow_io_uring: true opts in)".to_owned())
+        } else if verdict.rule_id == PRINCIPAL_RULE {
             Some(format!("on behalf of {}: that user's permissions do not allow this access", policy.principal))
         } else if verdict.rule_id == NO_RULE {
             let what = if hook.starts_with("kernel:cgroup/") { "address" } else { "path" };

@@ -94,7 +94,8 @@ fn explain_says_how_each_rule_is_enforced() {
     assert!(text.contains("profile default"), "{text}");
     assert!(text.contains("files.deny[0] /etc/shadow") && text.contains("kernel: path table"), "{text}");
     assert!(text.contains("**/.env") && text.contains("kernel: file-name table"), "{text}");
-    assert!(text.contains("network.connect[0]") && text.contains("not enforced yet"), "{text}");
+    assert!(text.contains("network.connect[0]") && text.contains("kernel: cgroup socket hooks"), "{text}");
+    assert!(text.contains("io_uring: refused"), "{text}");
 }
 
 #[test]

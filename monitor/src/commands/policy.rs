@@ -57,6 +57,11 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
     if profile.files.is_none() {
         println!("  files: (no section) opens are not restricted");
     }
+    if profile.files.is_some() && !profile.allow_io_uring {
+        println!("  io_uring: refused (its opens would bypass the file checks on this kernel; allow_io_uring: true opts in)");
+    } else if profile.allow_io_uring {
+        println!("  io_uring: allowed; opens made through it are NOT checked on this kernel");
+    }
     if profile.exec.is_none() {
         println!("  exec: (no section) any program may run");
     }

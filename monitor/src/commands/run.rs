@@ -144,6 +144,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if acts_for_user {
         flags |= session_flags::HAS_PRINCIPAL;
     }
+    if profile.files.is_some() && !profile.allow_io_uring {
+        flags |= session_flags::DENY_IO_URING;
+    }
     let member = SessionMember { session_id, policy_id: POLICY_ID, flags };
     let restricts_network = profile.connect.is_some() || profile.bind.is_some();
     let cgroup = match SessionCgroup::create(&session_ref(session_id).id) {
@@ -300,9 +303,10 @@ fn kill_session_hook(
     let mut done = false;
     Box::new(move |event: &KernelEvent| {
         let verdict = match event {
-            KernelEvent::FileOpen { verdict, .. } | KernelEvent::Exec { verdict, .. } | KernelEvent::Connect { verdict, .. } => {
-                *verdict
-            }
+            KernelEvent::FileOpen { verdict, .. }
+            | KernelEvent::Exec { verdict, .. }
+            | KernelEvent::Connect { verdict, .. }
+            | KernelEvent::Syscall { verdict, .. } => *verdict,
             _ => return None,
         };
         if !matches!(verdict.action, action::KILL | action::DENY) {

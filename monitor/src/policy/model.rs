@@ -54,6 +54,9 @@ pub struct Profile {
     pub connect: Option<Vec<ConnectRule>>,
     /// `None`: no `bind:` list, binding is not restricted.
     pub bind: Option<Vec<ConnectRule>>,
+    /// Let the agent use io_uring although the profile restricts files: io_uring opens
+    /// are then not checked on kernels without BPF LSM.
+    pub allow_io_uring: bool,
 }
 
 /// Where a rule came from in the policy file, to name it in events and errors.

@@ -222,7 +222,15 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         }
     };
     errors.profile = Some(name.clone());
-    unknown_fields(map, &["name", "description", "mode", "on_violation", "files", "network", "exec"], "", errors);
+    unknown_fields(map, &["name", "description", "mode", "on_violation", "files", "network", "exec", "allow_io_uring"], "", errors);
+    let allow_io_uring = match map.get("allow_io_uring") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(other) => {
+            errors.add("allow_io_uring", format!("expected true or false, found {}", kind(other)), "write allow_io_uring: true or leave it out");
+            false
+        }
+    };
 
     let mode = match map.get("mode") {
         None => Mode::Enforce,
@@ -322,6 +330,7 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         exec: exec_given.then_some(exec),
         connect,
         bind,
+        allow_io_uring,
     })
 }
 
