@@ -25,6 +25,9 @@ pub const NAME_RULES: &str = "NAME_RULES";
 pub const NET_RULES: &str = "NET_RULES";
 /// Principals by policy id: u32 -> [`crate::policy::Principal`].
 pub const PRINCIPALS: &str = "PRINCIPALS";
+/// The principals' groups: [policy id, gid] -> 1 (one lookup instead of a loop in
+/// the kernel's permission check).
+pub const PRINCIPAL_GROUP_SET: &str = "PRINCIPAL_GROUP_SET";
 /// Capacity of each rule map.
 pub const RULES_MAX: u32 = 65_536;
 

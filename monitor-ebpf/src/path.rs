@@ -26,6 +26,7 @@ pub struct PathScratch {
     pub name: [u8; NAME_MAX_BYTES],
     /// The leaf's name, zero-padded (a `NameKey` name).
     pub leaf: [u8; NAME_KEY_BYTES],
+
     /// The path ends at `PATH_MAX_BYTES`; a component of up to `NAME_MAX_BYTES` is
     /// written below an offset under `PATH_MAX_BYTES`, so every write is in bounds.
     pub buf: [u8; PATH_MAX_BYTES + 1 + NAME_MAX_BYTES],

@@ -18,7 +18,7 @@ use monitor_common::{
 };
 
 use crate::{
-    kernel::{ReadError, config, opaque, read, read_ptr},
+    kernel::{config, opaque, read, read_ptr},
     path::{PathScratch, Resolved},
 };
 
@@ -30,6 +30,9 @@ pub static EXEC_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::w
 pub static NAME_RULES: HashMap<NameKey, RuleValue> = HashMap::with_max_entries(RULES_MAX, 0);
 #[map]
 pub static PRINCIPALS: HashMap<u32, Principal> = HashMap::with_max_entries(1024, 0);
+/// [policy id, gid] -> 1: the principals' groups, one lookup per check.
+#[map]
+pub static PRINCIPAL_GROUP_SET: HashMap<[u32; 2], u8> = HashMap::with_max_entries(1024 * PRINCIPAL_GROUPS as u32, 0);
 
 /// The file an access concerns, for the principal's permission check.
 pub struct Object {
@@ -43,22 +46,27 @@ pub struct Object {
 
 
 /// Whether the principal could make this access under the file's owner, group and mode
-/// bits (ACLs and capabilities are not considered). A file the open created is judged
-/// by its directory: creating needs write and search permission there.
+/// bits (ACLs and capabilities are not considered). The file's own directory must be
+/// searchable; a file the open created is judged by that directory alone (write and
+/// search). Directories further up are not checked: doing so inside the path walk
+/// exceeds the verifier's budget (a second, tail-called program is the planned fix).
 #[inline(always)]
 fn principal_allows(policy: u32, object: &Object, requested: u32) -> bool {
-    // SAFETY: copied out at once.
-    let Some(principal) = (unsafe { PRINCIPALS.get(&policy) }).copied() else {
+    // SAFETY: map value (too large for the stack), only read here.
+    let Some(principal) = (unsafe { PRINCIPALS.get(&policy) }) else {
         return false; // a session marked as acting for a user must have one: fail closed
     };
+    let Ok(dir) = read_ptr(object.dentry, config!(offsets.dentry_d_parent))
+        .and_then(|parent| read_ptr(parent, config!(offsets.dentry_d_inode)))
+    else {
+        return false;
+    };
     let (inode, need) = if object.created {
-        match read_ptr(object.dentry, config!(offsets.dentry_d_parent))
-            .and_then(|parent| read_ptr(parent, config!(offsets.dentry_d_inode)))
-        {
-            Ok(dir) => (dir, 0o3), // write + search
-            Err(ReadError) => return false,
-        }
+        (dir, 0o3) // write + search
     } else {
+        if !may(policy, principal, dir, 0o1) {
+            return false;
+        }
         let mut need = 0;
         if requested & allow::READ != 0 {
             need |= 0o4;
@@ -71,6 +79,12 @@ fn principal_allows(policy: u32, object: &Object, requested: u32) -> bool {
         }
         (object.inode, need)
     };
+    may(policy, principal, inode, need)
+}
+
+/// Whether `principal` has the `need` bits (r=4, w=2, x=1) on `inode`.
+#[inline(always)]
+fn may(policy: u32, principal: &Principal, inode: u64, need: u32) -> bool {
     let (Ok(mode), Ok(uid), Ok(gid)) = (
         read::<u16>(inode, config!(offsets.inode_i_mode)),
         read::<u32>(inode, config!(offsets.inode_i_uid)),
@@ -80,24 +94,12 @@ fn principal_allows(policy: u32, object: &Object, requested: u32) -> bool {
     };
     let bits = if uid == principal.uid {
         (mode >> 6) & 7
-    } else if in_groups(&principal, gid) {
+    } else if PRINCIPAL_GROUP_SET.get_ptr(&[policy, gid]).is_some() {
         (mode >> 3) & 7
     } else {
         mode & 7
     };
     bits as u32 & need == need
-}
-
-#[inline(always)]
-fn in_groups(principal: &Principal, gid: u32) -> bool {
-    let mut i = 0;
-    while i < PRINCIPAL_GROUPS {
-        if (i as u32) < principal.ngroups && principal.groups[i] == gid {
-            return true;
-        }
-        i += 1;
-    }
-    false
 }
 
 /// Per-CPU space: the path walk and the key built from it.

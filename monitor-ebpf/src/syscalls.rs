@@ -34,6 +34,8 @@ use crate::{
 const O_WRONLY: u32 = 0o1;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
+/// Same value on x86_64 and aarch64.
+const O_PATH: u32 = 0o10000000;
 
 /// What the syscall being entered or left is, for the watched ones.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -179,10 +181,9 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
     };
-    // SAFETY: copied out at once.
-    let Some(pending) = (unsafe { PENDING_OPENS.get(&pid_tgid) }).copied() else {
-        return Ok(());
-    };
+    // SAFETY: copied out at once. An entry evicted from the LRU map must not let the
+    // open go unchecked: the file's own mode still says what it allows.
+    let pending = (unsafe { PENDING_OPENS.get(&pid_tgid) }).copied().unwrap_or(PendingOpen { syscall: open_syscall::OPENAT, open_flags: 0 });
     let _ = PENDING_OPENS.remove(&pid_tgid);
     let ret: i64 = ctx.arg(1);
     if ret < 0 {
@@ -255,8 +256,8 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     Ok(())
 }
 
-/// A syscall the session may not make: SIGKILL in enforce mode (the process never
-/// returns from it), reported either way.
+/// A syscall the session may not make: in enforce mode SIGKILL is sent at entry; the
+/// syscall still runs and the process dies on its way back to user space.
 #[inline(always)]
 fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
     let verdict = policy::violation(member);
@@ -283,6 +284,9 @@ const FMODE_CREATED: u32 = 0x10_0000;
 /// What an open asks of a file: writing includes creating and truncating it.
 #[inline(always)]
 fn requested_access(f_mode: u32, open_flags: u32) -> u32 {
+    if open_flags & O_PATH != 0 {
+        return 0; // the kernel ignores every other flag with O_PATH: nothing is accessed
+    }
     let mut requested = 0;
     if f_mode & FMODE_READ != 0 {
         requested |= allow::READ;

@@ -4,14 +4,22 @@
 
 use std::{collections::BTreeSet, os::unix::fs::MetadataExt};
 
-use monitor_common::event::{EventHeader, flags, kind, open_syscall};
+use monitor_common::{
+    event::{EventHeader, flags, kind, open_syscall},
+    policy::{IO_URING_RULE, NO_RULE, PRINCIPAL_RULE, action},
+};
 use serde_json::{Value, json};
 
 use crate::{
     clock::BootClock,
     decode::{KernelEvent, SocketAddress, Verdict, fs_path},
-    event::{Event, Loss, Monitor, types},
-    pipeline::{Context, Pipeline, exit_status, session_ref},
+    event::{Event, Loss, Monitor, PrincipalRef, types},
+    mounts::MountTable,
+    pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
+    policy::{
+        compile::{Environment, compile},
+        parse_policy,
+    },
     process_tree::ProcessTree,
     sink::Sink,
 };
@@ -75,6 +83,40 @@ fn pipeline() -> Pipeline {
     Pipeline::new(Context::new(), tree, Sink::new(Box::new(std::io::sink())))
 }
 
+/// The profile the test sessions are held to, as `run` sees it: parsed and compiled by
+/// the production code, so rule ids and rule texts are the real ones.
+/// Rule ids: 0 files.read[0] /, 1 files.write[0] /dev/null, 2 files.write[1] /tmp,
+/// 3 files.deny[0] /etc/shadow, 4 exec (no section: not restricted),
+/// 5 network.connect[0] 127.0.0.1:8080 (`network.bind` is empty: no bind is allowed).
+fn policy_view(mode: &str, on_violation: &str) -> PolicyView {
+    let yaml = format!(
+        "version: 1\nprofiles:\n  - name: demo\n    mode: {mode}\n    on_violation: {on_violation}\n    files:\n      read: [/]\n      write: [/dev/null, /tmp]\n      deny: [/etc/shadow]\n    network:\n      connect: [\"127.0.0.1:8080\"]\n      bind: []\n"
+    );
+    let policy = parse_policy(&yaml).unwrap();
+    let profile = &policy.profiles[0];
+    let mounts = MountTable::parse(b"22 1 254:0 / / rw - ext4 /dev/vda rw\n");
+    let environment = Environment {
+        home: Some("/home/alice".into()),
+        mounts: &mounts,
+        list_dir: &|_| Vec::new(),
+        resolve_host: &|_| Vec::new(),
+    };
+    let compiled = compile(profile, &environment);
+    PolicyView {
+        profile: profile.name.clone(),
+        mode: profile.mode,
+        on_violation: profile.on_violation,
+        rules: compiled.rules,
+        principal: "alice (uid 1000)".into(),
+    }
+}
+
+const RULE_READ_ROOT: u32 = 0;
+const RULE_WRITE_TMP: u32 = 2;
+const RULE_DENY_SHADOW: u32 = 3;
+const RULE_EXEC_UNRESTRICTED: u32 = 4;
+const RULE_CONNECT_8080: u32 = 5;
+
 fn monitor_info(events: Option<u64>) -> Monitor {
     Monitor {
         version: env!("CARGO_PKG_VERSION"),
@@ -88,8 +130,10 @@ fn monitor_info(events: Option<u64>) -> Monitor {
 
 /// One session's worth of events, built the way `run` and `Pipeline::translate` build
 /// them: every event type, several variants of the optional parts.
+/// The session is held to `policy_view("enforce", "kill-session")`.
 fn session_events() -> Vec<Value> {
     let mut pipeline = pipeline();
+    pipeline.policy = Some(policy_view("enforce", "kill-session"));
     let root_start = BootClock::now_boot_ns();
     let child_start = root_start + 1_000;
     let root_fs = kernel_dev("/");
@@ -98,6 +142,9 @@ fn session_events() -> Vec<Value> {
     let mut start = pipeline.context.event(types::SESSION_START, BootClock::now_boot_ns(), session_ref(SESSION));
     start.session.root_pid = Some(ROOT);
     start.session.command = Some(vec!["sh".into(), "-c".into(), "cat /etc/hostname".into()]);
+    start.session.profile = Some("demo".into());
+    start.session.principal = Some(PrincipalRef { name: "alice".into(), uid: 1000 });
+    start.session.mode = Some("enforce");
     start.monitor = Some(monitor_info(None));
     pipeline.sink.write(&start).unwrap();
     out.push(to_json(&start));
@@ -180,6 +227,39 @@ fn session_events() -> Vec<Value> {
             verdict: Verdict::ALLOW,
         }));
     }
+    // Policy decisions: a write allowed by an entry, then a violation of a deny entry
+    // (kill-session: the violator is killed by the kernel, the session by userspace).
+    out.push(translate(KernelEvent::FileOpen {
+        header: header(kind::FILE_OPEN, CHILD, CHILD, child_start, 0),
+        syscall: open_syscall::OPENAT,
+        open_flags: (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u32,
+        f_mode: 0x2 | 0x10_0000,
+        fd: 6,
+        ino: 12,
+        dev: root_fs,
+        path: fs_path(b"/tmp/out/"),
+        verdict: Verdict { action: action::ALLOW, rule_id: RULE_WRITE_TMP },
+    }));
+    out.push(translate(KernelEvent::FileOpen {
+        header: header(kind::FILE_OPEN, CHILD, CHILD, child_start, 0),
+        syscall: open_syscall::OPENAT,
+        open_flags: libc::O_RDONLY as u32,
+        f_mode: 0x1,
+        fd: 7,
+        ino: 817,
+        dev: root_fs,
+        path: fs_path(b"/etc/shadow/"),
+        verdict: Verdict { action: action::KILL, rule_id: RULE_DENY_SHADOW },
+    }));
+    // An exec no entry covers (fail closed).
+    out.push(translate(KernelEvent::Exec {
+        header: header(kind::PROCESS_EXEC, ROOT, ROOT, root_start, 0),
+        path: fs_path(b"/usr/bin/dash/"),
+        verdict: Verdict { action: action::KILL, rule_id: NO_RULE },
+        argv: vec![b"sh".to_vec()],
+        ino: 7,
+        dev: UNMOUNTED_DEV,
+    }));
     for (ret, addr) in [
         (-111, SocketAddress::Inet { addr: [127, 0, 0, 1].into(), port: 1 }),
         (-115, SocketAddress::Inet6 { addr: "::ffff:10.0.0.1".parse().unwrap(), port: 443, scope_id: 0 }),
@@ -193,8 +273,46 @@ fn session_events() -> Vec<Value> {
             ret,
             fd: 3,
             addr,
+            verdict: Verdict::ALLOW,
         }));
     }
+    // Network decisions (cgroup socket hooks): a connect an entry allows, one refused
+    // with EPERM, and a refused UDP send and bind, which the kernel reports without the
+    // descriptor (fd u32::MAX) or the process's start time (0).
+    out.push(translate(KernelEvent::Connect {
+        header: header(kind::NET_CONNECT, ROOT, ROOT, root_start, 0),
+        ret: 0,
+        fd: 4,
+        addr: SocketAddress::Inet { addr: [127, 0, 0, 1].into(), port: 8080 },
+        verdict: Verdict { action: action::ALLOW, rule_id: RULE_CONNECT_8080 },
+    }));
+    out.push(translate(KernelEvent::Connect {
+        header: header(kind::NET_CONNECT, ROOT, ROOT, root_start, 0),
+        ret: -libc::EPERM,
+        fd: 5,
+        addr: SocketAddress::Inet { addr: [10, 0, 0, 1].into(), port: 443 },
+        verdict: Verdict { action: action::DENY, rule_id: NO_RULE },
+    }));
+    out.push(translate(KernelEvent::Connect {
+        header: header(kind::NET_SEND, ROOT, ROOT, 0, 0),
+        ret: -1,
+        fd: u32::MAX,
+        addr: SocketAddress::Inet { addr: [192, 0, 2, 1].into(), port: 53 },
+        verdict: Verdict { action: action::DENY, rule_id: NO_RULE },
+    }));
+    out.push(translate(KernelEvent::Connect {
+        header: header(kind::NET_BIND, ROOT, ROOT, 0, 0),
+        ret: -1,
+        fd: u32::MAX,
+        addr: SocketAddress::Inet6 { addr: "::".parse().unwrap(), port: 8080, scope_id: 0 },
+        verdict: Verdict { action: action::DENY, rule_id: NO_RULE },
+    }));
+    // io_uring_setup in a session whose profile restricts files.
+    out.push(translate(KernelEvent::Syscall {
+        header: header(kind::PROCESS_SYSCALL, CHILD, CHILD, child_start, 0),
+        nr: libc::SYS_io_uring_setup as u32,
+        verdict: Verdict { action: action::KILL, rule_id: IO_URING_RULE },
+    }));
     // Exit normally with code 3, and by SIGSEGV with a core dump.
     out.push(translate(KernelEvent::Exit {
         header: header(kind::PROCESS_EXIT, CHILD, CHILD, child_start, 0),
@@ -204,6 +322,14 @@ fn session_events() -> Vec<Value> {
         header: header(kind::PROCESS_EXIT, ROOT, ROOT, root_start, 0),
         exit_code: 11 | 0x80,
     }));
+
+    // What `run` writes after a violation in a kill-session profile: once with
+    // cgroup.kill done, once as if it had failed. (Not through the sink, so that the
+    // session.end count below stays that of the events written here.)
+    for error in [None, Some("cgroup.kill failed: Permission denied (os error 13)".to_owned())] {
+        let killed = pipeline.session_killed(SESSION, BootClock::now_boot_ns(), vec![ROOT, CHILD + 1], CHILD, error);
+        out.push(to_json(&killed));
+    }
 
     // One event through `handle`, as `run` feeds them, so that session.end reports latency.
     pipeline
@@ -239,6 +365,74 @@ fn session_events() -> Vec<Value> {
     out
 }
 
+/// Decisions in sessions held to other modes and actions, each from its own pipeline:
+/// audit (file.open twice, process.exec, net.connect), and `on_violation: deny`
+/// (file.open, which this build escalates to kill; net.connect, refused), and `kill`
+/// (file.open the profile allows but the user the session acts for may not make).
+fn policy_events() -> Vec<Value> {
+    let start = BootClock::now_boot_ns();
+    let mut out = Vec::new();
+    let shadow = |verdict: Verdict| KernelEvent::FileOpen {
+        header: header(kind::FILE_OPEN, CHILD, CHILD, start, 0),
+        syscall: open_syscall::OPENAT,
+        open_flags: libc::O_RDONLY as u32,
+        f_mode: 0x1,
+        fd: 3,
+        ino: 817,
+        dev: kernel_dev("/"),
+        path: fs_path(b"/etc/shadow/"),
+        verdict,
+    };
+    let mut audit = pipeline();
+    audit.policy = Some(policy_view("audit", "kill"));
+    out.push(to_json(&audit.translate(shadow(Verdict { action: action::AUDIT, rule_id: RULE_DENY_SHADOW }))));
+    out.push(to_json(&audit.translate(KernelEvent::FileOpen {
+        header: header(kind::FILE_OPEN, CHILD, CHILD, start, 0),
+        syscall: open_syscall::OPENAT,
+        open_flags: (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u32,
+        f_mode: 0x2 | 0x10_0000,
+        fd: 4,
+        ino: 13,
+        dev: kernel_dev("/"),
+        path: fs_path(b"/etc/new/"),
+        verdict: Verdict { action: action::AUDIT, rule_id: RULE_READ_ROOT },
+    })));
+    out.push(to_json(&audit.translate(KernelEvent::Exec {
+        header: header(kind::PROCESS_EXEC, CHILD, CHILD, start, 0),
+        path: fs_path(b"/usr/bin/cat/"),
+        verdict: Verdict { action: action::ALLOW, rule_id: RULE_EXEC_UNRESTRICTED },
+        argv: vec![b"cat".to_vec()],
+        ino: 8,
+        dev: kernel_dev("/"),
+    })));
+    let refused_connect = |verdict: Verdict| KernelEvent::Connect {
+        header: header(kind::NET_CONNECT, CHILD, CHILD, start, 0),
+        ret: if verdict.action == action::DENY { -libc::EPERM } else { -libc::ECONNREFUSED },
+        fd: 3,
+        addr: SocketAddress::Inet { addr: [127, 0, 0, 1].into(), port: 9 },
+        verdict,
+    };
+    out.push(to_json(&audit.translate(refused_connect(Verdict { action: action::AUDIT, rule_id: NO_RULE }))));
+    let mut deny = pipeline();
+    deny.policy = Some(policy_view("enforce", "deny"));
+    out.push(to_json(&deny.translate(shadow(Verdict { action: action::KILL, rule_id: RULE_DENY_SHADOW }))));
+    out.push(to_json(&deny.translate(refused_connect(Verdict { action: action::DENY, rule_id: NO_RULE }))));
+    let mut kill = pipeline();
+    kill.policy = Some(policy_view("enforce", "kill"));
+    out.push(to_json(&kill.translate(KernelEvent::FileOpen {
+        header: header(kind::FILE_OPEN, CHILD, CHILD, start, 0),
+        syscall: open_syscall::OPENAT,
+        open_flags: libc::O_RDONLY as u32,
+        f_mode: 0x1,
+        fd: 3,
+        ino: 14,
+        dev: kernel_dev("/"),
+        path: fs_path(b"/home/bob/notes/"),
+        verdict: Verdict { action: action::KILL, rule_id: PRINCIPAL_RULE },
+    })));
+    out
+}
+
 fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == event_type).collect()
 }
@@ -262,9 +456,13 @@ fn schema_is_a_valid_draft_2020_12_schema() {
         types::PROCESS_START,
         types::PROCESS_EXEC,
         types::PROCESS_EXIT,
+        types::PROCESS_SYSCALL,
         types::FILE_OPEN,
         types::NET_CONNECT,
+        types::NET_SEND,
+        types::NET_BIND,
         types::MONITOR_LOSS,
+        types::SESSION_KILLED,
     ]
     .into_iter()
     .map(str::to_owned)
@@ -278,7 +476,7 @@ fn schema_is_a_valid_draft_2020_12_schema() {
 fn every_event_type_validates() {
     let validator = validator();
     let events = session_events();
-    for event in &events {
+    for event in events.iter().chain(&policy_events()) {
         assert_valid(&validator, event);
     }
     let seen: BTreeSet<String> = events.iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
@@ -353,6 +551,143 @@ fn generated_events_have_the_documented_content() {
     assert_eq!(end["monitor"]["latency"]["samples"], json!(1));
     assert!(of_type(&events, types::SESSION_START)[0]["monitor"].get("latency").is_none());
     assert_eq!(end["loss"]["queue_full"], json!(6));
+    assert_eq!(end["loss"]["decision_ringbuf_full"], json!(7));
+
+    let session_start = of_type(&events, types::SESSION_START)[0];
+    assert_eq!((&session_start["session"]["profile"], &session_start["session"]["mode"]), (&json!("demo"), &json!("enforce")));
+    assert_eq!(session_start["session"]["principal"], json!({"name": "alice", "uid": 1000}));
+}
+
+#[test]
+fn policy_decisions_have_the_documented_content() {
+    let events = session_events();
+    let opens = of_type(&events, types::FILE_OPEN);
+    // Allowed without a rule id (e.g. O_PATH, not checked): only the profile is named.
+    assert_eq!(opens[0]["decision"], json!({"action": "allow", "profile": "demo"}));
+    let written = opens.iter().find(|e| e["file"]["path"] == "/tmp/out").unwrap();
+    assert_eq!(written["decision"], json!({"action": "allow", "rule": "files.write[1] /tmp", "profile": "demo"}));
+    let shadow = opens.iter().find(|e| e["file"]["path"] == "/etc/shadow").unwrap();
+    assert_eq!(
+        shadow["decision"],
+        json!({
+            "action": "kill",
+            "rule": "files.deny[0] /etc/shadow",
+            "profile": "demo",
+            "enforced_by": "kernel:sys_exit",
+            "note": "kill-session: every process of the session is killed",
+        })
+    );
+    let execs = of_type(&events, types::PROCESS_EXEC);
+    assert_eq!(execs[0]["decision"], json!({"action": "allow", "profile": "demo"}));
+    let killed_exec = execs.last().unwrap();
+    assert_eq!(
+        (&killed_exec["decision"]["action"], &killed_exec["decision"]["rule"], &killed_exec["decision"]["enforced_by"]),
+        (&json!("kill"), &json!("no entry covers this path"), &json!("kernel:sched_process_exec"))
+    );
+    assert_eq!(killed_exec["exec"]["mount_unknown"], json!(true));
+    let syscall = of_type(&events, types::PROCESS_SYSCALL);
+    assert_eq!(syscall.len(), 1);
+    assert_eq!(syscall[0]["syscall"], json!({"name": "io_uring_setup", "nr": libc::SYS_io_uring_setup}));
+    assert_eq!(
+        (&syscall[0]["decision"]["action"], &syscall[0]["decision"]["enforced_by"]),
+        (&json!("kill"), &json!("kernel:sys_enter"))
+    );
+    assert!(syscall[0]["decision"]["rule"].as_str().unwrap().contains("allow_io_uring: true"), "{}", syscall[0]);
+    // A fork is not a policy decision.
+    assert_eq!(of_type(&events, types::PROCESS_START)[0]["decision"], json!({"action": "allow"}));
+
+    let connects = of_type(&events, types::NET_CONNECT);
+    let allowed = connects.iter().find(|e| e["net"]["port"] == 8080).unwrap();
+    assert_eq!(
+        allowed["decision"],
+        json!({"action": "allow", "rule": "network.connect[0] 127.0.0.1:8080", "profile": "demo"})
+    );
+    let refused = connects.iter().find(|e| e["decision"]["action"] == "deny").unwrap();
+    assert_eq!(
+        (&refused["net"]["address"], &refused["net"]["errno"], &refused["net"]["fd"]),
+        (&json!("10.0.0.1"), &json!(libc::EPERM), &json!(5))
+    );
+    assert_eq!(
+        refused["decision"],
+        json!({
+            "action": "deny",
+            "rule": "no entry covers this address",
+            "profile": "demo",
+            "enforced_by": "kernel:cgroup/connect",
+            "note": "refused; kill-session: every process of the session is killed",
+        })
+    );
+    let send = of_type(&events, types::NET_SEND);
+    assert_eq!(send.len(), 1);
+    assert_eq!(send[0]["net"], json!({"family": "inet", "address": "192.0.2.1", "port": 53, "errno": 1}));
+    assert_eq!(
+        (&send[0]["decision"]["action"], &send[0]["decision"]["enforced_by"]),
+        (&json!("deny"), &json!("kernel:cgroup/sendmsg"))
+    );
+    let bind = of_type(&events, types::NET_BIND);
+    assert_eq!(bind.len(), 1);
+    assert_eq!((&bind[0]["net"]["family"], &bind[0]["net"]["address"]), (&json!("inet6"), &json!("::")));
+    assert!(bind[0]["net"].get("fd").is_none());
+    assert_eq!(bind[0]["decision"]["enforced_by"], json!("kernel:cgroup/bind"));
+
+    let killed = of_type(&events, types::SESSION_KILLED);
+    assert_eq!(killed.len(), 2);
+    assert_eq!(
+        killed[0]["session"],
+        json!({"id": "00c0ffee1234abcd", "killed_pids": [ROOT, CHILD + 1], "killed_because_of": CHILD})
+    );
+    assert_eq!(
+        killed[0]["decision"],
+        json!({"action": "kill", "profile": "demo", "enforced_by": "userspace:cgroup.kill"})
+    );
+    assert!(killed[0].get("process").is_none());
+    assert_eq!(killed[1]["decision"]["note"], json!("cgroup.kill failed: Permission denied (os error 13)"));
+
+    let policy = policy_events();
+    assert_eq!(
+        policy[0]["decision"],
+        json!({"action": "audit", "rule": "files.deny[0] /etc/shadow", "profile": "demo", "would": "kill"})
+    );
+    // A write under an entry that only allows reading: the entry that decided is named.
+    assert_eq!(policy[1]["decision"]["rule"], json!("files.read[0] /"));
+    assert_eq!((&policy[1]["file"]["created"], &policy[1]["decision"]["action"]), (&json!(true), &json!("audit")));
+    assert_eq!(
+        policy[2]["decision"]["rule"],
+        json!("exec[0] / (section not in the profile: not restricted)")
+    );
+    assert!(policy[2]["decision"].get("would").is_none());
+    // Network violations in audit mode: would be refused, not killed.
+    assert_eq!(
+        policy[3]["decision"],
+        json!({"action": "audit", "rule": "no entry covers this address", "profile": "demo", "would": "deny"})
+    );
+    assert_eq!(policy[3]["net"]["errno"], json!(libc::ECONNREFUSED));
+    assert_eq!(
+        (&policy[4]["decision"]["action"], &policy[4]["decision"]["enforced_by"]),
+        (&json!("kill"), &json!("kernel:sys_exit"))
+    );
+    let note = policy[4]["decision"]["note"].as_str().unwrap();
+    assert!(note.starts_with("deny escalated to kill"), "{note}");
+    // Allowed by the profile, beyond the permissions of the user the session acts for.
+    assert_eq!(
+        policy[6]["decision"],
+        json!({
+            "action": "kill",
+            "rule": "on behalf of alice (uid 1000): that user's permissions do not allow this access",
+            "profile": "demo",
+            "enforced_by": "kernel:sys_exit",
+        })
+    );
+    // on_violation: deny is what the network hooks do: no note.
+    assert_eq!(
+        policy[5]["decision"],
+        json!({
+            "action": "deny",
+            "rule": "no entry covers this address",
+            "profile": "demo",
+            "enforced_by": "kernel:cgroup/connect",
+        })
+    );
 }
 
 /// Example lines (`{"schema_version":...}`) in docs/EVENTS.md.
@@ -466,6 +801,54 @@ fn malformed_events_are_rejected() {
     assert_rejected(&v, &loss, "loss counter missing", |e| remove(&mut e["loss"], "queue_full"));
     assert_rejected(&v, &loss, "negative loss counter", |e| e["loss"]["ringbuf_full"] = json!(-1));
     assert_rejected(&v, &loss, "fractional loss counter", |e| e["loss"]["decode_error"] = json!(1.5));
+    assert_rejected(&v, &loss, "no decision_ringbuf_full", |e| remove(&mut e["loss"], "decision_ringbuf_full"));
+
+    assert_rejected(&v, &session_start, "session.start without profile", |e| remove(&mut e["session"], "profile"));
+    assert_rejected(&v, &session_start, "unknown mode", |e| e["session"]["mode"] = json!("observe"));
+    assert_rejected(&v, &session_start, "session.start without principal", |e| remove(&mut e["session"], "principal"));
+    assert_rejected(&v, &session_start, "principal without uid", |e| remove(&mut e["session"]["principal"], "uid"));
+}
+
+#[test]
+fn malformed_policy_events_are_rejected() {
+    let v = validator();
+    let events = session_events();
+    let kill = of_type(&events, types::FILE_OPEN).into_iter().find(|e| e["decision"]["action"] == "kill").unwrap().clone();
+    assert_rejected(&v, &kill, "unknown enforced_by", |e| e["decision"]["enforced_by"] = json!("kernel:lsm"));
+    assert_rejected(&v, &kill, "kill without enforced_by", |e| remove(&mut e["decision"], "enforced_by"));
+    assert_rejected(&v, &kill, "rule not a string", |e| e["decision"]["rule"] = json!(3));
+    let audit = policy_events().remove(0);
+    assert_rejected(&v, &audit, "audit without would", |e| remove(&mut e["decision"], "would"));
+    assert_rejected(&v, &audit, "unknown would", |e| e["decision"]["would"] = json!("kill-session"));
+
+    let refused = of_type(&events, types::NET_CONNECT).into_iter().find(|e| e["decision"]["action"] == "deny").unwrap().clone();
+    assert_rejected(&v, &refused, "deny without enforced_by", |e| remove(&mut e["decision"], "enforced_by"));
+    assert_rejected(&v, &refused, "net.connect without net", |e| remove(e, "net"));
+    let send = valid(types::NET_SEND);
+    assert_rejected(&v, &send, "net.send without net", |e| remove(e, "net"));
+    assert_rejected(&v, &send, "net.send without decision", |e| remove(e, "decision"));
+    assert_rejected(&v, &send, "net.send reported as allowed", |e| {
+        e["decision"] = json!({"action": "allow", "profile": "demo"})
+    });
+    let syscall = valid(types::PROCESS_SYSCALL);
+    assert_rejected(&v, &syscall, "process.syscall without syscall", |e| remove(e, "syscall"));
+    assert_rejected(&v, &syscall, "syscall without nr", |e| remove(&mut e["syscall"], "nr"));
+    assert_rejected(&v, &syscall, "process.syscall allowed", |e| e["decision"] = json!({"action": "allow"}));
+    let bind = valid(types::NET_BIND);
+    assert_rejected(&v, &bind, "net.bind without process", |e| remove(e, "process"));
+    assert_rejected(&v, &bind, "unknown hook", |e| e["decision"]["enforced_by"] = json!("kernel:cgroup/listen"));
+
+    let killed = valid(types::SESSION_KILLED);
+    assert_rejected(&v, &killed, "session.killed without killed_pids", |e| remove(&mut e["session"], "killed_pids"));
+    assert_rejected(&v, &killed, "session.killed without killed_because_of", |e| {
+        remove(&mut e["session"], "killed_because_of")
+    });
+    assert_rejected(&v, &killed, "killed_pids not pids", |e| e["session"]["killed_pids"] = json!([-1]));
+    assert_rejected(&v, &killed, "session.killed without decision", |e| remove(e, "decision"));
+    assert_rejected(&v, &killed, "session.killed not a kill", |e| e["decision"]["action"] = json!("audit"));
+    assert_rejected(&v, &killed, "session.killed enforced by the kernel", |e| {
+        e["decision"]["enforced_by"] = json!("kernel:sys_exit")
+    });
 }
 
 #[test]

@@ -127,6 +127,7 @@ impl Probes {
         let (files, exec, names) = (take(maps::FILE_RULES)?, take(maps::EXEC_RULES)?, take(maps::NAME_RULES)?);
         let net = take(maps::NET_RULES)?;
         let principals = take(maps::PRINCIPALS)?;
+        let principal_groups = take(maps::PRINCIPAL_GROUP_SET)?;
         let rules = RuleMaps {
             files: LpmTrie::try_from(files).map_err(|source| LoadError::Map { name: maps::FILE_RULES, source })?,
             exec: LpmTrie::try_from(exec).map_err(|source| LoadError::Map { name: maps::EXEC_RULES, source })?,
@@ -134,6 +135,8 @@ impl Probes {
             net: LpmTrie::try_from(net).map_err(|source| LoadError::Map { name: maps::NET_RULES, source })?,
             principals: HashMap::try_from(principals)
                 .map_err(|source| LoadError::Map { name: maps::PRINCIPALS, source })?,
+            principal_groups: HashMap::try_from(principal_groups)
+                .map_err(|source| LoadError::Map { name: maps::PRINCIPAL_GROUP_SET, source })?,
         };
         for (program, attach) in CGROUP_PROGRAMS {
             let prog: &mut CgroupSockAddr = ebpf

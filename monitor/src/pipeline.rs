@@ -270,6 +270,9 @@ impl Pipeline {
 
     fn process(&mut self, header: &EventHeader) -> Process {
         let known: ProcessInfo = self.tree.observe(header.tgid, header.start_time_ns, header.session_id).clone();
+        // Records from the cgroup socket hooks cannot read the start time: the process
+        // tree knows it.
+        let start_time_ns = if header.start_time_ns == 0 { known.start_time_ns } else { header.start_time_ns };
         Process {
             pid: header.tgid,
             tid: header.tid,
@@ -278,8 +281,8 @@ impl Pipeline {
             gid: header.gid,
             exe: known.exe.as_deref().map(text),
             argv: known.argv.iter().map(|a| text(a)).collect(),
-            start_time: self.context.clock.rfc3339(header.start_time_ns),
-            start_boottime_ns: header.start_time_ns,
+            start_time: self.context.clock.rfc3339(start_time_ns),
+            start_boottime_ns: start_time_ns,
             ancestry: self.tree.ancestry(header.tgid),
         }
     }

@@ -13,6 +13,7 @@ pub struct RuleMaps {
     pub names: HashMap<MapData, NameKey, RuleValue>,
     pub net: LpmTrie<MapData, [u8; 24], RuleValue>,
     pub principals: HashMap<MapData, u32, Principal>,
+    pub principal_groups: HashMap<MapData, [u32; 2], u8>,
 }
 
 fn key(policy: u32, entry: &Entry) -> Key<[u8; 8 + PATH_KEY_BYTES]> {
@@ -24,6 +25,14 @@ fn key(policy: u32, entry: &Entry) -> Key<[u8; 8 + PATH_KEY_BYTES]> {
 }
 
 impl RuleMaps {
+    /// Records the user policy `policy` acts for (before any session refers to it).
+    pub fn install_principal(&mut self, policy: u32, principal: &Principal) -> Result<(), MapError> {
+        for &gid in &principal.groups[..principal.ngroups as usize] {
+            self.principal_groups.insert([policy, gid], 1, 0)?;
+        }
+        self.principals.insert(policy, principal, 0)
+    }
+
     /// Installs `compiled` as policy `policy`. Entries are written before any session
     /// refers to the id, so a session never sees a half-written table.
     pub fn install(&mut self, policy: u32, compiled: &Compiled) -> Result<(), MapError> {

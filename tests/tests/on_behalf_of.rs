@@ -94,3 +94,23 @@ fn an_unknown_user_is_an_error_before_anything_runs() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no user \"no-such-user-xyz\""), "{stderr}");
 }
+
+#[test]
+fn a_readable_file_in_a_directory_its_user_cannot_enter_is_out_of_reach() {
+    if !privileged() {
+        return;
+    }
+    // Like /root/.profile: 0644 itself, inside a 0700 directory of another user.
+    let dir = TempDir::new("obo-search");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let private_dir = dir.path().join("bobs-home");
+    std::fs::create_dir(&private_dir).unwrap();
+    chown(&private_dir, Some(BOB), Some(BOB)).unwrap();
+    std::fs::set_permissions(&private_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let inside = private_dir.join("profile");
+    std::fs::write(&inside, "bob-profile").unwrap();
+    std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let session = as_alice(&[PROBE, "cat", inside.to_str().unwrap()]);
+    assert_eq!(session.exit_code(), 137, "{}", session.dump());
+    assert!(!session.stdout.contains("bob-profile"));
+}

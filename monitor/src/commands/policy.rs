@@ -39,11 +39,7 @@ pub fn default() -> anyhow::Result<i32> {
 pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32> {
     let profile = super::run::choose_profile(file, profile)?;
     let mounts = MountTable::load()?;
-    let list = |dir: &str| -> Vec<String> {
-        std::fs::read_dir(dir)
-            .map(|it| it.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()).collect())
-            .unwrap_or_default()
-    };
+    let list = |dir: &str| super::run::list_dirs(dir);
     let home = crate::principal::invoking_user().home;
     let environment = Environment {
         home,
@@ -52,7 +48,11 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
         resolve_host: &|host: &str| super::run::resolve_host(host),
     };
     let compiled = compile(&profile, &environment);
-    println!("profile {} (mode {:?}, on_violation {})", profile.name, profile.mode, profile.on_violation.as_str());
+    let mode = match profile.mode {
+        policy::Mode::Audit => "audit",
+        policy::Mode::Enforce => "enforce",
+    };
+    println!("profile {} (mode {mode}, on_violation {})", profile.name, profile.on_violation.as_str());
     println!("  what no entry covers is a violation; the longest matching entry decides");
     if profile.files.is_none() {
         println!("  files: (no section) opens are not restricted");

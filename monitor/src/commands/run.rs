@@ -133,7 +133,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // A root principal can open anything: only other users narrow the scope.
     let acts_for_user = user.uid != 0;
     if acts_for_user {
-        rules.principals.insert(POLICY_ID, user.principal(), 0).context("writing the principal into the kernel")?;
+        rules.install_principal(POLICY_ID, &user.principal()).context("writing the principal into the kernel")?;
     }
 
     let session_id = new_session_id();
@@ -144,7 +144,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if acts_for_user {
         flags |= session_flags::HAS_PRINCIPAL;
     }
-    if profile.files.is_some() && !profile.allow_io_uring {
+    // io_uring opens bypass this tier's file checks, the principal's included.
+    if (profile.files.is_some() || acts_for_user) && !profile.allow_io_uring {
         flags |= session_flags::DENY_IO_URING;
     }
     let member = SessionMember { session_id, policy_id: POLICY_ID, flags };

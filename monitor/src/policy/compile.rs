@@ -187,7 +187,7 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
         }
         let expanded = expand(&rule.pattern, env, &mut notes, &rule.origin);
         if expanded.is_empty() && rule.pattern.has_wildcard() {
-            notes.push(format!("{}: matches no existing directory now; re-read on reload", rule.origin));
+            notes.push(format!("{}: matches no existing directory now (expanded when the session starts)", rule.origin));
         }
         file_paths.extend(expanded.into_iter().map(|p| (p, value)));
     }
