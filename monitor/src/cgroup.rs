@@ -117,6 +117,17 @@ impl SessionCgroup {
     }
 }
 
+impl Drop for SessionCgroup {
+    /// Whatever path the monitor leaves by, an empty session cgroup is not left behind.
+    fn drop(&mut self) {
+        if std::fs::remove_dir(&self.path).is_ok()
+            && let Some(parent) = self.path.parent()
+        {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
 /// Writes the caller's pid into `procs` with raw syscalls only.
 pub fn join_raw(procs: &CString) -> io::Result<()> {
     // SAFETY: getpid has no preconditions.

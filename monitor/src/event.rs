@@ -236,6 +236,8 @@ pub struct Loss {
     pub decode_error: u64,
     /// Userspace: records dropped because the processing queue was full.
     pub queue_full: u64,
+    /// Userspace: events the sink failed to take (closed pipe, full disk).
+    pub sink_error: u64,
 }
 
 impl Loss {
@@ -247,6 +249,7 @@ impl Loss {
             + self.decision_ringbuf_full
             + self.decode_error
             + self.queue_full
+            + self.sink_error
     }
 }
 

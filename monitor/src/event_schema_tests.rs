@@ -332,12 +332,10 @@ fn session_events() -> Vec<Value> {
     }
 
     // One event through `handle`, as `run` feeds them, so that session.end reports latency.
-    pipeline
-        .handle(KernelEvent::Exit {
-            header: header(kind::PROCESS_EXIT, CHILD + 1, CHILD + 1, child_start + 1, 0),
-            exit_code: 0,
-        })
-        .unwrap();
+    pipeline.handle(KernelEvent::Exit {
+        header: header(kind::PROCESS_EXIT, CHILD + 1, CHILD + 1, child_start + 1, 0),
+        exit_code: 0,
+    });
 
     let loss = Loss {
         ringbuf_full: 1,
@@ -347,6 +345,7 @@ fn session_events() -> Vec<Value> {
         decision_ringbuf_full: 7,
         decode_error: 5,
         queue_full: 6,
+        sink_error: 8,
     };
     let mut loss_event = pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(SESSION));
     loss_event.loss = Some(loss);
@@ -358,6 +357,7 @@ fn session_events() -> Vec<Value> {
     end.session.remaining_pids = Some(vec![CHILD + 1]);
     end.exit = Some(exit_status(11 | 0x80));
     end.loss = Some(loss);
+    pipeline.flush(); // as run does before counting
     let mut info = monitor_info(Some(pipeline.sink.written() + 1));
     info.latency = pipeline.latency();
     end.monitor = Some(info);

@@ -98,25 +98,47 @@ pub struct Pipeline {
     pub policy: Option<PolicyView>,
     /// Kernel event -> written, in microseconds (the first `LATENCY_SAMPLES`).
     latencies_us: Vec<u32>,
+    /// Whether a sink failure was reported already.
+    sink_failed: bool,
 }
 
 const LATENCY_SAMPLES: usize = 1_000_000;
 
 impl Pipeline {
     pub fn new(context: Context, tree: ProcessTree, sink: Sink) -> Pipeline {
-        Pipeline { context, tree, sink, mounts: Mounts::new(), policy: None, latencies_us: Vec::new() }
+        Pipeline { context, tree, sink, mounts: Mounts::new(), policy: None, latencies_us: Vec::new(), sink_failed: false }
     }
 
     /// Updates the process tree with `kernel_event` and writes the JSON event.
-    pub fn handle(&mut self, kernel_event: KernelEvent) -> io::Result<()> {
+    pub fn handle(&mut self, kernel_event: KernelEvent) {
         let happened_ns = kernel_event.header().time_ns;
         let event = self.translate(kernel_event);
-        self.sink.write(&event)?;
+        self.write(&event);
         if self.latencies_us.len() < LATENCY_SAMPLES {
             let delay_ns = BootClock::now_boot_ns().saturating_sub(happened_ns);
             self.latencies_us.push((delay_ns / 1_000).min(u32::MAX as u64) as u32);
         }
-        Ok(())
+    }
+
+    /// Writes an event. A failing sink loses (and counts) events but never stops the
+    /// pipeline: the session's enforcement actions depend on it draining.
+    pub fn write(&mut self, event: &Event) {
+        let result = self.sink.write(event);
+        self.sink_result(result);
+    }
+
+    pub fn flush(&mut self) {
+        let result = self.sink.flush();
+        self.sink_result(result);
+    }
+
+    fn sink_result(&mut self, result: io::Result<()>) {
+        if let Err(error) = result
+            && !self.sink_failed
+        {
+            self.sink_failed = true;
+            log::error!("writing events failed ({error}); counting the events lost");
+        }
     }
 
     /// Delay from the kernel event to its line being handed to the sink.

@@ -151,3 +151,29 @@ fn sigterm_to_the_monitor_reaches_the_agent() {
     assert_eq!(last["type"], "session.end");
     assert_eq!(last["exit"]["signal"], libc::SIGTERM);
 }
+
+#[test]
+fn a_failing_event_sink_neither_stops_enforcement_nor_leaks_the_session() {
+    if !privileged() {
+        return;
+    }
+    let dir = monitor_tests::TempDir::new("full-sink");
+    let marker = dir.path().join("rc");
+    // /dev/full: every write of an event fails with ENOSPC.
+    let output = std::process::Command::new(monitor_tests::monitor_bin())
+        .args(["run", "--events", "/dev/full", "--", "sh", "-c"])
+        .arg(format!("cat /etc/shadow >/dev/null; echo rc=$? > {}", marker.display()))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "rc=137", "the violation was not stopped");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("writing events failed"), "{stderr}");
+    let summary = stderr.lines().find(|l| l.starts_with("agent-monitor: session ")).unwrap_or_else(|| panic!("{stderr}"));
+    let session = summary.split_whitespace().nth(2).unwrap();
+    let lost: u64 = summary.split(" lost").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(lost > 0, "the lost events were not counted: {stderr}");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let cgroup2 = mounts.lines().find(|l| l.split(' ').nth(2) == Some("cgroup2")).unwrap().split(' ').nth(1).unwrap();
+    assert!(!std::path::Path::new(cgroup2).join("agent-monitor").join(session).exists(), "session cgroup left behind");
+}

@@ -195,6 +195,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     launcher::forward_signals_to(root_pid);
 
     let mut start = context.event(types::SESSION_START, started_ns, session_ref(session_id));
+    // (The sink is checked here, before the session's events depend on it.)
     start.session.root_pid = Some(root_pid);
     start.session.command = Some(args.command.iter().map(|a| text(a.as_bytes())).collect());
     start.session.profile = Some(profile.name.clone());
@@ -204,7 +205,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         Mode::Enforce => "enforce",
     });
     start.monitor = Some(monitor_info(None));
-    sink.write(&start).context("writing events")?;
+    // The agent runs already: a failing sink is counted from here on, never fatal.
+    let _ = sink.write(&start);
 
     let mut tree = ProcessTree::new();
     tree.add_root(root_pid, std::process::id(), session_id);
@@ -238,7 +240,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let worker = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || process_events(pipeline, received, counters, user_loss, session_id))
-        .map_err(anyhow::Error::from)
         .context("starting the pipeline thread")?;
 
     let status = child.wait().context("waiting for the agent")?;
@@ -254,7 +255,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         session_killed.store(true, Ordering::Release);
     }
     ingest.stop();
-    let (mut pipeline, loss) = worker.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
+    let (mut pipeline, loss) = worker.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
 
     // Without a cgroup, leftovers cannot be killed as a whole: they are only reported.
     let remaining = if cgroup.is_some() { left_behind } else { sessions.members(session_id) };
@@ -264,10 +265,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     end.exit = Some(exit_status(status.into_raw() as u32));
     end.loss = Some(loss);
     let mut info = monitor_info(Some(pipeline.sink.written() + 1));
+    let loss = Loss { sink_error: pipeline.sink.lost(), ..loss };
     info.latency = pipeline.latency();
     end.monitor = Some(info);
-    pipeline.sink.write(&end)?;
-    pipeline.sink.flush()?;
+    pipeline.write(&end);
+    pipeline.flush();
     if let Some(cgroup) = &cgroup
         && let Err(error) = cgroup.remove()
     {
@@ -344,42 +346,45 @@ fn process_events(
     counters: PerCpuArray<MapData, u64>,
     user_loss: Arc<UserspaceLoss>,
     session_id: u64,
-) -> anyhow::Result<(Pipeline, Loss)> {
+) -> (Pipeline, Loss) {
     let mut reported = Loss::default();
     let mut last_check = Instant::now();
     loop {
         let first = received.recv_timeout(Duration::from_millis(100));
         let closed = matches!(first, Err(mpsc::RecvTimeoutError::Disconnected));
         if let Ok(item) = first {
-            handle(&mut pipeline, item, session_id)?;
+            handle(&mut pipeline, item, session_id);
             // Under sustained load the queue never drains: check loss along the way.
             let mut handled = 1u32;
             while let Ok(item) = received.try_recv() {
-                handle(&mut pipeline, item, session_id)?;
+                handle(&mut pipeline, item, session_id);
                 handled += 1;
                 if handled % 4096 == 0 && last_check.elapsed() >= LOSS_CHECK_INTERVAL {
                     last_check = Instant::now();
-                    report_loss(&mut pipeline, &mut reported, current_loss(&counters, &user_loss), session_id)?;
+                    let loss = current_loss(&counters, &user_loss, &pipeline);
+                    report_loss(&mut pipeline, &mut reported, loss, session_id);
                 }
             }
         }
         if closed || last_check.elapsed() >= LOSS_CHECK_INTERVAL {
             last_check = Instant::now();
-            report_loss(&mut pipeline, &mut reported, current_loss(&counters, &user_loss), session_id)?;
+            let loss = current_loss(&counters, &user_loss, &pipeline);
+            report_loss(&mut pipeline, &mut reported, loss, session_id);
         }
-        pipeline.sink.flush()?;
+        pipeline.flush();
         if closed {
-            return Ok((pipeline, reported));
+            let loss = current_loss(&counters, &user_loss, &pipeline);
+            return (pipeline, loss);
         }
     }
 }
 
-fn handle(pipeline: &mut Pipeline, item: Item, session_id: u64) -> std::io::Result<()> {
+fn handle(pipeline: &mut Pipeline, item: Item, session_id: u64) {
     match item {
         Item::Kernel(event) => pipeline.handle(event),
         Item::SessionKilled { time_ns, pids, trigger_pid, error } => {
             let event = pipeline.session_killed(session_id, time_ns, pids, trigger_pid, error);
-            pipeline.sink.write(&event)
+            pipeline.write(&event);
         }
     }
 }
@@ -387,17 +392,16 @@ fn handle(pipeline: &mut Pipeline, item: Item, session_id: u64) -> std::io::Resu
 const LOSS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Writes a `monitor.loss` event if anything more was lost since the last one.
-fn report_loss(pipeline: &mut Pipeline, reported: &mut Loss, loss: Loss, session_id: u64) -> std::io::Result<()> {
+fn report_loss(pipeline: &mut Pipeline, reported: &mut Loss, loss: Loss, session_id: u64) {
     if loss.total() > reported.total() {
         let mut event = pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(session_id));
         event.loss = Some(loss);
-        pipeline.sink.write(&event)?;
+        pipeline.write(&event);
         *reported = loss;
     }
-    Ok(())
 }
 
-fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &UserspaceLoss) -> Loss {
+fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &UserspaceLoss, pipeline: &Pipeline) -> Loss {
     let kernel = |c: Counter| counters.get(&(c as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
     Loss {
         ringbuf_full: kernel(Counter::RingbufFull),
@@ -407,6 +411,7 @@ fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &UserspaceLoss) -> L
         decision_ringbuf_full: kernel(Counter::DecisionRingbufFull),
         decode_error: user.decode_error.load(Ordering::Relaxed),
         queue_full: user.queue_full.load(Ordering::Relaxed),
+        sink_error: pipeline.sink.lost(),
     }
 }
 
