@@ -9,6 +9,7 @@ pub mod clock;
 pub mod commands;
 pub mod decode;
 pub mod event;
+pub mod host_refresh;
 pub mod ingest;
 pub mod kernel_config;
 pub mod launcher;

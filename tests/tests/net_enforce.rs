@@ -180,3 +180,20 @@ fn what_the_session_leaves_running_is_killed_when_it_ends() {
         stat.contains(") Z")
     });
 }
+
+#[test]
+fn a_host_name_rule_allows_the_addresses_it_resolves_to() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("net-host");
+    let (_a, allowed, _o, other) = listeners("127.0.0.1:0");
+    let session = run(
+        &dir,
+        &format!("    on_violation: deny\n    network:\n      connect: [\"localhost:{allowed}\"]\n"),
+        &["sh", "-c", &format!("{PROBE} connect 127.0.0.1:{allowed}; {PROBE} connect 127.0.0.1:{other}")],
+    );
+    assert_eq!(session.stdout, format!("connected\n{EPERM}\n"), "{}", session.dump());
+    let events = connect_events(&session);
+    assert_eq!(events[0]["decision"]["rule"], format!("network.connect[0] localhost:{allowed}"));
+}

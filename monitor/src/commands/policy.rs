@@ -85,7 +85,7 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
     for rule in profile.connect.iter().flatten().chain(profile.bind.iter().flatten()) {
         let how = match rule.target {
             ConnectTarget::Network { .. } => "kernel: cgroup socket hooks on the session's cgroup refuse others with EPERM",
-            ConnectTarget::Host(_) => "kernel: as addresses, resolved once when the session starts (not refreshed)",
+            ConnectTarget::Host(_) => "kernel: as addresses, resolved at start and again every 30 s",
         };
         println!("  {:<40} {how}", rule.origin.to_string());
     }

@@ -26,6 +26,7 @@ use monitor_common::{
 use crate::{
     clock::BootClock,
     cgroup::SessionCgroup,
+    host_refresh,
     decode::KernelEvent,
     event::{Loss, Monitor, PrincipalRef, text, types},
     ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, Settle, UserspaceLoss},
@@ -79,7 +80,7 @@ pub fn choose_profile(policy_file: Option<&Path>, profile: Option<&str>) -> anyh
     })
 }
 
-/// Addresses of a host name, resolved once when the session starts.
+/// Addresses of a host name, through the system resolver.
 pub fn resolve_host(host: &str) -> Vec<std::net::IpAddr> {
     use std::net::ToSocketAddrs;
     let mut addrs: Vec<std::net::IpAddr> =
@@ -130,6 +131,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         log::warn!("profile {}: {note}", profile.name);
     }
     rules.install(POLICY_ID, &compiled).context("writing the policy into the kernel")?;
+    let hosts = host_refresh::host_entries(
+        compiled.rules_of_network(&profile),
+        &|host: &str| resolve_host(host),
+    );
     // A root principal can open anything: only other users narrow the scope.
     let acts_for_user = user.uid != 0;
     if acts_for_user {
@@ -229,6 +234,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     });
     let ingest = Ingest::spawn(events, decisions, queue, user_loss.clone(), hook, settle);
+    host_refresh::spawn(POLICY_ID, hosts, rules.net, resolve_host);
     let mut pipeline = Pipeline::new(context, tree, sink);
     pipeline.policy = Some(PolicyView {
         profile: profile.name.clone(),

@@ -59,6 +59,22 @@ pub struct Compiled {
     pub notes: Vec<String>,
 }
 
+impl Compiled {
+    /// The profile's network rules with the rule ids and operations this compilation
+    /// gave them (ids follow the order of `compile`: files, exec, connect, bind).
+    pub fn rules_of_network<'p>(&self, profile: &'p Profile) -> Vec<(u32, u16, &'p ConnectRule)> {
+        let mut out = Vec::new();
+        for (op, list) in [(net_op::CONNECT, &profile.connect), (net_op::BIND, &profile.bind)] {
+            for rule in list.iter().flatten() {
+                if let Some(id) = self.rules.iter().position(|origin| *origin == rule.origin) {
+                    out.push((id as u32, op, rule));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Expands `~` and `*` into concrete absolute paths.
 fn expand(pattern: &Pattern, env: &Environment, notes: &mut Vec<String>, origin: &Origin) -> Vec<String> {
     let (base, segments) = match pattern {

@@ -1,0 +1,126 @@
+//! Network entries that name hosts follow the host's addresses while the session runs:
+//! the names are resolved again every `REFRESH_EVERY` (the system resolver does not
+//! expose DNS TTLs, so a fixed interval short enough for common TTLs stands in), and
+//! the kernel's table gains the new addresses and loses the ones that went away.
+
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    time::Duration,
+};
+
+use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
+use monitor_common::policy::{RuleValue, allow};
+
+use crate::policy::model::{ConnectRule, ConnectTarget};
+
+pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
+
+/// One host entry of a profile, with the addresses installed for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub host: String,
+    pub op: u16,
+    pub port: u16,
+    pub rule_id: u32,
+    pub installed: BTreeSet<IpAddr>,
+}
+
+/// What to add and remove to go from `installed` to `now`.
+pub fn diff(installed: &BTreeSet<IpAddr>, now: &BTreeSet<IpAddr>) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    (now.difference(installed).copied().collect(), installed.difference(now).copied().collect())
+}
+
+/// Host entries of a compiled profile: `rules` are (rule id, op, rule) in rule-id order.
+pub fn host_entries<'a>(
+    rules: impl IntoIterator<Item = (u32, u16, &'a ConnectRule)>,
+    resolve: &dyn Fn(&str) -> Vec<IpAddr>,
+) -> Vec<HostEntry> {
+    rules
+        .into_iter()
+        .filter_map(|(rule_id, op, rule)| match &rule.target {
+            ConnectTarget::Host(host) => Some(HostEntry {
+                host: host.clone(),
+                op,
+                port: rule.port.unwrap_or(0),
+                rule_id,
+                installed: resolve(host).into_iter().collect(),
+            }),
+            ConnectTarget::Network { .. } => None,
+        })
+        .collect()
+}
+
+fn key(policy: u32, entry: &HostEntry, addr: IpAddr) -> Key<[u8; 24]> {
+    let (bytes, prefix) = match addr {
+        IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), 128),
+        IpAddr::V6(v6) => (v6.octets(), 128),
+    };
+    let mut data = [0u8; 24];
+    data[..4].copy_from_slice(&policy.to_ne_bytes());
+    data[4..6].copy_from_slice(&entry.op.to_ne_bytes());
+    data[6..8].copy_from_slice(&entry.port.to_ne_bytes());
+    data[8..].copy_from_slice(&bytes);
+    Key::new(64 + prefix, data)
+}
+
+/// Keeps `entries` current in `trie` until the process ends (runs on its own thread).
+pub fn spawn(policy: u32, mut entries: Vec<HostEntry>, trie: LpmTrie<MapData, [u8; 24], RuleValue>, resolve: fn(&str) -> Vec<IpAddr>) {
+    if entries.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("host-refresh".into()).spawn(move || {
+        let mut trie = trie;
+        loop {
+            std::thread::sleep(REFRESH_EVERY);
+            for entry in &mut entries {
+                let now: BTreeSet<IpAddr> = resolve(&entry.host).into_iter().collect();
+                if now.is_empty() {
+                    continue; // a failed lookup keeps what was known
+                }
+                let (added, removed) = diff(&entry.installed, &now);
+                let value = RuleValue { rule_id: entry.rule_id, allow: allow::NET };
+                for addr in added {
+                    if let Err(error) = trie.insert(&key(policy, entry, addr), value, 0) {
+                        log::warn!("{}: adding {addr}: {error}", entry.host);
+                    }
+                }
+                for addr in removed {
+                    let _ = trie.remove(&key(policy, entry, addr));
+                }
+                entry.installed = now;
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        log::warn!("host names in network rules will not be refreshed: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse::parse_connect;
+
+    #[test]
+    fn diff_adds_the_new_and_removes_the_gone() {
+        let installed: BTreeSet<IpAddr> = ["192.0.2.1", "192.0.2.2"].iter().map(|a| a.parse().unwrap()).collect();
+        let now: BTreeSet<IpAddr> = ["192.0.2.2", "2001:db8::9"].iter().map(|a| a.parse().unwrap()).collect();
+        let (added, removed) = diff(&installed, &now);
+        assert_eq!(added, vec!["2001:db8::9".parse::<IpAddr>().unwrap()]);
+        assert_eq!(removed, vec!["192.0.2.1".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn only_host_entries_are_followed() {
+        let rule = |text: &str| {
+            let (target, port) = parse_connect(text).unwrap();
+            ConnectRule { target, port, origin: crate::policy::model::Origin { field: "network.connect", index: 0, text: text.into() } }
+        };
+        let (a, b) = (rule("10.0.0.0/8:443"), rule("api.example.com:443"));
+        let resolve = |host: &str| if host == "api.example.com" { vec!["192.0.2.7".parse().unwrap()] } else { Vec::new() };
+        let entries = host_entries([(3, 1, &a), (4, 1, &b)], &resolve);
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].rule_id, entries[0].port, entries[0].installed.len()), (4, 443, 1));
+    }
+}
