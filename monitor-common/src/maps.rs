@@ -23,6 +23,11 @@ pub const EXEC_RULES: &str = "EXEC_RULES";
 pub const NAME_RULES: &str = "NAME_RULES";
 /// Compiled network rules: [`crate::policy::NetKey`] -> [`crate::policy::RuleValue`].
 pub const NET_RULES: &str = "NET_RULES";
+/// Files denied by identity: [`crate::policy::InodeKey`] -> [`crate::policy::RuleValue`].
+pub const DENIED_INODES: &str = "DENIED_INODES";
+/// Capacity of [`DENIED_INODES`] (files under deny entries, all policies).
+pub const DENIED_INODES_MAX: u32 = 262_144;
+
 /// Principals by policy id: u32 -> [`crate::policy::Principal`].
 pub const PRINCIPALS: &str = "PRINCIPALS";
 /// The principals' groups: [policy id, gid] -> 1 (one lookup instead of a loop in

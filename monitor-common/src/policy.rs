@@ -84,6 +84,17 @@ pub const IO_URING_RULE: u32 = u32::MAX - 2;
 /// access, the user the session acts for could not have made it.
 pub const PRINCIPAL_RULE: u32 = u32::MAX - 1;
 
+/// Key of `DENIED_INODES`: a file a deny entry covers, by identity, so that another name
+/// for it (a hard link) is denied too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InodeKey {
+    pub policy: u32,
+    /// Kernel-internal dev_t of the filesystem (as the walk reads it).
+    pub dev: u32,
+    pub ino: u64,
+}
+
 /// Most supplementary groups a principal carries into the kernel check.
 pub const PRINCIPAL_GROUPS: usize = 32;
 
@@ -127,6 +138,7 @@ const _: () = assert!(8 + PATH_KEY_BYTES <= 256);
 const _: () = assert!(core::mem::size_of::<NameKey>() == 4 + NAME_KEY_BYTES);
 const _: () = assert!(core::mem::size_of::<RuleValue>() == 8);
 const _: () = assert!(core::mem::size_of::<NetKey>() == 4 + 24);
+const _: () = assert!(core::mem::size_of::<InodeKey>() == 16);
 const _: () = assert!(core::mem::size_of::<Principal>() == 8 + 4 * PRINCIPAL_GROUPS);
 
 #[cfg(feature = "user")]
@@ -137,4 +149,5 @@ mod pod {
     unsafe impl aya::Pod for super::RuleValue {}
     unsafe impl aya::Pod for super::NetKey {}
     unsafe impl aya::Pod for super::Principal {}
+    unsafe impl aya::Pod for super::InodeKey {}
 }

@@ -9,9 +9,10 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{PATH_MAX_BYTES, flags},
-    maps::RULES_MAX,
+    maps::{DENIED_INODES_MAX, RULES_MAX},
     policy::{
-        NO_RULE, NameKey, PATH_KEY_BYTES, PRINCIPAL_GROUPS, PRINCIPAL_RULE, PathKey, Principal, RuleValue, action, allow,
+        InodeKey, NO_RULE, NameKey, PATH_KEY_BYTES, PRINCIPAL_GROUPS, PRINCIPAL_RULE, PathKey, Principal, RuleValue,
+        action, allow,
         session_flags,
     },
     session::SessionMember,
@@ -28,6 +29,10 @@ pub static FILE_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::w
 pub static EXEC_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, 1);
 #[map]
 pub static NAME_RULES: HashMap<NameKey, RuleValue> = HashMap::with_max_entries(RULES_MAX, 0);
+/// Files under deny entries, by (policy, dev, inode): a hard link elsewhere is the same
+/// file, and is denied the same.
+#[map]
+pub static DENIED_INODES: HashMap<InodeKey, RuleValue> = HashMap::with_max_entries(DENIED_INODES_MAX, 0);
 #[map]
 pub static PRINCIPALS: HashMap<u32, Principal> = HashMap::with_max_entries(1024, 0);
 /// [policy id, gid] -> 1: the principals' groups, one lookup per check.
@@ -42,6 +47,8 @@ pub struct Object {
     pub dentry: u64,
     /// The open created the file.
     pub created: bool,
+    /// Inode number (for `DENIED_INODES`).
+    pub ino: u64,
 }
 
 
@@ -205,6 +212,15 @@ pub fn decide(
         None if resolved.components == 0 && resolved.flags & flags::PATH_TRUNCATED == 0 => (true, NO_RULE),
         None => (false, NO_RULE),
     };
+    // Another name for a denied file (a hard link) is the same file.
+    if allowed && !exec {
+        let key = InodeKey { policy: member.policy_id, dev: resolved.dev, ino: object.ino };
+        // SAFETY: copied out at once.
+        if let Some(denied) = unsafe { DENIED_INODES.get(&key) }.copied() {
+            allowed = false;
+            rule_id = denied.rule_id;
+        }
+    }
     // The agent never reaches further than the person it works for.
     if allowed
         && member.flags & session_flags::HAS_PRINCIPAL != 0

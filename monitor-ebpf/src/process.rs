@@ -171,7 +171,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
                 event.ino = described.ino;
                 event.dev = described.resolved.dev;
                 event_flags |= described.resolved.flags;
-                let object = Object { inode: described.inode, dentry: described.dentry, created: false };
+                let object = Object { inode: described.inode, dentry: described.dentry, created: false, ino: described.ino };
                 verdict = policy::decide(&member, true, allow::EXEC, &described.resolved, &object, scratch);
             }
             Err(ReadError) => event_flags |= flags::READ_ERROR,

@@ -227,6 +227,7 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
                         inode: described.inode,
                         dentry: described.dentry,
                         created: event.f_mode & FMODE_CREATED != 0,
+                        ino: described.ino,
                     };
                     verdict = policy::decide(&member, false, requested, &described.resolved, &object, scratch);
                 }

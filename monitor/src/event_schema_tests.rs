@@ -100,6 +100,7 @@ fn policy_view(mode: &str, on_violation: &str) -> PolicyView {
         mounts: &mounts,
         list_dir: &|_| Vec::new(),
         resolve_host: &|_| Vec::new(),
+        files_under: &|_| Vec::new(),
     };
     let compiled = compile(profile, &environment);
     PolicyView {

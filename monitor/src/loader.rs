@@ -128,6 +128,7 @@ impl Probes {
         let net = take(maps::NET_RULES)?;
         let principals = take(maps::PRINCIPALS)?;
         let principal_groups = take(maps::PRINCIPAL_GROUP_SET)?;
+        let denied_inodes = take(maps::DENIED_INODES)?;
         let rules = RuleMaps {
             files: LpmTrie::try_from(files).map_err(|source| LoadError::Map { name: maps::FILE_RULES, source })?,
             exec: LpmTrie::try_from(exec).map_err(|source| LoadError::Map { name: maps::EXEC_RULES, source })?,
@@ -137,6 +138,8 @@ impl Probes {
                 .map_err(|source| LoadError::Map { name: maps::PRINCIPALS, source })?,
             principal_groups: HashMap::try_from(principal_groups)
                 .map_err(|source| LoadError::Map { name: maps::PRINCIPAL_GROUP_SET, source })?,
+            denied_inodes: HashMap::try_from(denied_inodes)
+                .map_err(|source| LoadError::Map { name: maps::DENIED_INODES, source })?,
         };
         for (program, attach) in CGROUP_PROGRAMS {
             let prog: &mut CgroupSockAddr = ebpf

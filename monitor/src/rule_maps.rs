@@ -1,7 +1,7 @@
 //! Writes a compiled profile into the kernel's rule maps under a policy id.
 
 use aya::maps::{HashMap, LpmTrie, MapData, MapError, lpm_trie::Key};
-use monitor_common::policy::{NAME_KEY_BYTES, NameKey, PATH_KEY_BYTES, Principal, RuleValue};
+use monitor_common::policy::{InodeKey, NAME_KEY_BYTES, NameKey, PATH_KEY_BYTES, Principal, RuleValue};
 
 use crate::policy::compile::{Compiled, Entry};
 
@@ -14,6 +14,7 @@ pub struct RuleMaps {
     pub net: LpmTrie<MapData, [u8; 24], RuleValue>,
     pub principals: HashMap<MapData, u32, Principal>,
     pub principal_groups: HashMap<MapData, [u32; 2], u8>,
+    pub denied_inodes: HashMap<MapData, InodeKey, RuleValue>,
 }
 
 fn key(policy: u32, entry: &Entry) -> Key<[u8; 8 + PATH_KEY_BYTES]> {
@@ -49,6 +50,9 @@ impl RuleMaps {
             data[6..8].copy_from_slice(&entry.port.to_ne_bytes());
             data[8..].copy_from_slice(&entry.addr);
             self.net.insert(&Key::new(64 + entry.prefix as u32, data), entry.value, 0)?;
+        }
+        for &(dev, ino, value) in &compiled.denied_inodes {
+            self.denied_inodes.insert(InodeKey { policy, dev, ino }, value, 0)?;
         }
         for (name, value) in &compiled.names {
             let mut key = NameKey { policy, name: [0; NAME_KEY_BYTES] };

@@ -279,3 +279,22 @@ fn io_uring_cannot_open_what_the_profile_denies() {
     let allowed = run(&open, &[PROBE, "uring-open", &format!("{root}/public/readme")]);
     assert_eq!(allowed.stdout, "public-content", "{}", allowed.dump());
 }
+
+#[test]
+fn a_hard_link_to_a_denied_file_is_the_same_denied_file() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("hardlink");
+    let root = dir.path().display();
+    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      write: [{root}/public]\n      deny: [{root}/secret]\n"));
+    // The agent (root) makes another name for the secret where it may read and write.
+    let alias = format!("{root}/public/innocent");
+    let session = run(&policy, &["sh", "-c", &format!("ln {root}/secret/key {alias} && {PROBE} cat {alias}")]);
+    assert_eq!(session.exit_code(), 137, "{}", session.dump());
+    assert!(!session.stdout.contains(SECRET), "the secret leaked through a hard link");
+    let v = session.violations();
+    assert_eq!(v.len(), 1, "{}", session.dump());
+    assert_eq!(v[0]["file"]["path"], alias.as_str());
+    assert_eq!(v[0]["decision"]["rule"], format!("files.deny[0] {root}/secret"));
+}

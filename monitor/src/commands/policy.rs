@@ -46,6 +46,7 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
         mounts: &mounts,
         list_dir: &list,
         resolve_host: &|host: &str| super::run::resolve_host(host),
+        files_under: &|path: &str| super::run::files_under(path),
     };
     let compiled = compile(&profile, &environment);
     let mode = match profile.mode {
@@ -94,7 +95,13 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
     if profile.on_violation == policy::OnViolation::Deny {
         println!("  on_violation deny: escalated to kill for files and exec (refusing needs BPF LSM)");
     }
-    println!("  kernel tables: {} file entries, {} exec entries, {} file-name entries", compiled.files.len(), compiled.exec.len(), compiled.names.len());
+    println!(
+        "  kernel tables: {} file entries, {} exec entries, {} file-name entries, {} denied files by inode (hard links)",
+        compiled.files.len(),
+        compiled.exec.len(),
+        compiled.names.len(),
+        compiled.denied_inodes.len()
+    );
     for note in &compiled.notes {
         println!("  note: {note}");
     }

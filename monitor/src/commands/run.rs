@@ -90,6 +90,33 @@ pub fn resolve_host(host: &str) -> Vec<std::net::IpAddr> {
     addrs
 }
 
+/// Most files recorded under one deny entry (a larger tree is noted as partly covered).
+const MAX_DENIED_FILES: usize = 100_000;
+
+/// (path, kernel dev, inode) of the regular files at or under `path`, symlinks not
+/// followed.
+pub fn files_under(path: &str) -> Vec<(String, u32, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let kernel_dev = |dev: u64| (libc::major(dev) << 20) | libc::minor(dev);
+    let mut out = Vec::new();
+    let mut pending = vec![std::path::PathBuf::from(path)];
+    while let Some(next) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&next) else { continue };
+        if meta.is_file() {
+            out.push((next.to_string_lossy().into_owned(), kernel_dev(meta.dev()), meta.ino()));
+        } else if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&next)
+        {
+            pending.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+        }
+        if out.len() >= MAX_DENIED_FILES {
+            log::warn!("{path}: more than {MAX_DENIED_FILES} files; the rest are denied by path only");
+            break;
+        }
+    }
+    out
+}
+
 pub fn list_dirs(dir: &str) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|entries| {
@@ -125,6 +152,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             mounts: &mounts,
             list_dir: &|dir: &str| list_dirs(dir),
             resolve_host: &|host: &str| resolve_host(host),
+            files_under: &|path: &str| files_under(path),
         };
     let compiled = compile(&profile, &environment);
     for note in &compiled.notes {

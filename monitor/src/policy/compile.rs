@@ -23,6 +23,9 @@ pub struct Environment<'a> {
     pub list_dir: &'a dyn Fn(&str) -> Vec<String>,
     /// Addresses of a host name (for network entries naming hosts).
     pub resolve_host: &'a dyn Fn(&str) -> Vec<IpAddr>,
+    /// (path, kernel dev, inode) of the regular files at or under a path (for deny
+    /// entries).
+    pub files_under: &'a dyn Fn(&str) -> Vec<(String, u32, u64)>,
 }
 
 /// A network entry: (operation, port or 0 for any, address prefix) -> allowed.
@@ -53,6 +56,8 @@ pub struct Compiled {
     /// `**/NAME` entries.
     pub names: Vec<(String, RuleValue)>,
     pub net: Vec<NetEntry>,
+    /// Files under deny entries by identity: (dev, inode, entry).
+    pub denied_inodes: Vec<(u32, u64, RuleValue)>,
     /// Rule id -> where it came from (ids index this list).
     pub rules: Vec<Origin>,
     /// Entries the kernel cannot hold, and why.
@@ -214,6 +219,22 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
         let value = RuleValue { rule_id, allow: allow::EXEC };
         exec_paths.extend(expand(&rule.pattern, env, &mut notes, &rule.origin).into_iter().map(|p| (p, value)));
     }
+    // A file under a deny entry is recorded by identity unless a longer entry (an allow
+    // inside the denied tree) decides it.
+    let mut denied_inodes = Vec::new();
+    for (path, value) in &file_paths {
+        if value.allow != 0 {
+            continue;
+        }
+        for (file, dev, ino) in (env.files_under)(path) {
+            let decides = file_paths.iter().filter(|(entry, _)| covers(entry, &file)).max_by_key(|(entry, _)| entry.len());
+            if decides.is_some_and(|(_, decided)| decided.allow == 0) {
+                denied_inodes.push((dev, ino, *value));
+            }
+        }
+    }
+    denied_inodes.sort_by_key(|(dev, ino, value)| (*dev, *ino, value.rule_id));
+    denied_inodes.dedup_by_key(|(dev, ino, _)| (*dev, *ino));
     merge(&mut file_paths);
     merge(&mut exec_paths);
     merge(&mut names);
@@ -253,7 +274,7 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
             }
         }
     }
-    Compiled { files, exec, names, net, rules, notes }
+    Compiled { files, exec, names, net, denied_inodes, rules, notes }
 }
 
 /// `addr` with the bits past `prefix` cleared (the trie stores canonical prefixes).
@@ -293,7 +314,22 @@ mod tests {
                 _ => Vec::new(),
             }
         };
-        let env = Environment { home: Some("/home/alice".into()), mounts: &mounts, list_dir: &list, resolve_host: &resolve };
+        let under = |path: &str| -> Vec<(String, u32, u64)> {
+            let file = |p: &str, ino| (p.to_owned(), ROOT, ino);
+            match path {
+                "/etc/shadow" => vec![file("/etc/shadow", 817)],
+                "/home/bob/.ssh" => vec![file("/home/bob/.ssh/id_rsa", 9001), file("/home/bob/.ssh/config", 9002)],
+                "/srv/secret" => vec![file("/srv/secret/key", 1), file("/srv/secret/open/readme", 2)],
+                _ => Vec::new(),
+            }
+        };
+        let env = Environment {
+            home: Some("/home/alice".into()),
+            mounts: &mounts,
+            list_dir: &list,
+            resolve_host: &resolve,
+            files_under: &under,
+        };
         compile(&policy.profiles[0], &env)
     }
 
@@ -329,6 +365,9 @@ mod tests {
             ]
         );
         assert_eq!(c.names, vec![(".env".to_owned(), RuleValue { rule_id: 5, allow: 0 })]);
+        // Denied files by identity, so that a hard link elsewhere is denied too.
+        let deny = |rule_id| RuleValue { rule_id, allow: 0 };
+        assert_eq!(c.denied_inodes, vec![(ROOT, 817, deny(3)), (ROOT, 9001, deny(4)), (ROOT, 9002, deny(4))]);
         assert_eq!(c.exec, vec![entry(ROOT, "/usr/bin/", 7, allow::EXEC)]);
         assert_eq!(c.rules[4].text, "/home/*/.ssh");
         assert!(c.notes.is_empty(), "{:?}", c.notes);
@@ -363,6 +402,12 @@ mod tests {
     fn overlapping_expansions_keep_the_stricter_rule() {
         let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      write: [~/.ssh]\n      deny: [/home/*/.ssh]\n");
         assert!(c.files.contains(&entry(ROOT, "/home/alice/.ssh/", 1, 0)), "{:?}", c.files);
+    }
+
+    #[test]
+    fn denied_inodes_leave_out_what_a_longer_entry_allows() {
+        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/, /srv/secret/open]\n      deny: [/srv/secret]\n");
+        assert_eq!(c.denied_inodes, vec![(ROOT, 1, RuleValue { rule_id: 2, allow: 0 })]);
     }
 
     #[test]
@@ -410,7 +455,13 @@ mod tests {
     fn home_without_a_home_directory_is_noted() {
         let policy = parse_policy("version: 1\nprofiles:\n  - name: p\n    files:\n      deny: [~/.aws]\n").unwrap();
         let mounts = MountTable::parse(MOUNTS);
-        let env = Environment { home: None, mounts: &mounts, list_dir: &|_| Vec::new(), resolve_host: &|_| Vec::new() };
+        let env = Environment {
+            home: None,
+            mounts: &mounts,
+            list_dir: &|_| Vec::new(),
+            resolve_host: &|_| Vec::new(),
+            files_under: &|_| Vec::new(),
+        };
         let c = compile(&policy.profiles[0], &env);
         assert!(c.files.is_empty());
         assert_eq!(c.notes.len(), 1);
