@@ -30,7 +30,8 @@ pub struct SyscallNumbers {
     pub connect: u32,
     /// `io_uring_setup(entries, params)`.
     pub io_uring_setup: u32,
-    pub _pad: u32,
+    /// `pidfd_getfd(pidfd, targetfd, flags)`.
+    pub pidfd_getfd: u32,
 }
 
 /// Byte offsets, inside `struct pt_regs`, of what a syscall tracepoint needs.
@@ -144,7 +145,7 @@ impl KernelConfig {
             open_by_handle_at: NO_SYSCALL,
             connect: NO_SYSCALL,
             io_uring_setup: NO_SYSCALL,
-            _pad: 0,
+            pidfd_getfd: NO_SYSCALL,
         },
         monitor_tgid: 0,
         _pad: 0,

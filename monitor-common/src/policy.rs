@@ -80,6 +80,12 @@ pub const NO_RULE: u32 = u32::MAX;
 /// `rule_id` of a refused `io_uring_setup` (see `session_flags::DENY_IO_URING`).
 pub const IO_URING_RULE: u32 = u32::MAX - 2;
 
+/// `rule_id` of a process that shares its parent's descriptor table without being a
+/// thread (`clone(CLONE_FILES)`): it would keep a descriptor its killed parent opened.
+pub const SHARED_FILES_RULE: u32 = u32::MAX - 3;
+/// `rule_id` of a refused `pidfd_getfd` (taking another process's descriptor).
+pub const PIDFD_GETFD_RULE: u32 = u32::MAX - 4;
+
 /// `rule_id` of a denial by the principal's permissions: the profile allowed the
 /// access, the user the session acts for could not have made it.
 pub const PRINCIPAL_RULE: u32 = u32::MAX - 1;
@@ -120,6 +126,10 @@ pub mod session_flags {
     /// io_uring is refused: its opens would bypass the file checks of this tier (set
     /// for profiles that restrict files, unless they opt in with `allow_io_uring`).
     pub const DENY_IO_URING: u32 = 8;
+    /// The profile restricts opens (has `files:`): without it opens are not checked.
+    pub const RESTRICTS_FILES: u32 = 16;
+    /// The profile restricts exec (has `exec:`).
+    pub const RESTRICTS_EXEC: u32 = 32;
 }
 
 /// What the kernel did about an event (`FileOpenEvent::action`, `ExecEvent::action`).

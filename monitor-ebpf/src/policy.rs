@@ -190,11 +190,20 @@ pub fn decide(
     object: &Object,
     scratch: &mut KeyScratch,
 ) -> Verdict {
+    let restricted = if exec { session_flags::RESTRICTS_EXEC } else { session_flags::RESTRICTS_FILES };
     if member.flags & session_flags::HAS_POLICY == 0 || requested == 0 {
         return Verdict::UNCHECKED;
     }
+    // A section the profile leaves out is not checked, unless the session acts for a
+    // user (whose permissions are checked whatever the profile says).
+    if member.flags & (restricted | session_flags::HAS_PRINCIPAL) == 0 {
+        return Verdict::UNCHECKED;
+    }
     let mut rule: Option<RuleValue> = None;
-    if resolved.flags & flags::PATH_TRUNCATED == 0 {
+    if member.flags & restricted == 0 {
+        // Only the principal's permissions apply.
+        rule = Some(RuleValue { rule_id: NO_RULE, allow: requested });
+    } else if resolved.flags & flags::PATH_TRUNCATED == 0 {
         if resolved.components > 0 && !exec {
             rule = name_rule(scratch, member.policy_id);
         }
@@ -208,8 +217,9 @@ pub fn decide(
     let (mut allowed, mut rule_id) = match rule {
         Some(value) => (value.allow & requested == requested, value.rule_id),
         // A filesystem object without a mounted filesystem (pipe, socket, anonymous
-        // inode reopened through /proc) is not a file a rule can name.
-        None if resolved.components == 0 && resolved.flags & flags::PATH_TRUNCATED == 0 => (true, NO_RULE),
+        // inode reopened through /proc) is not a file a rule can name. Exec of one
+        // (a memfd) is not allowed this way: it is code from nowhere on the list.
+        None if !exec && resolved.components == 0 && resolved.flags & flags::PATH_TRUNCATED == 0 => (true, NO_RULE),
         None => (false, NO_RULE),
     };
     // Another name for a denied file (a hard link) is the same file.

@@ -11,8 +11,12 @@ use monitor_common::{
         kind,
     },
     maps::Counter,
-    policy::{action, allow},
+    policy::{SHARED_FILES_RULE, action, allow, session_flags},
 };
+
+/// `process.syscall` number reported for a shared descriptor table (not a real syscall
+/// number: the fork hook cannot tell clone from clone3).
+pub const SHARED_FILES_NR: u32 = u32::MAX;
 
 use crate::{
     kernel::{
@@ -51,6 +55,17 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     };
     if child_tgid == parent_tgid {
         return Ok(()); // a new thread: already a member through its tgid
+    }
+    // A new process sharing the parent's descriptor table (clone(CLONE_FILES) without
+    // CLONE_THREAD) would keep whatever its parent opens, even once the parent is
+    // killed for it: in a session with file rules, that is itself a violation.
+    if member.flags & session_flags::RESTRICTS_FILES != 0
+        && let (Ok(child_files), Ok(parent_files)) =
+            (read::<u64>(child, config!(offsets.task_files)), read::<u64>(current_task(), config!(offsets.task_files)))
+        && child_files == parent_files
+        && child_files != 0
+    {
+        crate::syscalls::refuse_syscall(&member, SHARED_FILES_NR, SHARED_FILES_RULE);
     }
     let mut event_flags = 0;
     if SESSIONS.insert(&child_tgid, &member, 0).is_err() {

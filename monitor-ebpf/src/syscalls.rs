@@ -17,7 +17,7 @@ use monitor_common::{
         PendingOpen, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
     },
     maps::Counter,
-    policy::{IO_URING_RULE, NO_RULE, action, allow, session_flags},
+    policy::{IO_URING_RULE, NO_RULE, PIDFD_GETFD_RULE, action, allow, session_flags},
     session::SessionMember,
 };
 
@@ -43,6 +43,7 @@ enum Watched {
     Open(u32),
     Connect,
     IoUringSetup,
+    PidfdGetfd,
 }
 
 #[inline(always)]
@@ -61,6 +62,8 @@ fn watched(nr: i64) -> Option<Watched> {
         Some(Watched::Connect)
     } else if nr == config!(syscalls.io_uring_setup) as i64 {
         Some(Watched::IoUringSetup)
+    } else if nr == config!(syscalls.pidfd_getfd) as i64 {
+        Some(Watched::PidfdGetfd)
     } else {
         None
     }
@@ -96,6 +99,13 @@ fn try_enter(ctx: &RawTracePointContext, what: Watched) -> Result<(), ReadError>
         Watched::IoUringSetup => {
             if member.flags & session_flags::DENY_IO_URING != 0 {
                 refuse_syscall(&member, config!(syscalls.io_uring_setup), IO_URING_RULE);
+            }
+        }
+        // Taking another process's descriptor could take one a killed violator opened,
+        // in the instant before it died.
+        Watched::PidfdGetfd => {
+            if member.flags & session_flags::RESTRICTS_FILES != 0 {
+                refuse_syscall(&member, config!(syscalls.pidfd_getfd), PIDFD_GETFD_RULE);
             }
         }
         Watched::Open(syscall) => {
@@ -171,7 +181,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         Some(Watched::Connect) => {
             let _ = try_exit_connect(&ctx);
         }
-        Some(Watched::IoUringSetup) | None => {}
+        Some(Watched::IoUringSetup | Watched::PidfdGetfd) | None => {}
     }
     0
 }
@@ -260,7 +270,7 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
 /// A syscall the session may not make: in enforce mode SIGKILL is sent at entry; the
 /// syscall still runs and the process dies on its way back to user space.
 #[inline(always)]
-fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
+pub fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
     let verdict = policy::violation(member);
     let Some(mut entry) = DECISIONS.reserve::<SyscallEvent>(0) else {
         count(Counter::DecisionRingbufFull);

@@ -21,7 +21,7 @@ pub const fn syscall_numbers() -> SyscallNumbers {
             open_by_handle_at: 304,
             connect: 42,
             io_uring_setup: 425,
-            _pad: 0,
+            pidfd_getfd: 438,
         }
     }
     #[cfg(target_arch = "aarch64")]
@@ -34,7 +34,7 @@ pub const fn syscall_numbers() -> SyscallNumbers {
             open_by_handle_at: 265,
             connect: 203,
             io_uring_setup: 425,
-            _pad: 0,
+            pidfd_getfd: 438,
         }
     }
 }
@@ -132,6 +132,7 @@ mod tests {
         assert_eq!(nr.open_by_handle_at as i64, libc::SYS_open_by_handle_at);
         assert_eq!(nr.connect as i64, libc::SYS_connect);
         assert_eq!(nr.io_uring_setup as i64, libc::SYS_io_uring_setup);
+        assert_eq!(nr.pidfd_getfd as i64, libc::SYS_pidfd_getfd);
         #[cfg(target_arch = "x86_64")]
         {
             assert_eq!(nr.open as i64, libc::SYS_open);

@@ -4,7 +4,7 @@ use std::io;
 
 use monitor_common::{
     event::{EventHeader, flags, kind, open_syscall},
-    policy::{IO_URING_RULE, NO_RULE, PRINCIPAL_RULE, action},
+    policy::{IO_URING_RULE, NO_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE, SHARED_FILES_RULE, action},
 };
 
 use crate::{
@@ -179,7 +179,12 @@ impl Pipeline {
             }
             KernelEvent::Syscall { header, nr, verdict } => {
                 let mut event = self.base(types::PROCESS_SYSCALL, &header);
-                let name = if nr as i64 == libc::SYS_io_uring_setup { "io_uring_setup" } else { "unknown" };
+                let name = match nr as i64 {
+                    libc::SYS_io_uring_setup => "io_uring_setup",
+                    libc::SYS_pidfd_getfd => "pidfd_getfd",
+                    _ if nr == u32::MAX => "clone(CLONE_FILES)",
+                    _ => "unknown",
+                };
                 event.syscall = Some(event::Syscall { name, nr });
                 event.decision = Some(self.decision(verdict, "kernel:sys_enter"));
                 event
@@ -226,7 +231,11 @@ impl Pipeline {
     /// Explains what the kernel decided.
     fn decision(&self, verdict: Verdict, hook: &'static str) -> Decision {
         let Some(policy) = &self.policy else { return Decision::ALLOW };
-        let rule = if verdict.rule_id == IO_URING_RULE {
+        let rule = if verdict.rule_id == SHARED_FILES_RULE {
+            Some("a process may not share its parent's descriptor table where files are restricted: it would keep what a killed violator opened".to_owned())
+        } else if verdict.rule_id == PIDFD_GETFD_RULE {
+            Some("pidfd_getfd is refused where files are restricted: it could take a descriptor a violator opened before it died".to_owned())
+        } else if verdict.rule_id == IO_URING_RULE {
             Some("io_uring is refused where files are restricted: its opens would bypass the file checks (allow_io_uring: true opts in)".to_owned())
         } else if verdict.rule_id == PRINCIPAL_RULE {
             Some(format!("on behalf of {}: that user's permissions do not allow this access", policy.principal))

@@ -298,3 +298,48 @@ fn a_hard_link_to_a_denied_file_is_the_same_denied_file() {
     assert_eq!(v[0]["file"]["path"], alias.as_str());
     assert_eq!(v[0]["decision"]["rule"], format!("files.deny[0] {root}/secret"));
 }
+
+#[test]
+fn code_from_an_anonymous_memory_file_is_not_on_the_exec_list() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("memfd");
+    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      write: [/dev/null]\n    exec: [/usr/bin, {}]\n", std::path::Path::new(PROBE).parent().unwrap().display()));
+    let session = run(&policy, &[PROBE, "memfd-exec", "/usr/bin/true"]);
+    assert_eq!(session.exit_code(), 137, "{}", session.dump());
+    let v = session.violations();
+    assert_eq!(v.len(), 1, "{}", session.dump());
+    assert_eq!(v[0]["type"], "process.exec");
+    assert_eq!(v[0]["decision"]["rule"], "no entry covers this path");
+}
+
+#[test]
+fn a_process_sharing_its_parents_descriptor_table_is_a_violation() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("clone-files");
+    let policy = profile(&dir, "    files:\n      read: [/]\n      write: [/dev/null]\n");
+    let session = run(&policy, &[PROBE, "clone-files"]);
+    assert_eq!(session.exit_code(), 137, "{}", session.dump());
+    assert!(!session.stdout.contains("cloned"));
+    let v = session.violations();
+    assert_eq!(v[0]["syscall"]["name"], "clone(CLONE_FILES)", "{}", session.dump());
+    // Threads share the table too, and are fine.
+    let threads = run(&policy, &[PROBE, "threads", "/etc/hostname"]);
+    assert_eq!(threads.exit_code(), 0, "{}", threads.dump());
+}
+
+#[test]
+fn taking_another_processs_descriptor_is_refused_where_files_are_restricted() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("getfd");
+    let policy = profile(&dir, "    files:\n      read: [/]\n      write: [/dev/null]\n");
+    let session = run(&policy, &["sh", "-c", &format!("{PROBE} pidfd-getfd; echo rc=$?")]);
+    assert!(session.stdout.contains("rc=137"), "{}", session.dump());
+    assert!(!session.stdout.contains("pidfd_getfd="), "{}", session.dump());
+    assert_eq!(session.violations()[0]["syscall"]["name"], "pidfd_getfd");
+}

@@ -181,6 +181,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if (profile.files.is_some() || acts_for_user) && !profile.allow_io_uring {
         flags |= session_flags::DENY_IO_URING;
     }
+    if profile.files.is_some() {
+        flags |= session_flags::RESTRICTS_FILES;
+    }
+    if profile.exec.is_some() {
+        flags |= session_flags::RESTRICTS_EXEC;
+    }
     let member = SessionMember { session_id, policy_id: POLICY_ID, flags };
     let restricts_network = profile.connect.is_some() || profile.bind.is_some();
     let cgroup = match SessionCgroup::create(&session_ref(session_id).id) {

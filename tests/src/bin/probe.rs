@@ -111,6 +111,41 @@ fn main() {
             println!("wrote");
         }
         "spawn-daemon" => spawn_daemon(),
+        "memfd-exec" => {
+            // Runs a copy of PROGRAM from an anonymous memory file: no path on disk.
+            let program = std::fs::read(arg(1)).expect("read program");
+            // SAFETY: plain syscalls on fds we own; fexecve replaces the process.
+            unsafe {
+                let fd = libc::memfd_create(cstr("payload").as_ptr(), 0);
+                check(fd as _, "memfd_create");
+                let mut file = std::fs::File::from_raw_fd(fd);
+                file.write_all(&program).expect("write memfd");
+                let argv = [cstr("payload"), cstr("--version")];
+                let argv_ptrs = [argv[0].as_ptr(), argv[1].as_ptr(), std::ptr::null()];
+                let envp = [std::ptr::null()];
+                libc::fexecve(fd, argv_ptrs.as_ptr(), envp.as_ptr());
+            }
+            println!("fexecve failed: {}", std::io::Error::last_os_error());
+        }
+        "clone-files" => {
+            // A new process (not a thread) sharing this one's descriptor table.
+            // SAFETY: the child only calls _exit.
+            let pid = unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_FILES | libc::SIGCHLD, 0, 0, 0, 0) };
+            if pid == 0 {
+                unsafe { libc::_exit(0) };
+            }
+            check(pid, "clone");
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+            println!("cloned");
+        }
+        "pidfd-getfd" => {
+            // Takes descriptor 0 of the parent process.
+            // SAFETY: plain syscalls.
+            let pidfd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getppid(), 0) }, "pidfd_open");
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, 0, 0) };
+            println!("pidfd_getfd={fd}");
+        }
         "uring-connect" => uring_connect(arg(1).parse().expect("socket address")),
         "uring-open" => uring_open(arg(1)),
         "bind" => match std::net::TcpListener::bind(arg(1)) {
