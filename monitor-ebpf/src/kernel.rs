@@ -7,7 +7,7 @@ use aya_ebpf::helpers::{
 };
 use monitor_common::{
     config::KernelConfig,
-    event::EventHeader,
+    event::{EXEC_PATH_OFFSET, EventHeader, ExecEvent, FILE_OPEN_PATH_OFFSET, FileOpenEvent, PATH_BUF_BYTES},
     maps::Counter,
     session::SessionMember,
 };
@@ -148,4 +148,59 @@ pub fn emit_decision(record: &[u8]) {
     if DECISIONS.output::<[u8]>(record, BPF_RB_FORCE_WAKEUP).is_err() {
         count(Counter::DecisionRingbufFull);
     }
+}
+
+/// A record that ends in a path buffer, of which only the used part is sent.
+pub trait PathRecord: Sized {
+    /// Bytes before the path buffer.
+    const PATH_OFFSET: usize;
+    fn header_mut(&mut self) -> &mut EventHeader;
+    fn path_len(&self) -> u32;
+    /// One of `monitor_common::policy::action`.
+    fn action(&self) -> u32;
+}
+
+impl PathRecord for ExecEvent {
+    const PATH_OFFSET: usize = EXEC_PATH_OFFSET;
+    fn header_mut(&mut self) -> &mut EventHeader {
+        &mut self.header
+    }
+    fn path_len(&self) -> u32 {
+        self.path_len
+    }
+    fn action(&self) -> u32 {
+        self.action
+    }
+}
+
+impl PathRecord for FileOpenEvent {
+    const PATH_OFFSET: usize = FILE_OPEN_PATH_OFFSET;
+    fn header_mut(&mut self) -> &mut EventHeader {
+        &mut self.header
+    }
+    fn path_len(&self) -> u32 {
+        self.path_len
+    }
+    fn action(&self) -> u32 {
+        self.action
+    }
+}
+
+/// Sends the used part of `record`, to the decisions ring buffer if the kernel decided
+/// anything but allow; sets the header's size first.
+#[inline(always)]
+pub fn emit_with_path<T: PathRecord>(record: &mut T) {
+    let mut len = record.path_len() as usize;
+    if len > PATH_BUF_BYTES {
+        len = PATH_BUF_BYTES;
+    }
+    let size = T::PATH_OFFSET + len;
+    if size > size_of::<T>() {
+        return;
+    }
+    record.header_mut().size = size as u32;
+    let action = record.action();
+    // SAFETY: size <= size_of::<T>(), checked above.
+    let bytes = unsafe { core::slice::from_raw_parts((record as *const T).cast::<u8>(), size) };
+    if action == monitor_common::policy::action::ALLOW { emit(bytes) } else { emit_decision(bytes) }
 }

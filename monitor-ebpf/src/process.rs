@@ -7,11 +7,11 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{
-        ARGV_MAX_BYTES, EXEC_PATH_OFFSET, ExecEvent, ExitEvent, ForkEvent, PATH_BUF_BYTES, flags,
+        ARGV_MAX_BYTES, ExecEvent, ExitEvent, ForkEvent, flags,
         kind,
     },
     maps::Counter,
-    policy::{SHARED_FILES_RULE, action, allow, session_flags},
+    policy::{SHARED_FILES_RULE, allow, session_flags},
 };
 
 /// `process.syscall` number reported for a shared descriptor table (not a real syscall
@@ -20,7 +20,7 @@ pub const SHARED_FILES_NR: u32 = u32::MAX;
 
 use crate::{
     kernel::{
-        ReadError, config, count, current_task, current_tgid, emit, emit_decision, fill_header, read,
+        ReadError, config, count, current_task, current_tgid, emit_with_path, fill_header, read,
         read_ptr, session_of, wakeup_flags,
     },
     path,
@@ -200,15 +200,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     event.rule_id = verdict.rule_id;
     event.header.flags = event_flags;
 
-    let mut path_len = event.path_len as usize;
-    if path_len > PATH_BUF_BYTES {
-        path_len = PATH_BUF_BYTES;
-    }
-    let size = EXEC_PATH_OFFSET + path_len;
-    event.header.size = size as u32;
-    // SAFETY: size <= size_of::<ExecEvent>() by the bound above.
-    let bytes = unsafe { core::slice::from_raw_parts((event as *const ExecEvent).cast::<u8>(), size) };
-    if verdict.action == action::ALLOW { emit(bytes) } else { emit_decision(bytes) }
+    emit_with_path(event);
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{
-        ConnectEvent, FILE_OPEN_PATH_OFFSET, FileOpenEvent, PATH_BUF_BYTES, PendingConnect,
+        ConnectEvent, PendingConnect,
         PendingOpen, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
     },
     maps::Counter,
@@ -25,7 +25,7 @@ use crate::{
     path::{self, PathScratch, Resolved},
     policy::{self, Object, Verdict, key_scratch},
     kernel::{
-        ReadError, config, count, current_task, emit, emit_decision, fill_header, read, read_ptr, session_of,
+        ReadError, config, count, current_task, emit_with_path, fill_header, read, read_ptr, session_of,
         wakeup_flags,
     },
     maps::{DECISIONS, EVENTS, FILE_SCRATCH, PENDING_CONNECTS, PENDING_OPENS},
@@ -254,16 +254,7 @@ fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     event.action = verdict.action;
     event.rule_id = verdict.rule_id;
     event.header.flags = event_flags;
-    let mut path_len = event.path_len as usize;
-    if path_len > PATH_BUF_BYTES {
-        path_len = PATH_BUF_BYTES;
-    }
-    let size = FILE_OPEN_PATH_OFFSET + path_len;
-    event.header.size = size as u32;
-    // SAFETY: size <= size_of::<FileOpenEvent>() by the bound above.
-    let bytes =
-        unsafe { core::slice::from_raw_parts((event as *const FileOpenEvent).cast::<u8>(), size) };
-    if verdict.action == action::ALLOW { emit(bytes) } else { emit_decision(bytes) }
+    emit_with_path(event);
     Ok(())
 }
 

@@ -42,14 +42,22 @@ const CGROUP_PROGRAMS: [(&str, &str); 6] = [
 /// The links live as long as `ebpf`.
 pub fn attach_network(ebpf: &mut Ebpf, cgroup: &std::fs::File) -> Result<(), LoadError> {
     for (program, attach) in CGROUP_PROGRAMS {
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut(program)
-            .ok_or(LoadError::MissingProgram(program))?
-            .try_into()
+        cgroup_program(ebpf, program, attach)?
+            .attach(cgroup, CgroupAttachMode::Single)
             .map_err(|source| LoadError::Cgroup { program, attach, source })?;
-        prog.attach(cgroup, CgroupAttachMode::Single).map_err(|source| LoadError::Cgroup { program, attach, source })?;
     }
     Ok(())
+}
+
+fn cgroup_program<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+    attach: &'static str,
+) -> Result<&'a mut CgroupSockAddr, LoadError> {
+    ebpf.program_mut(program)
+        .ok_or(LoadError::MissingProgram(program))?
+        .try_into()
+        .map_err(|source| LoadError::Cgroup { program, attach, source })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,12 +150,9 @@ impl Probes {
                 .map_err(|source| LoadError::Map { name: maps::DENIED_INODES, source })?,
         };
         for (program, attach) in CGROUP_PROGRAMS {
-            let prog: &mut CgroupSockAddr = ebpf
-                .program_mut(program)
-                .ok_or(LoadError::MissingProgram(program))?
-                .try_into()
+            cgroup_program(&mut ebpf, program, attach)?
+                .load()
                 .map_err(|source| LoadError::Cgroup { program, attach, source })?;
-            prog.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
         }
         Ok(Probes { ebpf, sessions, events, decisions, counters, rules })
     }
