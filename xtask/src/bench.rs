@@ -25,6 +25,12 @@ pub enum Which {
         #[arg(long, default_value_t = 7)]
         rounds: usize,
     },
+    /// open, stat, connect and fork+exec loops under (a) no monitor, (b) the monitor
+    /// with the process outside, (c) an allow-all session, (d) a realistic profile.
+    Syscalls {
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Time from a violating syscall to the death of the violator and of its whole
     /// session (kill-session).
     Kill {
@@ -40,6 +46,7 @@ pub fn run_bench(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Open { iterations, rounds } => open(iterations, rounds),
         Which::Kill { runs, processes } => kill(runs, processes),
+        Which::Syscalls { rounds } => syscalls(rounds),
     }
 }
 
@@ -228,5 +235,108 @@ pub fn kill(runs: usize, processes: usize) -> anyhow::Result<()> {
             values[values.len() - 1]
         );
     }
+    Ok(())
+}
+
+/// The realistic profile of `bench syscalls`: the built-in default plus 50 path rules
+/// and 20 network rules (one of which allows the benchmark's listener).
+fn realistic_policy(monitor: &Path, port: u16) -> anyhow::Result<String> {
+    let default = Command::new(monitor).args(["policy", "default"]).output()?;
+    let mut yaml = String::from_utf8(default.stdout)?;
+    let mut deny = String::new();
+    for i in 0..50 {
+        deny.push_str(&format!("        - /srv/bench/denied-{i}\n"));
+    }
+    yaml = yaml.replacen("      deny:\n", &format!("      deny:\n{deny}"), 1);
+    let mut connect = format!("\"127.0.0.1:{port}\"");
+    for i in 0..19 {
+        connect.push_str(&format!(", \"10.{i}.0.0/16:443\""));
+    }
+    let replaced = yaml.replace("connect: [\"0.0.0.0/0:*\", \"[::]/0:*\"]", &format!("connect: [{connect}]"));
+    if replaced == yaml {
+        bail!("the built-in policy changed shape: update realistic_policy");
+    }
+    Ok(replaced)
+}
+
+/// Syscall overhead, side by side: (a) no monitor, (b) monitor loaded with the process
+/// outside every session, (c) inside a session with an allow-all profile, (d) inside a
+/// session with a realistic profile. Median of alternating rounds; JSON in
+/// target/bench/syscalls.json.
+pub fn syscalls(rounds: usize) -> anyhow::Result<()> {
+    let (monitor, probe) = release_binaries()?;
+    // The listener runs in a process of its own (a thread of this one made the loops
+    // measure this process's scheduling).
+    let mut listener = Command::new(&probe).arg("listen").stdout(Stdio::piped()).spawn()?;
+    let mut port_line = String::new();
+    BufReader::new(listener.stdout.take().context("listener stdout")?).read_line(&mut port_line)?;
+    let port: u16 = port_line.trim().parse().context("listener port")?;
+    let result = syscalls_with(&monitor, &probe, port, rounds);
+    let _ = listener.kill(); // our own child, by handle
+    let _ = listener.wait();
+    result
+}
+
+fn syscalls_with(monitor: &Path, probe: &Path, port: u16, rounds: usize) -> anyhow::Result<()> {
+    let (monitor, probe) = (monitor.to_owned(), probe.to_owned());
+    let dir = std::env::temp_dir().join(format!("am-bench-syscalls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let allow_all = dir.join("allow-all.yaml");
+    std::fs::write(&allow_all, "version: 1\nprofiles:\n  - name: allow-all\n")?;
+    let realistic = dir.join("realistic.yaml");
+    std::fs::write(&realistic, realistic_policy(&monitor, port)?)?;
+    let target = format!("127.0.0.1:{port}");
+    let loops: [(&str, u64); 4] = [("open", 100_000), ("stat", 100_000), ("connect", 3_000), ("forkexec", 300)];
+    let configs = ["a: no monitor", "b: monitor, outside", "c: session, allow-all", "d: session, realistic"];
+    let mut results: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); configs.len()]; loops.len()];
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for (l, (kind, n)) in loops.iter().enumerate() {
+            let probe_args = |probe: &Path| -> Vec<String> {
+                vec![probe.display().to_string(), "loop".into(), kind.to_string(), n.to_string(), target.clone()]
+            };
+            let bare = Command::new(&probe).args(&probe_args(&probe)[1..]).output()?;
+            results[l][0].push(parse_ns(&bare.stdout)?);
+            {
+                let _idle = IdleMonitor::start(&monitor)?;
+                std::thread::sleep(Duration::from_millis(100));
+                let outside = Command::new(&probe).args(&probe_args(&probe)[1..]).output()?;
+                results[l][1].push(parse_ns(&outside.stdout)?);
+            }
+            for (c, policy) in [(2, &allow_all), (3, &realistic)] {
+                let out = Command::new(&monitor)
+                    .arg("run")
+                    .arg("--policy")
+                    .arg(policy)
+                    .args(["--events", "/dev/null", "--"])
+                    .args(probe_args(&probe))
+                    .stderr(Stdio::null())
+                    .output()?;
+                results[l][c].push(parse_ns(&out.stdout).with_context(|| format!("{kind} under {}", configs[c]))?);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("syscall overhead, median of {rounds} alternating rounds ({:.0?}); ns per iteration and ratio to (a)", started.elapsed());
+    println!("  {:<10} {:>22} {:>22} {:>22} {:>22}", "loop", configs[0], configs[1], configs[2], configs[3]);
+    let mut json = String::from("{\n  \"benchmark\": \"syscalls\",\n  \"unit\": \"ns per iteration (median)\",\n  \"loops\": {\n");
+    for (l, (kind, _)) in loops.iter().enumerate() {
+        let medians: Vec<f64> = results[l].iter_mut().map(|v| median(v)).collect();
+        let cell = |c: usize| format!("{:>9.0} ({:>5.3})", medians[c], medians[c] / medians[0]);
+        println!("  {:<10} {:>22} {:>22} {:>22} {:>22}", kind, cell(0), cell(1), cell(2), cell(3));
+        json.push_str(&format!(
+            "    \"{kind}\": {{\"none\": {:.0}, \"outside\": {:.0}, \"allow_all\": {:.0}, \"realistic\": {:.0}}}{}\n",
+            medians[0],
+            medians[1],
+            medians[2],
+            medians[3],
+            if l + 1 < loops.len() { "," } else { "" }
+        ));
+    }
+    json.push_str("  }\n}\n");
+    let out_dir = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("syscalls.json"), json)?;
+    println!("  results: target/bench/syscalls.json");
     Ok(())
 }

@@ -192,6 +192,71 @@ fn main() {
             }
             println!("{}", start.elapsed().as_nanos() as u64 / n.max(1));
         }
+        "loop" => {
+            // Benchmark: N iterations of one operation; prints ns per iteration.
+            let n: u64 = arg(2).parse().expect("count");
+            let start = Instant::now();
+            match arg(1) {
+                "open" => {
+                    let path = cstr("/etc/hostname");
+                    for _ in 0..n {
+                        // SAFETY: valid C string; fd closed at once.
+                        unsafe { libc::close(libc::open(path.as_ptr(), libc::O_RDONLY)) };
+                    }
+                }
+                "stat" => {
+                    let path = cstr("/etc/hostname");
+                    // SAFETY: all-zero is a valid stat buffer.
+                    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                    for _ in 0..n {
+                        // SAFETY: valid C string and buffer.
+                        unsafe { libc::stat(path.as_ptr(), &mut st) };
+                    }
+                }
+                "connect" => {
+                    use std::os::fd::AsRawFd;
+                    let addr: SocketAddr = arg(3).parse().expect("listener address");
+                    // Close with RST (SO_LINGER 0): no TIME_WAIT piles up, so the loop
+                    // measures connect, not the search for a free ephemeral port.
+                    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+                    for _ in 0..n {
+                        if let Ok(stream) = TcpStream::connect(addr) {
+                            // SAFETY: valid socket and option buffer.
+                            unsafe {
+                                libc::setsockopt(
+                                    stream.as_raw_fd(),
+                                    libc::SOL_SOCKET,
+                                    libc::SO_LINGER,
+                                    (&linger as *const libc::linger).cast(),
+                                    size_of::<libc::linger>() as u32,
+                                )
+                            };
+                        }
+                    }
+                }
+                "forkexec" => {
+                    for _ in 0..n {
+                        let _ = std::process::Command::new("/bin/true").status();
+                    }
+                }
+                other => panic!("unknown loop {other}"),
+            }
+            println!("{}", start.elapsed().as_nanos() as u64 / n.max(1));
+        }
+        "listen" => {
+            // Accepts and closes connections on a loopback port until killed.
+            use std::os::fd::AsRawFd;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+            // A deep backlog: a fast client must not outrun accept and wait for SYN
+            // retransmits (std listens with 128).
+            // SAFETY: listen(2) again on our own socket only changes its backlog.
+            unsafe { libc::listen(listener.as_raw_fd(), 4096) };
+            println!("{}", listener.local_addr().expect("address").port());
+            std::io::stdout().flush().ok();
+            for stream in listener.incoming() {
+                drop(stream);
+            }
+        }
         "open-repeat" => {
             // Opens PATH every 10 ms for MS milliseconds.
             let until = Instant::now() + Duration::from_millis(arg(2).parse().expect("ms"));
