@@ -39,7 +39,7 @@ fn check_names_every_error_of_each_broken_file() {
         ),
         (
             "bad-paths.yaml",
-            "version: 1\nprofiles:\n  - name: p\n    files:\n      read: [etc, \"/a/../b\", \"/x/y*\", ~]\n      deny: [\"**/\"]\n",
+            "version: 1\nprofiles:\n  - name: p\n    files:\n      read: [etc, \"/a/../b\", \"/x/y**\", ~]\n      deny: [\"**/\"]\n",
             &[
                 "profile p: files.read[0]: \"etc\" is not an absolute path",
                 "write it from the root, e.g. /etc",

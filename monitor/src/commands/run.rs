@@ -117,15 +117,10 @@ pub fn files_under(path: &str) -> Vec<(String, u32, u64)> {
     out
 }
 
+/// Names of the entries of `dir` (files and directories), for `*` in rule paths.
 pub fn list_dirs(dir: &str) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
+        .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()).collect())
         .unwrap_or_default()
 }
 

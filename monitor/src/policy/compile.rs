@@ -19,7 +19,7 @@ pub struct Environment<'a> {
     /// Home directory of the user the session acts for (for `~`).
     pub home: Option<String>,
     pub mounts: &'a MountTable,
-    /// Names of the entries of a directory (for `*` components).
+    /// Names of the entries of a directory (for components with `*`).
     pub list_dir: &'a dyn Fn(&str) -> Vec<String>,
     /// Addresses of a host name (for network entries naming hosts).
     pub resolve_host: &'a dyn Fn(&str) -> Vec<IpAddr>,
@@ -97,11 +97,11 @@ fn expand(pattern: &Pattern, env: &Environment, notes: &mut Vec<String>, origin:
     for segment in segments {
         paths = match segment {
             Segment::Literal(name) => paths.into_iter().map(|p| format!("{p}/{name}")).collect(),
-            Segment::Any => paths
+            glob @ Segment::Glob(_) => paths
                 .into_iter()
                 .flat_map(|p| {
                     let dir = if p.is_empty() { "/".to_owned() } else { p.clone() };
-                    let mut names = (env.list_dir)(&dir);
+                    let mut names: Vec<String> = (env.list_dir)(&dir).into_iter().filter(|n| glob.matches(n)).collect();
                     names.sort();
                     names.into_iter().map(move |n| format!("{p}/{n}"))
                 })
@@ -305,6 +305,7 @@ mod tests {
         let list = |dir: &str| -> Vec<String> {
             match dir {
                 "/home" => vec!["bob".into(), "alice".into()],
+                "/etc/ssh" => vec!["ssh_host_rsa_key".into(), "ssh_host_rsa_key.pub".into(), "sshd_config".into()],
                 _ => Vec::new(),
             }
         };
@@ -408,6 +409,14 @@ mod tests {
     fn denied_inodes_leave_out_what_a_longer_entry_allows() {
         let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/, /srv/secret/open]\n      deny: [/srv/secret]\n");
         assert_eq!(c.denied_inodes, vec![(ROOT, 1, RuleValue { rule_id: 2, allow: 0 })]);
+    }
+
+    #[test]
+    fn globs_within_a_component_expand_against_existing_entries() {
+        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/]\n      deny: [/etc/ssh/ssh_host_*_key]\n");
+        assert!(c.files.contains(&entry(ROOT, "/etc/ssh/ssh_host_rsa_key/", 1, 0)), "{:?}", c.files);
+        assert!(!c.files.iter().any(|e| e.key == b"/etc/ssh/ssh_host_rsa_key.pub/"), "{:?}", c.files);
+        assert!(!c.files.iter().any(|e| e.key == b"/etc/ssh/sshd_config/"), "{:?}", c.files);
     }
 
     #[test]

@@ -88,8 +88,41 @@ pub enum Access {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
     Literal(String),
-    /// `*`: any single component.
-    Any,
+    /// A component with `*` in it: `*` matches any run of characters within the
+    /// component (`*` alone: any component; `ssh_host_*_key`).
+    Glob(String),
+}
+
+impl Segment {
+    /// Whether `name` (one component) matches this segment.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Segment::Literal(literal) => literal == name,
+            Segment::Glob(glob) => glob_match(glob.as_bytes(), name.as_bytes()),
+        }
+    }
+}
+
+/// `*`-only wildcard match (iterative, linear in practice; no backtracking blow-up).
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, n));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == name[n] {
+            p += 1;
+            n += 1;
+        } else if let Some((sp, sn)) = star {
+            p = sp + 1;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +138,7 @@ pub enum Pattern {
 impl Pattern {
     pub fn has_wildcard(&self) -> bool {
         match self {
-            Pattern::Absolute(s) | Pattern::Home(s) => s.contains(&Segment::Any),
+            Pattern::Absolute(s) | Pattern::Home(s) => s.iter().any(|seg| matches!(seg, Segment::Glob(_))),
             Pattern::Named(_) => false,
         }
     }
@@ -136,4 +169,21 @@ pub struct ConnectRule {
     /// `None`: any port.
     pub port: Option<u16>,
     pub origin: Origin,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_within_one_component() {
+        let g = |p: &str| Segment::Glob(p.into());
+        assert!(g("*").matches("anything"));
+        assert!(g("ssh_host_*_key").matches("ssh_host_ed25519_key"));
+        assert!(!g("ssh_host_*_key").matches("ssh_host_ed25519_key.pub"));
+        assert!(g("*.pem").matches("server.pem") && !g("*.pem").matches("server.pem.bak"));
+        assert!(g("a*b*c").matches("abc") && g("a*b*c").matches("axxbyyc") && !g("a*b*c").matches("axxbyy"));
+        assert!(!g("*x").matches(&"a".repeat(10_000)));
+        assert!(Segment::Literal("etc".into()).matches("etc"));
+    }
 }

@@ -140,11 +140,11 @@ pub fn parse_pattern(text: &str) -> Result<Pattern, (String, String)> {
             "." | ".." => {
                 return Err((format!("{text:?} contains {part:?}"), "write the path without . and .. components".into()));
             }
-            "*" => segments.push(Segment::Any),
             "**" => return Err((format!("{text:?}: ** is only allowed as **/NAME"), "use * for one component".into())),
-            p if p.contains('*') => {
-                return Err((format!("{text:?}: * must be a whole component"), "write /dir/* rather than /dir/prefix*".into()));
+            p if p.contains("**") => {
+                return Err((format!("{text:?}: ** is only allowed as **/NAME"), "use * within one component".into()));
             }
+            p if p.contains('*') => segments.push(Segment::Glob(p.to_owned())),
             p => segments.push(Segment::Literal(p.to_owned())),
         }
     }
@@ -409,7 +409,7 @@ profiles:
         assert_eq!((p.mode, p.on_violation), (Mode::Enforce, OnViolation::Kill));
         let files = p.files.as_ref().unwrap();
         assert_eq!(files.len(), 11);
-        assert_eq!(files[8].pattern, Pattern::Absolute(vec![Segment::Literal("home".into()), Segment::Any, Segment::Literal(".ssh".into())]));
+        assert_eq!(files[8].pattern, Pattern::Absolute(vec![Segment::Literal("home".into()), Segment::Glob("*".into()), Segment::Literal(".ssh".into())]));
         assert_eq!(files[9].pattern, Pattern::Named(".env".into()));
         assert_eq!(files[10].pattern, Pattern::Home(vec![Segment::Literal(".aws".into())]));
         assert_eq!(p.exec.as_ref().unwrap().len(), 2);
@@ -431,7 +431,7 @@ profiles:
     mode: watch
     on_violation: explode
     files:
-      read: [etc, /ok, "/x/../y", "/a/b*"]
+      read: [etc, /ok, "/x/../y", "/a/b**"]
       writ: [/tmp]
     network:
       connect: ["1.2.3.4:99999", "10.0.0.0/40:1", "bad host!:1"]
