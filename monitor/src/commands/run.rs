@@ -80,6 +80,28 @@ pub fn choose_profile(policy_file: Option<&Path>, profile: Option<&str>) -> anyh
     })
 }
 
+/// What the kernel holds a session to, from its profile (`monitor_common::policy::session_flags`).
+pub fn session_flags_for(profile: &Profile, acts_for_user: bool) -> u32 {
+    let mut flags = session_flags::HAS_POLICY;
+    if profile.mode == Mode::Enforce {
+        flags |= session_flags::ENFORCE;
+    }
+    if acts_for_user {
+        flags |= session_flags::HAS_PRINCIPAL;
+    }
+    // io_uring opens bypass this tier's file checks, the principal's included.
+    if (profile.files.is_some() || acts_for_user) && !profile.allow_io_uring {
+        flags |= session_flags::DENY_IO_URING;
+    }
+    if profile.files.is_some() {
+        flags |= session_flags::RESTRICTS_FILES;
+    }
+    if profile.exec.is_some() {
+        flags |= session_flags::RESTRICTS_EXEC;
+    }
+    flags
+}
+
 /// Addresses of a host name, through the system resolver.
 pub fn resolve_host(host: &str) -> Vec<std::net::IpAddr> {
     use std::net::ToSocketAddrs;
@@ -165,23 +187,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
 
     let session_id = new_session_id();
-    let mut flags = session_flags::HAS_POLICY;
-    if profile.mode == Mode::Enforce {
-        flags |= session_flags::ENFORCE;
-    }
-    if acts_for_user {
-        flags |= session_flags::HAS_PRINCIPAL;
-    }
-    // io_uring opens bypass this tier's file checks, the principal's included.
-    if (profile.files.is_some() || acts_for_user) && !profile.allow_io_uring {
-        flags |= session_flags::DENY_IO_URING;
-    }
-    if profile.files.is_some() {
-        flags |= session_flags::RESTRICTS_FILES;
-    }
-    if profile.exec.is_some() {
-        flags |= session_flags::RESTRICTS_EXEC;
-    }
+    let flags = session_flags_for(&profile, acts_for_user);
     let member = SessionMember { session_id, policy_id: POLICY_ID, flags };
     let restricts_network = profile.connect.is_some() || profile.bind.is_some();
     let cgroup = match SessionCgroup::create(&session_ref(session_id).id) {
@@ -229,7 +235,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     launcher::forward_signals_to(root_pid);
 
     let mut start = context.event(types::SESSION_START, started_ns, session_ref(session_id));
-    // (The sink is checked here, before the session's events depend on it.)
     start.session.root_pid = Some(root_pid);
     start.session.command = Some(args.command.iter().map(|a| text(a.as_bytes())).collect());
     start.session.profile = Some(profile.name.clone());
@@ -488,5 +493,38 @@ fn describe(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),
         (None, None) => "unknown status".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitor_common::policy::session_flags::*;
+
+    fn profile(yaml_body: &str) -> Profile {
+        policy::parse_policy(&format!("version: 1\nprofiles:\n  - name: p\n{yaml_body}")).unwrap().profiles.remove(0)
+    }
+
+    #[test]
+    fn flags_follow_the_profile() {
+        assert_eq!(session_flags_for(&profile(""), false), HAS_POLICY | ENFORCE);
+        assert_eq!(session_flags_for(&profile("    mode: audit\n"), false), HAS_POLICY);
+        assert_eq!(
+            session_flags_for(&profile("    files: {read: [/]}\n    exec: [/usr]\n"), false),
+            HAS_POLICY | ENFORCE | RESTRICTS_FILES | RESTRICTS_EXEC | DENY_IO_URING
+        );
+        assert_eq!(
+            session_flags_for(&profile("    allow_io_uring: true\n    files: {read: [/]}\n"), false),
+            HAS_POLICY | ENFORCE | RESTRICTS_FILES
+        );
+        // Acting for a user: the principal's check, and io_uring refused even without files.
+        assert_eq!(session_flags_for(&profile(""), true), HAS_POLICY | ENFORCE | HAS_PRINCIPAL | DENY_IO_URING);
+    }
+
+    #[test]
+    fn exit_codes_follow_the_shell() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(ExitStatus::from_raw(9)), 137);
     }
 }
