@@ -13,22 +13,27 @@ use std::{
 
 use monitor_common::session::SessionMember;
 
-use crate::session_map::{SessionMap, register_raw};
+use crate::{
+    seccomp::ForeignAbiFilter,
+    session_map::{SessionMap, register_raw},
+};
 
 /// Starts `command` in the session; with `cgroup` (its `cgroup.procs`), inside that
-/// cgroup first.
+/// cgroup first; with `foreign_abi`, under the seccomp filter that kills syscalls made
+/// through a foreign ABI.
 pub fn spawn_in_session(
     command: &[OsString],
     sessions: &SessionMap,
     member: SessionMember,
     cgroup: Option<CString>,
+    foreign_abi: Option<ForeignAbiFilter>,
 ) -> io::Result<Child> {
     let (program, args) = command.split_first().ok_or_else(|| io::Error::other("no command given"))?;
     let map_fd = sessions.raw_fd();
     let mut cmd = Command::new(program);
     cmd.args(args);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (sigprocmask, open/write/close, getpid, bpf) with no
+    // async-signal-safe calls (sigprocmask, open/write/close, seccomp, getpid, bpf) with no
     // allocation.
     unsafe {
         cmd.pre_exec(move || {
@@ -38,6 +43,9 @@ pub fn spawn_in_session(
             libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             if let Some(procs) = &cgroup {
                 crate::cgroup::join_raw(procs)?;
+            }
+            if let Some(filter) = &foreign_abi {
+                filter.install()?;
             }
             let tgid = libc::getpid() as u32;
             register_raw(map_fd, tgid, &member)

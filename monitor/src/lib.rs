@@ -20,6 +20,7 @@ pub mod policy;
 pub mod principal;
 pub mod process_tree;
 pub mod rule_maps;
+pub mod seccomp;
 pub mod session_map;
 pub mod sink;
 

@@ -36,6 +36,7 @@ use crate::{
     pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
     policy::{self, Mode, OnViolation, Profile, compile::{Environment, compile}},
     principal,
+    seccomp::ForeignAbiFilter,
     process_tree::ProcessTree,
     sink::Sink,
 };
@@ -212,7 +213,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
     let context = Context::new();
     let started_ns = BootClock::now_boot_ns();
-    let child = spawn_in_session(&args.command, &sessions, member, cgroup.as_ref().map(|c| c.procs_cstring()))
+    // The kernel hooks watch native syscall numbers: where they enforce file rules,
+    // foreign syscall ABIs are closed off.
+    let enforces_files = flags & session_flags::ENFORCE != 0
+        && flags & (session_flags::RESTRICTS_FILES | session_flags::HAS_PRINCIPAL) != 0;
+    let foreign_abi = enforces_files.then(ForeignAbiFilter::new);
+    let child = spawn_in_session(&args.command, &sessions, member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi)
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));
     let mut child = match child {
         Ok(child) => child,

@@ -111,6 +111,14 @@ fn main() {
             println!("wrote");
         }
         "spawn-daemon" => spawn_daemon(),
+        #[cfg(target_arch = "x86_64")]
+        "int80" => {
+            // A 32-bit syscall from 64-bit code: ia32 getpid (20) through int 0x80.
+            let mut ret: i64 = 20;
+            // SAFETY: ia32 getpid takes no arguments and touches no memory.
+            unsafe { core::arch::asm!("int 0x80", inout("rax") ret, options(nostack)) };
+            println!("int80={ret}");
+        }
         "memfd-exec" => {
             // Runs a copy of PROGRAM from an anonymous memory file: no path on disk.
             let program = std::fs::read(arg(1)).expect("read program");
