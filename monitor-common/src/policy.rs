@@ -83,6 +83,8 @@ pub const IO_URING_RULE: u32 = u32::MAX - 2;
 /// `rule_id` of a process that shares its parent's descriptor table without being a
 /// thread (`clone(CLONE_FILES)`): it would keep a descriptor its killed parent opened.
 pub const SHARED_FILES_RULE: u32 = u32::MAX - 3;
+/// `rule_id` of a refused `open_by_handle_at` (its file may have no nameable path).
+pub const OPEN_BY_HANDLE_RULE: u32 = u32::MAX - 5;
 /// `rule_id` of a refused `pidfd_getfd` (taking another process's descriptor).
 pub const PIDFD_GETFD_RULE: u32 = u32::MAX - 4;
 

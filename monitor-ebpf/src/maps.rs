@@ -3,7 +3,7 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    event::{ExecEvent, FileOpenEvent, PendingConnect, PendingOpen},
+    event::{ExecEvent, FileOpenEvent, PendingConnect},
     maps::{COUNTERS_LEN, DECISIONS_BYTES, EVENTS_BYTES, PENDING_MAX, SESSIONS_MAX},
     session::SessionMember,
 };
@@ -22,12 +22,6 @@ pub static DECISIONS: RingBuf = RingBuf::with_byte_size(DECISIONS_BYTES, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
-
-/// pid_tgid -> open-family syscall in flight (LRU: a thread that never returns
-/// cannot leak an entry).
-#[map]
-pub static PENDING_OPENS: LruHashMap<u64, PendingOpen> =
-    LruHashMap::with_max_entries(PENDING_MAX, 0);
 
 /// pid_tgid -> connect in flight.
 #[map]

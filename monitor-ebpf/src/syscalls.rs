@@ -17,7 +17,7 @@ use monitor_common::{
         PendingOpen, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
     },
     maps::Counter,
-    policy::{IO_URING_RULE, NO_RULE, PIDFD_GETFD_RULE, action, allow, session_flags},
+    policy::{IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, action, allow, session_flags},
     session::SessionMember,
 };
 
@@ -28,14 +28,15 @@ use crate::{
         ReadError, config, count, current_task, emit_with_path, fill_header, read, read_ptr, session_of,
         wakeup_flags,
     },
-    maps::{DECISIONS, EVENTS, FILE_SCRATCH, PENDING_CONNECTS, PENDING_OPENS},
+    maps::{DECISIONS, EVENTS, FILE_SCRATCH, PENDING_CONNECTS},
 };
 
 const O_WRONLY: u32 = 0o1;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
-/// Same value on x86_64 and aarch64.
-const O_PATH: u32 = 0o10000000;
+const O_ACCMODE: u32 = 0o3;
+/// Flags of an open whose flags cannot be trusted (openat2): judged as a truncation.
+const UNTRUSTED_FLAGS: u32 = O_TRUNC;
 
 /// What the syscall being entered or left is, for the watched ones.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -83,8 +84,13 @@ fn syscall_arg(regs: u64, n: usize) -> Result<u64, ReadError> {
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let nr: i64 = ctx.arg(1);
-    if let Some(what) = watched(nr) {
-        let _ = try_enter(&ctx, what);
+    match watched(nr) {
+        // Opens are judged at exit only.
+        Some(Watched::Open(syscall)) if syscall != open_syscall::OPEN_BY_HANDLE_AT => {}
+        Some(what) => {
+            let _ = try_enter(&ctx, what);
+        }
+        None => {}
     }
     0
 }
@@ -108,33 +114,15 @@ fn try_enter(ctx: &RawTracePointContext, what: Watched) -> Result<(), ReadError>
                 refuse_syscall(&member, config!(syscalls.pidfd_getfd), PIDFD_GETFD_RULE);
             }
         }
-        Watched::Open(syscall) => {
-            let open_flags = match syscall {
-                open_syscall::OPEN => syscall_arg(regs, 1)? as u32,
-                open_syscall::OPENAT | open_syscall::OPEN_BY_HANDLE_AT => {
-                    syscall_arg(regs, 2)? as u32
-                }
-                open_syscall::CREAT => O_CREAT | O_WRONLY | O_TRUNC,
-                // openat2(dirfd, path, struct open_how *how, size): how->flags is a u64
-                // at offset 0 (uapi, stable).
-                _ => {
-                    let how = syscall_arg(regs, 2)?;
-                    let mut how_flags: u64 = 0;
-                    // SAFETY: reads 8 bytes into a local; the helper checks the address.
-                    let ret = unsafe {
-                        bpf_probe_read_user((&mut how_flags as *mut u64).cast(), 8, how as *const _)
-                    };
-                    if ret < 0 {
-                        return Err(ReadError);
-                    }
-                    how_flags as u32
-                }
-            };
-            let pending = PendingOpen { syscall, open_flags };
-            if PENDING_OPENS.insert(&pid_tgid, &pending, 0).is_err() {
-                count(Counter::PendingMapFull);
+        // Opens are judged at exit, from the saved registers (which no other thread
+        // can change). open_by_handle_at can yield a disconnected dentry whose path
+        // cannot be named: refused where files are restricted.
+        Watched::Open(open_syscall::OPEN_BY_HANDLE_AT) => {
+            if member.flags & session_flags::RESTRICTS_FILES != 0 {
+                refuse_syscall(&member, config!(syscalls.open_by_handle_at), OPEN_BY_HANDLE_RULE);
             }
         }
+        Watched::Open(_) => {}
         Watched::Connect => {
             let fd = syscall_arg(regs, 0)? as u32;
             let addr = syscall_arg(regs, 1)?;
@@ -175,8 +163,8 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     match watched(nr) {
-        Some(Watched::Open(_)) => {
-            let _ = try_exit_open(&ctx);
+        Some(Watched::Open(syscall)) => {
+            let _ = try_exit_open(&ctx, regs, syscall);
         }
         Some(Watched::Connect) => {
             let _ = try_exit_connect(&ctx);
@@ -186,15 +174,22 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-fn try_exit_open(ctx: &RawTracePointContext) -> Result<(), ReadError> {
+fn try_exit_open(ctx: &RawTracePointContext, regs: u64, syscall: u32) -> Result<(), ReadError> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
     };
-    // SAFETY: copied out at once. An entry evicted from the LRU map must not let the
-    // open go unchecked: the file's own mode still says what it allows.
-    let pending = (unsafe { PENDING_OPENS.get(&pid_tgid) }).copied().unwrap_or(PendingOpen { syscall: open_syscall::OPENAT, open_flags: 0 });
-    let _ = PENDING_OPENS.remove(&pid_tgid);
+    // The flags the caller passed, from the saved user registers: stable, unlike user
+    // memory. openat2 keeps them in user memory (`struct open_how`), which another
+    // thread could change between the kernel's copy and ours: its opens are judged as
+    // if they could truncate (`UNTRUSTED_FLAGS`).
+    let open_flags = match syscall {
+        open_syscall::OPEN => syscall_arg(regs, 1)? as u32,
+        open_syscall::OPENAT | open_syscall::OPEN_BY_HANDLE_AT => syscall_arg(regs, 2)? as u32,
+        open_syscall::CREAT => O_CREAT | O_WRONLY | O_TRUNC,
+        _ => UNTRUSTED_FLAGS,
+    };
+    let pending = PendingOpen { syscall, open_flags }; // the open in hand (no map)
     let ret: i64 = ctx.arg(1);
     if ret < 0 {
         return Ok(()); // nothing was opened, so there is no file to resolve
@@ -282,18 +277,21 @@ pub fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
 const FMODE_READ: u32 = 0x1;
 const FMODE_WRITE: u32 = 0x2;
 const FMODE_CREATED: u32 = 0x10_0000;
+const FMODE_PATH: u32 = 0x4000;
 
-/// What an open asks of a file: writing includes creating and truncating it.
+/// What an open asks of a file: writing includes creating and truncating it. Decided
+/// from the file the kernel opened; the caller's flags add only what the file does not
+/// show (truncation, and access mode 3, which opens for ioctls with neither mode bit).
 #[inline(always)]
 fn requested_access(f_mode: u32, open_flags: u32) -> u32 {
-    if open_flags & O_PATH != 0 {
-        return 0; // the kernel ignores every other flag with O_PATH: nothing is accessed
+    if f_mode & FMODE_PATH != 0 {
+        return 0; // an O_PATH descriptor gives no access to the contents
     }
     let mut requested = 0;
-    if f_mode & FMODE_READ != 0 {
+    if f_mode & FMODE_READ != 0 || open_flags & O_ACCMODE == O_ACCMODE {
         requested |= allow::READ;
     }
-    if f_mode & (FMODE_WRITE | FMODE_CREATED) != 0 || open_flags & O_TRUNC != 0 {
+    if f_mode & (FMODE_WRITE | FMODE_CREATED) != 0 || open_flags & O_TRUNC != 0 || open_flags & O_ACCMODE == O_ACCMODE {
         requested |= allow::WRITE;
     }
     requested

@@ -362,3 +362,26 @@ fn syscalls_through_the_32_bit_abi_are_closed_off_where_files_are_enforced() {
     let allowed = run(&open, &[PROBE, "int80"]);
     assert!(allowed.stdout.starts_with("int80="), "{}", allowed.dump());
 }
+
+#[test]
+fn opens_are_judged_by_what_the_kernel_opened_not_by_user_memory() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("flags");
+    let root = dir.path().display();
+    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      write: [/dev/null]\n      deny: [{root}/secret]\n"));
+    // Access mode 3 opens for ioctls with neither mode bit: still a read and a write.
+    let mode3 = run(&policy, &[PROBE, "open-mode3", &format!("{root}/secret/key")]);
+    assert_eq!(mode3.exit_code(), 137, "{}", mode3.dump());
+    let mode3_readonly = run(&policy, &[PROBE, "open-mode3", &format!("{root}/public/readme")]);
+    assert_eq!(mode3_readonly.exit_code(), 137, "a write where only reading is allowed: {}", mode3_readonly.dump());
+    // openat2's flags live in user memory another thread could change under us: its
+    // opens are judged as if they could truncate (a write).
+    let openat2 = run(&policy, &[PROBE, "openat2-read", &format!("{root}/public/readme")]);
+    assert_eq!(openat2.exit_code(), 137, "{}", openat2.dump());
+    // open_by_handle_at may open a file with no nameable path: refused.
+    let by_handle = run(&policy, &[PROBE, "handle-open", &format!("{root}/public/readme")]);
+    assert_eq!(by_handle.exit_code(), 137, "{}", by_handle.dump());
+    assert_eq!(by_handle.violations()[0]["syscall"]["name"], "open_by_handle_at");
+}

@@ -111,6 +111,41 @@ fn main() {
             println!("wrote");
         }
         "spawn-daemon" => spawn_daemon(),
+        "open-mode3" => {
+            // Access mode 3 (O_WRONLY|O_RDWR): an ioctl-only descriptor, neither mode bit set.
+            // SAFETY: valid C string.
+            let fd = unsafe { libc::open(cstr(arg(1)).as_ptr(), 3) };
+            println!("fd={fd}");
+        }
+        "openat2-read" => {
+            // openat2 with plain O_RDONLY: its flags live in user memory.
+            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+            how.flags = libc::O_RDONLY as u64;
+            // SAFETY: valid C string and open_how.
+            let fd = unsafe {
+                libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, cstr(arg(1)).as_ptr(), &how as *const _, size_of::<libc::open_how>())
+            };
+            println!("fd={fd}");
+        }
+        "handle-open" => {
+            // name_to_handle_at, then open_by_handle_at on the handle.
+            #[repr(C)]
+            struct Handle {
+                bytes: u32,
+                kind: i32,
+                data: [u8; 128],
+            }
+            let mut handle = Handle { bytes: 128, kind: 0, data: [0; 128] };
+            let mut mount_id = 0;
+            // SAFETY: valid buffers.
+            let r = unsafe {
+                libc::syscall(libc::SYS_name_to_handle_at, libc::AT_FDCWD, cstr(arg(1)).as_ptr(), &mut handle as *mut Handle, &mut mount_id, 0)
+            };
+            check(r, "name_to_handle_at");
+            // SAFETY: valid handle.
+            let fd = unsafe { libc::syscall(libc::SYS_open_by_handle_at, libc::AT_FDCWD, &mut handle as *mut Handle, libc::O_RDONLY) };
+            println!("fd={fd}");
+        }
         #[cfg(target_arch = "x86_64")]
         "int80" => {
             // A 32-bit syscall from 64-bit code: ia32 getpid (20) through int 0x80.
