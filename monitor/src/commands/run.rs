@@ -283,12 +283,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         rules: compiled.rules.clone(),
         principal: user.to_string(),
     });
-    let worker = std::thread::Builder::new()
+    // From here on the agent runs: a failure must not leave it running unmonitored.
+    let fail = |child: &mut std::process::Child, error: anyhow::Error| -> anyhow::Error {
+        match &cgroup {
+            Some(cgroup) => {
+                let _ = cgroup.kill();
+            }
+            None => {
+                let _ = child.kill();
+            }
+        }
+        let _ = child.wait();
+        error
+    };
+    let worker = match std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || process_events(pipeline, received, counters, user_loss, session_id))
-        .context("starting the pipeline thread")?;
+    {
+        Ok(worker) => worker,
+        Err(error) => return Err(fail(&mut child, anyhow::Error::from(error).context("starting the pipeline thread"))),
+    };
 
-    let status = child.wait().context("waiting for the agent")?;
+    let status = match child.wait() {
+        Ok(status) => status,
+        Err(error) => return Err(fail(&mut child, anyhow::Error::from(error).context("waiting for the agent"))),
+    };
     // The session ends with its first process: what it left behind would otherwise run
     // on unobserved. It is killed, reported in session.end, and the cgroup removed.
     let left_behind = cgroup.as_ref().map(|c| c.pids()).unwrap_or_default();
@@ -377,12 +396,17 @@ fn kill_session_hook(
     })
 }
 
-/// Kills `tgid` if, and only if, it is a process of this session (in its cgroup).
+/// Kills `tgid` if, and only if, it is a process of this session: the pidfd is taken
+/// first, then membership checked, so a reused pid cannot be hit.
 fn kill_member(cgroup: Option<&SessionCgroup>, tgid: u32) {
     let Some(cgroup) = cgroup else { return };
-    if tgid > 1 && tgid != std::process::id() && cgroup.pids().contains(&tgid) {
-        // SAFETY: plain kill(2) of a verified session member.
-        unsafe { libc::kill(tgid as libc::pid_t, libc::SIGKILL) };
+    if tgid <= 1 || tgid == std::process::id() {
+        return;
+    }
+    if let Some(target) = launcher::pidfd(tgid)
+        && cgroup.pids().contains(&tgid)
+    {
+        launcher::pidfd_send(&target, libc::SIGKILL);
     }
 }
 
