@@ -83,6 +83,10 @@ pub const IO_URING_RULE: u32 = u32::MAX - 2;
 /// `rule_id` of a process that shares its parent's descriptor table without being a
 /// thread (`clone(CLONE_FILES)`): it would keep a descriptor its killed parent opened.
 pub const SHARED_FILES_RULE: u32 = u32::MAX - 3;
+/// `rule_id` of a refused raw or ICMP socket (they send without the connect and
+/// sendmsg hooks).
+pub const RAW_SOCKET_RULE: u32 = u32::MAX - 6;
+
 /// `rule_id` of a refused `open_by_handle_at` (its file may have no nameable path).
 pub const OPEN_BY_HANDLE_RULE: u32 = u32::MAX - 5;
 /// `rule_id` of a refused `pidfd_getfd` (taking another process's descriptor).
@@ -132,6 +136,9 @@ pub mod session_flags {
     pub const RESTRICTS_FILES: u32 = 16;
     /// The profile restricts exec (has `exec:`).
     pub const RESTRICTS_EXEC: u32 = 32;
+    /// The profile restricts connections (has `network.connect`): raw and ICMP
+    /// sockets, which send without the connect/sendmsg hooks, are refused.
+    pub const RESTRICTS_CONNECT: u32 = 64;
 }
 
 /// What the kernel did about an event (`FileOpenEvent::action`, `ExecEvent::action`).

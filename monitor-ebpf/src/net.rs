@@ -4,14 +4,14 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, generated::bpf_ktime_get_boot_ns},
-    macros::{cgroup_sock_addr, map},
+    macros::{cgroup_sock, cgroup_sock_addr, map},
     maps::{LpmTrie, lpm_trie::Key},
-    programs::SockAddrContext,
+    programs::{SockAddrContext, SockContext},
 };
 use monitor_common::{
-    event::{ConnectEvent, SOCKADDR_MAX_BYTES, kind},
+    event::{ConnectEvent, SOCKADDR_MAX_BYTES, SyscallEvent, kind},
     maps::{Counter, RULES_MAX},
-    policy::{NO_RULE, RuleValue, action, net_op, session_flags},
+    policy::{NO_RULE, RAW_SOCKET_RULE, RuleValue, action, net_op, session_flags},
 };
 
 use crate::{
@@ -70,6 +70,73 @@ macro_rules! ctx_field {
         // SAFETY: the kernel passes a valid bpf_sock_addr; the field is 4 bytes.
         unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*$sa).$($field)+)) }
     };
+}
+
+const SOCK_DGRAM: u32 = 2;
+const SOCK_RAW: u32 = 3;
+const IPPROTO_ICMP: u32 = 1;
+const IPPROTO_ICMPV6: u32 = 58;
+/// `process.syscall` number reported for a refused socket (the hook cannot tell
+/// socket(2) from socketpair or io_uring's socket op).
+pub const SOCKET_NR: u32 = u32::MAX - 1;
+
+/// `cgroup/sock_create`: an IPv4/IPv6 socket is created; Linux >= 4.10. Raw and ICMP
+/// datagram sockets send without the connect/sendmsg hooks, so where connections are
+/// restricted they are refused (EPERM).
+#[cgroup_sock(sock_create)]
+pub fn sock_create(ctx: SockContext) -> i32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(member) = session_of((pid_tgid >> 32) as u32) else {
+        return ALLOW;
+    };
+    if member.flags & session_flags::RESTRICTS_CONNECT == 0 {
+        return ALLOW;
+    }
+    let sock = ctx.sock;
+    let socket_type = ctx_field!(sock, type_);
+    let protocol = ctx_field!(sock, protocol);
+    let icmp = socket_type == SOCK_DGRAM && (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6);
+    if socket_type != SOCK_RAW && !icmp {
+        return ALLOW;
+    }
+    let verdict = refusal(&member);
+    if let Some(mut entry) = DECISIONS.reserve::<SyscallEvent>(0) {
+        // SAFETY: the entry is ours until submitted; every field is written below.
+        let event = unsafe { &mut *entry.as_mut_ptr() };
+        fill_header_here(&mut event.header, kind::PROCESS_SYSCALL, size_of::<SyscallEvent>() as u32, &member, pid_tgid);
+        event.nr = SOCKET_NR;
+        event.action = verdict;
+        event.rule_id = RAW_SOCKET_RULE;
+        event._pad = 0;
+        entry.submit(0);
+    } else {
+        count(Counter::DecisionRingbufFull);
+    }
+    if verdict == action::DENY { REFUSE } else { ALLOW }
+}
+
+/// The header, from what a cgroup program may read (no task struct: the start time
+/// is left 0 for userspace to fill in).
+#[inline(always)]
+fn fill_header_here(
+    header: &mut monitor_common::event::EventHeader,
+    record_kind: u16,
+    size: u32,
+    member: &monitor_common::session::SessionMember,
+    pid_tgid: u64,
+) {
+    let uid_gid = bpf_get_current_uid_gid();
+    header.kind = record_kind;
+    header.flags = 0;
+    header.size = size;
+    // SAFETY: helper without preconditions.
+    header.time_ns = unsafe { bpf_ktime_get_boot_ns() };
+    header.session_id = member.session_id;
+    header.tgid = (pid_tgid >> 32) as u32;
+    header.tid = pid_tgid as u32;
+    header.uid = uid_gid as u32;
+    header.gid = (uid_gid >> 32) as u32;
+    header.start_time_ns = 0;
 }
 
 /// The address in the trie's form: IPv6, IPv4 mapped (`::ffff:a.b.c.d`).
@@ -169,19 +236,7 @@ fn report(
     };
     // SAFETY: the entry is ours until submitted; every field is written below.
     let event = unsafe { &mut *entry.as_mut_ptr() };
-    let uid_gid = bpf_get_current_uid_gid();
-    event.header.kind = record_kind;
-    event.header.flags = 0;
-    event.header.size = size_of::<ConnectEvent>() as u32;
-    // SAFETY: helper without preconditions.
-    event.header.time_ns = unsafe { bpf_ktime_get_boot_ns() };
-    event.header.session_id = member.session_id;
-    event.header.tgid = (pid_tgid >> 32) as u32;
-    event.header.tid = pid_tgid as u32;
-    event.header.uid = uid_gid as u32;
-    event.header.gid = (uid_gid >> 32) as u32;
-    // Not readable from this program type; userspace knows the process.
-    event.header.start_time_ns = 0;
+    fill_header_here(&mut event.header, record_kind, size_of::<ConnectEvent>() as u32, member, pid_tgid);
     event.ret = if verdict == action::DENY { -1 } else { 0 };
     event.fd = u32::MAX;
     event.action = verdict;

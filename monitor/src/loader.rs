@@ -4,7 +4,7 @@
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, RawTracePoint},
+    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, RawTracePoint},
 };
 use monitor_common::{config::KERNEL_CONFIG, maps};
 
@@ -46,8 +46,18 @@ pub fn attach_network(ebpf: &mut Ebpf, cgroup: &std::fs::File) -> Result<(), Loa
             .attach(cgroup, CgroupAttachMode::Single)
             .map_err(|source| LoadError::Cgroup { program, attach, source })?;
     }
+    let (program, attach) = SOCK_CREATE;
+    let sock_create: &mut CgroupSock = ebpf
+        .program_mut(program)
+        .ok_or(LoadError::MissingProgram(program))?
+        .try_into()
+        .map_err(|source| LoadError::Cgroup { program, attach, source })?;
+    sock_create.attach(cgroup, CgroupAttachMode::Single).map_err(|source| LoadError::Cgroup { program, attach, source })?;
     Ok(())
 }
+
+/// Refuses raw and ICMP sockets where connections are restricted.
+const SOCK_CREATE: (&str, &str) = ("sock_create", "cgroup/sock_create");
 
 fn cgroup_program<'a>(
     ebpf: &'a mut Ebpf,
@@ -154,6 +164,13 @@ impl Probes {
                 .load()
                 .map_err(|source| LoadError::Cgroup { program, attach, source })?;
         }
+        let (program, attach) = SOCK_CREATE;
+        let sock_create: &mut CgroupSock = ebpf
+            .program_mut(program)
+            .ok_or(LoadError::MissingProgram(program))?
+            .try_into()
+            .map_err(|source| LoadError::Cgroup { program, attach, source })?;
+        sock_create.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
         Ok(Probes { ebpf, sessions, events, decisions, counters, rules })
     }
 }

@@ -4,7 +4,10 @@ use std::io;
 
 use monitor_common::{
     event::{EventHeader, flags, kind, open_syscall},
-    policy::{IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE, SHARED_FILES_RULE, action},
+    policy::{
+        IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE, RAW_SOCKET_RULE, SHARED_FILES_RULE,
+        action,
+    },
 };
 
 use crate::{
@@ -184,6 +187,7 @@ impl Pipeline {
                     libc::SYS_pidfd_getfd => "pidfd_getfd",
                     libc::SYS_open_by_handle_at => "open_by_handle_at",
                     _ if nr == u32::MAX => "clone(CLONE_FILES)",
+                    _ if nr == u32::MAX - 1 => "socket(raw or ICMP)",
                     _ => "unknown",
                 };
                 event.syscall = Some(event::Syscall { name, nr });
@@ -234,6 +238,8 @@ impl Pipeline {
         let Some(policy) = &self.policy else { return Decision::ALLOW };
         let rule = if verdict.rule_id == SHARED_FILES_RULE {
             Some("a process may not share its parent's descriptor table where files are restricted: it would keep what a killed violator opened".to_owned())
+        } else if verdict.rule_id == RAW_SOCKET_RULE {
+            Some("raw and ICMP sockets are refused where connections are restricted: they send without the connect checks".to_owned())
         } else if verdict.rule_id == OPEN_BY_HANDLE_RULE {
             Some("open_by_handle_at is refused where files are restricted: the file it opens may have no path a rule can name".to_owned())
         } else if verdict.rule_id == PIDFD_GETFD_RULE {

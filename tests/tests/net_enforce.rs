@@ -203,3 +203,17 @@ fn a_host_name_rule_allows_the_addresses_it_resolves_to() {
     let events = connect_events(&session);
     assert_eq!(events[0]["decision"]["rule"], format!("network.connect[0] localhost:{allowed}"));
 }
+
+#[test]
+fn raw_and_icmp_sockets_are_refused_where_connections_are_restricted() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("net-raw");
+    let session = run(&dir, "    on_violation: deny\n    network:\n      connect: [\"127.0.0.1:9\"]\n", &[PROBE, "raw-socket"]);
+    assert_eq!(session.stdout.trim(), EPERM, "{}", session.dump());
+    assert_eq!(session.violations()[0]["syscall"]["name"], "socket(raw or ICMP)");
+    // Where connections are not restricted, a root agent may open one.
+    let open = run(&dir, "    exec: [/]\n", &[PROBE, "raw-socket"]);
+    assert!(open.stdout.starts_with("fd="), "{}", open.dump());
+}

@@ -100,6 +100,9 @@ pub fn session_flags_for(profile: &Profile, acts_for_user: bool) -> u32 {
     if profile.exec.is_some() {
         flags |= session_flags::RESTRICTS_EXEC;
     }
+    if profile.connect.is_some() {
+        flags |= session_flags::RESTRICTS_CONNECT;
+    }
     flags
 }
 

@@ -111,6 +111,16 @@ fn main() {
             println!("wrote");
         }
         "spawn-daemon" => spawn_daemon(),
+        "raw-socket" => {
+            // A raw ICMP socket: it sends without connect() or the sendmsg hooks.
+            // SAFETY: plain socket(2).
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+            if fd < 0 {
+                println!("error={}", std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+            } else {
+                println!("fd={fd}");
+            }
+        }
         "open-mode3" => {
             // Access mode 3 (O_WRONLY|O_RDWR): an ioctl-only descriptor, neither mode bit set.
             // SAFETY: valid C string.
