@@ -47,13 +47,18 @@ pub fn attach_network(ebpf: &mut Ebpf, cgroup: &std::fs::File) -> Result<(), Loa
             .map_err(|source| LoadError::Cgroup { program, attach, source })?;
     }
     let (program, attach) = SOCK_CREATE;
-    let sock_create: &mut CgroupSock = ebpf
-        .program_mut(program)
+    sock_create_program(ebpf)?
+        .attach(cgroup, CgroupAttachMode::Single)
+        .map_err(|source| LoadError::Cgroup { program, attach, source })?;
+    Ok(())
+}
+
+fn sock_create_program(ebpf: &mut Ebpf) -> Result<&mut CgroupSock, LoadError> {
+    let (program, attach) = SOCK_CREATE;
+    ebpf.program_mut(program)
         .ok_or(LoadError::MissingProgram(program))?
         .try_into()
-        .map_err(|source| LoadError::Cgroup { program, attach, source })?;
-    sock_create.attach(cgroup, CgroupAttachMode::Single).map_err(|source| LoadError::Cgroup { program, attach, source })?;
-    Ok(())
+        .map_err(|source| LoadError::Cgroup { program, attach, source })
 }
 
 /// Refuses raw and ICMP sockets where connections are restricted.
@@ -165,12 +170,7 @@ impl Probes {
                 .map_err(|source| LoadError::Cgroup { program, attach, source })?;
         }
         let (program, attach) = SOCK_CREATE;
-        let sock_create: &mut CgroupSock = ebpf
-            .program_mut(program)
-            .ok_or(LoadError::MissingProgram(program))?
-            .try_into()
-            .map_err(|source| LoadError::Cgroup { program, attach, source })?;
-        sock_create.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
+        sock_create_program(&mut ebpf)?.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
         Ok(Probes { ebpf, sessions, events, decisions, counters, rules })
     }
 }
