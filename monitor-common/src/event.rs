@@ -202,14 +202,6 @@ pub struct PendingConnect {
     pub addr: [u8; SOCKADDR_MAX_BYTES],
 }
 
-/// State kept between entry and exit of an open-family syscall (map value).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PendingOpen {
-    pub syscall: u32,
-    pub open_flags: u32,
-}
-
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 48);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 48 + 16);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 48 + 8);
@@ -218,7 +210,6 @@ const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + 32 + ARGV_MAX_BY
 const _: () = assert!(core::mem::size_of::<FileOpenEvent>() == 48 + 40 + PATH_BUF_BYTES);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 48 + 24 + SOCKADDR_MAX_BYTES);
 const _: () = assert!(core::mem::size_of::<PendingConnect>() == 16 + SOCKADDR_MAX_BYTES);
-const _: () = assert!(core::mem::size_of::<PendingOpen>() == 8);
 const _: () = assert!(PATH_BUF_BYTES.is_power_of_two() && PATH_MAX_BYTES < PATH_BUF_BYTES);
 const _: () = assert!(ARGV_MAX_BYTES.is_power_of_two());
 
@@ -230,6 +221,5 @@ pub const FILE_OPEN_PATH_OFFSET: usize = core::mem::offset_of!(FileOpenEvent, pa
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY (all): repr(C), integers and byte arrays only, padding spelled out.
-    unsafe impl aya::Pod for super::PendingOpen {}
     unsafe impl aya::Pod for super::PendingConnect {}
 }

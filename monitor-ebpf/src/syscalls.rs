@@ -14,7 +14,7 @@ use aya_ebpf::{
 use monitor_common::{
     event::{
         ConnectEvent, PendingConnect,
-        PendingOpen, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
+        SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
     },
     maps::Counter,
     policy::{IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, action, allow, session_flags},
@@ -189,7 +189,6 @@ fn try_exit_open(ctx: &RawTracePointContext, regs: u64, syscall: u32) -> Result<
         open_syscall::CREAT => O_CREAT | O_WRONLY | O_TRUNC,
         _ => UNTRUSTED_FLAGS,
     };
-    let pending = PendingOpen { syscall, open_flags }; // the open in hand (no map)
     let ret: i64 = ctx.arg(1);
     if ret < 0 {
         return Ok(()); // nothing was opened, so there is no file to resolve
@@ -206,8 +205,8 @@ fn try_exit_open(ctx: &RawTracePointContext, regs: u64, syscall: u32) -> Result<
     if !fill_header(&mut event.header, kind::FILE_OPEN, 0, member.session_id) {
         event_flags |= flags::READ_ERROR;
     }
-    event.syscall = pending.syscall;
-    event.open_flags = pending.open_flags;
+    event.syscall = syscall;
+    event.open_flags = open_flags;
     event.fd = ret as u32;
     event.f_mode = 0;
     event.ino = 0;
@@ -227,7 +226,7 @@ fn try_exit_open(ctx: &RawTracePointContext, regs: u64, syscall: u32) -> Result<
                     event.ino = described.ino;
                     event.dev = described.resolved.dev;
                     event_flags |= described.resolved.flags;
-                    let requested = requested_access(event.f_mode, pending.open_flags);
+                    let requested = requested_access(event.f_mode, open_flags);
                     let object = Object {
                         inode: described.inode,
                         dentry: described.dentry,
