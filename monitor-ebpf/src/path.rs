@@ -11,7 +11,13 @@
 //! put in front of what is already there, so one loop yields `/etc/hostname/`, the
 //! form both events and rule keys use (see `monitor_common::event`).
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel_buf, generated::bpf_probe_read_kernel_str};
+use aya_ebpf::{
+    cty::c_void,
+    helpers::{
+        bpf_probe_read_kernel_buf,
+        generated::{bpf_loop, bpf_probe_read_kernel_str},
+    },
+};
 use monitor_common::{
     event::{NAME_MAX_BYTES, PATH_MAX_BYTES, PATH_MAX_COMPONENTS, flags},
     policy::NAME_KEY_BYTES,
@@ -45,68 +51,140 @@ pub struct Resolved {
 }
 
 const END: u32 = PATH_MAX_BYTES as u32;
+/// `SB_KERNMOUNT` (include/linux/fs.h): a filesystem mounted by the kernel for itself.
+const SB_KERNMOUNT: u64 = 1 << 22;
+
+/// State of a walk between the steps `bpf_loop` runs.
+#[repr(C)]
+struct Walk {
+    /// The dentry whose name the next step writes.
+    dentry: u64,
+    sb: u64,
+    /// Where the path written so far starts; it ends with '/' at END - 1.
+    pos: u32,
+    components: u32,
+    outcome: u32,
+    _pad: u32,
+}
+
+/// `Walk::outcome`.
+const WALKING: u32 = 0;
+/// Reached the filesystem's root (or a kernel-internal filesystem's top).
+const AT_ROOT: u32 = 1;
+/// Stopped before the root: too deep, too long, or a disconnected dentry.
+const CUT_SHORT: u32 = 2;
+const FAILED: u32 = 3;
 
 /// Walks `dentry` to its filesystem's root, writing the path into `scratch.buf`.
+///
+/// The steps run under `bpf_loop`, so the verifier checks one step instead of every
+/// iteration of an unrolled loop (which made loading the LSM programs take seconds).
+/// Invariant: `scratch` is this CPU's `KEY_SCRATCH.path`, which each step fetches
+/// itself (a step receives only the `Walk`).
 #[inline(always)]
-pub fn resolve(mut dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadError> {
+pub fn resolve(dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadError> {
     let sb = read_ptr(dentry, config!(offsets.dentry_d_sb))?;
     let dev = read::<u32>(sb, config!(offsets.super_block_s_dev))?;
     scratch.leaf = [0; NAME_KEY_BYTES];
-    // `pos` is where the path written so far starts; it ends with '/' at END - 1.
-    let mut pos: u32 = END;
-    let mut components: u32 = 0;
-    let mut path_flags = flags::PATH_TRUNCATED;
-    while components < PATH_MAX_COMPONENTS {
-        let parent = read_ptr(dentry, config!(offsets.dentry_d_parent))?;
-        if parent == dentry {
-            path_flags = 0;
-            break;
-        }
-        let name = read_ptr(dentry, config!(offsets.dentry_d_name) + config!(offsets.qstr_name))?;
-        // SAFETY: bounded by the buffer; the helper checks `name`.
-        let n = unsafe {
-            bpf_probe_read_kernel_str(scratch.name.as_mut_ptr().cast(), NAME_MAX_BYTES as u32, name as *const _)
-        };
-        if n <= 1 {
-            return Err(ReadError);
-        }
-        let len = (n - 1) as u32; // without the NUL
-        if components == 0 {
-            // SAFETY: as above, into the zeroed leaf key.
-            unsafe {
-                bpf_probe_read_kernel_str(scratch.leaf.as_mut_ptr().cast(), NAME_KEY_BYTES as u32, name as *const _)
-            };
-        }
-        // Room for "/" + name + "/" below pos (the leading "/" comes at the end).
-        if len + 2 > pos {
-            break;
-        }
-        pos -= len + 1;
-        let at = opaque(pos) & (PATH_MAX_BYTES as u32);
-        let n = opaque(len) & (NAME_MAX_BYTES as u32 - 1);
-        // SAFETY: at + n < buf.len(); the source is our own scratch.
-        let copied = unsafe {
-            bpf_probe_read_kernel_buf(
-                scratch.name.as_ptr(),
-                core::slice::from_raw_parts_mut(scratch.buf.as_mut_ptr().add(at as usize), n as usize),
-            )
-        };
-        if copied.is_err() {
-            return Err(ReadError);
-        }
-        scratch.buf[((at + n) as usize) % scratch.buf.len()] = b'/';
-        components += 1;
-        dentry = parent;
+    let mut walk = Walk { dentry, sb, pos: END, components: 0, outcome: WALKING, _pad: 0 };
+    // SAFETY: the callback is a BPF subprogram taking (index, ctx); ctx points to
+    // `walk`, which outlives the call.
+    unsafe {
+        bpf_loop(
+            PATH_MAX_COMPONENTS + 1,
+            walk_step as *mut c_void,
+            core::ptr::addr_of_mut!(walk).cast(),
+            0,
+        )
+    };
+    let path_flags = match walk.outcome {
+        AT_ROOT => 0,
+        FAILED => return Err(ReadError),
+        _ => flags::PATH_TRUNCATED,
+    };
+    // The leading '/' (for the filesystem's root, the whole path). A step leaves room
+    // for it: walk.pos >= 1.
+    if walk.pos == 0 {
+        return Err(ReadError);
     }
-    if pos == END {
-        // The filesystem's root: "/".
-        pos -= 1;
-        scratch.buf[pos as usize] = b'/';
-    } else {
-        pos -= 1;
-        scratch.buf[(opaque(pos) & (PATH_MAX_BYTES as u32)) as usize] = b'/';
+    let pos = opaque(walk.pos - 1) & (PATH_MAX_BYTES as u32);
+    scratch.buf[pos as usize] = b'/';
+    Ok(Resolved { start: pos, len: END - pos, dev, flags: path_flags, components: walk.components })
+}
+
+/// One step of the walk: writes the name of `walk.dentry` in front of the path and moves
+/// to its parent. Returns 1 to stop, 0 to go on.
+#[inline(never)]
+extern "C" fn walk_step(_index: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: `resolve` passes its `Walk`.
+    let walk = unsafe { &mut *(ctx as *mut Walk) };
+    let Some(scratch) = crate::policy::key_scratch() else {
+        walk.outcome = FAILED;
+        return 1;
+    };
+    walk.outcome = step(walk, &mut scratch.path);
+    if walk.outcome == WALKING { 0 } else { 1 }
+}
+
+#[inline(always)]
+fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
+    if walk.components >= PATH_MAX_COMPONENTS {
+        return CUT_SHORT;
     }
-    Ok(Resolved { start: pos, len: END - pos, dev, flags: path_flags, components })
+    let dentry = walk.dentry;
+    let Ok(parent) = read_ptr(dentry, config!(offsets.dentry_d_parent)) else {
+        return FAILED;
+    };
+    if parent == dentry {
+        // The top of the tree. Unless it is the filesystem's root, the dentry is
+        // disconnected (open_by_handle_at, some NFS mounts): its path cannot be named,
+        // and stays flagged as cut short (fail closed). Files of kernel-internal mounts
+        // (pipes, sockets, memfds) have no root and no name a rule could use; they keep
+        // the empty path.
+        let (Ok(root), Ok(sb_flags)) = (
+            read_ptr(walk.sb, config!(offsets.super_block_s_root)),
+            read::<u64>(walk.sb, config!(offsets.super_block_s_flags)),
+        ) else {
+            return FAILED;
+        };
+        return if dentry == root || sb_flags & SB_KERNMOUNT != 0 { AT_ROOT } else { CUT_SHORT };
+    }
+    let Ok(name) = read_ptr(dentry, config!(offsets.dentry_d_name) + config!(offsets.qstr_name)) else {
+        return FAILED;
+    };
+    // SAFETY: bounded by the buffer; the helper checks `name`.
+    let n = unsafe { bpf_probe_read_kernel_str(scratch.name.as_mut_ptr().cast(), NAME_MAX_BYTES as u32, name as *const _) };
+    if n <= 1 {
+        return FAILED;
+    }
+    let len = (n - 1) as u32; // without the NUL
+    if walk.components == 0 {
+        // SAFETY: as above, into the zeroed leaf key.
+        unsafe { bpf_probe_read_kernel_str(scratch.leaf.as_mut_ptr().cast(), NAME_KEY_BYTES as u32, name as *const _) };
+    }
+    // Room for "/" + name + "/" below pos (the leading "/" comes at the end).
+    let pos = opaque(walk.pos) & (PATH_MAX_BYTES as u32);
+    if len + 2 > pos {
+        return CUT_SHORT;
+    }
+    let pos = pos - (len + 1);
+    let at = opaque(pos) & (PATH_MAX_BYTES as u32);
+    let n = opaque(len) & (NAME_MAX_BYTES as u32 - 1);
+    // SAFETY: at + n < buf.len(); the source is our own scratch.
+    let copied = unsafe {
+        bpf_probe_read_kernel_buf(
+            scratch.name.as_ptr(),
+            core::slice::from_raw_parts_mut(scratch.buf.as_mut_ptr().add(at as usize), n as usize),
+        )
+    };
+    if copied.is_err() {
+        return FAILED;
+    }
+    scratch.buf[((at + n) as usize) % scratch.buf.len()] = b'/';
+    walk.pos = pos;
+    walk.components += 1;
+    walk.dentry = parent;
+    WALKING
 }
 
 /// Copies the resolved path into a record's path buffer; returns the bytes copied.
