@@ -83,6 +83,13 @@ pub struct KernelOffsets {
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub binprm_file: u32,
+    /// `super_block.s_root` and `.s_flags`: a walk that ends at a dentry other than
+    /// its filesystem's root ended at a disconnected dentry.
+    pub super_block_s_root: u32,
+    pub super_block_s_flags: u32,
+    /// `msghdr.msg_name` (the kernel's copy of a `sendmsg` destination).
+    pub msghdr_msg_name: u32,
+    pub _pad: u32,
 }
 
 /// Everything the programs take from the daemon at load time.
@@ -97,10 +104,10 @@ pub struct KernelConfig {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 29 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 33 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 32);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 116 + 24 + 32 + 8);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 132 + 24 + 32 + 8);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -135,6 +142,10 @@ impl KernelConfig {
             mm_arg_start: 0,
             mm_arg_end: 0,
             binprm_file: 0,
+            super_block_s_root: 0,
+            super_block_s_flags: 0,
+            msghdr_msg_name: 0,
+            _pad: 0,
         },
         regs: RegsOffsets { arg0: 0, arg1: 0, arg2: 0, _pad: 0, syscall_nr: 0, syscall_nr_size: 0 },
         syscalls: SyscallNumbers {

@@ -21,8 +21,13 @@ pub mod kind {
     pub const PROCESS_EXIT: u16 = 3;
     /// A session member made a syscall its profile refuses ([`super::SyscallEvent`]).
     pub const PROCESS_SYSCALL: u16 = 4;
+    /// A session member acted against the monitor itself ([`super::TamperEvent`]).
+    pub const PROCESS_TAMPER: u16 = 5;
     /// A session member opened a file ([`super::FileOpenEvent`]).
     pub const FILE_OPEN: u16 = 100;
+    /// A session member changed the file tree: unlink, rename, truncate, create,
+    /// link, chmod, ... ([`super::FileChangeEvent`]; BPF LSM tier only).
+    pub const FILE_CHANGE: u16 = 101;
     /// A session member called `connect` ([`super::ConnectEvent`]).
     pub const NET_CONNECT: u16 = 200;
     /// A session member sent to an address it may not (reported only when refused).
@@ -41,6 +46,8 @@ pub mod flags {
     pub const READ_ERROR: u16 = 1 << 2;
     /// Fork: the child could not be added to the session (membership map full).
     pub const CHILD_NOT_TRACKED: u16 = 1 << 3;
+    /// Decided by a BPF LSM hook, before the operation took place.
+    pub const LSM: u16 = 1 << 4;
 }
 
 /// Bytes of path a record can carry (a longer path is flagged `PATH_TRUNCATED`).
@@ -141,6 +148,44 @@ pub mod open_syscall {
     pub const OPENAT2: u32 = 3;
     pub const CREAT: u32 = 4;
     pub const OPEN_BY_HANDLE_AT: u32 = 5;
+    /// Seen by the LSM `file_open` hook, which does not know the syscall.
+    pub const LSM_OPEN: u32 = 6;
+    /// A descriptor received from another process (`SCM_RIGHTS`, `pidfd_getfd`),
+    /// judged like an open by the LSM `file_receive` hook.
+    pub const RECEIVE: u32 = 7;
+}
+
+/// What a [`FileChangeEvent`] did (`op`).
+pub mod file_op {
+    pub const UNLINK: u32 = 1;
+    pub const RMDIR: u32 = 2;
+    /// The old name of a rename.
+    pub const RENAME_FROM: u32 = 3;
+    /// The new name of a rename.
+    pub const RENAME_TO: u32 = 4;
+    pub const TRUNCATE: u32 = 5;
+    /// A new file (`mknod`, or `open` with `O_CREAT`).
+    pub const CREATE: u32 = 6;
+    pub const MKDIR: u32 = 7;
+    pub const SYMLINK: u32 = 8;
+    /// The new name of a hard link.
+    pub const LINK: u32 = 9;
+    pub const CHMOD: u32 = 10;
+    pub const CHOWN: u32 = 11;
+}
+
+/// What a [`TamperEvent`] attempted (`op`).
+pub mod tamper_op {
+    /// A signal to the monitor (`arg`: the signal).
+    pub const SIGNAL: u32 = 1;
+    /// ptrace or /proc/PID/mem access to the monitor (`arg`: the ptrace mode bits).
+    pub const PTRACE: u32 = 2;
+    /// The `bpf()` syscall (`arg`: the command).
+    pub const BPF: u32 = 3;
+    /// mount, bind mount or move_mount.
+    pub const MOUNT: u32 = 4;
+    pub const UMOUNT: u32 = 5;
+    pub const REMOUNT: u32 = 6;
 }
 
 /// A successful open. Variable-sized: ends after `path_len` bytes of `path`.
@@ -166,6 +211,45 @@ pub struct FileOpenEvent {
     pub rule_id: u32,
     /// Path of the opened file (see the module doc for the encoding).
     pub path: [u8; PATH_BUF_BYTES],
+}
+
+/// A change to the file tree (BPF LSM tier). Variable-sized: ends after `path_len`
+/// bytes of `path`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileChangeEvent {
+    pub header: EventHeader,
+    /// One of [`file_op`].
+    pub op: u32,
+    /// One of `crate::policy::action`.
+    pub action: u32,
+    /// Entry that decided (`crate::policy::NO_RULE` if none matched).
+    pub rule_id: u32,
+    /// Device of the filesystem `path` is relative to (kernel `dev_t`).
+    pub dev: u32,
+    /// Inode of the file (0 for a name that does not exist yet).
+    pub ino: u64,
+    pub path_len: u32,
+    pub _pad: u32,
+    /// Path of the name changed (see the module doc for the encoding).
+    pub path: [u8; PATH_BUF_BYTES],
+}
+
+/// An attempt against the monitor itself, always refused (BPF LSM tier; sent on the
+/// decisions ring buffer).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TamperEvent {
+    pub header: EventHeader,
+    /// One of [`tamper_op`].
+    pub op: u32,
+    /// Process the attempt was aimed at (0 when none: `bpf`, mounts).
+    pub target_tgid: u32,
+    /// Signal, ptrace mode or `bpf` command, per `op`.
+    pub arg: u64,
+    /// One of `crate::policy::action` (`DENY`, or `KILL`: refused and killed).
+    pub action: u32,
+    pub rule_id: u32,
 }
 
 /// A `connect` call and its result (kind `NET_CONNECT`), or a refused send or bind
@@ -209,6 +293,8 @@ const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 48 + 16);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + 32 + ARGV_MAX_BYTES + PATH_BUF_BYTES);
 const _: () = assert!(core::mem::size_of::<FileOpenEvent>() == 48 + 40 + PATH_BUF_BYTES);
 const _: () = assert!(core::mem::size_of::<ConnectEvent>() == 48 + 24 + SOCKADDR_MAX_BYTES);
+const _: () = assert!(core::mem::size_of::<FileChangeEvent>() == 48 + 32 + PATH_BUF_BYTES);
+const _: () = assert!(core::mem::size_of::<TamperEvent>() == 48 + 24);
 const _: () = assert!(core::mem::size_of::<PendingConnect>() == 16 + SOCKADDR_MAX_BYTES);
 const _: () = assert!(PATH_BUF_BYTES.is_power_of_two() && PATH_MAX_BYTES < PATH_BUF_BYTES);
 const _: () = assert!(ARGV_MAX_BYTES.is_power_of_two());
@@ -217,6 +303,8 @@ const _: () = assert!(ARGV_MAX_BYTES.is_power_of_two());
 pub const EXEC_PATH_OFFSET: usize = core::mem::offset_of!(ExecEvent, path);
 /// Bytes of a file-open record before its path.
 pub const FILE_OPEN_PATH_OFFSET: usize = core::mem::offset_of!(FileOpenEvent, path);
+/// Bytes of a file-change record before its path.
+pub const FILE_CHANGE_PATH_OFFSET: usize = core::mem::offset_of!(FileChangeEvent, path);
 
 #[cfg(feature = "user")]
 mod pod {

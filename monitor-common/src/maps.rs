@@ -28,6 +28,21 @@ pub const DENIED_INODES: &str = "DENIED_INODES";
 /// Capacity of [`DENIED_INODES`] (files under deny entries, all policies).
 pub const DENIED_INODES_MAX: u32 = 262_144;
 
+/// Which resources the BPF LSM hooks enforce: index 0 -> bits of [`lsm_tier`].
+pub const LSM_TIERS: &str = "LSM_TIERS";
+
+/// Bits of [`LSM_TIERS`]. The daemon sets a bit only once the hooks attached and were
+/// seen to run; where a bit is clear, the tracepoint and cgroup programs (tier 2)
+/// enforce that resource and the LSM hooks stand aside.
+pub mod lsm_tier {
+    pub const FILES: u32 = 1;
+    pub const EXEC: u32 = 2;
+    pub const NET: u32 = 4;
+}
+
+/// The monitor's own files: [`crate::policy::ProtectedInode`] -> 1.
+pub const PROTECTED_INODES: &str = "PROTECTED_INODES";
+
 /// Principals by policy id: u32 -> [`crate::policy::Principal`].
 pub const PRINCIPALS: &str = "PRINCIPALS";
 /// The principals' groups: [policy id, gid] -> 1 (one lookup instead of a loop in
@@ -57,10 +72,14 @@ pub enum Counter {
     /// A violation could not be reported: the decisions ring buffer was full (the
     /// violation was still enforced).
     DecisionRingbufFull = 4,
+    /// The LSM `file_open` hook ran for the monitor's own process: proof, checked at
+    /// start, that BPF LSM programs are active on this kernel (they can attach and
+    /// still never run when `bpf` is missing from the kernel's `lsm=` list).
+    LsmSelfTest = 5,
 }
 
 /// Number of entries of [`COUNTERS`].
-pub const COUNTERS_LEN: u32 = 5;
+pub const COUNTERS_LEN: u32 = 6;
 
 impl Counter {
     /// Every counter, in index order.
@@ -70,6 +89,7 @@ impl Counter {
         Counter::KernelReadError,
         Counter::PendingMapFull,
         Counter::DecisionRingbufFull,
+        Counter::LsmSelfTest,
     ];
 
     /// Stable name used in events and status output.
@@ -80,6 +100,7 @@ impl Counter {
             Counter::KernelReadError => "kernel_read_error",
             Counter::PendingMapFull => "pending_map_full",
             Counter::DecisionRingbufFull => "decision_ringbuf_full",
+            Counter::LsmSelfTest => "lsm_self_test",
         }
     }
 }

@@ -91,6 +91,21 @@ pub const RAW_SOCKET_RULE: u32 = u32::MAX - 6;
 pub const OPEN_BY_HANDLE_RULE: u32 = u32::MAX - 5;
 /// `rule_id` of a refused `pidfd_getfd` (taking another process's descriptor).
 pub const PIDFD_GETFD_RULE: u32 = u32::MAX - 4;
+/// `rule_id` of an operation against the monitor itself (signal, ptrace, `bpf()`,
+/// mount changes, writing its policy or binary): refused for every session member,
+/// whatever its profile.
+pub const SELF_PROTECTION_RULE: u32 = u32::MAX - 7;
+
+/// Key of `PROTECTED_INODES`: a file of the monitor's own (policy, binary) that no
+/// session member may change.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtectedInode {
+    /// Kernel-internal dev_t of the filesystem (as the walk reads it).
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
 
 /// `rule_id` of a denial by the principal's permissions: the profile allowed the
 /// access, the user the session acts for could not have made it.
@@ -139,6 +154,10 @@ pub mod session_flags {
     /// The profile restricts connections (has `network.connect`): raw and ICMP
     /// sockets, which send without the connect/sendmsg hooks, are refused.
     pub const RESTRICTS_CONNECT: u32 = 64;
+    /// A violation also kills the violator (`on_violation: kill` or `kill-session`);
+    /// without it an LSM hook only refuses the operation (`deny`). The tracepoint tier
+    /// cannot refuse, so it kills either way.
+    pub const KILL_ON_VIOLATION: u32 = 128;
 }
 
 /// What the kernel did about an event (`FileOpenEvent::action`, `ExecEvent::action`).
@@ -166,6 +185,7 @@ mod pod {
     unsafe impl aya::Pod for super::PathKey {}
     unsafe impl aya::Pod for super::NameKey {}
     unsafe impl aya::Pod for super::RuleValue {}
+    unsafe impl aya::Pod for super::ProtectedInode {}
     unsafe impl aya::Pod for super::NetKey {}
     unsafe impl aya::Pod for super::Principal {}
     unsafe impl aya::Pod for super::InodeKey {}

@@ -12,7 +12,7 @@ use monitor_common::{
     session::SessionMember,
 };
 
-use crate::maps::{COUNTERS, DECISIONS, EVENTS, SESSIONS};
+use crate::maps::{COUNTERS, DECISIONS, EVENTS, LSM_TIERS, SESSIONS};
 
 /// Patched by the daemon before load (see `monitor_common::config`).
 #[unsafe(no_mangle)]
@@ -73,6 +73,12 @@ pub fn current_tgid() -> u32 {
 pub fn session_of(tgid: u32) -> Option<SessionMember> {
     // SAFETY: the value is copied out at once; entries are plain integers.
     unsafe { SESSIONS.get(&tgid) }.copied()
+}
+
+/// Whether the LSM hooks enforce `resource` (a bit of `monitor_common::maps::lsm_tier`).
+#[inline(always)]
+pub fn lsm_enforces(resource: u32) -> bool {
+    LSM_TIERS.get(0).is_some_and(|bits| *bits & resource != 0)
 }
 
 #[inline(always)]
@@ -162,6 +168,19 @@ pub trait PathRecord: Sized {
 
 impl PathRecord for ExecEvent {
     const PATH_OFFSET: usize = EXEC_PATH_OFFSET;
+    fn header_mut(&mut self) -> &mut EventHeader {
+        &mut self.header
+    }
+    fn path_len(&self) -> u32 {
+        self.path_len
+    }
+    fn action(&self) -> u32 {
+        self.action
+    }
+}
+
+impl PathRecord for monitor_common::event::FileChangeEvent {
+    const PATH_OFFSET: usize = monitor_common::event::FILE_CHANGE_PATH_OFFSET;
     fn header_mut(&mut self) -> &mut EventHeader {
         &mut self.header
     }

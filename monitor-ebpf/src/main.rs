@@ -1,18 +1,27 @@
 //! agent-monitor's eBPF programs.
 //!
 //! Every hook starts with one lookup of the current tgid in `SESSIONS`; processes
-//! outside every session return right there. Only raw tracepoints are used: they need
-//! no tracefs, work on every kernel this project supports, and carry the syscall
-//! number so one object serves x86_64 and aarch64 (numbers come from userspace).
+//! outside every session return right there.
+//!
+//! Two tiers enforce the same compiled policy. Tier 1, where the kernel runs BPF LSM
+//! programs: LSM hooks refuse an operation before it happens (`lsm_files`, `lsm_net`,
+//! `self_protection`). Tier 2, everywhere: raw tracepoints (no tracefs needed; they
+//! carry the syscall number, so one object serves x86_64 and aarch64) kill a violator
+//! before it returns to user space, and cgroup socket hooks refuse network access.
+//! Userspace picks the tier per resource and says which in `LSM_TIERS`.
 #![no_std]
 #![no_main]
 
+mod file;
 mod kernel;
+mod lsm_files;
+mod lsm_net;
 mod maps;
 mod net;
 mod path;
 mod policy;
 mod process;
+mod self_protection;
 mod syscalls;
 
 #[cfg(not(test))]

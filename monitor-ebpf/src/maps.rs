@@ -1,10 +1,11 @@
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    event::{ExecEvent, FileOpenEvent, PendingConnect},
+    event::{ExecEvent, FileChangeEvent, FileOpenEvent, PendingConnect},
     maps::{COUNTERS_LEN, DECISIONS_BYTES, EVENTS_BYTES, PENDING_MAX, SESSIONS_MAX},
+    policy::ProtectedInode,
     session::SessionMember,
 };
 
@@ -33,3 +34,13 @@ pub static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> =
 pub static FILE_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static CHANGE_SCRATCH: PerCpuArray<FileChangeEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Index 0: bits of `monitor_common::maps::lsm_tier`, written by userspace at start.
+#[map]
+pub static LSM_TIERS: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The monitor's own files (see `monitor_common::maps::PROTECTED_INODES`).
+#[map]
+pub static PROTECTED_INODES: HashMap<ProtectedInode, u8> = HashMap::with_max_entries(64, 0);

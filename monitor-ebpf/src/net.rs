@@ -22,8 +22,8 @@ use crate::{
 #[map]
 pub static NET_RULES: LpmTrie<[u8; 24], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, 0);
 
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
 const ALLOW: i32 = 1;
 const REFUSE: i32 = 0;
 
@@ -165,7 +165,7 @@ fn address<const V6: bool>(ctx: &SockAddrContext) -> [u8; 16] {
 }
 
 #[inline(always)]
-fn lookup(policy: u32, op: u16, port: u16, addr: &[u8; 16]) -> Option<RuleValue> {
+pub fn lookup(policy: u32, op: u16, port: u16, addr: &[u8; 16]) -> Option<RuleValue> {
     let mut data = [0u8; 24];
     data[0..4].copy_from_slice(&policy.to_ne_bytes());
     data[4..6].copy_from_slice(&op.to_ne_bytes());

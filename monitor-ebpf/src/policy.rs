@@ -45,8 +45,9 @@ pub struct Object {
     pub inode: u64,
     /// `struct dentry *` of the file (its parent decides creation).
     pub dentry: u64,
-    /// The open created the file.
-    pub created: bool,
+    /// The access is judged by the file's directory (the file is being created,
+    /// removed or renamed): the principal needs write and search permission there.
+    pub by_directory: bool,
     /// Inode number (for `DENIED_INODES`).
     pub ino: u64,
 }
@@ -54,8 +55,8 @@ pub struct Object {
 
 /// Whether the principal could make this access under the file's owner, group and mode
 /// bits (ACLs and capabilities are not considered). The file's own directory must be
-/// searchable; a file the open created is judged by that directory alone (write and
-/// search). Directories further up are not checked: doing so inside the path walk
+/// searchable; a file created, removed or renamed is judged by that directory alone
+/// (write and search). Directories further up are not checked: doing so inside the path walk
 /// exceeds the verifier's budget (a second, tail-called program is the planned fix).
 #[inline(always)]
 fn principal_allows(policy: u32, object: &Object, requested: u32) -> bool {
@@ -68,7 +69,7 @@ fn principal_allows(policy: u32, object: &Object, requested: u32) -> bool {
     else {
         return false;
     };
-    let (inode, need) = if object.created {
+    let (inode, need) = if object.by_directory {
         (dir, 0o3) // write + search
     } else {
         if !may(policy, principal, dir, 0o1) {
@@ -131,6 +132,17 @@ pub fn key_scratch() -> Option<&'static mut KeyScratch> {
 const SIGKILL: u32 = 9;
 const _: () = assert!(core::mem::size_of::<Key<[u8; 8 + PATH_KEY_BYTES]>>() == core::mem::size_of::<PathKey>());
 
+/// Where a check runs, which decides what enforcement can do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// A BPF LSM hook, before the operation: refuse it (and kill the violator if the
+    /// profile says so).
+    Lsm,
+    /// A tracepoint, after the operation: only SIGKILL can stop the violator before
+    /// it returns to user space.
+    Tracepoint,
+}
+
 /// The verdict on one access.
 pub struct Verdict {
     pub action: u32,
@@ -179,8 +191,8 @@ fn name_rule(scratch: &mut KeyScratch, policy: u32) -> Option<RuleValue> {
 }
 
 /// Decides an access of `requested` (bits of `monitor_common::policy::allow`) to the
-/// file walked into `walked`; sends SIGKILL to the current process on a violation in
-/// an enforcing session.
+/// file walked into `resolved`; on a violation in an enforcing session, stops it as
+/// `tier` can (see [`enforce`]).
 #[inline(always)]
 pub fn decide(
     member: &SessionMember,
@@ -189,6 +201,7 @@ pub fn decide(
     resolved: &Resolved,
     object: &Object,
     scratch: &mut KeyScratch,
+    tier: Tier,
 ) -> Verdict {
     let restricted = if exec { session_flags::RESTRICTS_EXEC } else { session_flags::RESTRICTS_FILES };
     if member.flags & session_flags::HAS_POLICY == 0 || requested == 0 {
@@ -242,40 +255,43 @@ pub fn decide(
     if allowed {
         return Verdict { action: action::ALLOW, rule_id };
     }
-    if member.flags & session_flags::ENFORCE != 0 {
-        // SAFETY: signals the current process; the session membership check above
-        // guarantees it is an agent process, never the monitor or pid 1.
-        unsafe { bpf_send_signal(SIGKILL) };
-        Verdict { action: action::KILL, rule_id }
-    } else {
-        Verdict { action: action::AUDIT, rule_id }
-    }
+    Verdict { action: enforce(member, tier), rule_id }
 }
 
-/// A violation outside path rules: SIGKILL in enforce mode, reported either way.
+/// Stops a violation of the current process as `tier` can, and returns the action
+/// taken: audit mode only reports; an LSM hook refuses (`DENY`), and also kills when the
+/// profile says so (`KILL`: the caller refuses too); a tracepoint can only kill.
 #[inline(always)]
-pub fn violation(member: &SessionMember) -> u32 {
-    if member.flags & session_flags::ENFORCE != 0 {
-        // SAFETY: the current process is a session member (checked by the caller).
-        unsafe { bpf_send_signal(SIGKILL) };
-        action::KILL
-    } else {
-        action::AUDIT
+pub fn enforce(member: &SessionMember, tier: Tier) -> u32 {
+    if member.flags & session_flags::ENFORCE == 0 {
+        return action::AUDIT;
     }
+    if tier == Tier::Lsm && member.flags & session_flags::KILL_ON_VIOLATION == 0 {
+        return action::DENY;
+    }
+    // SAFETY: signals the current process; every caller checked that it is a session
+    // member, so it is never the monitor or pid 1.
+    unsafe { bpf_send_signal(SIGKILL) };
+    action::KILL
+}
+
+/// Refuses an attempt against the monitor itself: in every session, audit mode
+/// included (an agent that may disable the monitor is not observed any more); kills
+/// too where the profile enforces with `kill`. Only the LSM tier can refuse.
+#[inline(always)]
+pub fn enforce_always(member: &SessionMember, tier: Tier) -> u32 {
+    if member.flags & session_flags::ENFORCE != 0 && member.flags & session_flags::KILL_ON_VIOLATION != 0 {
+        return enforce(member, tier);
+    }
+    action::DENY
 }
 
 /// The verdict when the file could not be resolved: a violation in a session with a
 /// policy (fail closed), nothing otherwise.
 #[inline(always)]
-pub fn fail_closed(member: &SessionMember) -> Verdict {
+pub fn fail_closed(member: &SessionMember, tier: Tier) -> Verdict {
     if member.flags & session_flags::HAS_POLICY == 0 {
         return Verdict::UNCHECKED;
     }
-    if member.flags & session_flags::ENFORCE != 0 {
-        // SAFETY: as in `decide`: the current process is a session member.
-        unsafe { bpf_send_signal(SIGKILL) };
-        Verdict { action: action::KILL, rule_id: NO_RULE }
-    } else {
-        Verdict { action: action::AUDIT, rule_id: NO_RULE }
-    }
+    Verdict { action: enforce(member, tier), rule_id: NO_RULE }
 }

@@ -10,7 +10,7 @@ use monitor_common::{
         ARGV_MAX_BYTES, ExecEvent, ExitEvent, ForkEvent, flags,
         kind,
     },
-    maps::Counter,
+    maps::{Counter, lsm_tier},
     policy::{SHARED_FILES_RULE, allow, session_flags},
 };
 
@@ -20,12 +20,12 @@ pub const SHARED_FILES_NR: u32 = u32::MAX;
 
 use crate::{
     kernel::{
-        ReadError, config, count, current_task, current_tgid, emit_with_path, fill_header, read,
+        ReadError, config, count, current_task, current_tgid, emit_with_path, fill_header, lsm_enforces, read,
         read_ptr, session_of, wakeup_flags,
     },
     path,
-    policy::{self, Object, Verdict, key_scratch},
-    syscalls::describe_file,
+    policy::{self, Object, Tier, Verdict, key_scratch},
+    file::describe_file,
     maps::{EVENTS, EXEC_SCRATCH, SESSIONS},
 };
 
@@ -60,6 +60,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     // CLONE_THREAD) would keep whatever its parent opens, even once the parent is
     // killed for it: in a session with file rules, that is itself a violation.
     if member.flags & session_flags::RESTRICTS_FILES != 0
+        && !lsm_enforces(lsm_tier::FILES) // the LSM hooks refuse before any descriptor exists
         && let (Ok(child_files), Ok(parent_files)) =
             (read::<u64>(child, config!(offsets.task_files)), read::<u64>(current_task(), config!(offsets.task_files)))
         && child_files == parent_files
@@ -186,15 +187,19 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
                 event.ino = described.ino;
                 event.dev = described.resolved.dev;
                 event_flags |= described.resolved.flags;
-                let object = Object { inode: described.inode, dentry: described.dentry, created: false, ino: described.ino };
-                verdict = policy::decide(&member, true, allow::EXEC, &described.resolved, &object, scratch);
+                // Where the LSM hook enforces exec, it judged this one before it began.
+                if !lsm_enforces(lsm_tier::EXEC) {
+                    let object =
+                        Object { inode: described.inode, dentry: described.dentry, by_directory: false, ino: described.ino };
+                    verdict = policy::decide(&member, true, allow::EXEC, &described.resolved, &object, scratch, Tier::Tracepoint);
+                }
             }
             Err(ReadError) => event_flags |= flags::READ_ERROR,
         },
         _ => event_flags |= flags::READ_ERROR,
     }
-    if event_flags & flags::READ_ERROR != 0 {
-        verdict = policy::fail_closed(&member);
+    if event_flags & flags::READ_ERROR != 0 && !lsm_enforces(lsm_tier::EXEC) {
+        verdict = policy::fail_closed(&member, Tier::Tracepoint);
     }
     event.action = verdict.action;
     event.rule_id = verdict.rule_id;

@@ -16,25 +16,21 @@ use monitor_common::{
         ConnectEvent, PendingConnect,
         SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
     },
-    maps::Counter,
-    policy::{IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, action, allow, session_flags},
+    maps::{Counter, lsm_tier},
+    policy::{IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, action, session_flags},
     session::SessionMember,
 };
 
 use crate::{
-    path::{self, PathScratch, Resolved},
-    policy::{self, Object, Verdict, key_scratch},
-    kernel::{
-        ReadError, config, count, current_task, emit_with_path, fill_header, read, read_ptr, session_of,
-        wakeup_flags,
-    },
-    maps::{DECISIONS, EVENTS, FILE_SCRATCH, PENDING_CONNECTS},
+    file,
+    kernel::{ReadError, config, count, current_task, fill_header, lsm_enforces, read, read_ptr, session_of, wakeup_flags},
+    maps::{DECISIONS, EVENTS, PENDING_CONNECTS},
+    policy::{self, Tier},
 };
 
 const O_WRONLY: u32 = 0o1;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
-const O_ACCMODE: u32 = 0o3;
 /// Flags of an open whose flags cannot be trusted (openat2): judged as a truncation.
 const UNTRUSTED_FLAGS: u32 = O_TRUNC;
 
@@ -102,6 +98,10 @@ fn try_enter(ctx: &RawTracePointContext, what: Watched) -> Result<(), ReadError>
     };
     let regs: u64 = ctx.arg(0);
     match what {
+        // The LSM hooks see every file io_uring, open_by_handle_at or pidfd_getfd
+        // would hand out; these refusals are for the tracepoint tier only.
+        Watched::IoUringSetup | Watched::PidfdGetfd | Watched::Open(_) if lsm_enforces(lsm_tier::FILES) => {}
+        Watched::Connect if lsm_enforces(lsm_tier::NET) => {}
         Watched::IoUringSetup => {
             if member.flags & session_flags::DENY_IO_URING != 0 {
                 refuse_syscall(&member, config!(syscalls.io_uring_setup), IO_URING_RULE);
@@ -179,6 +179,9 @@ fn try_exit_open(ctx: &RawTracePointContext, regs: u64, syscall: u32) -> Result<
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
     };
+    if lsm_enforces(lsm_tier::FILES) {
+        return Ok(()); // the LSM file_open hook judged it
+    }
     // The flags the caller passed, from the saved user registers: stable, unlike user
     // memory. openat2 keeps them in user memory (`struct open_how`), which another
     // thread could change between the kernel's copy and ours: its opens are judged as
@@ -193,62 +196,15 @@ fn try_exit_open(ctx: &RawTracePointContext, regs: u64, syscall: u32) -> Result<
     if ret < 0 {
         return Ok(()); // nothing was opened, so there is no file to resolve
     }
-    let Some(event) = FILE_SCRATCH.get_ptr_mut(0) else {
-        return Ok(());
-    };
-    let Some(scratch) = key_scratch() else {
-        return Ok(());
-    };
-    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
-    let event = unsafe { &mut *event };
-    let mut event_flags = 0;
-    if !fill_header(&mut event.header, kind::FILE_OPEN, 0, member.session_id) {
-        event_flags |= flags::READ_ERROR;
-    }
-    event.syscall = syscall;
-    event.open_flags = open_flags;
-    event.fd = ret as u32;
-    event.f_mode = 0;
-    event.ino = 0;
-    event.dev = 0;
-    event.path_len = 0;
-    let mut verdict = Verdict::UNCHECKED;
     match fd_to_file(ret as u32) {
         Ok(file) => {
-            if let Ok(mode) = read::<u32>(file, config!(offsets.file_f_mode)) {
-                event.f_mode = mode;
-            } else {
-                event_flags |= flags::READ_ERROR;
-            }
-            match describe_file(file, &mut scratch.path) {
-                Ok(described) => {
-                    event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
-                    event.ino = described.ino;
-                    event.dev = described.resolved.dev;
-                    event_flags |= described.resolved.flags;
-                    let requested = requested_access(event.f_mode, open_flags);
-                    let object = Object {
-                        inode: described.inode,
-                        dentry: described.dentry,
-                        created: event.f_mode & FMODE_CREATED != 0,
-                        ino: described.ino,
-                    };
-                    verdict = policy::decide(&member, false, requested, &described.resolved, &object, scratch);
-                }
-                Err(ReadError) => event_flags |= flags::READ_ERROR,
-            }
+            file::judge_open(&member, file, syscall, open_flags, ret as u32, Tier::Tracepoint);
         }
-        Err(ReadError) => event_flags |= flags::READ_ERROR,
+        Err(ReadError) => {
+            count(Counter::KernelReadError);
+            policy::fail_closed(&member, Tier::Tracepoint);
+        }
     }
-    if event_flags & flags::READ_ERROR != 0 {
-        count(Counter::KernelReadError);
-        // An enforcing session fails closed: what cannot be resolved is not allowed.
-        verdict = policy::fail_closed(&member);
-    }
-    event.action = verdict.action;
-    event.rule_id = verdict.rule_id;
-    event.header.flags = event_flags;
-    emit_with_path(event);
     Ok(())
 }
 
@@ -256,7 +212,7 @@ fn try_exit_open(ctx: &RawTracePointContext, regs: u64, syscall: u32) -> Result<
 /// syscall still runs and the process dies on its way back to user space.
 #[inline(always)]
 pub fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
-    let verdict = policy::violation(member);
+    let verdict = policy::enforce(member, Tier::Tracepoint);
     let Some(mut entry) = DECISIONS.reserve::<SyscallEvent>(0) else {
         count(Counter::DecisionRingbufFull);
         return;
@@ -272,30 +228,6 @@ pub fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
     entry.submit(2 /* BPF_RB_FORCE_WAKEUP */);
 }
 
-/// `FMODE_READ`, `FMODE_WRITE`, `FMODE_CREATED` (include/linux/fs.h, stable since 4.19).
-const FMODE_READ: u32 = 0x1;
-const FMODE_WRITE: u32 = 0x2;
-const FMODE_CREATED: u32 = 0x10_0000;
-const FMODE_PATH: u32 = 0x4000;
-
-/// What an open asks of a file: writing includes creating and truncating it. Decided
-/// from the file the kernel opened; the caller's flags add only what the file does not
-/// show (truncation, and access mode 3, which opens for ioctls with neither mode bit).
-#[inline(always)]
-fn requested_access(f_mode: u32, open_flags: u32) -> u32 {
-    if f_mode & FMODE_PATH != 0 {
-        return 0; // an O_PATH descriptor gives no access to the contents
-    }
-    let mut requested = 0;
-    if f_mode & FMODE_READ != 0 || open_flags & O_ACCMODE == O_ACCMODE {
-        requested |= allow::READ;
-    }
-    if f_mode & (FMODE_WRITE | FMODE_CREATED) != 0 || open_flags & O_TRUNC != 0 || open_flags & O_ACCMODE == O_ACCMODE {
-        requested |= allow::WRITE;
-    }
-    requested
-}
-
 /// `current->files->fdt->fd[fd]`.
 #[inline(always)]
 fn fd_to_file(fd: u32) -> Result<u64, ReadError> {
@@ -307,25 +239,6 @@ fn fd_to_file(fd: u32) -> Result<u64, ReadError> {
     }
     let fd_array = read_ptr(fdt, config!(offsets.fdtable_fd))?;
     read_ptr(fd_array, fd * 8)
-}
-
-/// Path and inode of an open file.
-pub struct Described {
-    pub resolved: Resolved,
-    pub ino: u64,
-    /// `struct inode *` and `struct dentry *` of the file.
-    pub inode: u64,
-    pub dentry: u64,
-}
-
-/// Resolves `file` (a `struct file *`) into `scratch` and reads its inode number.
-#[inline(always)]
-pub fn describe_file(file: u64, scratch: &mut PathScratch) -> Result<Described, ReadError> {
-    let dentry = read_ptr(file, config!(offsets.file_f_path) + config!(offsets.path_dentry))?;
-    let resolved = path::resolve(dentry, scratch)?;
-    let inode = read_ptr(file, config!(offsets.file_f_inode)).unwrap_or(0);
-    let ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
-    Ok(Described { resolved, ino, inode, dentry })
 }
 
 fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), ReadError> {

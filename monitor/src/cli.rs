@@ -32,6 +32,10 @@ pub enum Command {
         /// agent-monitor (SUDO_UID under sudo).
         #[arg(long, value_name = "USER")]
         on_behalf_of: Option<String>,
+        /// Do not use BPF LSM even where the kernel allows it: tier 2 (tracepoints and
+        /// cgroup hooks) enforces everything. For comparing the tiers.
+        #[arg(long)]
+        no_lsm: bool,
         /// The agent command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -46,6 +50,13 @@ pub enum Command {
         /// Resume a frozen session.
         #[arg(long)]
         thaw: bool,
+    },
+    /// Show what this kernel supports and which tier will enforce files, exec, the
+    /// network and the monitor's self-protection. Exits 0 if the monitor can run here.
+    Doctor {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Check, show and explain policies.
     #[command(subcommand)]

@@ -8,8 +8,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use monitor_common::event::{
-    ARGV_MAX_BYTES, ConnectEvent, EXEC_PATH_OFFSET, EventHeader, ExitEvent, FILE_OPEN_PATH_OFFSET,
-    ForkEvent, PATH_BUF_BYTES, SOCKADDR_MAX_BYTES, SyscallEvent, kind, open_syscall,
+    ARGV_MAX_BYTES, ConnectEvent, EXEC_PATH_OFFSET, EventHeader, ExitEvent, FILE_CHANGE_PATH_OFFSET,
+    FILE_OPEN_PATH_OFFSET, ForkEvent, PATH_BUF_BYTES, SOCKADDR_MAX_BYTES, SyscallEvent, TamperEvent, file_op, kind,
+    open_syscall, tamper_op,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +23,8 @@ pub enum DecodeError {
     UnknownKind(u16),
     #[error("unknown open syscall code {0}")]
     UnknownSyscall(u32),
+    #[error("unknown {what} operation {op}")]
+    UnknownOperation { what: &'static str, op: u32 },
     #[error("{field} length {len} is larger than the record allows ({max})")]
     BadLength { field: &'static str, len: usize, max: usize },
 }
@@ -75,6 +78,10 @@ pub enum KernelEvent {
     },
     /// `kind` is `NET_CONNECT`, `NET_SEND` or `NET_BIND`.
     Connect { header: EventHeader, ret: i32, fd: u32, addr: SocketAddress, verdict: Verdict },
+    /// A change to the file tree (`monitor_common::event::file_op`).
+    FileChange { header: EventHeader, op: u32, ino: u64, dev: u32, path: KernelPath, verdict: Verdict },
+    /// An attempt against the monitor (`monitor_common::event::tamper_op`).
+    Tamper { header: EventHeader, op: u32, target_tgid: u32, arg: u64, verdict: Verdict },
 }
 
 impl KernelEvent {
@@ -85,7 +92,9 @@ impl KernelEvent {
             | KernelEvent::Exit { header, .. }
             | KernelEvent::Syscall { header, .. }
             | KernelEvent::FileOpen { header, .. }
-            | KernelEvent::Connect { header, .. } => header,
+            | KernelEvent::Connect { header, .. }
+            | KernelEvent::FileChange { header, .. }
+            | KernelEvent::Tamper { header, .. } => header,
         }
     }
 }
@@ -191,7 +200,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             let path_len = record.u32(HEADER_LEN + 28) as usize;
             check_len("file path", path_len, PATH_BUF_BYTES.min(size - FILE_OPEN_PATH_OFFSET))?;
             let syscall = record.u32(HEADER_LEN);
-            if !(open_syscall::OPEN..=open_syscall::OPEN_BY_HANDLE_AT).contains(&syscall) {
+            if !(open_syscall::OPEN..=open_syscall::RECEIVE).contains(&syscall) {
                 return Err(DecodeError::UnknownSyscall(syscall));
             }
             Ok(KernelEvent::FileOpen {
@@ -215,6 +224,37 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 fd: record.u32(HEADER_LEN + 4),
                 verdict: Verdict { action: record.u32(HEADER_LEN + 12), rule_id: record.u32(HEADER_LEN + 16) },
                 addr: socket_address(record.slice(HEADER_LEN + 24, addr_len)),
+            })
+        }
+        kind::FILE_CHANGE => {
+            need(record.0, FILE_CHANGE_PATH_OFFSET)?;
+            let op = record.u32(HEADER_LEN);
+            if !(file_op::UNLINK..=file_op::CHOWN).contains(&op) {
+                return Err(DecodeError::UnknownOperation { what: "file", op });
+            }
+            let path_len = record.u32(HEADER_LEN + 24) as usize;
+            check_len("file path", path_len, PATH_BUF_BYTES.min(size - FILE_CHANGE_PATH_OFFSET))?;
+            Ok(KernelEvent::FileChange {
+                header,
+                op,
+                verdict: Verdict { action: record.u32(HEADER_LEN + 4), rule_id: record.u32(HEADER_LEN + 8) },
+                dev: record.u32(HEADER_LEN + 12),
+                ino: record.u64(HEADER_LEN + 16),
+                path: fs_path(record.slice(FILE_CHANGE_PATH_OFFSET, path_len)),
+            })
+        }
+        kind::PROCESS_TAMPER => {
+            need(record.0, size_of::<TamperEvent>())?;
+            let op = record.u32(HEADER_LEN);
+            if !(tamper_op::SIGNAL..=tamper_op::REMOUNT).contains(&op) {
+                return Err(DecodeError::UnknownOperation { what: "tamper", op });
+            }
+            Ok(KernelEvent::Tamper {
+                header,
+                op,
+                target_tgid: record.u32(HEADER_LEN + 4),
+                arg: record.u64(HEADER_LEN + 8),
+                verdict: Verdict { action: record.u32(HEADER_LEN + 16), rule_id: record.u32(HEADER_LEN + 20) },
             })
         }
         other => Err(DecodeError::UnknownKind(other)),
@@ -316,6 +356,50 @@ mod tests {
         assert_eq!(path.bytes, b"/etc/hostname");
     }
 
+    fn file_change(op: u32, path: &[u8]) -> Vec<u8> {
+        let mut out = header_bytes(kind::FILE_CHANGE, (FILE_CHANGE_PATH_OFFSET + path.len()) as u32);
+        for v in [op, 3 /* deny */, 9 /* rule */, 8 /* dev */] {
+            out.extend_from_slice(&v.to_ne_bytes());
+        }
+        out.extend_from_slice(&77u64.to_ne_bytes());
+        out.extend_from_slice(&(path.len() as u32).to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(path);
+        out
+    }
+
+    #[test]
+    fn decodes_a_file_change_and_rejects_unknown_operations() {
+        let event = decode(&file_change(file_op::UNLINK, b"/etc/passwd/")).unwrap();
+        let KernelEvent::FileChange { op, ino, dev, path, verdict, .. } = event else { panic!("wrong kind") };
+        assert_eq!((op, ino, dev), (file_op::UNLINK, 77, 8));
+        assert_eq!(verdict, Verdict { action: 3, rule_id: 9 });
+        assert_eq!(path.bytes, b"/etc/passwd");
+        assert!(matches!(decode(&file_change(0, b"/x/")), Err(DecodeError::UnknownOperation { .. })));
+        assert!(matches!(decode(&file_change(99, b"/x/")), Err(DecodeError::UnknownOperation { .. })));
+        let good = file_change(file_op::RENAME_TO, b"/a/b/");
+        for len in 0..good.len() {
+            assert!(decode(&good[..len]).is_err(), "{len} bytes decoded");
+        }
+    }
+
+    #[test]
+    fn decodes_a_tamper_attempt() {
+        let mut bytes = header_bytes(kind::PROCESS_TAMPER, size_of::<TamperEvent>() as u32);
+        for v in [tamper_op::SIGNAL, 4242] {
+            bytes.extend_from_slice(&v.to_ne_bytes());
+        }
+        bytes.extend_from_slice(&9u64.to_ne_bytes());
+        for v in [3u32, u32::MAX - 7] {
+            bytes.extend_from_slice(&v.to_ne_bytes());
+        }
+        let KernelEvent::Tamper { op, target_tgid, arg, verdict, .. } = decode(&bytes).unwrap() else {
+            panic!("wrong kind")
+        };
+        assert_eq!((op, target_tgid, arg), (tamper_op::SIGNAL, 4242, 9));
+        assert_eq!(verdict, Verdict { action: 3, rule_id: u32::MAX - 7 });
+    }
+
     #[test]
     fn paths_lose_their_final_slash() {
         assert_eq!(fs_path(b"/").bytes, b"/");
@@ -361,7 +445,7 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let kinds = [0u16, 1, 2, 3, 4, 100, 200, 201, 202, 65535];
+        let kinds = [0u16, 1, 2, 3, 4, 5, 100, 101, 200, 201, 202, 65535];
         for _ in 0..20_000 {
             let len = (next() % 9000) as usize;
             let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();

@@ -16,6 +16,10 @@ pub mod types {
     /// A syscall the profile refuses (io_uring_setup where files are restricted).
     pub const PROCESS_SYSCALL: &str = "process.syscall";
     pub const FILE_OPEN: &str = "file.open";
+    /// A change to the file tree: unlink, rename, truncate, create, ... (BPF LSM tier).
+    pub const FILE_CHANGE: &str = "file.change";
+    /// An attempt against the monitor itself, refused (BPF LSM tier).
+    pub const PROCESS_TAMPER: &str = "process.tamper";
     pub const NET_CONNECT: &str = "net.connect";
     /// A send to an address the profile does not allow (only refusals are reported).
     pub const NET_SEND: &str = "net.send";
@@ -38,6 +42,10 @@ pub struct Event {
     pub process: Option<Process>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<File>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tamper: Option<Tamper>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exec: Option<Exec>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,8 +130,12 @@ pub struct File {
     pub truncate: bool,
     /// Open flags the caller passed, by name (`O_CREAT`, `O_APPEND`, ...).
     pub flags: Vec<&'static str>,
+    /// The open syscall; `unknown` when the LSM hook judged it (it does not see the
+    /// syscall), `receive` for a descriptor received from another process.
     pub syscall: &'static str,
-    pub fd: u32,
+    /// Absent when the LSM hook judged the open (before a descriptor exists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<u32>,
     pub inode: u64,
     pub device: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -132,6 +144,38 @@ pub struct File {
     /// detached filesystem): `path` is relative to that filesystem's root.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub mount_unknown: bool,
+}
+
+/// `file.change`: what changed in the file tree.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// Absolute path of the name changed, resolved by the kernel.
+    pub path: String,
+    /// `unlink`, `rmdir`, `rename_from`, `rename_to`, `truncate`, `create`, `mkdir`,
+    /// `symlink`, `link`, `chmod` or `chown`.
+    pub operation: &'static str,
+    /// Inode of the file (0 for a name not created yet).
+    pub inode: u64,
+    pub device: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_truncated: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mount_unknown: bool,
+}
+
+/// `process.tamper`: what was attempted against the monitor.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tamper {
+    /// `signal`, `ptrace`, `bpf`, `mount`, `umount` or `remount`.
+    pub operation: &'static str,
+    /// The process aimed at (the monitor), for `signal` and `ptrace`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// The `bpf()` command number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bpf_command: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,8 +212,10 @@ pub struct Net {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd: Option<u32>,
     /// 0 on success, else the errno the call failed with (EINPROGRESS for a
-    /// non-blocking connect under way).
-    pub errno: i32,
+    /// non-blocking connect under way). Absent for a connect the LSM hook allowed: the
+    /// hook runs before the call completes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<i32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -266,6 +312,9 @@ pub struct Monitor {
     /// session.end: delay from the kernel event to its line being written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<Latency>,
+    /// session.start: which tier enforces each resource on this kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<crate::enforcement::Enforcement>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -5,14 +5,15 @@
 use std::{collections::BTreeSet, os::unix::fs::MetadataExt};
 
 use monitor_common::{
-    event::{EventHeader, flags, kind, open_syscall},
-    policy::{IO_URING_RULE, NO_RULE, PRINCIPAL_RULE, action},
+    event::{EventHeader, file_op, flags, kind, open_syscall, tamper_op},
+    policy::{IO_URING_RULE, NO_RULE, PRINCIPAL_RULE, SELF_PROTECTION_RULE, action},
 };
 use serde_json::{Value, json};
 
 use crate::{
     clock::BootClock,
     decode::{KernelEvent, SocketAddress, Verdict, fs_path},
+    enforcement::{Enforcement, Tier},
     event::{Event, Loss, Monitor, PrincipalRef, types},
     mounts::MountTable,
     pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
@@ -126,6 +127,7 @@ fn monitor_info(events: Option<u64>) -> Monitor {
         arch: std::env::consts::ARCH,
         events,
         latency: None,
+        enforcement: None,
     }
 }
 
@@ -146,7 +148,10 @@ fn session_events() -> Vec<Value> {
     start.session.profile = Some("demo".into());
     start.session.principal = Some(PrincipalRef { name: "alice".into(), uid: 1000 });
     start.session.mode = Some("enforce");
-    start.monitor = Some(monitor_info(None));
+    start.monitor = Some(Monitor {
+        enforcement: Some(Enforcement { files: Tier::Lsm, exec: Tier::Lsm, network: Tier::Lsm, self_protection: Tier::Lsm }),
+        ..monitor_info(None)
+    });
     pipeline.sink.write(&start).unwrap();
     out.push(to_json(&start));
 
@@ -308,6 +313,70 @@ fn session_events() -> Vec<Value> {
         addr: SocketAddress::Inet6 { addr: "::".parse().unwrap(), port: 8080, scope_id: 0 },
         verdict: Verdict { action: action::DENY, rule_id: NO_RULE },
     }));
+    // The BPF LSM tier: an open refused before any descriptor exists, a received
+    // descriptor, changes to the file tree, a connect allowed before it completes, a
+    // refused bind, and attempts against the monitor itself.
+    let lsm = flags::LSM;
+    out.push(translate(KernelEvent::FileOpen {
+        header: header(kind::FILE_OPEN, CHILD, CHILD, child_start, lsm),
+        syscall: open_syscall::LSM_OPEN,
+        open_flags: libc::O_RDONLY as u32,
+        f_mode: 0x1,
+        fd: u32::MAX,
+        ino: 99,
+        dev: root_fs,
+        path: fs_path(b"/etc/shadow/"),
+        verdict: Verdict { action: action::KILL, rule_id: RULE_DENY_SHADOW },
+    }));
+    out.push(translate(KernelEvent::FileOpen {
+        header: header(kind::FILE_OPEN, CHILD, CHILD, child_start, lsm),
+        syscall: open_syscall::RECEIVE,
+        open_flags: libc::O_RDWR as u32,
+        f_mode: 0x3,
+        fd: u32::MAX,
+        ino: 100,
+        dev: root_fs,
+        path: fs_path(b"/tmp/passed/"),
+        verdict: Verdict { action: action::ALLOW, rule_id: RULE_WRITE_TMP },
+    }));
+    for (op, verdict) in [
+        (file_op::UNLINK, Verdict { action: action::ALLOW, rule_id: RULE_WRITE_TMP }),
+        (file_op::RENAME_FROM, Verdict { action: action::DENY, rule_id: RULE_READ_ROOT }),
+        (file_op::TRUNCATE, Verdict { action: action::KILL, rule_id: SELF_PROTECTION_RULE }),
+        (file_op::CREATE, Verdict { action: action::AUDIT, rule_id: NO_RULE }),
+    ] {
+        out.push(translate(KernelEvent::FileChange {
+            header: header(kind::FILE_CHANGE, CHILD, CHILD, child_start, lsm),
+            op,
+            ino: if op == file_op::CREATE { 0 } else { 77 },
+            dev: root_fs,
+            path: fs_path(b"/tmp/x/"),
+            verdict,
+        }));
+    }
+    out.push(translate(KernelEvent::Connect {
+        header: header(kind::NET_CONNECT, ROOT, ROOT, root_start, lsm),
+        ret: 0,
+        fd: u32::MAX,
+        addr: SocketAddress::Inet { addr: [127, 0, 0, 1].into(), port: 8080 },
+        verdict: Verdict { action: action::ALLOW, rule_id: RULE_CONNECT_8080 },
+    }));
+    out.push(translate(KernelEvent::Connect {
+        header: header(kind::NET_BIND, ROOT, ROOT, root_start, lsm),
+        ret: -1,
+        fd: u32::MAX,
+        addr: SocketAddress::Inet { addr: [0, 0, 0, 0].into(), port: 22 },
+        verdict: Verdict { action: action::KILL, rule_id: NO_RULE },
+    }));
+    for (op, target_tgid, arg) in [(tamper_op::SIGNAL, MONITOR_PID, 9), (tamper_op::BPF, 0, 5), (tamper_op::UMOUNT, 0, 0)] {
+        out.push(translate(KernelEvent::Tamper {
+            header: header(kind::PROCESS_TAMPER, CHILD, CHILD, child_start, lsm),
+            op,
+            target_tgid,
+            arg,
+            verdict: Verdict { action: action::DENY, rule_id: SELF_PROTECTION_RULE },
+        }));
+    }
     // io_uring_setup in a session whose profile restricts files.
     out.push(translate(KernelEvent::Syscall {
         header: header(kind::PROCESS_SYSCALL, CHILD, CHILD, child_start, 0),
@@ -458,7 +527,9 @@ fn schema_is_a_valid_draft_2020_12_schema() {
         types::PROCESS_EXEC,
         types::PROCESS_EXIT,
         types::PROCESS_SYSCALL,
+        types::PROCESS_TAMPER,
         types::FILE_OPEN,
+        types::FILE_CHANGE,
         types::NET_CONNECT,
         types::NET_SEND,
         types::NET_BIND,
@@ -625,7 +696,8 @@ fn policy_decisions_have_the_documented_content() {
         (&send[0]["decision"]["action"], &send[0]["decision"]["enforced_by"]),
         (&json!("deny"), &json!("kernel:cgroup/sendmsg"))
     );
-    let bind = of_type(&events, types::NET_BIND);
+    let bind: Vec<_> =
+        of_type(&events, types::NET_BIND).into_iter().filter(|e| e["decision"]["enforced_by"] == "kernel:cgroup/bind").collect();
     assert_eq!(bind.len(), 1);
     assert_eq!((&bind[0]["net"]["family"], &bind[0]["net"]["address"]), (&json!("inet6"), &json!("::")));
     assert!(bind[0]["net"].get("fd").is_none());
@@ -872,4 +944,55 @@ fn unknown_fields_are_accepted() {
         }
         assert_valid(&v, &event);
     }
+}
+
+#[test]
+fn lsm_events_have_the_documented_content() {
+    let events = session_events();
+    let lsm_open = of_type(&events, types::FILE_OPEN)
+        .into_iter()
+        .find(|e| e["file"]["path"] == "/etc/shadow" && e["file"]["syscall"] == "unknown")
+        .unwrap();
+    assert!(lsm_open["file"].get("fd").is_none(), "no descriptor exists when the LSM hook judges: {lsm_open}");
+    assert_eq!(lsm_open["file"]["syscall"], json!("unknown"));
+    assert_eq!(
+        (&lsm_open["decision"]["action"], &lsm_open["decision"]["enforced_by"]),
+        (&json!("kill"), &json!("kernel:lsm/file_open"))
+    );
+    let received = of_type(&events, types::FILE_OPEN).into_iter().find(|e| e["file"]["syscall"] == "receive").unwrap();
+    assert_eq!(received["file"]["access"], json!("read_write"));
+
+    let changes = of_type(&events, types::FILE_CHANGE);
+    let operations: Vec<&Value> = changes.iter().map(|e| &e["change"]["operation"]).collect();
+    assert_eq!(operations, [&json!("unlink"), &json!("rename_from"), &json!("truncate"), &json!("create")]);
+    assert_eq!(changes[0]["decision"], json!({"action": "allow", "rule": "files.write[1] /tmp", "profile": "demo"}));
+    assert_eq!(
+        (&changes[1]["decision"]["action"], &changes[1]["decision"]["enforced_by"]),
+        (&json!("deny"), &json!("kernel:lsm/path_rename"))
+    );
+    assert!(changes[2]["decision"]["rule"].as_str().unwrap().starts_with("self-protection:"));
+    assert_eq!(changes[3]["decision"]["would"], json!("kill"));
+    assert_eq!(changes[3]["change"]["inode"], json!(0));
+
+    let connect = of_type(&events, types::NET_CONNECT)
+        .into_iter()
+        .find(|e| e["decision"]["rule"].is_string() && e["net"].get("fd").is_none())
+        .unwrap();
+    assert!(connect["net"].get("errno").is_none(), "an LSM-allowed connect has no result yet: {connect}");
+
+    let tampers = of_type(&events, types::PROCESS_TAMPER);
+    assert_eq!(tampers.len(), 3);
+    assert_eq!(tampers[0]["tamper"], json!({"operation": "signal", "target_pid": MONITOR_PID, "signal": 9}));
+    assert_eq!(tampers[1]["tamper"], json!({"operation": "bpf", "bpf_command": 5}));
+    assert_eq!(tampers[2]["tamper"], json!({"operation": "umount"}));
+    assert_eq!(
+        (&tampers[0]["decision"]["action"], &tampers[0]["decision"]["enforced_by"]),
+        (&json!("deny"), &json!("kernel:lsm/task_kill"))
+    );
+
+    let start = &of_type(&events, types::SESSION_START)[0];
+    assert_eq!(
+        start["monitor"]["enforcement"],
+        json!({"files": "lsm", "exec": "lsm", "network": "lsm", "self_protection": "lsm"})
+    );
 }

@@ -106,6 +106,10 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         mm_arg_start: m("mm_struct", "arg_start")?,
         mm_arg_end: m("mm_struct", "arg_end")?,
         binprm_file: m("linux_binprm", "file")?,
+        super_block_s_root: m("super_block", "s_root")?,
+        super_block_s_flags: m("super_block", "s_flags")?,
+        msghdr_msg_name: m("msghdr", "msg_name")?,
+        _pad: 0,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod decode;
+pub mod enforcement;
 pub mod event;
 pub mod host_refresh;
 pub mod ingest;

@@ -3,13 +3,18 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError, RawTracePoint},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
+    programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, Lsm, ProgramError, RawTracePoint},
 };
-use monitor_common::{config::KERNEL_CONFIG, maps};
+use monitor_common::{
+    config::KERNEL_CONFIG,
+    maps::{self, Counter},
+    policy::ProtectedInode,
+};
 
 use crate::{
     btf::{Btf, BtfError},
+    enforcement::{Enforcement, LsmChoice, Tier},
     kernel_config::kernel_config,
     rule_maps::RuleMaps,
     session_map::SessionMap,
@@ -18,14 +23,75 @@ use crate::{
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
 /// (program name in the object, raw tracepoint it attaches to).
-const RAW_TRACEPOINTS: [(&str, &str); 5] = [
+const RAW_TRACEPOINTS: [(&str, &str); 3] = [
     // Membership first: a fork must copy membership before the child can act.
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exit", "sched_process_exit"),
     ("sched_process_exec", "sched_process_exec"),
-    ("sys_enter", "sys_enter"),
-    ("sys_exit", "sys_exit"),
 ];
+
+/// Syscall tracepoints: only where tier 2 judges opens or reports connects. Once any
+/// is attached, every task on the host takes the slower syscall path.
+const SYSCALL_TRACEPOINTS: [(&str, &str); 2] = [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
+
+/// What an LSM program enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Files,
+    Exec,
+    Network,
+    SelfProtection,
+}
+
+/// (program name in the object, LSM hook, resource). A resource is enforced by the
+/// LSM only if every one of its programs attached.
+pub const LSM_PROGRAMS: [(&str, &str, Resource); 24] = [
+    ("file_open", "file_open", Resource::Files),
+    ("file_receive", "file_receive", Resource::Files),
+    ("path_unlink", "path_unlink", Resource::Files),
+    ("path_rmdir", "path_rmdir", Resource::Files),
+    ("path_rename", "path_rename", Resource::Files),
+    ("path_truncate", "path_truncate", Resource::Files),
+    ("path_mknod", "path_mknod", Resource::Files),
+    ("path_mkdir", "path_mkdir", Resource::Files),
+    ("path_symlink", "path_symlink", Resource::Files),
+    ("path_link", "path_link", Resource::Files),
+    ("path_chmod", "path_chmod", Resource::Files),
+    ("path_chown", "path_chown", Resource::Files),
+    ("bprm_check_security", "bprm_check_security", Resource::Exec),
+    ("socket_connect", "socket_connect", Resource::Network),
+    ("socket_bind", "socket_bind", Resource::Network),
+    ("socket_sendmsg", "socket_sendmsg", Resource::Network),
+    ("socket_create", "socket_create", Resource::Network),
+    ("task_kill", "task_kill", Resource::SelfProtection),
+    ("ptrace_access_check", "ptrace_access_check", Resource::SelfProtection),
+    ("bpf_syscall", "bpf", Resource::SelfProtection),
+    ("sb_mount", "sb_mount", Resource::SelfProtection),
+    ("sb_umount", "sb_umount", Resource::SelfProtection),
+    ("sb_remount", "sb_remount", Resource::SelfProtection),
+    ("move_mount", "move_mount", Resource::SelfProtection),
+];
+
+/// How attaching one LSM hook went (for `agent-monitor doctor`).
+#[derive(Debug, Clone)]
+pub struct HookStatus {
+    pub hook: &'static str,
+    pub resource: Resource,
+    /// `None`: attached.
+    pub error: Option<String>,
+}
+
+/// What this kernel offers the LSM tier.
+#[derive(Debug, Clone)]
+pub struct LsmReport {
+    /// Whether `bpf` is in /sys/kernel/security/lsm (`None`: securityfs not readable).
+    pub listed: Option<bool>,
+    /// Whether an attached LSM program was seen to run (the self-test).
+    pub active: bool,
+    pub hooks: Vec<HookStatus>,
+    /// Why the LSM tier is not used, if it is not.
+    pub unavailable: Option<String>,
+}
 
 /// (program, what it hooks), attached to each session's cgroup.
 const CGROUP_PROGRAMS: [(&str, &str); 6] = [
@@ -99,6 +165,9 @@ pub enum LoadError {
 /// program and frees every map (nothing is pinned).
 pub struct Probes {
     pub ebpf: Ebpf,
+    pub enforcement: Enforcement,
+    pub lsm: LsmReport,
+    pub protected: HashMap<MapData, ProtectedInode, u8>,
     pub sessions: SessionMap,
     pub events: RingBuf<MapData>,
     pub decisions: RingBuf<MapData>,
@@ -115,7 +184,7 @@ fn raise_memlock_limit() {
 }
 
 impl Probes {
-    pub fn load() -> Result<Probes, LoadError> {
+    pub fn load(choice: LsmChoice) -> Result<Probes, LoadError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(LoadError::NotRoot);
@@ -123,26 +192,38 @@ impl Probes {
         raise_memlock_limit();
         let btf = Btf::from_sys_fs()?;
         let config = kernel_config(&btf)?;
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        // Debugging a verifier rejection: the full log of every program.
+        if std::env::var_os("AGENT_MONITOR_VERIFIER_LOG").is_some() {
+            loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
+        }
+        let mut ebpf = loader
             .btf(None)
             .override_global(KERNEL_CONFIG, &config, true)
             .load(EBPF_OBJECT)?;
         for (program, tracepoint) in RAW_TRACEPOINTS {
-            let prog: &mut RawTracePoint = ebpf
-                .program_mut(program)
-                .ok_or(LoadError::MissingProgram(program))?
-                .try_into()
-                .map_err(|source| LoadError::Attach { program, tracepoint, source })?;
-            prog.load().map_err(|source| LoadError::Attach { program, tracepoint, source })?;
-            prog.attach(tracepoint).map_err(|source| LoadError::Attach { program, tracepoint, source })?;
+            attach_raw_tracepoint(&mut ebpf, program, tracepoint)?;
+        }
+        let counters = ebpf.take_map(maps::COUNTERS).ok_or(LoadError::MissingMap(maps::COUNTERS))?;
+        let counters =
+            PerCpuArray::try_from(counters).map_err(|source| LoadError::Map { name: maps::COUNTERS, source })?;
+        let (enforcement, lsm) = match choice {
+            LsmChoice::Auto => lsm::attach(&mut ebpf, &counters),
+            LsmChoice::Off => (Enforcement::FALLBACK, LsmReport::not_used("turned off (--no-lsm)")),
+        };
+        let tiers = ebpf.map_mut(maps::LSM_TIERS).ok_or(LoadError::MissingMap(maps::LSM_TIERS))?;
+        Array::<_, u32>::try_from(tiers)
+            .and_then(|mut tiers| tiers.set(0, enforcement.lsm_bits(), 0))
+            .map_err(|source| LoadError::Map { name: maps::LSM_TIERS, source })?;
+        if enforcement.needs_syscall_tracepoints() {
+            for (program, tracepoint) in SYSCALL_TRACEPOINTS {
+                attach_raw_tracepoint(&mut ebpf, program, tracepoint)?;
+            }
         }
         let sessions = ebpf.take_map(maps::SESSIONS).ok_or(LoadError::MissingMap(maps::SESSIONS))?;
         let sessions = SessionMap::new(sessions).map_err(|source| LoadError::Map { name: maps::SESSIONS, source })?;
         let events = ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap(maps::EVENTS))?;
         let events = RingBuf::try_from(events).map_err(|source| LoadError::Map { name: maps::EVENTS, source })?;
-        let counters = ebpf.take_map(maps::COUNTERS).ok_or(LoadError::MissingMap(maps::COUNTERS))?;
-        let counters =
-            PerCpuArray::try_from(counters).map_err(|source| LoadError::Map { name: maps::COUNTERS, source })?;
         let decisions = ebpf.take_map(maps::DECISIONS).ok_or(LoadError::MissingMap(maps::DECISIONS))?;
         let decisions =
             RingBuf::try_from(decisions).map_err(|source| LoadError::Map { name: maps::DECISIONS, source })?;
@@ -152,6 +233,9 @@ impl Probes {
         let principals = take(maps::PRINCIPALS)?;
         let principal_groups = take(maps::PRINCIPAL_GROUP_SET)?;
         let denied_inodes = take(maps::DENIED_INODES)?;
+        let protected = take(maps::PROTECTED_INODES)?;
+        let protected =
+            HashMap::try_from(protected).map_err(|source| LoadError::Map { name: maps::PROTECTED_INODES, source })?;
         let rules = RuleMaps {
             files: LpmTrie::try_from(files).map_err(|source| LoadError::Map { name: maps::FILE_RULES, source })?,
             exec: LpmTrie::try_from(exec).map_err(|source| LoadError::Map { name: maps::EXEC_RULES, source })?,
@@ -164,13 +248,114 @@ impl Probes {
             denied_inodes: HashMap::try_from(denied_inodes)
                 .map_err(|source| LoadError::Map { name: maps::DENIED_INODES, source })?,
         };
-        for (program, attach) in CGROUP_PROGRAMS {
-            cgroup_program(&mut ebpf, program, attach)?
-                .load()
-                .map_err(|source| LoadError::Cgroup { program, attach, source })?;
+        if enforcement.network == Tier::Cgroup {
+            for (program, attach) in CGROUP_PROGRAMS {
+                cgroup_program(&mut ebpf, program, attach)?
+                    .load()
+                    .map_err(|source| LoadError::Cgroup { program, attach, source })?;
+            }
+            let (program, attach) = SOCK_CREATE;
+            sock_create_program(&mut ebpf)?.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
         }
-        let (program, attach) = SOCK_CREATE;
-        sock_create_program(&mut ebpf)?.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
-        Ok(Probes { ebpf, sessions, events, decisions, counters, rules })
+        Ok(Probes { ebpf, enforcement, lsm, protected, sessions, events, decisions, counters, rules })
+    }
+
+    /// Marks the monitor's own files (policy, binary) as files no session member may
+    /// change (effective with the LSM tier).
+    pub fn protect(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        let dev = (libc::major(meta.dev()) << 20) | libc::minor(meta.dev());
+        self.protected
+            .insert(ProtectedInode { dev, _pad: 0, ino: meta.ino() }, 1, 0)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &'static str, tracepoint: &'static str) -> Result<(), LoadError> {
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .ok_or(LoadError::MissingProgram(program))?
+        .try_into()
+        .map_err(|source| LoadError::Attach { program, tracepoint, source })?;
+    prog.load().map_err(|source| LoadError::Attach { program, tracepoint, source })?;
+    prog.attach(tracepoint).map_err(|source| LoadError::Attach { program, tracepoint, source })?;
+    Ok(())
+}
+
+impl LsmReport {
+    fn not_used(why: &str) -> LsmReport {
+        LsmReport { listed: lsm::listed(), active: false, hooks: Vec::new(), unavailable: Some(why.to_owned()) }
+    }
+}
+
+/// The LSM tier: attach every hook, prove one runs, choose per resource.
+mod lsm {
+    use super::*;
+
+    /// Whether `bpf` is among the kernel's active LSMs.
+    pub fn listed() -> Option<bool> {
+        let list = std::fs::read_to_string("/sys/kernel/security/lsm").ok()?;
+        Some(list.trim().split(',').any(|name| name == "bpf"))
+    }
+
+    pub fn attach(ebpf: &mut Ebpf, counters: &PerCpuArray<MapData, u64>) -> (Enforcement, LsmReport) {
+        let btf = match aya::Btf::from_sys_fs() {
+            Ok(btf) => btf,
+            Err(error) => return (Enforcement::FALLBACK, LsmReport::not_used(&format!("no kernel BTF: {error}"))),
+        };
+        let mut hooks = Vec::new();
+        for (program, hook, resource) in LSM_PROGRAMS {
+            let attached = match ebpf.program_mut(program).map(<&mut Lsm>::try_from) {
+                None => Err(format!("no program {program} in the eBPF object (build mismatch)")),
+                Some(Err(error)) => Err(error.to_string()),
+                Some(Ok(prog)) => prog.load(hook, &btf).and_then(|()| prog.attach().map(drop)).map_err(|e| format!("{e:#}")),
+            };
+            hooks.push(HookStatus { hook, resource, error: attached.err() });
+        }
+        let listed = listed();
+        let active = self_test(counters);
+        let file_open_ok = hooks.iter().any(|h| h.hook == "file_open" && h.error.is_none());
+        let unavailable = if !file_open_ok {
+            let why = hooks.iter().find(|h| h.hook == "file_open").and_then(|h| h.error.clone()).unwrap_or_default();
+            Some(format!("the kernel refused BPF LSM programs ({why})"))
+        } else if !active {
+            Some(match listed {
+                Some(false) => "bpf is not in the kernel's active LSM list: boot with lsm=...,bpf".to_owned(),
+                _ => "attached LSM programs do not run (is bpf in the kernel's lsm= list?)".to_owned(),
+            })
+        } else {
+            None
+        };
+        if unavailable.is_some() {
+            // Inert or refused: unload what did attach.
+            for (program, _, _) in LSM_PROGRAMS {
+                if let Some(prog) = ebpf.program_mut(program).and_then(|p| <&mut Lsm>::try_from(p).ok()) {
+                    let _ = prog.unload();
+                }
+            }
+            return (Enforcement::FALLBACK, LsmReport { listed, active, hooks, unavailable });
+        }
+        let all = |resource: Resource| {
+            hooks.iter().filter(|h| h.resource == resource).all(|h| h.error.is_none())
+        };
+        let enforcement = Enforcement {
+            files: if all(Resource::Files) { Tier::Lsm } else { Tier::Tracepoint },
+            exec: if all(Resource::Exec) { Tier::Lsm } else { Tier::Tracepoint },
+            network: if all(Resource::Network) { Tier::Lsm } else { Tier::Cgroup },
+            self_protection: if all(Resource::SelfProtection) { Tier::Lsm } else { Tier::None },
+        };
+        (enforcement, LsmReport { listed, active, hooks, unavailable })
+    }
+
+    /// Opens a file and checks that the `file_open` program counted it: on a kernel
+    /// without `bpf` in its LSM list, programs attach and never run.
+    fn self_test(counters: &PerCpuArray<MapData, u64>) -> bool {
+        let seen = || {
+            counters.get(&(Counter::LsmSelfTest as u32), 0).map(|values| values.iter().sum::<u64>()).unwrap_or(0)
+        };
+        let before = seen();
+        let _ = std::fs::File::open("/proc/self/stat");
+        seen() > before
     }
 }

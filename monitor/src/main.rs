@@ -2,7 +2,7 @@ use clap::Parser;
 use monitor::{
     cli::{Cli, Command, PolicyCommand},
     commands::{
-        kill, policy,
+        doctor, kill, policy,
         run::{RunArgs, run},
     },
 };
@@ -11,9 +11,10 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { events, policy, profile, on_behalf_of, command } => {
-            run(RunArgs { events, policy, profile, on_behalf_of, command })
+        Command::Run { events, policy, profile, on_behalf_of, no_lsm, command } => {
+            run(RunArgs { events, policy, profile, on_behalf_of, no_lsm, command })
         }
+        Command::Doctor { json } => doctor::doctor(json),
         Command::Kill { session, freeze, thaw } => kill::kill(&session, freeze, thaw),
         Command::Policy(PolicyCommand::Check { file }) => policy::check(&file),
         Command::Policy(PolicyCommand::Default) => policy::default(),

@@ -3,17 +3,17 @@
 use std::io;
 
 use monitor_common::{
-    event::{EventHeader, flags, kind, open_syscall},
+    event::{EventHeader, file_op, flags, kind, open_syscall, tamper_op},
     policy::{
-        IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE, RAW_SOCKET_RULE, SHARED_FILES_RULE,
-        action,
+        IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE, RAW_SOCKET_RULE, SELF_PROTECTION_RULE,
+        SHARED_FILES_RULE, action,
     },
 };
 
 use crate::{
     clock::BootClock,
     decode::{KernelEvent, SocketAddress, Verdict},
-    event::{self, Decision, Event, Exec, Exit, File, Latency, Net, Process, Session, text, types},
+    event::{self, Change, Decision, Event, Exec, Exit, File, Latency, Net, Process, Session, Tamper, text, types},
     mounts::Mounts,
     policy::{Mode, OnViolation, model::Origin},
     process_tree::{ProcessInfo, ProcessTree},
@@ -45,6 +45,8 @@ impl Context {
             session,
             process: None,
             file: None,
+            change: None,
+            tamper: None,
             exec: None,
             net: None,
             exit: None,
@@ -177,7 +179,8 @@ impl Pipeline {
                     path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
                     mount_unknown: !mounted,
                 });
-                event.decision = Some(self.decision(verdict, "kernel:sched_process_exec"));
+                let hook = if header.flags & flags::LSM != 0 { "kernel:lsm/bprm_check_security" } else { "kernel:sched_process_exec" };
+                event.decision = Some(self.decision(verdict, hook));
                 event
             }
             KernelEvent::Syscall { header, nr, verdict } => {
@@ -191,7 +194,13 @@ impl Pipeline {
                     _ => "unknown",
                 };
                 event.syscall = Some(event::Syscall { name, nr });
-                event.decision = Some(self.decision(verdict, "kernel:sys_enter"));
+                let hook = match () {
+                    _ if header.flags & flags::LSM != 0 => "kernel:lsm/socket_create",
+                    _ if nr == u32::MAX => "kernel:sched_process_fork",
+                    _ if nr == u32::MAX - 1 => "kernel:cgroup/sock_create",
+                    _ => "kernel:sys_enter",
+                };
+                event.decision = Some(self.decision(verdict, hook));
                 event
             }
             KernelEvent::Exit { header, exit_code } => {
@@ -211,22 +220,62 @@ impl Pipeline {
                     truncate: open_flags & libc::O_TRUNC as u32 != 0,
                     flags: open_flag_names(open_flags),
                     syscall: open_syscall_name(syscall),
-                    fd,
+                    fd: (fd != u32::MAX).then_some(fd),
                     inode: ino,
                     device: event::device(dev),
                     path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
                 });
-                event.decision = Some(self.decision(verdict, "kernel:sys_exit"));
+                let hook = match syscall {
+                    _ if header.flags & flags::LSM == 0 => "kernel:sys_exit",
+                    open_syscall::RECEIVE => "kernel:lsm/file_receive",
+                    _ => "kernel:lsm/file_open",
+                };
+                event.decision = Some(self.decision(verdict, hook));
+                event
+            }
+            KernelEvent::FileChange { header, op, ino, dev, path, verdict } => {
+                let (path, mounted) = self.mounts.resolve(dev, &path.bytes);
+                let mut event = self.base(types::FILE_CHANGE, &header);
+                let (operation, hook) = file_op_names(op);
+                event.change = Some(Change {
+                    path: text(&path),
+                    operation,
+                    inode: ino,
+                    device: event::device(dev),
+                    path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
+                    mount_unknown: !mounted,
+                });
+                event.decision = Some(self.decision(verdict, hook));
+                event
+            }
+            KernelEvent::Tamper { header, op, target_tgid, arg, verdict } => {
+                let mut event = self.base(types::PROCESS_TAMPER, &header);
+                let (operation, hook) = tamper_op_names(op);
+                event.tamper = Some(Tamper {
+                    operation,
+                    target_pid: (target_tgid != 0).then_some(target_tgid),
+                    signal: (op == tamper_op::SIGNAL).then_some(arg as i32),
+                    bpf_command: (op == tamper_op::BPF).then_some(arg as u32),
+                });
+                event.decision = Some(self.decision(verdict, hook));
                 event
             }
             KernelEvent::Connect { header, ret, fd, addr, verdict } => {
-                let (event_type, hook) = match header.kind {
-                    kind::NET_SEND => (types::NET_SEND, "kernel:cgroup/sendmsg"),
-                    kind::NET_BIND => (types::NET_BIND, "kernel:cgroup/bind"),
-                    _ => (types::NET_CONNECT, "kernel:cgroup/connect"),
+                let lsm = header.flags & flags::LSM != 0;
+                let (event_type, hook) = match (header.kind, lsm) {
+                    (kind::NET_SEND, false) => (types::NET_SEND, "kernel:cgroup/sendmsg"),
+                    (kind::NET_BIND, false) => (types::NET_BIND, "kernel:cgroup/bind"),
+                    (_, false) => (types::NET_CONNECT, "kernel:cgroup/connect"),
+                    (kind::NET_SEND, true) => (types::NET_SEND, "kernel:lsm/socket_sendmsg"),
+                    (kind::NET_BIND, true) => (types::NET_BIND, "kernel:lsm/socket_bind"),
+                    (_, true) => (types::NET_CONNECT, "kernel:lsm/socket_connect"),
                 };
                 let mut event = self.base(event_type, &header);
-                event.net = Some(net(addr, fd, ret));
+                let mut details = net(addr, fd, ret);
+                if lsm && ret == 0 {
+                    details.errno = None; // allowed before the call: its outcome is not seen
+                }
+                event.net = Some(details);
                 event.decision = Some(self.decision(verdict, hook));
                 event
             }
@@ -246,10 +295,12 @@ impl Pipeline {
             Some("pidfd_getfd is refused where files are restricted: it could take a descriptor a violator opened before it died".to_owned())
         } else if verdict.rule_id == IO_URING_RULE {
             Some("io_uring is refused where files are restricted: its opens would bypass the file checks (allow_io_uring: true opts in)".to_owned())
+        } else if verdict.rule_id == SELF_PROTECTION_RULE {
+            Some("self-protection: no session member may signal or ptrace the monitor, use bpf(), change mounts, or change the monitor's policy or binary".to_owned())
         } else if verdict.rule_id == PRINCIPAL_RULE {
             Some(format!("on behalf of {}: that user's permissions do not allow this access", policy.principal))
         } else if verdict.rule_id == NO_RULE {
-            let what = if hook.starts_with("kernel:cgroup/") { "address" } else { "path" };
+            let what = if hook.starts_with("kernel:cgroup/") || hook.starts_with("kernel:lsm/socket_") { "address" } else { "path" };
             (verdict.action != action::ALLOW).then(|| format!("no entry covers this {what}"))
         } else {
             policy.rules.get(verdict.rule_id as usize).map(|origin| origin.to_string())
@@ -259,12 +310,21 @@ impl Pipeline {
             action::ALLOW => {}
             action::AUDIT => {
                 decision.action = "audit";
-                decision.would = Some(if hook.starts_with("kernel:cgroup/") { "deny" } else { "kill" });
+                decision.would = Some(if hook.starts_with("kernel:cgroup/") {
+                    "deny"
+                } else if hook.starts_with("kernel:lsm/") && policy.on_violation == OnViolation::Deny {
+                    "deny"
+                } else {
+                    "kill"
+                });
             }
             action::DENY => {
                 decision.action = "deny";
                 decision.enforced_by = Some(hook);
                 decision.note = match policy.on_violation {
+                    _ if verdict.rule_id == SELF_PROTECTION_RULE && policy.mode == Mode::Audit => {
+                        Some("refused although the session only audits: the monitor always protects itself".into())
+                    }
                     OnViolation::Deny => None,
                     OnViolation::Kill => Some("refused; the process is then killed from userspace (on_violation: kill)".into()),
                     OnViolation::KillSession => Some("refused; kill-session: every process of the session is killed".into()),
@@ -274,6 +334,7 @@ impl Pipeline {
                 decision.action = "kill";
                 decision.enforced_by = Some(hook);
                 decision.note = match policy.on_violation {
+                    OnViolation::Kill if hook.starts_with("kernel:lsm/") => Some("refused, and the process killed".into()),
                     OnViolation::Kill => None,
                     OnViolation::Deny => Some(
                         "deny escalated to kill: without BPF LSM the kernel cannot refuse this operation".into(),
@@ -393,7 +454,37 @@ fn open_syscall_name(syscall: u32) -> &'static str {
         open_syscall::OPENAT2 => "openat2",
         open_syscall::CREAT => "creat",
         open_syscall::OPEN_BY_HANDLE_AT => "open_by_handle_at",
+        open_syscall::RECEIVE => "receive",
         _ => "unknown",
+    }
+}
+
+/// (`change.operation`, the LSM hook that judged it).
+fn file_op_names(op: u32) -> (&'static str, &'static str) {
+    match op {
+        file_op::UNLINK => ("unlink", "kernel:lsm/path_unlink"),
+        file_op::RMDIR => ("rmdir", "kernel:lsm/path_rmdir"),
+        file_op::RENAME_FROM => ("rename_from", "kernel:lsm/path_rename"),
+        file_op::RENAME_TO => ("rename_to", "kernel:lsm/path_rename"),
+        file_op::TRUNCATE => ("truncate", "kernel:lsm/path_truncate"),
+        file_op::CREATE => ("create", "kernel:lsm/path_mknod"),
+        file_op::MKDIR => ("mkdir", "kernel:lsm/path_mkdir"),
+        file_op::SYMLINK => ("symlink", "kernel:lsm/path_symlink"),
+        file_op::LINK => ("link", "kernel:lsm/path_link"),
+        file_op::CHMOD => ("chmod", "kernel:lsm/path_chmod"),
+        _ => ("chown", "kernel:lsm/path_chown"),
+    }
+}
+
+/// (`tamper.operation`, the LSM hook that refused it).
+fn tamper_op_names(op: u32) -> (&'static str, &'static str) {
+    match op {
+        tamper_op::SIGNAL => ("signal", "kernel:lsm/task_kill"),
+        tamper_op::PTRACE => ("ptrace", "kernel:lsm/ptrace_access_check"),
+        tamper_op::BPF => ("bpf", "kernel:lsm/bpf"),
+        tamper_op::MOUNT => ("mount", "kernel:lsm/sb_mount"),
+        tamper_op::UMOUNT => ("umount", "kernel:lsm/sb_umount"),
+        _ => ("remount", "kernel:lsm/sb_remount"),
     }
 }
 
@@ -415,7 +506,7 @@ fn net(addr: SocketAddress, fd: u32, ret: i32) -> Net {
         mapped_ipv4: None,
         family_number: None,
         fd: (fd != u32::MAX).then_some(fd),
-        errno: -ret,
+        errno: Some(-ret),
     };
     match addr {
         SocketAddress::Inet { addr, port } => {
@@ -471,6 +562,6 @@ mod tests {
     #[test]
     fn mapped_ipv4_is_named() {
         let n = net(SocketAddress::Inet6 { addr: "::ffff:127.0.0.1".parse().unwrap(), port: 80, scope_id: 0 }, 3, -111);
-        assert_eq!((n.family, n.mapped_ipv4.as_deref(), n.errno), ("inet6", Some("127.0.0.1"), 111));
+        assert_eq!((n.family, n.mapped_ipv4.as_deref(), n.errno), ("inet6", Some("127.0.0.1"), Some(111)));
     }
 }

@@ -151,3 +151,58 @@ impl Session {
         format!("stderr: {}\nevents:\n{}", self.stderr, lines.join("\n"))
     }
 }
+
+/// The enforcement tiers a session reported in its `session.start`
+/// (`monitor.enforcement`).
+pub struct Tiers {
+    pub files: String,
+    pub exec: String,
+    pub network: String,
+    pub self_protection: String,
+}
+
+impl Tiers {
+    /// Files and exec refused by BPF LSM hooks (tier 1).
+    pub fn lsm(&self) -> bool {
+        self.files == "lsm"
+    }
+}
+
+impl Session {
+    /// The tiers this session reported. Where the test runner says what to expect
+    /// (`AGENT_MONITOR_EXPECT_LSM=1` or `0`, set by the VM runner), a different tier
+    /// fails the test: a silent fallback must not pass as the LSM tier.
+    pub fn tiers(&self) -> Tiers {
+        let e = &self.of_type("session.start")[0]["monitor"]["enforcement"];
+        let field = |name: &str| e[name].as_str().unwrap_or_else(|| panic!("no enforcement.{name}: {e}")).to_owned();
+        let tiers = Tiers {
+            files: field("files"),
+            exec: field("exec"),
+            network: field("network"),
+            self_protection: field("self_protection"),
+        };
+        if let Some(expect_lsm) = expect_lsm() {
+            let all = [&tiers.files, &tiers.exec, &tiers.network, &tiers.self_protection];
+            if expect_lsm {
+                assert!(all.iter().all(|t| *t == "lsm"), "expected the LSM tier for everything, got {e}");
+            } else {
+                assert_eq!(
+                    [tiers.files.as_str(), &tiers.exec, &tiers.network, &tiers.self_protection],
+                    ["tracepoint", "tracepoint", "cgroup", "none"],
+                    "expected tier 2"
+                );
+            }
+        }
+        tiers
+    }
+}
+
+/// `AGENT_MONITOR_EXPECT_LSM`: `Some(true)` where the runner booted a kernel with BPF LSM
+/// active, `Some(false)` where it booted one without, `None` where it does not say.
+pub fn expect_lsm() -> Option<bool> {
+    match std::env::var("AGENT_MONITOR_EXPECT_LSM").as_deref() {
+        Ok("1") => Some(true),
+        Ok("0") => Some(false),
+        _ => None,
+    }
+}

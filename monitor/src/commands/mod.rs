@@ -1,4 +1,5 @@
 //! One module per CLI subcommand.
+pub mod doctor;
 pub mod kill;
 pub mod policy;
 pub mod run;

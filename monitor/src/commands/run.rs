@@ -32,6 +32,7 @@ use crate::{
     ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, Settle, UserspaceLoss},
     mounts::MountTable,
     launcher::{self, spawn_in_session},
+    enforcement::{LsmChoice, Tier},
     loader::{Probes, attach_network},
     pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
     policy::{self, Mode, OnViolation, Profile, compile::{Environment, compile}},
@@ -50,6 +51,8 @@ pub struct RunArgs {
     pub profile: Option<String>,
     /// User the agent acts for; `None`: the invoking user.
     pub on_behalf_of: Option<String>,
+    /// Tier 2 even where BPF LSM works.
+    pub no_lsm: bool,
     pub command: Vec<OsString>,
 }
 
@@ -82,16 +85,20 @@ pub fn choose_profile(policy_file: Option<&Path>, profile: Option<&str>) -> anyh
 }
 
 /// What the kernel holds a session to, from its profile (`monitor_common::policy::session_flags`).
-pub fn session_flags_for(profile: &Profile, acts_for_user: bool) -> u32 {
+pub fn session_flags_for(profile: &Profile, acts_for_user: bool, files: Tier) -> u32 {
     let mut flags = session_flags::HAS_POLICY;
     if profile.mode == Mode::Enforce {
         flags |= session_flags::ENFORCE;
     }
+    if profile.on_violation != OnViolation::Deny {
+        flags |= session_flags::KILL_ON_VIOLATION;
+    }
     if acts_for_user {
         flags |= session_flags::HAS_PRINCIPAL;
     }
-    // io_uring opens bypass this tier's file checks, the principal's included.
-    if (profile.files.is_some() || acts_for_user) && !profile.allow_io_uring {
+    // io_uring opens bypass the tracepoint tier's file checks, the principal's
+    // included; the LSM hooks see them.
+    if (profile.files.is_some() || acts_for_user) && !profile.allow_io_uring && files != Tier::Lsm {
         flags |= session_flags::DENY_IO_URING;
     }
     if profile.files.is_some() {
@@ -163,8 +170,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         None => principal::invoking_user(),
     };
     launcher::block_forwarded_signals();
-    let probes = Probes::load().context("loading the eBPF programs")?;
-    let Probes { mut ebpf, sessions, events, decisions, counters, mut rules } = probes;
+    let choice = if args.no_lsm { LsmChoice::Off } else { LsmChoice::Auto };
+    let mut probes = Probes::load(choice).context("loading the eBPF programs")?;
+    // No session member may change the monitor's own files.
+    let own_files = std::env::current_exe().into_iter().chain(args.policy.clone());
+    for path in own_files {
+        probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
+    }
+    let Probes { mut ebpf, enforcement, sessions, events, decisions, counters, mut rules, .. } = probes;
 
     let mounts = MountTable::load().context("reading the mount table")?;
     let environment =
@@ -191,7 +204,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
 
     let session_id = new_session_id();
-    let flags = session_flags_for(&profile, acts_for_user);
+    let flags = session_flags_for(&profile, acts_for_user, enforcement.files);
     let member = SessionMember { session_id, policy_id: POLICY_ID, flags };
     let restricts_network = profile.connect.is_some() || profile.bind.is_some();
     let cgroup = match SessionCgroup::create(&session_ref(session_id).id) {
@@ -205,7 +218,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             None
         }
     };
-    if let Some(cgroup) = &cgroup {
+    if let Some(cgroup) = &cgroup
+        && enforcement.network == Tier::Cgroup
+    {
         let attached = std::fs::File::open(cgroup.path())
             .map_err(anyhow::Error::from)
             .and_then(|dir| attach_network(&mut ebpf, &dir).map_err(anyhow::Error::from));
@@ -252,7 +267,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         Mode::Audit => "audit",
         Mode::Enforce => "enforce",
     });
-    start.monitor = Some(monitor_info(None));
+    start.monitor = Some(Monitor { enforcement: Some(enforcement), ..monitor_info(None) });
     // The agent runs already: a failing sink is counted from here on, never fatal.
     let _ = sink.write(&start);
 
@@ -261,7 +276,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let (queue, received) = mpsc::sync_channel::<Item>(QUEUE_CAPACITY);
     let user_loss = Arc::new(UserspaceLoss::default());
     let session_killed = Arc::new(AtomicBool::new(false));
-    let hook = kill_session_hook(profile.on_violation, cgroup.clone(), session_killed.clone());
+    let hook = kill_session_hook(profile.mode, profile.on_violation, cgroup.clone(), session_killed.clone());
     let settle_cgroup = cgroup.clone();
     let settle_killed = session_killed.clone();
     let settle: Settle = Box::new(move || {
@@ -367,6 +382,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 /// operation also costs the process its life; with `kill-session`, any violation kills
 /// every process of the session at once, and who was killed is reported.
 fn kill_session_hook(
+    mode: Mode,
     on_violation: OnViolation,
     cgroup: Option<Arc<SessionCgroup>>,
     killed: Arc<AtomicBool>,
@@ -377,9 +393,16 @@ fn kill_session_hook(
             KernelEvent::FileOpen { verdict, .. }
             | KernelEvent::Exec { verdict, .. }
             | KernelEvent::Connect { verdict, .. }
-            | KernelEvent::Syscall { verdict, .. } => *verdict,
+            | KernelEvent::Syscall { verdict, .. }
+            | KernelEvent::FileChange { verdict, .. }
+            | KernelEvent::Tamper { verdict, .. } => *verdict,
             _ => return None,
         };
+        // An audit session is never killed (self-protection refusals happen in audit
+        // mode too; refusing is all they do there).
+        if mode == Mode::Audit {
+            return None;
+        }
         if !matches!(verdict.action, action::KILL | action::DENY) {
             return None;
         }
@@ -496,6 +519,7 @@ fn monitor_info(events: Option<u64>) -> Monitor {
         arch: std::env::consts::ARCH,
         events,
         latency: None,
+        enforcement: None,
     }
 }
 
@@ -540,18 +564,26 @@ mod tests {
 
     #[test]
     fn flags_follow_the_profile() {
-        assert_eq!(session_flags_for(&profile(""), false), HAS_POLICY | ENFORCE);
-        assert_eq!(session_flags_for(&profile("    mode: audit\n"), false), HAS_POLICY);
+        let tp = Tier::Tracepoint;
+        let kill = KILL_ON_VIOLATION;
+        assert_eq!(session_flags_for(&profile(""), false, tp), HAS_POLICY | ENFORCE | kill);
+        assert_eq!(session_flags_for(&profile("    mode: audit\n"), false, tp), HAS_POLICY | kill);
+        assert_eq!(session_flags_for(&profile("    on_violation: deny\n"), false, tp), HAS_POLICY | ENFORCE);
         assert_eq!(
-            session_flags_for(&profile("    files: {read: [/]}\n    exec: [/usr]\n"), false),
-            HAS_POLICY | ENFORCE | RESTRICTS_FILES | RESTRICTS_EXEC | DENY_IO_URING
+            session_flags_for(&profile("    files: {read: [/]}\n    exec: [/usr]\n"), false, tp),
+            HAS_POLICY | ENFORCE | kill | RESTRICTS_FILES | RESTRICTS_EXEC | DENY_IO_URING
         );
         assert_eq!(
-            session_flags_for(&profile("    allow_io_uring: true\n    files: {read: [/]}\n"), false),
-            HAS_POLICY | ENFORCE | RESTRICTS_FILES
+            session_flags_for(&profile("    allow_io_uring: true\n    files: {read: [/]}\n"), false, tp),
+            HAS_POLICY | ENFORCE | kill | RESTRICTS_FILES
         );
         // Acting for a user: the principal's check, and io_uring refused even without files.
-        assert_eq!(session_flags_for(&profile(""), true), HAS_POLICY | ENFORCE | HAS_PRINCIPAL | DENY_IO_URING);
+        assert_eq!(session_flags_for(&profile(""), true, tp), HAS_POLICY | ENFORCE | kill | HAS_PRINCIPAL | DENY_IO_URING);
+        // The LSM hooks see io_uring's opens: no need to refuse it.
+        assert_eq!(
+            session_flags_for(&profile("    files: {read: [/]}\n"), true, Tier::Lsm),
+            HAS_POLICY | ENFORCE | kill | HAS_PRINCIPAL | RESTRICTS_FILES
+        );
     }
 
     #[test]

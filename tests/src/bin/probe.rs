@@ -33,6 +33,20 @@ fn main() {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| panic!("missing argument {i}"));
     match arg(0) {
         "open" => open_read(arg(1)),
+        // try OP ARGS... [-- OP ARGS...]: attempts each operation, prints
+        // `OP ok` or `OP errno=N`, and goes on; `done` at the end proves the process
+        // survived every attempt.
+        "try" => {
+            for attempt in args[1..].split(|a| a == "--") {
+                let outcome = match try_op(attempt) {
+                    Ok(()) => "ok".to_owned(),
+                    Err(errno) => format!("errno={errno}"),
+                };
+                println!("{} {outcome}", attempt[0]);
+                let _ = std::io::stdout().flush();
+            }
+            println!("done");
+        }
         "openat" => {
             // openat(dirfd, name): the kernel resolves `name` relative to a directory fd.
             // SAFETY: valid C strings.
@@ -482,5 +496,116 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             sin6.sin6_addr = libc::in6_addr { s6_addr: v6.ip().octets() };
             (storage, size_of::<libc::sockaddr_in6>() as u32)
         }
+    }
+}
+
+/// One attempt for `probe try`: Ok, or the errno it failed with.
+fn try_op(attempt: &[String]) -> Result<(), i32> {
+    let arg = |i: usize| attempt.get(i).map(String::as_str).unwrap_or_else(|| panic!("{}: missing argument {i}", attempt[0]));
+    let last_errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    let ret = |r: libc::c_long| if r < 0 { Err(last_errno()) } else { Ok(r) };
+    // SAFETY (all calls below): valid C strings and buffers, fds we own.
+    match attempt[0].as_str() {
+        "open" => ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_RDONLY) } as _).map(|fd| unsafe {
+            libc::close(fd as i32);
+        }),
+        "write" => ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_WRONLY | libc::O_TRUNC) } as _)
+            .map(|fd| unsafe {
+                libc::close(fd as i32);
+            }),
+        "create" => ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600) } as _)
+            .map(|fd| unsafe {
+                libc::close(fd as i32);
+            }),
+        "openat" => {
+            let dir = ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_PATH | libc::O_DIRECTORY) } as _)?;
+            let fd = ret(unsafe { libc::openat(dir as i32, cstr(arg(2)).as_ptr(), libc::O_RDONLY) } as _);
+            unsafe { libc::close(dir as i32) };
+            fd.map(|fd| unsafe {
+                libc::close(fd as i32);
+            })
+        }
+        // Opens PATH with O_PATH (not checked: no access to the contents), then its
+        // contents through /proc/self/fd/N.
+        "proc-fd" => {
+            let fd = ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_PATH) } as _)?;
+            let again = ret(unsafe { libc::open(cstr(&format!("/proc/self/fd/{fd}")).as_ptr(), libc::O_RDONLY) } as _);
+            unsafe { libc::close(fd as i32) };
+            again.map(|fd| unsafe {
+                libc::close(fd as i32);
+            })
+        }
+        "uring-open" => {
+            let c_path = cstr(arg(1));
+            let mut ring = io_uring::IoUring::new(4).map_err(|e| e.raw_os_error().unwrap_or(0))?;
+            let entry =
+                io_uring::opcode::OpenAt::new(io_uring::types::Fd(libc::AT_FDCWD), c_path.as_ptr()).build().user_data(1);
+            // SAFETY: the path outlives the submission (we wait for it).
+            unsafe { ring.submission().push(&entry).expect("submission queue") };
+            ring.submit_and_wait(1).map_err(|e| e.raw_os_error().unwrap_or(0))?;
+            let fd = ring.completion().next().expect("completion").result();
+            if fd < 0 {
+                return Err(-fd);
+            }
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+        "exec" => {
+            // Exec in a child, so that this process can go on and report.
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                let path = cstr(arg(1));
+                let argv = [path.as_ptr(), std::ptr::null()];
+                unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
+                let errno = last_errno();
+                unsafe { libc::_exit(200 + errno.min(55)) };
+            }
+            let mut status = 0;
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+                (true, code) if code >= 200 => Err(code - 200),
+                (true, _) => Ok(()),
+                _ => Err(-libc::WTERMSIG(status)), // killed: reported as errno=-SIGNAL
+            }
+        }
+        "connect" => TcpStream::connect_timeout(&arg(1).parse().expect("socket address"), Duration::from_secs(2))
+            .map(drop)
+            .map_err(|e| e.raw_os_error().unwrap_or(0)),
+        "bind" => std::net::TcpListener::bind(arg(1)).map(drop).map_err(|e| e.raw_os_error().unwrap_or(0)),
+        "unlink" => ret(unsafe { libc::unlink(cstr(arg(1)).as_ptr()) } as _).map(drop),
+        "rename" => ret(unsafe { libc::rename(cstr(arg(1)).as_ptr(), cstr(arg(2)).as_ptr()) } as _).map(drop),
+        "truncate" => ret(unsafe { libc::truncate(cstr(arg(1)).as_ptr(), 0) } as _).map(drop),
+        "link" => ret(unsafe { libc::link(cstr(arg(1)).as_ptr(), cstr(arg(2)).as_ptr()) } as _).map(drop),
+        "chmod" => ret(unsafe { libc::chmod(cstr(arg(1)).as_ptr(), 0o777) } as _).map(drop),
+        // The monitor is the session's first process's parent.
+        "kill-parent" => ret(unsafe { libc::kill(libc::getppid(), libc::SIGKILL) } as _).map(drop),
+        "ptrace-parent" => {
+            let r = ret(unsafe { libc::ptrace(libc::PTRACE_SEIZE, libc::getppid(), 0, 0) });
+            if r.is_ok() {
+                unsafe { libc::ptrace(libc::PTRACE_DETACH, libc::getppid(), 0, 0) };
+            }
+            r.map(drop)
+        }
+        "bpf-map" => {
+            // BPF_MAP_CREATE of a one-entry array: the smallest bpf() that loads anything.
+            let mut attr = [0u32; 32];
+            attr[0] = 2; // BPF_MAP_TYPE_ARRAY
+            attr[1] = 4; // key size
+            attr[2] = 4; // value size
+            attr[3] = 1; // max entries
+            let fd = ret(unsafe { libc::syscall(libc::SYS_bpf, 0 /* BPF_MAP_CREATE */, attr.as_ptr(), 128) })?;
+            unsafe { libc::close(fd as i32) };
+            Ok(())
+        }
+        "mount-tmpfs" => {
+            let r = ret(unsafe {
+                libc::mount(cstr("none").as_ptr(), cstr(arg(1)).as_ptr(), cstr("tmpfs").as_ptr(), 0, std::ptr::null())
+            } as _);
+            if r.is_ok() {
+                unsafe { libc::umount(cstr(arg(1)).as_ptr()) };
+            }
+            r.map(drop)
+        }
+        other => panic!("unknown attempt {other}"),
     }
 }

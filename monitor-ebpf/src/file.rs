@@ -1,0 +1,131 @@
+//! Judging an open file: resolve it, decide the access it grants against the session's
+//! policy, report it. The same for a descriptor returned by an open syscall (tier 2,
+//! at syscall exit) and for a file the LSM `file_open` / `file_receive` hooks are
+//! about to hand out (tier 1).
+
+use monitor_common::{
+    event::{FileOpenEvent, flags, kind},
+    maps::Counter,
+    policy::{ProtectedInode, SELF_PROTECTION_RULE, allow},
+    session::SessionMember,
+};
+
+use crate::{
+    kernel::{ReadError, config, count, emit_with_path, fill_header, read, read_ptr},
+    maps::{FILE_SCRATCH, PROTECTED_INODES},
+    path::{self, PathScratch, Resolved},
+    policy::{self, Object, Tier, Verdict, key_scratch},
+};
+
+const O_TRUNC: u32 = 0o1000;
+const O_ACCMODE: u32 = 0o3;
+
+/// `FMODE_READ`, `FMODE_WRITE`, `FMODE_CREATED`, `FMODE_PATH` (include/linux/fs.h,
+/// stable since 4.19).
+const FMODE_READ: u32 = 0x1;
+const FMODE_WRITE: u32 = 0x2;
+pub const FMODE_CREATED: u32 = 0x10_0000;
+const FMODE_PATH: u32 = 0x4000;
+
+/// What an open asks of a file: writing includes creating and truncating it. Decided
+/// from the file the kernel opened; the caller's flags add only what the file does not
+/// show (truncation, and access mode 3, which opens for ioctls with neither mode bit).
+#[inline(always)]
+pub fn requested_access(f_mode: u32, open_flags: u32) -> u32 {
+    if f_mode & FMODE_PATH != 0 {
+        return 0; // an O_PATH descriptor gives no access to the contents
+    }
+    let mut requested = 0;
+    if f_mode & FMODE_READ != 0 || open_flags & O_ACCMODE == O_ACCMODE {
+        requested |= allow::READ;
+    }
+    if f_mode & (FMODE_WRITE | FMODE_CREATED) != 0 || open_flags & O_TRUNC != 0 || open_flags & O_ACCMODE == O_ACCMODE {
+        requested |= allow::WRITE;
+    }
+    requested
+}
+
+/// Path and inode of an open file.
+pub struct Described {
+    pub resolved: Resolved,
+    pub ino: u64,
+    /// `struct inode *` and `struct dentry *` of the file.
+    pub inode: u64,
+    pub dentry: u64,
+}
+
+/// Resolves `file` (a `struct file *`) into `scratch` and reads its inode number.
+#[inline(always)]
+pub fn describe_file(file: u64, scratch: &mut PathScratch) -> Result<Described, ReadError> {
+    let dentry = read_ptr(file, config!(offsets.file_f_path) + config!(offsets.path_dentry))?;
+    let resolved = path::resolve(dentry, scratch)?;
+    let inode = read_ptr(file, config!(offsets.file_f_inode)).unwrap_or(0);
+    let ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
+    Ok(Described { resolved, ino, inode, dentry })
+}
+
+/// Whether (dev, ino) is one of the monitor's own files (policy, binary).
+#[inline(always)]
+pub fn is_protected(dev: u32, ino: u64) -> bool {
+    ino != 0 && PROTECTED_INODES.get_ptr(&ProtectedInode { dev, _pad: 0, ino }).is_some()
+}
+
+/// Judges `file` (a `struct file *`) being opened by a session member and reports it
+/// as a `FILE_OPEN` record. `open_flags` are the caller's flags (trusted as far as the
+/// caller says), `fd` the descriptor (u32::MAX when there is none yet).
+#[inline(always)]
+pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u32, fd: u32, tier: Tier) -> Verdict {
+    let (Some(event), Some(scratch)) = (FILE_SCRATCH.get_ptr_mut(0), key_scratch()) else {
+        return policy::fail_closed(member, tier);
+    };
+    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+    let event: &mut FileOpenEvent = unsafe { &mut *event };
+    let mut event_flags = if tier == Tier::Lsm { flags::LSM } else { 0 };
+    if !fill_header(&mut event.header, kind::FILE_OPEN, 0, member.session_id) {
+        event_flags |= flags::READ_ERROR;
+    }
+    event.syscall = syscall;
+    event.open_flags = open_flags;
+    event.fd = fd;
+    event.f_mode = 0;
+    event.ino = 0;
+    event.dev = 0;
+    event.path_len = 0;
+    let mut verdict = Verdict::UNCHECKED;
+    if let Ok(mode) = read::<u32>(file, config!(offsets.file_f_mode)) {
+        event.f_mode = mode;
+    } else {
+        event_flags |= flags::READ_ERROR;
+    }
+    match describe_file(file, &mut scratch.path) {
+        Ok(described) => {
+            event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
+            event.ino = described.ino;
+            event.dev = described.resolved.dev;
+            event_flags |= described.resolved.flags;
+            let requested = requested_access(event.f_mode, open_flags);
+            if requested & allow::WRITE != 0 && tier == Tier::Lsm && is_protected(described.resolved.dev, described.ino) {
+                verdict = Verdict { action: policy::enforce_always(member, tier), rule_id: SELF_PROTECTION_RULE };
+            } else {
+                let object = Object {
+                    inode: described.inode,
+                    dentry: described.dentry,
+                    by_directory: event.f_mode & FMODE_CREATED != 0,
+                    ino: described.ino,
+                };
+                verdict = policy::decide(member, false, requested, &described.resolved, &object, scratch, tier);
+            }
+        }
+        Err(ReadError) => event_flags |= flags::READ_ERROR,
+    }
+    if event_flags & flags::READ_ERROR != 0 {
+        count(Counter::KernelReadError);
+        // An enforcing session fails closed: what cannot be resolved is not allowed.
+        verdict = policy::fail_closed(member, tier);
+    }
+    event.action = verdict.action;
+    event.rule_id = verdict.rule_id;
+    event.header.flags = event_flags;
+    emit_with_path(event);
+    verdict
+}

@@ -1,0 +1,269 @@
+//! Tier 1 for files and exec: BPF LSM hooks that refuse a forbidden access before it
+//! happens (`-EPERM`), with the same compiled rules, path walk and records as the
+//! tracepoint tier. Active only where the daemon set `lsm_tier::FILES` / `EXEC`
+//! (the hooks attached and were seen to run); otherwise they stand aside.
+//!
+//! Every hook starts with the session lookup: a process outside every session is
+//! never refused. Besides opens and exec, the `path_*` hooks govern what changes the
+//! file tree (unlink, rename, truncate, create, link, chmod, chown), all as writes to
+//! the names involved.
+
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+use monitor_common::{
+    event::{ExecEvent, FileChangeEvent, file_op, flags, kind, open_syscall},
+    maps::{Counter, lsm_tier},
+    policy::{SELF_PROTECTION_RULE, action, allow},
+    session::SessionMember,
+};
+
+use crate::{
+    file::{self, describe_file, is_protected},
+    kernel::{ReadError, config, count, current_tgid, emit_with_path, fill_header, lsm_enforces, read, read_ptr, session_of},
+    maps::{CHANGE_SCRATCH, EXEC_SCRATCH},
+    path,
+    policy::{self, Object, Tier, Verdict, key_scratch},
+};
+
+/// `-EPERM`, what a refusing hook returns.
+pub const EPERM: i32 = -1;
+
+/// The hook's answer for a verdict.
+#[inline(always)]
+pub fn answer(verdict_action: u32) -> i32 {
+    if verdict_action == action::DENY || verdict_action == action::KILL { EPERM } else { 0 }
+}
+
+/// The session of the current process, if the LSM hooks enforce `resource` for it.
+#[inline(always)]
+fn member_for(resource: u32) -> Option<SessionMember> {
+    let member = session_of(current_tgid())?;
+    lsm_enforces(resource).then_some(member)
+}
+
+/// `file_open(struct file *file)`: every open, io_uring's and open_by_handle_at's
+/// included, after permission checks and before the file is handed out (and before
+/// `O_TRUNC` truncates it).
+#[lsm(hook = "file_open")]
+pub fn file_open(ctx: LsmContext) -> i32 {
+    if current_tgid() == config!(monitor_tgid) {
+        // Proof for the daemon that LSM programs run on this kernel.
+        count(Counter::LsmSelfTest);
+        return 0;
+    }
+    let Some(member) = member_for(lsm_tier::FILES) else {
+        return 0;
+    };
+    let file: u64 = ctx.arg(0);
+    let open_flags = read::<u32>(file, config!(offsets.file_f_flags)).unwrap_or(0);
+    answer(file::judge_open(&member, file, open_syscall::LSM_OPEN, open_flags, u32::MAX, Tier::Lsm).action)
+}
+
+/// `file_receive(struct file *file)`: a descriptor passed over a unix socket
+/// (`SCM_RIGHTS`) or taken with `pidfd_getfd` is judged like an open: a file the
+/// session may not open cannot come in from another process either.
+#[lsm(hook = "file_receive")]
+pub fn file_receive(ctx: LsmContext) -> i32 {
+    let Some(member) = member_for(lsm_tier::FILES) else {
+        return 0;
+    };
+    let file: u64 = ctx.arg(0);
+    let open_flags = read::<u32>(file, config!(offsets.file_f_flags)).unwrap_or(0);
+    answer(file::judge_open(&member, file, open_syscall::RECEIVE, open_flags, u32::MAX, Tier::Lsm).action)
+}
+
+/// `bprm_check_security(struct linux_binprm *bprm)`: before a program (or a script's
+/// interpreter) is loaded. Refusals are reported here; allowed execs are reported by
+/// `sched_process_exec`, with the new argument vector.
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    let Some(member) = member_for(lsm_tier::EXEC) else {
+        return 0;
+    };
+    let bprm: u64 = ctx.arg(0);
+    answer(judge_exec(&member, bprm))
+}
+
+fn judge_exec(member: &SessionMember, bprm: u64) -> u32 {
+    let (Some(event), Some(scratch)) = (EXEC_SCRATCH.get_ptr_mut(0), key_scratch()) else {
+        return policy::fail_closed(member, Tier::Lsm).action;
+    };
+    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+    let event: &mut ExecEvent = unsafe { &mut *event };
+    let mut event_flags = flags::LSM;
+    if !fill_header(&mut event.header, kind::PROCESS_EXEC, 0, member.session_id) {
+        event_flags |= flags::READ_ERROR;
+    }
+    event.path_len = 0;
+    event.argv_len = 0;
+    event.ino = 0;
+    event.dev = 0;
+    event._pad = 0;
+    let mut verdict = Verdict::UNCHECKED;
+    match read_ptr(bprm, config!(offsets.binprm_file)).and_then(|file| describe_file(file, &mut scratch.path)) {
+        Ok(described) => {
+            event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
+            event.ino = described.ino;
+            event.dev = described.resolved.dev;
+            event_flags |= described.resolved.flags;
+            let object = Object { inode: described.inode, dentry: described.dentry, by_directory: false, ino: described.ino };
+            verdict = policy::decide(member, true, allow::EXEC, &described.resolved, &object, scratch, Tier::Lsm);
+        }
+        Err(ReadError) => event_flags |= flags::READ_ERROR,
+    }
+    if event_flags & flags::READ_ERROR != 0 {
+        count(Counter::KernelReadError);
+        verdict = policy::fail_closed(member, Tier::Lsm);
+    }
+    event.action = verdict.action;
+    event.rule_id = verdict.rule_id;
+    event.header.flags = event_flags;
+    if verdict.action != action::ALLOW {
+        emit_with_path(event);
+    }
+    verdict.action
+}
+
+/// `path_unlink(const struct path *dir, struct dentry *dentry)`.
+#[lsm(hook = "path_unlink")]
+pub fn path_unlink(ctx: LsmContext) -> i32 {
+    change(ctx.arg(1), file_op::UNLINK, 0)
+}
+
+/// `path_rmdir(const struct path *dir, struct dentry *dentry)`.
+#[lsm(hook = "path_rmdir")]
+pub fn path_rmdir(ctx: LsmContext) -> i32 {
+    change(ctx.arg(1), file_op::RMDIR, 0)
+}
+
+/// `path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode, unsigned
+/// int dev)`: also every `open(O_CREAT)` that creates a file, before it exists.
+#[lsm(hook = "path_mknod")]
+pub fn path_mknod(ctx: LsmContext) -> i32 {
+    change(ctx.arg(1), file_op::CREATE, 0)
+}
+
+/// `path_mkdir(const struct path *dir, struct dentry *dentry, umode_t mode)`.
+#[lsm(hook = "path_mkdir")]
+pub fn path_mkdir(ctx: LsmContext) -> i32 {
+    change(ctx.arg(1), file_op::MKDIR, 0)
+}
+
+/// `path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)`.
+#[lsm(hook = "path_symlink")]
+pub fn path_symlink(ctx: LsmContext) -> i32 {
+    change(ctx.arg(1), file_op::SYMLINK, 0)
+}
+
+/// `path_link(struct dentry *old_dentry, const struct path *new_dir, struct dentry
+/// *new_dentry)`: the new name is a write; the file linked keeps its identity, so a
+/// denied file (by inode) cannot gain an allowed name.
+#[lsm(hook = "path_link")]
+pub fn path_link(ctx: LsmContext) -> i32 {
+    let old: u64 = ctx.arg(0);
+    let ino = read_ptr(old, config!(offsets.dentry_d_inode))
+        .and_then(|inode| read::<u64>(inode, config!(offsets.inode_i_ino)))
+        .unwrap_or(0);
+    change(ctx.arg(2), file_op::LINK, ino)
+}
+
+/// `path_rename(const struct path *old_dir, struct dentry *old_dentry, const struct
+/// path *new_dir, struct dentry *new_dentry, unsigned int flags)`: both names are
+/// writes (an exchange moves both files).
+#[lsm(hook = "path_rename")]
+pub fn path_rename(ctx: LsmContext) -> i32 {
+    let from = change(ctx.arg(1), file_op::RENAME_FROM, 0);
+    if from != 0 {
+        return from;
+    }
+    change(ctx.arg(3), file_op::RENAME_TO, 0)
+}
+
+/// `path_truncate(const struct path *path)`: truncate(2), ftruncate(2) and `O_TRUNC`.
+#[lsm(hook = "path_truncate")]
+pub fn path_truncate(ctx: LsmContext) -> i32 {
+    change_path(ctx.arg(0), file_op::TRUNCATE)
+}
+
+/// `path_chmod(const struct path *path, umode_t mode)`.
+#[lsm(hook = "path_chmod")]
+pub fn path_chmod(ctx: LsmContext) -> i32 {
+    change_path(ctx.arg(0), file_op::CHMOD)
+}
+
+/// `path_chown(const struct path *path, kuid_t uid, kgid_t gid)`.
+#[lsm(hook = "path_chown")]
+pub fn path_chown(ctx: LsmContext) -> i32 {
+    change_path(ctx.arg(0), file_op::CHOWN)
+}
+
+#[inline(always)]
+fn change_path(path: u64, op: u32) -> i32 {
+    match read_ptr(path, config!(offsets.path_dentry)) {
+        Ok(dentry) => change(dentry, op, 0),
+        Err(ReadError) => match member_for(lsm_tier::FILES) {
+            Some(member) => answer(policy::fail_closed(&member, Tier::Lsm).action),
+            None => 0,
+        },
+    }
+}
+
+/// Judges a change to the name `dentry` (an existing file, or a name about to be
+/// created) as a write. `link_ino` is the inode a new hard link would name.
+#[inline(always)]
+fn change(dentry: u64, op: u32, link_ino: u64) -> i32 {
+    let Some(member) = member_for(lsm_tier::FILES) else {
+        return 0;
+    };
+    answer(judge_change(&member, dentry, op, link_ino))
+}
+
+fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64) -> u32 {
+    let (Some(event), Some(scratch)) = (CHANGE_SCRATCH.get_ptr_mut(0), key_scratch()) else {
+        return policy::fail_closed(member, Tier::Lsm).action;
+    };
+    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+    let event: &mut FileChangeEvent = unsafe { &mut *event };
+    let mut event_flags = flags::LSM;
+    if !fill_header(&mut event.header, kind::FILE_CHANGE, 0, member.session_id) {
+        event_flags |= flags::READ_ERROR;
+    }
+    event.op = op;
+    event.dev = 0;
+    event.path_len = 0;
+    event._pad = 0;
+    // A name about to be created has no inode yet.
+    let inode = read_ptr(dentry, config!(offsets.dentry_d_inode)).unwrap_or(0);
+    let own_ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
+    let ino = if link_ino != 0 { link_ino } else { own_ino };
+    event.ino = ino;
+    let mut verdict = Verdict::UNCHECKED;
+    match path::resolve(dentry, &mut scratch.path) {
+        Ok(resolved) => {
+            event.path_len = path::copy_path(&scratch.path, &resolved, &mut event.path);
+            event.dev = resolved.dev;
+            event_flags |= resolved.flags;
+            if is_protected(resolved.dev, ino) || is_protected(resolved.dev, own_ino) {
+                verdict = Verdict { action: policy::enforce_always(member, Tier::Lsm), rule_id: SELF_PROTECTION_RULE };
+            } else {
+                // Creating, removing or renaming a name is judged by its directory;
+                // truncate, chmod and chown by the file.
+                let by_directory = !matches!(op, file_op::TRUNCATE | file_op::CHMOD | file_op::CHOWN);
+                let object = Object { inode, dentry, by_directory, ino };
+                verdict = policy::decide(member, false, allow::WRITE, &resolved, &object, scratch, Tier::Lsm);
+            }
+        }
+        Err(ReadError) => event_flags |= flags::READ_ERROR,
+    }
+    if event_flags & flags::READ_ERROR != 0 {
+        count(Counter::KernelReadError);
+        verdict = policy::fail_closed(member, Tier::Lsm);
+    }
+    event.action = verdict.action;
+    event.rule_id = verdict.rule_id;
+    event.header.flags = event_flags;
+    // A file created by an open is reported by its `file.open` (created: true).
+    if verdict.action != action::ALLOW || op != file_op::CREATE {
+        emit_with_path(event);
+    }
+    verdict.action
+}

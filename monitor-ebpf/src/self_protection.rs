@@ -1,0 +1,118 @@
+//! The monitor protects itself from the agents it watches (BPF LSM tier): no session
+//! member may signal or ptrace the monitor, use `bpf()`, or change mounts. Each
+//! attempt is refused and reported, in every session, audit mode included (see
+//! `policy::enforce_always`). Writing the monitor's own files (policy, binary) is
+//! refused by the file hooks (`PROTECTED_INODES`).
+
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+use monitor_common::{
+    event::{TamperEvent, flags, kind, tamper_op},
+    maps::Counter,
+    policy::SELF_PROTECTION_RULE,
+    session::SessionMember,
+};
+
+use crate::{
+    kernel::{config, count, current_tgid, fill_header, read, session_of},
+    lsm_files::answer,
+    maps::DECISIONS,
+    policy::{self, Tier},
+};
+
+/// `task_kill(struct task_struct *p, struct kernel_siginfo *info, int sig, const
+/// struct cred *cred)`: kill(2), tgkill(2), pidfd_send_signal(2), ... aimed at the
+/// monitor (any of its threads).
+#[lsm(hook = "task_kill")]
+pub fn task_kill(ctx: LsmContext) -> i32 {
+    let Some(member) = session_of(current_tgid()) else {
+        return 0;
+    };
+    let target = read::<u32>(ctx.arg(0), config!(offsets.task_tgid)).unwrap_or(0);
+    if target != config!(monitor_tgid) {
+        return 0;
+    }
+    refuse(&member, tamper_op::SIGNAL, target, ctx.arg::<i32>(2) as u64)
+}
+
+/// `ptrace_access_check(struct task_struct *child, unsigned int mode)`: ptrace attach,
+/// /proc/PID/mem, process_vm_writev, pidfd_getfd, ... on the monitor.
+#[lsm(hook = "ptrace_access_check")]
+pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
+    let Some(member) = session_of(current_tgid()) else {
+        return 0;
+    };
+    let target = read::<u32>(ctx.arg(0), config!(offsets.task_tgid)).unwrap_or(0);
+    if target != config!(monitor_tgid) {
+        return 0;
+    }
+    refuse(&member, tamper_op::PTRACE, target, ctx.arg::<u32>(1) as u64)
+}
+
+/// `bpf(int cmd, union bpf_attr *attr, unsigned int size)`: a session member could
+/// detach, replace or read the monitor's programs and maps.
+#[lsm(hook = "bpf")]
+pub fn bpf_syscall(ctx: LsmContext) -> i32 {
+    let Some(member) = session_of(current_tgid()) else {
+        return 0;
+    };
+    refuse(&member, tamper_op::BPF, 0, ctx.arg::<i32>(0) as u64)
+}
+
+/// `sb_mount(const char *dev_name, const struct path *path, const char *type,
+/// unsigned long flags, void *data)`: mounts, bind mounts and remounts by mount(2).
+#[lsm(hook = "sb_mount")]
+pub fn sb_mount(ctx: LsmContext) -> i32 {
+    let Some(member) = session_of(current_tgid()) else {
+        return 0;
+    };
+    refuse(&member, tamper_op::MOUNT, 0, ctx.arg::<u64>(3))
+}
+
+/// `sb_umount(struct vfsmount *mnt, int flags)`.
+#[lsm(hook = "sb_umount")]
+pub fn sb_umount(ctx: LsmContext) -> i32 {
+    let Some(member) = session_of(current_tgid()) else {
+        return 0;
+    };
+    refuse(&member, tamper_op::UMOUNT, 0, ctx.arg::<i32>(1) as u64)
+}
+
+/// `sb_remount(struct super_block *sb, void *mnt_opts)`: remounts by mount(2) and
+/// fsconfig(2).
+#[lsm(hook = "sb_remount")]
+pub fn sb_remount(_ctx: LsmContext) -> i32 {
+    let Some(member) = session_of(current_tgid()) else {
+        return 0;
+    };
+    refuse(&member, tamper_op::REMOUNT, 0, 0)
+}
+
+/// `move_mount(const struct path *from_path, const struct path *to_path)`: attaching a
+/// mount made with the new mount API (open_tree, fsmount).
+#[lsm(hook = "move_mount")]
+pub fn move_mount(_ctx: LsmContext) -> i32 {
+    let Some(member) = session_of(current_tgid()) else {
+        return 0;
+    };
+    refuse(&member, tamper_op::MOUNT, 0, 0)
+}
+
+#[inline(always)]
+fn refuse(member: &SessionMember, op: u32, target_tgid: u32, arg: u64) -> i32 {
+    let verdict = policy::enforce_always(member, Tier::Lsm);
+    if let Some(mut entry) = DECISIONS.reserve::<TamperEvent>(0) {
+        // SAFETY: the entry is ours until submitted; every field is written below.
+        let event = unsafe { &mut *entry.as_mut_ptr() };
+        let complete = fill_header(&mut event.header, kind::PROCESS_TAMPER, size_of::<TamperEvent>() as u32, member.session_id);
+        event.header.flags = flags::LSM | if complete { 0 } else { flags::READ_ERROR };
+        event.op = op;
+        event.target_tgid = target_tgid;
+        event.arg = arg;
+        event.action = verdict;
+        event.rule_id = SELF_PROTECTION_RULE;
+        entry.submit(2 /* BPF_RB_FORCE_WAKEUP */);
+    } else {
+        count(Counter::DecisionRingbufFull);
+    }
+    answer(verdict)
+}

@@ -1,0 +1,112 @@
+//! `agent-monitor doctor`: what this kernel supports and which tier will enforce each
+//! resource. It loads the programs exactly as `run` does (and unloads them), so what
+//! it prints is what a session would get.
+
+use serde::Serialize;
+
+use crate::{
+    cgroup::cgroup2_mount,
+    enforcement::{Enforcement, LsmChoice},
+    loader::{LsmReport, Probes, Resource},
+};
+
+#[derive(Serialize)]
+struct Report {
+    arch: &'static str,
+    kernel: String,
+    btf: bool,
+    cgroup2: Option<String>,
+    /// `bpf` in /sys/kernel/security/lsm (`null`: securityfs not readable).
+    bpf_lsm_listed: Option<bool>,
+    /// An attached LSM program was seen to run.
+    bpf_lsm_active: bool,
+    hooks: Vec<Hook>,
+    /// `null` if the programs could not be loaded (see `error`).
+    enforcement: Option<Enforcement>,
+    lsm_unavailable: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Hook {
+    hook: &'static str,
+    resource: &'static str,
+    attached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn resource_name(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Files => "files",
+        Resource::Exec => "exec",
+        Resource::Network => "network",
+        Resource::SelfProtection => "self_protection",
+    }
+}
+
+pub fn doctor(json: bool) -> anyhow::Result<i32> {
+    let loaded = Probes::load(LsmChoice::Auto);
+    let (enforcement, lsm, error) = match &loaded {
+        Ok(probes) => (Some(probes.enforcement), Some(probes.lsm.clone()), None),
+        Err(error) => (None, None, Some(error.to_string())),
+    };
+    drop(loaded); // detaches everything
+    let LsmReport { listed, active, hooks, unavailable } =
+        lsm.unwrap_or(LsmReport { listed: None, active: false, hooks: Vec::new(), unavailable: None });
+    let report = Report {
+        arch: std::env::consts::ARCH,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default(),
+        btf: std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
+        cgroup2: cgroup2_mount().map(|p| p.display().to_string()),
+        bpf_lsm_listed: listed,
+        bpf_lsm_active: active,
+        hooks: hooks
+            .iter()
+            .map(|h| Hook { hook: h.hook, resource: resource_name(h.resource), attached: h.error.is_none(), error: h.error.clone() })
+            .collect(),
+        enforcement,
+        lsm_unavailable: unavailable,
+        error,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(if report.error.is_some() { 1 } else { 0 })
+}
+
+fn print_text(r: &Report) {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("architecture      {}", r.arch);
+    println!("kernel            {}", r.kernel);
+    println!("BTF               {}", yes(r.btf));
+    println!("cgroup v2         {}", r.cgroup2.as_deref().unwrap_or("not mounted (network rules and kill-session need it)"));
+    let listed = match r.bpf_lsm_listed {
+        Some(b) => yes(b),
+        None => "unknown (securityfs not mounted)",
+    };
+    println!("BPF LSM listed    {listed}");
+    println!("BPF LSM active    {}", yes(r.bpf_lsm_active));
+    if let Some(why) = &r.lsm_unavailable {
+        println!("                  not used: {why}");
+    }
+    for hook in &r.hooks {
+        match &hook.error {
+            None => println!("  lsm/{:<22} attached ({})", hook.hook, hook.resource),
+            Some(error) => println!("  lsm/{:<22} FAILED ({}): {error}", hook.hook, hook.resource),
+        }
+    }
+    match (&r.enforcement, &r.error) {
+        (Some(e), _) => {
+            println!("enforcement");
+            println!("  files           {}", e.files.name());
+            println!("  exec            {}", e.exec.name());
+            println!("  network         {}", e.network.name());
+            println!("  self-protection {}", e.self_protection.name());
+        }
+        (None, Some(error)) => println!("cannot run here: {error}"),
+        (None, None) => {}
+    }
+}
