@@ -89,7 +89,9 @@ pub struct KernelOffsets {
     pub super_block_s_flags: u32,
     /// `msghdr.msg_name` (the kernel's copy of a `sendmsg` destination).
     pub msghdr_msg_name: u32,
-    pub _pad: u32,
+    /// `super_block.s_magic`: which filesystem a file is on (cgroup files are the
+    /// monitor's to write, see `self_protection`).
+    pub super_block_s_magic: u32,
 }
 
 /// Everything the programs take from the daemon at load time.
@@ -145,7 +147,7 @@ impl KernelConfig {
             super_block_s_root: 0,
             super_block_s_flags: 0,
             msghdr_msg_name: 0,
-            _pad: 0,
+            super_block_s_magic: 0,
         },
         regs: RegsOffsets { arg0: 0, arg1: 0, arg2: 0, _pad: 0, syscall_nr: 0, syscall_nr_size: 0 },
         syscalls: SyscallNumbers {

@@ -70,6 +70,18 @@ pub fn is_protected(dev: u32, ino: u64) -> bool {
     ino != 0 && PROTECTED_INODES.get_ptr(&ProtectedInode { dev, _pad: 0, ino }).is_some()
 }
 
+const CGROUP_SUPER_MAGIC: u64 = 0x27e0eb;
+const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+
+/// Whether the file is a cgroup control file. Writing one moves processes between
+/// cgroups (out of the session's), or freezes or kills a whole cgroup (the monitor's)
+/// without the signal checks: the monitor's to write, never a session member's.
+#[inline(always)]
+fn on_cgroup_fs(dentry: u64) -> bool {
+    let magic = read_ptr(dentry, config!(offsets.dentry_d_sb)).and_then(|sb| read::<u64>(sb, config!(offsets.super_block_s_magic)));
+    matches!(magic, Ok(CGROUP_SUPER_MAGIC) | Ok(CGROUP2_SUPER_MAGIC))
+}
+
 /// Judges `file` (a `struct file *`) being opened by a session member and reports it
 /// as a `FILE_OPEN` record. `open_flags` are the caller's flags (trusted as far as the
 /// caller says), `fd` the descriptor (u32::MAX when there is none yet).
@@ -104,7 +116,8 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
             event.dev = described.resolved.dev;
             event_flags |= described.resolved.flags;
             let requested = requested_access(event.f_mode, open_flags);
-            if requested & allow::WRITE != 0 && tier == Tier::Lsm && is_protected(described.resolved.dev, described.ino) {
+            let protected = is_protected(described.resolved.dev, described.ino) || on_cgroup_fs(described.dentry);
+            if requested & allow::WRITE != 0 && tier == Tier::Lsm && protected {
                 verdict = Verdict { action: policy::enforce_always(member, tier), rule_id: SELF_PROTECTION_RULE };
             } else {
                 let object = Object {

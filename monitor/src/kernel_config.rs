@@ -109,7 +109,7 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         super_block_s_root: m("super_block", "s_root")?,
         super_block_s_flags: m("super_block", "s_flags")?,
         msghdr_msg_name: m("msghdr", "msg_name")?,
-        _pad: 0,
+        super_block_s_magic: m("super_block", "s_magic")?,
     })
 }
 

@@ -206,3 +206,17 @@ pub fn expect_lsm() -> Option<bool> {
         _ => None,
     }
 }
+
+impl Session {
+    /// The `decision.enforced_by` a network refusal has in this session's tier:
+    /// `kernel:cgroup/<cgroup_hook>` or `kernel:lsm/<lsm_hook>`.
+    pub fn net_hook(&self, cgroup_hook: &str, lsm_hook: &str) -> String {
+        if self.tiers().network == "lsm" { format!("kernel:lsm/{lsm_hook}") } else { format!("kernel:cgroup/{cgroup_hook}") }
+    }
+
+    /// The `file.syscall` an open made with `syscall` has in this session's tier: the LSM
+    /// hook does not see which syscall opened the file (`unknown`).
+    pub fn open_syscall<'a>(&self, syscall: &'a str) -> &'a str {
+        if self.tiers().files == "lsm" { "unknown" } else { syscall }
+    }
+}

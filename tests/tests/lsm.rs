@@ -229,12 +229,16 @@ fn the_monitor_protects_itself() {
     let policy_path = policy.to_string_lossy().into_owned();
     let mount_point = l.path("rw/m");
     std::fs::create_dir(&mount_point).unwrap();
-    let attempts: [&[&str]; 5] = [
+    // Moving a process between cgroups (out of the session's, or the monitor into a
+    // frozen one) is a write to a cgroup file.
+    let cgroup_procs = format!("{}/cgroup.procs", cgroup2_mount());
+    let attempts: [&[&str]; 6] = [
         &["kill-parent"],
         &["ptrace-parent"],
         &["bpf-map"],
         &["write", &policy_path],
         &["mount-tmpfs", &mount_point],
+        &["write", &cgroup_procs],
     ];
     // A probe that only reports the tiers, so that tier 2 never gets to kill its monitor.
     let (probe, _) = attempt(&policy, &[&["open", "/dev/null"]]);
@@ -244,8 +248,8 @@ fn the_monitor_protects_itself() {
     }
     for mode in ["", "    mode: audit\n"] {
         let (session, lines) = attempt(&l.policy(mode), &attempts);
-        for a in attempts {
-            assert_eq!(outcome(&lines, a[0]), EPERM, "{mode}{a:?}: {}", session.dump());
+        for (a, line) in attempts.iter().zip(&lines) {
+            assert_eq!(line, &format!("{} {EPERM}", a[0]), "{mode}{a:?}: {}", session.dump());
         }
         assert!(lines.iter().any(|l| l == "done"));
         assert_eq!(session.of_type("session.end").len(), 1, "the monitor lived to end the session");
@@ -257,13 +261,15 @@ fn the_monitor_protects_itself() {
                 session.dump()
             );
         }
-        let rewrite = refused_by(&session, "file.open", "kernel:lsm/file_open");
-        assert!(
-            rewrite.iter().any(|e| e["file"]["path"] == policy_path.as_str()
-                && e["decision"]["rule"].as_str().unwrap().starts_with("self-protection")),
-            "{}",
-            session.dump()
-        );
+        let rewrites = refused_by(&session, "file.open", "kernel:lsm/file_open");
+        for path in [&policy_path, &cgroup_procs] {
+            assert!(
+                rewrites.iter().any(|e| e["file"]["path"] == path.as_str()
+                    && e["decision"]["rule"].as_str().unwrap().starts_with("self-protection")),
+                "{path}: {}",
+                session.dump()
+            );
+        }
     }
     assert!(std::fs::read_to_string(&policy).unwrap().contains("name: t"), "the policy file is intact");
 }
@@ -309,6 +315,17 @@ fn doctor_reports_the_tiers() {
         }
         None => assert!(files == "lsm" || files == "tracepoint"),
     }
+}
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
+fn cgroup2_mount() -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| f[1].to_owned())
+        .expect("cgroup2 mounted")
 }
 
 /// `mount --bind SOURCE TARGET`, undone on drop.

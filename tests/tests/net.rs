@@ -29,7 +29,11 @@ fn tcp_over_ipv4_loopback() {
     assert_eq!(net["family"], "inet");
     assert_eq!(net["address"], "127.0.0.1");
     assert_eq!(net["port"], port);
-    assert_eq!(net["errno"], 0);
+    if session.tiers().network == "lsm" {
+        assert!(net.get("errno").is_none(), "the LSM hook runs before the outcome: {net}");
+    } else {
+        assert_eq!(net["errno"], 0);
+    }
     assert_eq!(events[0]["decision"]["action"], "allow");
 }
 
@@ -83,7 +87,13 @@ fn a_refused_connect_carries_its_errno() {
     assert_eq!(session.stdout.trim(), format!("error={}", libc::ECONNREFUSED));
     let events = connects(&session);
     assert_eq!(events.len(), 1, "{}", session.dump());
-    assert_eq!(events[0]["net"]["errno"], libc::ECONNREFUSED);
+    if session.tiers().network == "lsm" {
+        // Known gap of the LSM tier: the hook runs before the connect, so its outcome
+        // is not reported.
+        assert!(events[0]["net"].get("errno").is_none(), "{}", session.dump());
+    } else {
+        assert_eq!(events[0]["net"]["errno"], libc::ECONNREFUSED);
+    }
 }
 
 #[test]
