@@ -190,8 +190,10 @@ impl Probes {
             return Err(LoadError::NotRoot);
         }
         raise_memlock_limit();
+        let started = std::time::Instant::now();
         let btf = Btf::from_sys_fs()?;
         let config = kernel_config(&btf)?;
+        log::debug!("kernel BTF read in {:?}", started.elapsed());
         let mut loader = EbpfLoader::new();
         // Debugging a verifier rejection: the full log of every program.
         if std::env::var_os("AGENT_MONITOR_VERIFIER_LOG").is_some() {
@@ -201,9 +203,11 @@ impl Probes {
             .btf(None)
             .override_global(KERNEL_CONFIG, &config, true)
             .load(EBPF_OBJECT)?;
+        log::debug!("object loaded (maps created) at {:?}", started.elapsed());
         for (program, tracepoint) in RAW_TRACEPOINTS {
             attach_raw_tracepoint(&mut ebpf, program, tracepoint)?;
         }
+        log::debug!("process tracepoints attached at {:?}", started.elapsed());
         let counters = ebpf.take_map(maps::COUNTERS).ok_or(LoadError::MissingMap(maps::COUNTERS))?;
         let counters =
             PerCpuArray::try_from(counters).map_err(|source| LoadError::Map { name: maps::COUNTERS, source })?;
@@ -215,6 +219,7 @@ impl Probes {
         Array::<_, u32>::try_from(tiers)
             .and_then(|mut tiers| tiers.set(0, enforcement.lsm_bits(), 0))
             .map_err(|source| LoadError::Map { name: maps::LSM_TIERS, source })?;
+        log::debug!("LSM hooks tried at {:?}: {enforcement:?}", started.elapsed());
         if enforcement.needs_syscall_tracepoints() {
             for (program, tracepoint) in SYSCALL_TRACEPOINTS {
                 attach_raw_tracepoint(&mut ebpf, program, tracepoint)?;
@@ -257,6 +262,7 @@ impl Probes {
             let (program, attach) = SOCK_CREATE;
             sock_create_program(&mut ebpf)?.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
         }
+        log::debug!("all programs loaded at {:?}", started.elapsed());
         Ok(Probes { ebpf, enforcement, lsm, protected, sessions, events, decisions, counters, rules })
     }
 
