@@ -14,8 +14,9 @@ pub enum Tier {
     Tracepoint,
     /// cgroup socket hooks on the session's cgroup refuse it (tier 2, network).
     Cgroup,
-    /// Not enforced on this kernel (self-protection without BPF LSM).
-    None,
+    /// A seccomp filter on the session refuses it, without reporting it (tier 2,
+    /// self-protection).
+    Seccomp,
 }
 
 impl Tier {
@@ -24,7 +25,7 @@ impl Tier {
             Tier::Lsm => "lsm",
             Tier::Tracepoint => "tracepoint",
             Tier::Cgroup => "cgroup",
-            Tier::None => "none",
+            Tier::Seccomp => "seccomp",
         }
     }
 }
@@ -44,7 +45,7 @@ pub struct Enforcement {
 impl Enforcement {
     /// Tier 2 everywhere.
     pub const FALLBACK: Enforcement =
-        Enforcement { files: Tier::Tracepoint, exec: Tier::Tracepoint, network: Tier::Cgroup, self_protection: Tier::None };
+        Enforcement { files: Tier::Tracepoint, exec: Tier::Tracepoint, network: Tier::Cgroup, self_protection: Tier::Seccomp };
 
     /// Bits of `monitor_common::maps::lsm_tier` for the resources the LSM enforces.
     pub fn lsm_bits(&self) -> u32 {

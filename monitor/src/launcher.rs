@@ -14,19 +14,21 @@ use std::{
 use monitor_common::session::SessionMember;
 
 use crate::{
+    guard_filter::GuardFilter,
     seccomp::ForeignAbiFilter,
     session_map::{SessionMap, register_raw},
 };
 
 /// Starts `command` in the session; with `cgroup` (its `cgroup.procs`), inside that
 /// cgroup first; with `foreign_abi`, under the seccomp filter that kills syscalls made
-/// through a foreign ABI.
+/// through a foreign ABI; with `guard`, under the tier-2 self-protection filter.
 pub fn spawn_in_session(
     command: &[OsString],
     sessions: &SessionMap,
     member: SessionMember,
     cgroup: Option<CString>,
     foreign_abi: Option<ForeignAbiFilter>,
+    guard: Option<GuardFilter>,
 ) -> io::Result<Child> {
     let (program, args) = command.split_first().ok_or_else(|| io::Error::other("no command given"))?;
     let map_fd = sessions.raw_fd();
@@ -48,7 +50,12 @@ pub fn spawn_in_session(
                 filter.install()?;
             }
             let tgid = libc::getpid() as u32;
-            register_raw(map_fd, tgid, &member)
+            register_raw(map_fd, tgid, &member)?;
+            // Last: it refuses bpf(), which registering needs.
+            if let Some(filter) = &guard {
+                filter.install()?;
+            }
+            Ok(())
         });
     }
     cmd.spawn()

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod decode;
 pub mod enforcement;
 pub mod event;
+pub mod guard_filter;
 pub mod host_refresh;
 pub mod ingest;
 pub mod kernel_config;

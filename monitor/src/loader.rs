@@ -349,7 +349,7 @@ mod lsm {
             files: if all(Resource::Files) { Tier::Lsm } else { Tier::Tracepoint },
             exec: if all(Resource::Exec) { Tier::Lsm } else { Tier::Tracepoint },
             network: if all(Resource::Network) { Tier::Lsm } else { Tier::Cgroup },
-            self_protection: if all(Resource::SelfProtection) { Tier::Lsm } else { Tier::None },
+            self_protection: if all(Resource::SelfProtection) { Tier::Lsm } else { Tier::Seccomp },
         };
         (enforcement, LsmReport { listed, active, hooks, unavailable })
     }

@@ -188,7 +188,7 @@ impl Session {
             } else {
                 assert_eq!(
                     [tiers.files.as_str(), &tiers.exec, &tiers.network, &tiers.self_protection],
-                    ["tracepoint", "tracepoint", "cgroup", "none"],
+                    ["tracepoint", "tracepoint", "cgroup", "seccomp"],
                     "expected tier 2"
                 );
             }

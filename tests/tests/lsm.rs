@@ -236,14 +236,26 @@ fn the_monitor_protects_itself() {
         &["kill-parent"],
         &["ptrace-parent"],
         &["bpf-map"],
-        &["write", &policy_path],
         &["mount-tmpfs", &mount_point],
+        &["write", &policy_path],
         &["write", &cgroup_procs],
     ];
-    // A probe that only reports the tiers, so that tier 2 never gets to kill its monitor.
     let (probe, _) = attempt(&policy, &[&["open", "/dev/null"]]);
     if !probe.tiers().lsm() {
-        assert_eq!(probe.tiers().self_protection, "none", "tier 2 cannot protect the monitor and must say so");
+        // Tier 2: a seccomp filter refuses what would reach the monitor (not reported);
+        // writing the policy or a cgroup file is an open the file rules kill for.
+        assert_eq!(probe.tiers().self_protection, "seccomp");
+        let (session, lines) = attempt(&policy, &attempts[..4]);
+        for (a, line) in attempts[..4].iter().zip(&lines) {
+            assert_eq!(line, &format!("{} {EPERM}", a[0]), "{a:?}: {}", session.dump());
+        }
+        assert!(lines.iter().any(|l| l == "done"), "{lines:?}");
+        assert_eq!(session.of_type("session.end").len(), 1, "the monitor lived to end the session");
+        // (The policy file last: tier 2 kills after the open, so O_TRUNC has emptied it.)
+        for a in attempts[4..].iter().rev() {
+            let (session, lines) = attempt(&policy, &[a]);
+            assert_eq!(session.exit_code(), 128 + 9, "{a:?}: {lines:?} {}", session.dump());
+        }
         return;
     }
     for mode in ["", "    mode: audit\n"] {

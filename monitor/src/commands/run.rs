@@ -33,6 +33,7 @@ use crate::{
     mounts::MountTable,
     launcher::{self, spawn_in_session},
     enforcement::{LsmChoice, Tier},
+    guard_filter::GuardFilter,
     loader::{Probes, attach_network},
     pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
     policy::{self, Mode, OnViolation, Profile, compile::{Environment, compile}},
@@ -236,7 +237,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let enforces_files = flags & session_flags::ENFORCE != 0
         && flags & (session_flags::RESTRICTS_FILES | session_flags::HAS_PRINCIPAL) != 0;
     let foreign_abi = enforces_files.then(ForeignAbiFilter::new);
-    let child = spawn_in_session(&args.command, &sessions, member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi)
+    // Without the LSM tier's self-protection hooks, a seccomp filter keeps the session's
+    // hands off the monitor (refused, not reported).
+    // SAFETY: getpgrp has no preconditions.
+    let monitor_pgid = unsafe { libc::getpgrp() } as u32;
+    let guard = (enforcement.self_protection == Tier::Seccomp).then(|| GuardFilter::new(std::process::id(), monitor_pgid));
+    let child =
+        spawn_in_session(&args.command, &sessions, member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard)
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));
     let mut child = match child {
         Ok(child) => child,

@@ -1,0 +1,154 @@
+//! Self-protection where the kernel runs no BPF LSM programs (tier 2): a seccomp filter
+//! the launcher installs on the session's first process, inherited by every descendant
+//! and never removable, that refuses with `EPERM`:
+//! - `bpf()` (detaching or rewriting the monitor's programs and maps);
+//! - `mount`, `umount2` and the new mount API (mount changes under the policy's paths);
+//! - signals that could reach the monitor: `kill` of its pid, of its process group, of
+//!   every process (`-1`) and of the caller's own group (`0`, which the monitor shares),
+//!   `tgkill` of its pid, `tkill` (the monitor's thread ids are not known in advance),
+//!   `pidfd_open` of its pid and `pidfd_send_signal` (a pidfd can also come from opening
+//!   `/proc/PID`);
+//! - `ptrace`, `process_vm_readv` and `process_vm_writev` on the monitor.
+//!
+//! Unlike the LSM tier these refusals are not reported as events: seccomp only returns
+//! the error. With BPF LSM the `self_protection` hooks do this instead, and report it.
+
+const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const DENY: u32 = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+/// `offsetof(struct seccomp_data, nr)`; `args[i]` (low 32 bits, little-endian) at 16 + 8i.
+const DATA_NR: u32 = 0;
+const fn data_arg(i: u32) -> u32 {
+    16 + 8 * i
+}
+
+fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// Syscalls refused whatever their arguments.
+const ALWAYS_REFUSED: [libc::c_long; 11] = [
+    libc::SYS_bpf,
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_move_mount,
+    libc::SYS_fsopen,
+    libc::SYS_fsmount,
+    libc::SYS_fsconfig,
+    libc::SYS_open_tree,
+    libc::SYS_pivot_root,
+    libc::SYS_tkill,
+    libc::SYS_pidfd_send_signal,
+];
+
+/// The filter, built before the fork (installing it allocates nothing).
+pub struct GuardFilter {
+    program: Vec<libc::sock_filter>,
+}
+
+impl GuardFilter {
+    /// Protects the process `monitor` (whose process group is `monitor_pgid`).
+    pub fn new(monitor: u32, monitor_pgid: u32) -> GuardFilter {
+        let mut program = Vec::new();
+        for nr in ALWAYS_REFUSED {
+            program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, 1, nr as u32), op(RET_K, 0, 0, DENY)]);
+        }
+        let minus = |pid: u32| (pid as i32).wrapping_neg() as u32;
+        let arg_rules: [(libc::c_long, u32, &[u32]); 6] = [
+            (libc::SYS_kill, 0, &[monitor, minus(monitor_pgid), u32::MAX /* -1 */, 0]),
+            (libc::SYS_tgkill, 0, &[monitor]),
+            (libc::SYS_pidfd_open, 0, &[monitor]),
+            (libc::SYS_ptrace, 1, &[monitor]),
+            (libc::SYS_process_vm_readv, 0, &[monitor]),
+            (libc::SYS_process_vm_writev, 0, &[monitor]),
+        ];
+        for (nr, arg, values) in arg_rules {
+            // ld nr; jeq NR (else skip the block); ld arg; (jeq v; ret DENY)*
+            let skip = (1 + 2 * values.len()) as u8;
+            program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, skip, nr as u32), op(LD_W_ABS, 0, 0, data_arg(arg))]);
+            for &value in values {
+                program.extend([op(JEQ_K, 0, 1, value), op(RET_K, 0, 0, DENY)]);
+            }
+        }
+        program.push(op(RET_K, 0, 0, SECCOMP_RET_ALLOW));
+        GuardFilter { program }
+    }
+
+    /// Installs the filter on the calling thread. Async-signal-safe (no allocation).
+    pub fn install(&self) -> std::io::Result<()> {
+        let fprog = libc::sock_fprog { len: self.program.len() as u16, filter: self.program.as_ptr().cast_mut() };
+        // SAFETY: fprog points at the program, alive across the call; the kernel copies it.
+        let ret = unsafe {
+            libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog as *const libc::sock_fprog)
+        };
+        if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the program over a `struct seccomp_data` as the kernel does, for the
+    /// instructions this module emits.
+    fn run(filter: &GuardFilter, nr: libc::c_long, args: [u32; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&(nr as u32).to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            let at = data_arg(i as u32) as usize;
+            data[at..at + 4].copy_from_slice(&a.to_ne_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let ins = filter.program[pc];
+            match ins.code {
+                LD_W_ABS => acc = u32::from_ne_bytes(data[ins.k as usize..ins.k as usize + 4].try_into().unwrap()),
+                JEQ_K => pc += if acc == ins.k { ins.jt } else { ins.jf } as usize,
+                RET_K => return ins.k,
+                other => panic!("unexpected instruction {other:#x}"),
+            }
+            pc += 1;
+        }
+    }
+
+    const MONITOR: u32 = 4242;
+    const PGID: u32 = 4200;
+
+    #[test]
+    fn refuses_what_reaches_the_monitor_and_allows_the_rest() {
+        let f = GuardFilter::new(MONITOR, PGID);
+        let args = |a0: u32, a1: u32| [a0, a1, 0, 0, 0, 0];
+        for (nr, a0, a1) in [
+            (libc::SYS_bpf, 0, 0),
+            (libc::SYS_mount, 0, 0),
+            (libc::SYS_umount2, 0, 0),
+            (libc::SYS_tkill, 1234, 9),
+            (libc::SYS_pidfd_send_signal, 3, 9),
+            (libc::SYS_kill, MONITOR, 9),
+            (libc::SYS_kill, 0, 9),
+            (libc::SYS_kill, u32::MAX, 9),
+            (libc::SYS_kill, (PGID as i32).wrapping_neg() as u32, 9),
+            (libc::SYS_tgkill, MONITOR, MONITOR + 1),
+            (libc::SYS_pidfd_open, MONITOR, 0),
+            (libc::SYS_ptrace, libc::PTRACE_SEIZE, MONITOR),
+            (libc::SYS_process_vm_writev, MONITOR, 0),
+        ] {
+            assert_eq!(run(&f, nr, args(a0, a1)), DENY, "syscall {nr} ({a0}, {a1})");
+        }
+        for (nr, a0, a1) in [
+            (libc::SYS_kill, 1234, 9),
+            (libc::SYS_kill, (1234i32).wrapping_neg() as u32, 15),
+            (libc::SYS_tgkill, 1234, 1235),
+            (libc::SYS_pidfd_open, 1234, 0),
+            (libc::SYS_ptrace, libc::PTRACE_SEIZE, 1234),
+            (libc::SYS_ptrace, MONITOR, 1234), // the pid is the second argument
+            (libc::SYS_openat, 0, 0),
+            (libc::SYS_read, 0, 0),
+        ] {
+            assert_eq!(run(&f, nr, args(a0 as u32, a1)), SECCOMP_RET_ALLOW, "syscall {nr} ({a0}, {a1})");
+        }
+    }
+}
