@@ -92,10 +92,16 @@ fn print_text(r: &Report) {
     if let Some(why) = &r.lsm_unavailable {
         println!("                  not used: {why}");
     }
-    for hook in &r.hooks {
-        match &hook.error {
-            None => println!("  lsm/{:<22} attached ({})", hook.hook, hook.resource),
-            Some(error) => println!("  lsm/{:<22} FAILED ({}): {error}", hook.hook, hook.resource),
+    let first_error = r.hooks.first().and_then(|h| h.error.as_ref());
+    if r.hooks.len() > 1 && first_error.is_some() && r.hooks.iter().all(|h| h.error.as_ref() == first_error) {
+        // The same refusal for every hook (a kernel that refuses LSM programs): once.
+        println!("  all {} LSM hooks refused: {}", r.hooks.len(), first_error.map_or("", String::as_str));
+    } else {
+        for hook in &r.hooks {
+            match &hook.error {
+                None => println!("  lsm/{:<22} attached ({})", hook.hook, hook.resource),
+                Some(error) => println!("  lsm/{:<22} FAILED ({}): {error}", hook.hook, hook.resource),
+            }
         }
     }
     match (&r.enforcement, &r.error) {
