@@ -275,6 +275,13 @@ pub(crate) mod tests {
         pub(crate) fn ptr(&mut self, to: u32) -> u32 {
             self.push("", 2, 0, false, to)
         }
+        pub(crate) fn array(&mut self, elem: u32, index: u32, nelems: u32) -> u32 {
+            let id = self.push("", KIND_ARRAY, 0, false, 0);
+            for v in [elem, index, nelems] {
+                self.types.extend_from_slice(&v.to_le_bytes());
+            }
+            id
+        }
         pub(crate) fn typedef(&mut self, name: &str, to: u32) -> u32 {
             self.push(name, KIND_TYPEDEF, 0, false, to)
         }

@@ -1,19 +1,24 @@
 //! The load-time configuration of the eBPF programs: struct offsets from the running
 //! kernel's BTF, and the syscall numbers and argument registers of this architecture.
 
-#[cfg(target_arch = "aarch64")]
-use monitor_common::config::NO_SYSCALL;
-use monitor_common::config::{KernelConfig, KernelOffsets, RegsOffsets, SyscallNumbers};
+use monitor_common::config::{KernelConfig, KernelOffsets, NO_SYSCALL, RegsOffsets, SyscallNumbers};
 
-use crate::btf::{Btf, BtfError};
+use crate::{
+    arch::Arch,
+    btf::{Btf, BtfError},
+};
 
 /// Syscall numbers of the architecture this binary was built for.
-/// x86_64: arch/x86/entry/syscalls/syscall_64.tbl; aarch64: include/uapi/asm-generic/unistd.h
-/// (aarch64 has no `open` and no `creat`).
 pub const fn syscall_numbers() -> SyscallNumbers {
-    #[cfg(target_arch = "x86_64")]
-    {
-        SyscallNumbers {
+    syscall_numbers_of(Arch::NATIVE)
+}
+
+/// Syscall numbers of `arch`'s native ABI.
+/// x86_64: arch/x86/entry/syscalls/syscall_64.tbl. aarch64: include/uapi/asm-generic/unistd.h,
+/// which has no `open` and no `creat` (only their `*at` successors).
+pub const fn syscall_numbers_of(arch: Arch) -> SyscallNumbers {
+    match arch {
+        Arch::X86_64 => SyscallNumbers {
             open: 2,
             creat: 85,
             openat: 257,
@@ -22,11 +27,8 @@ pub const fn syscall_numbers() -> SyscallNumbers {
             connect: 42,
             io_uring_setup: 425,
             pidfd_getfd: 438,
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        SyscallNumbers {
+        },
+        Arch::Aarch64 => SyscallNumbers {
             open: NO_SYSCALL,
             creat: NO_SYSCALL,
             openat: 56,
@@ -35,35 +37,54 @@ pub const fn syscall_numbers() -> SyscallNumbers {
             connect: 203,
             io_uring_setup: 425,
             pidfd_getfd: 438,
-        }
+        },
     }
 }
 
-/// Where `struct pt_regs` keeps syscall arguments and the syscall number.
+/// Where `struct pt_regs` keeps syscall arguments and the syscall number, on the
+/// running kernel.
 fn regs_offsets(btf: &Btf) -> Result<RegsOffsets, BtfError> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        Ok(RegsOffsets {
+    regs_offsets_of(Arch::NATIVE, btf)
+}
+
+/// Where `arch`'s `struct pt_regs` keeps what the syscall hooks read, at syscall entry
+/// *and* exit (the open hooks read arguments at exit).
+fn regs_offsets_of(arch: Arch, btf: &Btf) -> Result<RegsOffsets, BtfError> {
+    match arch {
+        // arch/x86/include/asm/ptrace.h: arguments in di, si, dx; the syscall number in
+        // orig_ax (ax holds the return value at exit). Nothing here is overwritten by
+        // the return value.
+        Arch::X86_64 => Ok(RegsOffsets {
             arg0: btf.member_offset("pt_regs", "di")?,
             arg1: btf.member_offset("pt_regs", "si")?,
             arg2: btf.member_offset("pt_regs", "dx")?,
             _pad: 0,
             syscall_nr: btf.member_offset("pt_regs", "orig_ax")?,
             syscall_nr_size: 8,
-        })
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        // struct pt_regs { union { struct user_pt_regs user_regs; struct { u64 regs[31]; ...} } ...
-        let regs = btf.member_offset("pt_regs", "regs")?;
-        Ok(RegsOffsets {
-            arg0: regs,
-            arg1: regs + 8,
-            arg2: regs + 16,
-            _pad: 0,
-            syscall_nr: btf.member_offset("pt_regs", "syscallno")?,
-            syscall_nr_size: 4,
-        })
+        }),
+        // arch/arm64/include/asm/ptrace.h:
+        //   struct pt_regs {
+        //       union { struct user_pt_regs user_regs;
+        //               struct { u64 regs[31]; u64 sp; u64 pc; u64 pstate; }; };
+        //       u64 orig_x0;
+        //       s32 syscallno; u32 unused2;   /* little-endian order */
+        //       ...
+        // Arguments arrive in x0..x5 (regs[0..6]). At syscall exit the kernel has
+        // already stored the return value in regs[0], so the first argument is read
+        // from orig_x0, the copy of x0 that el0_svc_common() saves before the syscall
+        // (and before the sys_enter tracepoint): valid at entry and at exit.
+        // x1 and x2 are not written back.
+        Arch::Aarch64 => {
+            let regs = btf.member_offset("pt_regs", "regs")?;
+            Ok(RegsOffsets {
+                arg0: btf.member_offset("pt_regs", "orig_x0")?,
+                arg1: regs + 8,
+                arg2: regs + 16,
+                _pad: 0,
+                syscall_nr: btf.member_offset("pt_regs", "syscallno")?,
+                syscall_nr_size: 4,
+            })
+        }
     }
 }
 
@@ -127,7 +148,11 @@ pub fn kernel_config(btf: &Btf) -> Result<KernelConfig, BtfError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::btf::tests::Builder;
 
+    /// The native table against the libc crate's constants for the target (which
+    /// come from the target's kernel headers). libc has no `SYS_open`/`SYS_creat` on
+    /// aarch64: there, the table must say the syscalls do not exist.
     #[test]
     fn syscall_numbers_match_libc() {
         let nr = syscall_numbers();
@@ -144,10 +169,117 @@ mod tests {
         }
         #[cfg(target_arch = "aarch64")]
         {
-            use monitor_common::config::NO_SYSCALL;
             assert_eq!(nr.open, NO_SYSCALL);
             assert_eq!(nr.creat, NO_SYSCALL);
         }
+    }
+
+    /// `#define __NR_<name> <number>` lines of a kernel UAPI header.
+    fn header_numbers(text: &str) -> std::collections::HashMap<String, u32> {
+        text.lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                (words.next()? == "#define").then_some(())?;
+                let name = words.next()?.strip_prefix("__NR_")?;
+                Some((name.to_owned(), words.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Both tables, whatever the build host, against each architecture's own kernel
+    /// headers (Debian's linux-libc-dev and linux-libc-dev-arm64-cross, which
+    /// scripts/setup.sh installs): a number the header lacks must be NO_SYSCALL.
+    #[test]
+    fn syscall_numbers_match_each_architectures_kernel_headers() {
+        let headers = [
+            (Arch::X86_64, "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"),
+            (Arch::Aarch64, "/usr/aarch64-linux-gnu/include/asm-generic/unistd.h"),
+        ];
+        for (arch, header) in headers {
+            let Ok(text) = std::fs::read_to_string(header) else {
+                assert!(std::env::var_os("CI").is_none(), "{header} missing (scripts/setup.sh installs it)");
+                eprintln!("skipping {}: {header} not here", arch.name());
+                continue;
+            };
+            let defined = header_numbers(&text);
+            assert!(defined.len() > 300, "{header}: parsed only {} syscalls", defined.len());
+            let nr = syscall_numbers_of(arch);
+            let table = [
+                ("open", nr.open),
+                ("creat", nr.creat),
+                ("openat", nr.openat),
+                ("openat2", nr.openat2),
+                ("open_by_handle_at", nr.open_by_handle_at),
+                ("connect", nr.connect),
+                ("io_uring_setup", nr.io_uring_setup),
+                ("pidfd_getfd", nr.pidfd_getfd),
+            ];
+            for (name, number) in table {
+                let expected = defined.get(name).copied().unwrap_or(NO_SYSCALL);
+                assert_eq!(number, expected, "{} {name}", arch.name());
+            }
+        }
+    }
+
+    /// x86_64's `struct pt_regs` (arch/x86/include/asm/ptrace.h) as BTF.
+    fn x86_64_pt_regs() -> Btf {
+        let mut b = Builder::new();
+        let ulong = b.int("long unsigned int", 8);
+        let names = [
+            "r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di", "orig_ax",
+            "ip", "cs", "flags", "sp", "ss",
+        ];
+        let members: Vec<(&str, u32, u32)> = names.iter().enumerate().map(|(i, n)| (*n, ulong, 8 * i as u32)).collect();
+        b.structure("pt_regs", 168, &members);
+        Btf::parse(&b.build()).unwrap()
+    }
+
+    /// arm64's `struct pt_regs` (arch/arm64/include/asm/ptrace.h, 6.1) as BTF, with its
+    /// anonymous union and struct.
+    fn arm64_pt_regs() -> Btf {
+        let mut b = Builder::new();
+        let u64_ty = b.int("long long unsigned int", 8);
+        let s32 = b.int("int", 4);
+        let u32_ty = b.int("unsigned int", 4);
+        let index = b.int("int", 4);
+        let regs31 = b.array(u64_ty, index, 31);
+        let stack2 = b.array(u64_ty, index, 2);
+        let user = b.structure("user_pt_regs", 272, &[("regs", regs31, 0), ("sp", u64_ty, 248), ("pc", u64_ty, 256), ("pstate", u64_ty, 264)]);
+        let inner = b.structure("", 272, &[("regs", regs31, 0), ("sp", u64_ty, 248), ("pc", u64_ty, 256), ("pstate", u64_ty, 264)]);
+        let union = b.union("", 272, &[("user_regs", user, 0), ("", inner, 0)]);
+        b.structure(
+            "pt_regs",
+            336,
+            &[
+                ("", union, 0),
+                ("orig_x0", u64_ty, 272),
+                ("syscallno", s32, 280),
+                ("unused2", u32_ty, 284),
+                ("sdei_ttbr1", u64_ty, 288),
+                ("pmr_save", u64_ty, 296),
+                ("stackframe", stack2, 304),
+                ("lockdep_hardirqs", u64_ty, 320),
+                ("exit_rcu", u64_ty, 328),
+            ],
+        );
+        Btf::parse(&b.build()).unwrap()
+    }
+
+    #[test]
+    fn x86_64_arguments_come_from_di_si_dx() {
+        let regs = regs_offsets_of(Arch::X86_64, &x86_64_pt_regs()).unwrap();
+        assert_eq!((regs.arg0, regs.arg1, regs.arg2), (14 * 8, 13 * 8, 12 * 8));
+        assert_eq!((regs.syscall_nr, regs.syscall_nr_size), (15 * 8, 8));
+    }
+
+    /// At syscall exit arm64's regs[0] holds the return value: the first argument must
+    /// come from orig_x0.
+    #[test]
+    fn arm64_first_argument_comes_from_orig_x0() {
+        let regs = regs_offsets_of(Arch::Aarch64, &arm64_pt_regs()).unwrap();
+        assert_eq!(regs.arg0, 272, "orig_x0, not regs[0]");
+        assert_eq!((regs.arg1, regs.arg2), (8, 16), "regs[1], regs[2]");
+        assert_eq!((regs.syscall_nr, regs.syscall_nr_size), (280, 4), "s32 syscallno");
     }
 
     #[test]
@@ -159,6 +291,17 @@ mod tests {
         let config = kernel_config(&btf).expect("all offsets");
         assert_eq!(config.offsets.path_dentry, 8);
         assert!(config.offsets.file_f_path > 0);
-        assert_ne!(config.regs.arg0, config.regs.arg1);
+        // The register layouts are user ABI (ptrace) on both architectures: the running
+        // kernel's BTF must agree with the layouts the tests above assume.
+        let regs = config.regs;
+        match Arch::NATIVE {
+            Arch::X86_64 => {
+                assert_eq!((regs.arg0, regs.arg1, regs.arg2, regs.syscall_nr), (112, 104, 96, 120), "{regs:?}");
+            }
+            Arch::Aarch64 => {
+                assert_eq!(btf.member_offset("pt_regs", "regs").unwrap(), 0);
+                assert_eq!((regs.arg0, regs.arg1, regs.arg2, regs.syscall_nr), (272, 8, 16, 280), "{regs:?}");
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! `loader` (eBPF in) -> `ingest` (ring buffer -> queue) -> `decode` (bytes -> typed
 //! events) -> `process_tree` (who is who) -> `pipeline` (JSON events) -> `sink`.
 
+pub mod arch;
 pub mod btf;
 pub mod cgroup;
 pub mod cli;
