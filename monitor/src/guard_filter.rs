@@ -10,23 +10,23 @@
 //!   `/proc/PID`);
 //! - `ptrace`, `process_vm_readv` and `process_vm_writev` on the monitor.
 //!
+//! Syscall numbers are the native ones, so a syscall through a foreign ABI (32-bit
+//! `int 0x80`, AArch32) is refused whatever it is: 32-bit programs do not run in a
+//! tier-2 session.
+//!
 //! Unlike the LSM tier these refusals are not reported as events: seccomp only returns
 //! the error. With BPF LSM the `self_protection` hooks do this instead, and report it.
 
-const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+use crate::{
+    arch::Arch,
+    seccomp::{DATA_ARCH, DATA_NR, JEQ_K, LD_W_ABS, RET_K, SECCOMP_RET_ALLOW, native_audit_arch, op},
+};
+
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 const DENY: u32 = SECCOMP_RET_ERRNO | libc::EPERM as u32;
-/// `offsetof(struct seccomp_data, nr)`; `args[i]` (low 32 bits, little-endian) at 16 + 8i.
-const DATA_NR: u32 = 0;
+/// `args[i]` of `struct seccomp_data` (low 32 bits, little-endian) is at 16 + 8i.
 const fn data_arg(i: u32) -> u32 {
     16 + 8 * i
-}
-
-fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
 }
 
 /// Syscalls refused whatever their arguments.
@@ -52,7 +52,9 @@ pub struct GuardFilter {
 impl GuardFilter {
     /// Protects the process `monitor` (whose process group is `monitor_pgid`).
     pub fn new(monitor: u32, monitor_pgid: u32) -> GuardFilter {
-        let mut program = Vec::new();
+        // ld arch; native: go on; else refuse.
+        let mut program =
+            vec![op(LD_W_ABS, 0, 0, DATA_ARCH), op(JEQ_K, 1, 0, native_audit_arch(Arch::NATIVE)), op(RET_K, 0, 0, DENY)];
         for nr in ALWAYS_REFUSED {
             program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, 1, nr as u32), op(RET_K, 0, 0, DENY)]);
         }
@@ -92,26 +94,8 @@ impl GuardFilter {
 mod tests {
     use super::*;
 
-    /// Runs the program over a `struct seccomp_data` as the kernel does, for the
-    /// instructions this module emits.
     fn run(filter: &GuardFilter, nr: libc::c_long, args: [u32; 6]) -> u32 {
-        let mut data = [0u8; 64];
-        data[0..4].copy_from_slice(&(nr as u32).to_ne_bytes());
-        for (i, a) in args.iter().enumerate() {
-            let at = data_arg(i as u32) as usize;
-            data[at..at + 4].copy_from_slice(&a.to_ne_bytes());
-        }
-        let (mut pc, mut acc) = (0usize, 0u32);
-        loop {
-            let ins = filter.program[pc];
-            match ins.code {
-                LD_W_ABS => acc = u32::from_ne_bytes(data[ins.k as usize..ins.k as usize + 4].try_into().unwrap()),
-                JEQ_K => pc += if acc == ins.k { ins.jt } else { ins.jf } as usize,
-                RET_K => return ins.k,
-                other => panic!("unexpected instruction {other:#x}"),
-            }
-            pc += 1;
-        }
+        crate::seccomp::simulate(&filter.program, &crate::seccomp::seccomp_data(nr as u32, native_audit_arch(Arch::NATIVE), args))
     }
 
     const MONITOR: u32 = 4242;
@@ -150,5 +134,8 @@ mod tests {
         ] {
             assert_eq!(run(&f, nr, args(a0 as u32, a1)), SECCOMP_RET_ALLOW, "syscall {nr} ({a0}, {a1})");
         }
+        // Any syscall through a foreign ABI (ia32 kill is 37) is refused.
+        let foreign = crate::seccomp::seccomp_data(37, crate::seccomp::AUDIT_ARCH_I386, args(MONITOR, 9));
+        assert_eq!(crate::seccomp::simulate(&f.program, &foreign), DENY);
     }
 }

@@ -20,15 +20,15 @@ pub struct ForeignAbiFilter {
 /// Longest filter (x86_64's).
 const MAX_LEN: usize = 7;
 
-const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
-const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
-const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+pub(crate) const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+pub(crate) const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+pub(crate) const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+pub(crate) const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+pub(crate) const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+pub(crate) const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 /// `offsetof(struct seccomp_data, nr)` and `arch`.
-const DATA_NR: u32 = 0;
-const DATA_ARCH: u32 = 4;
+pub(crate) const DATA_NR: u32 = 0;
+pub(crate) const DATA_ARCH: u32 = 4;
 /// Syscall numbers with this bit are the x32 ABI (x86_64 only).
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
@@ -44,7 +44,15 @@ pub const AUDIT_ARCH_I386: u32 = EM_386 | AUDIT_ARCH_LE;
 pub const AUDIT_ARCH_AARCH64: u32 = EM_AARCH64 | AUDIT_ARCH_64BIT | AUDIT_ARCH_LE;
 pub const AUDIT_ARCH_ARM: u32 = EM_ARM | AUDIT_ARCH_LE;
 
-const fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+/// The `seccomp_data.arch` of native syscalls.
+pub const fn native_audit_arch(arch: Arch) -> u32 {
+    match arch {
+        Arch::X86_64 => AUDIT_ARCH_X86_64,
+        Arch::Aarch64 => AUDIT_ARCH_AARCH64,
+    }
+}
+
+pub(crate) const fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
@@ -105,32 +113,46 @@ impl Default for ForeignAbiFilter {
     }
 }
 
+/// A `struct seccomp_data { int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]; }`
+/// (the low 32 bits of each argument; little-endian, as on both supported arches).
+#[cfg(test)]
+pub(crate) fn seccomp_data(nr: u32, arch: u32, args: [u32; 6]) -> [u8; 64] {
+    let mut data = [0u8; 64];
+    data[0..4].copy_from_slice(&nr.to_ne_bytes());
+    data[4..8].copy_from_slice(&arch.to_ne_bytes());
+    for (i, a) in args.iter().enumerate() {
+        data[16 + 8 * i..20 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+    }
+    data
+}
+
+/// Runs a classic-BPF program over `data` the way the kernel does (the instructions
+/// the filters here use; anything else is a test failure).
+#[cfg(test)]
+pub(crate) fn simulate(program: &[libc::sock_filter], data: &[u8; 64]) -> u32 {
+    let (mut pc, mut acc) = (0usize, 0u32);
+    loop {
+        let insn = program.get(pc).unwrap_or_else(|| panic!("ran off the end at {pc}"));
+        pc += 1;
+        match insn.code {
+            LD_W_ABS => {
+                let at = insn.k as usize;
+                acc = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
+            }
+            JEQ_K => pc += if acc == insn.k { insn.jt } else { insn.jf } as usize,
+            JGE_K => pc += if acc >= insn.k { insn.jt } else { insn.jf } as usize,
+            RET_K => return insn.k,
+            other => panic!("unexpected opcode {other:#x}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Runs a classic-BPF program over a `struct seccomp_data` the way the kernel does
-    /// (the instructions this module uses; anything else is a test failure).
     fn run(program: &[libc::sock_filter], arch: u32, nr: u32) -> u32 {
-        // struct seccomp_data { int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]; }
-        let mut data = [0u8; 64];
-        data[0..4].copy_from_slice(&nr.to_ne_bytes());
-        data[4..8].copy_from_slice(&arch.to_ne_bytes());
-        let (mut pc, mut acc) = (0usize, 0u32);
-        loop {
-            let insn = program.get(pc).unwrap_or_else(|| panic!("ran off the end at {pc}"));
-            pc += 1;
-            match insn.code {
-                LD_W_ABS => {
-                    let at = insn.k as usize;
-                    acc = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
-                }
-                JEQ_K => pc += if acc == insn.k { insn.jt } else { insn.jf } as usize,
-                JGE_K => pc += if acc >= insn.k { insn.jt } else { insn.jf } as usize,
-                RET_K => return insn.k,
-                other => panic!("unexpected opcode {other:#x}"),
-            }
-        }
+        simulate(program, &seccomp_data(nr, arch, [0; 6]))
     }
 
     #[test]
