@@ -10,6 +10,9 @@ APT_PACKAGES=(
   llvm-22-dev gcc libc6-dev
   # Privileged tests: mounts, network namespaces.
   util-linux iproute2 procps
+  # VM tests (cargo xtask vm): qemu, the initramfs (cpio), stripped copies of binaries.
+  # The guest's kernel and busybox are fetched by `apt-get download`, not installed.
+  qemu-system-x86 cpio binutils
 )
 BPF_LINKER_VERSION=0.13.0
 BPF_TOOLCHAIN=agent-monitor-bpf
