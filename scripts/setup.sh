@@ -12,7 +12,10 @@ APT_PACKAGES=(
   util-linux iproute2 procps
   # aarch64: cross linker and C library (the Rust std for aarch64 comes from build-std),
   # and the emulated arm64 machine the suite runs in (docs/BUILD.md, "aarch64").
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm cpio
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
+  # VM tests (cargo xtask vm): qemu, the initramfs (cpio), stripped copies of binaries.
+  # The guest's kernel and busybox are fetched by `apt-get download`, not installed.
+  qemu-system-x86 cpio binutils
 )
 BPF_LINKER_VERSION=0.13.0
 BPF_TOOLCHAIN=agent-monitor-bpf

@@ -136,6 +136,19 @@ impl Session {
         self.of_type("file.open").into_iter().filter(|e| e["file"]["path"] == path).collect()
     }
 
+    /// Seconds from `session.start` to `session.end` by the events' own times: how long
+    /// the agent ran, without the time the monitor took to load its programs first.
+    pub fn duration_secs(&self) -> f64 {
+        let at = |event_type: &str| -> f64 {
+            let event = self.of_type(event_type);
+            let time = event.first().and_then(|e| e["time"].as_str()).unwrap_or_else(|| panic!("no {event_type} time"));
+            // "2026-11-24T05:49:52.729760510Z": seconds of the day are enough here.
+            let clock = time.split('T').nth(1).expect("RFC 3339 time").trim_end_matches('Z');
+            clock.split(':').fold(0.0, |acc, part| acc * 60.0 + part.parse::<f64>().expect("clock field"))
+        };
+        (at("session.end") - at("session.start")).rem_euclid(86_400.0)
+    }
+
     pub fn exit_code(&self) -> i32 {
         self.status.code().expect("agent-monitor exited by a signal")
     }

@@ -34,7 +34,7 @@ fn start(dir: &TempDir, script: &str) -> (Background, String, std::path::PathBuf
             let start: serde_json::Value = serde_json::from_str(line).unwrap();
             return (child, start["session"]["id"].as_str().unwrap().to_owned(), events);
         }
-        // Loading the programs takes seconds under software emulation.
+        // Generous: loading the programs takes seconds in an emulated VM (cargo xtask vm).
         assert!(started.elapsed() < Duration::from_secs(60), "the session did not start");
         std::thread::sleep(Duration::from_millis(10));
     }

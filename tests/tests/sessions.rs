@@ -135,10 +135,11 @@ fn sigterm_to_the_monitor_reaches_the_agent() {
         .args(["--", "sleep", "30"])
         .spawn()
         .unwrap();
-    // Wait until the session runs.
+    // Wait until the session runs (generous: loading the programs takes seconds in an
+    // emulated VM, see cargo xtask vm).
     let started = std::time::Instant::now();
     while !std::fs::read_to_string(&events).unwrap_or_default().contains("process.exec") {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "session did not start");
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "session did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // SAFETY: signalling the monitor we started.

@@ -1,7 +1,10 @@
-//! `cargo xtask test`: the whole test suite (unit, then privileged integration tests).
+//! `cargo xtask test`: the whole test suite (unit, privileged integration tests, then the
+//! same integration tests in VMs running Debian's kernel).
+//! `cargo xtask vm`: only the VM part.
 //! `cargo xtask bench open`: cost of the hooks on an open/close loop.
 
 mod bench;
+mod vm;
 
 use std::process::Command;
 
@@ -17,8 +20,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Build everything, run the unit tests, then the privileged integration tests.
+    /// Build everything, run the unit tests, the privileged integration tests, then the
+    /// integration tests again in VMs (Debian 12's kernel, with and without BPF LSM).
     Test,
+    /// The privileged integration tests in VMs running Debian 12's kernel under qemu.
+    Vm(vm::VmArgs),
     /// Benchmarks; each prints ratios against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -59,15 +65,9 @@ fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64)> {
     for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
         let line = line?;
         println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            // "ok. 36 passed; 0 failed; 0 ignored; ..."
-            let count = |word: &str| {
-                rest.split(';')
-                    .find_map(|part| part.trim().strip_suffix(word)?.split_whitespace().last()?.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            passed += count("passed");
-            failed += count("failed");
+        if let Some((p, f)) = vm::test_result_counts(&line) {
+            passed += p;
+            failed += f;
         }
     }
     let status = child.wait()?;
@@ -86,8 +86,18 @@ fn test() -> anyhow::Result<()> {
     let unit = cargo_test(&["--workspace", "--exclude", "monitor-ebpf", "--exclude", "monitor-tests"])?;
     println!("== privileged integration tests (real eBPF programs, real processes)");
     let privileged = cargo_test(&["--package", "monitor-tests", "--no-fail-fast"])?;
-    let (passed, failed) = (unit.0 + privileged.0, unit.1 + privileged.1);
-    println!("== unit: {} passed, privileged: {} passed, in {:.0?}", unit.0, privileged.0, started.elapsed());
+    println!("== the integration tests in VMs (Debian 12's kernel, with and without BPF LSM)");
+    let vms = vm::run(&vm::VmArgs::default())?;
+    let mut passed = unit.0 + privileged.0;
+    let mut failed = unit.1 + privileged.1;
+    let mut counts = format!("unit: {} passed, privileged: {} passed", unit.0, privileged.0);
+    for outcome in &vms {
+        println!("{}", outcome.summary());
+        passed += outcome.passed;
+        failed += outcome.failures();
+        counts += &format!(", vm {}: {} passed", outcome.config, outcome.passed);
+    }
+    println!("== {counts}, in {:.0?}", started.elapsed());
     println!("tests: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {
         bail!("{failed} tests failed, {passed} passed");
@@ -98,6 +108,7 @@ fn test() -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Test => test(),
+        Task::Vm(args) => vm::command(&args),
         Task::Bench { which } => bench::run_bench(which),
     }
 }

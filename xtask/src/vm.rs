@@ -1,0 +1,242 @@
+//! `cargo xtask vm`: the privileged integration tests inside virtual machines that boot
+//! Debian 12's own x86_64 kernel (from apt) under qemu, once with the BPF LSM active
+//! (`lsm` config) and once without it (`nolsm`). Proves that the monitor runs on a
+//! kernel other than the build machine's, and reaches the LSM tier, which this machine's
+//! kernel refuses. The log of each run is `target/vm/<config>.log`.
+
+mod console;
+mod debian;
+mod initramfs;
+mod qemu;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+pub use console::test_result_counts;
+
+use crate::{cargo, workspace_root};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Which {
+    /// `lsm=...,bpf`: BPF LSM programs run (the guest expects the LSM tier).
+    Lsm,
+    /// The same `lsm=` without `bpf`: LSM programs would load and do nothing (tier 2).
+    Nolsm,
+    All,
+}
+
+#[derive(Args)]
+pub struct VmArgs {
+    #[arg(long, value_enum, default_value_t = Which::All)]
+    pub config: Which,
+    /// Seconds one VM may run before it is killed (and counted as failed).
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+    /// `--test-threads` of each test binary in the guest.
+    #[arg(long, default_value_t = 2)]
+    pub test_threads: usize,
+}
+
+impl Default for VmArgs {
+    fn default() -> VmArgs {
+        VmArgs { config: Which::All, timeout: 900, test_threads: 2 }
+    }
+}
+
+/// One guest configuration: its name and the kernel's `lsm=` list.
+struct Config {
+    name: &'static str,
+    lsm: &'static str,
+    expect_lsm: bool,
+}
+
+/// Debian's own LSMs, then `bpf` or not.
+const CONFIGS: [Config; 2] = [
+    Config { name: "lsm", lsm: "lockdown,capability,landlock,yama,apparmor,bpf", expect_lsm: true },
+    Config { name: "nolsm", lsm: "lockdown,capability,landlock,yama,apparmor", expect_lsm: false },
+];
+
+const CPUS: usize = 2;
+const MEMORY_MIB: usize = 2048;
+
+/// How one VM did.
+pub struct Outcome {
+    pub config: &'static str,
+    pub kernel: String,
+    pub passed: u64,
+    pub failed: u64,
+    pub wall: Duration,
+    /// Why the run does not count as a pass (failed tests, or no sentinel), if it does not.
+    pub problem: Option<String>,
+}
+
+impl Outcome {
+    /// Failures to count: the failed tests, or one for a run that failed without any (it
+    /// crashed, hung or ran nothing).
+    pub fn failures(&self) -> u64 {
+        if self.problem.is_some() { self.failed.max(1) } else { self.failed }
+    }
+
+    pub fn summary(&self) -> String {
+        let verdict = self.problem.as_deref().map_or_else(|| "ok".to_owned(), |p| format!("FAILED: {p}"));
+        format!(
+            "vm {}: kernel {}, {} passed, {} failed, {:.0?} wall: {verdict}",
+            self.config, self.kernel, self.passed, self.failed, self.wall
+        )
+    }
+}
+
+/// Builds the binaries and the image, boots the chosen configurations one after the
+/// other, and prints one summary line per VM.
+pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
+    if !cfg!(target_arch = "x86_64") {
+        bail!("cargo xtask vm boots x86_64 kernels and runs x86_64 test binaries: run it on an x86_64 host");
+    }
+    let work = workspace_root().join("target/vm");
+    std::fs::create_dir_all(&work)?;
+    let cache = debian::cache_dir();
+    let kernel = debian::kernel(&cache)?;
+    let busybox = debian::busybox(&cache)?;
+
+    println!("== vm: build (agent-monitor, probe, integration tests)");
+    // The same build as `cargo xtask test`'s, so that one reuses the other's.
+    let built = built(&["build", "--package", "monitor", "--package", "monitor-tests", "--all-targets"])?;
+    let executable = |name: &str| {
+        built.iter().find(|b| b.name == name && b.kind == "bin" && !b.harness).with_context(|| format!("cargo built no {name}"))
+    };
+    let (monitor, probe) = (executable("agent-monitor")?, executable("probe")?);
+    let mut test_binaries: Vec<PathBuf> = built.iter().filter(|b| b.kind == "test" && b.harness).map(|b| b.path.clone()).collect();
+    test_binaries.sort();
+    if test_binaries.is_empty() {
+        bail!("cargo built no integration test binaries");
+    }
+
+    println!("== vm: initramfs ({} test binaries)", test_binaries.len());
+    let image = initramfs::build(
+        &initramfs::Contents {
+            busybox: &busybox,
+            monitor: &monitor.path,
+            probe: &probe.path,
+            tests: &test_binaries,
+            test_dir: probe.package_dir(),
+            test_threads: args.test_threads,
+        },
+        &work,
+    )?;
+    println!("   {} ({} MiB)", image.display(), std::fs::metadata(&image)?.len() >> 20);
+
+    let mut outcomes = Vec::new();
+    for config in CONFIGS.iter().filter(|c| args.config == Which::All || c.name == which_name(args.config)) {
+        println!("== vm {}: Debian kernel {}, lsm={}", config.name, kernel.release, config.lsm);
+        let log = work.join(format!("{}.log", config.name));
+        // init=/init: should /init fail to start, the kernel panics (and qemu exits)
+        // instead of falling back to a shell that waits for input until the timeout.
+        let append = format!(
+            "console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm={}",
+            config.lsm,
+            u8::from(config.expect_lsm)
+        );
+        let run = qemu::boot(&qemu::Boot {
+            vmlinuz: &kernel.vmlinuz,
+            initramfs: &image,
+            append: &append,
+            cpus: CPUS,
+            memory_mib: MEMORY_MIB,
+            timeout: Duration::from_secs(args.timeout),
+            prefix: &format!("[vm {}] ", config.name),
+            log: &log,
+        })?;
+        let mut problem = run.console.problem();
+        if run.timed_out {
+            problem = Some(format!("timed out after {}s", args.timeout));
+        }
+        if let Some(booted) = run.console.kernel.as_deref().filter(|k| *k != kernel.release) {
+            problem = Some(format!("booted {booted}, expected {}", kernel.release));
+        }
+        let outcome = Outcome {
+            config: config.name,
+            kernel: kernel.release.clone(),
+            passed: run.console.passed,
+            failed: run.console.failed,
+            wall: run.wall,
+            problem: problem.map(|p| format!("{p} (log: {})", log.display())),
+        };
+        println!("{}", outcome.summary());
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+fn which_name(which: Which) -> &'static str {
+    match which {
+        Which::Lsm => "lsm",
+        Which::Nolsm => "nolsm",
+        Which::All => "all",
+    }
+}
+
+/// `cargo xtask vm`: fails unless every chosen VM passed.
+pub fn command(args: &VmArgs) -> anyhow::Result<()> {
+    let outcomes = run(args)?;
+    for outcome in &outcomes {
+        println!("{}", outcome.summary());
+    }
+    let failed: Vec<_> = outcomes.iter().filter(|o| o.problem.is_some()).map(|o| o.config).collect();
+    if !failed.is_empty() {
+        bail!("vm {} failed", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// An executable cargo built.
+struct Built {
+    name: String,
+    path: PathBuf,
+    /// The target's kind: `bin`, `test` (an integration test), `lib` (unit tests), ...
+    kind: String,
+    /// Built with the test harness (`--all-targets` builds each `bin` both ways).
+    harness: bool,
+    manifest: PathBuf,
+}
+
+impl Built {
+    fn package_dir(&self) -> &Path {
+        self.manifest.parent().expect("Cargo.toml in a directory")
+    }
+}
+
+/// Runs `cargo ARGS --message-format=json` and returns the executables it built.
+fn built(args: &[&str]) -> anyhow::Result<Vec<Built>> {
+    let output = cargo()
+        .args(args)
+        .arg("--message-format=json")
+        .current_dir(workspace_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("starting cargo")?;
+    if !output.status.success() {
+        bail!("cargo {args:?} failed ({})", output.status);
+    }
+    let mut executables = Vec::new();
+    for line in String::from_utf8(output.stdout)?.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let Some(path) = message["executable"].as_str() else { continue };
+        executables.push(Built {
+            name: message["target"]["name"].as_str().unwrap_or_default().to_owned(),
+            path: path.into(),
+            kind: message["target"]["kind"][0].as_str().unwrap_or_default().to_owned(),
+            harness: message["profile"]["test"] == true,
+            manifest: message["manifest_path"].as_str().unwrap_or_default().into(),
+        });
+    }
+    Ok(executables)
+}

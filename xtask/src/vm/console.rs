@@ -1,0 +1,136 @@
+//! What the guest's console says about its tests. qemu exits 0 whatever happened inside,
+//! so the console is the only witness: the `test result:` lines of every test binary,
+//! and the sentinel line that `/init` prints after the last one.
+
+/// The line `/init` prints once every test binary has run (see init.sh):
+/// `agent-monitor-vm: done binaries=N failed=M` (M = binaries that exited non-zero).
+pub const SENTINEL: &str = "agent-monitor-vm: done";
+
+/// What the guest's `/init` reported at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sentinel {
+    pub binaries: u64,
+    pub failed_binaries: u64,
+}
+
+/// Everything read from one guest's console.
+#[derive(Debug, Default)]
+pub struct Console {
+    pub passed: u64,
+    pub failed: u64,
+    /// `test result:` lines seen (one per test binary that finished).
+    pub results: u64,
+    pub sentinel: Option<Sentinel>,
+    /// The kernel release `/init` printed (`uname -r`).
+    pub kernel: Option<String>,
+}
+
+/// (passed, failed) of a libtest summary line:
+/// `test result: ok. 36 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; ...`.
+pub fn test_result_counts(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(';')
+            .find_map(|part| part.trim().strip_suffix(word)?.split_whitespace().last()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some((count("passed"), count("failed")))
+}
+
+fn parse_sentinel(line: &str) -> Option<Sentinel> {
+    let rest = line.strip_prefix(SENTINEL)?;
+    let field = |name: &str| {
+        rest.split_whitespace().find_map(|word| word.strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok())
+    };
+    Some(Sentinel { binaries: field("binaries")?, failed_binaries: field("failed")? })
+}
+
+impl Console {
+    /// Takes one console line (without its line ending).
+    pub fn feed(&mut self, line: &str) {
+        if let Some((passed, failed)) = test_result_counts(line) {
+            self.passed += passed;
+            self.failed += failed;
+            self.results += 1;
+        } else if let Some(sentinel) = parse_sentinel(line) {
+            self.sentinel = Some(sentinel);
+        } else if let Some(release) = line.strip_prefix("agent-monitor-vm: kernel ") {
+            self.kernel = Some(release.trim().to_owned());
+        }
+    }
+
+    /// Why this run does not count as a pass, if it does not.
+    pub fn problem(&self) -> Option<String> {
+        let Some(sentinel) = self.sentinel else {
+            return Some("the guest never reported its end (crash, panic or timeout): see the log".into());
+        };
+        if sentinel.failed_binaries > 0 && self.failed == 0 {
+            return Some(format!("{} test binaries failed without a failing test (crashed?)", sentinel.failed_binaries));
+        }
+        if self.results != sentinel.binaries {
+            return Some(format!("{} test binaries ran but {} printed a result", sentinel.binaries, self.results));
+        }
+        if self.passed == 0 {
+            return Some("no test passed".into());
+        }
+        if self.failed > 0 {
+            return Some(format!("{} tests failed", self.failed));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(lines: &[&str]) -> Console {
+        let mut console = Console::default();
+        for line in lines {
+            console.feed(line);
+        }
+        console
+    }
+
+    #[test]
+    fn sums_the_results_of_every_binary() {
+        let c = console(&[
+            "agent-monitor-vm: kernel 6.1.0-56-amd64",
+            "test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 3.10s",
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s",
+            "agent-monitor-vm: done binaries=2 failed=1",
+        ]);
+        assert_eq!((c.passed, c.failed, c.results), (15, 2, 2));
+        assert_eq!(c.sentinel, Some(Sentinel { binaries: 2, failed_binaries: 1 }));
+        assert_eq!(c.kernel.as_deref(), Some("6.1.0-56-amd64"));
+        assert_eq!(c.problem().unwrap(), "2 tests failed");
+    }
+
+    #[test]
+    fn a_clean_run_has_no_problem() {
+        let c = console(&["test result: ok. 4 passed; 0 failed; 0 ignored", "agent-monitor-vm: done binaries=1 failed=0"]);
+        assert_eq!(c.problem(), None);
+    }
+
+    #[test]
+    fn no_sentinel_is_a_failure_whatever_passed_before() {
+        let c = console(&["test result: ok. 40 passed; 0 failed; 0 ignored", "Kernel panic - not syncing"]);
+        assert!(c.problem().unwrap().contains("never reported its end"));
+    }
+
+    #[test]
+    fn a_binary_that_died_without_a_result_is_a_failure() {
+        let crashed = console(&["test result: ok. 4 passed; 0 failed", "agent-monitor-vm: done binaries=2 failed=1"]);
+        assert!(crashed.problem().unwrap().contains("without a failing test"));
+        let silent = console(&["test result: ok. 4 passed; 0 failed", "agent-monitor-vm: done binaries=2 failed=0"]);
+        assert!(silent.problem().unwrap().contains("printed a result"));
+        let nothing = console(&["agent-monitor-vm: done binaries=0 failed=0"]);
+        assert_eq!(nothing.problem().unwrap(), "no test passed");
+    }
+
+    #[test]
+    fn the_sentinel_needs_its_fields() {
+        assert_eq!(parse_sentinel("agent-monitor-vm: done"), None);
+        assert_eq!(parse_sentinel("agent-monitor-vm: done binaries=x failed=0"), None);
+    }
+}

@@ -1,0 +1,74 @@
+#!/bb/busybox sh
+# /init of the test VM (built by xtask/src/vm/initramfs.rs): mounts what agent-monitor
+# needs, runs every integration test binary listed in /vm/tests, prints the sentinel line
+# that the host requires (xtask/src/vm/console.rs), and powers off.
+# A setup step that fails powers off without the sentinel: the host reports a failure.
+
+export PATH=/bb
+fail() {
+    echo "agent-monitor-vm: setup failed: $*"
+    poweroff -f
+}
+/bb/busybox --install -s /bb || fail "busybox --install"
+
+mount -t proc proc /proc || fail "mount /proc"
+mount -t sysfs sysfs /sys || fail "mount /sys"
+mount -t devtmpfs devtmpfs /dev || fail "mount /dev"
+mount -t securityfs securityfs /sys/kernel/security || fail "mount securityfs"
+mount -t tracefs tracefs /sys/kernel/tracing || fail "mount tracefs"
+mount -t bpf bpf /sys/fs/bpf || fail "mount bpffs"
+mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mount cgroup2"
+mount -t tmpfs -o mode=1777 tmpfs /tmp || fail "mount /tmp"
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts || fail "mount /dev/pts"
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm || fail "mount /dev/shm"
+# What udev would make: the tests open /dev/fd/N.
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
+ip link set lo up || fail "ip link set lo up"
+hostname -F /etc/hostname
+
+# The host chooses the LSM expectation through the kernel command line.
+AGENT_MONITOR_EXPECT_LSM=
+for word in $(cat /proc/cmdline); do
+    case "$word" in
+        agent_monitor.expect_lsm=*) AGENT_MONITOR_EXPECT_LSM="${word#*=}" ;;
+    esac
+done
+[ -n "$AGENT_MONITOR_EXPECT_LSM" ] || fail "no agent_monitor.expect_lsm= on the kernel command line"
+export AGENT_MONITOR_EXPECT_LSM
+
+echo "agent-monitor-vm: kernel $(uname -r)"
+echo "agent-monitor-vm: cmdline $(cat /proc/cmdline)"
+echo "agent-monitor-vm: lsm $(cat /sys/kernel/security/lsm)"
+echo "agent-monitor-vm: cpus $(nproc), memory $(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2-)"
+
+# AGENT_MONITOR_BIN, TEST_DIR and TEST_THREADS, written by the host.
+. /vm/env || fail "/vm/env"
+export AGENT_MONITOR_BIN
+export CI=1 HOME=/root RUST_BACKTRACE=1
+# The tests run host programs (sh, cat, mount, ...), not busybox: the host's PATH.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+cd "$TEST_DIR" || fail "cd $TEST_DIR"
+
+binaries=0
+failed=0
+started=$(/bb/cut -d' ' -f1 /proc/uptime)
+while read -r test; do
+    binaries=$((binaries + 1))
+    echo "agent-monitor-vm: running $test (uptime $(/bb/cut -d' ' -f1 /proc/uptime)s)"
+    "$test" --test-threads="$TEST_THREADS"
+    status=$?
+    if [ "$status" -ne 0 ]; then
+        failed=$((failed + 1))
+        echo "agent-monitor-vm: $test exited with status $status"
+    fi
+    # What a failed test left running (a monitor, its agent) must not slow down the
+    # next binary: from pid 1, kill -1 reaches every other process.
+    kill -KILL -1 2>/dev/null
+done < /vm/tests
+echo "agent-monitor-vm: tests took $(/bb/awk -v s="$started" '{ printf "%.1f", $1 - s }' /proc/uptime)s"
+echo "agent-monitor-vm: done binaries=$binaries failed=$failed"
+/bb/poweroff -f
