@@ -4,6 +4,7 @@
 //! kernel other than the build machine's, and reaches the LSM tier, which this machine's
 //! kernel refuses. The log of each run is `target/vm/<config>.log`.
 
+mod bench;
 mod console;
 mod debian;
 mod initramfs;
@@ -41,25 +42,47 @@ pub struct VmArgs {
     /// `--test-threads` of each test binary in the guest.
     #[arg(long, default_value_t = 2)]
     pub test_threads: usize,
+    /// Instead of the tests: the cost of an open with the LSM tier and with tier 2, in
+    /// the `lsm` VM (ratios printed, and written to target/bench/vm-open.json).
+    #[arg(long)]
+    pub bench: bool,
 }
 
 impl Default for VmArgs {
     fn default() -> VmArgs {
-        VmArgs { config: Which::All, timeout: 900, test_threads: 2 }
+        VmArgs { config: Which::All, timeout: 900, test_threads: 2, bench: false }
     }
 }
 
-/// One guest configuration: its name and the kernel's `lsm=` list.
+/// One guest configuration: its name, the kernel's `lsm=` list, and the test binaries
+/// it runs.
 struct Config {
     name: &'static str,
     lsm: &'static str,
     expect_lsm: bool,
+    tests: &'static [&'static str],
 }
 
 /// Debian's own LSMs, then `bpf` or not.
+///
+/// Under emulation each monitor start costs seconds (loading and verifying the
+/// programs), so each VM runs the suites that tell its tier apart, not all of them: with
+/// BPF LSM, every suite whose outcome depends on the tier (each knows which it got and
+/// expects); without it, the LSM suite under tier-2 semantics and the session suite.
+/// The rest runs in tier 2 on the build host (`cargo xtask test`).
 const CONFIGS: [Config; 2] = [
-    Config { name: "lsm", lsm: "lockdown,capability,landlock,yama,apparmor,bpf", expect_lsm: true },
-    Config { name: "nolsm", lsm: "lockdown,capability,landlock,yama,apparmor", expect_lsm: false },
+    Config {
+        name: "lsm",
+        lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
+        expect_lsm: true,
+        tests: &["lsm", "sessions", "paths", "net", "net_enforce", "on_behalf_of", "kill_switch"],
+    },
+    Config {
+        name: "nolsm",
+        lsm: "lockdown,capability,landlock,yama,apparmor",
+        expect_lsm: false,
+        tests: &["lsm", "sessions"],
+    },
 ];
 
 const CPUS: usize = 2;
@@ -117,6 +140,17 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
         bail!("cargo built no integration test binaries");
     }
 
+    // A suite a configuration names must exist (cargo names the binary NAME-HASH).
+    for config in &CONFIGS {
+        for name in config.tests {
+            let exists = test_binaries.iter().any(|t| {
+                t.file_name().and_then(|f| f.to_str()).and_then(|f| f.rsplit_once('-')).is_some_and(|(n, _)| n == *name)
+            });
+            if !exists {
+                bail!("vm {}: no integration test binary {name}", config.name);
+            }
+        }
+    }
     println!("== vm: initramfs ({} test binaries)", test_binaries.len());
     let image = initramfs::build(
         &initramfs::Contents {
@@ -131,6 +165,27 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
     )?;
     println!("   {} ({} MiB)", image.display(), std::fs::metadata(&image)?.len() >> 20);
 
+    if args.bench {
+        let config = &CONFIGS[0];
+        println!("== vm bench: Debian kernel {}, lsm={}", kernel.release, config.lsm);
+        let log = work.join("bench.log");
+        let append = format!("console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm=1 agent_monitor.bench=1", config.lsm);
+        let run = qemu::boot(&qemu::Boot {
+            vmlinuz: &kernel.vmlinuz,
+            initramfs: &image,
+            append: &append,
+            cpus: CPUS,
+            memory_mib: MEMORY_MIB,
+            timeout: Duration::from_secs(args.timeout),
+            prefix: "[vm bench] ",
+            log: &log,
+        })?;
+        if run.timed_out {
+            bail!("the bench VM timed out after {}s (log: {})", args.timeout, log.display());
+        }
+        bench::report(&log, &kernel.release, &workspace_root().join("target/bench/vm-open.json"))?;
+        return Ok(Vec::new());
+    }
     let mut outcomes = Vec::new();
     for config in CONFIGS.iter().filter(|c| args.config == Which::All || c.name == which_name(args.config)) {
         println!("== vm {}: Debian kernel {}, lsm={}", config.name, kernel.release, config.lsm);
@@ -138,9 +193,10 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
         // init=/init: should /init fail to start, the kernel panics (and qemu exits)
         // instead of falling back to a shell that waits for input until the timeout.
         let append = format!(
-            "console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm={}",
+            "console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm={} agent_monitor.tests={}",
             config.lsm,
-            u8::from(config.expect_lsm)
+            u8::from(config.expect_lsm),
+            config.tests.join(",")
         );
         let run = qemu::boot(&qemu::Boot {
             vmlinuz: &kernel.vmlinuz,

@@ -32,11 +32,16 @@ hostname -F /etc/hostname
 
 # The host chooses the LSM expectation through the kernel command line.
 AGENT_MONITOR_EXPECT_LSM=
+TESTS=
+BENCH=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         agent_monitor.expect_lsm=*) AGENT_MONITOR_EXPECT_LSM="${word#*=}" ;;
+        agent_monitor.tests=*) TESTS="${word#*=}" ;;
+        agent_monitor.bench=*) BENCH="${word#*=}" ;;
     esac
 done
+[ -n "$TESTS" ] || [ -n "$BENCH" ] || fail "no agent_monitor.tests= on the kernel command line"
 [ -n "$AGENT_MONITOR_EXPECT_LSM" ] || fail "no agent_monitor.expect_lsm= on the kernel command line"
 export AGENT_MONITOR_EXPECT_LSM
 
@@ -53,10 +58,41 @@ export CI=1 HOME=/root RUST_BACKTRACE=1
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 cd "$TEST_DIR" || fail "cd $TEST_DIR"
 
+# cargo xtask vm --bench: the cost of one open+close (ns) with no monitor, and with the
+# monitor holding another process in a session (this one outside it) or this process
+# inside one, with the LSM tier and with tier 2 (--no-lsm); alternating rounds.
+if [ -n "$BENCH" ]; then
+    n=20000
+    file=/tmp/bench-file
+    echo bench > "$file"
+    outside() { # outside FLAGS: a session of `sleep` runs; this process is not in it
+        "$AGENT_MONITOR_BIN" run $1 --events /dev/null -- /bb/sleep 600 2>/dev/null &
+        monitor=$!
+        /bb/sleep 10 # the monitor loads its programs
+        result=$("$PROBE" open-loop $n "$file")
+        kill -TERM $monitor; wait $monitor
+        echo "$result"
+    }
+    inside() { "$AGENT_MONITOR_BIN" run $1 --events /dev/null -- "$PROBE" open-loop $n "$file" 2>/dev/null; }
+    for round in 1 2 3 4 5; do
+        echo "agent-monitor-vm: bench round=$round none=$("$PROBE" open-loop $n "$file")" \
+            "outside_lsm=$(outside '') outside_tier2=$(outside --no-lsm)" \
+            "inside_lsm=$(inside '') inside_tier2=$(inside --no-lsm)"
+    done
+    echo "agent-monitor-vm: bench done"
+    /bb/poweroff -f
+fi
+
 binaries=0
 failed=0
 started=$(/bb/cut -d' ' -f1 /proc/uptime)
 while read -r test; do
+    # Only the suites this configuration runs (cargo names a test binary NAME-HASH).
+    name=$(/bb/basename "$test")
+    case ",$TESTS," in
+        *",${name%-*},"*) ;;
+        *) continue ;;
+    esac
     binaries=$((binaries + 1))
     echo "agent-monitor-vm: running $test (uptime $(/bb/cut -d' ' -f1 /proc/uptime)s)"
     "$test" --test-threads="$TEST_THREADS"

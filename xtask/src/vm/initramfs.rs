@@ -80,8 +80,9 @@ pub fn build(contents: &Contents, work: &Path) -> anyhow::Result<PathBuf> {
     let list: String = contents.tests.iter().map(|t| format!("{}\n", t.display())).collect();
     tree.file("/vm/tests", list.as_bytes(), 0o644)?;
     let env = format!(
-        "AGENT_MONITOR_BIN='{}'\nTEST_DIR='{}'\nTEST_THREADS={}\n",
+        "AGENT_MONITOR_BIN='{}'\nPROBE='{}'\nTEST_DIR='{}'\nTEST_THREADS={}\n",
         contents.monitor.display(),
+        contents.probe.display(),
         contents.test_dir.display(),
         contents.test_threads
     );
