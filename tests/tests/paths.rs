@@ -34,10 +34,15 @@ fn dirfd_relative_opens_resolve() {
     let opens = session.opens_of("/etc/hostname");
     assert_eq!(opens.len(), 1, "{}", session.dump());
     assert_eq!(opens[0]["file"]["syscall"], session.open_syscall("openat"));
-    // The O_PATH directory descriptor is an open too.
+    // The O_PATH directory descriptor is an open too; the LSM tier does not see it (the
+    // kernel calls no file_open hook for O_PATH, which gives no access to the contents).
     let dir = session.opens_of("/etc");
-    assert_eq!(dir.len(), 1, "{}", session.dump());
-    assert_eq!(dir[0]["file"]["access"], "none");
+    if session.tiers().files == "lsm" {
+        assert!(dir.is_empty(), "{}", session.dump());
+    } else {
+        assert_eq!(dir.len(), 1, "{}", session.dump());
+        assert_eq!(dir[0]["file"]["access"], "none");
+    }
 }
 
 #[test]
