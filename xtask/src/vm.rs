@@ -67,21 +67,23 @@ struct Config {
 ///
 /// Under emulation each monitor start costs seconds (loading and verifying the
 /// programs), so each VM runs the suites that tell its tier apart, not all of them: with
-/// BPF LSM, every suite whose outcome depends on the tier (each knows which it got and
-/// expects); without it, the LSM suite under tier-2 semantics and the session suite.
-/// The rest runs in tier 2 on the build host (`cargo xtask test`).
+/// BPF LSM, the LSM suite and the suites whose hooks and events change most with the
+/// tier (paths, network refusals, the kill switch); without it, the LSM suite under
+/// tier-2 semantics. Each test knows which tier it got and expects. Every suite runs in
+/// tier 2 on the build host (`cargo xtask test`); `sessions`, `net` and `on_behalf_of`
+/// also pass in the `lsm` VM (measured, 12 min under load), but do not fit CI's time.
 const CONFIGS: [Config; 2] = [
     Config {
         name: "lsm",
         lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
         expect_lsm: true,
-        tests: &["lsm", "sessions", "paths", "net", "net_enforce", "on_behalf_of", "kill_switch"],
+        tests: &["lsm", "paths", "net_enforce", "kill_switch"],
     },
     Config {
         name: "nolsm",
         lsm: "lockdown,capability,landlock,yama,apparmor",
         expect_lsm: false,
-        tests: &["lsm", "sessions"],
+        tests: &["lsm"],
     },
 ];
 
