@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use monitor_tests::{Session, TempDir, policy_file, privileged, run_session_with};
+use monitor_tests::{START_TIMEOUT, Session, TempDir, policy_file, privileged, run_session_with};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_probe");
 const SECRET: &str = "TOP-SECRET-CONTENT-7f3a";
@@ -220,11 +220,12 @@ fn kill_session_takes_grandchildren_and_a_detached_daemon_with_it() {
         &format!("    on_violation: kill-session\n    files:\n      read: [/]\n      write: [/dev/null]\n      deny: [{root}/secret]\n"),
     );
     let script = format!(
-        "sleep 30 & echo bg=$!; sh -c 'sleep 30 & echo grandchild=$!; wait' & {PROBE} spawn-daemon; sleep 0.3; {PROBE} cat {root}/secret/key; wait"
+        "sleep 300 & echo bg=$!; sh -c 'sleep 300 & echo grandchild=$!; wait' & {PROBE} spawn-daemon; sleep 0.3; {PROBE} cat {root}/secret/key; wait"
     );
     let started = Instant::now();
     let session = run(&policy, &["sh", "-c", &script]);
-    assert!(started.elapsed() < Duration::from_secs(20), "the session was not killed");
+    // Unkilled, the session would last 300 s.
+    assert!(started.elapsed() < START_TIMEOUT + Duration::from_secs(20), "the session was not killed");
     assert!(!session.stdout.contains(SECRET));
     let pid_of = |label: &str| -> u32 {
         session

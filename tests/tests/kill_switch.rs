@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor_tests::{TempDir, monitor_bin, privileged};
+use monitor_tests::{START_TIMEOUT, TempDir, monitor_bin, privileged};
 
 /// Starts `run -- sh -c script` in the background; returns it with its session id.
 fn start(dir: &TempDir, script: &str) -> (Child, String, std::path::PathBuf) {
@@ -18,7 +18,7 @@ fn start(dir: &TempDir, script: &str) -> (Child, String, std::path::PathBuf) {
             let start: serde_json::Value = serde_json::from_str(line).unwrap();
             return (child, start["session"]["id"].as_str().unwrap().to_owned(), events);
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "the session did not start");
+        assert!(started.elapsed() < START_TIMEOUT, "the session did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
