@@ -13,6 +13,12 @@ use std::{
 
 use serde_json::Value;
 
+/// How long a test waits for a session to start before calling it a failure. Loading
+/// and verifying the eBPF programs takes under a second natively and about ten times
+/// that in an emulated machine (`cargo xtask arm64-vm`): only a failing test waits this
+/// long.
+pub const START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Whether privileged tests can run here. Panics under CI when they cannot.
 pub fn privileged() -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -220,7 +220,7 @@ fn kill_session_takes_grandchildren_and_a_detached_daemon_with_it() {
         &format!("    on_violation: kill-session\n    files:\n      read: [/]\n      write: [/dev/null]\n      deny: [{root}/secret]\n"),
     );
     let script = format!(
-        "sleep 30 & echo bg=$!; sh -c 'sleep 30 & echo grandchild=$!; wait' & {PROBE} spawn-daemon; sleep 0.3; {PROBE} cat {root}/secret/key; wait"
+        "sleep 300 & echo bg=$!; sh -c 'sleep 300 & echo grandchild=$!; wait' & {PROBE} spawn-daemon; sleep 0.3; {PROBE} cat {root}/secret/key; wait"
     );
     let session = run(&policy, &["sh", "-c", &script]);
     // Killed, the session ends long before its `sleep 30`s would. Timed by the events, not
@@ -362,6 +362,79 @@ fn syscalls_through_the_32_bit_abi_are_closed_off_where_files_are_enforced() {
     let open = profile(&dir, "    exec: [/]\n");
     let allowed = run(&open, &[PROBE, "int80"]);
     assert!(allowed.stdout.starts_with("int80="), "{}", allowed.dump());
+}
+
+/// A minimal static AArch32 (ARM EABI5) program: getpid, then exit(42), by `svc 0`.
+/// arm64 runs it as a compat task (where the CPU has AArch32 at EL0 and the kernel
+/// CONFIG_COMPAT), whose syscalls use the arm table: another ABI.
+#[cfg(target_arch = "aarch64")]
+fn aarch32_program() -> Vec<u8> {
+    const BASE: u32 = 0x1_0000;
+    let code: [u32; 5] = [
+        0xe3a0_7014, // mov r7, #20   (getpid)
+        0xef00_0000, // svc #0
+        0xe3a0_002a, // mov r0, #42
+        0xe3a0_7001, // mov r7, #1    (exit)
+        0xef00_0000, // svc #0
+    ];
+    let size = 52 + 32 + 4 * code.len() as u32;
+    let mut elf = Vec::new();
+    elf.extend_from_slice(b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0"); // ELF32, LSB, v1
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&40u16.to_le_bytes()); // EM_ARM
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(BASE + 52 + 32).to_le_bytes()); // entry: the code
+    elf.extend_from_slice(&52u32.to_le_bytes()); // program headers right after
+    elf.extend_from_slice(&0u32.to_le_bytes()); // no section headers
+    elf.extend_from_slice(&0x0500_0000u32.to_le_bytes()); // EF_ARM_EABI_VER5
+    for half in [52u16, 32, 1, 0, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    // PT_LOAD of the whole file at BASE, read + execute.
+    for word in [1u32, 0, BASE, BASE, size, size, 5, 0x1000] {
+        elf.extend_from_slice(&word.to_le_bytes());
+    }
+    for insn in code {
+        elf.extend_from_slice(&insn.to_le_bytes());
+    }
+    elf
+}
+
+/// arm64's foreign ABI is AArch32: a 32-bit program's syscalls take the compat table,
+/// whose numbers the kernel hooks do not watch, so the session's seccomp filter kills
+/// it at its first syscall (SIGSYS). arm64 cannot issue an AArch32 syscall from 64-bit
+/// code (no `int 0x80` equivalent): the test executes a 32-bit program instead.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch32_programs_are_closed_off_where_files_are_enforced() {
+    use std::os::unix::fs::PermissionsExt;
+    if !privileged() {
+        return;
+    }
+    let dir = tree("aarch32");
+    let program = dir.path().join("public/aarch32-getpid");
+    std::fs::write(&program, aarch32_program()).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = program.to_str().unwrap();
+    // Outside any session first: does this machine run AArch32 code at all?
+    match std::process::Command::new(program).status() {
+        Ok(status) => assert_eq!(status.code(), Some(42), "the AArch32 program misbehaves outside a session: {status}"),
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+            let why = "this CPU or kernel does not run AArch32 programs (ENOEXEC)";
+            assert!(std::env::var_os("CI").is_none(), "{why}: CI requires every privileged test to run");
+            eprintln!("skipping: {why}");
+            return;
+        }
+        Err(e) => panic!("running the AArch32 program: {e}"),
+    }
+    let policy = profile(&dir, "    files:\n      read: [/]\n      write: [/dev/null]\n");
+    let session = run(&policy, &[program]);
+    assert_eq!(session.exit_code(), 128 + libc::SIGSYS, "{}", session.dump());
+    // Without file rules nothing is enforced on files, no filter is installed, and the
+    // program runs.
+    let open = profile(&dir, "    exec: [/]\n");
+    let allowed = run(&open, &[program]);
+    assert_eq!(allowed.exit_code(), 42, "{}", allowed.dump());
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor_tests::{TempDir, monitor_bin, privileged};
+use monitor_tests::{START_TIMEOUT, TempDir, monitor_bin, privileged};
 
 /// A monitor running in the background. If the test fails before the session ends, it
 /// is stopped on drop (SIGTERM, which it passes on to the agent), so no session is left
@@ -34,8 +34,8 @@ fn start(dir: &TempDir, script: &str) -> (Background, String, std::path::PathBuf
             let start: serde_json::Value = serde_json::from_str(line).unwrap();
             return (child, start["session"]["id"].as_str().unwrap().to_owned(), events);
         }
-        // Generous: loading the programs takes seconds in an emulated VM (cargo xtask vm).
-        assert!(started.elapsed() < Duration::from_secs(60), "the session did not start");
+        // Generous: loading the programs takes seconds in an emulated VM.
+        assert!(started.elapsed() < START_TIMEOUT, "the session did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
 }

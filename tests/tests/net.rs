@@ -111,3 +111,21 @@ fn unix_socket_connect() {
     assert_eq!(events[0]["net"]["family"], "unix");
     assert_eq!(events[0]["net"]["address"], path.to_str().unwrap());
 }
+
+/// The descriptor comes from the syscall's first argument register (x86_64: di; arm64:
+/// orig_x0, the saved x0): an event naming another descriptor means the registers are
+/// read at the wrong place.
+#[test]
+fn the_connect_event_names_the_descriptor_used() {
+    if !privileged() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let session = run_session(&[PROBE, "connect-fd", &format!("127.0.0.1:{port}"), "77"]);
+    assert_eq!(session.stdout.trim(), "connected fd=77", "{}", session.dump());
+    let events = connects(&session);
+    assert_eq!(events.len(), 1, "{}", session.dump());
+    assert_eq!(events[0]["net"]["fd"], 77, "{}", session.dump());
+    assert_eq!(events[0]["net"]["port"], port);
+}

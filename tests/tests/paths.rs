@@ -136,6 +136,40 @@ fn write_create_and_truncate_are_reported() {
     assert_eq!(rw.opens_of(file.to_str().unwrap())[0]["file"]["access"], "read_write");
 }
 
+/// open(2) and creat(2), which only x86_64 has (arm64 has no syscall numbers for them;
+/// there, `dirfd_relative_opens_resolve` and the rest cover openat): reported under
+/// their own names, with open's flags read from its second argument.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_legacy_open_and_creat_syscalls_are_reported() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("legacy");
+    let appended = dir.path().join("appended");
+    let session = run_session(&[PROBE, "legacy-open", appended.to_str().unwrap()]);
+    let opens = session.opens_of(appended.to_str().unwrap());
+    assert_eq!(opens.len(), 1, "{}", session.dump());
+    let f = &opens[0]["file"];
+    assert_eq!(f["syscall"], "open", "{f}");
+    assert_eq!(f["access"], "write", "{f}");
+    assert_eq!(f["created"], true, "{f}");
+    assert_eq!(f["truncate"], false, "{f}");
+    for flag in ["O_CREAT", "O_APPEND"] {
+        assert!(f["flags"].as_array().unwrap().contains(&flag.into()), "{flag} missing: {f}");
+    }
+
+    let created = dir.path().join("created");
+    let session = run_session(&[PROBE, "legacy-creat", created.to_str().unwrap()]);
+    let opens = session.opens_of(created.to_str().unwrap());
+    assert_eq!(opens.len(), 1, "{}", session.dump());
+    let f = &opens[0]["file"];
+    assert_eq!(f["syscall"], "creat", "{f}");
+    assert_eq!(f["access"], "write", "{f}");
+    assert_eq!(f["created"], true, "{f}");
+    assert_eq!(f["truncate"], true, "{f}");
+}
+
 #[test]
 fn paths_with_odd_bytes_are_kept() {
     if !privileged() {

@@ -132,14 +132,14 @@ fn sigterm_to_the_monitor_reaches_the_agent() {
         .arg("run")
         .arg("--events")
         .arg(&events)
-        .args(["--", "sleep", "30"])
+        .args(["--", "sleep", "300"])
         .spawn()
         .unwrap();
     // Wait until the session runs (generous: loading the programs takes seconds in an
     // emulated VM, see cargo xtask vm).
     let started = std::time::Instant::now();
     while !std::fs::read_to_string(&events).unwrap_or_default().contains("process.exec") {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "session did not start");
+        assert!(started.elapsed() < monitor_tests::START_TIMEOUT, "session did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // SAFETY: signalling the monitor we started.

@@ -2,8 +2,13 @@
 //! same integration tests in VMs running Debian's kernel).
 //! `cargo xtask vm`: only the VM part.
 //! `cargo xtask bench open`: cost of the hooks on an open/close loop.
+//! `cargo xtask release`: release binaries for x86_64 and aarch64 (`target/dist/`).
+//! `cargo xtask cross-tests`: the aarch64 test binaries, built and listed.
+//! `cargo xtask arm64-vm`: those tests in Debian's arm64 kernels, in qemu.
 
+mod arm64;
 mod bench;
+mod cross;
 mod vm;
 
 use std::process::Command;
@@ -30,6 +35,25 @@ enum Task {
         #[command(subcommand)]
         which: bench::Which,
     },
+    /// Release `agent-monitor` for x86_64 and aarch64 into target/dist/<triple>/, and
+    /// check that both embed the same eBPF programs.
+    Release {
+        /// Target triples (default: x86_64-unknown-linux-gnu and aarch64-unknown-linux-gnu).
+        #[arg(long = "target", value_name = "TRIPLE")]
+        targets: Vec<String>,
+    },
+    /// Build the unit and privileged test binaries, probe and agent-monitor for another
+    /// target and print their paths (HARNESS KIND PACKAGE NAME PATH).
+    CrossTests {
+        #[arg(long, default_value = cross::AARCH64)]
+        target: String,
+        /// Release profile instead of the test profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run the aarch64 unit and privileged tests in Debian 12's arm64 kernels
+    /// (qemu-system-aarch64, software emulation).
+    Arm64Vm(arm64::Arm64VmArgs),
 }
 
 /// Runs a command from the workspace root, failing with its name if it fails.
@@ -110,5 +134,12 @@ fn main() -> anyhow::Result<()> {
         Task::Test => test(),
         Task::Vm(args) => vm::command(&args),
         Task::Bench { which } => bench::run_bench(which),
+        Task::Release { targets } => {
+            let targets =
+                if targets.is_empty() { cross::RELEASE_TARGETS.iter().map(|t| t.to_string()).collect() } else { targets };
+            cross::release(&targets)
+        }
+        Task::CrossTests { target, release } => cross::print_cross_tests(&target, release),
+        Task::Arm64Vm(args) => arm64::command(&args),
     }
 }

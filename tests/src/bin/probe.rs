@@ -170,6 +170,44 @@ fn main() {
             let fd = unsafe { libc::syscall(libc::SYS_open_by_handle_at, libc::AT_FDCWD, &mut handle as *mut Handle, libc::O_RDONLY) };
             println!("fd={fd}");
         }
+        // open(2) and creat(2) themselves (glibc's open() makes an openat call). They
+        // exist on x86_64 only: arm64 has just the *at syscalls.
+        #[cfg(target_arch = "x86_64")]
+        "legacy-open" => {
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND;
+            // SAFETY: valid C string.
+            let fd = check(unsafe { libc::syscall(libc::SYS_open, cstr(arg(1)).as_ptr(), flags, 0o644) }, "open");
+            // SAFETY: fd is ours.
+            unsafe { libc::close(fd as i32) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        "legacy-creat" => {
+            // SAFETY: valid C string.
+            let fd = check(unsafe { libc::syscall(libc::SYS_creat, cstr(arg(1)).as_ptr(), 0o644) }, "creat");
+            // SAFETY: fd is ours.
+            unsafe { libc::close(fd as i32) };
+        }
+        "connect-fd" => {
+            // connect() on a socket moved to descriptor FD: the event must name that
+            // descriptor (the syscall's first argument).
+            use std::os::fd::IntoRawFd;
+            let addr: SocketAddr = arg(1).parse().expect("socket address");
+            let wanted: i32 = arg(2).parse().expect("descriptor number");
+            let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+            let socket = socket2_tcp(family).into_raw_fd();
+            // SAFETY: plain dup2/close/connect on descriptors this process owns.
+            unsafe {
+                check(libc::dup2(socket, wanted) as _, "dup2");
+                libc::close(socket);
+                let (storage, len) = sockaddr(addr);
+                let ret = libc::connect(wanted, (&storage as *const libc::sockaddr_storage).cast(), len);
+                if ret == 0 {
+                    println!("connected fd={wanted}");
+                } else {
+                    println!("error={}", std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+                }
+            }
+        }
         #[cfg(target_arch = "x86_64")]
         "int80" => {
             // A 32-bit syscall from 64-bit code: ia32 getpid (20) through int 0x80.
