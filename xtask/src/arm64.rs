@@ -52,7 +52,7 @@ pub struct Arm64VmArgs {
     /// (nearly all of it the kernel verifying the programs).
     #[arg(long)]
     pub debug: bool,
-    /// Only the test binaries whose name contains this (`enforce`, `monitor`, ...).
+    /// Only these test binaries, by name, comma-separated (`monitor,lsm`).
     #[arg(long)]
     pub only: Option<String>,
     /// Arguments for every test binary (a test name filter, `--exact`, ...).
@@ -331,7 +331,8 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
+# /tmp stays on the initramfs (a tmpfs would hide binaries staged under /tmp).
+chmod 1777 /tmp
 mount -t tmpfs tmpfs /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
@@ -597,10 +598,13 @@ pub fn run(args: &Arm64VmArgs) -> anyhow::Result<Vec<Outcome>> {
     let downloads = fetch()?;
     let mut tests = cross::cross_tests(cross::AARCH64, !args.debug)?;
     if let Some(only) = &args.only {
-        tests.tests.retain(|t| t.name.contains(only.as_str()));
-        if tests.tests.is_empty() {
-            bail!("no test binary matches {only:?}");
+        let names: Vec<&str> = only.split(',').collect();
+        for name in &names {
+            if !tests.tests.iter().any(|t| t.name == *name) {
+                bail!("no test binary {name:?} (--only takes test binary names, comma-separated)");
+            }
         }
+        tests.tests.retain(|t| names.contains(&t.name.as_str()));
     }
     let started = Instant::now();
     let image = initramfs(&downloads, &tests, args.test_threads, &args.test_args)?;

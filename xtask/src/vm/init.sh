@@ -18,7 +18,9 @@ mount -t securityfs securityfs /sys/kernel/security || fail "mount securityfs"
 mount -t tracefs tracefs /sys/kernel/tracing || fail "mount tracefs"
 mount -t bpf bpf /sys/fs/bpf || fail "mount bpffs"
 mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mount cgroup2"
-mount -t tmpfs -o mode=1777 tmpfs /tmp || fail "mount /tmp"
+# /tmp stays on the initramfs: a tmpfs mounted there would hide the binaries staged at
+# their build paths when the workspace is under /tmp.
+chmod 1777 /tmp || fail "chmod /tmp"
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts || fail "mount /dev/pts"
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm || fail "mount /dev/shm"
