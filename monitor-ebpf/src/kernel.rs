@@ -7,7 +7,10 @@ use aya_ebpf::helpers::{
 };
 use monitor_common::{
     config::KernelConfig,
-    event::{EXEC_PATH_OFFSET, EventHeader, ExecEvent, FILE_OPEN_PATH_OFFSET, FileOpenEvent, PATH_BUF_BYTES},
+    event::{
+        EXEC_PATH_OFFSET, EventHeader, ExecEvent, FILE_CHANGE_PATH_OFFSET, FILE_OPEN_PATH_OFFSET, FileChangeEvent,
+        FileOpenEvent, PATH_BUF_BYTES,
+    },
     maps::Counter,
     session::SessionMember,
 };
@@ -166,44 +169,27 @@ pub trait PathRecord: Sized {
     fn action(&self) -> u32;
 }
 
-impl PathRecord for ExecEvent {
-    const PATH_OFFSET: usize = EXEC_PATH_OFFSET;
-    fn header_mut(&mut self) -> &mut EventHeader {
-        &mut self.header
-    }
-    fn path_len(&self) -> u32 {
-        self.path_len
-    }
-    fn action(&self) -> u32 {
-        self.action
-    }
+/// `PathRecord` for a record with `header`, `path_len` and `action` fields.
+macro_rules! path_record {
+    ($record:ty, $path_offset:expr) => {
+        impl PathRecord for $record {
+            const PATH_OFFSET: usize = $path_offset;
+            fn header_mut(&mut self) -> &mut EventHeader {
+                &mut self.header
+            }
+            fn path_len(&self) -> u32 {
+                self.path_len
+            }
+            fn action(&self) -> u32 {
+                self.action
+            }
+        }
+    };
 }
 
-impl PathRecord for monitor_common::event::FileChangeEvent {
-    const PATH_OFFSET: usize = monitor_common::event::FILE_CHANGE_PATH_OFFSET;
-    fn header_mut(&mut self) -> &mut EventHeader {
-        &mut self.header
-    }
-    fn path_len(&self) -> u32 {
-        self.path_len
-    }
-    fn action(&self) -> u32 {
-        self.action
-    }
-}
-
-impl PathRecord for FileOpenEvent {
-    const PATH_OFFSET: usize = FILE_OPEN_PATH_OFFSET;
-    fn header_mut(&mut self) -> &mut EventHeader {
-        &mut self.header
-    }
-    fn path_len(&self) -> u32 {
-        self.path_len
-    }
-    fn action(&self) -> u32 {
-        self.action
-    }
-}
+path_record!(ExecEvent, EXEC_PATH_OFFSET);
+path_record!(FileOpenEvent, FILE_OPEN_PATH_OFFSET);
+path_record!(FileChangeEvent, FILE_CHANGE_PATH_OFFSET);
 
 /// Sends the used part of `record`, to the decisions ring buffer if the kernel decided
 /// anything but allow; sets the header's size first.

@@ -17,10 +17,10 @@ use monitor_common::{
 };
 
 use crate::{
-    file::{self, describe_file, is_protected},
+    file::{self, is_protected},
     kernel::{ReadError, config, count, current_tgid, emit_with_path, fill_header, lsm_enforces, read, read_ptr, session_of},
     maps::{CHANGE_SCRATCH, EXEC_SCRATCH},
-    path,
+    path, process,
     policy::{self, Object, Tier, Verdict, key_scratch},
 };
 
@@ -83,40 +83,15 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     answer(judge_exec(&member, bprm))
 }
 
+/// Refusals only: an allowed exec is reported by `sched_process_exec`, with its argv.
 fn judge_exec(member: &SessionMember, bprm: u64) -> u32 {
-    let (Some(event), Some(scratch)) = (EXEC_SCRATCH.get_ptr_mut(0), key_scratch()) else {
+    let Some(event) = EXEC_SCRATCH.get_ptr_mut(0) else {
         return policy::fail_closed(member, Tier::Lsm).action;
     };
     // SAFETY: per-CPU scratch; this program is its only user on this CPU.
     let event: &mut ExecEvent = unsafe { &mut *event };
-    let mut event_flags = flags::LSM;
-    if !fill_header(&mut event.header, kind::PROCESS_EXEC, 0, member.session_id) {
-        event_flags |= flags::READ_ERROR;
-    }
-    event.path_len = 0;
     event.argv_len = 0;
-    event.ino = 0;
-    event.dev = 0;
-    event._pad = 0;
-    let mut verdict = Verdict::UNCHECKED;
-    match read_ptr(bprm, config!(offsets.binprm_file)).and_then(|file| describe_file(file, &mut scratch.path)) {
-        Ok(described) => {
-            event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
-            event.ino = described.ino;
-            event.dev = described.resolved.dev;
-            event_flags |= described.resolved.flags;
-            let object = Object { inode: described.inode, dentry: described.dentry, by_directory: false, ino: described.ino };
-            verdict = policy::decide(member, true, allow::EXEC, &described.resolved, &object, scratch, Tier::Lsm);
-        }
-        Err(ReadError) => event_flags |= flags::READ_ERROR,
-    }
-    if event_flags & flags::READ_ERROR != 0 {
-        count(Counter::KernelReadError);
-        verdict = policy::fail_closed(member, Tier::Lsm);
-    }
-    event.action = verdict.action;
-    event.rule_id = verdict.rule_id;
-    event.header.flags = event_flags;
+    let verdict = process::build_exec(member, bprm, event, flags::LSM, Some(Tier::Lsm));
     if verdict.action != action::ALLOW {
         emit_with_path(event);
     }

@@ -12,6 +12,7 @@ use monitor_common::{
     },
     maps::{Counter, lsm_tier},
     policy::{SHARED_FILES_RULE, allow, session_flags},
+    session::SessionMember,
 };
 
 /// `process.syscall` number reported for a shared descriptor table (not a real syscall
@@ -159,26 +160,34 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     };
     // SAFETY: per-CPU scratch; this program is its only user on this CPU.
     let event = unsafe { &mut *event };
-    let mut event_flags = 0;
+    let mut argv_flags = 0;
+    event.argv_len = 0;
+    if read_argv(event).is_err() {
+        argv_flags |= flags::READ_ERROR;
+    }
+    if event.argv_len as usize == ARGV_MAX_BYTES {
+        argv_flags |= flags::ARGV_TRUNCATED;
+    }
+    // Where the LSM hook enforces exec, it judged this one before it began.
+    let judge = (!lsm_enforces(lsm_tier::EXEC)).then_some(Tier::Tracepoint);
+    build_exec(&member, ctx.arg(2), event, argv_flags, judge);
+    emit_with_path(event);
+    Ok(())
+}
+
+/// Fills the exec record `event` (all but the argument vector) with the file `bprm`
+/// (a `struct linux_binprm *`) runs, and judges it against the exec rules as `judge`
+/// can (`None`: not judged here). `event_flags` are header flags already known; a read
+/// error among them or here fails closed. Returns the verdict, also written to `event`.
+#[inline(always)]
+pub fn build_exec(member: &SessionMember, bprm: u64, event: &mut ExecEvent, mut event_flags: u16, judge: Option<Tier>) -> Verdict {
     if !fill_header(&mut event.header, kind::PROCESS_EXEC, 0, member.session_id) {
         event_flags |= flags::READ_ERROR;
     }
     event.path_len = 0;
-    event.argv_len = 0;
     event.ino = 0;
     event.dev = 0;
-    event.action = 0;
-    event.rule_id = 0;
     event._pad = 0;
-
-    if read_argv(event).is_err() {
-        event_flags |= flags::READ_ERROR;
-    }
-    if event.argv_len as usize == ARGV_MAX_BYTES {
-        event_flags |= flags::ARGV_TRUNCATED;
-    }
-
-    let bprm: u64 = ctx.arg(2);
     let mut verdict = Verdict::UNCHECKED;
     match (read_ptr(bprm, config!(offsets.binprm_file)), key_scratch()) {
         (Ok(file), Some(scratch)) => match describe_file(file, &mut scratch.path) {
@@ -187,26 +196,26 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
                 event.ino = described.ino;
                 event.dev = described.resolved.dev;
                 event_flags |= described.resolved.flags;
-                // Where the LSM hook enforces exec, it judged this one before it began.
-                if !lsm_enforces(lsm_tier::EXEC) {
+                if let Some(tier) = judge {
                     let object =
                         Object { inode: described.inode, dentry: described.dentry, by_directory: false, ino: described.ino };
-                    verdict = policy::decide(&member, true, allow::EXEC, &described.resolved, &object, scratch, Tier::Tracepoint);
+                    verdict = policy::decide(member, true, allow::EXEC, &described.resolved, &object, scratch, tier);
                 }
             }
             Err(ReadError) => event_flags |= flags::READ_ERROR,
         },
         _ => event_flags |= flags::READ_ERROR,
     }
-    if event_flags & flags::READ_ERROR != 0 && !lsm_enforces(lsm_tier::EXEC) {
-        verdict = policy::fail_closed(&member, Tier::Tracepoint);
+    if event_flags & flags::READ_ERROR != 0 {
+        count(Counter::KernelReadError);
+        if let Some(tier) = judge {
+            verdict = policy::fail_closed(member, tier);
+        }
     }
     event.action = verdict.action;
     event.rule_id = verdict.rule_id;
     event.header.flags = event_flags;
-
-    emit_with_path(event);
-    Ok(())
+    verdict
 }
 
 fn read_argv(event: &mut ExecEvent) -> Result<(), ReadError> {

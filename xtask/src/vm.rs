@@ -167,21 +167,24 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
     )?;
     println!("   {} ({} MiB)", image.display(), std::fs::metadata(&image)?.len() >> 20);
 
+    let boot = |append: &str, prefix: &str, log: &Path| {
+        qemu::boot(&qemu::Boot {
+            vmlinuz: &kernel.vmlinuz,
+            initramfs: &image,
+            append,
+            cpus: CPUS,
+            memory_mib: MEMORY_MIB,
+            timeout: Duration::from_secs(args.timeout),
+            prefix,
+            log,
+        })
+    };
     if args.bench {
         let config = &CONFIGS[0];
         println!("== vm bench: Debian kernel {}, lsm={}", kernel.release, config.lsm);
         let log = work.join("bench.log");
         let append = format!("console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm=1 agent_monitor.bench=1", config.lsm);
-        let run = qemu::boot(&qemu::Boot {
-            vmlinuz: &kernel.vmlinuz,
-            initramfs: &image,
-            append: &append,
-            cpus: CPUS,
-            memory_mib: MEMORY_MIB,
-            timeout: Duration::from_secs(args.timeout),
-            prefix: "[vm bench] ",
-            log: &log,
-        })?;
+        let run = boot(&append, "[vm bench] ", &log)?;
         if run.timed_out {
             bail!("the bench VM timed out after {}s (log: {})", args.timeout, log.display());
         }
@@ -200,16 +203,7 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
             u8::from(config.expect_lsm),
             config.tests.join(",")
         );
-        let run = qemu::boot(&qemu::Boot {
-            vmlinuz: &kernel.vmlinuz,
-            initramfs: &image,
-            append: &append,
-            cpus: CPUS,
-            memory_mib: MEMORY_MIB,
-            timeout: Duration::from_secs(args.timeout),
-            prefix: &format!("[vm {}] ", config.name),
-            log: &log,
-        })?;
+        let run = boot(&append, &format!("[vm {}] ", config.name), &log)?;
         let mut problem = run.console.problem();
         if run.timed_out {
             problem = Some(format!("timed out after {}s", args.timeout));
