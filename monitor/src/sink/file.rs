@@ -1,0 +1,213 @@
+//! An event file, appended to, owner-only, rotated by size: `path` -> `path.1` -> ...
+//! -> `path.N`, the oldest removed.
+//!
+//! Invariant: the file ends at a line boundary. Rotation happens between lines (a file
+//! exceeds `max_bytes` only when one line alone does), and a write that fails part way
+//! is cut back to the last whole line.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// The file is rotated before a line would take it past this size.
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` newest .. `path.N` oldest); 0 keeps none.
+    pub keep: u32,
+}
+
+pub struct RotatingFile {
+    path: PathBuf,
+    file: File,
+    /// Bytes in `file`.
+    size: u64,
+    rotation: Option<Rotation>,
+}
+
+impl RotatingFile {
+    pub fn open(path: &Path, rotation: Option<Rotation>) -> io::Result<RotatingFile> {
+        let file = open(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile { path: path.to_path_buf(), file, size, rotation })
+    }
+
+    /// Appends `lines` (whole lines, each ended by `\n`), rotating between lines.
+    pub fn write_lines(&mut self, mut lines: &[u8]) -> io::Result<()> {
+        while !lines.is_empty() {
+            let room = match self.rotation {
+                Some(rotation) => rotation.max_bytes.saturating_sub(self.size),
+                None => u64::MAX,
+            };
+            let fits = fitting_lines(lines, room);
+            if fits == 0 && self.size > 0 {
+                self.rotate()?;
+                continue;
+            }
+            // An empty file takes at least one line, however long.
+            let take = if fits == 0 { first_line(lines) } else { fits };
+            self.append(&lines[..take])?;
+            lines = &lines[take..];
+        }
+        self.file.flush()
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Err(error) = self.file.write_all(bytes) {
+            let _ = self.file.set_len(self.size);
+            return Err(error);
+        }
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let keep = self.rotation.map_or(0, |r| r.keep);
+        if keep == 0 {
+            remove_if_present(&self.path)?;
+        } else {
+            remove_if_present(&numbered(&self.path, keep))?;
+            for n in (1..keep).rev() {
+                rename_if_present(&numbered(&self.path, n), &numbered(&self.path, n + 1))?;
+            }
+            fs::rename(&self.path, numbered(&self.path, 1))?;
+        }
+        self.file = open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn open(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// `path.n`
+pub fn numbered(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// Length of the longest run of whole lines at the start of `lines` within `room` bytes.
+fn fitting_lines(lines: &[u8], room: u64) -> usize {
+    let window = &lines[..lines.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+    window.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+fn first_line(lines: &[u8]) -> usize {
+    lines.iter().position(|&b| b == b'\n').map_or(lines.len(), |i| i + 1)
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+fn rename_if_present(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::rename(from, to) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::sink::testdir::TestDir;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn read(path: &Path) -> String {
+        fs::read_to_string(path).unwrap()
+    }
+
+    /// Ten-byte lines `line-NNN\n` (9 bytes + newline).
+    fn lines(from: u32, to: u32) -> String {
+        (from..to).map(|i| format!("line-{i:03}\n")).collect()
+    }
+
+    #[test]
+    fn appends_owner_only_without_rotation() {
+        let dir = TestDir::new();
+        let path = dir.path("events.ndjson");
+        fs::write(&path, "old\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let mut file = RotatingFile::open(&path, None).unwrap();
+        file.write_lines(lines(0, 100).as_bytes()).unwrap();
+        assert_eq!(read(&path), format!("old\n{}", lines(0, 100)));
+        assert!(!numbered(&path, 1).exists());
+
+        let created = dir.path("new.ndjson");
+        RotatingFile::open(&created, None).unwrap();
+        assert_eq!(mode(&created), 0o600);
+    }
+
+    #[test]
+    fn rotates_between_lines_and_keeps_n() {
+        let dir = TestDir::new();
+        let path = dir.path("events.ndjson");
+        let mut file = RotatingFile::open(&path, Some(Rotation { max_bytes: 35, keep: 2 })).unwrap();
+        // One batch of 10 lines: 3 lines (30 bytes) per file, never a cut line.
+        file.write_lines(lines(0, 10).as_bytes()).unwrap();
+        assert_eq!(read(&path), lines(9, 10));
+        assert_eq!(read(&numbered(&path, 1)), lines(6, 9));
+        assert_eq!(read(&numbered(&path, 2)), lines(3, 6));
+        assert!(!numbered(&path, 3).exists(), "only `keep` rotated files");
+        for p in [path.clone(), numbered(&path, 1), numbered(&path, 2)] {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+
+        // Line by line, across a reopen (which picks up the current size).
+        drop(file);
+        let mut file = RotatingFile::open(&path, Some(Rotation { max_bytes: 35, keep: 2 })).unwrap();
+        for i in 10..13 {
+            file.write_lines(lines(i, i + 1).as_bytes()).unwrap();
+        }
+        assert_eq!(read(&path), lines(12, 13));
+        assert_eq!(read(&numbered(&path, 1)), lines(9, 12));
+        assert_eq!(read(&numbered(&path, 2)), lines(6, 9));
+    }
+
+    #[test]
+    fn a_line_longer_than_max_gets_a_file_of_its_own() {
+        let dir = TestDir::new();
+        let path = dir.path("events.ndjson");
+        let mut file = RotatingFile::open(&path, Some(Rotation { max_bytes: 15, keep: 3 })).unwrap();
+        let long = format!("{}\n", "x".repeat(40));
+        file.write_lines(format!("short\n{long}short2\n").as_bytes()).unwrap();
+        assert_eq!(read(&path), "short2\n");
+        assert_eq!(read(&numbered(&path, 1)), long);
+        assert_eq!(read(&numbered(&path, 2)), "short\n");
+    }
+
+    #[test]
+    fn keep_zero_starts_over() {
+        let dir = TestDir::new();
+        let path = dir.path("events.ndjson");
+        let mut file = RotatingFile::open(&path, Some(Rotation { max_bytes: 20, keep: 0 })).unwrap();
+        file.write_lines(lines(0, 5).as_bytes()).unwrap();
+        assert_eq!(read(&path), lines(4, 5));
+        assert!(!numbered(&path, 1).exists());
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn rotation_config_rejects_unknown_fields() {
+        let rotation: Rotation = serde_saphyr::from_str("max_bytes: 1048576\nkeep: 5\n").unwrap();
+        assert_eq!(rotation, Rotation { max_bytes: 1 << 20, keep: 5 });
+        assert!(serde_saphyr::from_str::<Rotation>("max_bytes: 1\nkeep: 1\nmax: 2\n").is_err());
+    }
+}
