@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod kernel_config;
 pub mod launcher;
 pub mod loader;
+pub mod metrics;
 pub mod mounts;
 pub mod pipeline;
 pub mod policy;
