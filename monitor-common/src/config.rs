@@ -92,6 +92,15 @@ pub struct KernelOffsets {
     /// `super_block.s_magic`: which filesystem a file is on (cgroup files are the
     /// monitor's to write, see `self_protection`).
     pub super_block_s_magic: u32,
+    /// `task_struct.real_parent` and `mm_struct.exe_file`: the parent's executable,
+    /// for adoption selectors.
+    pub task_real_parent: u32,
+    pub mm_exe_file: u32,
+    /// `cgroup.kn`, `kernfs_node.name` and `.id`: a new cgroup's name and id.
+    pub cgroup_kn: u32,
+    pub kernfs_node_name: u32,
+    pub kernfs_node_id: u32,
+    pub _pad_offsets: u32,
 }
 
 /// Everything the programs take from the daemon at load time.
@@ -106,10 +115,10 @@ pub struct KernelConfig {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 33 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 32);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 132 + 24 + 32 + 8);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 156 + 24 + 32 + 8);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -148,6 +157,12 @@ impl KernelConfig {
             super_block_s_flags: 0,
             msghdr_msg_name: 0,
             super_block_s_magic: 0,
+            task_real_parent: 0,
+            mm_exe_file: 0,
+            cgroup_kn: 0,
+            kernfs_node_name: 0,
+            kernfs_node_id: 0,
+            _pad_offsets: 0,
         },
         regs: RegsOffsets { arg0: 0, arg1: 0, arg2: 0, _pad: 0, syscall_nr: 0, syscall_nr_size: 0 },
         syscalls: SyscallNumbers {

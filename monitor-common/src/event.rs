@@ -23,6 +23,9 @@ pub mod kind {
     pub const PROCESS_SYSCALL: u16 = 4;
     /// A session member acted against the monitor itself ([`super::TamperEvent`]).
     pub const PROCESS_TAMPER: u16 = 5;
+    /// An exec outside every session matched a `match:` selector: the process is the
+    /// first of a new session ([`super::AdoptEvent`]); its exec record follows.
+    pub const SESSION_ADOPT: u16 = 6;
     /// A session member opened a file ([`super::FileOpenEvent`]).
     pub const FILE_OPEN: u16 = 100;
     /// A session member changed the file tree: unlink, rename, truncate, create,
@@ -106,6 +109,18 @@ pub struct ExitEvent {
     /// `task->exit_code`: a wait status (exit code << 8, or the terminating signal).
     pub exit_code: u32,
     pub _pad: u32,
+}
+
+/// A process was adopted into a new session (`header.session_id`, made by the kernel).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdoptEvent {
+    pub header: EventHeader,
+    /// Selector index in the generation below (see `crate::adopt`).
+    pub selector: u32,
+    pub generation: u32,
+    pub policy_id: u32,
+    pub flags: u32,
 }
 
 /// A refused syscall (sent on the decisions ring buffer).
@@ -289,6 +304,7 @@ pub struct PendingConnect {
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 48);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 48 + 16);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 48 + 8);
+const _: () = assert!(core::mem::size_of::<AdoptEvent>() == 48 + 16);
 const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 48 + 16);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 48 + 32 + ARGV_MAX_BYTES + PATH_BUF_BYTES);
 const _: () = assert!(core::mem::size_of::<FileOpenEvent>() == 48 + 40 + PATH_BUF_BYTES);

@@ -6,6 +6,7 @@
 //! it checks size and kind first (see `monitor::decode`).
 #![no_std]
 
+pub mod adopt;
 pub mod config;
 pub mod event;
 pub mod maps;

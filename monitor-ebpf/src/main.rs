@@ -1,7 +1,8 @@
 //! agent-monitor's eBPF programs.
 //!
 //! Every hook starts with one lookup of the current tgid in `SESSIONS`; processes
-//! outside every session return right there.
+//! outside every session return right there. The one exception is exec, where such a
+//! process may be adopted into a new session (`adopt`): a few map lookups.
 //!
 //! Two tiers enforce the same compiled policy. Tier 1, where the kernel runs BPF LSM
 //! programs: LSM hooks refuse an operation before it happens (`lsm_files`, `lsm_net`,
@@ -12,6 +13,7 @@
 #![no_std]
 #![no_main]
 
+mod adopt;
 mod file;
 mod kernel;
 mod lsm_files;

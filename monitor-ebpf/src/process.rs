@@ -152,8 +152,12 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 
 fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     let tgid = current_tgid();
-    let Some(member) = session_of(tgid) else {
-        return Ok(());
+    let (member, adopted) = match session_of(tgid) {
+        Some(member) => (member, false),
+        None => match crate::adopt::adopt_at_exec(tgid, ctx.arg(2)) {
+            Some(member) => (member, true),
+            None => return Ok(()),
+        },
     };
     let Some(event) = EXEC_SCRATCH.get_ptr_mut(0) else {
         return Ok(());
@@ -168,8 +172,9 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     if event.argv_len as usize == ARGV_MAX_BYTES {
         argv_flags |= flags::ARGV_TRUNCATED;
     }
-    // Where the LSM hook enforces exec, it judged this one before it began.
-    let judge = (!lsm_enforces(lsm_tier::EXEC)).then_some(Tier::Tracepoint);
+    // Where the LSM hook enforces exec, it judged this one before it began. The exec
+    // that starts an adopted session is its entry point, not judged by its rules.
+    let judge = (!lsm_enforces(lsm_tier::EXEC) && !adopted).then_some(Tier::Tracepoint);
     build_exec(&member, ctx.arg(2), event, argv_flags, judge);
     emit_with_path(event);
     Ok(())

@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "agent-monitor", version, about = "Holds AI-agent processes to the scope they were granted")]
 pub struct Cli {
+    /// The daemon's control socket (status, sessions, events, kill, reload, and `run`
+    /// when a daemon is running).
+    #[arg(long, global = true, value_name = "PATH", default_value = crate::daemon::config::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,13 +37,52 @@ pub enum Command {
         #[arg(long, value_name = "USER")]
         on_behalf_of: Option<String>,
         /// Do not use BPF LSM even where the kernel allows it: tier 2 (tracepoints and
-        /// cgroup hooks) enforces everything. For comparing the tiers.
+        /// cgroup hooks) enforces everything. For comparing the tiers. Implies
+        /// --standalone.
         #[arg(long)]
         no_lsm: bool,
+        /// Load the programs for this session even if a daemon is running (by default
+        /// the daemon is asked to hold the session, so one copy of the programs serves
+        /// the host).
+        #[arg(long)]
+        standalone: bool,
         /// The agent command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+    /// Run as the host's monitor: adopt agents that the policy's `match:` selectors
+    /// name, serve the control socket, until SIGTERM; SIGHUP reloads the policy.
+    Daemon {
+        /// Configuration file (YAML); a missing default file means the defaults.
+        #[arg(long, value_name = "FILE", default_value = crate::daemon::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// The daemon's version, enforcement tiers, policy, sessions and counters.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The daemon's sessions, one per line (or a JSON list).
+    Sessions {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream the daemon's events (NDJSON) as they happen.
+    Events {
+        /// Keep streaming (required: the daemon keeps no history; past events are in
+        /// its file sink or the journal).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only this session's events.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// Only events of this type (repeatable), e.g. --type file.open --type session.killed.
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+    },
+    /// Make the daemon read its policy again (as SIGHUP does); a broken policy is
+    /// refused and the one in force stays.
+    Reload,
     /// Kill every process of a session at once (or freeze it in place for forensics).
     Kill {
         /// Session id (16 hex digits, as in the events' `session.id`).

@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use monitor_common::event::{
-    ARGV_MAX_BYTES, ConnectEvent, EXEC_PATH_OFFSET, EventHeader, ExitEvent, FILE_CHANGE_PATH_OFFSET,
+    ARGV_MAX_BYTES, AdoptEvent, ConnectEvent, EXEC_PATH_OFFSET, EventHeader, ExitEvent, FILE_CHANGE_PATH_OFFSET,
     FILE_OPEN_PATH_OFFSET, ForkEvent, PATH_BUF_BYTES, SOCKADDR_MAX_BYTES, SyscallEvent, TamperEvent, file_op, kind,
     open_syscall, tamper_op,
 };
@@ -82,6 +82,9 @@ pub enum KernelEvent {
     FileChange { header: EventHeader, op: u32, ino: u64, dev: u32, path: KernelPath, verdict: Verdict },
     /// An attempt against the monitor (`monitor_common::event::tamper_op`).
     Tamper { header: EventHeader, op: u32, target_tgid: u32, arg: u64, verdict: Verdict },
+    /// The kernel adopted the process into the new session `header.session_id`
+    /// (`monitor_common::adopt`).
+    Adopt { header: EventHeader, selector: u32, generation: u32, policy_id: u32, flags: u32 },
 }
 
 impl KernelEvent {
@@ -94,7 +97,8 @@ impl KernelEvent {
             | KernelEvent::FileOpen { header, .. }
             | KernelEvent::Connect { header, .. }
             | KernelEvent::FileChange { header, .. }
-            | KernelEvent::Tamper { header, .. } => header,
+            | KernelEvent::Tamper { header, .. }
+            | KernelEvent::Adopt { header, .. } => header,
         }
     }
 }
@@ -165,6 +169,16 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 header,
                 child_tgid: record.u32(HEADER_LEN),
                 child_start_time_ns: record.u64(HEADER_LEN + 8),
+            })
+        }
+        kind::SESSION_ADOPT => {
+            need(record.0, size_of::<AdoptEvent>())?;
+            Ok(KernelEvent::Adopt {
+                header,
+                selector: record.u32(HEADER_LEN),
+                generation: record.u32(HEADER_LEN + 4),
+                policy_id: record.u32(HEADER_LEN + 8),
+                flags: record.u32(HEADER_LEN + 12),
             })
         }
         kind::PROCESS_EXIT => {

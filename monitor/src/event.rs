@@ -27,7 +27,14 @@ pub mod types {
     pub const NET_BIND: &str = "net.bind";
     pub const MONITOR_LOSS: &str = "monitor.loss";
     pub const SESSION_KILLED: &str = "session.killed";
+    /// The daemon started, reloaded its policy (or refused to), and stopped.
+    pub const MONITOR_START: &str = "monitor.start";
+    pub const MONITOR_RELOAD: &str = "monitor.reload";
+    pub const MONITOR_STOP: &str = "monitor.stop";
 }
+
+/// `session.id` of the daemon's own `monitor.*` events, which belong to no session.
+pub const NO_SESSION: &str = "0000000000000000";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -60,6 +67,9 @@ pub struct Event {
     pub loss: Option<Loss>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monitor: Option<Monitor>,
+    /// monitor.start, monitor.reload: the policy in force, or why a new one was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyState>,
     /// A kernel read failed while the event was built: some fields are zero or empty.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub incomplete: bool,
@@ -93,6 +103,32 @@ pub struct Session {
     pub profile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
+    /// session.start of a session the daemon adopted: the profile's selector that
+    /// matched, as written (`match[0] {"exe":"/usr/bin/agent"}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adopted_by: Option<String>,
+    /// session.start: `exec` (adopted by the kernel at exec), `running` (adopted from
+    /// /proc when the daemon started), `run` (agent-monitor run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<&'static str>,
+}
+
+/// The daemon's policy (`monitor.start`, `monitor.reload`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyState {
+    /// The policy file (absent: the built-in policy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Whether the policy was taken; `false`: the previous one stays in force.
+    pub accepted: bool,
+    /// Profiles in force after the event.
+    pub profiles: Vec<String>,
+    /// Why the new policy was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Sessions moved onto the new policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions_updated: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -31,7 +31,7 @@ pub const QUEUE_CAPACITY: usize = 65_536;
 pub enum Item {
     Kernel(KernelEvent),
     /// The whole session was killed (kill-session); `pids` were its processes.
-    SessionKilled { time_ns: u64, pids: Vec<u32>, trigger_pid: u32, error: Option<String> },
+    SessionKilled { session: u64, time_ns: u64, pids: Vec<u32>, trigger_pid: u32, error: Option<String> },
 }
 
 /// Losses counted in userspace.

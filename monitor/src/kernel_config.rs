@@ -134,6 +134,12 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         super_block_s_flags: m("super_block", "s_flags")?,
         msghdr_msg_name: m("msghdr", "msg_name")?,
         super_block_s_magic: m("super_block", "s_magic")?,
+        task_real_parent: m("task_struct", "real_parent")?,
+        mm_exe_file: m("mm_struct", "exe_file")?,
+        cgroup_kn: m("cgroup", "kn")?,
+        kernfs_node_name: m("kernfs_node", "name")?,
+        kernfs_node_id: m("kernfs_node", "id")?,
+        _pad_offsets: 0,
     })
 }
 

@@ -16,22 +16,21 @@ use monitor_common::session::SessionMember;
 use crate::{
     guard_filter::GuardFilter,
     seccomp::ForeignAbiFilter,
-    session_map::{SessionMap, register_raw},
+    session_map::register_raw,
 };
 
-/// Starts `command` in the session; with `cgroup` (its `cgroup.procs`), inside that
+/// Starts `command` in the session (`map_fd`: the session map); with `cgroup` (its `cgroup.procs`), inside that
 /// cgroup first; with `foreign_abi`, under the seccomp filter that kills syscalls made
 /// through a foreign ABI; with `guard`, under the tier-2 self-protection filter.
 pub fn spawn_in_session(
     command: &[OsString],
-    sessions: &SessionMap,
+    map_fd: std::os::fd::RawFd,
     member: SessionMember,
     cgroup: Option<CString>,
     foreign_abi: Option<ForeignAbiFilter>,
     guard: Option<GuardFilter>,
 ) -> io::Result<Child> {
     let (program, args) = command.split_first().ok_or_else(|| io::Error::other("no command given"))?;
-    let map_fd = sessions.raw_fd();
     let mut cmd = Command::new(program);
     cmd.args(args);
     // SAFETY: the closure runs in the forked child before exec and only makes

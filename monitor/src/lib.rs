@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod daemon;
 pub mod decode;
 pub mod enforcement;
 pub mod event;

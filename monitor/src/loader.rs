@@ -23,11 +23,14 @@ use crate::{
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
 /// (program name in the object, raw tracepoint it attaches to).
-const RAW_TRACEPOINTS: [(&str, &str); 3] = [
+const RAW_TRACEPOINTS: [(&str, &str); 5] = [
     // Membership first: a fork must copy membership before the child can act.
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exit", "sched_process_exit"),
     ("sched_process_exec", "sched_process_exec"),
+    // Adoption by unit or cgroup: new cgroups' ids (see `monitor-ebpf/src/adopt.rs`).
+    ("cgroup_mkdir", "cgroup_mkdir"),
+    ("cgroup_rmdir", "cgroup_rmdir"),
 ];
 
 /// Syscall tracepoints: only where tier 2 judges opens or reports connects. Once any
@@ -107,15 +110,26 @@ const CGROUP_PROGRAMS: [(&str, &str); 6] = [
 /// below it; no program may be attached below it, so an agent cannot override them).
 /// The links live as long as `ebpf`.
 pub fn attach_network(ebpf: &mut Ebpf, cgroup: &std::fs::File) -> Result<(), LoadError> {
+    attach_network_in(ebpf, cgroup, CgroupAttachMode::Single)
+}
+
+/// The daemon's variant: attached once to the root cgroup, so that they cover adopted
+/// processes wherever they run. Attached as BPF links, they run beside any other
+/// programs there and below (a link attachment is always multi; the kernel refuses
+/// the `BPF_F_ALLOW_MULTI` flag on links). The programs let every process outside
+/// the sessions pass after one map lookup.
+pub fn attach_network_everywhere(ebpf: &mut Ebpf, root: &std::fs::File) -> Result<(), LoadError> {
+    attach_network_in(ebpf, root, CgroupAttachMode::Single)
+}
+
+fn attach_network_in(ebpf: &mut Ebpf, cgroup: &std::fs::File, mode: CgroupAttachMode) -> Result<(), LoadError> {
     for (program, attach) in CGROUP_PROGRAMS {
         cgroup_program(ebpf, program, attach)?
-            .attach(cgroup, CgroupAttachMode::Single)
+            .attach(cgroup, mode)
             .map_err(|source| LoadError::Cgroup { program, attach, source })?;
     }
     let (program, attach) = SOCK_CREATE;
-    sock_create_program(ebpf)?
-        .attach(cgroup, CgroupAttachMode::Single)
-        .map_err(|source| LoadError::Cgroup { program, attach, source })?;
+    sock_create_program(ebpf)?.attach(cgroup, mode).map_err(|source| LoadError::Cgroup { program, attach, source })?;
     Ok(())
 }
 

@@ -2,20 +2,34 @@ use clap::Parser;
 use monitor::{
     cli::{Cli, Command, PolicyCommand},
     commands::{
-        doctor, kill, policy,
+        control, doctor, kill, policy,
         run::{RunArgs, run},
     },
+    daemon,
 };
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { events, policy, profile, on_behalf_of, no_lsm, command } => {
-            run(RunArgs { events, policy, profile, on_behalf_of, no_lsm, command })
+        Command::Run { events, policy, profile, on_behalf_of, no_lsm, standalone, command } => {
+            let socket = (!standalone && !no_lsm).then_some(cli.socket);
+            run(RunArgs { events, policy, profile, on_behalf_of, no_lsm, socket, command })
         }
+        Command::Daemon { config } => daemon::daemon(&config),
         Command::Doctor { json } => doctor::doctor(json),
-        Command::Kill { session, freeze, thaw } => kill::kill(&session, freeze, thaw),
+        Command::Status { json } => control::status(&cli.socket, json),
+        Command::Sessions { json } => control::sessions(&cli.socket, json),
+        Command::Events { follow: false, .. } => Err(anyhow::anyhow!(
+            "events needs --follow: the daemon streams events as they happen and keeps no history (past events are in its event file or the journal)"
+        )),
+        Command::Events { follow: true, session, types } => control::events(&cli.socket, session, types),
+        Command::Reload => control::reload(&cli.socket),
+        // With a daemon running, it holds the sessions; without one, a `run`'s own.
+        Command::Kill { session, freeze, thaw } => match control::connect(&cli.socket) {
+            Some(_) => control::kill(&cli.socket, &session, freeze, thaw),
+            None => kill::kill(&session, freeze, thaw),
+        },
         Command::Policy(PolicyCommand::Check { file }) => policy::check(&file),
         Command::Policy(PolicyCommand::Default) => policy::default(),
         Command::Policy(PolicyCommand::Explain { file, profile }) => policy::explain(file.as_deref(), profile.as_deref()),

@@ -1,6 +1,6 @@
 //! Kernel events -> process tree -> JSON events -> sink.
 
-use std::io;
+use std::{collections::HashMap, io, sync::Arc};
 
 use monitor_common::{
     event::{EventHeader, file_op, flags, kind, open_syscall, tamper_op},
@@ -54,6 +54,7 @@ impl Context {
             decision: None,
             loss: None,
             monitor: None,
+            policy: None,
             incomplete: false,
         }
     }
@@ -80,6 +81,8 @@ pub fn session_ref(id: u64) -> Session {
         principal: None,
         profile: None,
         mode: None,
+        adopted_by: None,
+        origin: None,
     }
 }
 
@@ -100,7 +103,10 @@ pub struct Pipeline {
     pub tree: ProcessTree,
     pub sink: Sink,
     mounts: Mounts,
+    /// The policy of every session not in `session_policies` (`run`'s one session).
     pub policy: Option<PolicyView>,
+    /// Per-session policies (the daemon's sessions).
+    pub session_policies: HashMap<u64, Arc<PolicyView>>,
     /// Kernel event -> written, in microseconds (the first `LATENCY_SAMPLES`).
     latencies_us: Vec<u32>,
     /// Whether a sink failure was reported already.
@@ -111,7 +117,18 @@ const LATENCY_SAMPLES: usize = 1_000_000;
 
 impl Pipeline {
     pub fn new(context: Context, tree: ProcessTree, sink: Sink) -> Pipeline {
-        Pipeline { context, tree, sink, mounts: Mounts::new(), policy: None, latencies_us: Vec::new(), sink_failed: false }
+        Pipeline {
+            context,
+            tree,
+            sink,
+            mounts: Mounts::new(),
+            policy: None,
+            session_policies: HashMap::new(),
+            latencies_us: Vec::new(), sink_failed: false }
+    }
+
+    fn policy_of(&self, session_id: u64) -> Option<&PolicyView> {
+        self.session_policies.get(&session_id).map(|p| p.as_ref()).or(self.policy.as_ref())
     }
 
     /// Updates the process tree with `kernel_event` and writes the JSON event.
@@ -180,7 +197,7 @@ impl Pipeline {
                     mount_unknown: !mounted,
                 });
                 let hook = if header.flags & flags::LSM != 0 { "kernel:lsm/bprm_check_security" } else { "kernel:sched_process_exec" };
-                event.decision = Some(self.decision(verdict, hook));
+                event.decision = Some(self.decision(header.session_id, verdict, hook));
                 event
             }
             KernelEvent::Syscall { header, nr, verdict } => {
@@ -200,7 +217,7 @@ impl Pipeline {
                     _ if nr == u32::MAX - 1 => "kernel:cgroup/sock_create",
                     _ => "kernel:sys_enter",
                 };
-                event.decision = Some(self.decision(verdict, hook));
+                event.decision = Some(self.decision(header.session_id, verdict, hook));
                 event
             }
             KernelEvent::Exit { header, exit_code } => {
@@ -230,7 +247,7 @@ impl Pipeline {
                     open_syscall::RECEIVE => "kernel:lsm/file_receive",
                     _ => "kernel:lsm/file_open",
                 };
-                event.decision = Some(self.decision(verdict, hook));
+                event.decision = Some(self.decision(header.session_id, verdict, hook));
                 event
             }
             KernelEvent::FileChange { header, op, ino, dev, path, verdict } => {
@@ -245,7 +262,7 @@ impl Pipeline {
                     path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
                     mount_unknown: !mounted,
                 });
-                event.decision = Some(self.decision(verdict, hook));
+                event.decision = Some(self.decision(header.session_id, verdict, hook));
                 event
             }
             KernelEvent::Tamper { header, op, target_tgid, arg, verdict } => {
@@ -257,7 +274,14 @@ impl Pipeline {
                     signal: (op == tamper_op::SIGNAL).then_some(arg as i32),
                     bpf_command: (op == tamper_op::BPF).then_some(arg as u32),
                 });
-                event.decision = Some(self.decision(verdict, hook));
+                event.decision = Some(self.decision(header.session_id, verdict, hook));
+                event
+            }
+            KernelEvent::Adopt { header, .. } => {
+                // The daemon reports adoptions itself (with the profile and selector);
+                // this is the bare record for any other reader.
+                let mut event = self.base(types::SESSION_START, &header);
+                event.session.root_pid = Some(header.tgid);
                 event
             }
             KernelEvent::Connect { header, ret, fd, addr, verdict } => {
@@ -276,15 +300,15 @@ impl Pipeline {
                     details.errno = None; // allowed before the call: its outcome is not seen
                 }
                 event.net = Some(details);
-                event.decision = Some(self.decision(verdict, hook));
+                event.decision = Some(self.decision(header.session_id, verdict, hook));
                 event
             }
         }
     }
 
     /// Explains what the kernel decided.
-    fn decision(&self, verdict: Verdict, hook: &'static str) -> Decision {
-        let Some(policy) = &self.policy else { return Decision::ALLOW };
+    fn decision(&self, session_id: u64, verdict: Verdict, hook: &'static str) -> Decision {
+        let Some(policy) = self.policy_of(session_id) else { return Decision::ALLOW };
         let rule = if verdict.rule_id == SHARED_FILES_RULE {
             Some("a process may not share its parent's descriptor table where files are restricted: it would keep what a killed violator opened".to_owned())
         } else if verdict.rule_id == RAW_SOCKET_RULE {
@@ -351,7 +375,7 @@ impl Pipeline {
         let mut event = self.context.event(types::SESSION_KILLED, time_ns, session_ref(session_id));
         event.session.killed_pids = Some(pids);
         event.session.killed_because_of = Some(trigger_pid);
-        let profile = self.policy.as_ref().map(|p| p.profile.clone());
+        let profile = self.policy_of(session_id).map(|p| p.profile.clone());
         event.decision = Some(Decision {
             action: "kill",
             profile,

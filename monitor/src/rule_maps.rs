@@ -34,6 +34,39 @@ impl RuleMaps {
         self.principals.insert(policy, principal, 0)
     }
 
+    /// Removes every entry of policy `policy` (once no session refers to it).
+    pub fn remove_policy(&mut self, policy: u32) -> Result<(), MapError> {
+        let ours = |data: &[u8]| data[..4] == policy.to_ne_bytes();
+        let files: Vec<_> = self.files.keys().filter_map(Result::ok).filter(|k| ours(&k.data())).collect();
+        for key in files {
+            self.files.remove(&key)?;
+        }
+        let exec: Vec<_> = self.exec.keys().filter_map(Result::ok).filter(|k| ours(&k.data())).collect();
+        for key in exec {
+            self.exec.remove(&key)?;
+        }
+        let net: Vec<_> = self.net.keys().filter_map(Result::ok).filter(|k| ours(&k.data())).collect();
+        for key in net {
+            self.net.remove(&key)?;
+        }
+        let names: Vec<_> = self.names.keys().filter_map(Result::ok).filter(|k| k.policy == policy).collect();
+        for key in names {
+            self.names.remove(&key)?;
+        }
+        let inodes: Vec<_> = self.denied_inodes.keys().filter_map(Result::ok).filter(|k| k.policy == policy).collect();
+        for key in inodes {
+            self.denied_inodes.remove(&key)?;
+        }
+        let groups: Vec<_> = self.principal_groups.keys().filter_map(Result::ok).filter(|k| k[0] == policy).collect();
+        for key in groups {
+            self.principal_groups.remove(&key)?;
+        }
+        if self.principals.get(&policy, 0).is_ok() {
+            self.principals.remove(&policy)?;
+        }
+        Ok(())
+    }
+
     /// Installs `compiled` as policy `policy`. Entries are written before any session
     /// refers to the id, so a session never sees a half-written table.
     pub fn install(&mut self, policy: u32, compiled: &Compiled) -> Result<(), MapError> {

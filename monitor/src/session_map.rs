@@ -48,8 +48,27 @@ impl SessionMap {
         self.map.map().fd().as_fd().as_raw_fd()
     }
 
+    /// A second descriptor of the map (handed to `run` clients of the daemon).
+    pub fn map_fd_dup(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.map.map().fd().as_fd().try_clone_to_owned()
+    }
+
     pub fn contains(&self, tgid: u32) -> bool {
         self.map.get(&tgid, 0).is_ok()
+    }
+
+    pub fn member(&self, tgid: u32) -> Option<SessionMember> {
+        self.map.get(&tgid, 0).ok()
+    }
+
+    /// Adds or changes `tgid`'s entry.
+    pub fn set(&mut self, tgid: u32, member: &SessionMember) -> Result<(), MapError> {
+        self.map.insert(tgid, member, 0)
+    }
+
+    /// Every (tgid, entry) of `session_id`.
+    pub fn entries(&self, session_id: u64) -> Vec<(u32, SessionMember)> {
+        self.map.iter().filter_map(Result::ok).filter(|(_, m)| m.session_id == session_id).collect()
     }
 
     /// Every tgid currently in `session_id`.

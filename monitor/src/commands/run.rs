@@ -54,6 +54,8 @@ pub struct RunArgs {
     pub on_behalf_of: Option<String>,
     /// Tier 2 even where BPF LSM works.
     pub no_lsm: bool,
+    /// A daemon's control socket to ask for the session first (`None`: standalone).
+    pub socket: Option<PathBuf>,
     pub command: Vec<OsString>,
 }
 
@@ -160,6 +162,11 @@ pub fn list_dirs(dir: &str) -> Vec<String> {
 
 /// Runs the session; returns the exit code agent-monitor should exit with.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    if let Some(socket) = &args.socket
+        && let Some(stream) = crate::commands::control::connect(socket)
+    {
+        return super::run_via_daemon::run(&args, stream);
+    }
     let mut sink = match args.events.as_deref() {
         None => Sink::stdout(),
         Some(p) if p.as_os_str() == "-" => Sink::stdout(),
@@ -243,7 +250,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let monitor_pgid = unsafe { libc::getpgrp() } as u32;
     let guard = (enforcement.self_protection == Tier::Seccomp).then(|| GuardFilter::new(std::process::id(), monitor_pgid));
     let child =
-        spawn_in_session(&args.command, &sessions, member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard)
+        spawn_in_session(&args.command, sessions.raw_fd(), member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard)
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));
     let mut child = match child {
         Ok(child) => child,
@@ -425,13 +432,19 @@ fn kill_session_hook(
         let pids = cgroup.pids();
         let error = cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"));
         killed.store(true, Ordering::Release);
-        Some(Item::SessionKilled { time_ns: BootClock::now_boot_ns(), pids, trigger_pid: event.header().tgid, error })
+        Some(Item::SessionKilled {
+            session: event.header().session_id,
+            time_ns: BootClock::now_boot_ns(),
+            pids,
+            trigger_pid: event.header().tgid,
+            error,
+        })
     })
 }
 
 /// Kills `tgid` if, and only if, it is a process of this session: the pidfd is taken
 /// first, then membership checked, so a reused pid cannot be hit.
-fn kill_member(cgroup: Option<&SessionCgroup>, tgid: u32) {
+pub(crate) fn kill_member(cgroup: Option<&SessionCgroup>, tgid: u32) {
     let Some(cgroup) = cgroup else { return };
     if tgid <= 1 || tgid == std::process::id() {
         return;
@@ -485,7 +498,7 @@ fn process_events(
 fn handle(pipeline: &mut Pipeline, item: Item, session_id: u64) {
     match item {
         Item::Kernel(event) => pipeline.handle(event),
-        Item::SessionKilled { time_ns, pids, trigger_pid, error } => {
+        Item::SessionKilled { session: _, time_ns, pids, trigger_pid, error } => {
             let event = pipeline.session_killed(session_id, time_ns, pids, trigger_pid, error);
             pipeline.write(&event);
         }
@@ -504,7 +517,7 @@ fn report_loss(pipeline: &mut Pipeline, reported: &mut Loss, loss: Loss, session
     }
 }
 
-fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &UserspaceLoss, pipeline: &Pipeline) -> Loss {
+pub(crate) fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &UserspaceLoss, pipeline: &Pipeline) -> Loss {
     let kernel = |c: Counter| counters.get(&(c as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
     Loss {
         ringbuf_full: kernel(Counter::RingbufFull),
@@ -518,7 +531,7 @@ fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &UserspaceLoss, pipe
     }
 }
 
-fn monitor_info(events: Option<u64>) -> Monitor {
+pub(crate) fn monitor_info(events: Option<u64>) -> Monitor {
     Monitor {
         version: env!("CARGO_PKG_VERSION"),
         pid: std::process::id(),
@@ -531,7 +544,7 @@ fn monitor_info(events: Option<u64>) -> Monitor {
 }
 
 /// A random, non-zero session id.
-fn new_session_id() -> u64 {
+pub(crate) fn new_session_id() -> u64 {
     loop {
         let mut bytes = [0u8; 8];
         // SAFETY: valid buffer of the given length.

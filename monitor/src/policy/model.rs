@@ -57,10 +57,36 @@ pub struct Profile {
     /// Let the agent use io_uring although the profile restricts files: io_uring opens
     /// are then not checked on kernels without BPF LSM.
     pub allow_io_uring: bool,
+    /// `match:`: processes the daemon adopts into a session of this profile when they
+    /// exec (any selector matches; every field of a selector must).
+    pub selectors: Vec<Selector>,
+}
+
+/// One entry of `match:`. At least one field is set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Selector {
+    /// The program executed (an absolute path; matched by the file's identity).
+    pub exe: Option<String>,
+    /// The program of the parent process.
+    pub parent_exe: Option<String>,
+    /// A systemd unit (`name.service`, `.scope`, `.slice`): its cgroup or below.
+    pub unit: Option<String>,
+    /// A cgroup v2 path below the cgroup root (`/system.slice/x.service`), or below.
+    pub cgroup: Option<String>,
+    /// The real user after the exec: a uid or a user name.
+    pub uid: Option<UserSpec>,
+    /// `match[i]` and the entry as written, for events.
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSpec {
+    Id(u32),
+    Name(String),
 }
 
 /// Where a rule came from in the policy file, to name it in events and errors.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Origin {
     /// `files.read`, `files.write`, `files.deny`, `exec`, `network.connect`, `network.bind`.
     pub field: &'static str,

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::model::{
     Access, ConnectRule, ConnectTarget, FileRule, Mode, OnViolation, Origin, PathRule, Pattern, Policy, Profile,
-    Segment,
+    Segment, Selector, UserSpec,
 };
 
 /// Longest path a rule may name (the kernel's rule keys hold 248 bytes).
@@ -222,7 +222,13 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         }
     };
     errors.profile = Some(name.clone());
-    unknown_fields(map, &["name", "description", "mode", "on_violation", "files", "network", "exec", "allow_io_uring"], "", errors);
+    unknown_fields(
+        map,
+        &["name", "description", "mode", "on_violation", "files", "network", "exec", "allow_io_uring", "match"],
+        "",
+        errors,
+    );
+    let selectors = selectors(map.get("match"), errors);
     let allow_io_uring = match map.get("allow_io_uring") {
         None | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,
@@ -331,7 +337,91 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         connect,
         bind,
         allow_io_uring,
+        selectors,
     })
+}
+
+/// `match:`: a list of mappings with the keys of [`Selector`].
+fn selectors(value: Option<&Value>, errors: &mut Errors) -> Vec<Selector> {
+    const KEYS: [&str; 5] = ["exe", "parent_exe", "unit", "cgroup", "uid"];
+    let items = match value {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            errors.add("match", format!("expected a list, found {}", kind(other)), "write match: [{exe: /usr/bin/agent}]");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("match[{i}]");
+        let Value::Object(map) = item else {
+            errors.add(&at, format!("expected a mapping, found {}", kind(item)), "write {exe: /path}, {unit: name.service}, {uid: 1000}, ...");
+            continue;
+        };
+        unknown_fields(map, &KEYS, &at, errors);
+        let mut selector = Selector::default();
+        let text = |key: &str, errors: &mut Errors| -> Option<String> {
+            match map.get(key)? {
+                Value::String(s) => Some(s.clone()),
+                other => {
+                    errors.add(format!("{at}.{key}"), format!("expected a string, found {}", kind(other)), "quote the value");
+                    None
+                }
+            }
+        };
+        for key in ["exe", "parent_exe"] {
+            if let Some(path) = text(key, errors) {
+                if !path.starts_with('/') || path.contains('\0') {
+                    errors.add(format!("{at}.{key}"), format!("{path:?} is not an absolute path"), "write the program's absolute path");
+                } else if key == "exe" {
+                    selector.exe = Some(path);
+                } else {
+                    selector.parent_exe = Some(path);
+                }
+            }
+        }
+        if let Some(unit) = text("unit", errors) {
+            let valid = [".service", ".scope", ".slice"].iter().any(|suffix| unit.len() > suffix.len() && unit.ends_with(suffix))
+                && !unit.contains('/');
+            if valid {
+                selector.unit = Some(unit);
+            } else {
+                errors.add(format!("{at}.unit"), format!("{unit:?} is not a systemd unit name"), "write the full unit name, e.g. agent.service");
+            }
+        }
+        if let Some(cgroup) = text("cgroup", errors) {
+            if cgroup.starts_with('/') && !cgroup.split('/').any(|c| c == "..") {
+                selector.cgroup = Some(cgroup);
+            } else {
+                errors.add(format!("{at}.cgroup"), format!("{cgroup:?} is not a cgroup path"), "write the path below the cgroup root, e.g. /system.slice/agent.service");
+            }
+        }
+        if selector.unit.is_some() && selector.cgroup.is_some() {
+            errors.add(&at, "unit and cgroup in one selector", "give either unit: or cgroup: (a unit is a cgroup), or two selectors");
+        }
+        match map.get("uid") {
+            None => {}
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|u| u < u32::MAX as u64) => {
+                selector.uid = Some(UserSpec::Id(n.as_u64().unwrap_or_default() as u32));
+            }
+            Some(Value::String(name))
+                if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) =>
+            {
+                selector.uid = Some(UserSpec::Name(name.clone()));
+            }
+            Some(other) => errors.add(format!("{at}.uid"), format!("{other} is not a uid or user name"), "write a number or a user name"),
+        }
+        let set = [&selector.exe, &selector.parent_exe, &selector.unit, &selector.cgroup].iter().any(|f| f.is_some())
+            || selector.uid.is_some();
+        if !set && map.keys().all(|k| KEYS.contains(&k.as_str())) {
+            errors.add(&at, "empty selector (it would adopt every process)", format!("give at least one of: {}", KEYS.join(", ")));
+            continue;
+        }
+        selector.origin = Origin { field: "match", index: i, text: serde_json::to_string(item).unwrap_or_default() };
+        out.push(selector);
+    }
+    out
 }
 
 /// Parses and validates a policy document.

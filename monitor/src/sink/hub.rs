@@ -69,7 +69,12 @@ impl Hub {
     }
 
     pub fn subscribe(&self, filter: Filter) -> Follower {
-        let (sender, receiver) = mpsc::sync_channel(self.inner.capacity);
+        self.subscribe_with_capacity(filter, self.inner.capacity)
+    }
+
+    /// A follower with its own buffer size (a `run` client's stream of its session).
+    pub fn subscribe_with_capacity(&self, filter: Filter, capacity: usize) -> Follower {
+        let (sender, receiver) = mpsc::sync_channel(capacity.max(1));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let dropped = Arc::new(AtomicU64::new(0));
         self.subscribers().push(Subscriber { id, filter, sender, dropped: dropped.clone() });

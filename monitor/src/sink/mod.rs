@@ -168,6 +168,14 @@ impl Sink {
         if self.batch.len() >= BATCH_BYTES { self.flush() } else { Ok(()) }
     }
 
+    /// Queues a line already serialized elsewhere (a `run` client copying the daemon's
+    /// stream); `line` ends with `\n`. Not redacted again, not published.
+    pub fn write_raw(&mut self, line: &[u8]) -> io::Result<()> {
+        self.batch.extend_from_slice(line);
+        self.batch_lines += 1;
+        if self.batch.len() >= BATCH_BYTES { self.flush() } else { Ok(()) }
+    }
+
     /// Writes the batch to every destination. A destination that fails has the batch's
     /// lines counted as lost; the first error is returned, naming its destination.
     pub fn flush(&mut self) -> io::Result<()> {

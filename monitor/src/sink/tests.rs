@@ -27,6 +27,8 @@ pub fn event(event_type: &'static str, session_id: &str) -> Event {
             principal: None,
             profile: None,
             mode: None,
+            adopted_by: None,
+            origin: None,
         },
         process: None,
         file: None,
@@ -39,6 +41,7 @@ pub fn event(event_type: &'static str, session_id: &str) -> Event {
         decision: None,
         loss: None,
         monitor: None,
+        policy: None,
         incomplete: false,
     }
 }

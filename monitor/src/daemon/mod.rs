@@ -1,0 +1,226 @@
+//! `agent-monitor daemon`: loads the policy, attaches the programs once for the whole
+//! host, adopts agents into sessions (at exec, and those already running), and serves
+//! the control socket, until SIGTERM. SIGHUP reloads the policy.
+//!
+//! Threads: `ingest` (ring buffers -> queue, kill actions), the daemon's own thread
+//! (`state::Daemon`: every piece of state, one event or command at a time), `control`
+//! (one per client connection), and the main thread waiting for signals.
+
+pub mod adopt_maps;
+pub mod adoption;
+pub mod config;
+pub mod control;
+pub mod policies;
+pub mod protocol;
+pub mod sessions;
+pub mod state;
+pub mod unix;
+
+use std::{
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+};
+
+use anyhow::Context as _;
+use monitor_common::policy::action;
+
+use self::{
+    adopt_maps::AdoptMaps,
+    config::Config,
+    control::{Command, Server},
+    sessions::KillTable,
+    state::Daemon,
+};
+use crate::{
+    cgroup::cgroup2_mount,
+    clock::BootClock,
+    decode::KernelEvent,
+    enforcement::{LsmChoice, Tier},
+    ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, UserspaceLoss},
+    loader::{Probes, attach_network_everywhere},
+    pipeline::{Context, Pipeline},
+    policy::OnViolation,
+    process_tree::ProcessTree,
+    sink::{self, Sink},
+};
+
+pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
+    let config = Config::load(config_path)?;
+    let policy = policies::read_policy(config.policy.as_deref())?;
+    let signals = block_signals();
+    let mut probes = Probes::load(LsmChoice::Auto).context("loading the eBPF programs")?;
+    let own_files = std::env::current_exe().into_iter().chain(config.policy.clone()).chain(Some(config_path.to_owned()));
+    for path in own_files.filter(|p| p.exists()) {
+        probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
+    }
+    let adopt = AdoptMaps::take(&mut probes.ebpf)?;
+    if probes.enforcement.network == Tier::Cgroup {
+        let root = cgroup2_mount().context("network rules need cgroup v2, and no cgroup2 mount is in /proc/mounts")?;
+        let dir = std::fs::File::open(&root).with_context(|| format!("opening {}", root.display()))?;
+        attach_network_everywhere(&mut probes.ebpf, &dir).context("attaching the network hooks to the root cgroup")?;
+    }
+    let hub = sink::Hub::new(config.events.follower_buffer);
+    let sink = build_sink(&config, hub.clone())?;
+    let listener = control::bind(&config.socket)?;
+    let session_map = Arc::new(probes.sessions.map_fd_dup().context("duplicating the session map descriptor")?);
+
+    let Probes { ebpf, enforcement, sessions, events, decisions, counters, rules, .. } = probes;
+    let kill_table: KillTable = Arc::new(Mutex::new(Default::default()));
+    let (queue, items) = mpsc::sync_channel::<Item>(QUEUE_CAPACITY);
+    let user_loss = Arc::new(UserspaceLoss::default());
+    let ingest = Ingest::spawn(events, decisions, queue, user_loss.clone(), kill_hook(kill_table.clone()), Box::new(|| {}));
+    let pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
+    let mut daemon =
+        Daemon::new(config.clone(), ebpf, enforcement, rules, sessions, adopt, counters, user_loss, pipeline, kill_table);
+    if let Err(error) = daemon.install_first(&policy) {
+        ingest.stop();
+        let _ = std::fs::remove_file(&config.socket);
+        return Err(error.context("installing the policy"));
+    }
+    daemon.adopt_running();
+    daemon.restore_frozen();
+
+    let (commands, requests) = mpsc::channel::<Command>();
+    let stop_control = Arc::new(AtomicBool::new(false));
+    let server = Server {
+        listener,
+        path: config.socket.clone(),
+        commands: commands.clone(),
+        hub,
+        session_map,
+        run_buffer: config.events.follower_buffer.max(65_536),
+    };
+    let control = server.spawn(stop_control.clone());
+    let worker = std::thread::Builder::new().name("daemon".into()).spawn(move || daemon.run(items, requests))?;
+    notify(&[sd_notify::NotifyState::Ready]);
+    log::info!("agent-monitor daemon ready ({enforcement:?})");
+
+    loop {
+        match wait_signal(&signals) {
+            libc::SIGHUP => {
+                let mut states = vec![sd_notify::NotifyState::Reloading];
+                states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+                notify(&states);
+                let (reply, answer) = mpsc::channel();
+                let request = protocol::Request::Reload;
+                if commands.send(Command::Request { request, peer_pid: std::process::id(), reply }).is_ok()
+                    && let Ok(reply) = answer.recv()
+                {
+                    match reply.error {
+                        None => log::info!("{}", reply.message.unwrap_or_default()),
+                        Some(error) => log::error!("reload refused, the previous policy stays in force: {error}"),
+                    }
+                }
+                notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ => break,
+        }
+    }
+    notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = commands.send(Command::Stop);
+    let daemon = worker.join().map_err(|_| anyhow::anyhow!("the daemon thread panicked"))?;
+    ingest.stop();
+    stop_control.store(true, Ordering::Release);
+    let _ = std::os::unix::net::UnixStream::connect(&config.socket);
+    let _ = control.join();
+    let _ = std::fs::remove_file(&config.socket);
+    drop(daemon); // detaches every program, frees every map
+    Ok(0)
+}
+
+fn build_sink(config: &Config, hub: sink::Hub) -> anyhow::Result<Sink> {
+    let mut builder = Sink::builder();
+    if config.events.stdout {
+        builder = builder.stdout();
+    }
+    if let Some(file) = &config.events.file {
+        let rotation = sink::Rotation { max_bytes: file.max_bytes, keep: file.keep };
+        builder = builder.file(&file.path, Some(rotation)).with_context(|| format!("opening the event file {}", file.path.display()))?;
+    }
+    let redaction = sink::Redaction { argv: config.redact.argv, path_prefixes: config.redact.path_prefixes.clone() };
+    Ok(builder.hub(hub).redaction(redaction).build())
+}
+
+/// On a violation in a session: kill the process (`on_violation: kill` where the
+/// kernel only refused) or the whole session (`kill-session`), at once, from the
+/// ingest thread.
+fn kill_hook(table: KillTable) -> DecisionHook {
+    Box::new(move |event: &KernelEvent| {
+        let verdict = match event {
+            KernelEvent::FileOpen { verdict, .. }
+            | KernelEvent::Exec { verdict, .. }
+            | KernelEvent::Connect { verdict, .. }
+            | KernelEvent::Syscall { verdict, .. }
+            | KernelEvent::FileChange { verdict, .. }
+            | KernelEvent::Tamper { verdict, .. } => *verdict,
+            _ => return None,
+        };
+        if !matches!(verdict.action, action::KILL | action::DENY) {
+            return None;
+        }
+        let header = event.header();
+        let mut table = table.lock().expect("kill table");
+        let entry = table.get_mut(&header.session_id)?;
+        if !entry.enforce {
+            return None;
+        }
+        match entry.on_violation {
+            OnViolation::Kill if verdict.action == action::DENY => {
+                if let Some(target) = crate::launcher::pidfd(header.tgid) {
+                    crate::launcher::pidfd_send(&target, libc::SIGKILL);
+                }
+                None
+            }
+            OnViolation::KillSession if !entry.killed => {
+                entry.killed = true;
+                let cgroup = entry.cgroup.clone()?;
+                let pids = cgroup.pids();
+                let error = cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"));
+                Some(Item::SessionKilled {
+                    session: header.session_id,
+                    time_ns: BootClock::now_boot_ns(),
+                    pids,
+                    trigger_pid: header.tgid,
+                    error,
+                })
+            }
+            _ => None,
+        }
+    })
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local; the mask is set before any thread starts.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t) -> libc::c_int {
+    loop {
+        let mut signal = 0;
+        // SAFETY: valid set and out-pointer; the signals are blocked in every thread.
+        if unsafe { libc::sigwait(set, &mut signal) } == 0 {
+            return signal;
+        }
+    }
+}
+
+/// Tells systemd (`Type=notify`) where the daemon is; nothing outside systemd.
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(error) = sd_notify::notify(false, states) {
+        log::debug!("sd_notify: {error}");
+    }
+}
+
+

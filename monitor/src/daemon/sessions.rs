@@ -1,0 +1,132 @@
+//! The daemon's sessions: who they are, and how to stop or freeze all of a session.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use monitor_common::session::SessionMember;
+
+use crate::{cgroup::SessionCgroup, launcher, pipeline::PolicyView, policy::OnViolation, session_map::SessionMap};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Adopted by the kernel at exec.
+    Exec,
+    /// Adopted from /proc when the daemon started.
+    Running,
+    /// `agent-monitor run` through the daemon.
+    Run,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Exec => "exec",
+            Origin::Running => "running",
+            Origin::Run => "run",
+        }
+    }
+}
+
+pub struct Session {
+    pub id: u64,
+    pub profile: String,
+    pub view: Arc<PolicyView>,
+    pub member: SessionMember,
+    pub uid: u32,
+    pub root_pid: u32,
+    pub origin: Origin,
+    pub adopted_by: Option<String>,
+    pub started: SystemTime,
+    /// The session's own cgroup (kill and freeze as a whole); `None` for sessions that
+    /// stay in a cgroup someone else manages (a systemd unit).
+    pub cgroup: Option<Arc<SessionCgroup>>,
+    /// Policy id this session alone uses (a `run --policy` file), removed at its end.
+    pub owned_policy: Option<u32>,
+    pub frozen: bool,
+}
+
+/// What the ingest thread needs to act on a violation at once.
+#[derive(Clone)]
+pub struct KillInfo {
+    pub on_violation: OnViolation,
+    pub enforce: bool,
+    pub cgroup: Option<Arc<SessionCgroup>>,
+    pub killed: bool,
+}
+
+pub type KillTable = Arc<Mutex<BTreeMap<u64, KillInfo>>>;
+
+/// Sends `signal` to every member of `session` through pidfds, again and again until
+/// none is left or `deadline` passes (a member may fork while it is being signalled).
+/// Returns the pids signalled.
+pub fn signal_members(members: &SessionMap, session: u64, signal: libc::c_int, deadline: Duration) -> Vec<u32> {
+    let started = Instant::now();
+    let mut signalled = Vec::new();
+    loop {
+        let pids = members.members(session);
+        let fresh: Vec<u32> = pids.iter().copied().filter(|p| !signalled.contains(p)).collect();
+        if signal == libc::SIGKILL && pids.is_empty() || signal != libc::SIGKILL && fresh.is_empty() {
+            return signalled;
+        }
+        for pid in pids {
+            if pid <= 1 || pid == std::process::id() {
+                continue;
+            }
+            // The pidfd first, then membership again: a reused pid is never signalled.
+            if let Some(fd) = launcher::pidfd(pid)
+                && members.member(pid).is_some_and(|m| m.session_id == session)
+            {
+                launcher::pidfd_send(&fd, signal);
+                if !signalled.contains(&pid) {
+                    signalled.push(pid);
+                }
+            }
+        }
+        if started.elapsed() >= deadline {
+            return signalled;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Kills every process of the session: `cgroup.kill` where it has its own cgroup,
+/// else each member by pidfd, stopped first so that none can fork away.
+pub fn kill_session(members: &SessionMap, session: u64, cgroup: Option<&SessionCgroup>) -> (Vec<u32>, Option<String>) {
+    match cgroup {
+        Some(cgroup) => {
+            let pids = cgroup.pids();
+            let error = cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"));
+            (pids, error)
+        }
+        None => {
+            signal_members(members, session, libc::SIGSTOP, Duration::from_millis(50));
+            let pids = signal_members(members, session, libc::SIGKILL, Duration::from_secs(2));
+            let left = members.members(session);
+            let error = (!left.is_empty()).then(|| format!("still running after 2 s: {left:?}"));
+            (pids, error)
+        }
+    }
+}
+
+/// Moves every member of `session` into `cgroup` (members that fork meanwhile are
+/// caught by the next round).
+pub fn gather(members: &SessionMap, session: u64, cgroup: &SessionCgroup) -> std::io::Result<()> {
+    for _ in 0..20 {
+        let inside = cgroup.pids();
+        let outside: Vec<u32> = members.members(session).into_iter().filter(|p| !inside.contains(p)).collect();
+        if outside.is_empty() {
+            return Ok(());
+        }
+        for pid in outside {
+            match std::fs::write(cgroup.path().join("cgroup.procs"), pid.to_string()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,952 @@
+//! The daemon's one thread of state: it owns the kernel maps, the policy, the sessions
+//! and the pipeline, and handles kernel events and control commands in turn, so no
+//! state is shared behind locks (only the kill table the ingest thread reads).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, mpsc},
+    time::{Duration, Instant, SystemTime},
+};
+
+use aya::{
+    Ebpf,
+    maps::{MapData, PerCpuArray},
+};
+use monitor_common::{policy::session_flags, session::SessionMember};
+
+use super::{
+    adopt_maps::AdoptMaps,
+    adoption::{self, Tables},
+    config::{Config, OnStop},
+    control::Command,
+    policies::{self, PolicySet, install_profile},
+    protocol::{Reply, Request, SessionInfo, StartReply, Status},
+    sessions::{self, KillInfo, KillTable, Origin, Session},
+};
+use crate::{
+    cgroup::{SessionCgroup, cgroup2_mount},
+    clock::BootClock,
+    commands::run::{current_loss, monitor_info, new_session_id, session_flags_for},
+    decode::KernelEvent,
+    enforcement::{Enforcement, Tier},
+    event::{Event, Loss, Monitor, NO_SESSION, PolicyState, PrincipalRef, text, types},
+    ingest::{Item, UserspaceLoss},
+    mounts::MountTable,
+    pipeline::{Pipeline, PolicyView, exit_status, session_id_text, session_ref},
+    policy::{self, Mode, Policy},
+    principal,
+    rule_maps::RuleMaps,
+    session_map::SessionMap,
+};
+
+/// Rules of a replaced policy stay this long after a reload, for kernel programs and
+/// adoptions that raced with it.
+const OLD_POLICY_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Daemon {
+    pub config: Config,
+    pub ebpf: Ebpf,
+    pub enforcement: Enforcement,
+    pub rules: RuleMaps,
+    pub members: SessionMap,
+    pub adopt: AdoptMaps,
+    pub counters: PerCpuArray<MapData, u64>,
+    pub user_loss: Arc<UserspaceLoss>,
+    pub pipeline: Pipeline,
+    pub kill_table: KillTable,
+    pub policies: PolicySet,
+    /// Adoption tables by generation (the kernel names the generation it used).
+    pub generations: [Option<Tables>; 2],
+    pub next_policy_id: u32,
+    pub sessions: BTreeMap<u64, Session>,
+    /// Policy ids to remove once their time comes.
+    pub retiring: Vec<(Instant, Vec<u32>)>,
+    pub started: Instant,
+    pub reloads: u64,
+    pub reload_failures: u64,
+    reported_loss: Loss,
+    /// `run` sessions whose process has not started: the command to report.
+    pending_runs: HashMap<u64, Vec<String>>,
+    /// `run` session -> pid of its client.
+    run_clients: HashMap<u64, u32>,
+    /// Adopted sessions whose `session.start` waits for their exec record.
+    unannounced: std::collections::HashSet<u64>,
+}
+
+impl Daemon {
+    #[allow(clippy::too_many_arguments, reason = "assembled once, in `daemon::run`")]
+    pub fn new(
+        config: Config,
+        ebpf: Ebpf,
+        enforcement: Enforcement,
+        rules: RuleMaps,
+        members: SessionMap,
+        adopt: AdoptMaps,
+        counters: PerCpuArray<MapData, u64>,
+        user_loss: Arc<UserspaceLoss>,
+        pipeline: Pipeline,
+        kill_table: KillTable,
+    ) -> Daemon {
+        Daemon {
+            config,
+            ebpf,
+            enforcement,
+            rules,
+            members,
+            adopt,
+            counters,
+            user_loss,
+            pipeline,
+            kill_table,
+            policies: PolicySet::empty(),
+            generations: [None, None],
+            next_policy_id: 1,
+            sessions: BTreeMap::new(),
+            retiring: Vec::new(),
+            started: Instant::now(),
+            reloads: 0,
+            reload_failures: 0,
+            reported_loss: Loss::default(),
+            pending_runs: HashMap::new(),
+            run_clients: HashMap::new(),
+            unannounced: Default::default(),
+        }
+    }
+
+    /// Installs the first policy (before anything is adopted).
+    pub fn install_first(&mut self, policy: &Policy) -> anyhow::Result<()> {
+        let set = PolicySet::install(policy, &mut self.rules, &mut self.next_policy_id, self.enforcement.files)?;
+        for note in &set.notes {
+            log::warn!("{note}");
+        }
+        self.adopt.install(&set.adoption)?;
+        self.generations[self.adopt.generation() as usize] = Some(set.adoption.clone());
+        self.policies = set;
+        let event = self.monitor_event(types::MONITOR_START, None, None);
+        self.pipeline.write(&event);
+        Ok(())
+    }
+
+    fn monitor_event(&self, event_type: &'static str, error: Option<String>, updated: Option<u32>) -> Event {
+        let mut event = self.pipeline.context.event(event_type, BootClock::now_boot_ns(), session_ref(0));
+        event.session.id = NO_SESSION.to_owned();
+        event.monitor = Some(Monitor { enforcement: Some(self.enforcement), ..monitor_info(None) });
+        event.policy = Some(PolicyState {
+            file: self.config.policy.as_ref().map(|p| p.display().to_string()),
+            accepted: error.is_none(),
+            profiles: self.policies.profiles.iter().map(|p| p.profile.name.clone()).collect(),
+            error,
+            sessions_updated: updated,
+        });
+        event
+    }
+
+    /// Runs until a `Stop` command; returns after the sessions were released or frozen.
+    pub fn run(mut self, items: mpsc::Receiver<Item>, commands: mpsc::Receiver<Command>) -> Daemon {
+        let mut last_tick = Instant::now();
+        loop {
+            match items.recv_timeout(Duration::from_millis(10)) {
+                Ok(item) => {
+                    self.handle_item(item);
+                    let mut handled = 0;
+                    while handled < 4096
+                        && let Ok(item) = items.try_recv()
+                    {
+                        self.handle_item(item);
+                        handled += 1;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    log::error!("the ingest thread ended; stopping");
+                    self.stop();
+                    return self;
+                }
+            }
+            while let Ok(command) = commands.try_recv() {
+                match command {
+                    Command::Request { request, peer_pid, reply } => {
+                        let answer = self.request(request, peer_pid);
+                        let _ = reply.send(answer);
+                    }
+                    Command::Detached { session } => {
+                        log::info!("the client of session {} went away; the session goes on", session_id_text(session));
+                    }
+                    Command::Stop => {
+                        self.stop();
+                        return self;
+                    }
+                }
+            }
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                last_tick = Instant::now();
+                self.tick();
+            }
+            self.pipeline.flush();
+        }
+    }
+
+    fn handle_item(&mut self, item: Item) {
+        match item {
+            Item::Kernel(KernelEvent::Adopt { header, selector, generation, policy_id, flags }) => {
+                self.adopted(header.session_id, header.tgid, header.uid, selector, generation, SessionMember {
+                    session_id: header.session_id,
+                    policy_id,
+                    flags,
+                });
+            }
+            Item::Kernel(event) => {
+                // An adopted session starts with the exec that adopted it: reported
+                // with the command line that exec set.
+                if let KernelEvent::Exec { header, argv, .. } = &event
+                    && self.unannounced.remove(&header.session_id)
+                    && let Some(record) = self.sessions.get(&header.session_id)
+                {
+                    let command = argv.iter().map(|a| text(a)).collect();
+                    let start = self.start_event(record, Some(command));
+                    self.pipeline.write(&start);
+                }
+                let exit = match &event {
+                    KernelEvent::Exit { header, .. } => Some(header.session_id),
+                    _ => None,
+                };
+                self.pipeline.handle(event);
+                if let Some(session) = exit {
+                    self.end_if_empty(session);
+                }
+            }
+            Item::SessionKilled { session, time_ns, pids, trigger_pid, error } => {
+                let event = self.pipeline.session_killed(session, time_ns, pids, trigger_pid, error);
+                self.pipeline.write(&event);
+            }
+        }
+    }
+
+    /// The kernel adopted `pid` into the new session `session`.
+    fn adopted(&mut self, session: u64, pid: u32, uid: u32, selector: u32, generation: u32, mut member: SessionMember) {
+        let info = self.generations[(generation & 1) as usize].as_ref().and_then(|t| t.info.get(selector as usize)).cloned();
+        let Some(info) = info else {
+            log::warn!("adoption by unknown selector {selector} (generation {generation}); the session is held to its policy id {}", member.policy_id);
+            return;
+        };
+        // A reload may have replaced the policy the kernel chose: move to the current one.
+        if !self.policies.ids.contains(&member.policy_id)
+            && let Some(current) = self.policies.policy_for(&info.profile, Some(uid))
+        {
+            member.policy_id = current;
+            self.retarget(session, member);
+        }
+        let Some(profile) = self.policies.profile(&info.profile) else { return };
+        let view = profile.view.clone();
+        let record = Session {
+            id: session,
+            profile: info.profile.clone(),
+            view,
+            member,
+            uid,
+            root_pid: pid,
+            origin: Origin::Exec,
+            adopted_by: Some(info.text.clone()),
+            started: SystemTime::now(),
+            cgroup: None,
+            owned_policy: None,
+            frozen: false,
+        };
+        self.unannounced.insert(session);
+        self.begin(record, info.own_cgroup);
+    }
+
+    /// Registers a new session: its cgroup, its kill entry, its policy in the pipeline,
+    /// and the `session.start` event.
+    fn begin(&mut self, mut record: Session, own_cgroup: bool) {
+        if own_cgroup {
+            match SessionCgroup::create(&session_id_text(record.id)) {
+                Ok(cgroup) => {
+                    if record.root_pid != 0
+                        && let Err(error) = sessions::gather(&self.members, record.id, &cgroup)
+                    {
+                        log::warn!("moving session {} into its cgroup: {error}", session_id_text(record.id));
+                    }
+                    record.cgroup = Some(Arc::new(cgroup));
+                }
+                Err(error) => log::warn!("no cgroup for session {} ({error}); it is killed by pid", session_id_text(record.id)),
+            }
+        }
+        self.kill_table.lock().expect("kill table").insert(record.id, KillInfo {
+            on_violation: record.view.on_violation,
+            enforce: record.view.mode == Mode::Enforce,
+            cgroup: record.cgroup.clone(),
+            killed: false,
+        });
+        self.pipeline.session_policies.insert(record.id, record.view.clone());
+        if record.root_pid != 0 && !self.unannounced.contains(&record.id) {
+            let event = self.start_event(&record, None);
+            self.pipeline.write(&event);
+        }
+        self.sessions.insert(record.id, record);
+    }
+
+    fn start_event(&self, record: &Session, command: Option<Vec<String>>) -> Event {
+        let mut start = self.pipeline.context.event(types::SESSION_START, BootClock::now_boot_ns(), session_ref(record.id));
+        start.session.root_pid = Some(record.root_pid);
+        start.session.command = Some(command.unwrap_or_else(|| cmdline(record.root_pid)));
+        start.session.profile = Some(record.profile.clone());
+        let name = principal::lookup(&record.uid.to_string()).map(|u| u.name).unwrap_or_else(|_| record.uid.to_string());
+        start.session.principal = Some(PrincipalRef { name, uid: record.uid });
+        start.session.mode = Some(match record.view.mode {
+            Mode::Audit => "audit",
+            Mode::Enforce => "enforce",
+        });
+        start.session.adopted_by = record.adopted_by.clone();
+        start.session.origin = Some(record.origin.as_str());
+        start.monitor = Some(Monitor { enforcement: Some(self.enforcement), ..monitor_info(None) });
+        start
+    }
+
+    /// Points every member of `session` at `member`'s policy and flags.
+    fn retarget(&mut self, session: u64, member: SessionMember) -> u32 {
+        let mut updated = 0;
+        // Members forked while this runs copy either entry; repeat until all agree.
+        for _ in 0..10 {
+            let stale: Vec<u32> =
+                self.members.entries(session).into_iter().filter(|(_, m)| *m != member).map(|(pid, _)| pid).collect();
+            if stale.is_empty() {
+                break;
+            }
+            for pid in stale {
+                // Only a present entry is changed: a process that exited stays gone.
+                if self.members.member(pid).is_some_and(|m| m.session_id == session) && self.members.set(pid, &member).is_ok() {
+                    updated += 1;
+                }
+            }
+        }
+        updated
+    }
+
+    fn end_if_empty(&mut self, session: u64) {
+        let Some(record) = self.sessions.get(&session) else { return };
+        if record.root_pid == 0 || !self.members.members(session).is_empty() {
+            return;
+        }
+        self.end(session, None);
+    }
+
+    /// Ends `session`: whatever of it still runs is killed (a `run` session ends with
+    /// its first process), `session.end` written, its cgroup and own policy removed.
+    fn end(&mut self, session: u64, status: Option<u32>) {
+        let Some(record) = self.sessions.remove(&session) else { return };
+        if self.unannounced.remove(&session) {
+            let start = self.start_event(&record, None);
+            self.pipeline.write(&start);
+        }
+        let left = self.members.members(session);
+        let remaining = if left.is_empty() {
+            Vec::new()
+        } else {
+            sessions::kill_session(&self.members, session, record.cgroup.as_deref()).0
+        };
+        if let Some(cgroup) = &record.cgroup {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !cgroup.pids().is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let mut end = self.pipeline.context.event(types::SESSION_END, BootClock::now_boot_ns(), session_ref(session));
+        end.session.root_pid = Some(record.root_pid);
+        end.session.remaining_pids = Some(remaining);
+        if let Some(status) = status {
+            end.exit = Some(exit_status(status));
+        }
+        end.monitor = Some(monitor_info(None));
+        self.pipeline.write(&end);
+        self.pipeline.flush();
+        self.kill_table.lock().expect("kill table").remove(&session);
+        self.pipeline.session_policies.remove(&session);
+        if let Some(cgroup) = &record.cgroup
+            && let Err(error) = cgroup.remove()
+        {
+            log::warn!("removing {}: {error}", cgroup.path().display());
+        }
+        if let Some(id) = record.owned_policy {
+            self.retiring.push((Instant::now(), vec![id]));
+        }
+    }
+
+    /// Once a second: loss, sessions whose last exit was missed, retired policies.
+    fn tick(&mut self) {
+        let loss = current_loss(&self.counters, &self.user_loss, &self.pipeline);
+        if loss.total() > self.reported_loss.total() {
+            let mut event = self.pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(0));
+            event.session.id = NO_SESSION.to_owned();
+            event.loss = Some(loss);
+            self.pipeline.write(&event);
+            self.reported_loss = loss;
+        }
+        let ended: Vec<u64> = self
+            .sessions
+            .values()
+            .filter(|s| s.root_pid != 0 && self.members.members(s.id).is_empty())
+            .map(|s| s.id)
+            .collect();
+        for session in ended {
+            self.end(session, None);
+        }
+        let now = Instant::now();
+        let (due, keep): (Vec<_>, Vec<_>) = self.retiring.drain(..).partition(|(at, _)| now.duration_since(*at) >= OLD_POLICY_GRACE);
+        self.retiring = keep;
+        for id in due.into_iter().flat_map(|(_, ids)| ids) {
+            if let Err(error) = self.rules.remove_policy(id) {
+                log::warn!("removing policy {id}: {error}");
+            }
+        }
+        if let Some(path) = self.config.metrics.file.clone() {
+            self.write_metrics(&path);
+        }
+    }
+
+    fn request(&mut self, request: Request, peer_pid: u32) -> Reply {
+        match request {
+            Request::Status => Reply { status: Some(self.status()), ..Reply::ok() },
+            Request::Sessions => Reply { sessions: Some(self.session_infos()), ..Reply::ok() },
+            Request::Kill { session, freeze, thaw } => self.kill(&session, freeze, thaw, peer_pid),
+            Request::Reload => match self.reload() {
+                Ok(message) => Reply::message(message),
+                Err(error) => Reply::error(format!("{error:#}")),
+            },
+            Request::Start { profile, policy_text, uid, command } => {
+                match self.start(profile.as_deref(), policy_text.as_deref(), uid, command) {
+                    Ok(start) => Reply { start: Some(start), ..Reply::ok() },
+                    Err(error) => Reply::error(format!("{error:#}")),
+                }
+            }
+            Request::Started { pid } => self.started_run(pid, peer_pid),
+            Request::Ended { status } => self.ended_run(status, peer_pid),
+            Request::Events { .. } => Reply::error("events are served by the control thread"),
+        }
+    }
+
+    fn find(&self, text: &str) -> Option<u64> {
+        let id = u64::from_str_radix(text, 16).ok().filter(|_| text.len() == 16)?;
+        self.sessions.contains_key(&id).then_some(id)
+    }
+
+    fn kill(&mut self, text: &str, freeze: bool, thaw: bool, peer_pid: u32) -> Reply {
+        let Some(session) = self.find(text) else {
+            return Reply::error(format!("no session {text} (agent-monitor sessions lists them)"));
+        };
+        if freeze || thaw {
+            return match self.set_frozen(session, freeze) {
+                Ok(pids) => Reply::message(format!(
+                    "session {text} {}: {pids:?}",
+                    if freeze { "frozen in place" } else { "running again" }
+                )),
+                Err(error) => Reply::error(format!("session {text}: {error}")),
+            };
+        }
+        let started = Instant::now();
+        let cgroup = self.sessions[&session].cgroup.clone();
+        if let Some(entry) = self.kill_table.lock().expect("kill table").get_mut(&session) {
+            entry.killed = true;
+        }
+        let (pids, error) = sessions::kill_session(&self.members, session, cgroup.as_deref());
+        if let Some(cgroup) = &cgroup {
+            while !cgroup.pids().is_empty() && started.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let mut event = self.pipeline.session_killed(session, BootClock::now_boot_ns(), pids.clone(), 0, error.clone());
+        event.session.killed_because_of = None;
+        if let Some(decision) = &mut event.decision {
+            decision.enforced_by = Some(if cgroup.is_some() { "userspace:cgroup.kill" } else { "userspace:pidfd" });
+            decision.note = Some(format!("kill-switch: agent-monitor kill (by pid {peer_pid}){}", error.as_ref().map(|e| format!("; {e}")).unwrap_or_default()));
+        }
+        self.pipeline.write(&event);
+        self.end_if_empty(session);
+        match error {
+            None => Reply::message(format!("session {text} killed in {:.1?}: {pids:?}", started.elapsed())),
+            Some(error) => Reply::error(format!("session {text}: {error}")),
+        }
+    }
+
+    fn set_frozen(&mut self, session: u64, frozen: bool) -> std::io::Result<Vec<u32>> {
+        let record = self.sessions.get_mut(&session).expect("found");
+        let pids = match &record.cgroup {
+            Some(cgroup) => {
+                cgroup.freeze(frozen)?;
+                cgroup.pids()
+            }
+            None => sessions::signal_members(
+                &self.members,
+                session,
+                if frozen { libc::SIGSTOP } else { libc::SIGCONT },
+                Duration::from_millis(50),
+            ),
+        };
+        record.frozen = frozen;
+        Ok(pids)
+    }
+
+    /// Reads the policy again and swaps it in: the new rules are written under new ids,
+    /// every session moved onto them, adoption switched, and only then the old rules
+    /// removed. Any error leaves the old policy in force, and says so in an event.
+    pub fn reload(&mut self) -> anyhow::Result<String> {
+        self.reloads += 1;
+        let result = self.try_reload();
+        let event = match &result {
+            Ok((_, updated)) => self.monitor_event(types::MONITOR_RELOAD, None, Some(*updated)),
+            Err(error) => {
+                self.reload_failures += 1;
+                self.monitor_event(types::MONITOR_RELOAD, Some(format!("{error:#}")), None)
+            }
+        };
+        self.pipeline.write(&event);
+        self.pipeline.flush();
+        result.map(|(message, _)| message)
+    }
+
+    fn try_reload(&mut self) -> anyhow::Result<(String, u32)> {
+        let policy = policies::read_policy(self.config.policy.as_deref())?;
+        let running: Vec<&str> = self.sessions.values().filter(|s| s.owned_policy.is_none()).map(|s| s.profile.as_str()).collect();
+        for name in &running {
+            if policy.profile(name).is_none() {
+                anyhow::bail!("profile {name} has running sessions but is not in the new policy; keep it, or kill those sessions first");
+            }
+        }
+        let set = PolicySet::install(&policy, &mut self.rules, &mut self.next_policy_id, self.enforcement.files)?;
+        for note in &set.notes {
+            log::warn!("{note}");
+        }
+        let mut updated = 0;
+        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let record = &self.sessions[&id];
+            if record.owned_policy.is_some() {
+                continue;
+            }
+            let compiled = set.profile(&record.profile).expect("checked above");
+            let policy_id = set.policy_for(&record.profile, Some(record.uid)).expect("checked above");
+            let member = SessionMember {
+                session_id: id,
+                policy_id,
+                flags: compiled.flags | (record.member.flags & session_flags::HAS_PRINCIPAL),
+            };
+            let view = compiled.view.clone();
+            updated += self.retarget(id, member);
+            let record = self.sessions.get_mut(&id).expect("present");
+            record.member = member;
+            record.view = view.clone();
+            self.pipeline.session_policies.insert(id, view.clone());
+            if let Some(entry) = self.kill_table.lock().expect("kill table").get_mut(&id) {
+                entry.on_violation = view.on_violation;
+                entry.enforce = view.mode == Mode::Enforce;
+            }
+        }
+        if let Err(error) = self.adopt.install(&set.adoption) {
+            // The sessions already run on the new rules; adoption stays on the old
+            // tables, whose policy ids are kept for it.
+            log::error!("switching adoption to the new policy failed: {error}; it keeps the previous selectors");
+        } else {
+            self.generations[self.adopt.generation() as usize] = Some(set.adoption.clone());
+            let old = std::mem::replace(&mut self.policies, set);
+            self.retiring.push((Instant::now(), old.ids));
+            return Ok((format!("policy reloaded: {} profile(s), {updated} process(es) moved onto it", self.policies.profiles.len()), updated));
+        }
+        self.policies = set;
+        Ok((format!("policy reloaded without adoption changes ({updated} process(es) moved)"), updated))
+    }
+
+    /// A `run` client asks for a session for the process it is about to start.
+    fn start(&mut self, profile: Option<&str>, policy_text: Option<&str>, uid: u32, command: Vec<String>) -> anyhow::Result<StartReply> {
+        let user = principal::lookup(&uid.to_string())?;
+        let acts_for_user = uid != 0;
+        let from_text = match policy_text {
+            Some(text) => Some(policy::parse_policy(text).map_err(|errors| {
+                let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                anyhow::anyhow!("the policy has {} error(s): {}", errors.len(), all.join("; "))
+            })?),
+            None => None,
+        };
+        let name = match (&from_text, profile) {
+            (_, Some(name)) => name.to_owned(),
+            (Some(policy), None) if policy.profiles.len() == 1 => policy.profiles[0].name.clone(),
+            (Some(_), None) => anyhow::bail!("the policy has several profiles: choose one with --profile"),
+            (None, None) => policy::DEFAULT_PROFILE.to_owned(),
+        };
+        // A shared policy id of the daemon's policy where it fits the user, else the
+        // profile compiled for this session alone.
+        let shared = match &from_text {
+            None => self.policies.profile(&name).and_then(|compiled| {
+                let fits = !acts_for_user || compiled.users.iter().any(|&(u, _)| u == uid);
+                let id = self.policies.policy_for(&name, Some(uid))?;
+                fits.then(|| (compiled.profile.clone(), id, compiled.view.clone()))
+            }),
+            Some(_) => None,
+        };
+        let (profile, policy_id, owned, view) = match shared {
+            Some((profile, id, view)) => (profile, id, None, view),
+            None => {
+                let profile = match &from_text {
+                    Some(policy) => policy.profile(&name).cloned(),
+                    None => self.policies.profile(&name).map(|p| p.profile.clone()).or_else(|| {
+                        (name == policy::DEFAULT_PROFILE).then(|| policy::default_policy().profiles.remove(0))
+                    }),
+                };
+                let profile = profile.ok_or_else(|| {
+                    let place = if from_text.is_some() { "the policy given" } else { "the daemon's policy" };
+                    anyhow::anyhow!("no profile {name:?} in {place}")
+                })?;
+                let (id, view) = self.install_owned(&profile, &user)?;
+                (profile, id, Some(id), Arc::new(view))
+            }
+        };
+        let view = Arc::new(PolicyView { principal: user.to_string(), ..(*view).clone() });
+        if profile.connect.is_some() || profile.bind.is_some() || profile.on_violation == policy::OnViolation::KillSession {
+            anyhow::ensure!(cgroup2_mount().is_some(), "profile {} needs a cgroup v2 for the session", profile.name);
+        }
+        let session = new_session_id();
+        let flags = session_flags_for(&profile, acts_for_user, self.enforcement.files);
+        let member = SessionMember { session_id: session, policy_id, flags };
+        let record = Session {
+            id: session,
+            profile: profile.name.clone(),
+            view,
+            member,
+            uid,
+            root_pid: 0,
+            origin: Origin::Run,
+            adopted_by: None,
+            started: SystemTime::now(),
+            cgroup: None,
+            owned_policy: owned,
+            frozen: false,
+        };
+        self.begin(record, true);
+        self.pending_runs.insert(session, command);
+        let record = &self.sessions[&session];
+        let enforces_files = flags & session_flags::ENFORCE != 0
+            && flags & (session_flags::RESTRICTS_FILES | session_flags::HAS_PRINCIPAL) != 0;
+        // SAFETY: getpgrp has no preconditions.
+        let pgid = unsafe { libc::getpgrp() } as u32;
+        Ok(StartReply {
+            session: session_id_text(session),
+            session_id: session,
+            policy_id,
+            flags,
+            cgroup_procs: record.cgroup.as_ref().map(|c| c.path().join("cgroup.procs").display().to_string()),
+            daemon_pid: std::process::id(),
+            daemon_pgid: pgid,
+            guard: self.enforcement.self_protection == Tier::Seccomp,
+            foreign_abi: enforces_files,
+        })
+    }
+
+    fn install_owned(&mut self, profile: &policy::Profile, user: &principal::User) -> anyhow::Result<(u32, PolicyView)> {
+        let id = self.next_policy_id;
+        self.next_policy_id += 1;
+        let mounts = MountTable::load()?;
+        let (view, notes) = install_profile(&mut self.rules, profile, user.home.clone(), id, &mounts)?;
+        for note in notes {
+            log::warn!("profile {}: {note}", profile.name);
+        }
+        if user.uid != 0 {
+            self.rules.install_principal(id, &user.principal())?;
+        }
+        Ok((id, view))
+    }
+
+    /// The `run` session of the client `peer_pid` whose root has not started yet, or has.
+    fn run_session_of(&self, peer_pid: u32, started: bool) -> Option<u64> {
+        self.sessions
+            .values()
+            .find(|s| s.origin == Origin::Run && self.run_clients.get(&s.id) == Some(&peer_pid) && (s.root_pid != 0) == started)
+            .map(|s| s.id)
+    }
+
+    fn started_run(&mut self, pid: u32, peer_pid: u32) -> Reply {
+        let session = self.sessions.values().find(|s| s.origin == Origin::Run && s.root_pid == 0 && self.pending_runs.contains_key(&s.id) && self.members.member(pid).is_some_and(|m| m.session_id == s.id)).map(|s| s.id);
+        let Some(session) = session else {
+            return Reply::error(format!("pid {pid} is in no session started by this client"));
+        };
+        self.run_clients.insert(session, peer_pid);
+        let command = self.pending_runs.remove(&session);
+        let record = self.sessions.get_mut(&session).expect("present");
+        record.root_pid = pid;
+        let record = &self.sessions[&session];
+        let event = self.start_event(record, command);
+        self.pipeline.write(&event);
+        self.pipeline.flush();
+        Reply::ok()
+    }
+
+    fn ended_run(&mut self, status: u32, peer_pid: u32) -> Reply {
+        let Some(session) = self.run_session_of(peer_pid, true) else {
+            return Reply::error("no running session of this client");
+        };
+        self.run_clients.remove(&session);
+        self.end(session, Some(status));
+        Reply::ok()
+    }
+
+    fn status(&self) -> Status {
+        let loss = current_loss(&self.counters, &self.user_loss, &self.pipeline);
+        let hub = self.pipeline.sink.hub();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_s: self.started.elapsed().as_secs(),
+            kernel: monitor_info(None).kernel,
+            arch: std::env::consts::ARCH.to_owned(),
+            enforcement: serde_json::to_value(self.enforcement).unwrap_or_default(),
+            policy_file: self.config.policy.as_ref().map(|p| p.display().to_string()),
+            profiles: self.policies.profiles.iter().map(|p| p.profile.name.clone()).collect(),
+            adopting_selectors: self.policies.adoption.info.len() as u32,
+            sessions: self.sessions.len() as u32,
+            events_written: self.pipeline.sink.written(),
+            lost: serde_json::to_value(loss).unwrap_or_default(),
+            followers: hub.map_or(0, |h| h.followers() as u32),
+            follower_drops: hub.map_or(0, |h| h.dropped_total()),
+            reloads: self.reloads,
+            reload_failures: self.reload_failures,
+        }
+    }
+
+    fn session_infos(&self) -> Vec<SessionInfo> {
+        self.sessions
+            .values()
+            .map(|s| SessionInfo {
+                id: session_id_text(s.id),
+                profile: s.profile.clone(),
+                mode: match s.view.mode {
+                    Mode::Audit => "audit".into(),
+                    Mode::Enforce => "enforce".into(),
+                },
+                origin: s.origin.as_str().to_owned(),
+                root_pid: s.root_pid,
+                pids: self.members.members(s.id),
+                uid: s.uid,
+                started: humantime::format_rfc3339_seconds(s.started).to_string(),
+                adopted_by: s.adopted_by.clone(),
+                frozen: s.frozen,
+            })
+            .collect()
+    }
+
+    /// Adopts processes that were running before the daemon started and match a
+    /// selector, with their descendants.
+    pub fn adopt_running(&mut self) {
+        let tables = self.policies.adoption.clone();
+        if tables.info.is_empty() {
+            return;
+        }
+        let root = cgroup2_mount();
+        let mut joined: HashMap<u32, u64> = HashMap::new();
+        let mut starts = Vec::new();
+        for (pid, ppid, _) in adoption::processes() {
+            if pid == std::process::id() || pid <= 1 || self.members.member(pid).is_some() {
+                continue;
+            }
+            if let Some(&session) = joined.get(&ppid) {
+                let member = self.sessions[&session].member;
+                if self.members.set(pid, &member).is_ok() {
+                    joined.insert(pid, session);
+                }
+                continue;
+            }
+            let Some(facts) = adoption::proc_facts(pid, root.as_deref()) else { continue };
+            let Some(selector) = tables.matching(&facts) else { continue };
+            let chosen = tables.session_for(selector, facts.uid);
+            let info = tables.info[selector as usize].clone();
+            let session = new_session_id();
+            let member = SessionMember { session_id: session, policy_id: chosen.policy_id, flags: chosen.flags };
+            if let Err(error) = self.members.set(pid, &member) {
+                log::warn!("adopting running process {pid}: {error}");
+                continue;
+            }
+            joined.insert(pid, session);
+            let Some(profile) = self.policies.profile(&info.profile) else { continue };
+            let record = Session {
+                id: session,
+                profile: info.profile.clone(),
+                view: profile.view.clone(),
+                member,
+                uid: facts.uid,
+                root_pid: 0,
+                origin: Origin::Running,
+                adopted_by: Some(info.text.clone()),
+                started: SystemTime::now(),
+                cgroup: None,
+                owned_policy: None,
+                frozen: false,
+            };
+            self.begin(record, false);
+            self.sessions.get_mut(&session).expect("begun").root_pid = pid;
+            starts.push((session, info.own_cgroup));
+        }
+        // Descendants joined above; now each session gets its cgroup and its start.
+        for (session, own_cgroup) in starts {
+            if own_cgroup && let Ok(cgroup) = SessionCgroup::create(&session_id_text(session)) {
+                if let Err(error) = sessions::gather(&self.members, session, &cgroup) {
+                    log::warn!("moving session {} into its cgroup: {error}", session_id_text(session));
+                }
+                let cgroup = Arc::new(cgroup);
+                if let Some(entry) = self.kill_table.lock().expect("kill table").get_mut(&session) {
+                    entry.cgroup = Some(cgroup.clone());
+                }
+                self.sessions.get_mut(&session).expect("begun").cgroup = Some(cgroup);
+            }
+            let event = self.start_event(&self.sessions[&session], None);
+            self.pipeline.write(&event);
+        }
+    }
+
+    /// SIGTERM: no new adoptions; sessions released (moved back where they came from,
+    /// running unmonitored) or frozen (`on_stop: freeze`), and `monitor.stop` written.
+    fn stop(&mut self) {
+        if let Err(error) = self.adopt.disable() {
+            log::warn!("turning adoption off: {error}");
+        }
+        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        let mut frozen = Vec::new();
+        for id in ids {
+            match self.config.on_stop {
+                OnStop::Freeze => match self.set_frozen(id, true) {
+                    Ok(_) => frozen.push(id),
+                    Err(error) => log::error!("freezing session {}: {error}", session_id_text(id)),
+                },
+                OnStop::Release => {
+                    if let Some(cgroup) = self.sessions[&id].cgroup.clone() {
+                        release(&cgroup);
+                    }
+                }
+            }
+        }
+        if !frozen.is_empty() {
+            self.save_frozen(&frozen);
+        }
+        let mut event = self.monitor_event(types::MONITOR_STOP, None, None);
+        event.session.remaining_pids = Some(self.sessions.keys().flat_map(|id| self.members.members(*id)).collect());
+        self.pipeline.write(&event);
+        self.pipeline.flush();
+    }
+}
+
+/// The command line of a running process (`[]` once it is gone).
+fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| bytes.split(|b| *b == 0).filter(|a| !a.is_empty()).map(text).collect())
+        .unwrap_or_default()
+}
+
+/// Moves a session's processes to the cgroup root and removes its cgroup.
+fn release(cgroup: &SessionCgroup) {
+    if let Some(root) = cgroup2_mount() {
+        for pid in cgroup.pids() {
+            let _ = std::fs::write(root.join("cgroup.procs"), pid.to_string());
+        }
+    }
+    if let Err(error) = cgroup.remove() {
+        log::warn!("removing {}: {error}", cgroup.path().display());
+    }
+}
+
+pub fn frozen_state_file(config: &Config) -> PathBuf {
+    config.socket.with_file_name("frozen-sessions.json")
+}
+
+impl Daemon {
+    fn save_frozen(&self, ids: &[u64]) {
+        let entries: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| {
+                let s = &self.sessions[id];
+                serde_json::json!({
+                    "session": session_id_text(*id),
+                    "profile": s.profile,
+                    "uid": s.uid,
+                    "cgroup": s.cgroup.as_ref().map(|c| c.path().display().to_string()),
+                    "pids": self.members.members(*id),
+                })
+            })
+            .collect();
+        let path = frozen_state_file(&self.config);
+        if let Err(error) = std::fs::write(&path, serde_json::to_vec_pretty(&entries).unwrap_or_default()) {
+            log::error!("writing {}: {error}; the frozen sessions must be thawed by hand", path.display());
+        }
+    }
+
+    /// Sessions a previous daemon froze when it stopped (`on_stop: freeze`): taken back
+    /// into sessions of the same profile, then thawed. Those whose profile is gone stay
+    /// frozen, and the log says so.
+    pub fn restore_frozen(&mut self) {
+        let path = frozen_state_file(&self.config);
+        let Ok(text) = std::fs::read_to_string(&path) else { return };
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+        let mut kept = Vec::new();
+        for entry in entries {
+            let profile = entry["profile"].as_str().unwrap_or_default().to_owned();
+            let uid = entry["uid"].as_u64().unwrap_or(0) as u32;
+            let id = entry["session"].as_str().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or_else(new_session_id);
+            let cgroup = entry["cgroup"].as_str().and_then(|p| p.rsplit('/').next()).and_then(|name| SessionCgroup::open(name).ok());
+            let pids: Vec<u32> = match &cgroup {
+                Some(cgroup) => cgroup.pids(),
+                None => entry["pids"].as_array().map(|a| a.iter().filter_map(|p| p.as_u64()).map(|p| p as u32).collect()).unwrap_or_default(),
+            };
+            let (Some(compiled), Some(policy_id)) = (self.policies.profile(&profile), self.policies.policy_for(&profile, Some(uid))) else {
+                log::error!("frozen session {}: profile {profile:?} is not in the policy; left frozen", session_id_text(id));
+                kept.push(entry);
+                continue;
+            };
+            let member = SessionMember { session_id: id, policy_id, flags: compiled.flags };
+            let view = compiled.view.clone();
+            for &pid in &pids {
+                // A process the scan already adopted is frozen, not new: it is moved.
+                if let Err(error) = self.members.set(pid, &member) {
+                    log::warn!("re-adopting frozen pid {pid}: {error}");
+                }
+            }
+            let record = Session {
+                id,
+                profile,
+                view,
+                member,
+                uid,
+                root_pid: pids.first().copied().unwrap_or(0),
+                origin: Origin::Running,
+                adopted_by: Some("frozen when the previous daemon stopped".into()),
+                started: SystemTime::now(),
+                cgroup: None,
+                owned_policy: None,
+                frozen: true,
+            };
+            let has_cgroup = cgroup.is_some();
+            self.begin(record, false);
+            if let Some(cgroup) = cgroup {
+                let cgroup = Arc::new(cgroup);
+                if let Some(entry) = self.kill_table.lock().expect("kill table").get_mut(&id) {
+                    entry.cgroup = Some(cgroup.clone());
+                }
+                self.sessions.get_mut(&id).expect("begun").cgroup = Some(cgroup);
+            }
+            let thawed = if has_cgroup { self.set_frozen(id, false).map(|_| ()) } else {
+                for pid in &pids {
+                    if let Some(fd) = crate::launcher::pidfd(*pid) {
+                        crate::launcher::pidfd_send(&fd, libc::SIGCONT);
+                    }
+                }
+                Ok(())
+            };
+            if let Err(error) = thawed {
+                log::error!("thawing session {}: {error}", session_id_text(id));
+            }
+        }
+        let result = if kept.is_empty() { std::fs::remove_file(&path) } else { std::fs::write(&path, serde_json::to_vec_pretty(&kept).unwrap_or_default()) };
+        if let Err(error) = result {
+            log::warn!("updating {}: {error}", path.display());
+        }
+    }
+
+    fn write_metrics(&self, path: &std::path::Path) {
+        let _ = path;
+    }
+}
