@@ -10,6 +10,8 @@ APT_PACKAGES=(
   llvm-22-dev gcc libc6-dev
   # Privileged tests: mounts, network namespaces.
   util-linux iproute2 procps
+  # Daemon tests: that a stopped daemon left no BPF link or program behind.
+  bpftool
   # aarch64: cross linker and C library (the Rust std for aarch64 comes from build-std),
   # and the emulated arm64 machine the suite runs in (docs/BUILD.md, "aarch64").
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm

@@ -33,6 +33,10 @@ pub enum Command {
     Request { request: Request, peer_pid: u32, reply: Sender<Reply> },
     /// The `start` connection of `session` went away.
     Detached { session: u64 },
+    /// A `start` client's process `pid` is registered in `session` and runs.
+    RunStarted { session: u64, pid: u32, reply: Sender<Reply> },
+    /// The first process of the `start` client's `session` ended with `status`.
+    RunEnded { session: u64, status: u32, reply: Sender<Reply> },
     Stop,
 }
 
@@ -151,7 +155,12 @@ impl Server {
                     Ok(Some(request @ (Request::Started { .. } | Request::Ended { .. }))) => {
                         let (reply, answer) = mpsc::channel();
                         let ended = matches!(request, Request::Ended { .. });
-                        if commands.send(Command::Request { request, peer_pid, reply }).is_err() {
+                        let command = match request {
+                            Request::Started { pid } => Command::RunStarted { session, pid, reply },
+                            Request::Ended { status } => Command::RunEnded { session, status, reply },
+                            _ => unreachable!("matched above"),
+                        };
+                        if commands.send(command).is_err() {
                             return;
                         }
                         let _ = answer.recv_timeout(Duration::from_secs(60));

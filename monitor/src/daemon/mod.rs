@@ -81,8 +81,10 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
         let _ = std::fs::remove_file(&config.socket);
         return Err(error.context("installing the policy"));
     }
-    daemon.adopt_running();
+    // Frozen sessions first: their processes keep their session (and cgroup) rather
+    // than being adopted anew by the scan.
     daemon.restore_frozen();
+    daemon.adopt_running();
 
     let (commands, requests) = mpsc::channel::<Command>();
     let stop_control = Arc::new(AtomicBool::new(false));

@@ -46,6 +46,9 @@ pub struct Session {
     /// Policy id this session alone uses (a `run --policy` file), removed at its end.
     pub owned_policy: Option<u32>,
     pub frozen: bool,
+    /// A `run` client waits for this session's end: it ends when the client says its
+    /// first process ended (or the client goes away), not when its processes are gone.
+    pub client: bool,
 }
 
 /// What the ingest thread needs to act on a violation at once.

@@ -44,6 +44,9 @@ use crate::{
 /// adoptions that raced with it.
 const OLD_POLICY_GRACE: Duration = Duration::from_secs(2);
 
+/// Events of a `run` session held back until its client reports the process started.
+const HELD_MAX: usize = 10_000;
+
 pub struct Daemon {
     pub config: Config,
     pub ebpf: Ebpf,
@@ -68,8 +71,8 @@ pub struct Daemon {
     reported_loss: Loss,
     /// `run` sessions whose process has not started: the command to report.
     pending_runs: HashMap<u64, Vec<String>>,
-    /// `run` session -> pid of its client.
-    run_clients: HashMap<u64, u32>,
+    /// Events of `run` sessions whose process was not reported started yet.
+    held: HashMap<u64, Vec<KernelEvent>>,
     /// Adopted sessions whose `session.start` waits for their exec record.
     unannounced: std::collections::HashSet<u64>,
 }
@@ -109,7 +112,7 @@ impl Daemon {
             reload_failures: 0,
             reported_loss: Loss::default(),
             pending_runs: HashMap::new(),
-            run_clients: HashMap::new(),
+            held: HashMap::new(),
             unannounced: Default::default(),
         }
     }
@@ -170,7 +173,17 @@ impl Daemon {
                         let answer = self.request(request, peer_pid);
                         let _ = reply.send(answer);
                     }
+                    Command::RunStarted { session, pid, reply } => {
+                        let _ = reply.send(self.started_run(session, pid));
+                    }
+                    Command::RunEnded { session, status, reply } => {
+                        self.end(session, Some(status));
+                        let _ = reply.send(Reply::ok());
+                    }
                     Command::Detached { session } => {
+                        if let Some(record) = self.sessions.get_mut(&session) {
+                            record.client = false;
+                        }
                         log::info!("the client of session {} went away; the session goes on", session_id_text(session));
                     }
                     Command::Stop => {
@@ -206,6 +219,23 @@ impl Daemon {
                     let command = argv.iter().map(|a| text(a)).collect();
                     let start = self.start_event(record, Some(command));
                     self.pipeline.write(&start);
+                }
+                if let Some(held) = self.held.get_mut(&event.header().session_id) {
+                    if held.len() < HELD_MAX {
+                        held.push(event);
+                        return;
+                    }
+                    // Never held for ever: the session starts without its root pid.
+                    let session = event.header().session_id;
+                    let held = self.held.remove(&session).unwrap_or_default();
+                    let command = self.pending_runs.remove(&session);
+                    if let Some(record) = self.sessions.get(&session) {
+                        let start = self.start_event(record, command);
+                        self.pipeline.write(&start);
+                    }
+                    for event in held {
+                        self.pipeline.handle(event);
+                    }
                 }
                 let exit = match &event {
                     KernelEvent::Exit { header, .. } => Some(header.session_id),
@@ -252,6 +282,7 @@ impl Daemon {
             cgroup: None,
             owned_policy: None,
             frozen: false,
+            client: false,
         };
         self.unannounced.insert(session);
         self.begin(record, info.own_cgroup);
@@ -326,7 +357,7 @@ impl Daemon {
 
     fn end_if_empty(&mut self, session: u64) {
         let Some(record) = self.sessions.get(&session) else { return };
-        if record.root_pid == 0 || !self.members.members(session).is_empty() {
+        if record.root_pid == 0 || record.client || !self.members.members(session).is_empty() {
             return;
         }
         self.end(session, None);
@@ -336,9 +367,12 @@ impl Daemon {
     /// its first process), `session.end` written, its cgroup and own policy removed.
     fn end(&mut self, session: u64, status: Option<u32>) {
         let Some(record) = self.sessions.remove(&session) else { return };
-        if self.unannounced.remove(&session) {
+        if self.unannounced.remove(&session) || self.pending_runs.remove(&session).is_some() {
             let start = self.start_event(&record, None);
             self.pipeline.write(&start);
+        }
+        for event in self.held.remove(&session).unwrap_or_default() {
+            self.pipeline.handle(event);
         }
         let left = self.members.members(session);
         let remaining = if left.is_empty() {
@@ -386,7 +420,7 @@ impl Daemon {
         let ended: Vec<u64> = self
             .sessions
             .values()
-            .filter(|s| s.root_pid != 0 && self.members.members(s.id).is_empty())
+            .filter(|s| s.root_pid != 0 && !s.client && self.members.members(s.id).is_empty())
             .map(|s| s.id)
             .collect();
         for session in ended {
@@ -420,8 +454,7 @@ impl Daemon {
                     Err(error) => Reply::error(format!("{error:#}")),
                 }
             }
-            Request::Started { pid } => self.started_run(pid, peer_pid),
-            Request::Ended { status } => self.ended_run(status, peer_pid),
+            Request::Started { .. } | Request::Ended { .. } => Reply::error("started/ended only follow a start request"),
             Request::Events { .. } => Reply::error("events are served by the control thread"),
         }
     }
@@ -620,9 +653,11 @@ impl Daemon {
             cgroup: None,
             owned_policy: owned,
             frozen: false,
+            client: true,
         };
         self.begin(record, true);
         self.pending_runs.insert(session, command);
+        self.held.insert(session, Vec::new());
         let record = &self.sessions[&session];
         let enforces_files = flags & session_flags::ENFORCE != 0
             && flags & (session_flags::RESTRICTS_FILES | session_flags::HAS_PRINCIPAL) != 0;
@@ -655,36 +690,23 @@ impl Daemon {
         Ok((id, view))
     }
 
-    /// The `run` session of the client `peer_pid` whose root has not started yet, or has.
-    fn run_session_of(&self, peer_pid: u32, started: bool) -> Option<u64> {
-        self.sessions
-            .values()
-            .find(|s| s.origin == Origin::Run && self.run_clients.get(&s.id) == Some(&peer_pid) && (s.root_pid != 0) == started)
-            .map(|s| s.id)
-    }
-
-    fn started_run(&mut self, pid: u32, peer_pid: u32) -> Reply {
-        let session = self.sessions.values().find(|s| s.origin == Origin::Run && s.root_pid == 0 && self.pending_runs.contains_key(&s.id) && self.members.member(pid).is_some_and(|m| m.session_id == s.id)).map(|s| s.id);
-        let Some(session) = session else {
-            return Reply::error(format!("pid {pid} is in no session started by this client"));
-        };
-        self.run_clients.insert(session, peer_pid);
+    /// The `run` client's process `pid` runs: the session starts (its events held
+    /// back until now follow its `session.start`).
+    fn started_run(&mut self, session: u64, pid: u32) -> Reply {
+        let Some(record) = self.sessions.get(&session) else { return Reply::error("no such session") };
+        // The process is a member, or already gone (a short command).
+        let member = self.members.member(pid).map(|m| m.session_id);
+        if record.root_pid != 0 || (member.is_some() && member != Some(session)) {
+            return Reply::error(format!("pid {pid} is not the first process of session {}", session_id_text(session)));
+        }
         let command = self.pending_runs.remove(&session);
-        let record = self.sessions.get_mut(&session).expect("present");
-        record.root_pid = pid;
-        let record = &self.sessions[&session];
-        let event = self.start_event(record, command);
-        self.pipeline.write(&event);
+        self.sessions.get_mut(&session).expect("present").root_pid = pid;
+        let start = self.start_event(&self.sessions[&session], command);
+        self.pipeline.write(&start);
+        for event in self.held.remove(&session).unwrap_or_default() {
+            self.pipeline.handle(event);
+        }
         self.pipeline.flush();
-        Reply::ok()
-    }
-
-    fn ended_run(&mut self, status: u32, peer_pid: u32) -> Reply {
-        let Some(session) = self.run_session_of(peer_pid, true) else {
-            return Reply::error("no running session of this client");
-        };
-        self.run_clients.remove(&session);
-        self.end(session, Some(status));
         Reply::ok()
     }
 
@@ -778,6 +800,7 @@ impl Daemon {
                 cgroup: None,
                 owned_policy: None,
                 frozen: false,
+                client: false,
             };
             self.begin(record, false);
             self.sessions.get_mut(&session).expect("begun").root_pid = pid;
@@ -918,6 +941,7 @@ impl Daemon {
                 cgroup: None,
                 owned_policy: None,
                 frozen: true,
+                client: false,
             };
             let has_cgroup = cgroup.is_some();
             self.begin(record, false);

@@ -370,6 +370,67 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        "sleep" => std::thread::sleep(Duration::from_secs(arg(1).parse().expect("seconds"))),
+        "poll-open" => {
+            // Tries to open PATH every 20 ms for SECS seconds; prints each change of
+            // outcome (`ok`, `errno=N`) as it happens.
+            let until = Instant::now() + Duration::from_secs(arg(2).parse().expect("seconds"));
+            let mut last = String::new();
+            while Instant::now() < until {
+                let outcome = match std::fs::File::open(arg(1)) {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => format!("errno={}", e.raw_os_error().unwrap_or(0)),
+                };
+                if outcome != last {
+                    println!("{outcome}");
+                    let _ = std::io::stdout().flush();
+                    last = outcome;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        "tree" => {
+            // A child and a grandchild, all three sleeping SECS; prints `pids=A,B,C`.
+            let secs: u32 = arg(1).parse().expect("seconds");
+            let mut fds = [0; 2];
+            // SAFETY: fds is a valid array of two.
+            check(unsafe { libc::pipe(fds.as_mut_ptr()) } as _, "pipe");
+            // SAFETY: the children only make async-signal-safe calls.
+            unsafe {
+                if libc::fork() == 0 {
+                    if libc::fork() == 0 {
+                        let mut buf = [0u8; 16];
+                        let pid = format_pid(libc::getpid() as u32, &mut buf);
+                        libc::write(fds[1], pid.as_ptr().cast(), pid.len());
+                        libc::write(fds[1], b" ".as_ptr().cast(), 1);
+                        libc::sleep(secs);
+                        libc::_exit(0);
+                    }
+                    let mut buf = [0u8; 16];
+                    let pid = format_pid(libc::getpid() as u32, &mut buf);
+                    libc::write(fds[1], pid.as_ptr().cast(), pid.len());
+                    libc::write(fds[1], b" ".as_ptr().cast(), 1);
+                    libc::sleep(secs);
+                    libc::_exit(0);
+                }
+                libc::close(fds[1]);
+            }
+            // SAFETY: the read end is ours.
+            let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+            let mut text = String::new();
+            let mut buf = [0u8; 64];
+            while text.split_whitespace().count() < 2 {
+                let n = reader.read(&mut buf).expect("read pids");
+                if n == 0 {
+                    break;
+                }
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            let pids: Vec<&str> = text.split_whitespace().collect();
+            println!("pids={},{}", std::process::id(), pids.join(","));
+            let _ = std::io::stdout().flush();
+            std::thread::sleep(Duration::from_secs(secs as u64));
+        }
         other => {
             eprintln!("probe: unknown command {other}");
             std::process::exit(2);

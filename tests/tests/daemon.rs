@@ -1,0 +1,673 @@
+//! `agent-monitor daemon`: adoption of agents by the policy's `match:` selectors, the
+//! control socket (status, sessions, events, kill, reload), `run` through the daemon,
+//! and a stop that leaves nothing behind.
+//!
+//! Every test starts its own daemon, with its own socket, and adopts only copies of the
+//! probe made for it (an `exe:` selector matches one file's identity), so the tests
+//! never adopt a process they did not start.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::{fs::PermissionsExt, net::UnixStream, process::ExitStatusExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use monitor_tests::{START_TIMEOUT, TempDir, monitor_bin, privileged};
+use serde_json::Value;
+
+const PROBE: &str = env!("CARGO_BIN_EXE_probe");
+
+struct Daemon {
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts a daemon with `policy` (YAML), `on_stop`, and waits until it answers.
+    fn start(tag: &str, policy: &str, on_stop: &str) -> Daemon {
+        let dir = TempDir::new(tag);
+        Daemon::start_in(dir, policy, on_stop)
+    }
+
+    fn start_in(dir: TempDir, policy: &str, on_stop: &str) -> Daemon {
+        std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
+        let config = format!(
+            "policy: {0}/policy.yaml\nsocket: {0}/control.sock\non_stop: {on_stop}\nevents:\n  stdout: false\n  file: {{path: {0}/events.ndjson}}\n  follower_buffer: 64\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).expect("config");
+        let child = Command::new(monitor_bin())
+            .args(["daemon", "--config"])
+            .arg(dir.path().join("config.yaml"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("daemon.log")).expect("log"))
+            .spawn()
+            .expect("starting the daemon");
+        let daemon = Daemon { dir, child: Some(child) };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while UnixStream::connect(daemon.socket()).is_err() {
+            assert!(Instant::now() < deadline, "the daemon did not start:\n{}", daemon.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.path("control.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
+    }
+
+    /// `agent-monitor --socket S ARGS`: (exit code, stdout, stderr).
+    fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new(monitor_bin()).arg("--socket").arg(self.socket()).args(args).output().expect("ctl");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn ctl_json(&self, args: &[&str]) -> Value {
+        let (code, out, err) = self.ctl(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.path("events.ndjson")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+    }
+
+    /// Waits until an event satisfies `what`, and returns it.
+    fn wait_event(&self, what: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(event) = self.events().into_iter().find(|e| what(e)) {
+                return event;
+            }
+            assert!(Instant::now() < deadline, "event not seen; events:\n{}\nlog:\n{}", dump(&self.events()), self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM; returns the daemon's exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the daemon did not stop within 30 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A copy of the probe for `match: {exe: ...}`, made before the daemon starts (the
+/// selector names the file that exists then).
+fn make_agent(dir: &TempDir) -> PathBuf {
+    let path = dir.path().join("agent");
+    std::fs::copy(PROBE, &path).expect("copy probe");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+fn dump(events: &[Value]) -> String {
+    events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+fn policy(agent: &Path, extra: &str) -> String {
+    format!(
+        "version: 1\nprofiles:\n  - name: agent\n    on_violation: kill\n    files:\n      read: [/]\n      write: [/tmp, /dev]\n      deny: [{secret}]\n    match:\n      - {{exe: {agent}}}\n{extra}",
+        secret = agent.with_file_name("secret").display(),
+        agent = agent.display(),
+    )
+}
+
+fn wait_gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        // A zombie of ours counts as gone.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Follows `events --follow` in the background; the lines arrive on the channel.
+fn follow(daemon: &Daemon, args: &[&str]) -> (Child, mpsc::Receiver<Value>) {
+    let mut child = Command::new(monitor_bin())
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(["events", "--follow"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("events --follow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).expect("follower line is JSON")).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn session_pids(daemon: &Daemon, session: &str) -> Vec<u64> {
+    let sessions = daemon.ctl_json(&["sessions", "--json"]);
+    sessions
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|s| s["id"] == session)
+        .map(|s| s["pids"].as_array().expect("pids").iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_adopted_agent_that_violates_is_stopped_and_the_cli_shows_it() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-adopt");
+    let agent = make_agent(&dir);
+    let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    std::fs::write(daemon.path("secret"), "s3cret").expect("secret");
+    let (mut follower, lines) = follow(&daemon, &["--type", "session.start", "--type", "file.open", "--type", "session.end"]);
+    std::thread::sleep(Duration::from_millis(300)); // the follower subscribes
+
+    // A long-running adopted agent, for `sessions`.
+    let mut sleeper = Command::new(&agent).args(["sleep", "30"]).spawn().expect("sleeper");
+    let start = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == sleeper.id());
+    assert_eq!(start["session"]["origin"], "exec");
+    assert_eq!(start["session"]["profile"], "agent");
+    assert!(start["session"]["adopted_by"].as_str().unwrap().contains("exe"), "{start}");
+    assert_eq!(start["session"]["command"][1], "sleep", "{start}");
+    let session = start["session"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(session_pids(&daemon, &session), vec![sleeper.id() as u64]);
+    let (code, table, _) = daemon.ctl(&["sessions"]);
+    assert_eq!(code, 0);
+    assert!(table.contains(&session) && table.contains("agent") && table.contains("exec"), "{table}");
+
+    // The agent reads the secret: killed before it returns from the open.
+    let secret = daemon.path("secret");
+    let output = Command::new(&agent).args(["open"]).arg(&secret).output().expect("agent");
+    assert_eq!(output.status.signal(), Some(libc::SIGKILL), "stdout: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("s3cret"));
+    let violation = daemon.wait_event(|e| {
+        e["type"] == "file.open" && e["file"]["path"] == secret.to_str().unwrap() && e["decision"]["action"] != "allow"
+    });
+    assert_eq!(violation["decision"]["profile"], "agent", "{violation}");
+
+    // The follower saw the same, live.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|e: &Value| e["type"] == "file.open" && e["file"]["path"] == secret.to_str().unwrap()) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(remaining) {
+            Ok(event) => seen.push(event),
+            Err(_) => panic!("the follower did not get the violation; it got:\n{}", dump(&seen)),
+        }
+    }
+    assert!(seen.iter().all(|e| ["session.start", "file.open", "session.end"].contains(&e["type"].as_str().unwrap())));
+
+    let status = daemon.ctl_json(&["status", "--json"]);
+    assert_eq!(status["sessions"].as_u64(), Some(1), "{status}");
+    assert!(status["events_written"].as_u64().unwrap() > 0, "{status}");
+    assert_eq!(status["profiles"][0], "agent");
+    assert_eq!(status["followers"].as_u64(), Some(1), "{status}");
+
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    daemon.wait_event(|e| e["type"] == "session.end" && e["session"]["id"] == session.as_str());
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+#[test]
+fn kill_session_ends_it_with_its_grandchildren_and_spares_the_others() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-kill");
+    let agent = make_agent(&dir);
+    let mut daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let spawn_tree = || {
+        let mut child = Command::new(&agent).args(["tree", "30"]).stdout(Stdio::piped()).spawn().expect("tree");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("pids");
+        let pids: Vec<u32> = line.trim().trim_start_matches("pids=").split(',').map(|p| p.parse().expect("pid")).collect();
+        assert_eq!(pids.len(), 3, "{line}");
+        (child, pids)
+    };
+    let (mut victim, victim_pids) = spawn_tree();
+    let (mut other, other_pids) = spawn_tree();
+    let session_of = |pid: u32| {
+        daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == pid)["session"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (victim_session, other_session) = (session_of(victim_pids[0]), session_of(other_pids[0]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while session_pids(&daemon, &victim_session).len() < 3 {
+        assert!(Instant::now() < deadline, "the tree did not join its session");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cgroup = cgroup_of(victim_pids[2]);
+    assert!(cgroup.ends_with(&format!("agent-monitor/{victim_session}")), "grandchild in {cgroup}");
+
+    let (code, out, err) = daemon.ctl(&["kill", &victim_session]);
+    assert_eq!(code, 0, "{out}{err}");
+    let _ = victim.wait();
+    for pid in &victim_pids {
+        assert!(wait_gone(*pid), "process {pid} of the killed session survived");
+    }
+    for pid in &other_pids {
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "process {pid} of the other session was hit");
+    }
+    let killed = daemon.wait_event(|e| e["type"] == "session.killed" && e["session"]["id"] == victim_session.as_str());
+    let listed: Vec<u64> = killed["session"]["killed_pids"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
+    for pid in &victim_pids {
+        assert!(listed.contains(&(*pid as u64)), "{killed}");
+    }
+    daemon.wait_event(|e| e["type"] == "session.end" && e["session"]["id"] == victim_session.as_str());
+    assert!(!cgroup_dir(&victim_session).exists(), "the killed session's cgroup is left");
+
+    // An unknown session is an error that says so.
+    let (code, _, err) = daemon.ctl(&["kill", "00000000000000ff"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no session 00000000000000ff"), "{err}");
+
+    daemon.ctl(&["kill", &other_session]);
+    let _ = other.wait();
+    assert!(daemon.stop().success());
+}
+
+fn cgroup_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn cgroup_dir(session: &str) -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let root = mounts.lines().find(|l| l.split(' ').nth(2) == Some("cgroup2")).and_then(|l| l.split(' ').nth(1)).unwrap();
+    Path::new(root).join("agent-monitor").join(session)
+}
+
+#[test]
+fn reload_refuses_a_broken_policy_and_applies_a_new_one_to_running_sessions() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-reload");
+    let agent = make_agent(&dir);
+    let mut daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let target = daemon.path("notes.txt");
+    std::fs::write(&target, "notes").unwrap();
+    let mut poller = Command::new(&agent)
+        .args(["poll-open", target.to_str().unwrap(), "40"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("poller");
+    let mut out = BufReader::new(poller.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ok", "the file is readable under the first policy");
+    let session =
+        daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == poller.id())["session"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+    // A broken policy: refused with the reason, by `reload` and by SIGHUP alike.
+    std::fs::write(daemon.path("policy.yaml"), "version: 1\nprofiles:\n  - name: agent\n    mode: sometimes\n").unwrap();
+    let (code, _, err) = daemon.ctl(&["reload"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("mode"), "{err}");
+    let refused = daemon.wait_event(|e| e["type"] == "monitor.reload");
+    assert_eq!(refused["policy"]["accepted"], false, "{refused}");
+    assert!(refused["policy"]["error"].as_str().unwrap().contains("sometimes"), "{refused}");
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(daemon.child.as_ref().unwrap().id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.events().iter().filter(|e| e["type"] == "monitor.reload").count() < 2 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(daemon.ctl_json(&["status", "--json"])["reload_failures"].as_u64(), Some(2));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(Path::new(&format!("/proc/{}", poller.id())).exists(), "the old policy stays in force: the agent runs on");
+
+    // A profile that denies the file: the running agent is refused it from now on.
+    let denying = policy(&agent, "").replace(
+        &format!("deny: [{}]", daemon.path("secret").display()),
+        &format!("deny: [{}, {}]", daemon.path("secret").display(), target.display()),
+    );
+    std::fs::write(daemon.path("policy.yaml"), denying).unwrap();
+    let (code, msg, err) = daemon.ctl(&["reload"]);
+    assert_eq!(code, 0, "{msg}{err}");
+    assert!(msg.contains("1 process(es) moved"), "{msg}");
+    let status = poller.wait().expect("poller");
+    line.clear();
+    let _ = out_read_to_string(&mut out, &mut line);
+    // Tier 2 kills at the open; the LSM tier refuses it (and `kill` then kills).
+    assert!(
+        status.signal() == Some(libc::SIGKILL) || line.contains("errno=1"),
+        "the new policy did not reach the running agent: {status:?}, output {line:?}"
+    );
+    let denied = daemon.wait_event(|e| {
+        e["type"] == "file.open" && e["file"]["path"] == target.to_str().unwrap() && e["decision"]["action"] != "allow"
+    });
+    assert_eq!(denied["session"]["id"], session.as_str());
+    let accepted = daemon.events().into_iter().filter(|e| e["type"] == "monitor.reload").last().unwrap();
+    assert_eq!(accepted["policy"]["accepted"], true, "{accepted}");
+    assert!(daemon.stop().success());
+}
+
+fn out_read_to_string(reader: &mut impl std::io::Read, into: &mut String) -> std::io::Result<usize> {
+    reader.read_to_string(into)
+}
+
+#[test]
+fn sigterm_leaves_no_program_map_cgroup_or_socket_behind() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-stop");
+    let agent = make_agent(&dir);
+    let mut daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let pid = daemon.child.as_ref().unwrap().id();
+    let mut sleeper = Command::new(&agent).args(["sleep", "30"]).spawn().unwrap();
+    let session = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == sleeper.id())["session"]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(cgroup_dir(&session).exists());
+    let objects = bpf_objects_of(pid);
+    for kind in ["prog", "map", "link"] {
+        assert!(objects.iter().any(|(k, _)| *k == kind), "the daemon holds no BPF {kind}: {objects:?}");
+        assert!(bpf_object_exists(kind, objects.iter().find(|(k, _)| *k == kind).unwrap().1), "bpftool cannot see a {kind}");
+    }
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    assert!(!cgroup_dir(&session).exists(), "the session's cgroup is left");
+    assert!(!daemon.socket().exists(), "the control socket is left");
+    // The kernel frees what nothing references: give it a moment after the exit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut left: Vec<_> = objects.clone();
+    while !left.is_empty() && Instant::now() < deadline {
+        left.retain(|(kind, id)| bpf_object_exists(kind, *id));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(left.is_empty(), "BPF objects left behind: {left:?}");
+    assert!(std::fs::read_dir("/sys/fs/bpf").map(|d| d.count()).unwrap_or(0) == 0 || no_pins_of_ours(), "pins left");
+    // Released, not killed: the agent runs on, unmonitored, as the README says.
+    assert!(sleeper.try_wait().unwrap().is_none());
+    let stop = daemon.events().into_iter().find(|e| e["type"] == "monitor.stop").expect("monitor.stop");
+    assert!(stop["session"]["remaining_pids"].as_array().unwrap().contains(&Value::from(sleeper.id())), "{stop}");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+/// (kind, id) of every BPF program, map and link the process `pid` holds, from its
+/// descriptors' fdinfo (`prog_id:`, `map_id:`, `link_id:`).
+fn bpf_objects_of(pid: u32) -> Vec<(&'static str, u64)> {
+    let mut found = Vec::new();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return found };
+    for fd in fds.filter_map(Result::ok) {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        for (key, kind) in [("prog_id:", "prog"), ("map_id:", "map"), ("link_id:", "link")] {
+            if let Some(id) = info.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse().ok()) {
+                found.push((kind, id));
+            }
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// Whether the BPF object still exists anywhere on the host.
+fn bpf_object_exists(kind: &str, id: u64) -> bool {
+    Command::new("bpftool").args([kind, "show", "id", &id.to_string()]).output().is_ok_and(|o| o.status.success())
+}
+
+fn no_pins_of_ours() -> bool {
+    std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| d.filter_map(Result::ok).all(|e| !e.file_name().to_string_lossy().contains("agent")))
+        .unwrap_or(true)
+}
+
+#[test]
+fn on_stop_freeze_holds_sessions_until_the_next_daemon_takes_them_back() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-freeze");
+    let agent = make_agent(&dir);
+    let policy_text = policy(&agent, "");
+    let mut daemon = Daemon::start_in(dir, &policy_text, "freeze");
+    let mut sleeper = Command::new(&agent).args(["sleep", "60"]).spawn().unwrap();
+    let session = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == sleeper.id())["session"]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(daemon.stop().success(), "{}", daemon.log());
+    let frozen = std::fs::read_to_string(cgroup_dir(&session).join("cgroup.events")).unwrap();
+    assert!(frozen.lines().any(|l| l == "frozen 1"), "not frozen while no daemon runs: {frozen}");
+
+    // The next daemon takes the session back under its profile, then thaws it.
+    let dir = TempDir(daemon.dir.0.clone());
+    std::mem::forget(std::mem::replace(&mut daemon.dir, TempDir::new("unused")));
+    let daemon = Daemon::start_in(dir, &policy_text, "release");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !session_pids(&daemon, &session).contains(&(sleeper.id() as u64)) {
+        assert!(Instant::now() < deadline, "not taken back:\n{}\n{}", daemon.log(), dump(&daemon.events()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let events = std::fs::read_to_string(cgroup_dir(&session).join("cgroup.events")).unwrap();
+    assert!(events.lines().any(|l| l == "frozen 0"), "still frozen: {events}");
+    let (code, _, err) = daemon.ctl(&["kill", &session]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn processes_running_before_the_daemon_are_adopted_with_their_children() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-running");
+    let agent = make_agent(&dir);
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let mut poller =
+        Command::new(&agent).args(["poll-open", secret.to_str().unwrap(), "40"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(poller.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ok", "readable before any daemon runs");
+    let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let status = poller.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "adopted at start-up, then stopped at the secret");
+    let start = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == poller.id());
+    assert_eq!(start["session"]["origin"], "running", "{start}");
+}
+
+#[test]
+fn unit_parent_and_uid_selectors_adopt_at_exec() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-selectors");
+    let tag = dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let unit = format!("{tag}.service");
+    let runner = dir.path().join("runner");
+    std::fs::copy("/bin/sh", &runner).unwrap();
+    let secret = dir.path().join("secret");
+    let text = format!(
+        "version: 1\nprofiles:\n  - name: by-unit\n    files: {{read: [/], write: [/dev], deny: [{s}]}}\n    match:\n      - {{unit: {unit}}}\n  - name: by-parent\n    files: {{read: [/], write: [/dev], deny: [{s}]}}\n    match:\n      - {{parent_exe: {r}, uid: 0}}\n",
+        s = secret.display(),
+        r = runner.display()
+    );
+    let daemon = Daemon::start_in(dir, &text, "release");
+    std::fs::write(&secret, "s3cret").unwrap();
+
+    // A cgroup named like the unit, made after the daemon started (as systemd makes a
+    // unit's cgroup at each start): a process that execs inside it is adopted.
+    let cgroup = cgroup_dir("x").parent().unwrap().parent().unwrap().join(&unit);
+    std::fs::create_dir(&cgroup).unwrap();
+    let script = format!("echo $$ > {}/cgroup.procs && exec {PROBE} open {}", cgroup.display(), secret.display());
+    let status = Command::new("/bin/sh").args(["-c", &script]).status().unwrap();
+    let _ = std::fs::remove_dir(&cgroup);
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "not adopted in the unit's cgroup:\n{}", dump(&daemon.events()));
+    let start = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["profile"] == "by-unit");
+    assert!(start["session"]["adopted_by"].as_str().unwrap().contains(&unit), "{start}");
+
+    // A child of the runner program is adopted; the runner itself is not.
+    let script = format!("{PROBE} open {}; echo runner-lives", secret.display());
+    let output = Command::new(&runner).args(["-c", &script]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("runner-lives"), "the parent was hit");
+    let killed = daemon.wait_event(|e| {
+        e["type"] == "file.open" && e["file"]["path"] == secret.to_str().unwrap() && e["decision"]["profile"] == "by-parent"
+    });
+    assert_ne!(killed["decision"]["action"], "allow");
+}
+
+#[test]
+fn run_asks_a_running_daemon_for_the_session() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-run");
+    let agent = make_agent(&dir);
+    let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let events = daemon.path("run-events.ndjson");
+    let output = Command::new(monitor_bin())
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(["run", "--profile", "agent", "--events"])
+        .arg(&events)
+        .args(["--", PROBE, "open", "/etc/hostname"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("held by the daemon"), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let start = lines.iter().find(|e| e["type"] == "session.start").expect("session.start in run's own stream");
+    assert_eq!(start["session"]["origin"], "run");
+    assert!(lines.iter().any(|e| e["type"] == "file.open" && e["file"]["path"] == "/etc/hostname"));
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "session.end", "{}", dump(&lines));
+    assert_eq!(end["exit"]["code"], 0, "{end}");
+    // The daemon's own stream has the session too.
+    daemon.wait_event(|e| e["type"] == "session.end" && e["session"]["id"] == start["session"]["id"]);
+
+    // A violation under `run` through the daemon: killed, exit status 137.
+    let secret = daemon.path("secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let output = Command::new(monitor_bin())
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(["run", "--profile", "agent", "--events", "/dev/null", "--", PROBE, "open"])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(137), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(daemon.ctl_json(&["status", "--json"])["sessions"].as_u64(), Some(0));
+}
+
+#[test]
+fn a_follower_that_never_reads_costs_no_event_in_the_file() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-slow");
+    let agent = make_agent(&dir);
+    let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    // Subscribed, then never read from (the buffer is 64 lines in this test's config).
+    let mut stalled = UnixStream::connect(daemon.socket()).unwrap();
+    stalled.write_all(b"{\"cmd\":\"events\"}\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    const OPENS: usize = 5000;
+    let output = Command::new(&agent).args(["open-loop", &OPENS.to_string(), "/etc/hostname"]).output().unwrap();
+    assert!(output.status.success());
+    let session =
+        daemon.wait_event(|e| e["type"] == "session.end")["session"]["id"].as_str().unwrap().to_owned();
+    let opens = daemon
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "file.open" && e["session"]["id"] == session.as_str() && e["file"]["path"] == "/etc/hostname")
+        .count();
+    assert_eq!(opens, OPENS, "the file sink lost events to a stalled follower");
+    let status = daemon.ctl_json(&["status", "--json"]);
+    assert!(status["follower_drops"].as_u64().unwrap() > 0, "the stalled follower's drops are not counted: {status}");
+    assert_eq!(status["lost"]["sink_error"].as_u64(), Some(0), "{status}");
+    drop(stalled);
+}
+
+#[test]
+fn the_control_socket_is_for_root_only() {
+    if !privileged() {
+        return;
+    }
+    let daemon = Daemon::start("daemon-perm", "version: 1\nprofiles:\n  - name: agent\n", "release");
+    let mode = std::fs::metadata(daemon.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A second daemon on the same socket refuses to start, naming the first.
+    let output = Command::new(monitor_bin())
+        .args(["daemon", "--config"])
+        .arg(daemon.path("config.yaml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("another agent-monitor daemon"), "{}", String::from_utf8_lossy(&output.stderr));
+    // A non-root peer is refused by SO_PEERCRED even if the mode let it in.
+    std::fs::set_permissions(daemon.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let script = format!("import socket;s=socket.socket(socket.AF_UNIX);s.connect('{}');print(s.recv(4096).decode())", daemon.socket().display());
+    let output = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "python3", "-c", &script]).output().unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(answer.contains("root only"), "answer to uid 65534: {answer} {}", String::from_utf8_lossy(&output.stderr));
+}
