@@ -2,8 +2,8 @@
 //! -> `path.N`, the oldest removed.
 //!
 //! Invariant: the file ends at a line boundary. Rotation happens between lines (a file
-//! exceeds `max_bytes` only when one line alone does), and a write that fails part way
-//! is cut back to the last whole line.
+//! exceeds `max_bytes` only when one line alone does, or when rotating failed), and a
+//! write that fails part way is cut back to the last whole line.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -40,18 +40,32 @@ impl RotatingFile {
 
     /// Appends `lines` (whole lines, each ended by `\n`), rotating between lines.
     pub fn write_lines(&mut self, mut lines: &[u8]) -> io::Result<()> {
+        let mut rotation_failed = false;
         while !lines.is_empty() {
             let room = match self.rotation {
                 Some(rotation) => rotation.max_bytes.saturating_sub(self.size),
                 None => u64::MAX,
             };
             let fits = fitting_lines(lines, room);
-            if fits == 0 && self.size > 0 {
-                self.rotate()?;
-                continue;
+            if fits == 0 && self.size > 0 && !rotation_failed {
+                match self.rotate() {
+                    Ok(()) => continue,
+                    // Keeping events matters more than the size limit: append, and
+                    // try again with the next batch.
+                    Err(error) => {
+                        log::warn!("rotating {}: {error}; appending past max_bytes", self.path.display());
+                        rotation_failed = true;
+                    }
+                }
             }
-            // An empty file takes at least one line, however long.
-            let take = if fits == 0 { first_line(lines) } else { fits };
+            let take = if rotation_failed {
+                lines.len()
+            } else if fits == 0 {
+                // An empty file takes at least one line, however long.
+                first_line(lines)
+            } else {
+                fits
+            };
             self.append(&lines[..take])?;
             lines = &lines[take..];
         }
@@ -202,6 +216,22 @@ mod tests {
         assert_eq!(read(&path), lines(4, 5));
         assert!(!numbered(&path, 1).exists());
         assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn a_failing_rotation_loses_no_line() {
+        let dir = TestDir::new();
+        let path = dir.path("events.ndjson");
+        // `path.2` is a directory: removing the oldest file fails.
+        fs::create_dir(numbered(&path, 2)).unwrap();
+        fs::write(numbered(&path, 2).join("x"), "").unwrap();
+        let mut file = RotatingFile::open(&path, Some(Rotation { max_bytes: 20, keep: 2 })).unwrap();
+        file.write_lines(lines(0, 5).as_bytes()).unwrap();
+        assert_eq!(read(&path), lines(0, 5));
+        fs::remove_dir_all(numbered(&path, 2)).unwrap();
+        file.write_lines(lines(5, 6).as_bytes()).unwrap();
+        assert_eq!(read(&path), lines(5, 6), "rotation is tried again with the next batch");
+        assert_eq!(read(&numbered(&path, 1)), lines(0, 5));
     }
 
     #[test]
