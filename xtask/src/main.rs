@@ -5,10 +5,12 @@
 //! `cargo xtask release`: release binaries for x86_64 and aarch64 (`target/dist/`).
 //! `cargo xtask cross-tests`: the aarch64 test binaries, built and listed.
 //! `cargo xtask arm64-vm`: those tests in Debian's arm64 kernels, in qemu.
+//! `cargo xtask man`: man pages from the CLI definition, into target/man/.
 
 mod arm64;
 mod bench;
 mod cross;
+mod man;
 mod vm;
 
 use std::process::Command;
@@ -54,6 +56,9 @@ enum Task {
     /// Run the aarch64 unit and privileged tests in Debian 12's arm64 kernels
     /// (qemu-system-aarch64, software emulation).
     Arm64Vm(arm64::Arm64VmArgs),
+    /// Generate the man pages (agent-monitor.1 and one per subcommand) from the CLI
+    /// definition into target/man/.
+    Man,
 }
 
 /// Runs a command from the workspace root, failing with its name if it fails.
@@ -141,5 +146,6 @@ fn main() -> anyhow::Result<()> {
         }
         Task::CrossTests { target, release } => cross::print_cross_tests(&target, release),
         Task::Arm64Vm(args) => arm64::command(&args),
+        Task::Man => man::command(),
     }
 }
