@@ -18,8 +18,13 @@ APT_PACKAGES=(
   # VM tests (cargo xtask vm): qemu, the initramfs (cpio), stripped copies of binaries.
   # The guest's kernel and busybox are fetched by `apt-get download`, not installed.
   qemu-system-x86 cpio binutils
+  # cargo xtask package: systemd-analyze verify on the packaged unit (container images
+  # of Debian do not have systemd; dpkg and dpkg-deb are always there).
+  systemd
 )
 BPF_LINKER_VERSION=0.13.0
+# cargo-deb 3.8.0 declares rust-version 1.85: builds with Debian's rustc-web 1.96.
+CARGO_DEB_VERSION=3.8.0
 BPF_TOOLCHAIN=agent-monitor-bpf
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -47,6 +52,12 @@ if ! /usr/local/bin/bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERS
     "bpf-linker@$BPF_LINKER_VERSION" --no-default-features --features llvm-22
 fi
 
+# `cargo xtask package`: the .deb with the daemon, its systemd unit, config and man pages.
+if ! /usr/local/bin/cargo-deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  echo "setup.sh: building cargo-deb $CARGO_DEB_VERSION (about 3-4 minutes)"
+  /usr/bin/cargo install --quiet --locked --root /usr/local "cargo-deb@$CARGO_DEB_VERSION"
+fi
+
 # aya-build runs `rustup run <toolchain> cargo` for the eBPF crate whenever rustup is on
 # PATH; give rustup the Debian toolchain (the one with the library source) by name.
 if command -v rustup >/dev/null 2>&1; then
@@ -54,4 +65,4 @@ if command -v rustup >/dev/null 2>&1; then
     rustup toolchain link "$BPF_TOOLCHAIN" /usr
   fi
 fi
-echo "setup.sh: ready ($(/usr/bin/rustc --version), bpf-linker $(/usr/local/bin/bpf-linker --version | awk '{print $2}'))"
+echo "setup.sh: ready ($(/usr/bin/rustc --version), bpf-linker $(/usr/local/bin/bpf-linker --version | awk '{print $2}'), $(/usr/local/bin/cargo-deb --version))"

@@ -5,10 +5,14 @@
 //! `cargo xtask release`: release binaries for x86_64 and aarch64 (`target/dist/`).
 //! `cargo xtask cross-tests`: the aarch64 test binaries, built and listed.
 //! `cargo xtask arm64-vm`: those tests in Debian's arm64 kernels, in qemu.
+//! `cargo xtask man`: man pages from the CLI definition, into target/man/.
+//! `cargo xtask package`: the .deb (binary, systemd unit, config, man pages), checked.
 
 mod arm64;
 mod bench;
 mod cross;
+mod man;
+mod package;
 mod vm;
 
 use std::process::Command;
@@ -25,8 +29,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Build everything, run the unit tests, the privileged integration tests, then the
-    /// integration tests again in VMs (Debian 12's kernel, with and without BPF LSM).
+    /// Build everything, run the unit tests, build and check the .deb, run the privileged
+    /// integration tests, then the integration tests again in VMs (Debian 12's kernel,
+    /// with and without BPF LSM).
     Test,
     /// The privileged integration tests in VMs running Debian 12's kernel under qemu.
     Vm(vm::VmArgs),
@@ -54,6 +59,13 @@ enum Task {
     /// Run the aarch64 unit and privileged tests in Debian 12's arm64 kernels
     /// (qemu-system-aarch64, software emulation).
     Arm64Vm(arm64::Arm64VmArgs),
+    /// Generate the man pages (agent-monitor.1 and one per subcommand) from the CLI
+    /// definition into target/man/.
+    Man,
+    /// Build the release binary, the man pages and the Debian package (target/debian/),
+    /// then check the package: contents, metadata, and install, reinstall, remove and
+    /// purge in an overlay of this machine's root (root only).
+    Package(package::PackageArgs),
 }
 
 /// Runs a command from the workspace root, failing with its name if it fails.
@@ -108,6 +120,12 @@ fn test() -> anyhow::Result<()> {
     println!("== unit tests");
     // monitor-ebpf only builds for the BPF target; monitor-tests needs root.
     let unit = cargo_test(&["--workspace", "--exclude", "monitor-ebpf", "--exclude", "monitor-tests"])?;
+    println!("== the Debian package (release build, contents, install into an overlay of /)");
+    // A packaging failure is reported at the end, after the tests have run.
+    let package = package::build_and_check(&package::PackageArgs::default());
+    if let Err(error) = &package {
+        println!("package: FAILED: {error:#}");
+    }
     println!("== privileged integration tests (real eBPF programs, real processes)");
     let privileged = cargo_test(&["--package", "monitor-tests", "--no-fail-fast"])?;
     println!("== the integration tests in VMs (Debian 12's kernel, with and without BPF LSM)");
@@ -126,6 +144,7 @@ fn test() -> anyhow::Result<()> {
     if failed > 0 || passed == 0 {
         bail!("{failed} tests failed, {passed} passed");
     }
+    package.context("the Debian package")?;
     Ok(())
 }
 
@@ -141,5 +160,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::CrossTests { target, release } => cross::print_cross_tests(&target, release),
         Task::Arm64Vm(args) => arm64::command(&args),
+        Task::Man => man::command(),
+        Task::Package(args) => package::command(&args),
     }
 }
