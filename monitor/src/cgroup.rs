@@ -25,6 +25,9 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
 
 pub struct SessionCgroup {
     path: PathBuf,
+    /// Leave the `agent-monitor` parent when this cgroup goes (the daemon: under
+    /// systemd it cannot make the parent again, see packaging/agent-monitor.service).
+    keep_parent: bool,
     /// `cgroup.procs` of the session, ready for use between fork and exec.
     procs: CString,
 }
@@ -41,7 +44,7 @@ impl SessionCgroup {
         let path = parent.join(session);
         std::fs::create_dir(&path)?;
         let procs = CString::new(path.join("cgroup.procs").as_os_str().as_bytes()).map_err(io::Error::other)?;
-        Ok(SessionCgroup { path, procs })
+        Ok(SessionCgroup { path, procs, keep_parent: false })
     }
 
     /// The cgroup of an existing session (`agent-monitor kill`).
@@ -55,7 +58,13 @@ impl SessionCgroup {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("no session {session} on this host")));
         }
         let procs = CString::new(path.join("cgroup.procs").as_os_str().as_bytes()).map_err(io::Error::other)?;
-        Ok(SessionCgroup { path, procs })
+        Ok(SessionCgroup { path, procs, keep_parent: false })
+    }
+
+    /// This cgroup, leaving the parent in place when it is removed.
+    pub fn keeping_parent(mut self) -> SessionCgroup {
+        self.keep_parent = true;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -110,7 +119,9 @@ impl SessionCgroup {
             }
         }
         // The parent goes too when no other session uses it.
-        if let Some(parent) = self.path.parent() {
+        if !self.keep_parent
+            && let Some(parent) = self.path.parent()
+        {
             let _ = std::fs::remove_dir(parent);
         }
         last
@@ -121,6 +132,7 @@ impl Drop for SessionCgroup {
     /// Whatever path the monitor leaves by, an empty session cgroup is not left behind.
     fn drop(&mut self) {
         if std::fs::remove_dir(&self.path).is_ok()
+            && !self.keep_parent
             && let Some(parent) = self.path.parent()
         {
             let _ = std::fs::remove_dir(parent);

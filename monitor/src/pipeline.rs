@@ -107,6 +107,8 @@ pub struct Pipeline {
     pub policy: Option<PolicyView>,
     /// Per-session policies (the daemon's sessions).
     pub session_policies: HashMap<u64, Arc<PolicyView>>,
+    /// Counters of what was written (the daemon's metrics).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Kernel event -> written, in microseconds (the first `LATENCY_SAMPLES`).
     latencies_us: Vec<u32>,
     /// Whether a sink failure was reported already.
@@ -124,6 +126,7 @@ impl Pipeline {
             mounts: Mounts::new(),
             policy: None,
             session_policies: HashMap::new(),
+            metrics: None,
             latencies_us: Vec::new(), sink_failed: false }
     }
 
@@ -145,6 +148,9 @@ impl Pipeline {
     /// Writes an event. A failing sink loses (and counts) events but never stops the
     /// pipeline: the session's enforcement actions depend on it draining.
     pub fn write(&mut self, event: &Event) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record(event);
+        }
         let result = self.sink.write(event);
         self.sink_result(result);
     }

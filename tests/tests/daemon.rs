@@ -35,7 +35,7 @@ impl Daemon {
     fn start_in(dir: TempDir, policy: &str, on_stop: &str) -> Daemon {
         std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
         let config = format!(
-            "policy: {0}/policy.yaml\nsocket: {0}/control.sock\non_stop: {on_stop}\nevents:\n  stdout: false\n  file: {{path: {0}/events.ndjson}}\n  follower_buffer: 64\n",
+            "policy: {0}/policy.yaml\nsocket: {0}/control.sock\non_stop: {on_stop}\nmetrics: {{file: {0}/metrics.prom}}\nevents:\n  stdout: false\n  file: {{path: {0}/events.ndjson}}\n  follower_buffer: 64\n",
             dir.path().display()
         );
         std::fs::write(dir.path().join("config.yaml"), config).expect("config");
@@ -138,6 +138,35 @@ fn make_agent(dir: &TempDir) -> PathBuf {
     path
 }
 
+/// `spawn`/`output` that retry while the fresh copy of the probe is "text file busy":
+/// another test thread may fork while the copy was open for writing, and its child
+/// holds that descriptor until it execs.
+trait Busy {
+    fn spawn_busy(&mut self) -> Child;
+    fn output_busy(&mut self) -> std::process::Output;
+}
+
+impl Busy for Command {
+    fn spawn_busy(&mut self) -> Child {
+        for _ in 0..100 {
+            match self.spawn() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::sleep(Duration::from_millis(10)),
+                other => return other.expect("spawn"),
+            }
+        }
+        panic!("text file busy for a second");
+    }
+    fn output_busy(&mut self) -> std::process::Output {
+        for _ in 0..100 {
+            match self.output() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::sleep(Duration::from_millis(10)),
+                other => return other.expect("run"),
+            }
+        }
+        panic!("text file busy for a second");
+    }
+}
+
 fn dump(events: &[Value]) -> String {
     events.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
 }
@@ -212,7 +241,7 @@ fn an_adopted_agent_that_violates_is_stopped_and_the_cli_shows_it() {
     std::thread::sleep(Duration::from_millis(300)); // the follower subscribes
 
     // A long-running adopted agent, for `sessions`.
-    let mut sleeper = Command::new(&agent).args(["sleep", "30"]).spawn().expect("sleeper");
+    let mut sleeper = Command::new(&agent).args(["sleep", "30"]).spawn_busy();
     let start = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == sleeper.id());
     assert_eq!(start["session"]["origin"], "exec");
     assert_eq!(start["session"]["profile"], "agent");
@@ -226,7 +255,7 @@ fn an_adopted_agent_that_violates_is_stopped_and_the_cli_shows_it() {
 
     // The agent reads the secret: killed before it returns from the open.
     let secret = daemon.path("secret");
-    let output = Command::new(&agent).args(["open"]).arg(&secret).output().expect("agent");
+    let output = Command::new(&agent).args(["open"]).arg(&secret).output_busy();
     assert_eq!(output.status.signal(), Some(libc::SIGKILL), "stdout: {}", String::from_utf8_lossy(&output.stdout));
     assert!(!String::from_utf8_lossy(&output.stdout).contains("s3cret"));
     let violation = daemon.wait_event(|e| {
@@ -251,6 +280,21 @@ fn an_adopted_agent_that_violates_is_stopped_and_the_cli_shows_it() {
     assert!(status["events_written"].as_u64().unwrap() > 0, "{status}");
     assert_eq!(status["profiles"][0], "agent");
     assert_eq!(status["followers"].as_u64(), Some(1), "{status}");
+    // The Prometheus file, rewritten every second, counts the refusal.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = std::fs::read_to_string(daemon.path("metrics.prom")).unwrap_or_default();
+        let refused: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("agent_monitor_decisions_total{action=\"kill\"}") || l.starts_with("agent_monitor_decisions_total{action=\"deny\"}"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if refused >= 1 && metrics.contains("agent_monitor_sessions_active 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics do not show the refusal:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let _ = sleeper.kill();
     let _ = sleeper.wait();
@@ -268,7 +312,7 @@ fn kill_session_ends_it_with_its_grandchildren_and_spares_the_others() {
     let agent = make_agent(&dir);
     let mut daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
     let spawn_tree = || {
-        let mut child = Command::new(&agent).args(["tree", "30"]).stdout(Stdio::piped()).spawn().expect("tree");
+        let mut child = Command::new(&agent).args(["tree", "30"]).stdout(Stdio::piped()).spawn_busy();
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("pids");
         let pids: Vec<u32> = line.trim().trim_start_matches("pids=").split(',').map(|p| p.parse().expect("pid")).collect();
@@ -416,7 +460,7 @@ fn sigterm_leaves_no_program_map_cgroup_or_socket_behind() {
     let agent = make_agent(&dir);
     let mut daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
     let pid = daemon.child.as_ref().unwrap().id();
-    let mut sleeper = Command::new(&agent).args(["sleep", "30"]).spawn().unwrap();
+    let mut sleeper = Command::new(&agent).args(["sleep", "30"]).spawn_busy();
     let session = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == sleeper.id())["session"]
         ["id"]
         .as_str()
@@ -487,7 +531,7 @@ fn on_stop_freeze_holds_sessions_until_the_next_daemon_takes_them_back() {
     let agent = make_agent(&dir);
     let policy_text = policy(&agent, "");
     let mut daemon = Daemon::start_in(dir, &policy_text, "freeze");
-    let mut sleeper = Command::new(&agent).args(["sleep", "60"]).spawn().unwrap();
+    let mut sleeper = Command::new(&agent).args(["sleep", "60"]).spawn_busy();
     let session = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == sleeper.id())["session"]
         ["id"]
         .as_str()
@@ -523,7 +567,7 @@ fn processes_running_before_the_daemon_are_adopted_with_their_children() {
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "s3cret").unwrap();
     let mut poller =
-        Command::new(&agent).args(["poll-open", secret.to_str().unwrap(), "40"]).stdout(Stdio::piped()).spawn().unwrap();
+        Command::new(&agent).args(["poll-open", secret.to_str().unwrap(), "40"]).stdout(Stdio::piped()).spawn_busy();
     let mut out = BufReader::new(poller.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -567,7 +611,7 @@ fn unit_parent_and_uid_selectors_adopt_at_exec() {
 
     // A child of the runner program is adopted; the runner itself is not.
     let script = format!("{PROBE} open {}; echo runner-lives", secret.display());
-    let output = Command::new(&runner).args(["-c", &script]).output().unwrap();
+    let output = Command::new(&runner).args(["-c", &script]).output_busy();
     assert!(String::from_utf8_lossy(&output.stdout).contains("runner-lives"), "the parent was hit");
     let killed = daemon.wait_event(|e| {
         e["type"] == "file.open" && e["file"]["path"] == secret.to_str().unwrap() && e["decision"]["profile"] == "by-parent"
@@ -632,7 +676,7 @@ fn a_follower_that_never_reads_costs_no_event_in_the_file() {
     stalled.write_all(b"{\"cmd\":\"events\"}\n").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     const OPENS: usize = 5000;
-    let output = Command::new(&agent).args(["open-loop", &OPENS.to_string(), "/etc/hostname"]).output().unwrap();
+    let output = Command::new(&agent).args(["open-loop", &OPENS.to_string(), "/etc/hostname"]).output_busy();
     assert!(output.status.success());
     let session =
         daemon.wait_event(|e| e["type"] == "session.end")["session"]["id"].as_str().unwrap().to_owned();

@@ -42,6 +42,7 @@ use crate::{
     enforcement::{LsmChoice, Tier},
     ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, UserspaceLoss},
     loader::{Probes, attach_network_everywhere},
+    metrics::Metrics,
     pipeline::{Context, Pipeline},
     policy::OnViolation,
     process_tree::ProcessTree,
@@ -72,8 +73,11 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let kill_table: KillTable = Arc::new(Mutex::new(Default::default()));
     let (queue, items) = mpsc::sync_channel::<Item>(QUEUE_CAPACITY);
     let user_loss = Arc::new(UserspaceLoss::default());
-    let ingest = Ingest::spawn(events, decisions, queue, user_loss.clone(), kill_hook(kill_table.clone()), Box::new(|| {}));
-    let pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
+    let metrics = Arc::new(Metrics::new());
+    let hook = kill_hook(kill_table.clone(), metrics.clone());
+    let ingest = Ingest::spawn(events, decisions, queue, user_loss.clone(), hook, Box::new(|| {}));
+    let mut pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
+    pipeline.metrics = Some(metrics);
     let mut daemon =
         Daemon::new(config.clone(), ebpf, enforcement, rules, sessions, adopt, counters, user_loss, pipeline, kill_table);
     if let Err(error) = daemon.install_first(&policy) {
@@ -150,7 +154,7 @@ fn build_sink(config: &Config, hub: sink::Hub) -> anyhow::Result<Sink> {
 /// On a violation in a session: kill the process (`on_violation: kill` where the
 /// kernel only refused) or the whole session (`kill-session`), at once, from the
 /// ingest thread.
-fn kill_hook(table: KillTable) -> DecisionHook {
+fn kill_hook(table: KillTable, metrics: Arc<Metrics>) -> DecisionHook {
     Box::new(move |event: &KernelEvent| {
         let verdict = match event {
             KernelEvent::FileOpen { verdict, .. }
@@ -174,6 +178,7 @@ fn kill_hook(table: KillTable) -> DecisionHook {
             OnViolation::Kill if verdict.action == action::DENY => {
                 if let Some(target) = crate::launcher::pidfd(header.tgid) {
                     crate::launcher::pidfd_send(&target, libc::SIGKILL);
+                    metrics.observe_kill_latency(since(header.time_ns));
                 }
                 None
             }
@@ -182,6 +187,7 @@ fn kill_hook(table: KillTable) -> DecisionHook {
                 let cgroup = entry.cgroup.clone()?;
                 let pids = cgroup.pids();
                 let error = cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"));
+                metrics.observe_kill_latency(since(header.time_ns));
                 Some(Item::SessionKilled {
                     session: header.session_id,
                     time_ns: BootClock::now_boot_ns(),
@@ -193,6 +199,11 @@ fn kill_hook(table: KillTable) -> DecisionHook {
             _ => None,
         }
     })
+}
+
+/// Time from a kernel timestamp (`CLOCK_BOOTTIME`) to now.
+fn since(boot_ns: u64) -> std::time::Duration {
+    std::time::Duration::from_nanos(BootClock::now_boot_ns().saturating_sub(boot_ns))
 }
 
 fn block_signals() -> libc::sigset_t {

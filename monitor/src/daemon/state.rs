@@ -292,7 +292,7 @@ impl Daemon {
     /// and the `session.start` event.
     fn begin(&mut self, mut record: Session, own_cgroup: bool) {
         if own_cgroup {
-            match SessionCgroup::create(&session_id_text(record.id)) {
+            match SessionCgroup::create(&session_id_text(record.id)).map(SessionCgroup::keeping_parent) {
                 Ok(cgroup) => {
                     if record.root_pid != 0
                         && let Err(error) = sessions::gather(&self.members, record.id, &cgroup)
@@ -808,7 +808,7 @@ impl Daemon {
         }
         // Descendants joined above; now each session gets its cgroup and its start.
         for (session, own_cgroup) in starts {
-            if own_cgroup && let Ok(cgroup) = SessionCgroup::create(&session_id_text(session)) {
+            if own_cgroup && let Ok(cgroup) = SessionCgroup::create(&session_id_text(session)).map(SessionCgroup::keeping_parent) {
                 if let Err(error) = sessions::gather(&self.members, session, &cgroup) {
                     log::warn!("moving session {} into its cgroup: {error}", session_id_text(session));
                 }
@@ -910,7 +910,7 @@ impl Daemon {
             let profile = entry["profile"].as_str().unwrap_or_default().to_owned();
             let uid = entry["uid"].as_u64().unwrap_or(0) as u32;
             let id = entry["session"].as_str().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or_else(new_session_id);
-            let cgroup = entry["cgroup"].as_str().and_then(|p| p.rsplit('/').next()).and_then(|name| SessionCgroup::open(name).ok());
+            let cgroup = entry["cgroup"].as_str().and_then(|p| p.rsplit('/').next()).and_then(|name| SessionCgroup::open(name).ok()).map(SessionCgroup::keeping_parent);
             let pids: Vec<u32> = match &cgroup {
                 Some(cgroup) => cgroup.pids(),
                 None => entry["pids"].as_array().map(|a| a.iter().filter_map(|p| p.as_u64()).map(|p| p as u32).collect()).unwrap_or_default(),
@@ -971,6 +971,12 @@ impl Daemon {
     }
 
     fn write_metrics(&self, path: &std::path::Path) {
-        let _ = path;
+        let Some(metrics) = &self.pipeline.metrics else { return };
+        metrics.set_loss(&current_loss(&self.counters, &self.user_loss, &self.pipeline));
+        metrics.set_sink(&self.pipeline.sink);
+        metrics.set_sessions_active(self.sessions.len() as u64);
+        if let Err(error) = crate::metrics::write_atomic(path, &metrics.render()) {
+            log::warn!("writing the metrics to {}: {error}", path.display());
+        }
     }
 }
