@@ -92,6 +92,9 @@ pub struct Session {
     /// session.killed: every process of the session when it was killed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub killed_pids: Option<Vec<u32>>,
+    /// session.killed: `violation` (kill-session) or `kill-switch` (`agent-monitor kill`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub killed_by: Option<&'static str>,
     /// session.killed: the process whose violation ended the session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub killed_because_of: Option<u32>,

@@ -535,6 +535,9 @@ fn schema_is_a_valid_draft_2020_12_schema() {
         types::NET_BIND,
         types::MONITOR_LOSS,
         types::SESSION_KILLED,
+        types::MONITOR_START,
+        types::MONITOR_RELOAD,
+        types::MONITOR_STOP,
     ]
     .into_iter()
     .map(str::to_owned)
@@ -544,10 +547,60 @@ fn schema_is_a_valid_draft_2020_12_schema() {
     assert!(!SCHEMA.contains("additionalProperties") && !SCHEMA.contains("unevaluatedProperties"));
 }
 
+/// The daemon's own events and what its sessions add: `monitor.start`, a refused and
+/// an accepted `monitor.reload`, `monitor.stop`; an adopted session's start, an end
+/// whose first process's exit was not seen, a kill-switch `session.killed`.
+fn daemon_events() -> Vec<Value> {
+    use crate::{daemon::state::monitor_event, event::PolicyState};
+    let context = Context::new();
+    let enforcement = Enforcement::FALLBACK;
+    let policy = |accepted: bool, error: Option<&str>| PolicyState {
+        file: Some("/etc/agent-monitor/policy.yaml".into()),
+        accepted,
+        profiles: vec!["claude".into()],
+        error: error.map(str::to_owned),
+        sessions_updated: accepted.then_some(3),
+    };
+    let mut out = vec![
+        monitor_event(&context, types::MONITOR_START, enforcement, policy(true, None)),
+        monitor_event(&context, types::MONITOR_RELOAD, enforcement, policy(false, Some("profile claude: mode: sometimes is not a mode; fix: use mode: audit or mode: enforce"))),
+        monitor_event(&context, types::MONITOR_RELOAD, enforcement, policy(true, None)),
+        monitor_event(&context, types::MONITOR_STOP, enforcement, policy(true, None)),
+    ];
+    let mut start = context.event(types::SESSION_START, BootClock::now_boot_ns(), session_ref(SESSION));
+    start.session.root_pid = Some(ROOT);
+    start.session.command = Some(vec!["/usr/bin/claude".into()]);
+    start.session.profile = Some("claude".into());
+    start.session.principal = Some(PrincipalRef { name: "alice".into(), uid: 1000 });
+    start.session.mode = Some("enforce");
+    start.session.adopted_by = Some(r#"match[0] {"exe":"/usr/bin/claude"}"#.into());
+    start.session.origin = Some("exec");
+    start.monitor = Some(Monitor { enforcement: Some(enforcement), ..monitor_info(None) });
+    out.push(start);
+    let mut end = context.event(types::SESSION_END, BootClock::now_boot_ns(), session_ref(SESSION));
+    end.session.root_pid = Some(ROOT);
+    end.session.remaining_pids = Some(Vec::new());
+    end.loss = Some(Loss::default());
+    end.monitor = Some(monitor_info(None));
+    end.incomplete = true; // the first process's exit record was lost
+    out.push(end);
+    let mut pipeline = pipeline();
+    pipeline.policy = Some(policy_view("enforce", "kill"));
+    let mut killed = pipeline.session_killed(SESSION, BootClock::now_boot_ns(), vec![ROOT, CHILD], 0, None);
+    killed.session.killed_because_of = None;
+    killed.session.killed_by = Some("kill-switch");
+    if let Some(decision) = &mut killed.decision {
+        decision.enforced_by = Some("userspace:pidfd");
+    }
+    out.push(killed);
+    out.iter().map(to_json).collect()
+}
+
 #[test]
 fn every_event_type_validates() {
     let validator = validator();
-    let events = session_events();
+    let mut events = session_events();
+    events.extend(daemon_events());
     for event in events.iter().chain(&policy_events()) {
         assert_valid(&validator, event);
     }
@@ -707,7 +760,7 @@ fn policy_decisions_have_the_documented_content() {
     assert_eq!(killed.len(), 2);
     assert_eq!(
         killed[0]["session"],
-        json!({"id": "00c0ffee1234abcd", "killed_pids": [ROOT, CHILD + 1], "killed_because_of": CHILD})
+        json!({"id": "00c0ffee1234abcd", "killed_pids": [ROOT, CHILD + 1], "killed_by": "violation", "killed_because_of": CHILD})
     );
     assert_eq!(
         killed[0]["decision"],
@@ -800,6 +853,23 @@ fn assert_rejected(validator: &jsonschema::Validator, event: &Value, what: &str,
 
 fn remove(value: &mut Value, key: &str) {
     value.as_object_mut().unwrap().remove(key).unwrap_or_else(|| panic!("no {key} to remove"));
+}
+
+#[test]
+fn daemon_events_keep_their_promises() {
+    let validator = validator();
+    let events = daemon_events();
+    assert_eq!(events[0]["session"]["id"], "0000000000000000");
+    assert_eq!(events[1]["policy"]["accepted"], false);
+    assert!(events[1]["policy"]["error"].as_str().unwrap().contains("sometimes"));
+    assert_eq!(events[2]["policy"]["sessions_updated"], 3);
+    // A violation's session.killed still names its violator; the kill-switch's may not.
+    let mut no_violator = events[6].clone();
+    no_violator["session"]["killed_by"] = json!("violation");
+    assert!(!validator.is_valid(&no_violator), "a violation's kill without killed_because_of validated");
+    let mut no_policy = events[0].clone();
+    no_policy.as_object_mut().unwrap().remove("policy");
+    assert!(!validator.is_valid(&no_policy), "monitor.start without its policy validated");
 }
 
 #[test]

@@ -77,6 +77,7 @@ pub fn session_ref(id: u64) -> Session {
         command: None,
         remaining_pids: None,
         killed_pids: None,
+        killed_by: None,
         killed_because_of: None,
         principal: None,
         profile: None,
@@ -380,6 +381,7 @@ impl Pipeline {
     pub fn session_killed(&mut self, session_id: u64, time_ns: u64, pids: Vec<u32>, trigger_pid: u32, error: Option<String>) -> Event {
         let mut event = self.context.event(types::SESSION_KILLED, time_ns, session_ref(session_id));
         event.session.killed_pids = Some(pids);
+        event.session.killed_by = Some("violation");
         event.session.killed_because_of = Some(trigger_pid);
         let profile = self.policy_of(session_id).map(|p| p.profile.clone());
         event.decision = Some(Decision {

@@ -33,7 +33,7 @@ use self::{
     config::Config,
     control::{Command, Server},
     sessions::KillTable,
-    state::Daemon,
+    state::{Daemon, KernelParts},
 };
 use crate::{
     cgroup::cgroup2_mount,
@@ -78,8 +78,9 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let ingest = Ingest::spawn(events, decisions, queue, user_loss.clone(), hook, Box::new(|| {}));
     let mut pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
     pipeline.metrics = Some(metrics);
+    let kernel = KernelParts { ebpf, enforcement, rules, members: sessions, adopt, counters, user_loss };
     let mut daemon =
-        Daemon::new(config.clone(), ebpf, enforcement, rules, sessions, adopt, counters, user_loss, pipeline, kill_table);
+        Daemon::new(config.clone(), config_path.to_owned(), kernel, pipeline, kill_table);
     if let Err(error) = daemon.install_first(&policy) {
         ingest.stop();
         let _ = std::fs::remove_file(&config.socket);

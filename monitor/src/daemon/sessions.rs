@@ -49,6 +49,8 @@ pub struct Session {
     /// A `run` client waits for this session's end: it ends when the client says its
     /// first process ended (or the client goes away), not when its processes are gone.
     pub client: bool,
+    /// Wait status of the first process, once its exit was seen.
+    pub root_exit: Option<u32>,
 }
 
 /// What the ingest thread needs to act on a violation at once.

@@ -33,7 +33,7 @@ use crate::{
     event::{Event, Loss, Monitor, NO_SESSION, PolicyState, PrincipalRef, text, types},
     ingest::{Item, UserspaceLoss},
     mounts::MountTable,
-    pipeline::{Pipeline, PolicyView, exit_status, session_id_text, session_ref},
+    pipeline::{Context, Pipeline, PolicyView, exit_status, session_id_text, session_ref},
     policy::{self, Mode, Policy},
     principal,
     rule_maps::RuleMaps,
@@ -47,8 +47,20 @@ const OLD_POLICY_GRACE: Duration = Duration::from_secs(2);
 /// Events of a `run` session held back until its client reports the process started.
 const HELD_MAX: usize = 10_000;
 
+/// What the daemon holds of the kernel side.
+pub struct KernelParts {
+    pub ebpf: Ebpf,
+    pub enforcement: Enforcement,
+    pub rules: RuleMaps,
+    pub members: SessionMap,
+    pub adopt: AdoptMaps,
+    pub counters: PerCpuArray<MapData, u64>,
+    pub user_loss: Arc<UserspaceLoss>,
+}
+
 pub struct Daemon {
     pub config: Config,
+    pub config_path: PathBuf,
     pub ebpf: Ebpf,
     pub enforcement: Enforcement,
     pub rules: RuleMaps,
@@ -73,26 +85,18 @@ pub struct Daemon {
     pending_runs: HashMap<u64, Vec<String>>,
     /// Events of `run` sessions whose process was not reported started yet.
     held: HashMap<u64, Vec<KernelEvent>>,
+    /// Sessions without a process at the last tick.
+    empty_last_tick: Vec<u64>,
     /// Adopted sessions whose `session.start` waits for their exec record.
     unannounced: std::collections::HashSet<u64>,
 }
 
 impl Daemon {
-    #[allow(clippy::too_many_arguments, reason = "assembled once, in `daemon::run`")]
-    pub fn new(
-        config: Config,
-        ebpf: Ebpf,
-        enforcement: Enforcement,
-        rules: RuleMaps,
-        members: SessionMap,
-        adopt: AdoptMaps,
-        counters: PerCpuArray<MapData, u64>,
-        user_loss: Arc<UserspaceLoss>,
-        pipeline: Pipeline,
-        kill_table: KillTable,
-    ) -> Daemon {
+    pub fn new(config: Config, config_path: PathBuf, kernel: KernelParts, pipeline: Pipeline, kill_table: KillTable) -> Daemon {
+        let KernelParts { ebpf, enforcement, rules, members, adopt, counters, user_loss } = kernel;
         Daemon {
             config,
+            config_path,
             ebpf,
             enforcement,
             rules,
@@ -114,6 +118,7 @@ impl Daemon {
             pending_runs: HashMap::new(),
             held: HashMap::new(),
             unannounced: Default::default(),
+            empty_last_tick: Vec::new(),
         }
     }
 
@@ -132,17 +137,14 @@ impl Daemon {
     }
 
     fn monitor_event(&self, event_type: &'static str, error: Option<String>, updated: Option<u32>) -> Event {
-        let mut event = self.pipeline.context.event(event_type, BootClock::now_boot_ns(), session_ref(0));
-        event.session.id = NO_SESSION.to_owned();
-        event.monitor = Some(Monitor { enforcement: Some(self.enforcement), ..monitor_info(None) });
-        event.policy = Some(PolicyState {
+        let policy = PolicyState {
             file: self.config.policy.as_ref().map(|p| p.display().to_string()),
             accepted: error.is_none(),
             profiles: self.policies.profiles.iter().map(|p| p.profile.name.clone()).collect(),
             error,
             sessions_updated: updated,
-        });
-        event
+        };
+        monitor_event(&self.pipeline.context, event_type, self.enforcement, policy)
     }
 
     /// Runs until a `Stop` command; returns after the sessions were released or frozen.
@@ -238,7 +240,14 @@ impl Daemon {
                     }
                 }
                 let exit = match &event {
-                    KernelEvent::Exit { header, .. } => Some(header.session_id),
+                    KernelEvent::Exit { header, exit_code } => {
+                        if let Some(record) = self.sessions.get_mut(&header.session_id)
+                            && record.root_pid == header.tgid
+                        {
+                            record.root_exit = Some(*exit_code);
+                        }
+                        Some(header.session_id)
+                    }
                     _ => None,
                 };
                 self.pipeline.handle(event);
@@ -283,6 +292,7 @@ impl Daemon {
             owned_policy: None,
             frozen: false,
             client: false,
+            root_exit: None,
         };
         self.unannounced.insert(session);
         self.begin(record, info.own_cgroup);
@@ -389,9 +399,11 @@ impl Daemon {
         let mut end = self.pipeline.context.event(types::SESSION_END, BootClock::now_boot_ns(), session_ref(session));
         end.session.root_pid = Some(record.root_pid);
         end.session.remaining_pids = Some(remaining);
-        if let Some(status) = status {
-            end.exit = Some(exit_status(status));
-        }
+        // The first process's end: as its `run` client saw it, else as the kernel
+        // reported it (absent only if that record was lost).
+        end.exit = status.or(record.root_exit).map(exit_status);
+        end.incomplete = end.exit.is_none();
+        end.loss = Some(current_loss(&self.counters, &self.user_loss, &self.pipeline));
         end.monitor = Some(monitor_info(None));
         self.pipeline.write(&end);
         self.pipeline.flush();
@@ -417,12 +429,16 @@ impl Daemon {
             self.pipeline.write(&event);
             self.reported_loss = loss;
         }
-        let ended: Vec<u64> = self
+        // A session empty at two ticks in a row lost its last exit record (the exit
+        // path ends sessions as their records come in).
+        let empty: Vec<u64> = self
             .sessions
             .values()
             .filter(|s| s.root_pid != 0 && !s.client && self.members.members(s.id).is_empty())
             .map(|s| s.id)
             .collect();
+        let ended: Vec<u64> = empty.iter().copied().filter(|id| self.empty_last_tick.contains(id)).collect();
+        self.empty_last_tick = empty;
         for session in ended {
             self.end(session, None);
         }
@@ -490,12 +506,13 @@ impl Daemon {
         }
         let mut event = self.pipeline.session_killed(session, BootClock::now_boot_ns(), pids.clone(), 0, error.clone());
         event.session.killed_because_of = None;
+        event.session.killed_by = Some("kill-switch");
         if let Some(decision) = &mut event.decision {
             decision.enforced_by = Some(if cgroup.is_some() { "userspace:cgroup.kill" } else { "userspace:pidfd" });
             decision.note = Some(format!("kill-switch: agent-monitor kill (by pid {peer_pid}){}", error.as_ref().map(|e| format!("; {e}")).unwrap_or_default()));
         }
         self.pipeline.write(&event);
-        self.end_if_empty(session);
+        // The session ends when its processes' exit records have come in.
         match error {
             None => Reply::message(format!("session {text} killed in {:.1?}: {pids:?}", started.elapsed())),
             Some(error) => Reply::error(format!("session {text}: {error}")),
@@ -539,7 +556,8 @@ impl Daemon {
     }
 
     fn try_reload(&mut self) -> anyhow::Result<(String, u32)> {
-        let policy = policies::read_policy(self.config.policy.as_deref())?;
+        let config = Config::load(&self.config_path)?;
+        let policy = policies::read_policy(config.policy.as_deref())?;
         let running: Vec<&str> = self.sessions.values().filter(|s| s.owned_policy.is_none()).map(|s| s.profile.as_str()).collect();
         for name in &running {
             if policy.profile(name).is_none() {
@@ -575,6 +593,10 @@ impl Daemon {
                 entry.enforce = view.mode == Mode::Enforce;
             }
         }
+        // What a reload takes from the config besides the policy.
+        self.config.policy = config.policy;
+        self.config.on_stop = config.on_stop;
+        self.config.metrics = config.metrics;
         if let Err(error) = self.adopt.install(&set.adoption) {
             // The sessions already run on the new rules; adoption stays on the old
             // tables, whose policy ids are kept for it.
@@ -654,6 +676,7 @@ impl Daemon {
             owned_policy: owned,
             frozen: false,
             client: true,
+            root_exit: None,
         };
         self.begin(record, true);
         self.pending_runs.insert(session, command);
@@ -801,6 +824,7 @@ impl Daemon {
                 owned_policy: None,
                 frozen: false,
                 client: false,
+                root_exit: None,
             };
             self.begin(record, false);
             self.sessions.get_mut(&session).expect("begun").root_pid = pid;
@@ -852,6 +876,16 @@ impl Daemon {
         self.pipeline.write(&event);
         self.pipeline.flush();
     }
+}
+
+/// A `monitor.start`, `monitor.reload` or `monitor.stop` event: the daemon's own, in
+/// no session.
+pub fn monitor_event(context: &Context, event_type: &'static str, enforcement: Enforcement, policy: PolicyState) -> Event {
+    let mut event = context.event(event_type, BootClock::now_boot_ns(), session_ref(0));
+    event.session.id = NO_SESSION.to_owned();
+    event.monitor = Some(Monitor { enforcement: Some(enforcement), ..monitor_info(None) });
+    event.policy = Some(policy);
+    event
 }
 
 /// The command line of a running process (`[]` once it is gone).
@@ -942,6 +976,7 @@ impl Daemon {
                 owned_policy: None,
                 frozen: true,
                 client: false,
+                root_exit: None,
             };
             let has_cgroup = cgroup.is_some();
             self.begin(record, false);

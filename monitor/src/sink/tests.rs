@@ -23,6 +23,7 @@ pub fn event(event_type: &'static str, session_id: &str) -> Event {
             command: None,
             remaining_pids: None,
             killed_pids: None,
+            killed_by: None,
             killed_because_of: None,
             principal: None,
             profile: None,
