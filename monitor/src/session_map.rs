@@ -48,6 +48,11 @@ impl SessionMap {
         self.map.map().fd().as_fd().as_raw_fd()
     }
 
+    /// The same kernel map through another descriptor (the daemon's control thread).
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<SessionMap, MapError> {
+        SessionMap::new(Map::HashMap(aya::maps::MapData::from_fd(fd)?))
+    }
+
     /// A second descriptor of the map (handed to `run` clients of the daemon).
     pub fn map_fd_dup(&self) -> std::io::Result<std::os::fd::OwnedFd> {
         self.map.map().fd().as_fd().try_clone_to_owned()

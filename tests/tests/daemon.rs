@@ -85,7 +85,10 @@ impl Daemon {
 
     fn events(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.path("events.ndjson")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+        // The daemon may be writing: only complete lines count.
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
+            .lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
     }
 
     /// Waits until an event satisfies `what`, and returns it.
@@ -708,6 +711,21 @@ fn the_control_socket_is_for_root_only() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("another agent-monitor daemon"), "{}", String::from_utf8_lossy(&output.stderr));
+    // An agent in one of the daemon's sessions, root or not, is turned away: it could
+    // otherwise kill, reload or leave sessions through the daemon.
+    let output = Command::new(monitor_bin())
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(["run", "--profile", "agent", "--events", "/dev/null", "--"])
+        .arg(monitor_bin())
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(["status"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refused: the caller is in a monitored session"), "{stderr}");
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
     // A non-root peer is refused by SO_PEERCRED even if the mode let it in.
     std::fs::set_permissions(daemon.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
     let script = format!("import socket;s=socket.socket(socket.AF_UNIX);s.connect('{}');print(s.recv(4096).decode())", daemon.socket().display());

@@ -76,6 +76,8 @@ pub struct Server {
     pub session_map: Arc<OwnedFd>,
     /// Lines buffered for a `run` client's event stream.
     pub run_buffer: usize,
+    /// Membership, to turn session members away.
+    pub members: crate::session_map::SessionMap,
 }
 
 impl Server {
@@ -106,6 +108,12 @@ impl Server {
         let mut writer = stream.try_clone()?;
         if peer_uid != 0 {
             write_line(&mut writer, &Reply::error("the control socket is for root only"))?;
+            return Ok(());
+        }
+        // An agent running as root must not stop, reload or leave its own session
+        // (or any other) through the daemon.
+        if self.members.contains(peer_pid) {
+            write_line(&mut writer, &Reply::error("refused: the caller is in a monitored session"))?;
             return Ok(());
         }
         let mut reader = BufReader::new(stream.try_clone()?);

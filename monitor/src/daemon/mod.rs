@@ -98,8 +98,10 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
         path: config.socket.clone(),
         commands: commands.clone(),
         hub,
-        session_map,
         run_buffer: config.events.follower_buffer.max(65_536),
+        members: crate::session_map::SessionMap::from_fd(session_map.try_clone()?)
+            .context("opening the session map for the control socket")?,
+        session_map,
     };
     let control = server.spawn(stop_control.clone());
     let worker = std::thread::Builder::new().name("daemon".into()).spawn(move || daemon.run(items, requests))?;

@@ -414,8 +414,11 @@ fn selectors(value: Option<&Value>, errors: &mut Errors) -> Vec<Selector> {
         }
         let set = [&selector.exe, &selector.parent_exe, &selector.unit, &selector.cgroup].iter().any(|f| f.is_some())
             || selector.uid.is_some();
-        if !set && map.keys().all(|k| KEYS.contains(&k.as_str())) {
-            errors.add(&at, "empty selector (it would adopt every process)", format!("give at least one of: {}", KEYS.join(", ")));
+        if !set {
+            // Keys that were given are reported above; none at all is its own error.
+            if map.is_empty() {
+                errors.add(&at, "empty selector (it would adopt every process)", format!("give at least one of: {}", KEYS.join(", ")));
+            }
             continue;
         }
         selector.origin = Origin { field: "match", index: i, text: serde_json::to_string(item).unwrap_or_default() };
@@ -604,6 +607,32 @@ profiles:
         assert!(parse_connect("1.2.3.4:0").is_err());
         assert!(parse_connect("[::1:80").is_err());
         assert!(parse_connect("host.example/8:80").is_err());
+    }
+
+    #[test]
+    fn match_selectors_are_checked_key_by_key() {
+        let ok = parse_policy(
+            "version: 1\nprofiles:\n  - name: a\n    match:\n      - {exe: /usr/bin/claude}\n      - {unit: ci.service, uid: builder}\n      - {cgroup: /agents.slice, parent_exe: /usr/bin/runner, uid: 1000}\n",
+        )
+        .unwrap();
+        let selectors = &ok.profiles[0].selectors;
+        assert_eq!(selectors.len(), 3);
+        assert_eq!(selectors[0].exe.as_deref(), Some("/usr/bin/claude"));
+        assert_eq!(selectors[1].uid, Some(UserSpec::Name("builder".into())));
+        assert_eq!(selectors[2].uid, Some(UserSpec::Id(1000)));
+        assert_eq!(selectors[1].origin.to_string(), r#"match[1] {"uid":"builder","unit":"ci.service"}"#);
+        let errors = errors_of(
+            "version: 1\nprofiles:\n  - name: a\n    match:\n      - {}\n      - {exe: claude}\n      - {unit: ci}\n      - {cgroup: ../x}\n      - {uid: -1}\n      - {unit: a.service, cgroup: /b}\n      - {exe: /x, colour: red}\n      - 5\n",
+        );
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["match[0]", "match[1].exe", "match[2].unit", "match[3].cgroup", "match[4].uid", "match[5]", "match[6].colour", "match[7]"],
+            "{errors:?}"
+        );
+        assert!(errors[0].problem.contains("every process"), "an empty selector would adopt everything: {}", errors[0]);
+        let not_a_list = errors_of("version: 1\nprofiles:\n  - name: a\n    match: {exe: /x}\n");
+        assert_eq!(not_a_list[0].field, "match");
     }
 
     #[test]
