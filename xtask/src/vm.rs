@@ -68,7 +68,8 @@ struct Config {
 /// Under emulation each monitor start costs seconds (loading and verifying the
 /// programs), so each VM runs the suites that tell its tier apart, not all of them: with
 /// BPF LSM, the LSM suite and the suites whose hooks and events change most with the
-/// tier (paths, network refusals, the kill switch); without it, the LSM suite under
+/// tier (paths, network refusals, the kill switch), and the daemon (its adoption and
+/// self-protection under the LSM hooks); without it, the LSM suite under
 /// tier-2 semantics. Each test knows which tier it got and expects. Every suite runs in
 /// tier 2 on the build host (`cargo xtask test`); `sessions`, `net` and `on_behalf_of`
 /// also pass in the `lsm` VM (measured, 12 min under load), but do not fit CI's time.
@@ -77,7 +78,7 @@ const CONFIGS: [Config; 2] = [
         name: "lsm",
         lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
         expect_lsm: true,
-        tests: &["lsm", "paths", "net_enforce", "kill_switch"],
+        tests: &["lsm", "paths", "net_enforce", "kill_switch", "daemon"],
     },
     Config {
         name: "nolsm",

@@ -32,6 +32,9 @@ const HOST_PROGRAMS: &[&str] = &[
     "/usr/bin/touch",
     "/usr/bin/mount",
     "/usr/bin/umount",
+    // The daemon suite: what a stopped daemon left loaded; a non-root client.
+    "/usr/sbin/bpftool",
+    "/usr/bin/setpriv",
 ];
 
 /// The guest's `/init`.
