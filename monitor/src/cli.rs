@@ -4,12 +4,18 @@ use std::{ffi::OsString, path::PathBuf};
 
 use clap::{Parser, Subcommand};
 
+/// The daemon's control socket (kept here, beside the CLI: `cargo xtask man` compiles
+/// this file alone, with std and clap only).
+pub const DEFAULT_SOCKET: &str = "/run/agent-monitor/control.sock";
+/// The daemon's configuration file.
+pub const DEFAULT_CONFIG: &str = "/etc/agent-monitor/config.yaml";
+
 #[derive(Debug, Parser)]
 #[command(name = "agent-monitor", version, about = "Holds AI-agent processes to the scope they were granted")]
 pub struct Cli {
     /// The daemon's control socket (status, sessions, events, kill, reload, and `run`
     /// when a daemon is running).
-    #[arg(long, global = true, value_name = "PATH", default_value = crate::daemon::config::DEFAULT_SOCKET)]
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -54,7 +60,7 @@ pub enum Command {
     /// name, serve the control socket, until SIGTERM; SIGHUP reloads the policy.
     Daemon {
         /// Configuration file (YAML); a missing default file means the defaults.
-        #[arg(long, value_name = "FILE", default_value = crate::daemon::config::DEFAULT_CONFIG)]
+        #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// The daemon's version, enforcement tiers, policy, sessions and counters.

@@ -33,6 +33,10 @@ impl Daemon {
     }
 
     fn start_in(dir: TempDir, policy: &str, on_stop: &str) -> Daemon {
+        Daemon::start_with(dir, policy, on_stop, &[])
+    }
+
+    fn start_with(dir: TempDir, policy: &str, on_stop: &str, env: &[(&str, &Path)]) -> Daemon {
         std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
         let config = format!(
             "policy: {0}/policy.yaml\nsocket: {0}/control.sock\non_stop: {on_stop}\nmetrics: {{file: {0}/metrics.prom}}\nevents:\n  stdout: false\n  file: {{path: {0}/events.ndjson}}\n  follower_buffer: 64\n",
@@ -44,6 +48,7 @@ impl Daemon {
             .arg(dir.path().join("config.yaml"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("daemon.log")).expect("log"))
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .spawn()
             .expect("starting the daemon");
         let daemon = Daemon { dir, child: Some(child) };
@@ -775,4 +780,31 @@ fn session_members_cannot_kill_the_daemon() {
         // fact: README and the note say so. What tier 2 does promise is checked above.
         assert_eq!(tier, "seccomp");
     }
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-notify");
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(START_TIMEOUT)).unwrap();
+    let mut daemon =
+        Daemon::start_with(dir, "version: 1\nprofiles:\n  - name: agent\n", "release", &[("NOTIFY_SOCKET", &notify_path)]);
+    let mut next = || {
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(next().contains("READY=1"));
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(daemon.child.as_ref().unwrap().id() as i32, libc::SIGHUP) };
+    let reloading = next();
+    assert!(reloading.contains("RELOADING=1") && reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    assert!(next().contains("READY=1"));
+    let stopped = std::thread::spawn(move || daemon.stop());
+    assert!(next().contains("STOPPING=1"));
+    assert!(stopped.join().unwrap().success());
 }

@@ -7,8 +7,7 @@ use serde::Deserialize;
 pub use crate::sink::Redaction;
 
 
-pub const DEFAULT_CONFIG: &str = "/etc/agent-monitor/config.yaml";
-pub const DEFAULT_SOCKET: &str = "/run/agent-monitor/control.sock";
+pub use crate::cli::{DEFAULT_CONFIG, DEFAULT_SOCKET};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +132,15 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_packaged_config_is_valid() {
+        let config = Config::parse(include_str!("../../../packaging/config.yaml")).unwrap();
+        assert_eq!(config.policy.as_deref(), Some(Path::new("/etc/agent-monitor/policy.yaml")));
+        assert_eq!(config.socket, Path::new(DEFAULT_SOCKET));
+        let policy = crate::policy::parse_policy(include_str!("../../../packaging/policy.yaml"));
+        assert!(policy.is_ok(), "{policy:?}");
+    }
 
     #[test]
     fn an_empty_file_means_the_defaults() {
