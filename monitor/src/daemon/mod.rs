@@ -74,7 +74,9 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let (queue, items) = mpsc::sync_channel::<Item>(QUEUE_CAPACITY);
     let user_loss = Arc::new(UserspaceLoss::default());
     let metrics = Arc::new(Metrics::new());
-    let hook = kill_hook(kill_table.clone(), metrics.clone());
+    let hook_members = crate::session_map::SessionMap::from_fd(session_map.try_clone()?)
+        .context("opening the session map for the kill hook")?;
+    let hook = kill_hook(kill_table.clone(), metrics.clone(), hook_members);
     let ingest = Ingest::spawn(events, decisions, queue, user_loss.clone(), hook, Box::new(|| {}));
     let mut pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
     pipeline.metrics = Some(metrics);
@@ -157,7 +159,7 @@ fn build_sink(config: &Config, hub: sink::Hub) -> anyhow::Result<Sink> {
 /// On a violation in a session: kill the process (`on_violation: kill` where the
 /// kernel only refused) or the whole session (`kill-session`), at once, from the
 /// ingest thread.
-fn kill_hook(table: KillTable, metrics: Arc<Metrics>) -> DecisionHook {
+fn kill_hook(table: KillTable, metrics: Arc<Metrics>, members: crate::session_map::SessionMap) -> DecisionHook {
     Box::new(move |event: &KernelEvent| {
         let verdict = match event {
             KernelEvent::FileOpen { verdict, .. }
@@ -179,7 +181,10 @@ fn kill_hook(table: KillTable, metrics: Arc<Metrics>) -> DecisionHook {
         }
         match entry.on_violation {
             OnViolation::Kill if verdict.action == action::DENY => {
-                if let Some(target) = crate::launcher::pidfd(header.tgid) {
+                // The pidfd first, then membership: a reused pid is never hit.
+                if let Some(target) = crate::launcher::pidfd(header.tgid)
+                    && members.member(header.tgid).is_some_and(|m| m.session_id == header.session_id)
+                {
                     crate::launcher::pidfd_send(&target, libc::SIGKILL);
                     metrics.observe_kill_latency(since(header.time_ns));
                 }

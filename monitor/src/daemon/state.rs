@@ -265,6 +265,16 @@ impl Daemon {
     /// The kernel adopted `pid` into the new session `session`.
     fn adopted(&mut self, session: u64, pid: u32, uid: u32, selector: u32, generation: u32, mut member: SessionMember) {
         let info = self.generations[(generation & 1) as usize].as_ref().and_then(|t| t.info.get(selector as usize)).cloned();
+        // Tables replaced since the kernel read them: the policy id still names the
+        // profile (its rules are kept a while after a reload).
+        let info = info.or_else(|| {
+            let profile = self.policies.profile_of_policy(member.policy_id)?;
+            Some(adoption::SelectorInfo {
+                profile: profile.profile.name.clone(),
+                text: format!("match[{selector}] (of a policy since replaced)"),
+                own_cgroup: false,
+            })
+        });
         let Some(info) = info else {
             log::warn!("adoption by unknown selector {selector} (generation {generation}); the session is held to its policy id {}", member.policy_id);
             return;
