@@ -611,9 +611,16 @@ fn unit_parent_and_uid_selectors_adopt_at_exec() {
     let cgroup = cgroup_dir("x").parent().unwrap().parent().unwrap().join(&unit);
     std::fs::create_dir(&cgroup).unwrap();
     let script = format!("echo $$ > {}/cgroup.procs && exec {PROBE} open {}", cgroup.display(), secret.display());
-    let status = Command::new("/bin/sh").args(["-c", &script]).status().unwrap();
+    let output = Command::new("/bin/sh").args(["-c", &script]).output().unwrap();
     let _ = std::fs::remove_dir(&cgroup);
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "not adopted in the unit's cgroup:\n{}", dump(&daemon.events()));
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGKILL),
+        "not adopted in the unit's cgroup ({}; {}):\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        dump(&daemon.events())
+    );
     let start = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["profile"] == "by-unit");
     assert!(start["session"]["adopted_by"].as_str().unwrap().contains(&unit), "{start}");
 
@@ -752,7 +759,8 @@ fn session_members_cannot_kill_the_daemon() {
     }
     let dir = TempDir::new("daemon-guard");
     let agent = make_agent(&dir);
-    let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    // `deny`: refused, and the agent lives on to say so (`kill` would also end it).
+    let daemon = Daemon::start_in(dir, &policy(&agent, "").replace("on_violation: kill", "on_violation: deny"), "release");
     let pid = daemon.child.as_ref().unwrap().id().to_string();
     let tier = daemon.ctl_json(&["status", "--json"])["enforcement"]["self_protection"].as_str().unwrap().to_owned();
 

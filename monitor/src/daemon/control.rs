@@ -44,7 +44,8 @@ pub enum Command {
 const MAX_REQUEST: usize = 1 << 20;
 
 /// Binds the socket at `path` (its directory made 0700 if missing); a stale socket
-/// left by a daemon that died is replaced, a live one is an error.
+/// left by a daemon that died is replaced, a live one is an error. Bound once the
+/// daemon is ready: a client that can connect finds the policy in force.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent()
         && !dir.exists()
@@ -52,9 +53,7 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    if UnixStream::connect(path).is_ok() {
-        anyhow::bail!("another agent-monitor daemon is running ({} answers); stop it first", path.display());
-    }
+    ensure_free(path)?;
     let _ = std::fs::remove_file(path);
     // Created 0600 from the start: no moment where others could connect.
     // SAFETY: umask only changes this process's file creation mask.
@@ -65,6 +64,14 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     let listener = listener.with_context(|| format!("binding the control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// Fails if a daemon answers at `path` (checked before loading anything).
+pub fn ensure_free(path: &Path) -> anyhow::Result<()> {
+    if UnixStream::connect(path).is_ok() {
+        anyhow::bail!("another agent-monitor daemon is running ({} answers); stop it first", path.display());
+    }
+    Ok(())
 }
 
 pub struct Server {
@@ -106,18 +113,18 @@ impl Server {
     fn serve(&self, stream: UnixStream) -> anyhow::Result<()> {
         let (peer_pid, peer_uid) = unix::peer(&stream)?;
         let mut writer = stream.try_clone()?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        // The request is read before any refusal, so that the client reads the answer
+        // rather than a broken pipe.
+        let Some(request) = read_request(&mut reader, &mut writer)? else { return Ok(()) };
         if peer_uid != 0 {
-            write_line(&mut writer, &Reply::error("the control socket is for root only"))?;
-            return Ok(());
+            return write_line(&mut writer, &Reply::error("the control socket is for root only"));
         }
         // An agent running as root must not stop, reload or leave its own session
         // (or any other) through the daemon.
         if self.members.contains(peer_pid) {
-            write_line(&mut writer, &Reply::error("refused: the caller is in a monitored session"))?;
-            return Ok(());
+            return write_line(&mut writer, &Reply::error("refused: the caller is in a monitored session"));
         }
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let Some(request) = read_request(&mut reader, &mut writer)? else { return Ok(()) };
         match request {
             Request::Events { session, types } => {
                 let filter = Filter { session, types: types.into_iter().collect() };

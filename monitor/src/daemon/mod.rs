@@ -52,6 +52,7 @@ use crate::{
 pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let config = Config::load(config_path)?;
     let policy = policies::read_policy(config.policy.as_deref())?;
+    control::ensure_free(&config.socket)?;
     let signals = block_signals();
     let mut probes = Probes::load(LsmChoice::Auto).context("loading the eBPF programs")?;
     let own_files = std::env::current_exe().into_iter().chain(config.policy.clone()).chain(Some(config_path.to_owned()));
@@ -66,7 +67,6 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     }
     let hub = sink::Hub::new(config.events.follower_buffer);
     let sink = build_sink(&config, hub.clone())?;
-    let listener = control::bind(&config.socket)?;
     let session_map = Arc::new(probes.sessions.map_fd_dup().context("duplicating the session map descriptor")?);
 
     let Probes { ebpf, enforcement, sessions, events, decisions, counters, rules, .. } = probes;
@@ -85,7 +85,6 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
         Daemon::new(config.clone(), config_path.to_owned(), kernel, pipeline, kill_table);
     if let Err(error) = daemon.install_first(&policy) {
         ingest.stop();
-        let _ = std::fs::remove_file(&config.socket);
         return Err(error.context("installing the policy"));
     }
     // Frozen sessions first: their processes keep their session (and cgroup) rather
@@ -93,6 +92,13 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     daemon.restore_frozen();
     daemon.adopt_running();
 
+    let listener = match control::bind(&config.socket) {
+        Ok(listener) => listener,
+        Err(error) => {
+            ingest.stop();
+            return Err(error);
+        }
+    };
     let (commands, requests) = mpsc::channel::<Command>();
     let stop_control = Arc::new(AtomicBool::new(false));
     let server = Server {

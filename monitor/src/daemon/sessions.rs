@@ -51,6 +51,13 @@ pub struct Session {
     pub client: bool,
     /// Wait status of the first process, once its exit was seen.
     pub root_exit: Option<u32>,
+    /// Processes of the session whose exit record has not been read yet. Once empty,
+    /// every record of the session has been read (a process's exit record is the last
+    /// it causes, and the ring buffer keeps order).
+    pub alive: std::collections::HashSet<u32>,
+    /// `run`: the client reported the first process's end (its wait status); the
+    /// session ends once `alive` is empty.
+    pub ending: Option<(u32, std::time::Instant)>,
 }
 
 /// What the ingest thread needs to act on a violation at once.

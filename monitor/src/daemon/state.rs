@@ -179,7 +179,7 @@ impl Daemon {
                         let _ = reply.send(self.started_run(session, pid));
                     }
                     Command::RunEnded { session, status, reply } => {
-                        self.end(session, Some(status));
+                        self.run_ended(session, status);
                         let _ = reply.send(Reply::ok());
                     }
                     Command::Detached { session } => {
@@ -236,29 +236,43 @@ impl Daemon {
                         self.pipeline.write(&start);
                     }
                     for event in held {
-                        self.pipeline.handle(event);
+                        self.process(event);
                     }
                 }
-                let exit = match &event {
-                    KernelEvent::Exit { header, exit_code } => {
-                        if let Some(record) = self.sessions.get_mut(&header.session_id)
-                            && record.root_pid == header.tgid
-                        {
-                            record.root_exit = Some(*exit_code);
-                        }
-                        Some(header.session_id)
-                    }
-                    _ => None,
-                };
-                self.pipeline.handle(event);
-                if let Some(session) = exit {
-                    self.end_if_empty(session);
-                }
+                self.process(event);
             }
             Item::SessionKilled { session, time_ns, pids, trigger_pid, error } => {
                 let event = self.pipeline.session_killed(session, time_ns, pids, trigger_pid, error);
                 self.pipeline.write(&event);
             }
+        }
+    }
+
+    /// Writes a kernel event, keeping each session's live processes; a session whose
+    /// last process's exit record this was ends.
+    fn process(&mut self, event: KernelEvent) {
+        let mut exited = None;
+        if let Some(record) = self.sessions.get_mut(&event.header().session_id) {
+            match &event {
+                KernelEvent::Fork { child_tgid, .. } => {
+                    record.alive.insert(*child_tgid);
+                }
+                KernelEvent::Exec { header, .. } => {
+                    record.alive.insert(header.tgid);
+                }
+                KernelEvent::Exit { header, exit_code } => {
+                    record.alive.remove(&header.tgid);
+                    if record.root_pid == header.tgid {
+                        record.root_exit = Some(*exit_code);
+                    }
+                    exited = Some(header.session_id);
+                }
+                _ => {}
+            }
+        }
+        self.pipeline.handle(event);
+        if let Some(session) = exited {
+            self.end_if_done(session);
         }
     }
 
@@ -303,8 +317,12 @@ impl Daemon {
             frozen: false,
             client: false,
             root_exit: None,
+                alive: Default::default(),
+                ending: None,
         };
         self.unannounced.insert(session);
+        let mut record = record;
+        record.alive.insert(pid);
         self.begin(record, info.own_cgroup);
     }
 
@@ -375,12 +393,31 @@ impl Daemon {
         updated
     }
 
-    fn end_if_empty(&mut self, session: u64) {
+    /// Ends `session` once every process it had has been reported gone: an adopted
+    /// session when its last process exits, a `run` session once its client also said
+    /// its first process ended.
+    fn end_if_done(&mut self, session: u64) {
         let Some(record) = self.sessions.get(&session) else { return };
-        if record.root_pid == 0 || record.client || !self.members.members(session).is_empty() {
+        if record.root_pid == 0 || !record.alive.is_empty() {
             return;
         }
-        self.end(session, None);
+        match (record.client, record.ending) {
+            (false, ending) => self.end(session, ending.map(|(status, _)| status)),
+            (true, Some((status, _))) => self.end(session, Some(status)),
+            (true, None) => {}
+        }
+    }
+
+    /// A `run` client's first process ended: what it left running is killed, and the
+    /// session ends once the exit records of all its processes have been read.
+    fn run_ended(&mut self, session: u64, status: u32) {
+        let Some(record) = self.sessions.get_mut(&session) else { return };
+        record.ending = Some((status, Instant::now()));
+        let cgroup = record.cgroup.clone();
+        if !self.members.members(session).is_empty() {
+            sessions::kill_session(&self.members, session, cgroup.as_deref());
+        }
+        self.end_if_done(session);
     }
 
     /// Ends `session`: whatever of it still runs is killed (a `run` session ends with
@@ -444,13 +481,14 @@ impl Daemon {
         let empty: Vec<u64> = self
             .sessions
             .values()
-            .filter(|s| s.root_pid != 0 && !s.client && self.members.members(s.id).is_empty())
+            .filter(|s| s.root_pid != 0 && (!s.client || s.ending.is_some()) && self.members.members(s.id).is_empty())
             .map(|s| s.id)
             .collect();
         let ended: Vec<u64> = empty.iter().copied().filter(|id| self.empty_last_tick.contains(id)).collect();
         self.empty_last_tick = empty;
         for session in ended {
-            self.end(session, None);
+            let status = self.sessions.get(&session).and_then(|s| s.ending).map(|(status, _)| status);
+            self.end(session, status);
         }
         let now = Instant::now();
         let (due, keep): (Vec<_>, Vec<_>) = self.retiring.drain(..).partition(|(at, _)| now.duration_since(*at) >= OLD_POLICY_GRACE);
@@ -687,6 +725,8 @@ impl Daemon {
             frozen: false,
             client: true,
             root_exit: None,
+                alive: Default::default(),
+                ending: None,
         };
         self.begin(record, true);
         self.pending_runs.insert(session, command);
@@ -733,11 +773,13 @@ impl Daemon {
             return Reply::error(format!("pid {pid} is not the first process of session {}", session_id_text(session)));
         }
         let command = self.pending_runs.remove(&session);
-        self.sessions.get_mut(&session).expect("present").root_pid = pid;
+        let record = self.sessions.get_mut(&session).expect("present");
+        record.root_pid = pid;
+        record.alive.insert(pid);
         let start = self.start_event(&self.sessions[&session], command);
         self.pipeline.write(&start);
         for event in self.held.remove(&session).unwrap_or_default() {
-            self.pipeline.handle(event);
+            self.process(event);
         }
         self.pipeline.flush();
         Reply::ok()
@@ -805,6 +847,7 @@ impl Daemon {
                 let member = self.sessions[&session].member;
                 if self.members.set(pid, &member).is_ok() {
                     joined.insert(pid, session);
+                    self.sessions.get_mut(&session).expect("begun").alive.insert(pid);
                 }
                 continue;
             }
@@ -835,9 +878,13 @@ impl Daemon {
                 frozen: false,
                 client: false,
                 root_exit: None,
+                alive: Default::default(),
+                ending: None,
             };
             self.begin(record, false);
-            self.sessions.get_mut(&session).expect("begun").root_pid = pid;
+            let record = self.sessions.get_mut(&session).expect("begun");
+            record.root_pid = pid;
+            record.alive.insert(pid);
             starts.push((session, info.own_cgroup));
         }
         // Descendants joined above; now each session gets its cgroup and its start.
@@ -987,8 +1034,12 @@ impl Daemon {
                 frozen: true,
                 client: false,
                 root_exit: None,
+                alive: Default::default(),
+                ending: None,
             };
             let has_cgroup = cgroup.is_some();
+            let mut record = record;
+            record.alive.extend(pids.iter().copied());
             self.begin(record, false);
             if let Some(cgroup) = cgroup {
                 let cgroup = Arc::new(cgroup);

@@ -399,17 +399,11 @@ fn main() {
             unsafe {
                 if libc::fork() == 0 {
                     if libc::fork() == 0 {
-                        let mut buf = [0u8; 16];
-                        let pid = format_pid(libc::getpid() as u32, &mut buf);
-                        libc::write(fds[1], pid.as_ptr().cast(), pid.len());
-                        libc::write(fds[1], b" ".as_ptr().cast(), 1);
+                        write_pid_word(fds[1]);
                         libc::sleep(secs);
                         libc::_exit(0);
                     }
-                    let mut buf = [0u8; 16];
-                    let pid = format_pid(libc::getpid() as u32, &mut buf);
-                    libc::write(fds[1], pid.as_ptr().cast(), pid.len());
-                    libc::write(fds[1], b" ".as_ptr().cast(), 1);
+                    write_pid_word(fds[1]);
                     libc::sleep(secs);
                     libc::_exit(0);
                 }
@@ -514,6 +508,17 @@ fn spawn_daemon() {
     let mut pid = String::new();
     reader.read_to_string(&mut pid).expect("read daemon pid");
     println!("daemon={}", pid.trim());
+}
+
+/// Writes "PID " to `fd` in one write (atomic on a pipe): async-signal-safe.
+fn write_pid_word(fd: i32) {
+    let mut buf = [0u8; 16];
+    // SAFETY: getpid has no preconditions.
+    let pid = format_pid(unsafe { libc::getpid() } as u32, &mut buf);
+    let mut word = [b' '; 17];
+    word[..pid.len()].copy_from_slice(pid);
+    // SAFETY: writing a local buffer to a pipe.
+    unsafe { libc::write(fd, word.as_ptr().cast(), pid.len() + 1) };
 }
 
 fn format_pid(mut pid: u32, buf: &mut [u8; 16]) -> &[u8] {
