@@ -123,3 +123,16 @@ fn run_rejects_an_unknown_profile_or_a_broken_policy_before_starting_anything() 
 
     assert!(!marker.exists(), "the agent ran although its policy was rejected");
 }
+
+#[test]
+fn check_lists_what_the_daemon_would_adopt() {
+    let dir = TempDir::new("policy-match");
+    let (code, out) = check(
+        &dir,
+        "p.yaml",
+        "version: 1\nprofiles:\n  - name: agent\n    match:\n      - {exe: /bin/sh}\n      - {exe: /opt/none/claude, uid: 1000}\n",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(r#"daemon adopts into agent: match[0] {"exe":"/bin/sh"}"#), "{out}");
+    assert!(out.contains("not on this host: /opt/none/claude"), "{out}");
+}

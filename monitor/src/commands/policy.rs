@@ -18,6 +18,23 @@ pub fn check(file: &Path) -> anyhow::Result<i32> {
         Ok(policy) => {
             let names: Vec<&str> = policy.profiles.iter().map(|p| p.name.as_str()).collect();
             println!("{}: ok ({} profile(s): {})", file.display(), names.len(), names.join(", "));
+            // What the daemon would adopt, and whether each named program is there.
+            for profile in &policy.profiles {
+                for selector in &profile.selectors {
+                    let missing: Vec<&str> = [&selector.exe, &selector.parent_exe]
+                        .into_iter()
+                        .flatten()
+                        .map(String::as_str)
+                        .filter(|path| !Path::new(path).exists())
+                        .collect();
+                    let note = if missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (not on this host: {}; matches nothing here)", missing.join(", "))
+                    };
+                    println!("  daemon adopts into {}: {}{note}", profile.name, selector.origin);
+                }
+            }
             Ok(0)
         }
         Err(errors) => {
