@@ -33,13 +33,14 @@ impl Daemon {
     }
 
     fn start_in(dir: TempDir, policy: &str, on_stop: &str) -> Daemon {
-        Daemon::start_with(dir, policy, on_stop, &[])
+        Daemon::start_with(dir, policy, on_stop, &[], "")
     }
 
-    fn start_with(dir: TempDir, policy: &str, on_stop: &str, env: &[(&str, &Path)]) -> Daemon {
+    /// With `env` for the daemon and `extra` lines in its config.
+    fn start_with(dir: TempDir, policy: &str, on_stop: &str, env: &[(&str, &Path)], extra: &str) -> Daemon {
         std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
         let config = format!(
-            "policy: {0}/policy.yaml\nsocket: {0}/control.sock\non_stop: {on_stop}\nmetrics: {{file: {0}/metrics.prom}}\nevents:\n  stdout: false\n  file: {{path: {0}/events.ndjson}}\n  follower_buffer: 64\n",
+            "policy: {0}/policy.yaml\nsocket: {0}/control.sock\non_stop: {on_stop}\nmetrics: {{file: {0}/metrics.prom}}\nevents:\n  stdout: false\n  file: {{path: {0}/events.ndjson}}\n  follower_buffer: 64\n{extra}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("config.yaml"), config).expect("config");
@@ -243,7 +244,11 @@ fn an_adopted_agent_that_violates_is_stopped_and_the_cli_shows_it() {
     }
     let dir = TempDir::new("daemon-adopt");
     let agent = make_agent(&dir);
-    let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("notes"), "n").unwrap();
+    let redact = format!("redact: {{path_prefixes: [{}]}}\n", private.display());
+    let daemon = Daemon::start_with(dir, &policy(&agent, ""), "release", &[], &redact);
     std::fs::write(daemon.path("secret"), "s3cret").expect("secret");
     let (mut follower, lines) = follow(&daemon, &["--type", "session.start", "--type", "file.open", "--type", "session.end"]);
     std::thread::sleep(Duration::from_millis(300)); // the follower subscribes
@@ -260,6 +265,18 @@ fn an_adopted_agent_that_violates_is_stopped_and_the_cli_shows_it() {
     let (code, table, _) = daemon.ctl(&["sessions"]);
     assert_eq!(code, 0);
     assert!(table.contains(&session) && table.contains("agent") && table.contains("exec"), "{table}");
+
+    // Paths under a redacted prefix are not named in any sink.
+    let output = Command::new(&agent).arg("open").arg(private.join("notes")).output_busy();
+    assert!(output.status.success());
+    let redacted = format!("{}/[redacted]", private.display());
+    daemon.wait_event(|e| e["type"] == "file.open" && e["file"]["path"] == redacted.as_str());
+    // (Arguments naming it are another matter: `redact: {argv: true}` covers those.)
+    let raw = format!("{}/notes", private.display());
+    assert!(
+        !daemon.events().iter().any(|e| e["file"]["path"] == raw.as_str() || e["exec"]["path"] == raw.as_str()),
+        "a redacted path reached the file sink"
+    );
 
     // The agent reads the secret: killed before it returns from the open.
     let secret = daemon.path("secret");
@@ -800,7 +817,7 @@ fn systemd_hears_ready_reloading_and_stopping() {
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
     notify.set_read_timeout(Some(START_TIMEOUT)).unwrap();
     let mut daemon =
-        Daemon::start_with(dir, "version: 1\nprofiles:\n  - name: agent\n", "release", &[("NOTIFY_SOCKET", &notify_path)]);
+        Daemon::start_with(dir, "version: 1\nprofiles:\n  - name: agent\n", "release", &[("NOTIFY_SOCKET", &notify_path)], "");
     let mut next = || {
         let mut buf = [0u8; 512];
         let n = notify.recv(&mut buf).expect("a notification");
