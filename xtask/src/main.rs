@@ -1,5 +1,6 @@
 //! `cargo xtask test`: the whole test suite (unit, privileged integration tests, then the
-//! same integration tests in VMs running Debian's kernel).
+//! same integration tests in VMs running Debian's x86_64 kernel, then cross-built for
+//! aarch64 in VMs running Debian's arm64 kernels).
 //! `cargo xtask vm`: only the VM part.
 //! `cargo xtask bench open`: cost of the hooks on an open/close loop.
 //! `cargo xtask release`: release binaries for x86_64 and aarch64 (`target/dist/`).
@@ -26,7 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Build everything, run the unit tests, the privileged integration tests, then the
-    /// integration tests again in VMs (Debian 12's kernel, with and without BPF LSM).
+    /// integration tests again in VMs (Debian 12's kernel, with and without BPF LSM),
+    /// then cross-built for aarch64 in VMs booting Debian 12's arm64 6.1 and 6.12.
     Test,
     /// The privileged integration tests in VMs running Debian 12's kernel under qemu.
     Vm(vm::VmArgs),
@@ -112,6 +114,9 @@ fn test() -> anyhow::Result<()> {
     let privileged = cargo_test(&["--package", "monitor-tests", "--no-fail-fast"])?;
     println!("== the integration tests in VMs (Debian 12's kernel, with and without BPF LSM)");
     let vms = vm::run(&vm::VmArgs::default())?;
+    let x86_done = started.elapsed();
+    println!("== aarch64: cross-built, in VMs (Debian 12's arm64 kernels 6.1 and 6.12)");
+    let arm64_vms = arm64::run(&arm64::Arm64VmArgs::default())?;
     let mut passed = unit.0 + privileged.0;
     let mut failed = unit.1 + privileged.1;
     let mut counts = format!("unit: {} passed, privileged: {} passed", unit.0, privileged.0);
@@ -121,6 +126,13 @@ fn test() -> anyhow::Result<()> {
         failed += outcome.failures();
         counts += &format!(", vm {}: {} passed", outcome.config, outcome.passed);
     }
+    for outcome in &arm64_vms {
+        println!("{}", outcome.summary());
+        passed += outcome.console.passed;
+        failed += outcome.failures();
+        counts += &format!(", arm64 vm {}: {} passed", outcome.kernel, outcome.console.passed);
+    }
+    println!("== x86_64 part {x86_done:.0?}, aarch64 part (cross build and VMs) {:.0?}", started.elapsed() - x86_done);
     println!("== {counts}, in {:.0?}", started.elapsed());
     println!("tests: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {
