@@ -409,14 +409,14 @@ echo "AM_TESTS $TESTS expect_lsm=$AGENT_MONITOR_EXPECT_LSM"
 "#,
     );
     // What this kernel offers (architecture, each LSM hook and why it did not attach,
-    // the tier of each resource), and how long loading and a session take here: what
-    // the tests' timeouts face.
+    // the tier of each resource) and how long loading the programs takes here (what
+    // every session of the tests pays); then the same as JSON, which the host checks
+    // against the tiers this kernel should give.
     let monitor = quote(&tests.monitor.path.display().to_string());
     script.push_str(&format!(
         "t0=$(cut -d' ' -f1 /proc/uptime); RUST_LOG=monitor::loader=debug {monitor} doctor 2>&1; \
          echo \"AM_TIMING agent-monitor doctor: rc=$? from $t0 to $(cut -d' ' -f1 /proc/uptime)\"\n\
-         t0=$(cut -d' ' -f1 /proc/uptime); {monitor} run --events /dev/null -- true 2>/dev/null; \
-         echo \"AM_TIMING agent-monitor run -- true: rc=$? from $t0 to $(cut -d' ' -f1 /proc/uptime)\"\n"
+         echo \"AM_DOCTOR $({monitor} doctor --json 2>/dev/null)\"\n"
     ));
     let args: Vec<String> = test_args.iter().map(|a| quote(a)).collect();
     for test in &tests.tests {
@@ -514,6 +514,8 @@ pub struct Console {
     /// failed to start).
     pub crashed: Vec<String>,
     pub done: bool,
+    /// `agent-monitor doctor --json`, as the guest printed it.
+    pub doctor: Option<String>,
     current: Option<String>,
     binary_failed: u64,
 }
@@ -534,6 +536,8 @@ impl Console {
                 self.crashed.push(format!("{name} (rc={rc})"));
             }
             self.current = None;
+        } else if let Some(rest) = line.strip_prefix("AM_DOCTOR ") {
+            self.doctor = Some(rest.to_owned());
         } else if line == "AM_DONE" {
             self.done = true;
         } else if let Some(rest) = line.strip_prefix("test result: ") {
@@ -720,6 +724,9 @@ pub fn run(args: &Arm64VmArgs) -> anyhow::Result<Vec<Outcome>> {
         if let Some(booted) = result.console.kernel.as_deref().filter(|k| *k != kernel.release) {
             problem = Some(format!("booted {booted}, expected {}", kernel.release));
         }
+        if let Err(error) = check_doctor(result.console.doctor.as_deref(), kernel.expect_lsm) {
+            problem = Some(format!("agent-monitor doctor: {error}"));
+        }
         let outcome = Outcome { kernel: kernel.release.clone(), console: result.console, wall: result.wall, problem, log };
         println!("{}", outcome.summary());
         Ok(outcome)
@@ -732,6 +739,26 @@ pub fn run(args: &Arm64VmArgs) -> anyhow::Result<Vec<Outcome>> {
     } else {
         kernels.iter().map(|k| boot_one(k)).collect()
     }
+}
+
+/// Whether `doctor --json` in the guest named the architecture and reported the tiers
+/// this kernel should give: the LSM tier for every resource, or tier 2 for every one.
+fn check_doctor(json: Option<&str>, expect_lsm: bool) -> anyhow::Result<()> {
+    let json = json.context("the guest printed no doctor report")?;
+    let report: serde_json::Value = serde_json::from_str(json).with_context(|| format!("not JSON: {json}"))?;
+    if report["arch"] != "aarch64" {
+        bail!("architecture {} instead of aarch64", report["arch"]);
+    }
+    let tiers = &report["enforcement"];
+    let expected = if expect_lsm {
+        serde_json::json!({"files": "lsm", "exec": "lsm", "network": "lsm", "self_protection": "lsm"})
+    } else {
+        serde_json::json!({"files": "tracepoint", "exec": "tracepoint", "network": "cgroup", "self_protection": "seccomp"})
+    };
+    if *tiers != expected {
+        bail!("tiers {tiers}, expected {expected} (unavailable: {})", report["lsm_unavailable"]);
+    }
+    Ok(())
 }
 
 /// `cargo xtask arm64-vm`: fails unless every chosen VM passed.
@@ -774,6 +801,23 @@ mod tests {
         ];
         assert_eq!(newest(&KERNEL_LINES[0], names.into_iter()).as_deref(), Some("linux-image-6.1.0-56-arm64"));
         assert_eq!(newest(&KERNEL_LINES[1], names.into_iter()).as_deref(), Some("linux-image-6.12.117+deb12-arm64"));
+    }
+
+    #[test]
+    fn doctor_report_must_match_the_kernel() {
+        let report = |arch: &str, network: &str| {
+            format!(
+                r#"{{"arch":"{arch}","enforcement":{{"files":"lsm","exec":"lsm","network":"{network}","self_protection":"lsm"}},"lsm_unavailable":null}}"#
+            )
+        };
+        assert!(check_doctor(Some(&report("aarch64", "lsm")), true).is_ok());
+        assert!(check_doctor(Some(&report("aarch64", "cgroup")), true).is_err(), "one resource fell back");
+        assert!(check_doctor(Some(&report("x86_64", "lsm")), true).is_err());
+        assert!(check_doctor(Some(&report("aarch64", "lsm")), false).is_err());
+        let tier_2 = r#"{"arch":"aarch64","enforcement":{"files":"tracepoint","exec":"tracepoint","network":"cgroup","self_protection":"seccomp"}}"#;
+        assert!(check_doctor(Some(tier_2), false).is_ok());
+        assert!(check_doctor(None, false).is_err());
+        assert!(check_doctor(Some(""), false).is_err(), "doctor failed to print");
     }
 
     #[test]
