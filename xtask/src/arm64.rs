@@ -674,22 +674,35 @@ impl Outcome {
 /// Builds, fetches and boots; returns one outcome per kernel.
 pub fn run(args: &Arm64VmArgs) -> anyhow::Result<Vec<Outcome>> {
     let downloads = fetch()?;
-    let kernels: Vec<&Kernel> = downloads
-        .kernels
-        .iter()
-        .filter(|k| match args.kernel {
-            Line::All => true,
-            Line::V6_1 => k.line == "6.1",
-            Line::V6_12 => k.line == "6.12",
-        })
-        .collect();
-    let only: Option<Vec<&str>> = args.only.as_deref().map(|only| only.split(',').collect());
-    // Each kernel's own suites are built alone; `--only` (which may name unit tests)
-    // and `--all` build everything.
-    let mut suites: Vec<&str> = kernels.iter().flat_map(|k| k.suites.iter().copied()).collect();
+    let tests = build(args, false)?;
+    boot_all(args, &downloads, &tests)
+}
+
+/// The chosen kernel lines.
+fn chosen_lines(args: &Arm64VmArgs) -> impl Iterator<Item = &'static KernelLine> + '_ {
+    KERNEL_LINES.iter().filter(|l| match args.kernel {
+        Line::All => true,
+        Line::V6_1 => l.name == "6.1",
+        Line::V6_12 => l.name == "6.12",
+    })
+}
+
+/// Cross-builds what the chosen kernels run: their own suites, or everything for
+/// `--only` (which may name unit tests) and `--all`. `background`: see
+/// [`cross::cross_tests`].
+pub fn build(args: &Arm64VmArgs, background: bool) -> anyhow::Result<CrossTests> {
+    let mut suites: Vec<&str> = chosen_lines(args).flat_map(|l| l.suites.iter().copied()).collect();
     suites.sort_unstable();
     suites.dedup();
-    let tests = cross::cross_tests(cross::AARCH64, !args.debug, (only.is_none() && !args.all).then_some(&suites[..]))?;
+    let every = args.only.is_some() || args.all;
+    cross::cross_tests(cross::AARCH64, !args.debug, (!every).then_some(&suites[..]), background)
+}
+
+/// Boots the chosen kernels with `tests`; returns one outcome per kernel.
+pub fn boot_all(args: &Arm64VmArgs, downloads: &Downloads, tests: &CrossTests) -> anyhow::Result<Vec<Outcome>> {
+    let kernels: Vec<&Kernel> =
+        downloads.kernels.iter().filter(|k| chosen_lines(args).any(|l| l.name == k.line)).collect();
+    let only: Option<Vec<&str>> = args.only.as_deref().map(|only| only.split(',').collect());
     if let Some(names) = &only {
         for name in names {
             if !tests.tests.iter().any(|t| t.name == *name) {
@@ -698,7 +711,7 @@ pub fn run(args: &Arm64VmArgs) -> anyhow::Result<Vec<Outcome>> {
         }
     }
     let started = Instant::now();
-    let image = initramfs(&downloads, &tests, args.test_threads, &args.test_args)?;
+    let image = initramfs(downloads, tests, args.test_threads, &args.test_args)?;
     println!(
         "== arm64-vm: initramfs {} ({} MiB, {} test binaries for {}) in {:.0?}",
         image.display(),

@@ -134,15 +134,30 @@ pub struct CrossTests {
     pub tests: Vec<Executable>,
 }
 
+/// Where the cross-built test binaries go: a build directory of their own
+/// (`target/cross`), so that building them, in the background while `cargo xtask test`
+/// runs the x86_64 VMs, neither waits for nor holds the lock of the host's builds.
+pub fn cross_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from).join("cross")
+}
+
 /// Builds `agent-monitor`, `probe` and test binaries for `target` in one cargo run (one
-/// feature resolution, so nothing is built twice) and returns their paths.
-/// `suites`: only these privileged integration tests (`tests/tests/NAME.rs`), no unit
-/// tests; `None`: the unit tests of monitor and monitor-common and every integration
-/// test. `release`: the release profile (tests then find
-/// `target/<triple>/release/agent-monitor`).
-pub fn cross_tests(target: &str, release: bool, suites: Option<&[&str]>) -> anyhow::Result<CrossTests> {
+/// feature resolution, so nothing is built twice), in [`cross_target_dir`], and returns
+/// their paths. `suites`: only these privileged integration tests
+/// (`tests/tests/NAME.rs`), no unit tests; `None`: the unit tests of monitor and
+/// monitor-common and every integration test. `release`: the release profile (tests
+/// then find `<dir>/<triple>/release/agent-monitor`). `background`: at the lowest CPU
+/// priority (`nice -n 19`) and without progress output, to use what CPU time the
+/// foreground leaves.
+pub fn cross_tests(target: &str, release: bool, suites: Option<&[&str]>, background: bool) -> anyhow::Result<CrossTests> {
     let started = Instant::now();
     let mut build = cargo_for("build", target)?;
+    if background {
+        let mut nice = Command::new("nice");
+        nice.args(["-n", "19"]).arg(build.get_program()).args(build.get_args()).arg("--quiet");
+        build = nice;
+    }
+    build.env("CARGO_TARGET_DIR", cross_target_dir());
     if release {
         build.arg("--release");
     }
@@ -177,7 +192,7 @@ pub fn cross_tests(target: &str, release: bool, suites: Option<&[&str]>) -> anyh
 /// or `bin`, target kind (`lib` for unit tests, `test` for integration tests, `bin`),
 /// package, name, path.
 pub fn print_cross_tests(target: &str, release: bool) -> anyhow::Result<()> {
-    let built = cross_tests(target, release, None)?;
+    let built = cross_tests(target, release, None, false)?;
     for e in std::iter::once(&built.monitor).chain(std::iter::once(&built.probe)).chain(&built.tests) {
         let harness = if e.harness { "test" } else { "bin" };
         println!("{harness} {} {} {} {}", e.kind, e.package, e.name, e.path.display());

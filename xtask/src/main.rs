@@ -112,11 +112,22 @@ fn test() -> anyhow::Result<()> {
     let unit = cargo_test(&["--workspace", "--exclude", "monitor-ebpf", "--exclude", "monitor-tests"])?;
     println!("== privileged integration tests (real eBPF programs, real processes)");
     let privileged = cargo_test(&["--package", "monitor-tests", "--no-fail-fast"])?;
+    // The aarch64 build runs at the lowest CPU priority beside the x86_64 VMs (in its own
+    // build directory, so neither waits for the other's lock): it takes what CPU time
+    // the emulated machines leave, and barely slows them.
+    let arm64_args = arm64::Arm64VmArgs::default();
+    let downloads = arm64::fetch()?;
     println!("== the integration tests in VMs (Debian 12's kernel, with and without BPF LSM)");
-    let vms = vm::run(&vm::VmArgs::default())?;
+    println!("== meanwhile, in the background: the aarch64 cross build (nice -n 19)");
+    let (vms, arm64_tests) = std::thread::scope(|scope| {
+        let build = scope.spawn(|| arm64::build(&arm64_args, true));
+        let vms = vm::run(&vm::VmArgs::default());
+        (vms, build.join().expect("the aarch64 build thread panicked"))
+    });
+    let vms = vms?;
     let x86_done = started.elapsed();
-    println!("== aarch64: cross-built, in VMs (Debian 12's arm64 kernels 6.1 and 6.12)");
-    let arm64_vms = arm64::run(&arm64::Arm64VmArgs::default())?;
+    println!("== aarch64: the suites in VMs (Debian 12's arm64 kernels 6.1 and 6.12)");
+    let arm64_vms = arm64::boot_all(&arm64_args, &downloads, &arm64_tests?)?;
     let mut passed = unit.0 + privileged.0;
     let mut failed = unit.1 + privileged.1;
     let mut counts = format!("unit: {} passed, privileged: {} passed", unit.0, privileged.0);
@@ -132,7 +143,7 @@ fn test() -> anyhow::Result<()> {
         failed += outcome.failures();
         counts += &format!(", arm64 vm {}: {} passed", outcome.kernel, outcome.console.passed);
     }
-    println!("== x86_64 part {x86_done:.0?}, aarch64 part (cross build and VMs) {:.0?}", started.elapsed() - x86_done);
+    println!("== up to the x86_64 VMs' end {x86_done:.0?}; then the arm64 VMs {:.0?}", started.elapsed() - x86_done);
     println!("== {counts}, in {:.0?}", started.elapsed());
     println!("tests: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {
