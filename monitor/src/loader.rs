@@ -326,11 +326,16 @@ mod lsm {
         };
         let mut hooks = Vec::new();
         for (program, hook, resource) in LSM_PROGRAMS {
+            let started = std::time::Instant::now();
             let attached = match ebpf.program_mut(program).map(<&mut Lsm>::try_from) {
                 None => Err(format!("no program {program} in the eBPF object (build mismatch)")),
                 Some(Err(error)) => Err(error.to_string()),
-                Some(Ok(prog)) => prog.load(hook, &btf).and_then(|()| prog.attach().map(drop)).map_err(|e| format!("{e:#}")),
+                Some(Ok(prog)) => prog.load(hook, &btf).and_then(|()| prog.attach().map(drop)).map_err(|e| error_chain(&e)),
             };
+            match &attached {
+                Ok(()) => log::debug!("lsm/{hook}: attached in {:?}", started.elapsed()),
+                Err(error) => log::debug!("lsm/{hook}: not attached after {:?}: {error}", started.elapsed()),
+            }
             hooks.push(HookStatus { hook, resource, error: attached.err() });
         }
         let listed = listed();
@@ -338,7 +343,14 @@ mod lsm {
         let file_open_ok = hooks.iter().any(|h| h.hook == "file_open" && h.error.is_none());
         let unavailable = if !file_open_ok {
             let why = hooks.iter().find(|h| h.hook == "file_open").and_then(|h| h.error.clone()).unwrap_or_default();
-            Some(format!("the kernel refused BPF LSM programs ({why})"))
+            // ENOTSUPP from the attach: the programs loaded, but this kernel cannot call
+            // them from its functions (BPF trampolines; arm64 has them from Linux 6.4).
+            let hint = if why.contains("os error 524") {
+                format!(": this kernel has no BPF trampolines on {}", std::env::consts::ARCH)
+            } else {
+                String::new()
+            };
+            Some(format!("the kernel refused BPF LSM programs ({why}){hint}"))
         } else if !active {
             Some(match listed {
                 Some(false) => "bpf is not in the kernel's active LSM list: boot with lsm=...,bpf".to_owned(),
@@ -366,6 +378,20 @@ mod lsm {
             self_protection: if all(Resource::SelfProtection) { Tier::Lsm } else { Tier::Seccomp },
         };
         (enforcement, LsmReport { listed, active, hooks, unavailable })
+    }
+
+    /// `error: source: source...`: aya's attach errors keep the errno in their source.
+    fn error_chain(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text = format!("{text}: {cause_text}");
+            }
+            source = cause.source();
+        }
+        text
     }
 
     /// Opens a file and checks that the `file_open` program counted it: on a kernel

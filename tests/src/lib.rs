@@ -180,13 +180,6 @@ pub struct Tiers {
     pub self_protection: String,
 }
 
-impl Tiers {
-    /// Files and exec refused by BPF LSM hooks (tier 1).
-    pub fn lsm(&self) -> bool {
-        self.files == "lsm"
-    }
-}
-
 impl Session {
     /// The tiers this session reported. Where the test runner says what to expect
     /// (`AGENT_MONITOR_EXPECT_LSM=1` or `0`, set by the VM runner), a different tier

@@ -1,12 +1,13 @@
 //! Enforcement before the operation (BPF LSM tier) and its tier-2 counterpart.
 //!
-//! Every test here runs under whatever tier the kernel gives: with BPF LSM (the VM
-//! runner's `lsm` kernel) a forbidden operation returns EPERM and the agent carries on;
-//! without it (this host, the `nolsm` kernel) the same attempts meet tier-2 semantics:
-//! opens and execs kill the violator, network operations are refused, and what tier 2
-//! does not govern (changes to the file tree, self-protection) is checked to be
-//! reported as such. `Session::tiers` fails a test whose tier is not the one the
-//! runner expects.
+//! Every test here runs under whatever tier the kernel gives each resource (files,
+//! exec, network, self-protection are chosen separately: a kernel may refuse the LSM
+//! programs of one and not another): with BPF LSM (the VM runner's `lsm` kernel) a
+//! forbidden operation returns EPERM and the agent carries on; without it (this host,
+//! the `nolsm` kernel) the same attempts meet tier-2 semantics: opens and execs kill
+//! the violator, network operations are refused, and what tier 2 does not govern
+//! (changes to the file tree, self-protection) is checked to be reported as such.
+//! `Session::tiers` fails a test whose tier is not the one the runner expects.
 
 use std::process::Command;
 
@@ -102,7 +103,7 @@ fn forbidden_file_operations_are_refused() {
     let mut attempts: Vec<&[&str]> = vec![&open_secret];
     attempts.extend_from_slice(&changes);
     let (session, lines) = attempt(&policy, &attempts);
-    if session.tiers().lsm() {
+    if session.tiers().files == "lsm" {
         for a in &attempts {
             assert_eq!(outcome(&lines, a[0]), EPERM, "{a:?}\n{}", session.dump());
         }
@@ -145,7 +146,7 @@ fn forbidden_exec_is_refused() {
     let forbidden = l.path("forbidden");
     let (session, lines) = attempt(&l.policy(""), &[&["exec", &forbidden]]);
     assert!(lines.iter().any(|l| l == "done"), "{lines:?}");
-    if session.tiers().lsm() {
+    if session.tiers().exec == "lsm" {
         assert_eq!(outcome(&lines, "exec"), EPERM, "{}", session.dump());
         let refused = refused_by(&session, "process.exec", "kernel:lsm/bprm_check_security");
         assert_eq!(refused.len(), 1, "{}", session.dump());
@@ -165,13 +166,9 @@ fn forbidden_network_operations_are_refused() {
     let (session, lines) = attempt(&l.policy(""), &[&["connect", "127.0.0.2:9"], &["bind", "127.0.0.1:47391"]]);
     assert_eq!(outcome(&lines, "connect"), EPERM, "{}", session.dump());
     assert_eq!(outcome(&lines, "bind"), EPERM, "{}", session.dump());
-    let (connect_hook, bind_hook) = if session.tiers().lsm() {
-        ("kernel:lsm/socket_connect", "kernel:lsm/socket_bind")
-    } else {
-        ("kernel:cgroup/connect", "kernel:cgroup/bind")
-    };
-    assert_eq!(refused_by(&session, "net.connect", connect_hook).len(), 1, "{}", session.dump());
-    assert_eq!(refused_by(&session, "net.bind", bind_hook).len(), 1, "{}", session.dump());
+    let (connect_hook, bind_hook) = (session.net_hook("connect", "socket_connect"), session.net_hook("bind", "socket_bind"));
+    assert_eq!(refused_by(&session, "net.connect", &connect_hook).len(), 1, "{}", session.dump());
+    assert_eq!(refused_by(&session, "net.bind", &bind_hook).len(), 1, "{}", session.dump());
 }
 
 /// A file the agent may not read is reachable by no other name or route.
@@ -201,7 +198,7 @@ fn a_denied_file_is_reachable_by_no_other_route() {
     ];
     let policy = l.policy("");
     let (session, lines) = attempt(&policy, &routes);
-    if session.tiers().lsm() {
+    if session.tiers().files == "lsm" {
         for route in routes {
             assert_eq!(outcome(&lines, route[0]), EPERM, "{route:?}: {}", session.dump());
         }
@@ -240,49 +237,64 @@ fn the_monitor_protects_itself() {
         &["write", &policy_path],
         &["write", &cgroup_procs],
     ];
-    let (probe, _) = attempt(&policy, &[&["open", "/dev/null"]]);
-    if !probe.tiers().lsm() {
-        // Tier 2: a seccomp filter refuses what would reach the monitor (not reported);
-        // writing the policy or a cgroup file is an open the file rules kill for.
-        assert_eq!(probe.tiers().self_protection, "seccomp");
-        let (session, lines) = attempt(&policy, &attempts[..4]);
-        for (a, line) in attempts[..4].iter().zip(&lines) {
-            assert_eq!(line, &format!("{} {EPERM}", a[0]), "{a:?}: {}", session.dump());
+    // Signals, ptrace, bpf() and mount changes are the self-protection tier's: the LSM
+    // hooks refuse and report them in every session, audit mode included; tier 2's
+    // seccomp filter refuses them without a report. Writing the policy or a cgroup file
+    // is an open, judged by the files tier under the self-protection rule.
+    let (reach, writes) = attempts.split_at(4);
+    let (session, lines) = attempt(&policy, reach);
+    let tiers = session.tiers();
+    let check = |mode: &str, tried: &[&[&str]], session: &Session, lines: &[String]| {
+        for (a, line) in tried.iter().zip(lines) {
+            assert_eq!(line, &format!("{} {EPERM}", a[0]), "{mode}{a:?}: {}", session.dump());
         }
-        assert!(lines.iter().any(|l| l == "done"), "{lines:?}");
+        assert!(lines.iter().any(|l| l == "done"), "{mode}{lines:?}");
         assert_eq!(session.of_type("session.end").len(), 1, "the monitor lived to end the session");
-        // (The policy file last: tier 2 kills after the open, so O_TRUNC has emptied it.)
-        for a in attempts[4..].iter().rev() {
+        let tampers = session.of_type("process.tamper");
+        if tried.iter().any(|a| a[0] != "write") {
+            if tiers.self_protection == "lsm" {
+                for operation in ["signal", "ptrace", "bpf", "mount"] {
+                    assert!(
+                        tampers.iter().any(|e| e["tamper"]["operation"] == operation && e["decision"]["action"] == "deny"),
+                        "{mode}{operation}: {}",
+                        session.dump()
+                    );
+                }
+            } else {
+                assert_eq!(tiers.self_protection, "seccomp");
+                assert!(tampers.is_empty(), "seccomp does not report: {}", session.dump());
+            }
+        }
+        if tried.iter().any(|a| a[0] == "write") {
+            let rewrites = refused_by(session, "file.open", "kernel:lsm/file_open");
+            for path in [&policy_path, &cgroup_procs] {
+                assert!(
+                    rewrites.iter().any(|e| e["file"]["path"] == path.as_str()
+                        && e["decision"]["rule"].as_str().unwrap().starts_with("self-protection")),
+                    "{mode}{path}: {}",
+                    session.dump()
+                );
+            }
+        }
+    };
+    check("", reach, &session, &lines);
+    if tiers.files == "lsm" {
+        let (session, lines) = attempt(&policy, writes);
+        check("", writes, &session, &lines);
+    } else {
+        // Tier 2 kills after the open (so O_TRUNC has emptied the policy file: it goes
+        // last, and is not checked to be intact).
+        for a in writes.iter().rev() {
             let (session, lines) = attempt(&policy, &[a]);
             assert_eq!(session.exit_code(), 128 + 9, "{a:?}: {lines:?} {}", session.dump());
         }
         return;
     }
-    for mode in ["", "    mode: audit\n"] {
-        let (session, lines) = attempt(&l.policy(mode), &attempts);
-        for (a, line) in attempts.iter().zip(&lines) {
-            assert_eq!(line, &format!("{} {EPERM}", a[0]), "{mode}{a:?}: {}", session.dump());
-        }
-        assert!(lines.iter().any(|l| l == "done"));
-        assert_eq!(session.of_type("session.end").len(), 1, "the monitor lived to end the session");
-        let tampers = session.of_type("process.tamper");
-        for operation in ["signal", "ptrace", "bpf", "mount"] {
-            assert!(
-                tampers.iter().any(|e| e["tamper"]["operation"] == operation && e["decision"]["action"] == "deny"),
-                "{mode}{operation}: {}",
-                session.dump()
-            );
-        }
-        let rewrites = refused_by(&session, "file.open", "kernel:lsm/file_open");
-        for path in [&policy_path, &cgroup_procs] {
-            assert!(
-                rewrites.iter().any(|e| e["file"]["path"] == path.as_str()
-                    && e["decision"]["rule"].as_str().unwrap().starts_with("self-protection")),
-                "{path}: {}",
-                session.dump()
-            );
-        }
-    }
+    // Audit mode: what the LSM hooks refuse for self-protection stays refused.
+    let audited: Vec<&[&str]> = if tiers.self_protection == "lsm" { attempts.to_vec() } else { writes.to_vec() };
+    let mode = "    mode: audit\n";
+    let (session, lines) = attempt(&l.policy(mode), &audited);
+    check(mode, &audited, &session, &lines);
     assert!(std::fs::read_to_string(&policy).unwrap().contains("name: t"), "the policy file is intact");
 }
 
@@ -312,20 +324,26 @@ fn doctor_reports_the_tiers() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["arch"], std::env::consts::ARCH);
     assert_eq!(report["btf"], true);
-    assert_eq!(report["hooks"].as_array().unwrap().len(), 24, "{report}");
-    let files = report["enforcement"]["files"].as_str().unwrap();
+    let hooks = report["hooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 24, "{report}");
+    // Each resource has the LSM tier exactly where BPF LSM programs run and every hook
+    // of that resource attached; the others keep tier 2.
+    for (resource, tier_2) in [("files", "tracepoint"), ("exec", "tracepoint"), ("network", "cgroup"), ("self_protection", "seccomp")] {
+        let attached = hooks.iter().filter(|h| h["resource"] == resource).all(|h| h["attached"] == true);
+        let expected = if report["bpf_lsm_active"] == true && attached { "lsm" } else { tier_2 };
+        assert_eq!(report["enforcement"][resource], expected, "{resource}: {report}");
+    }
     match monitor_tests::expect_lsm() {
         Some(true) => {
             assert_eq!(report["bpf_lsm_active"], true, "{report}");
-            assert_eq!(files, "lsm");
-            assert!(report["hooks"].as_array().unwrap().iter().all(|h| h["attached"] == true), "{report}");
+            assert!(hooks.iter().all(|h| h["attached"] == true), "{report}");
         }
         Some(false) => {
             assert_eq!(report["bpf_lsm_active"], false, "{report}");
-            assert_eq!(files, "tracepoint");
+            assert_eq!(report["enforcement"]["files"], "tracepoint");
             assert!(report["lsm_unavailable"].is_string());
         }
-        None => assert!(files == "lsm" || files == "tracepoint"),
+        None => {}
     }
 }
 

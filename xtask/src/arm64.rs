@@ -52,25 +52,73 @@ pub struct Arm64VmArgs {
     /// (nearly all of it the kernel verifying the programs).
     #[arg(long)]
     pub debug: bool,
-    /// Only these test binaries, by name, comma-separated (`monitor,lsm`).
+    /// Only these test binaries, by name, comma-separated (`monitor,lsm`), on every
+    /// chosen kernel. Without it (and without `--all`), each kernel runs its own
+    /// suites (`KERNEL_LINES`), as `cargo xtask test` does.
     #[arg(long)]
     pub only: Option<String>,
+    /// The unit tests and every privileged suite, on every chosen kernel (about 16 min
+    /// on 6.1 and 10 min on 6.12 under emulation).
+    #[arg(long, conflicts_with = "only")]
+    pub all: bool,
+    /// Boot the kernels at the same time instead of one after the other.
+    #[arg(long)]
+    pub parallel: bool,
     /// Arguments for every test binary (a test name filter, `--exact`, ...).
     #[arg(last = true)]
     pub test_args: Vec<String>,
 }
 
-/// A Debian kernel line, and the apt package names that belong to it.
+impl Default for Arm64VmArgs {
+    /// What `cargo xtask test` runs: each kernel's own suites.
+    fn default() -> Arm64VmArgs {
+        Arm64VmArgs {
+            kernel: Line::All,
+            timeout: 900,
+            test_threads: 2,
+            debug: false,
+            only: None,
+            all: false,
+            parallel: false,
+            test_args: Vec::new(),
+        }
+    }
+}
+
+/// A Debian kernel line, the apt package names that belong to it, and what it tests.
 struct KernelLine {
     name: &'static str,
     /// `linux-image-<prefix><N><suffix>`, the newest N wins.
     prefix: &'static str,
     suffix: &'static str,
+    /// Whether the tests are to get the LSM tier (`AGENT_MONITOR_EXPECT_LSM`): a
+    /// session that reports another tier fails its test.
+    expect_lsm: bool,
+    /// The privileged suites (`tests/tests/NAME.rs`) this kernel runs by default.
+    suites: &'static [&'static str],
 }
 
+/// Under emulation every session costs seconds before the agent starts (loading and
+/// verifying the programs: about 7 s on 6.1; on 6.12 each of the 24 LSM attachments
+/// adds about a second), so each kernel runs what its tier tells apart, not every
+/// suite: 6.1 (tier 2) the sessions, resolved paths, the events against their schema,
+/// tier-2 enforcement and the kill switch; 6.12 the LSM tier suite and the paths it
+/// resolves from its hooks. `--all` runs everything on both.
 const KERNEL_LINES: [KernelLine; 2] = [
-    KernelLine { name: "6.1", prefix: "linux-image-6.1.0-", suffix: "-arm64" },
-    KernelLine { name: "6.12", prefix: "linux-image-6.12.", suffix: "+deb12-arm64" },
+    KernelLine {
+        name: "6.1",
+        prefix: "linux-image-6.1.0-",
+        suffix: "-arm64",
+        expect_lsm: false,
+        suites: &["sessions", "paths", "schema", "enforce", "kill_switch"],
+    },
+    KernelLine {
+        name: "6.12",
+        prefix: "linux-image-6.12.",
+        suffix: "+deb12-arm64",
+        expect_lsm: true,
+        suites: &["lsm", "paths"],
+    },
 ];
 
 /// The guest's userland besides busybox: the coreutils and shell the tests expect
@@ -90,6 +138,8 @@ const MEMORY_MIB: usize = 2048;
 
 pub struct Kernel {
     pub line: &'static str,
+    pub expect_lsm: bool,
+    pub suites: &'static [&'static str],
     /// `uname -r`, e.g. `6.1.0-56-arm64`.
     pub release: String,
     pub vmlinuz: PathBuf,
@@ -212,7 +262,7 @@ pub fn fetch() -> anyhow::Result<Downloads> {
             let script = format!("dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot", debs.join(file).display(), dir.display());
             crate::run(Command::new("sh").args(["-c", &script]))?;
         }
-        kernels.push(Kernel { line: line.name, release, vmlinuz });
+        kernels.push(Kernel { line: line.name, expect_lsm: line.expect_lsm, suites: line.suites, release, vmlinuz });
     }
     let userland = work.join("userland");
     if !userland.join("bin/busybox").exists() {
@@ -347,23 +397,37 @@ hostname "$(cat /etc/hostname)"
 ip link set lo up
 echo "AM_GUEST kernel=$(uname -r) machine=$(uname -m) cpus=$(nproc) lsm=$(cat /sys/kernel/security/lsm) uptime=$(cut -d' ' -f1 /proc/uptime)"
 export CI=1 RUST_BACKTRACE=1 HOME=/root
+# The host says which test binaries this kernel runs and which tier they are to get.
+TESTS=
+for word in $(cat /proc/cmdline); do
+    case "$word" in
+        agent_monitor.expect_lsm=*) export AGENT_MONITOR_EXPECT_LSM="${word#*=}" ;;
+        agent_monitor.tests=*) TESTS="${word#*=}" ;;
+    esac
+done
+echo "AM_TESTS $TESTS expect_lsm=$AGENT_MONITOR_EXPECT_LSM"
 "#,
     );
-    // How long a session takes to start and end here: what the tests' timeouts face.
+    // What this kernel offers (architecture, each LSM hook and why it did not attach,
+    // the tier of each resource) and how long loading the programs takes here (what
+    // every session of the tests pays); then the same as JSON, which the host checks
+    // against the tiers this kernel should give.
     let monitor = quote(&tests.monitor.path.display().to_string());
-    for _ in 0..2 {
-        script.push_str(&format!(
-            "t0=$(cut -d' ' -f1 /proc/uptime); {monitor} run --events /dev/null -- true 2>/dev/null; \
-             echo \"AM_TIMING agent-monitor run -- true: rc=$? from $t0 to $(cut -d' ' -f1 /proc/uptime)\"\n"
-        ));
-    }
+    script.push_str(&format!(
+        "t0=$(cut -d' ' -f1 /proc/uptime); RUST_LOG=monitor::loader=debug {monitor} doctor 2>&1; \
+         echo \"AM_TIMING agent-monitor doctor: rc=$? from $t0 to $(cut -d' ' -f1 /proc/uptime)\"\n\
+         echo \"AM_DOCTOR $({monitor} doctor --json 2>/dev/null)\"\n"
+    ));
     let args: Vec<String> = test_args.iter().map(|a| quote(a)).collect();
     for test in &tests.tests {
         let label = format!("{}/{}", test.package, test.name);
         script.push_str(&format!(
-            "echo \"AM_BINARY_START {label} uptime=$(cut -d' ' -f1 /proc/uptime)\"\n\
+            "case \",$TESTS,\" in *,{name},*)\n\
+             echo \"AM_BINARY_START {label} uptime=$(cut -d' ' -f1 /proc/uptime)\"\n\
              cd {dir} && {exe} --test-threads={test_threads} {args} 2>&1\n\
-             echo \"AM_BINARY_END {label} rc=$? uptime=$(cut -d' ' -f1 /proc/uptime)\"\n",
+             echo \"AM_BINARY_END {label} rc=$? uptime=$(cut -d' ' -f1 /proc/uptime)\"\n\
+             esac\n",
+            name = test.name,
             dir = quote(&test.package_dir.display().to_string()),
             exe = quote(&test.path.display().to_string()),
             args = args.join(" "),
@@ -450,6 +514,8 @@ pub struct Console {
     /// failed to start).
     pub crashed: Vec<String>,
     pub done: bool,
+    /// `agent-monitor doctor --json`, as the guest printed it.
+    pub doctor: Option<String>,
     current: Option<String>,
     binary_failed: u64,
 }
@@ -470,6 +536,8 @@ impl Console {
                 self.crashed.push(format!("{name} (rc={rc})"));
             }
             self.current = None;
+        } else if let Some(rest) = line.strip_prefix("AM_DOCTOR ") {
+            self.doctor = Some(rest.to_owned());
         } else if line == "AM_DONE" {
             self.done = true;
         } else if let Some(rest) = line.strip_prefix("test result: ") {
@@ -512,8 +580,12 @@ pub struct BootResult {
 
 /// Boots `kernel` with `image` and streams the console to `log` (and, prefixed, to
 /// stdout) until the guest powers off or `timeout` passes; then kills qemu (our child).
-pub fn boot(kernel: &Kernel, image: &Path, log: &Path, timeout: Duration) -> anyhow::Result<BootResult> {
-    let append = format!("console=ttyAMA0 panic=-1 init=/init lsm={LSM}");
+pub fn boot(kernel: &Kernel, tests: &[&str], image: &Path, log: &Path, timeout: Duration) -> anyhow::Result<BootResult> {
+    let append = format!(
+        "console=ttyAMA0 panic=-1 init=/init lsm={LSM} agent_monitor.expect_lsm={} agent_monitor.tests={}",
+        u8::from(kernel.expect_lsm),
+        tests.join(",")
+    );
     let mut cmd = Command::new("qemu-system-aarch64");
     cmd.args(["-machine", "virt", "-accel", "tcg", "-cpu", "max,pauth-impdef=on"])
         .args(["-smp", &CPUS.to_string(), "-m", &MEMORY_MIB.to_string()])
@@ -583,6 +655,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Failures to count: the failed tests, or one for a run that failed without any (it
+    /// crashed, hung or ran nothing).
+    pub fn failures(&self) -> u64 {
+        if self.problem.is_some() { self.console.failed.max(1) } else { self.console.failed }
+    }
+
     pub fn summary(&self) -> String {
         let c = &self.console;
         let verdict = self.problem.as_deref().map_or_else(|| "ok".to_owned(), |p| format!("FAILED: {p}"));
@@ -596,18 +674,44 @@ impl Outcome {
 /// Builds, fetches and boots; returns one outcome per kernel.
 pub fn run(args: &Arm64VmArgs) -> anyhow::Result<Vec<Outcome>> {
     let downloads = fetch()?;
-    let mut tests = cross::cross_tests(cross::AARCH64, !args.debug)?;
-    if let Some(only) = &args.only {
-        let names: Vec<&str> = only.split(',').collect();
-        for name in &names {
+    let tests = build(args, false)?;
+    boot_all(args, &downloads, &tests)
+}
+
+/// The chosen kernel lines.
+fn chosen_lines(args: &Arm64VmArgs) -> impl Iterator<Item = &'static KernelLine> + '_ {
+    KERNEL_LINES.iter().filter(|l| match args.kernel {
+        Line::All => true,
+        Line::V6_1 => l.name == "6.1",
+        Line::V6_12 => l.name == "6.12",
+    })
+}
+
+/// Cross-builds what the chosen kernels run: their own suites, or everything for
+/// `--only` (which may name unit tests) and `--all`. `background`: see
+/// [`cross::cross_tests`].
+pub fn build(args: &Arm64VmArgs, background: bool) -> anyhow::Result<CrossTests> {
+    let mut suites: Vec<&str> = chosen_lines(args).flat_map(|l| l.suites.iter().copied()).collect();
+    suites.sort_unstable();
+    suites.dedup();
+    let every = args.only.is_some() || args.all;
+    cross::cross_tests(cross::AARCH64, !args.debug, (!every).then_some(&suites[..]), background)
+}
+
+/// Boots the chosen kernels with `tests`; returns one outcome per kernel.
+pub fn boot_all(args: &Arm64VmArgs, downloads: &Downloads, tests: &CrossTests) -> anyhow::Result<Vec<Outcome>> {
+    let kernels: Vec<&Kernel> =
+        downloads.kernels.iter().filter(|k| chosen_lines(args).any(|l| l.name == k.line)).collect();
+    let only: Option<Vec<&str>> = args.only.as_deref().map(|only| only.split(',').collect());
+    if let Some(names) = &only {
+        for name in names {
             if !tests.tests.iter().any(|t| t.name == *name) {
                 bail!("no test binary {name:?} (--only takes test binary names, comma-separated)");
             }
         }
-        tests.tests.retain(|t| names.contains(&t.name.as_str()));
     }
     let started = Instant::now();
-    let image = initramfs(&downloads, &tests, args.test_threads, &args.test_args)?;
+    let image = initramfs(downloads, tests, args.test_threads, &args.test_args)?;
     println!(
         "== arm64-vm: initramfs {} ({} MiB, {} test binaries for {}) in {:.0?}",
         image.display(),
@@ -616,15 +720,16 @@ pub fn run(args: &Arm64VmArgs) -> anyhow::Result<Vec<Outcome>> {
         tests.target,
         started.elapsed()
     );
-    let mut outcomes = Vec::new();
-    for kernel in downloads.kernels.iter().filter(|k| match args.kernel {
-        Line::All => true,
-        Line::V6_1 => k.line == "6.1",
-        Line::V6_12 => k.line == "6.12",
-    }) {
-        println!("== arm64-vm: Debian kernel {} (lsm={LSM})", kernel.release);
+    let all: Vec<&str> = tests.tests.iter().map(|t| t.name.as_str()).collect();
+    let boot_one = |kernel: &Kernel| -> anyhow::Result<Outcome> {
+        let chosen: &[&str] = match &only {
+            Some(names) => names,
+            None if args.all => &all,
+            None => kernel.suites,
+        };
+        println!("== arm64-vm: Debian kernel {} (lsm={LSM}): {}", kernel.release, chosen.join(", "));
         let log = work_dir().join(format!("{}.log", kernel.release));
-        let result = boot(kernel, &image, &log, Duration::from_secs(args.timeout))?;
+        let result = boot(kernel, chosen, &image, &log, Duration::from_secs(args.timeout))?;
         let mut problem = result.console.problem();
         if result.timed_out {
             problem = Some(format!("timed out after {}s", args.timeout));
@@ -632,9 +737,41 @@ pub fn run(args: &Arm64VmArgs) -> anyhow::Result<Vec<Outcome>> {
         if let Some(booted) = result.console.kernel.as_deref().filter(|k| *k != kernel.release) {
             problem = Some(format!("booted {booted}, expected {}", kernel.release));
         }
-        outcomes.push(Outcome { kernel: kernel.release.clone(), console: result.console, wall: result.wall, problem, log });
+        if let Err(error) = check_doctor(result.console.doctor.as_deref(), kernel.expect_lsm) {
+            problem = Some(format!("agent-monitor doctor: {error}"));
+        }
+        let outcome = Outcome { kernel: kernel.release.clone(), console: result.console, wall: result.wall, problem, log };
+        println!("{}", outcome.summary());
+        Ok(outcome)
+    };
+    if args.parallel {
+        std::thread::scope(|scope| {
+            let running: Vec<_> = kernels.iter().map(|k| scope.spawn(|| boot_one(k))).collect();
+            running.into_iter().map(|r| r.join().expect("VM thread panicked")).collect()
+        })
+    } else {
+        kernels.iter().map(|k| boot_one(k)).collect()
     }
-    Ok(outcomes)
+}
+
+/// Whether `doctor --json` in the guest named the architecture and reported the tiers
+/// this kernel should give: the LSM tier for every resource, or tier 2 for every one.
+fn check_doctor(json: Option<&str>, expect_lsm: bool) -> anyhow::Result<()> {
+    let json = json.context("the guest printed no doctor report")?;
+    let report: serde_json::Value = serde_json::from_str(json).with_context(|| format!("not JSON: {json}"))?;
+    if report["arch"] != "aarch64" {
+        bail!("architecture {} instead of aarch64", report["arch"]);
+    }
+    let tiers = &report["enforcement"];
+    let expected = if expect_lsm {
+        serde_json::json!({"files": "lsm", "exec": "lsm", "network": "lsm", "self_protection": "lsm"})
+    } else {
+        serde_json::json!({"files": "tracepoint", "exec": "tracepoint", "network": "cgroup", "self_protection": "seccomp"})
+    };
+    if *tiers != expected {
+        bail!("tiers {tiers}, expected {expected} (unavailable: {})", report["lsm_unavailable"]);
+    }
+    Ok(())
 }
 
 /// `cargo xtask arm64-vm`: fails unless every chosen VM passed.
@@ -677,6 +814,23 @@ mod tests {
         ];
         assert_eq!(newest(&KERNEL_LINES[0], names.into_iter()).as_deref(), Some("linux-image-6.1.0-56-arm64"));
         assert_eq!(newest(&KERNEL_LINES[1], names.into_iter()).as_deref(), Some("linux-image-6.12.117+deb12-arm64"));
+    }
+
+    #[test]
+    fn doctor_report_must_match_the_kernel() {
+        let report = |arch: &str, network: &str| {
+            format!(
+                r#"{{"arch":"{arch}","enforcement":{{"files":"lsm","exec":"lsm","network":"{network}","self_protection":"lsm"}},"lsm_unavailable":null}}"#
+            )
+        };
+        assert!(check_doctor(Some(&report("aarch64", "lsm")), true).is_ok());
+        assert!(check_doctor(Some(&report("aarch64", "cgroup")), true).is_err(), "one resource fell back");
+        assert!(check_doctor(Some(&report("x86_64", "lsm")), true).is_err());
+        assert!(check_doctor(Some(&report("aarch64", "lsm")), false).is_err());
+        let tier_2 = r#"{"arch":"aarch64","enforcement":{"files":"tracepoint","exec":"tracepoint","network":"cgroup","self_protection":"seccomp"}}"#;
+        assert!(check_doctor(Some(tier_2), false).is_ok());
+        assert!(check_doctor(None, false).is_err());
+        assert!(check_doctor(Some(""), false).is_err(), "doctor failed to print");
     }
 
     #[test]

@@ -125,8 +125,8 @@ pub fn run_json(mut cmd: Command) -> anyhow::Result<Built> {
 /// The test binaries for `target`: what a machine of that architecture runs.
 pub struct CrossTests {
     pub target: String,
-    /// `agent-monitor` (debug, like `cargo xtask test`'s): the integration tests find it
-    /// next to their own directory (`target/<triple>/debug/agent-monitor`).
+    /// `agent-monitor`: the integration tests find it next to their own directory
+    /// (`target/<triple>/<profile>/agent-monitor`).
     pub monitor: Executable,
     /// `probe`, at the path the tests were compiled with (`CARGO_BIN_EXE_probe`).
     pub probe: Executable,
@@ -134,28 +134,49 @@ pub struct CrossTests {
     pub tests: Vec<Executable>,
 }
 
-/// Builds the unit and privileged integration test binaries for `target`
-/// (`cargo test --no-run`), and `agent-monitor` and `probe`; returns their paths.
-/// `release`: the release profile (tests then find `target/<triple>/release/agent-monitor`).
-pub fn cross_tests(target: &str, release: bool) -> anyhow::Result<CrossTests> {
+/// Where the cross-built test binaries go: a build directory of their own
+/// (`target/cross`), so that building them, in the background while `cargo xtask test`
+/// runs the x86_64 VMs, neither waits for nor holds the lock of the host's builds.
+pub fn cross_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from).join("cross")
+}
+
+/// Builds `agent-monitor`, `probe` and test binaries for `target` in one cargo run (one
+/// feature resolution, so nothing is built twice), in [`cross_target_dir`], and returns
+/// their paths. `suites`: only these privileged integration tests
+/// (`tests/tests/NAME.rs`), no unit tests; `None`: the unit tests of monitor and
+/// monitor-common and every integration test. `release`: the release profile (tests
+/// then find `<dir>/<triple>/release/agent-monitor`). `background`: at the lowest CPU
+/// priority (`nice -n 19`) and without progress output, to use what CPU time the
+/// foreground leaves.
+pub fn cross_tests(target: &str, release: bool, suites: Option<&[&str]>, background: bool) -> anyhow::Result<CrossTests> {
     let started = Instant::now();
-    let profile: &[&str] = if release { &["--release"] } else { &[] };
     let mut build = cargo_for("build", target)?;
-    build.args(profile).args(["--package", "monitor", "--bin", "agent-monitor"]);
-    let monitor = run_json(build)?
-        .executables
-        .into_iter()
-        .find(|e| e.name == "agent-monitor")
-        .context("cargo built no agent-monitor")?;
-    let mut test = cargo_for("test", target)?;
-    test.args(profile).args(["--no-run", "--package", "monitor", "--package", "monitor-common", "--package", "monitor-tests"]);
-    let built = run_json(test)?;
-    let probe = built
-        .executables
-        .iter()
-        .find(|e| e.name == "probe" && !e.harness)
-        .cloned()
-        .context("cargo built no probe")?;
+    if background {
+        let mut nice = Command::new("nice");
+        nice.args(["-n", "19"]).arg(build.get_program()).args(build.get_args()).arg("--quiet");
+        build = nice;
+    }
+    build.env("CARGO_TARGET_DIR", cross_target_dir());
+    if release {
+        build.arg("--release");
+    }
+    build.args(["--package", "monitor", "--package", "monitor-tests", "--bin", "agent-monitor", "--bin", "probe"]);
+    match suites {
+        Some(suites) => {
+            for suite in suites {
+                build.args(["--test", suite]);
+            }
+        }
+        None => {
+            build.args(["--package", "monitor-common", "--lib", "--tests"]);
+        }
+    }
+    let built = run_json(build)?;
+    let executable = |name: &str| {
+        built.executables.iter().find(|e| e.name == name && !e.harness).cloned().with_context(|| format!("cargo built no {name}"))
+    };
+    let (monitor, probe) = (executable("agent-monitor")?, executable("probe")?);
     let mut tests: Vec<Executable> = built.executables.into_iter().filter(|e| e.harness).collect();
     // Unit tests first (no root needed), then the privileged ones, each group by name.
     tests.sort_by_key(|e| (e.package == "monitor-tests", e.package.clone(), e.name.clone()));
@@ -163,7 +184,7 @@ pub fn cross_tests(target: &str, release: bool) -> anyhow::Result<CrossTests> {
     if !tests.iter().any(|e| e.package == "monitor-tests") {
         bail!("cargo built no privileged test binaries for {target}");
     }
-    println!("== {target} test binaries built in {:.0?}", started.elapsed());
+    println!("== {target} agent-monitor, probe and {} test binaries built in {:.0?}", tests.len(), started.elapsed());
     Ok(CrossTests { target: target.to_owned(), monitor, probe, tests })
 }
 
@@ -171,7 +192,7 @@ pub fn cross_tests(target: &str, release: bool) -> anyhow::Result<CrossTests> {
 /// or `bin`, target kind (`lib` for unit tests, `test` for integration tests, `bin`),
 /// package, name, path.
 pub fn print_cross_tests(target: &str, release: bool) -> anyhow::Result<()> {
-    let built = cross_tests(target, release)?;
+    let built = cross_tests(target, release, None, false)?;
     for e in std::iter::once(&built.monitor).chain(std::iter::once(&built.probe)).chain(&built.tests) {
         let harness = if e.harness { "test" } else { "bin" };
         println!("{harness} {} {} {} {}", e.kind, e.package, e.name, e.path.display());

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: the whole test suite (unit, privileged integration tests, then the
-//! same integration tests in VMs running Debian's kernel).
+//! same integration tests in VMs running Debian's x86_64 kernel, then cross-built for
+//! aarch64 in VMs running Debian's arm64 kernels).
 //! `cargo xtask vm`: only the VM part.
 //! `cargo xtask bench open`: cost of the hooks on an open/close loop.
 //! `cargo xtask release`: release binaries for x86_64 and aarch64 (`target/dist/`).
@@ -31,7 +32,8 @@ struct Cli {
 enum Task {
     /// Build everything, run the unit tests, build and check the .deb, run the privileged
     /// integration tests, then the integration tests again in VMs (Debian 12's kernel,
-    /// with and without BPF LSM).
+    /// with and without BPF LSM), then cross-built for aarch64 in VMs booting Debian 12's
+    /// arm64 6.1 and 6.12.
     Test,
     /// The privileged integration tests in VMs running Debian 12's kernel under qemu.
     Vm(vm::VmArgs),
@@ -128,8 +130,22 @@ fn test() -> anyhow::Result<()> {
     }
     println!("== privileged integration tests (real eBPF programs, real processes)");
     let privileged = cargo_test(&["--package", "monitor-tests", "--no-fail-fast"])?;
+    // The aarch64 build runs at the lowest CPU priority beside the x86_64 VMs (in its own
+    // build directory, so neither waits for the other's lock): it takes what CPU time
+    // the emulated machines leave, and barely slows them.
+    let arm64_args = arm64::Arm64VmArgs::default();
+    let downloads = arm64::fetch()?;
     println!("== the integration tests in VMs (Debian 12's kernel, with and without BPF LSM)");
-    let vms = vm::run(&vm::VmArgs::default())?;
+    println!("== meanwhile, in the background: the aarch64 cross build (nice -n 19)");
+    let (vms, arm64_tests) = std::thread::scope(|scope| {
+        let build = scope.spawn(|| arm64::build(&arm64_args, true));
+        let vms = vm::run(&vm::VmArgs::default());
+        (vms, build.join().expect("the aarch64 build thread panicked"))
+    });
+    let vms = vms?;
+    let x86_done = started.elapsed();
+    println!("== aarch64: the suites in VMs (Debian 12's arm64 kernels 6.1 and 6.12)");
+    let arm64_vms = arm64::boot_all(&arm64_args, &downloads, &arm64_tests?)?;
     let mut passed = unit.0 + privileged.0;
     let mut failed = unit.1 + privileged.1;
     let mut counts = format!("unit: {} passed, privileged: {} passed", unit.0, privileged.0);
@@ -139,6 +155,13 @@ fn test() -> anyhow::Result<()> {
         failed += outcome.failures();
         counts += &format!(", vm {}: {} passed", outcome.config, outcome.passed);
     }
+    for outcome in &arm64_vms {
+        println!("{}", outcome.summary());
+        passed += outcome.console.passed;
+        failed += outcome.failures();
+        counts += &format!(", arm64 vm {}: {} passed", outcome.kernel, outcome.console.passed);
+    }
+    println!("== up to the x86_64 VMs' end {x86_done:.0?}; then the arm64 VMs {:.0?}", started.elapsed() - x86_done);
     println!("== {counts}, in {:.0?}", started.elapsed());
     println!("tests: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {
