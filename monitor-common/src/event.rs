@@ -24,7 +24,8 @@ pub mod kind {
     /// A session member acted against the monitor itself ([`super::TamperEvent`]).
     pub const PROCESS_TAMPER: u16 = 5;
     /// An exec outside every session matched a `match:` selector: the process is the
-    /// first of a new session ([`super::AdoptEvent`]); its exec record follows.
+    /// first of a new session ([`super::AdoptEvent`]), sent on the decisions ring buffer
+    /// so that no telemetry flood drops it; its exec record follows.
     pub const SESSION_ADOPT: u16 = 6;
     /// A session member opened a file ([`super::FileOpenEvent`]).
     pub const FILE_OPEN: u16 = 100;

@@ -3,6 +3,7 @@
 //! the new program runs its first instruction.
 
 use aya_ebpf::{
+    bindings::BPF_RB_FORCE_WAKEUP,
     helpers::{
         bpf_get_current_uid_gid,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_prandom_u32, bpf_probe_read_kernel_str},
@@ -22,8 +23,8 @@ use monitor_common::{
 };
 
 use crate::{
-    kernel::{ReadError, config, count, current_task, fill_header, read, read_ptr, wakeup_flags},
-    maps::{EVENTS, SESSIONS},
+    kernel::{ReadError, config, count, current_task, fill_header, read, read_ptr},
+    maps::{DECISIONS, SESSIONS},
 };
 
 #[map]
@@ -180,9 +181,11 @@ fn new_session_id() -> u64 {
     ((high as u64) << 32 | low as u64) | 1
 }
 
+/// Adoption records travel on the decisions ring buffer, beside violations: a flood of
+/// telemetry cannot crowd out the record that says whose a session is.
 fn report(member: &SessionMember, selector: u32, generation: u32) {
-    let Some(mut entry) = EVENTS.reserve::<AdoptEvent>(0) else {
-        count(Counter::RingbufFull);
+    let Some(mut entry) = DECISIONS.reserve::<AdoptEvent>(0) else {
+        count(Counter::DecisionRingbufFull);
         return;
     };
     // SAFETY: the entry is ours until submitted; every field is written below.
@@ -195,5 +198,5 @@ fn report(member: &SessionMember, selector: u32, generation: u32) {
     event.generation = generation;
     event.policy_id = member.policy_id;
     event.flags = member.flags;
-    entry.submit(wakeup_flags());
+    entry.submit(BPF_RB_FORCE_WAKEUP as u64);
 }
