@@ -33,6 +33,16 @@ struct Sample {
     cpu_percent: f64,
     rss_kib: u64,
     hwm_kib: u64,
+    /// RssAnon: the daemon's own memory. The rest of VmRSS is mostly the ring buffers,
+    /// kernel memory mapped into the daemon (and counted again in the maps' memlock).
+    anon_kib: u64,
+}
+
+fn rss_anon(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("RssAnon:")?.split_whitespace().next()?.parse().ok()))
+        .unwrap_or(0)
 }
 
 fn measure(pid: u32, secs: u64, during: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Sample> {
@@ -43,12 +53,19 @@ fn measure(pid: u32, secs: u64, during: impl FnOnce() -> anyhow::Result<()>) -> 
     std::thread::sleep(left);
     let (t1, rss, hwm) = cpu_and_rss(pid)?;
     let wall = start.elapsed().as_secs_f64();
-    Ok(Sample { cpu_percent: (t1 - t0) as f64 / clock_ticks() as f64 / wall * 100.0, rss_kib: rss, hwm_kib: hwm })
+    Ok(Sample {
+        cpu_percent: (t1 - t0) as f64 / clock_ticks() as f64 / wall * 100.0,
+        rss_kib: rss,
+        hwm_kib: hwm,
+        anon_kib: rss_anon(pid),
+    })
 }
 
-/// memlock bytes of the BPF maps and programs `pid` holds: (maps, count, programs, count).
-pub fn bpf_memory(pid: u32) -> anyhow::Result<(u64, usize, u64, usize)> {
+/// memlock bytes of the BPF maps and programs `pid` holds: (maps, count, programs,
+/// count, the largest maps as (id, memlock)).
+pub fn bpf_memory(pid: u32) -> anyhow::Result<(u64, usize, u64, usize, Vec<(u64, u64)>)> {
     let (mut maps, mut map_count, mut progs, mut prog_count) = (0, 0, 0, 0);
+    let mut each = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let entry = entry?;
         let Ok(link) = std::fs::read_link(entry.path()) else { continue };
@@ -64,6 +81,8 @@ pub fn bpf_memory(pid: u32) -> anyhow::Result<(u64, usize, u64, usize)> {
         let memlock: u64 =
             info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
         if kind == 0 {
+            let id = info.lines().find_map(|l| l.strip_prefix("map_id:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            each.push((id, memlock));
             maps += memlock;
             map_count += 1;
         } else {
@@ -71,7 +90,16 @@ pub fn bpf_memory(pid: u32) -> anyhow::Result<(u64, usize, u64, usize)> {
             prog_count += 1;
         }
     }
-    Ok((maps, map_count, progs, prog_count))
+    each.sort_by_key(|&(_, m)| std::cmp::Reverse(m));
+    each.truncate(6);
+    Ok((maps, map_count, progs, prog_count, each))
+}
+
+/// Map id -> name, from `bpftool -j map show` (empty without bpftool).
+fn map_names() -> std::collections::BTreeMap<u64, String> {
+    let Ok(out) = Command::new("bpftool").args(["-j", "map", "show"]).output() else { return Default::default() };
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    list.iter().filter_map(|m| Some((m["id"].as_u64()?, m["name"].as_str()?.to_owned()))).collect()
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -109,17 +137,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let status = daemon.status()?;
     let events = status["events_written"].as_u64().unwrap_or(0) - written_before;
     let lost = BenchDaemon::lost(&status);
-    let (maps, map_count, progs, prog_count) = bpf_memory(pid)?;
+    let (maps, map_count, progs, prog_count, largest) = bpf_memory(pid)?;
+    let names = map_names();
+    let largest: Vec<(String, u64)> =
+        largest.iter().map(|(id, m)| (names.get(id).cloned().unwrap_or_else(|| format!("id {id}")), *m)).collect();
     drop(daemon);
 
     let mib = |kib: u64| kib as f64 / 1024.0;
     let made = opens / args.load_secs as f64;
     println!("daemon footprint (realistic profile, one adopting selector); kernel {}", kernel_release());
     println!(
-        "  idle {:>3} s: {:>6.2}% of one CPU, RSS {:>6.1} MiB   (targets: < 0.5%, < 30 MiB)",
+        "  idle {:>3} s: {:>6.2}% of one CPU, RSS {:>6.1} MiB, of which anonymous {:.1} MiB (the rest: mostly the ring buffers, mapped)   (targets: < 0.5%, < 30 MB)",
         args.idle_secs,
         idle.cpu_percent,
-        mib(idle.rss_kib)
+        mib(idle.rss_kib),
+        mib(idle.anon_kib)
     );
     println!(
         "  {:>6.0} file events/s for {} s: {:>6.2}% of one CPU ({:.1} us per event), RSS {:.1} MiB, peak {:.1} MiB; {} events, {} lost",
@@ -139,18 +171,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         prog_count,
         progs as f64 / (1 << 20) as f64
     );
+    let list: Vec<String> = largest.iter().map(|(n, m)| format!("{n} {:.1} MiB", *m as f64 / (1 << 20) as f64)).collect();
+    println!("  largest maps: {}", list.join(", "));
     write_json(
         "footprint",
         &json!({
             "benchmark": "footprint",
             "kernel": kernel_release(),
-            "idle": {"secs": args.idle_secs, "cpu_percent": idle.cpu_percent, "rss_kib": idle.rss_kib},
+            "idle": {"secs": args.idle_secs, "cpu_percent": idle.cpu_percent, "rss_kib": idle.rss_kib, "rss_anon_kib": idle.anon_kib},
             "load": {
                 "secs": args.load_secs, "events_per_s": made.round(), "cpu_percent": load.cpu_percent,
                 "cpu_us_per_event": load.cpu_percent / 100.0 * 1e6 / made.max(1.0),
-                "rss_kib": load.rss_kib, "peak_rss_kib": load.hwm_kib, "events_written": events, "lost": lost,
+                "rss_kib": load.rss_kib, "rss_anon_kib": load.anon_kib, "peak_rss_kib": load.hwm_kib, "events_written": events, "lost": lost,
             },
-            "kernel_memory": {"maps": map_count, "map_memlock_bytes": maps, "programs": prog_count, "program_memlock_bytes": progs},
+            "kernel_memory": {"maps": map_count, "map_memlock_bytes": maps, "programs": prog_count, "program_memlock_bytes": progs,
+                              "largest_maps": largest.iter().map(|(n, m)| json!({"name": n, "memlock_bytes": m})).collect::<Vec<_>>()},
             "targets": {"idle_rss_kib_below": 30 * 1024, "idle_cpu_percent_below": 0.5},
         }),
     )?;

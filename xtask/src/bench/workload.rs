@@ -16,7 +16,7 @@ use super::{Scratch, kernel_release, median, parse_ns, realistic_policy, release
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 11)]
     rounds: usize,
     /// Files in the repository that is cloned.
     #[arg(long, default_value_t = 600)]
