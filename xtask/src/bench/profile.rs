@@ -164,7 +164,7 @@ fn perf_daemon(pid: u32, agent: &Path, target: &Path, dir: &Path) -> anyhow::Res
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .take(20)
-        .map(|l| format!("    {}", l.trim()))
+        .map(|l| format!("    {}", l.split_whitespace().filter(|w| *w != "-").collect::<Vec<_>>().join(" ")))
         .collect::<Vec<_>>()
         .join("\n"))
 }
