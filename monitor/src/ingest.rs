@@ -2,7 +2,8 @@
 //! stalls reading the kernel's buffers. Violations arrive on their own ring buffer
 //! and are read first; they are handed to the `actions` hook before being queued (so
 //! a kill-session does not wait behind telemetry) and are never dropped for a full
-//! queue. Telemetry that cannot be queued is counted, not lost silently.
+//! queue, nor are adoptions (which start sessions). Telemetry that cannot be queued is
+//! counted, not lost silently.
 
 use std::{
     os::fd::AsRawFd,
@@ -109,6 +110,14 @@ impl Ingest {
                             if !send_violation(&queue, violation, follow_up) {
                                 return;
                             }
+                        }
+                        // An adoption starts a session: without it the daemon cannot
+                        // say whose the session's events are. Never dropped.
+                        if matches!(event, KernelEvent::Adopt { .. }) {
+                            if queue.send(Item::Kernel(event)).is_err() {
+                                return;
+                            }
+                            continue;
                         }
                         match queue.try_send(Item::Kernel(event)) {
                             Ok(()) => {}

@@ -315,7 +315,7 @@ impl Pipeline {
 
     /// Explains what the kernel decided.
     fn decision(&self, session_id: u64, verdict: Verdict, hook: &'static str) -> Decision {
-        let Some(policy) = self.policy_of(session_id) else { return Decision::ALLOW };
+        let Some(policy) = self.policy_of(session_id) else { return unexplained(verdict, hook) };
         let rule = if verdict.rule_id == SHARED_FILES_RULE {
             Some("a process may not share its parent's descriptor table where files are restricted: it would keep what a killed violator opened".to_owned())
         } else if verdict.rule_id == RAW_SOCKET_RULE {
@@ -561,9 +561,32 @@ fn net(addr: SocketAddress, fd: u32, ret: i32) -> Net {
     net
 }
 
+/// What the kernel decided in a session whose policy userspace does not know (its
+/// adoption record was lost under load): the verdict stands and is reported, without
+/// the rule or profile that would explain it.
+fn unexplained(verdict: Verdict, hook: &'static str) -> Decision {
+    let note = Some("the session's start was lost (see monitor.loss): rule and profile unknown".to_owned());
+    match verdict.action {
+        action::ALLOW => Decision::ALLOW,
+        action::AUDIT => Decision { action: "audit", note, ..Decision::ALLOW },
+        action::DENY => Decision { action: "deny", enforced_by: Some(hook), note, ..Decision::ALLOW },
+        _ => Decision { action: "kill", enforced_by: Some(hook), note, ..Decision::ALLOW },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_verdict_without_a_known_policy_is_still_reported() {
+        let kill = unexplained(Verdict { action: action::KILL, rule_id: 3 }, "kernel:sys_exit");
+        assert_eq!((kill.action, kill.enforced_by), ("kill", Some("kernel:sys_exit")));
+        assert!(kill.note.is_some());
+        assert_eq!(unexplained(Verdict { action: action::DENY, rule_id: 3 }, "kernel:lsm/file_open").action, "deny");
+        assert_eq!(unexplained(Verdict { action: action::AUDIT, rule_id: 3 }, "kernel:sys_exit").action, "audit");
+        assert_eq!(unexplained(Verdict::ALLOW, "kernel:sys_exit").action, "allow");
+    }
 
     #[test]
     fn wait_status() {

@@ -13,6 +13,14 @@ use clap::Subcommand;
 
 use crate::{cargo, run, workspace_root};
 
+mod audit;
+mod bpf_stats;
+mod daemon;
+mod footprint;
+mod pipeline;
+mod profile;
+mod workload;
+
 #[derive(Subcommand)]
 pub enum Which {
     /// open+close of one file in a tight loop: (a) no monitor, (b) monitor loaded and
@@ -40,6 +48,20 @@ pub enum Which {
         #[arg(long, default_value_t = 10)]
         processes: usize,
     },
+    /// Wall time of agent workloads (git clone, a Python tree walk, cargo build):
+    /// (a) no monitor, (d) in a session with the realistic profile.
+    Workload(workload::Args),
+    /// Event throughput through the daemon's file sink: the highest rate of file events
+    /// with nothing lost, what happens above it, and whether enforcement stays exact.
+    Pipeline(pipeline::Args),
+    /// The daemon's memory and CPU, idle and under load, and its kernel map memory.
+    Footprint(footprint::Args),
+    /// The open and stat loops under Linux audit (watches on the profile's paths and
+    /// an open rule), beside no monitor and agent-monitor.
+    Audit(audit::Args),
+    /// Where the time goes: run time per eBPF program (kernel.bpf_stats_enabled) and
+    /// the daemon's CPU per event, optionally its hottest functions (perf).
+    Profile(profile::Args),
 }
 
 pub fn run_bench(which: Which) -> anyhow::Result<()> {
@@ -47,17 +69,22 @@ pub fn run_bench(which: Which) -> anyhow::Result<()> {
         Which::Open { iterations, rounds } => open(iterations, rounds),
         Which::Kill { runs, processes } => kill(runs, processes),
         Which::Syscalls { rounds } => syscalls(rounds),
+        Which::Workload(args) => workload::run(&args),
+        Which::Pipeline(args) => pipeline::run(&args),
+        Which::Footprint(args) => footprint::run(&args),
+        Which::Audit(args) => audit::run(&args),
+        Which::Profile(args) => profile::run(&args),
     }
 }
 
-fn release_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
+pub(crate) fn release_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     run(cargo().args(["build", "--release", "--package", "monitor", "--package", "monitor-tests", "--bin", "agent-monitor", "--bin", "probe"]))?;
     let dir = workspace_root().join("target/release");
     Ok((dir.join("agent-monitor"), dir.join("probe")))
 }
 
 /// ns per iteration printed by `probe open-loop`.
-fn parse_ns(output: &[u8]) -> anyhow::Result<f64> {
+pub(crate) fn parse_ns(output: &[u8]) -> anyhow::Result<f64> {
     let text = String::from_utf8_lossy(output);
     text.lines().next_back().and_then(|l| l.trim().parse().ok()).with_context(|| format!("probe printed {text:?}"))
 }
@@ -98,7 +125,7 @@ impl Drop for IdleMonitor {
     }
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -152,7 +179,7 @@ fn parse_time_ns(text: &str) -> Option<i128> {
     Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) as i128) * 1_000_000_000 + ns as i128)
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
@@ -240,7 +267,7 @@ pub fn kill(runs: usize, processes: usize) -> anyhow::Result<()> {
 
 /// The realistic profile of `bench syscalls`: the built-in default plus 50 path rules
 /// and 20 network rules (one of which allows the benchmark's listener).
-fn realistic_policy(monitor: &Path, port: u16) -> anyhow::Result<String> {
+pub(crate) fn realistic_policy(monitor: &Path, port: u16) -> anyhow::Result<String> {
     let default = Command::new(monitor).args(["policy", "default"]).output()?;
     let mut yaml = String::from_utf8(default.stdout)?;
     let mut deny = String::new();
@@ -339,4 +366,45 @@ fn syscalls_with(monitor: &Path, probe: &Path, port: u16, rounds: usize) -> anyh
     std::fs::write(out_dir.join("syscalls.json"), json)?;
     println!("  results: target/bench/syscalls.json");
     Ok(())
+}
+
+/// Writes `value` to target/bench/NAME.json and says where.
+pub(crate) fn write_json(name: &str, value: &serde_json::Value) -> anyhow::Result<()> {
+    let out_dir = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let path = out_dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(value)? + "\n")?;
+    println!("  results: target/bench/{name}.json");
+    Ok(())
+}
+
+/// A scratch directory under /tmp, removed when dropped (kept, to look into, with
+/// AM_BENCH_KEEP=1).
+pub(crate) struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(tag: &str) -> anyhow::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("am-bench-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
+    }
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("AM_BENCH_KEEP").is_some() {
+            eprintln!("  kept {}", self.0.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `uname -r`, for the record.
+pub(crate) fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default()
 }

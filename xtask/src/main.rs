@@ -2,7 +2,8 @@
 //! same integration tests in VMs running Debian's x86_64 kernel, then cross-built for
 //! aarch64 in VMs running Debian's arm64 kernels).
 //! `cargo xtask vm`: only the VM part.
-//! `cargo xtask bench open`: cost of the hooks on an open/close loop.
+//! `cargo xtask bench open|syscalls|kill|workload|pipeline|footprint|audit|profile`:
+//! benchmarks (xtask/src/bench.rs, xtask/src/bench/).
 //! `cargo xtask release`: release binaries for x86_64 and aarch64 (`target/dist/`).
 //! `cargo xtask cross-tests`: the aarch64 test binaries, built and listed.
 //! `cargo xtask arm64-vm`: those tests in Debian's arm64 kernels, in qemu.

@@ -297,6 +297,43 @@ fn main() {
             }
             println!("{}", start.elapsed().as_nanos() as u64 / n.max(1));
         }
+        "open-rate" => {
+            // Benchmark: open+close of PATH at RATE per second for SECS seconds, paced
+            // every half millisecond; prints `opens=N ns=ELAPSED` (a starved process
+            // makes fewer than RATE x SECS).
+            let rate: u64 = arg(1).parse().expect("rate");
+            let secs: f64 = arg(2).parse().expect("seconds");
+            let path = cstr(arg(3));
+            let start = Instant::now();
+            let end = Duration::from_secs_f64(secs);
+            let mut done: u64 = 0;
+            loop {
+                let elapsed = start.elapsed();
+                if elapsed >= end {
+                    break;
+                }
+                let due = (rate as u128 * elapsed.as_nanos() / 1_000_000_000) as u64;
+                while done < due {
+                    // SAFETY: valid C string; fd closed at once.
+                    unsafe { libc::close(libc::open(path.as_ptr(), libc::O_RDONLY)) };
+                    done += 1;
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            println!("opens={done} ns={}", start.elapsed().as_nanos());
+        }
+        "time" => {
+            // Runs ARGS[1..] (stdout discarded), prints its wall time in ns; exits with
+            // its status.
+            let start = Instant::now();
+            let status = std::process::Command::new(arg(1))
+                .args(&args[2..])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap_or_else(|e| panic!("{}: {e}", arg(1)));
+            println!("{}", start.elapsed().as_nanos());
+            std::process::exit(status.code().unwrap_or(1));
+        }
         "loop" => {
             // Benchmark: N iterations of one operation; prints ns per iteration.
             let n: u64 = arg(2).parse().expect("count");
