@@ -123,7 +123,20 @@ impl PolicySet {
             let base = allocate(&mut self.ids);
             let (view, notes) = install_profile(rules, profile, None, base, &mounts)?;
             let adopting = !profile.selectors.is_empty();
-            self.notes.extend(notes.into_iter().filter(|_| adopting).map(|n| format!("profile {}: {n}", profile.name)));
+            // Without a home, `~` entries are left out: expected for the base compile,
+            // said once rather than per entry.
+            let (homeless, other): (Vec<String>, Vec<String>) = notes.into_iter().partition(|n| n.contains("no home directory"));
+            if adopting {
+                self.notes.extend(other.into_iter().map(|n| format!("profile {}: {n}", profile.name)));
+                if !homeless.is_empty() {
+                    self.notes.push(format!(
+                        "profile {}: its {} `~` entries apply to the {} user(s) with a home directory here; other uids get the profile without them",
+                        profile.name,
+                        homeless.len(),
+                        users.len()
+                    ));
+                }
+            }
             let mut per_user = Vec::new();
             if adopting {
                 for user in &users {
