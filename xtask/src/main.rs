@@ -162,7 +162,10 @@ fn test() -> anyhow::Result<()> {
         failed += outcome.failures();
         counts += &format!(", arm64 vm {}: {} passed", outcome.kernel, outcome.console.passed);
     }
-    println!("== up to the x86_64 VMs' end {x86_done:.0?}; then the arm64 VMs {:.0?}", started.elapsed() - x86_done);
+    println!(
+        "== until the x86_64 VMs and the aarch64 build were both done: {x86_done:.0?}; then the arm64 VMs: {:.0?}",
+        started.elapsed() - x86_done
+    );
     println!("== {counts}, in {:.0?}", started.elapsed());
     println!("tests: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {
