@@ -88,6 +88,19 @@ pub enum KernelEvent {
 }
 
 impl KernelEvent {
+    /// What the policy decided, for the events that carry a decision.
+    pub fn verdict(&self) -> Option<Verdict> {
+        match self {
+            KernelEvent::FileOpen { verdict, .. }
+            | KernelEvent::Exec { verdict, .. }
+            | KernelEvent::Connect { verdict, .. }
+            | KernelEvent::Syscall { verdict, .. }
+            | KernelEvent::FileChange { verdict, .. }
+            | KernelEvent::Tamper { verdict, .. } => Some(*verdict),
+            KernelEvent::Fork { .. } | KernelEvent::Exit { .. } | KernelEvent::Adopt { .. } => None,
+        }
+    }
+
     pub fn header(&self) -> &EventHeader {
         match self {
             KernelEvent::Fork { header, .. }

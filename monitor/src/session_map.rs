@@ -76,6 +76,11 @@ impl SessionMap {
         self.map.iter().filter_map(Result::ok).filter(|(_, m)| m.session_id == session_id).collect()
     }
 
+    /// Sessions with at least one process, in one walk of the map.
+    pub fn populated(&self) -> std::collections::HashSet<u64> {
+        self.map.iter().filter_map(Result::ok).map(|(_, m)| m.session_id).collect()
+    }
+
     /// Every tgid currently in `session_id`.
     pub fn members(&self, session_id: u64) -> Vec<u32> {
         let mut pids: Vec<u32> = self

@@ -160,6 +160,15 @@ pub fn list_dirs(dir: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `--events`: stdout (absent or `-`) or a file appended to.
+pub fn event_sink(events: Option<&Path>) -> anyhow::Result<Sink> {
+    match events {
+        None => Ok(Sink::stdout()),
+        Some(p) if p.as_os_str() == "-" => Ok(Sink::stdout()),
+        Some(path) => Sink::file(path).with_context(|| format!("opening the event file {}", path.display())),
+    }
+}
+
 /// Runs the session; returns the exit code agent-monitor should exit with.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(socket) = &args.socket
@@ -167,11 +176,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     {
         return super::run_via_daemon::run(&args, stream);
     }
-    let mut sink = match args.events.as_deref() {
-        None => Sink::stdout(),
-        Some(p) if p.as_os_str() == "-" => Sink::stdout(),
-        Some(path) => Sink::file(path).with_context(|| format!("opening the event file {}", path.display()))?,
-    };
+    let mut sink = event_sink(args.events.as_deref())?;
     let profile = choose_profile(args.policy.as_deref(), args.profile.as_deref())?;
     let user = match &args.on_behalf_of {
         Some(spec) => principal::lookup(spec).context("--on-behalf-of")?,
@@ -403,15 +408,7 @@ fn kill_session_hook(
 ) -> DecisionHook {
     let mut done = false;
     Box::new(move |event: &KernelEvent| {
-        let verdict = match event {
-            KernelEvent::FileOpen { verdict, .. }
-            | KernelEvent::Exec { verdict, .. }
-            | KernelEvent::Connect { verdict, .. }
-            | KernelEvent::Syscall { verdict, .. }
-            | KernelEvent::FileChange { verdict, .. }
-            | KernelEvent::Tamper { verdict, .. } => *verdict,
-            _ => return None,
-        };
+        let verdict = event.verdict()?;
         // An audit session is never killed (self-protection refusals happen in audit
         // mode too; refusing is all they do there).
         if mode == Mode::Audit {
@@ -565,7 +562,7 @@ pub fn exit_code(status: ExitStatus) -> i32 {
     }
 }
 
-fn describe(status: ExitStatus) -> String {
+pub fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),

@@ -10,7 +10,7 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     os::{
         fd::AsRawFd,
-        unix::{ffi::OsStrExt, net::UnixStream, process::ExitStatusExt},
+        unix::{ffi::OsStrExt, net::UnixStream, process::ExitStatusExt as _},
     },
 };
 
@@ -19,7 +19,7 @@ use monitor_common::session::SessionMember;
 
 use super::{
     control::{read_reply, send},
-    run::{RunArgs, exit_code},
+    run::{RunArgs, describe, event_sink, exit_code},
 };
 use crate::{
     daemon::{protocol::Request, unix::recv_with_fd},
@@ -27,15 +27,10 @@ use crate::{
     launcher::{self, spawn_in_session},
     principal,
     seccomp::ForeignAbiFilter,
-    sink::Sink,
 };
 
 pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
-    let mut sink = match args.events.as_deref() {
-        None => Sink::stdout(),
-        Some(p) if p.as_os_str() == "-" => Sink::stdout(),
-        Some(path) => Sink::file(path).with_context(|| format!("opening the event file {}", path.display()))?,
-    };
+    let mut sink = event_sink(args.events.as_deref())?;
     let policy_text = match &args.policy {
         Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading the policy {}", path.display()))?),
         None => None,
@@ -107,11 +102,7 @@ pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
         std::io::stderr(),
         "agent-monitor: session {} ended ({}), {lines} events (held by the daemon, pid {})",
         start.session,
-        match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exit {code}"),
-            (None, Some(signal)) => format!("killed by signal {signal}"),
-            _ => "unknown status".into(),
-        },
+        describe(status),
         start.daemon_pid
     );
     Ok(exit_code(status))

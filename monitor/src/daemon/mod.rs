@@ -158,8 +158,7 @@ fn build_sink(config: &Config, hub: sink::Hub) -> anyhow::Result<Sink> {
         let rotation = sink::Rotation { max_bytes: file.max_bytes, keep: file.keep };
         builder = builder.file(&file.path, Some(rotation)).with_context(|| format!("opening the event file {}", file.path.display()))?;
     }
-    let redaction = sink::Redaction { argv: config.redact.argv, path_prefixes: config.redact.path_prefixes.clone() };
-    Ok(builder.hub(hub).redaction(redaction).build())
+    Ok(builder.hub(hub).redaction(config.redact.clone()).build())
 }
 
 /// On a violation in a session: kill the process (`on_violation: kill` where the
@@ -167,15 +166,7 @@ fn build_sink(config: &Config, hub: sink::Hub) -> anyhow::Result<Sink> {
 /// ingest thread.
 fn kill_hook(table: KillTable, metrics: Arc<Metrics>, members: crate::session_map::SessionMap) -> DecisionHook {
     Box::new(move |event: &KernelEvent| {
-        let verdict = match event {
-            KernelEvent::FileOpen { verdict, .. }
-            | KernelEvent::Exec { verdict, .. }
-            | KernelEvent::Connect { verdict, .. }
-            | KernelEvent::Syscall { verdict, .. }
-            | KernelEvent::FileChange { verdict, .. }
-            | KernelEvent::Tamper { verdict, .. } => *verdict,
-            _ => return None,
-        };
+        let verdict = event.verdict()?;
         if !matches!(verdict.action, action::KILL | action::DENY) {
             return None;
         }

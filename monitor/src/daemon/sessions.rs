@@ -60,6 +60,31 @@ pub struct Session {
     pub ending: Option<(u32, std::time::Instant)>,
 }
 
+impl Session {
+    /// A session with its first process (`root_pid`, 0 while a `run` client has not
+    /// started it) alive, not yet in a cgroup, owning no policy.
+    pub fn new(id: u64, profile: &str, view: Arc<PolicyView>, member: SessionMember, uid: u32, root_pid: u32, origin: Origin) -> Session {
+        Session {
+            id,
+            profile: profile.to_owned(),
+            view,
+            member,
+            uid,
+            root_pid,
+            origin,
+            adopted_by: None,
+            started: SystemTime::now(),
+            cgroup: None,
+            owned_policy: None,
+            frozen: false,
+            client: false,
+            root_exit: None,
+            alive: (root_pid != 0).then_some(root_pid).into_iter().collect(),
+            ending: None,
+        }
+    }
+}
+
 /// What the ingest thread needs to act on a violation at once.
 #[derive(Clone)]
 pub struct KillInfo {

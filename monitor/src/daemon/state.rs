@@ -6,7 +6,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
     sync::{Arc, mpsc},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use aya::{
@@ -301,28 +301,9 @@ impl Daemon {
             self.retarget(session, member);
         }
         let Some(profile) = self.policies.profile(&info.profile) else { return };
-        let view = profile.view.clone();
-        let record = Session {
-            id: session,
-            profile: info.profile.clone(),
-            view,
-            member,
-            uid,
-            root_pid: pid,
-            origin: Origin::Exec,
-            adopted_by: Some(info.text.clone()),
-            started: SystemTime::now(),
-            cgroup: None,
-            owned_policy: None,
-            frozen: false,
-            client: false,
-            root_exit: None,
-                alive: Default::default(),
-                ending: None,
-        };
+        let mut record = Session::new(session, &info.profile, profile.view.clone(), member, uid, pid, Origin::Exec);
+        record.adopted_by = Some(info.text.clone());
         self.unannounced.insert(session);
-        let mut record = record;
-        record.alive.insert(pid);
         self.begin(record, info.own_cgroup);
     }
 
@@ -478,10 +459,11 @@ impl Daemon {
         }
         // A session empty at two ticks in a row lost its last exit record (the exit
         // path ends sessions as their records come in).
+        let populated = self.members.populated();
         let empty: Vec<u64> = self
             .sessions
             .values()
-            .filter(|s| s.root_pid != 0 && (!s.client || s.ending.is_some()) && self.members.members(s.id).is_empty())
+            .filter(|s| s.root_pid != 0 && (!s.client || s.ending.is_some()) && !populated.contains(&s.id))
             .map(|s| s.id)
             .collect();
         let ended: Vec<u64> = empty.iter().copied().filter(|id| self.empty_last_tick.contains(id)).collect();
@@ -710,24 +692,9 @@ impl Daemon {
         let session = new_session_id();
         let flags = session_flags_for(&profile, acts_for_user, self.enforcement.files);
         let member = SessionMember { session_id: session, policy_id, flags };
-        let record = Session {
-            id: session,
-            profile: profile.name.clone(),
-            view,
-            member,
-            uid,
-            root_pid: 0,
-            origin: Origin::Run,
-            adopted_by: None,
-            started: SystemTime::now(),
-            cgroup: None,
-            owned_policy: owned,
-            frozen: false,
-            client: true,
-            root_exit: None,
-                alive: Default::default(),
-                ending: None,
-        };
+        let mut record = Session::new(session, &profile.name, view, member, uid, 0, Origin::Run);
+        record.owned_policy = owned;
+        record.client = true;
         self.begin(record, true);
         self.pending_runs.insert(session, command);
         self.held.insert(session, Vec::new());
@@ -863,24 +830,10 @@ impl Daemon {
             }
             joined.insert(pid, session);
             let Some(profile) = self.policies.profile(&info.profile) else { continue };
-            let record = Session {
-                id: session,
-                profile: info.profile.clone(),
-                view: profile.view.clone(),
-                member,
-                uid: facts.uid,
-                root_pid: 0,
-                origin: Origin::Running,
-                adopted_by: Some(info.text.clone()),
-                started: SystemTime::now(),
-                cgroup: None,
-                owned_policy: None,
-                frozen: false,
-                client: false,
-                root_exit: None,
-                alive: Default::default(),
-                ending: None,
-            };
+            // Started without its root pid: its `session.start` is written below, once
+            // its descendants have joined and it has its cgroup.
+            let mut record = Session::new(session, &info.profile, profile.view.clone(), member, facts.uid, 0, Origin::Running);
+            record.adopted_by = Some(info.text.clone());
             self.begin(record, false);
             let record = self.sessions.get_mut(&session).expect("begun");
             record.root_pid = pid;
@@ -1019,27 +972,12 @@ impl Daemon {
                     log::warn!("re-adopting frozen pid {pid}: {error}");
                 }
             }
-            let record = Session {
-                id,
-                profile,
-                view,
-                member,
-                uid,
-                root_pid: pids.first().copied().unwrap_or(0),
-                origin: Origin::Running,
-                adopted_by: Some("frozen when the previous daemon stopped".into()),
-                started: SystemTime::now(),
-                cgroup: None,
-                owned_policy: None,
-                frozen: true,
-                client: false,
-                root_exit: None,
-                alive: Default::default(),
-                ending: None,
-            };
-            let has_cgroup = cgroup.is_some();
-            let mut record = record;
+            let root = pids.first().copied().unwrap_or(0);
+            let mut record = Session::new(id, &profile, view, member, uid, root, Origin::Running);
+            record.adopted_by = Some("frozen when the previous daemon stopped".into());
+            record.frozen = true;
             record.alive.extend(pids.iter().copied());
+            let has_cgroup = cgroup.is_some();
             self.begin(record, false);
             if let Some(cgroup) = cgroup {
                 let cgroup = Arc::new(cgroup);
