@@ -6,9 +6,10 @@
 //!
 //! Two tiers enforce the same compiled policy. Tier 1, where the kernel runs BPF LSM
 //! programs: LSM hooks refuse an operation before it happens (`lsm_files`, `lsm_net`,
-//! `self_protection`). Tier 2, everywhere: raw tracepoints (no tracefs needed; they
-//! carry the syscall number, so one object serves x86_64 and aarch64) kill a violator
-//! before it returns to user space, and cgroup socket hooks refuse network access.
+//! `self_protection`). Tier 2, everywhere: the tracepoints of the watched syscalls
+//! (whose records carry the syscall number, so one object serves x86_64 and aarch64)
+//! kill a violator before it returns to user space, and cgroup socket hooks refuse
+//! network access. Process lifecycle comes from raw tracepoints in both tiers.
 //! Userspace picks the tier per resource and says which in `LSM_TIERS`.
 #![no_std]
 #![no_main]

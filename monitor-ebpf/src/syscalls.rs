@@ -1,15 +1,20 @@
 //! Syscall entry and exit: open-family syscalls and `connect`.
 //!
-//! `raw_syscalls:sys_enter/sys_exit` fire for every syscall of every task; the first
-//! thing each does is compare the syscall number against the few watched ones, so
-//! unrelated syscalls cost a handful of instructions and no map lookup.
+//! The programs attach to the per-syscall tracepoints (`syscalls:sys_exit_openat`, ...)
+//! of the watched syscalls only, never to `raw_syscalls`: the kernel then runs no
+//! program at all for the other syscalls (a bitmap test in C), where a raw
+//! `sys_enter`/`sys_exit` program would run twice for every syscall of every task.
 //! Opens are reported at exit, from the file the returned descriptor refers to: the
 //! path is the one the kernel resolved, never the string the caller passed.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    EbpfContext,
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs},
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
 };
 use monitor_common::{
     event::{
@@ -66,8 +71,27 @@ fn watched(nr: i64) -> Option<Watched> {
     }
 }
 
+/// Offsets in the record of a `syscalls:sys_enter_*` / `sys_exit_*` tracepoint
+/// (kernel/trace/trace_syscalls.c; the same since Linux 3.x on every architecture):
+/// the 8-byte common header, the syscall number, then at 16 the arguments (enter,
+/// 8 bytes each, copied from the registers at entry) or the return value (exit).
+const RECORD_NR: usize = 8;
+const RECORD_ARGS: usize = 16;
+const RECORD_RET: usize = 16;
+
 #[inline(always)]
-fn syscall_arg(regs: u64, n: usize) -> Result<u64, ReadError> {
+fn record<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: a direct load from the record; the verifier checks offset and size.
+    unsafe { *(ctx.as_ptr().add(offset) as *const T) }
+}
+
+/// Argument `n` of the syscall being left, from the user registers saved at entry
+/// (which no other thread can change).
+#[inline(always)]
+fn syscall_arg_at_exit(n: usize) -> Result<u64, ReadError> {
+    // SAFETY: helpers without preconditions; the result is the current task's saved
+    // user registers.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
     let offset = match n {
         0 => config!(regs.arg0),
         1 => config!(regs.arg1),
@@ -76,10 +100,11 @@ fn syscall_arg(regs: u64, n: usize) -> Result<u64, ReadError> {
     read::<u64>(regs, offset)
 }
 
-/// `sys_enter(struct pt_regs *regs, long id)`; raw tracepoint, Linux >= 4.17.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    let nr: i64 = ctx.arg(1);
+/// `syscalls:sys_enter_NAME` of connect, io_uring_setup, pidfd_getfd and
+/// open_by_handle_at (see `monitor::loader`).
+#[tracepoint]
+pub fn syscall_enter(ctx: TracePointContext) -> u32 {
+    let nr = record::<i32>(&ctx, RECORD_NR) as i64;
     match watched(nr) {
         // Opens are judged at exit only.
         Some(Watched::Open(syscall)) if syscall != open_syscall::OPEN_BY_HANDLE_AT => {}
@@ -91,12 +116,11 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-fn try_enter(ctx: &RawTracePointContext, what: Watched) -> Result<(), ReadError> {
+fn try_enter(ctx: &TracePointContext, what: Watched) -> Result<(), ReadError> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
     };
-    let regs: u64 = ctx.arg(0);
     match what {
         // The LSM hooks see every file io_uring, open_by_handle_at or pidfd_getfd
         // would hand out; these refusals are for the tracepoint tier only.
@@ -124,9 +148,17 @@ fn try_enter(ctx: &RawTracePointContext, what: Watched) -> Result<(), ReadError>
         }
         Watched::Open(_) => {}
         Watched::Connect => {
-            let fd = syscall_arg(regs, 0)? as u32;
-            let addr = syscall_arg(regs, 1)?;
-            let addr_len = syscall_arg(regs, 2)? as u32;
+            // Read with the helper, not loaded directly: the kernel refuses to attach a
+            // program that loads past the end of the smallest record it is attached to
+            // (io_uring_setup has two arguments).
+            // SAFETY: offsets inside connect's record, the only one read here.
+            let (fd, addr, addr_len) = unsafe {
+                (
+                    ctx.read_at::<u64>(RECORD_ARGS).map_err(|_| ReadError)? as u32,
+                    ctx.read_at::<u64>(RECORD_ARGS + 8).map_err(|_| ReadError)?,
+                    ctx.read_at::<u64>(RECORD_ARGS + 16).map_err(|_| ReadError)? as u32,
+                )
+            };
             let mut pending =
                 PendingConnect { fd, addr_len, action: action::ALLOW, rule_id: NO_RULE, addr: [0; SOCKADDR_MAX_BYTES] };
             let mut n = addr_len;
@@ -150,31 +182,24 @@ fn try_enter(ctx: &RawTracePointContext, what: Watched) -> Result<(), ReadError>
     Ok(())
 }
 
-/// `sys_exit(struct pt_regs *regs, long ret)`; raw tracepoint, Linux >= 4.17.
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    let regs: u64 = ctx.arg(0);
-    let nr = if config!(regs.syscall_nr_size) == 8 {
-        read::<i64>(regs, config!(regs.syscall_nr))
-    } else {
-        read::<i32>(regs, config!(regs.syscall_nr)).map(|nr| nr as i64)
-    };
-    let Ok(nr) = nr else {
-        return 0;
-    };
+/// `syscalls:sys_exit_NAME` of the open syscalls and connect (see `monitor::loader`).
+#[tracepoint]
+pub fn syscall_exit(ctx: TracePointContext) -> u32 {
+    let nr = record::<i32>(&ctx, RECORD_NR) as i64;
+    let ret = record::<i64>(&ctx, RECORD_RET);
     match watched(nr) {
         Some(Watched::Open(syscall)) => {
-            let _ = try_exit_open(&ctx, regs, syscall);
+            let _ = try_exit_open(ret, syscall);
         }
         Some(Watched::Connect) => {
-            let _ = try_exit_connect(&ctx);
+            let _ = try_exit_connect(ret);
         }
         Some(Watched::IoUringSetup | Watched::PidfdGetfd) | None => {}
     }
     0
 }
 
-fn try_exit_open(ctx: &RawTracePointContext, regs: u64, syscall: u32) -> Result<(), ReadError> {
+fn try_exit_open(ret: i64, syscall: u32) -> Result<(), ReadError> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
@@ -187,12 +212,11 @@ fn try_exit_open(ctx: &RawTracePointContext, regs: u64, syscall: u32) -> Result<
     // thread could change between the kernel's copy and ours: its opens are judged as
     // if they could truncate (`UNTRUSTED_FLAGS`).
     let open_flags = match syscall {
-        open_syscall::OPEN => syscall_arg(regs, 1)? as u32,
-        open_syscall::OPENAT | open_syscall::OPEN_BY_HANDLE_AT => syscall_arg(regs, 2)? as u32,
+        open_syscall::OPEN => syscall_arg_at_exit(1)? as u32,
+        open_syscall::OPENAT | open_syscall::OPEN_BY_HANDLE_AT => syscall_arg_at_exit(2)? as u32,
         open_syscall::CREAT => O_CREAT | O_WRONLY | O_TRUNC,
         _ => UNTRUSTED_FLAGS,
     };
-    let ret: i64 = ctx.arg(1);
     if ret < 0 {
         return Ok(()); // nothing was opened, so there is no file to resolve
     }
@@ -241,7 +265,7 @@ fn fd_to_file(fd: u32) -> Result<u64, ReadError> {
     read_ptr(fd_array, fd * 8)
 }
 
-fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), ReadError> {
+fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
@@ -264,7 +288,7 @@ fn try_exit_connect(ctx: &RawTracePointContext) -> Result<(), ReadError> {
         event_flags |= flags::READ_ERROR;
     }
     event.header.flags = event_flags;
-    event.ret = ctx.arg::<i64>(1) as i32;
+    event.ret = ret as i32;
     // SAFETY: map value pointer, valid until removed below.
     let pending = unsafe { &*pending };
     event.fd = pending.fd;
