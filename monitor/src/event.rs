@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::rendered::Rendered;
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Event types (`type` field).
@@ -148,9 +150,9 @@ pub struct Process {
     pub uid: u32,
     pub gid: u32,
     /// The program the process runs (resolved path), null before its first exec is seen.
-    pub exe: Option<String>,
-    pub argv: Vec<String>,
-    pub start_time: String,
+    pub exe: Rendered<Option<String>>,
+    pub argv: Rendered<Vec<String>>,
+    pub start_time: Rendered<String>,
     /// With `pid`, the identity of the process (immune to pid reuse).
     pub start_boottime_ns: u64,
     /// Parent pids, nearest first, up to the session root's parent.

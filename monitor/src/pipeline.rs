@@ -16,7 +16,7 @@ use crate::{
     event::{self, Change, Decision, Event, Exec, Exit, File, Latency, Net, Process, Session, Tamper, text, types},
     mounts::Mounts,
     policy::{Mode, OnViolation, model::Origin},
-    process_tree::{ProcessInfo, ProcessTree},
+    process_tree::{ProcessImage, ProcessTree},
     sink::Sink,
 };
 
@@ -402,19 +402,33 @@ impl Pipeline {
     }
 
     fn process(&mut self, header: &EventHeader) -> Process {
-        let known: ProcessInfo = self.tree.observe(header.tgid, header.start_time_ns, header.session_id).clone();
+        let known = self.tree.observe(header.tgid, header.start_time_ns, header.session_id);
         // Records from the cgroup socket hooks cannot read the start time: the process
         // tree knows it.
         let start_time_ns = if header.start_time_ns == 0 { known.start_time_ns } else { header.start_time_ns };
+        let image = match &known.image {
+            Some(image) if image.start_time_ns == start_time_ns => image.clone(),
+            _ => {
+                let image = ProcessImage {
+                    start_time_ns,
+                    exe: known.exe.as_deref().map(text).into(),
+                    argv: known.argv.iter().map(|a| text(a)).collect::<Vec<_>>().into(),
+                    start_time: self.context.clock.rfc3339(start_time_ns).into(),
+                };
+                known.image = Some(image.clone());
+                image
+            }
+        };
+        let ppid = known.ppid;
         Process {
             pid: header.tgid,
             tid: header.tid,
-            ppid: known.ppid,
+            ppid,
             uid: header.uid,
             gid: header.gid,
-            exe: known.exe.as_deref().map(text),
-            argv: known.argv.iter().map(|a| text(a)).collect(),
-            start_time: self.context.clock.rfc3339(start_time_ns),
+            exe: image.exe,
+            argv: image.argv,
+            start_time: image.start_time,
             start_boottime_ns: start_time_ns,
             ancestry: self.tree.ancestry(header.tgid),
         }

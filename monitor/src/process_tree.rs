@@ -4,6 +4,18 @@
 
 use std::collections::HashMap;
 
+use crate::rendered::Rendered;
+
+/// What every event of one program run says of its process: text, and JSON, made once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessImage {
+    /// The start time the image was made for.
+    pub start_time_ns: u64,
+    pub exe: Rendered<Option<String>>,
+    pub argv: Rendered<Vec<String>>,
+    pub start_time: Rendered<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
     pub tgid: u32,
@@ -14,6 +26,8 @@ pub struct ProcessInfo {
     /// Program the process runs (inherited from the parent until it execs).
     pub exe: Option<Vec<u8>>,
     pub argv: Vec<Vec<u8>>,
+    /// Made at the process's first event after its last exec (see `Pipeline::process`).
+    pub image: Option<ProcessImage>,
 }
 
 #[derive(Debug, Default)]
@@ -30,7 +44,7 @@ impl ProcessTree {
     pub fn add_root(&mut self, tgid: u32, ppid: u32, session_id: u64) {
         self.processes.insert(
             tgid,
-            ProcessInfo { tgid, start_time_ns: 0, ppid, session_id, exe: None, argv: Vec::new() },
+            ProcessInfo { tgid, start_time_ns: 0, ppid, session_id, exe: None, argv: Vec::new(), image: None },
         );
     }
 
@@ -44,12 +58,13 @@ impl ProcessTree {
             session_id,
             exe: None,
             argv: Vec::new(),
+            image: None,
         });
         if entry.start_time_ns == 0 {
             entry.start_time_ns = start_time_ns;
         } else if start_time_ns != 0 && entry.start_time_ns != start_time_ns {
             // The pid was reused: the old process's exit was missed.
-            *entry = ProcessInfo { tgid, start_time_ns, ppid: 0, session_id, exe: None, argv: Vec::new() };
+            *entry = ProcessInfo { tgid, start_time_ns, ppid: 0, session_id, exe: None, argv: Vec::new(), image: None };
         }
         entry
     }
@@ -60,7 +75,7 @@ impl ProcessTree {
         let (exe, argv) = (parent.exe.clone(), parent.argv.clone());
         self.processes.insert(
             child_tgid,
-            ProcessInfo { tgid: child_tgid, start_time_ns: child_start_ns, ppid: parent_tgid, session_id, exe, argv },
+            ProcessInfo { tgid: child_tgid, start_time_ns: child_start_ns, ppid: parent_tgid, session_id, exe, argv, image: None },
         );
     }
 
@@ -68,6 +83,7 @@ impl ProcessTree {
         let process = self.observe(tgid, start_time_ns, session_id);
         process.exe = Some(exe);
         process.argv = argv;
+        process.image = None;
     }
 
     /// The process ended; returns what was known of it.

@@ -45,7 +45,7 @@ impl Redaction {
         if self.argv {
             let redacted = || vec![MARKER.to_string()];
             if let Some(process) = &mut event.process {
-                process.argv = redacted();
+                process.argv = redacted().into();
             }
             if let Some(exec) = &mut event.exec {
                 exec.argv = redacted();
@@ -55,8 +55,12 @@ impl Redaction {
             }
         }
         if !self.path_prefixes.is_empty() {
+            if let Some(process) = &mut event.process
+                && let Some(redacted) = process.exe.as_deref().and_then(|exe| self.path(exe))
+            {
+                process.exe = Some(redacted).into();
+            }
             let paths = [
-                event.process.as_mut().and_then(|p| p.exe.as_mut()),
                 event.exec.as_mut().map(|e| &mut e.path),
                 event.file.as_mut().map(|f| &mut f.path),
                 event.change.as_mut().map(|c| &mut c.path),
@@ -117,7 +121,7 @@ mod tests {
     fn argv_everywhere() {
         let r = Redaction { argv: true, path_prefixes: vec![] };
         let redacted = r.apply(&exec_event());
-        assert_eq!(redacted.process.as_ref().unwrap().argv, [MARKER]);
+        assert_eq!(*redacted.process.as_ref().unwrap().argv, [MARKER]);
         assert_eq!(redacted.exec.as_ref().unwrap().argv, [MARKER]);
         assert_eq!(redacted.process.unwrap().exe.as_deref(), Some("/home/alice/secret/tool"), "paths untouched");
 

@@ -56,9 +56,9 @@ pub fn exec_event() -> Event {
         ppid: 1,
         uid: 1000,
         gid: 1000,
-        exe: Some("/home/alice/secret/tool".into()),
-        argv: argv.clone(),
-        start_time: "2026-01-01T00:00:00.000000000Z".into(),
+        exe: Some("/home/alice/secret/tool".to_string()).into(),
+        argv: argv.clone().into(),
+        start_time: "2026-01-01T00:00:00.000000000Z".to_string().into(),
         start_boottime_ns: 1,
         ancestry: vec![1],
     });
