@@ -17,8 +17,10 @@ mod audit;
 mod bpf_stats;
 mod daemon;
 mod footprint;
+mod kill;
 mod pipeline;
 mod profile;
+mod slow_path;
 mod workload;
 
 #[derive(Subcommand)]
@@ -40,14 +42,8 @@ pub enum Which {
         rounds: usize,
     },
     /// Time from a violating syscall to the death of the violator and of its whole
-    /// session (kill-session).
-    Kill {
-        #[arg(long, default_value_t = 100)]
-        runs: usize,
-        /// Processes in the session.
-        #[arg(long, default_value_t = 10)]
-        processes: usize,
-    },
+    /// session (kill-session), through a daemon.
+    Kill(kill::Args),
     /// Wall time of agent workloads (git clone, a Python tree walk, cargo build):
     /// (a) no monitor, (d) in a session with the realistic profile.
     Workload(workload::Args),
@@ -67,7 +63,7 @@ pub enum Which {
 pub fn run_bench(which: Which) -> anyhow::Result<()> {
     match which {
         Which::Open { iterations, rounds } => open(iterations, rounds),
-        Which::Kill { runs, processes } => kill(runs, processes),
+        Which::Kill(args) => kill::run(&args),
         Which::Syscalls { rounds } => syscalls(rounds),
         Which::Workload(args) => workload::run(&args),
         Which::Pipeline(args) => pipeline::run(&args),
@@ -160,7 +156,7 @@ fn open(iterations: u64, rounds: usize) -> anyhow::Result<()> {
 }
 
 /// Nanoseconds since the epoch of an RFC 3339 UTC time with 9 fractional digits.
-fn parse_time_ns(text: &str) -> Option<i128> {
+pub(crate) fn parse_time_ns(text: &str) -> Option<i128> {
     // 2026-11-24T03:04:05.123456789Z
     let b = text.as_bytes();
     if b.len() != 30 || b[29] != b'Z' {
@@ -181,88 +177,6 @@ fn parse_time_ns(text: &str) -> Option<i128> {
 
 pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-/// Time from a violating open to the death of the violator, and of its whole session
-/// (`on_violation: kill-session`, `processes` processes), from kernel timestamps.
-pub fn kill(runs: usize, processes: usize) -> anyhow::Result<()> {
-    let (monitor, probe) = release_binaries()?;
-    let dir = std::env::temp_dir().join(format!("am-bench-kill-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let secret = dir.join("secret");
-    std::fs::write(&secret, "secret")?;
-    let policy = dir.join("policy.yaml");
-    std::fs::write(
-        &policy,
-        format!(
-            "version: 1\nprofiles:\n  - name: bench\n    on_violation: kill-session\n    files:\n      read: [/]\n      write: [/dev/null, /tmp]\n      deny: [{}]\n",
-            secret.display()
-        ),
-    )?;
-    // processes - 2 sleepers, the shell, the violator.
-    let sleepers = processes.saturating_sub(2);
-    let script = format!(
-        "for i in $(seq {sleepers}); do sleep 30 & done; sleep 0.2; exec {} cat {}",
-        probe.display(),
-        secret.display()
-    );
-    let (mut violator_ms, mut session_ms) = (Vec::new(), Vec::new());
-    let events = dir.join("events.ndjson");
-    for run in 0..runs {
-        let _ = std::fs::remove_file(&events);
-        let status = Command::new(&monitor)
-            .args(["run", "--policy"])
-            .arg(&policy)
-            .arg("--events")
-            .arg(&events)
-            .args(["--", "sh", "-c", &script])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        if status.code() != Some(137) {
-            bail!("run {run}: the session was not killed ({status})");
-        }
-        let text = std::fs::read_to_string(&events)?;
-        let lines: Vec<&str> = text.lines().collect();
-        let field = |line: &str, key: &str| -> Option<String> {
-            let at = line.find(key)? + key.len();
-            Some(line[at..].split('"').next()?.to_owned())
-        };
-        let violation = lines
-            .iter()
-            .find(|l| l.contains("\"type\":\"file.open\"") && l.contains("\"action\":\"kill\""))
-            .context("no violation event")?;
-        let t0 = parse_time_ns(&field(violation, "\"time\":\"").context("time")?).context("time format")?;
-        let violator_pid = field(violation, "\"pid\":").and_then(|p| p.split(',').next().map(str::to_owned)).context("pid")?;
-        let exits: Vec<(String, i128)> = lines
-            .iter()
-            .filter(|l| l.contains("\"type\":\"process.exit\""))
-            .filter_map(|l| {
-                let pid = field(l, "\"pid\":")?.split(',').next()?.to_owned();
-                Some((pid, parse_time_ns(&field(l, "\"time\":\"")?)?))
-            })
-            .collect();
-        if exits.len() < processes {
-            bail!("run {run}: {} exits for {processes} processes", exits.len());
-        }
-        let violator = exits.iter().find(|(pid, _)| *pid == violator_pid).context("violator exit")?.1;
-        let last = exits.iter().map(|(_, t)| *t).max().context("exits")?;
-        violator_ms.push((violator - t0) as f64 / 1e6);
-        session_ms.push((last - t0) as f64 / 1e6);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    violator_ms.sort_by(f64::total_cmp);
-    session_ms.sort_by(f64::total_cmp);
-    println!("kill latency, {runs} runs, session of {processes} processes, from the violating open (kernel timestamps)");
-    for (what, values) in [("violator dead", &violator_ms), ("whole session dead", &session_ms)] {
-        println!(
-            "  {what:<20} median {:8.3} ms   p99 {:8.3} ms   worst {:8.3} ms",
-            percentile(values, 0.5),
-            percentile(values, 0.99),
-            values[values.len() - 1]
-        );
-    }
-    Ok(())
 }
 
 /// The realistic profile of `bench syscalls`: the built-in default plus 50 path rules
@@ -314,7 +228,7 @@ fn syscalls_with(monitor: &Path, probe: &Path, port: u16, rounds: usize) -> anyh
     std::fs::write(&realistic, realistic_policy(&monitor, port)?)?;
     let target = format!("127.0.0.1:{port}");
     let loops: [(&str, u64); 4] = [("open", 100_000), ("stat", 100_000), ("connect", 3_000), ("forkexec", 300)];
-    let configs = ["a: no monitor", "b: monitor, outside", "c: session, allow-all", "d: session, realistic"];
+    let configs = ["a: no monitor", "floor: slow path", "b: monitor, outside", "c: session, allow-all", "d: session, realistic"];
     let mut results: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); configs.len()]; loops.len()];
     let started = Instant::now();
     for _ in 0..rounds {
@@ -325,12 +239,17 @@ fn syscalls_with(monitor: &Path, probe: &Path, port: u16, rounds: usize) -> anyh
             let bare = Command::new(&probe).args(&probe_args(&probe)[1..]).output()?;
             results[l][0].push(parse_ns(&bare.stdout)?);
             {
+                let _slow = slow_path::SlowPath::enable()?;
+                let floor = Command::new(&probe).args(&probe_args(&probe)[1..]).output()?;
+                results[l][1].push(parse_ns(&floor.stdout)?);
+            }
+            {
                 let _idle = IdleMonitor::start(&monitor)?;
                 std::thread::sleep(Duration::from_millis(100));
                 let outside = Command::new(&probe).args(&probe_args(&probe)[1..]).output()?;
-                results[l][1].push(parse_ns(&outside.stdout)?);
+                results[l][2].push(parse_ns(&outside.stdout)?);
             }
-            for (c, policy) in [(2, &allow_all), (3, &realistic)] {
+            for (c, policy) in [(3, &allow_all), (4, &realistic)] {
                 let out = Command::new(&monitor)
                     .arg("run")
                     .arg("--policy")
@@ -345,35 +264,34 @@ fn syscalls_with(monitor: &Path, probe: &Path, port: u16, rounds: usize) -> anyh
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!("syscall overhead, median of {rounds} alternating rounds ({:.0?}); ns per iteration and ratio to (a)", started.elapsed());
-    println!("  {:<10} {:>22} {:>22} {:>22} {:>22}", "loop", configs[0], configs[1], configs[2], configs[3]);
-    let mut json = String::from("{\n  \"benchmark\": \"syscalls\",\n  \"unit\": \"ns per iteration (median)\",\n  \"loops\": {\n");
+    println!("  {:<10} {:>22} {:>22} {:>22} {:>22} {:>22}", "loop", configs[0], configs[1], configs[2], configs[3], configs[4]);
+    let mut json_loops = serde_json::Map::new();
     for (l, (kind, _)) in loops.iter().enumerate() {
         let medians: Vec<f64> = results[l].iter_mut().map(|v| median(v)).collect();
         let cell = |c: usize| format!("{:>9.0} ({:>5.3})", medians[c], medians[c] / medians[0]);
-        println!("  {:<10} {:>22} {:>22} {:>22} {:>22}", kind, cell(0), cell(1), cell(2), cell(3));
-        json.push_str(&format!(
-            "    \"{kind}\": {{\"none\": {:.0}, \"outside\": {:.0}, \"allow_all\": {:.0}, \"realistic\": {:.0}}}{}\n",
-            medians[0],
-            medians[1],
-            medians[2],
-            medians[3],
-            if l + 1 < loops.len() { "," } else { "" }
-        ));
+        println!("  {:<10} {:>22} {:>22} {:>22} {:>22} {:>22}", kind, cell(0), cell(1), cell(2), cell(3), cell(4));
+        let keys = ["none", "slow_path_floor", "outside", "allow_all", "realistic"];
+        let row: serde_json::Map<String, serde_json::Value> =
+            keys.iter().zip(&medians).map(|(k, v)| (k.to_string(), serde_json::json!(v.round()))).collect();
+        json_loops.insert(kind.to_string(), row.into());
     }
-    json.push_str("  }\n}\n");
-    let out_dir = workspace_root().join("target/bench");
-    std::fs::create_dir_all(&out_dir)?;
-    std::fs::write(out_dir.join("syscalls.json"), json)?;
-    println!("  results: target/bench/syscalls.json");
-    Ok(())
+    write_json(
+        "syscalls",
+        &serde_json::json!({"benchmark": "syscalls", "unit": "ns per iteration (median)", "rounds": rounds, "loops": json_loops}),
+    )
 }
 
-/// Writes `value` to target/bench/NAME.json and says where.
+/// Writes `value`, with the machine it was measured on, to target/bench/NAME.json and
+/// says where.
 pub(crate) fn write_json(name: &str, value: &serde_json::Value) -> anyhow::Result<()> {
     let out_dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     let path = out_dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(value)? + "\n")?;
+    let mut value = value.clone();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("machine".into(), machine());
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&value)? + "\n")?;
     println!("  results: target/bench/{name}.json");
     Ok(())
 }
@@ -402,6 +320,29 @@ impl Drop for Scratch {
         }
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// What the figures were measured on: kernel, CPU, cores, memory, load, time.
+pub(crate) fn machine() -> serde_json::Value {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name") || l.starts_with("CPU part"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    let memory_kib = read("/proc/meminfo").lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+    let measured_at = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    serde_json::json!({
+        "kernel": kernel_release(),
+        "arch": std::env::consts::ARCH,
+        "cpu": cpu,
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "memory_mib": memory_kib.map(|k| k / 1024),
+        "load_average": read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        "measured_at": measured_at.unwrap_or_default(),
+    })
 }
 
 /// `uname -r`, for the record.

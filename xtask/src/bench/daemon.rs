@@ -48,6 +48,10 @@ impl BenchDaemon {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
     pub fn events_path(&self) -> PathBuf {
         self.dir.join("events.ndjson")
     }
@@ -56,7 +60,7 @@ impl BenchDaemon {
     pub fn status(&self) -> anyhow::Result<serde_json::Value> {
         let out = Command::new(&self.monitor)
             .arg("--socket")
-            .arg(self.dir.join("control.sock"))
+            .arg(self.socket())
             .args(["status", "--json"])
             .stderr(Stdio::null())
             .output()?;
