@@ -23,21 +23,26 @@ use crate::{
     path::{PathScratch, Resolved},
 };
 
+/// Rule maps are written only by userspace: `BPF_F_NO_PREALLOC`, so that they take
+/// kernel memory for the rules a policy has, not for the most it could have (the
+/// preallocated `DENIED_INODES` alone was 22 MiB). (LPM tries are never preallocated.)
+const BPF_F_NO_PREALLOC: u32 = 1;
+
 #[map]
-pub static FILE_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, 1);
+pub static FILE_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, BPF_F_NO_PREALLOC);
 #[map]
-pub static EXEC_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, 1);
+pub static EXEC_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, BPF_F_NO_PREALLOC);
 #[map]
-pub static NAME_RULES: HashMap<NameKey, RuleValue> = HashMap::with_max_entries(RULES_MAX, 0);
+pub static NAME_RULES: HashMap<NameKey, RuleValue> = HashMap::with_max_entries(RULES_MAX, BPF_F_NO_PREALLOC);
 /// Files under deny entries, by (policy, dev, inode): a hard link elsewhere is the same
 /// file, and is denied the same.
 #[map]
-pub static DENIED_INODES: HashMap<InodeKey, RuleValue> = HashMap::with_max_entries(DENIED_INODES_MAX, 0);
+pub static DENIED_INODES: HashMap<InodeKey, RuleValue> = HashMap::with_max_entries(DENIED_INODES_MAX, BPF_F_NO_PREALLOC);
 #[map]
-pub static PRINCIPALS: HashMap<u32, Principal> = HashMap::with_max_entries(1024, 0);
+pub static PRINCIPALS: HashMap<u32, Principal> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
 /// [policy id, gid] -> 1: the principals' groups, one lookup per check.
 #[map]
-pub static PRINCIPAL_GROUP_SET: HashMap<[u32; 2], u8> = HashMap::with_max_entries(1024 * PRINCIPAL_GROUPS as u32, 0);
+pub static PRINCIPAL_GROUP_SET: HashMap<[u32; 2], u8> = HashMap::with_max_entries(1024 * PRINCIPAL_GROUPS as u32, BPF_F_NO_PREALLOC);
 
 /// The file an access concerns, for the principal's permission check.
 pub struct Object {

@@ -10,22 +10,22 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::{SyncSender, TrySendError},
+        mpsc::TrySendError,
     },
     thread::JoinHandle,
 };
 
 use aya::maps::{MapData, RingBuf};
 
-use crate::decode::{KernelEvent, decode};
+use crate::{
+    decode::{KernelEvent, decode},
+    queue::Sender,
+};
 
 /// How often the telemetry ring buffer is read when the kernel sends no wakeup: the
 /// kernel wakes the reader only once 64 KiB are pending, so this bounds event latency.
 /// (Violations always wake the reader at once.)
 pub const POLL_INTERVAL_MS: i32 = 5;
-
-/// Capacity of the queue between ingest and the pipeline, in items.
-pub const QUEUE_CAPACITY: usize = 65_536;
 
 /// What the pipeline receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl Ingest {
     pub fn spawn(
         mut events: RingBuf<MapData>,
         mut decisions: RingBuf<MapData>,
-        queue: SyncSender<Item>,
+        queue: Sender<Item>,
         loss: Arc<UserspaceLoss>,
         mut on_decision: DecisionHook,
         settle: Settle,
@@ -153,7 +153,7 @@ impl Ingest {
 }
 
 /// Queues a violation, waiting for room: violations are never dropped.
-fn send_violation(queue: &SyncSender<Item>, violation: KernelEvent, follow_up: Option<Item>) -> bool {
+fn send_violation(queue: &Sender<Item>, violation: KernelEvent, follow_up: Option<Item>) -> bool {
     if queue.send(Item::Kernel(violation)).is_err() {
         return false;
     }

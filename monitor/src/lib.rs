@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod principal;
 pub mod process_tree;
+pub mod queue;
 pub mod rendered;
 pub mod rule_maps;
 pub mod seccomp;

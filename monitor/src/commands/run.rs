@@ -29,7 +29,7 @@ use crate::{
     host_refresh,
     decode::KernelEvent,
     event::{Loss, Monitor, PrincipalRef, text, types},
-    ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, Settle, UserspaceLoss},
+    ingest::{DecisionHook, Ingest, Item, Settle, UserspaceLoss},
     mounts::MountTable,
     launcher::{self, spawn_in_session},
     enforcement::{LsmChoice, Tier},
@@ -292,7 +292,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     let mut tree = ProcessTree::new();
     tree.add_root(root_pid, std::process::id(), session_id);
-    let (queue, received) = mpsc::sync_channel::<Item>(QUEUE_CAPACITY);
+    let (queue, received) = crate::queue::bounded::<Item>();
     let user_loss = Arc::new(UserspaceLoss::default());
     let session_killed = Arc::new(AtomicBool::new(false));
     let hook = kill_session_hook(profile.mode, profile.on_violation, cgroup.clone(), session_killed.clone());
@@ -455,7 +455,7 @@ pub(crate) fn kill_member(cgroup: Option<&SessionCgroup>, tgid: u32) {
 
 fn process_events(
     mut pipeline: Pipeline,
-    received: mpsc::Receiver<Item>,
+    received: crate::queue::Receiver<Item>,
     counters: PerCpuArray<MapData, u64>,
     user_loss: Arc<UserspaceLoss>,
     session_id: u64,

@@ -40,7 +40,7 @@ use crate::{
     clock::BootClock,
     decode::KernelEvent,
     enforcement::{LsmChoice, Tier},
-    ingest::{DecisionHook, Ingest, Item, QUEUE_CAPACITY, UserspaceLoss},
+    ingest::{DecisionHook, Ingest, Item, UserspaceLoss},
     loader::{Probes, attach_network_everywhere},
     metrics::Metrics,
     pipeline::{Context, Pipeline},
@@ -71,7 +71,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
 
     let Probes { ebpf, enforcement, sessions, events, decisions, counters, rules, .. } = probes;
     let kill_table: KillTable = Arc::new(Mutex::new(Default::default()));
-    let (queue, items) = mpsc::sync_channel::<Item>(QUEUE_CAPACITY);
+    let (queue, items) = crate::queue::bounded::<Item>();
     let user_loss = Arc::new(UserspaceLoss::default());
     let metrics = Arc::new(Metrics::new());
     let hook_members = crate::session_map::SessionMap::from_fd(session_map.try_clone()?)
@@ -113,6 +113,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     };
     let control = server.spawn(stop_control.clone());
     let worker = std::thread::Builder::new().name("daemon".into()).spawn(move || daemon.run(items, requests))?;
+    release_freed_memory();
     notify(&[sd_notify::NotifyState::Ready]);
     log::info!("agent-monitor daemon ready ({enforcement:?})");
 
@@ -132,6 +133,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
                         Some(error) => log::error!("reload refused, the previous policy stays in force: {error}"),
                     }
                 }
+                release_freed_memory();
                 notify(&[sd_notify::NotifyState::Ready]);
             }
             _ => break,
@@ -231,6 +233,17 @@ fn wait_signal(set: &libc::sigset_t) -> libc::c_int {
         if unsafe { libc::sigwait(set, &mut signal) } == 0 {
             return signal;
         }
+    }
+}
+
+/// Gives the C allocator's free pages back to the kernel. Loading parses the kernel's
+/// BTF and compiling a policy builds large tables, all freed afterwards; without this
+/// the idle daemon kept about 18 MiB of freed heap resident.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -148,7 +148,7 @@ impl Daemon {
     }
 
     /// Runs until a `Stop` command; returns after the sessions were released or frozen.
-    pub fn run(mut self, items: mpsc::Receiver<Item>, commands: mpsc::Receiver<Command>) -> Daemon {
+    pub fn run(mut self, items: crate::queue::Receiver<Item>, commands: mpsc::Receiver<Command>) -> Daemon {
         let mut last_tick = Instant::now();
         loop {
             match items.recv_timeout(Duration::from_millis(10)) {
