@@ -818,7 +818,7 @@ fn systemd_hears_ready_reloading_and_stopping() {
     notify.set_read_timeout(Some(START_TIMEOUT)).unwrap();
     let mut daemon =
         Daemon::start_with(dir, "version: 1\nprofiles:\n  - name: agent\n", "release", &[("NOTIFY_SOCKET", &notify_path)], "");
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 512];
         let n = notify.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()

@@ -58,7 +58,13 @@ pub enum Which {
     /// Where the time goes: run time per eBPF program (kernel.bpf_stats_enabled) and
     /// the daemon's CPU per event, optionally its hottest functions (perf).
     Profile(profile::Args),
+    /// Every benchmark above with its defaults, one after the other (about 25 min), and
+    /// their results with the machine in target/bench/results.json.
+    All,
 }
+
+/// The benchmarks of `All`, in order, by the name of their JSON file.
+const ALL: [&str; 7] = ["syscalls", "kill", "pipeline", "footprint", "workload", "audit", "profile"];
 
 pub fn run_bench(which: Which) -> anyhow::Result<()> {
     match which {
@@ -70,7 +76,55 @@ pub fn run_bench(which: Which) -> anyhow::Result<()> {
         Which::Footprint(args) => footprint::run(&args),
         Which::Audit(args) => audit::run(&args),
         Which::Profile(args) => profile::run(&args),
+        Which::All => all(),
     }
+}
+
+/// The arguments of a benchmark as its defaults set them.
+fn defaults<A: clap::Args + clap::FromArgMatches>() -> A {
+    let command = A::augment_args(clap::Command::new("bench"));
+    A::from_arg_matches(&command.get_matches_from(["bench"])).expect("every benchmark argument has a default")
+}
+
+fn all() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let out_dir = workspace_root().join("target/bench");
+    for name in ALL {
+        let _ = std::fs::remove_file(out_dir.join(format!("{name}.json")));
+    }
+    let mut failed = Vec::new();
+    for name in ALL {
+        println!("== bench {name}");
+        let result = match name {
+            "syscalls" => syscalls(5),
+            "kill" => kill::run(&defaults()),
+            "pipeline" => pipeline::run(&defaults()),
+            "footprint" => footprint::run(&defaults()),
+            "workload" => workload::run(&defaults()),
+            "audit" => audit::run(&defaults()),
+            _ => profile::run(&defaults()),
+        };
+        if let Err(error) = result {
+            println!("bench {name}: FAILED: {error:#}");
+            failed.push(name);
+        }
+    }
+    let mut results = serde_json::Map::new();
+    for name in ALL {
+        if let Ok(text) = std::fs::read_to_string(out_dir.join(format!("{name}.json"))) {
+            let mut value: serde_json::Value = serde_json::from_str(&text)?;
+            value.as_object_mut().map(|o| o.remove("machine"));
+            results.insert(name.to_owned(), value);
+        }
+    }
+    write_json(
+        "results",
+        &serde_json::json!({"benchmarks": results, "failed": failed, "took_s": started.elapsed().as_secs()}),
+    )?;
+    if !failed.is_empty() {
+        bail!("benchmarks failed: {}", failed.join(", "));
+    }
+    Ok(())
 }
 
 pub(crate) fn release_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {

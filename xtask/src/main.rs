@@ -123,9 +123,9 @@ fn test() -> anyhow::Result<()> {
     println!("== unit tests");
     // monitor-ebpf only builds for the BPF target; monitor-tests needs root.
     let unit = cargo_test(&["--workspace", "--exclude", "monitor-ebpf", "--exclude", "monitor-tests"])?;
-    println!("== the Debian package (release build, contents, install into an overlay of /)");
+    println!("== the Debian package (of the debug build: contents, install into an overlay of /)");
     // A packaging failure is reported at the end, after the tests have run.
-    let package = package::build_and_check(&package::PackageArgs::default());
+    let package = package::build_and_check(&package::PackageArgs { debug: true, ..Default::default() });
     if let Err(error) = &package {
         println!("package: FAILED: {error:#}");
     }

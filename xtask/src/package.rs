@@ -31,6 +31,10 @@ pub struct PackageArgs {
     /// Use target/release/agent-monitor as it is (do not run cargo build first).
     #[arg(long)]
     pub no_build: bool,
+    /// Package the debug binary already built (target/debug), not a release build:
+    /// what `cargo xtask test` checks, to spare CI a release build of every crate.
+    #[arg(long)]
+    pub debug: bool,
 }
 
 /// `cargo xtask package`: prints the .deb's path last.
@@ -42,13 +46,13 @@ pub fn command(args: &PackageArgs) -> anyhow::Result<()> {
 
 pub fn build_and_check(args: &PackageArgs) -> anyhow::Result<PathBuf> {
     let started = Instant::now();
-    if !args.no_build {
+    if !args.no_build && !args.debug {
         println!("== package: release build of agent-monitor");
         run(cargo().args(["build", "--release", "--package", "monitor", "--bin", "agent-monitor"]))?;
     }
     let pages = crate::man::generate(&crate::man::out_dir())?;
     println!("== package: {} man pages in {}", pages.len(), crate::man::out_dir().display());
-    let deb = cargo_deb()?;
+    let deb = cargo_deb(args.debug)?;
     println!("== package: {} ({} KiB) in {:.0?}", deb.display(), std::fs::metadata(&deb)?.len() / 1024, started.elapsed());
     let page_names: Vec<String> =
         pages.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
@@ -61,14 +65,16 @@ pub fn build_and_check(args: &PackageArgs) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `cargo deb` on the binary already built; returns the .deb it wrote.
-fn cargo_deb() -> anyhow::Result<PathBuf> {
+fn cargo_deb(debug: bool) -> anyhow::Result<PathBuf> {
     let out_dir = workspace_root().join("target/debian");
     // A stale .deb of another version must not be picked up below.
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir)?;
     }
     let output = cargo()
-        .args(["deb", "--package", "monitor", "--no-build", "--output"])
+        .args(["deb", "--package", "monitor", "--no-build"])
+        .args(if debug { &["--profile", "dev"][..] } else { &[] })
+        .arg("--output")
         .arg(&out_dir)
         .current_dir(workspace_root())
         .stderr(std::process::Stdio::inherit())

@@ -25,7 +25,7 @@ use super::{
 #[derive(clap::Args)]
 pub struct Args {
     /// File-event rates to try, events per second.
-    #[arg(long, value_delimiter = ',', default_value = "10000,25000,50000,75000,100000,150000,200000")]
+    #[arg(long, value_delimiter = ',', default_value = "10000,25000,50000,75000,100000,150000,200000,300000")]
     rates: Vec<u64>,
     /// Seconds per step.
     #[arg(long, default_value_t = 5.0)]
