@@ -92,6 +92,9 @@ impl Audit {
             dir.join("plugins.d").display()
         );
         std::fs::write(dir.join("auditd.conf"), conf)?;
+        // The only rule loaded, if any, is the one an earlier run left (`unavailable`):
+        // kept, it would deny the benchmark's own loop an audit context.
+        auditctl(&["-D"])?;
         // First: nobody but the benchmark's group gets an audit context.
         auditctl(&["-a", "never,task", "-F", &format!("gid!={GID}")])?;
         let mut audit = Audit { auditd: None, old_backlog, log, watches: 0, watch_failures: Vec::new() };
@@ -224,6 +227,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let lost = status_field(&auditctl(&["-s"])?, "lost").unwrap_or(0);
     let (watches, failures) = (audit.watches, audit.watch_failures.clone());
     drop(audit);
+    if records == 0 {
+        bail!("audit recorded none of the {audited_opens} opens it should have: the (e) column would not measure audit");
+    }
 
     println!(
         "open and stat under Linux audit, median of {} alternating rounds of {} ({:.0?}); ns per iteration, ratio to (a); kernel {}",
