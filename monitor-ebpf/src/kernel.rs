@@ -128,15 +128,21 @@ pub fn process_start_time(task: u64) -> Result<u64, ReadError> {
 }
 
 /// Bytes pending in the ring buffer above which a record wakes the reader at once.
-/// Below it, no wakeup is sent and the reader's poll timeout
-/// (`monitor::ingest::POLL_INTERVAL`) bounds the delay: one wakeup per record would
-/// cost more than building the record.
 const WAKEUP_THRESHOLD: u64 = 64 * 1024;
 
-/// Flags for a ring-buffer submit: wake the reader only when enough data is waiting.
+/// Flags for sending a record of `len` bytes to `EVENTS`. A record that finds nothing
+/// else waiting wakes the reader (which, idle, sleeps without a timeout to speak of),
+/// and so does one that finds 64 KiB waiting. Any other record waits for the reader's
+/// next pass, at most `monitor::ingest::POLL_INTERVAL_MS` away: one wakeup per record
+/// would cost more than building the record.
 #[inline(always)]
-pub fn wakeup_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_THRESHOLD { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+pub fn wakeup_flags(len: usize) -> u64 {
+    // A record takes its length plus an 8-byte header, rounded up to 8. Whether it is
+    // counted yet (reserved) or not (about to be output), `waiting <= own` means no
+    // other record is.
+    let own = (len as u64 + 8 + 7) & !7;
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
+    if waiting <= own || waiting >= WAKEUP_THRESHOLD { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
 }
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -146,7 +152,7 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 /// Sends `record` to the ring buffer, counting a full buffer.
 #[inline(always)]
 pub fn emit(record: &[u8]) {
-    if EVENTS.output::<[u8]>(record, wakeup_flags()).is_err() {
+    if EVENTS.output::<[u8]>(record, wakeup_flags(record.len())).is_err() {
         count(Counter::RingbufFull);
     }
 }

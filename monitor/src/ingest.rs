@@ -6,7 +6,7 @@
 //! counted, not lost silently.
 
 use std::{
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -22,10 +22,14 @@ use crate::{
     queue::Sender,
 };
 
-/// How often the telemetry ring buffer is read when the kernel sends no wakeup: the
-/// kernel wakes the reader only once 64 KiB are pending, so this bounds event latency.
-/// (Violations always wake the reader at once.)
+/// While telemetry flows, the ring buffer is read every 5 ms: the kernel wakes the
+/// reader only for a record into an empty buffer or once 64 KiB are pending, so this
+/// bounds event latency and batches the reads. (Violations wake the reader at once.)
 pub const POLL_INTERVAL_MS: i32 = 5;
+
+/// When a pass found no telemetry, the reader sleeps until a record wakes it; this only
+/// bounds the wait should a wakeup be missed (two CPUs racing the reader's last pass).
+pub const IDLE_POLL_MS: i32 = 250;
 
 /// What the pipeline receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +55,8 @@ pub type Settle = Box<dyn FnOnce() + Send>;
 
 pub struct Ingest {
     stop: Arc<AtomicBool>,
+    /// Written by `stop()` to end the thread's wait at once.
+    wake: OwnedFd,
     thread: JoinHandle<()>,
 }
 
@@ -65,17 +71,29 @@ impl Ingest {
     ) -> Ingest {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        // SAFETY: eventfd has no preconditions; the descriptor is checked and owned below.
+        let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(wake >= 0, "eventfd: {}", std::io::Error::last_os_error());
+        // SAFETY: a new descriptor, owned by nothing else.
+        let wake = unsafe { OwnedFd::from_raw_fd(wake) };
+        let woken = wake.as_raw_fd();
         let thread = std::thread::Builder::new()
             .name("ingest".into())
             .spawn(move || {
                 let mut settle = Some(settle);
                 let mut violations: Vec<(KernelEvent, Option<Item>)> = Vec::new();
                 let mut telemetry: Vec<KernelEvent> = Vec::new();
+                let mut flowing = false;
                 loop {
                     // Read the flag before draining: everything submitted before
                     // `stop()` was called is drained before the thread ends.
                     let last_round = stopping.load(Ordering::Acquire);
-                    wait_readable(&[events.as_raw_fd(), decisions.as_raw_fd()], POLL_INTERVAL_MS);
+                    if flowing {
+                        // Telemetry waits for the next pass; violations do not.
+                        wait_readable(&[decisions.as_raw_fd(), woken], POLL_INTERVAL_MS);
+                    } else {
+                        wait_readable(&[events.as_raw_fd(), decisions.as_raw_fd(), woken], IDLE_POLL_MS);
+                    }
                     // Violations first, and their actions (kill-session) at once.
                     while let Some(record) = decisions.next() {
                         match decode(&record) {
@@ -98,6 +116,7 @@ impl Ingest {
                             }
                         }
                     }
+                    flowing = !telemetry.is_empty();
                     // Queue both in kernel time order, so a violation is explained
                     // with the fork and exec that came before it.
                     let mut violations_in_order = violations.drain(..).peekable();
@@ -141,13 +160,16 @@ impl Ingest {
                 }
             })
             .expect("spawning the ingest thread");
-        Ingest { stop, thread }
+        Ingest { stop, wake, thread }
     }
 
     /// Drains what the kernel has submitted so far, then ends the thread (which closes
     /// the queue).
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
+        // Never read back: the thread's later waits return at once too.
+        // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&1u64 as *const u64).cast(), 8) };
         let _ = self.thread.join();
     }
 }
@@ -160,7 +182,7 @@ fn send_violation(queue: &Sender<Item>, violation: KernelEvent, follow_up: Optio
     follow_up.is_none_or(|item| queue.send(item).is_ok())
 }
 
-fn wait_readable(fds: &[i32; 2], timeout_ms: i32) {
+fn wait_readable<const N: usize>(fds: &[i32; N], timeout_ms: i32) {
     let mut pollfds = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
     // SAFETY: valid array of pollfds.
     unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
