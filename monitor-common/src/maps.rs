@@ -33,6 +33,8 @@ pub const DENIED_INODES_MAX: u32 = 262_144;
 
 /// Which resources the BPF LSM hooks enforce: index 0 -> bits of [`lsm_tier`].
 pub const LSM_TIERS: &str = "LSM_TIERS";
+/// Index 0: non-zero while the ring buffers' reader sleeps; then every record wakes it.
+pub const READER_ASLEEP: &str = "READER_ASLEEP";
 
 /// Bits of [`LSM_TIERS`]. The daemon sets a bit only once the hooks attached and were
 /// seen to run; where a bit is clear, the tracepoint and cgroup programs (tier 2)

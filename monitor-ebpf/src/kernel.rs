@@ -15,7 +15,7 @@ use monitor_common::{
     session::SessionMember,
 };
 
-use crate::maps::{COUNTERS, DECISIONS, EVENTS, LSM_TIERS, SESSIONS};
+use crate::maps::{COUNTERS, DECISIONS, EVENTS, LSM_TIERS, READER_ASLEEP, SESSIONS};
 
 /// Patched by the daemon before load (see `monitor_common::config`).
 #[unsafe(no_mangle)]
@@ -130,19 +130,14 @@ pub fn process_start_time(task: u64) -> Result<u64, ReadError> {
 /// Bytes pending in the ring buffer above which a record wakes the reader at once.
 const WAKEUP_THRESHOLD: u64 = 64 * 1024;
 
-/// Flags for sending a record of `len` bytes to `EVENTS`. A record that finds nothing
-/// else waiting wakes the reader (which, idle, sleeps without a timeout to speak of),
-/// and so does one that finds 64 KiB waiting. Any other record waits for the reader's
-/// next pass, at most `monitor::ingest::POLL_INTERVAL_MS` away: one wakeup per record
-/// would cost more than building the record.
+/// Flags for a record to `EVENTS`. While telemetry flows the reader passes every 5 ms
+/// (`monitor::ingest::POLL_INTERVAL_MS`), and a record wakes it only if 64 KiB are
+/// waiting: one wakeup per record would cost more than building the record. A reader
+/// that found nothing sleeps (`READER_ASLEEP`), and any record wakes it.
 #[inline(always)]
-pub fn wakeup_flags(len: usize) -> u64 {
-    // A record takes its length plus an 8-byte header, rounded up to 8. Whether it is
-    // counted yet (reserved) or not (about to be output), `waiting <= own` means no
-    // other record is.
-    let own = (len as u64 + 8 + 7) & !7;
-    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
-    if waiting <= own || waiting >= WAKEUP_THRESHOLD { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+pub fn wakeup_flags() -> u64 {
+    let asleep = READER_ASLEEP.get(0).is_some_and(|asleep| *asleep != 0);
+    if asleep || EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_THRESHOLD { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
 }
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -152,7 +147,7 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 /// Sends `record` to the ring buffer, counting a full buffer.
 #[inline(always)]
 pub fn emit(record: &[u8]) {
-    if EVENTS.output::<[u8]>(record, wakeup_flags(record.len())).is_err() {
+    if EVENTS.output::<[u8]>(record, wakeup_flags()).is_err() {
         count(Counter::RingbufFull);
     }
 }

@@ -176,5 +176,5 @@ fn report(member: &SessionMember, sockaddr: u64, addr_len: i32, record_kind: u16
     } else {
         event.addr_len = 0;
     }
-    entry.submit(if verdict == action::ALLOW { wakeup_flags(size_of::<ConnectEvent>()) } else { 2 /* BPF_RB_FORCE_WAKEUP */ });
+    entry.submit(if verdict == action::ALLOW { wakeup_flags() } else { 2 /* BPF_RB_FORCE_WAKEUP */ });
 }

@@ -93,7 +93,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), ReadError> {
         }
     };
     event.header.flags = event_flags;
-    entry.submit(wakeup_flags(size_of::<ForkEvent>()));
+    entry.submit(wakeup_flags());
     Ok(())
 }
 
@@ -137,7 +137,7 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     };
     event._pad = 0;
     event.header.flags = event_flags;
-    entry.submit(wakeup_flags(size_of::<ExitEvent>()));
+    entry.submit(wakeup_flags());
     Ok(())
 }
 

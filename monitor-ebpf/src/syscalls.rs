@@ -298,6 +298,6 @@ fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
     event._pad = 0;
     event.addr = pending.addr;
     let _ = PENDING_CONNECTS.remove(&pid_tgid);
-    entry.submit(if verdict == action::ALLOW { wakeup_flags(size_of::<ConnectEvent>()) } else { 2 /* BPF_RB_FORCE_WAKEUP */ });
+    entry.submit(if verdict == action::ALLOW { wakeup_flags() } else { 2 /* BPF_RB_FORCE_WAKEUP */ });
     Ok(())
 }

@@ -15,21 +15,21 @@ use std::{
     thread::JoinHandle,
 };
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{Array, MapData, RingBuf};
 
 use crate::{
     decode::{KernelEvent, decode},
     queue::Sender,
 };
 
-/// While telemetry flows, the ring buffer is read every 5 ms: the kernel wakes the
-/// reader only for a record into an empty buffer or once 64 KiB are pending, so this
-/// bounds event latency and batches the reads. (Violations wake the reader at once.)
+/// While telemetry flows, the ring buffer is read every 5 ms: a record wakes the reader
+/// only once 64 KiB are pending, so this bounds event latency and batches the reads.
+/// (Violations wake the reader at once.)
 pub const POLL_INTERVAL_MS: i32 = 5;
 
-/// When a pass found no telemetry, the reader sleeps until a record wakes it; this only
-/// bounds the wait should a wakeup be missed (two CPUs racing the reader's last pass).
-pub const IDLE_POLL_MS: i32 = 250;
+/// When a pass found no telemetry, the reader says so in `READER_ASLEEP` and sleeps
+/// until a record wakes it; this timeout is only a safety net.
+pub const IDLE_POLL_MS: i32 = 1000;
 
 /// What the pipeline receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +64,7 @@ impl Ingest {
     pub fn spawn(
         mut events: RingBuf<MapData>,
         mut decisions: RingBuf<MapData>,
+        mut reader_asleep: Array<MapData, u32>,
         queue: Sender<Item>,
         loss: Arc<UserspaceLoss>,
         mut on_decision: DecisionHook,
@@ -89,10 +90,18 @@ impl Ingest {
                     // `stop()` was called is drained before the thread ends.
                     let last_round = stopping.load(Ordering::Acquire);
                     if flowing {
-                        // Telemetry waits for the next pass; violations do not.
-                        wait_readable(&[decisions.as_raw_fd(), woken], POLL_INTERVAL_MS);
+                        // Records wake us once 64 KiB wait (each record past that mark
+                        // sends a wakeup until we drain), violations at once.
+                        wait_readable(&[events.as_raw_fd(), decisions.as_raw_fd(), woken], POLL_INTERVAL_MS);
                     } else {
-                        wait_readable(&[events.as_raw_fd(), decisions.as_raw_fd(), woken], IDLE_POLL_MS);
+                        // From here every record wakes us. One written since the last
+                        // pass makes the ring buffer readable, so poll returns at once.
+                        let told = reader_asleep.set(0, 1, 0).is_ok();
+                        wait_readable(
+                            &[events.as_raw_fd(), decisions.as_raw_fd(), woken],
+                            if told { IDLE_POLL_MS } else { POLL_INTERVAL_MS },
+                        );
+                        let _ = reader_asleep.set(0, 0, 0);
                     }
                     // Violations first, and their actions (kill-session) at once.
                     while let Some(record) = decisions.next() {

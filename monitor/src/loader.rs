@@ -193,6 +193,8 @@ pub struct Probes {
     pub sessions: SessionMap,
     pub events: RingBuf<MapData>,
     pub decisions: RingBuf<MapData>,
+    /// Set by the ring buffers' reader while it sleeps (`ingest`).
+    pub reader_asleep: Array<MapData, u32>,
     pub counters: PerCpuArray<MapData, u64>,
     pub rules: RuleMaps,
     pub syscall_links: SyscallLinks,
@@ -272,6 +274,9 @@ impl Probes {
         let sessions = SessionMap::new(sessions).map_err(|source| LoadError::Map { name: maps::SESSIONS, source })?;
         let events = ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap(maps::EVENTS))?;
         let events = RingBuf::try_from(events).map_err(|source| LoadError::Map { name: maps::EVENTS, source })?;
+        let reader_asleep = ebpf.take_map(maps::READER_ASLEEP).ok_or(LoadError::MissingMap(maps::READER_ASLEEP))?;
+        let reader_asleep =
+            Array::try_from(reader_asleep).map_err(|source| LoadError::Map { name: maps::READER_ASLEEP, source })?;
         let decisions = ebpf.take_map(maps::DECISIONS).ok_or(LoadError::MissingMap(maps::DECISIONS))?;
         let decisions =
             RingBuf::try_from(decisions).map_err(|source| LoadError::Map { name: maps::DECISIONS, source })?;
@@ -306,7 +311,19 @@ impl Probes {
             sock_create_program(&mut ebpf)?.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
         }
         log::debug!("all programs loaded at {:?}", started.elapsed());
-        Ok(Probes { ebpf, enforcement, lsm, protected, sessions, events, decisions, counters, rules, syscall_links })
+        Ok(Probes {
+            ebpf,
+            enforcement,
+            lsm,
+            protected,
+            sessions,
+            events,
+            decisions,
+            reader_asleep,
+            counters,
+            rules,
+            syscall_links,
+        })
     }
 
     /// Marks the monitor's own files (policy, binary) as files no session member may

@@ -190,7 +190,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     for path in own_files {
         probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
     }
-    let Probes { mut ebpf, enforcement, sessions, events, decisions, counters, mut rules, .. } = probes;
+    let Probes { mut ebpf, enforcement, sessions, events, decisions, reader_asleep, counters, mut rules, .. } = probes;
 
     let mounts = MountTable::load().context("reading the mount table")?;
     let environment =
@@ -310,7 +310,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             }
         }
     });
-    let ingest = Ingest::spawn(events, decisions, queue, user_loss.clone(), hook, settle);
+    let ingest = Ingest::spawn(events, decisions, reader_asleep, queue, user_loss.clone(), hook, settle);
     host_refresh::spawn(POLICY_ID, hosts, rules.net, resolve_host);
     let mut pipeline = Pipeline::new(context, tree, sink);
     pipeline.policy = Some(PolicyView {
