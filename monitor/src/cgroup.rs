@@ -23,6 +23,15 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
     })
 }
 
+/// Removes the `agent-monitor` parent if no session cgroup is left in it: the daemon at
+/// stop (its sessions keep the parent while it runs; under systemd, `ExecStartPre=`
+/// makes it again at the next start).
+pub fn remove_parent_if_empty() {
+    if let Some(mount) = cgroup2_mount() {
+        let _ = std::fs::remove_dir(mount.join(PARENT));
+    }
+}
+
 pub struct SessionCgroup {
     path: PathBuf,
     /// Leave the `agent-monitor` parent when this cgroup goes (the daemon: under

@@ -148,6 +148,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let _ = control.join();
     let _ = std::fs::remove_file(&config.socket);
     drop(daemon); // detaches every program, frees every map
+    crate::cgroup::remove_parent_if_empty();
     Ok(0)
 }
 
