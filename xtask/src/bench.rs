@@ -58,7 +58,7 @@ pub enum Which {
     /// Where the time goes: run time per eBPF program (kernel.bpf_stats_enabled) and
     /// the daemon's CPU per event, optionally its hottest functions (perf).
     Profile(profile::Args),
-    /// Every benchmark above with its defaults, one after the other (about 25 min), and
+    /// Every benchmark above with its defaults, one after the other (about 12 min), and
     /// their results with the machine in target/bench/results.json.
     All,
 }
