@@ -39,9 +39,20 @@ const RAW_TRACEPOINTS: [(&str, &str); 5] = [
 /// Syscall tracepoints (`syscalls:sys_enter_NAME`, `syscalls:sys_exit_NAME`): only
 /// where tier 2 judges opens or reports connects. Once any is attached, every task on
 /// the host takes the kernel's slower syscall path (about 70 ns per syscall measured);
-/// only the syscalls named here run a program.
-const SYSCALLS_ENTERED: [&str; 4] = ["connect", "io_uring_setup", "pidfd_getfd", "open_by_handle_at"];
-const SYSCALLS_LEFT: [&str; 6] = ["open", "openat", "openat2", "creat", "open_by_handle_at", "connect"];
+/// only these syscalls run a program. (name, number on this architecture, at entry, at
+/// exit); a syscall the architecture lacks (aarch64: open, creat) is skipped.
+fn syscall_tracepoints(n: &SyscallNumbers) -> [(&'static str, u32, bool, bool); 8] {
+    [
+        ("open", n.open, false, true),
+        ("creat", n.creat, false, true),
+        ("openat", n.openat, false, true),
+        ("openat2", n.openat2, false, true),
+        ("open_by_handle_at", n.open_by_handle_at, true, true),
+        ("connect", n.connect, true, true),
+        ("io_uring_setup", n.io_uring_setup, true, false),
+        ("pidfd_getfd", n.pidfd_getfd, true, false),
+    ]
+}
 
 /// What an LSM program enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,9 +275,9 @@ impl Probes {
         log::debug!("LSM hooks tried at {:?}: {enforcement:?}", started.elapsed());
         let mut syscall_links = SyscallLinks::default();
         if enforcement.needs_syscall_tracepoints() {
-            let exists = |name: &str| syscall_exists(&config.syscalls, name);
-            let entered: Vec<String> = SYSCALLS_ENTERED.iter().filter(|n| exists(n)).map(|n| format!("sys_enter_{n}")).collect();
-            let left: Vec<String> = SYSCALLS_LEFT.iter().filter(|n| exists(n)).map(|n| format!("sys_exit_{n}")).collect();
+            let present: Vec<_> = syscall_tracepoints(&config.syscalls).into_iter().filter(|s| s.1 != NO_SYSCALL).collect();
+            let entered: Vec<String> = present.iter().filter(|s| s.2).map(|s| format!("sys_enter_{}", s.0)).collect();
+            let left: Vec<String> = present.iter().filter(|s| s.3).map(|s| format!("sys_exit_{}", s.0)).collect();
             attach_syscall_tracepoints(&mut ebpf, "syscall_enter", &entered, &mut syscall_links)?;
             attach_syscall_tracepoints(&mut ebpf, "syscall_exit", &left, &mut syscall_links)?;
         }
@@ -347,22 +358,6 @@ fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &'static str, tracepoint: &'s
     prog.load().map_err(|source| LoadError::Attach { program, tracepoint, source })?;
     prog.attach(tracepoint).map_err(|source| LoadError::Attach { program, tracepoint, source })?;
     Ok(())
-}
-
-/// Whether this architecture has the syscall (aarch64 has no `open` and no `creat`).
-fn syscall_exists(numbers: &SyscallNumbers, name: &str) -> bool {
-    let nr = match name {
-        "open" => numbers.open,
-        "creat" => numbers.creat,
-        "openat" => numbers.openat,
-        "openat2" => numbers.openat2,
-        "open_by_handle_at" => numbers.open_by_handle_at,
-        "connect" => numbers.connect,
-        "io_uring_setup" => numbers.io_uring_setup,
-        "pidfd_getfd" => numbers.pidfd_getfd,
-        _ => NO_SYSCALL,
-    };
-    nr != NO_SYSCALL
 }
 
 /// Loads `program` once and attaches it to each `syscalls:` tracepoint in `tracepoints`;
