@@ -89,18 +89,16 @@ impl Ingest {
                     // Read the flag before draining: everything submitted before
                     // `stop()` was called is drained before the thread ends.
                     let last_round = stopping.load(Ordering::Acquire);
-                    if flowing {
-                        // Records wake us once 64 KiB wait (each record past that mark
-                        // sends a wakeup until we drain), violations at once.
-                        wait_readable(&[events.as_raw_fd(), decisions.as_raw_fd(), woken], POLL_INTERVAL_MS);
-                    } else {
-                        // From here every record wakes us. One written since the last
-                        // pass makes the ring buffer readable, so poll returns at once.
-                        let told = reader_asleep.set(0, 1, 0).is_ok();
-                        wait_readable(
-                            &[events.as_raw_fd(), decisions.as_raw_fd(), woken],
-                            if told { IDLE_POLL_MS } else { POLL_INTERVAL_MS },
-                        );
+                    // While telemetry flows, records wake us once 64 KiB wait, violations
+                    // at once. Otherwise we sleep, and from the flag on every record wakes
+                    // us; one written since the last pass makes the ring buffer readable,
+                    // so poll returns at once.
+                    let asleep = !flowing && reader_asleep.set(0, 1, 0).is_ok();
+                    wait_readable(
+                        &[events.as_raw_fd(), decisions.as_raw_fd(), woken],
+                        if asleep { IDLE_POLL_MS } else { POLL_INTERVAL_MS },
+                    );
+                    if asleep {
                         let _ = reader_asleep.set(0, 0, 0);
                     }
                     // Violations first, and their actions (kill-session) at once.
@@ -191,7 +189,7 @@ fn send_violation(queue: &Sender<Item>, violation: KernelEvent, follow_up: Optio
     follow_up.is_none_or(|item| queue.send(item).is_ok())
 }
 
-fn wait_readable<const N: usize>(fds: &[i32; N], timeout_ms: i32) {
+fn wait_readable(fds: &[i32; 3], timeout_ms: i32) {
     let mut pollfds = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
     // SAFETY: valid array of pollfds.
     unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
