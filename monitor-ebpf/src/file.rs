@@ -99,31 +99,37 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
     event.syscall = syscall;
     event.open_flags = open_flags;
     event.fd = fd;
-    event.f_mode = 0;
-    event.ino = 0;
-    event.dev = 0;
-    event.path_len = 0;
+    // Each field is written once, below: zeros written first would be merged into a
+    // byte-at-a-time memset call (see `zero_map_bytes`).
+    let f_mode = match read::<u32>(file, config!(offsets.file_f_mode)) {
+        Ok(mode) => mode,
+        Err(ReadError) => {
+            event_flags |= flags::READ_ERROR;
+            0
+        }
+    };
+    event.f_mode = f_mode;
     let mut verdict = Verdict::UNCHECKED;
-    if let Ok(mode) = read::<u32>(file, config!(offsets.file_f_mode)) {
-        event.f_mode = mode;
-    } else {
-        event_flags |= flags::READ_ERROR;
-    }
+    let (mut path_len, mut ino, mut dev) = (0, 0, 0);
     match describe_file(file, &mut scratch.path) {
         Ok(described) => {
-            event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
-            event.ino = described.ino;
-            event.dev = described.resolved.dev;
+            path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
+            ino = described.ino;
+            dev = described.resolved.dev;
             event_flags |= described.resolved.flags;
-            let requested = requested_access(event.f_mode, open_flags);
-            let protected = is_protected(described.resolved.dev, described.ino) || on_cgroup_fs(described.dentry);
-            if requested & allow::WRITE != 0 && tier == Tier::Lsm && protected {
+            let requested = requested_access(f_mode, open_flags);
+            // Only an LSM hook can refuse a write to the monitor's own files; the
+            // lookups are not made where nothing would come of them.
+            if requested & allow::WRITE != 0
+                && tier == Tier::Lsm
+                && (is_protected(described.resolved.dev, described.ino) || on_cgroup_fs(described.dentry))
+            {
                 verdict = Verdict { action: policy::enforce_always(member, tier), rule_id: SELF_PROTECTION_RULE };
             } else {
                 let object = Object {
                     inode: described.inode,
                     dentry: described.dentry,
-                    by_directory: event.f_mode & FMODE_CREATED != 0,
+                    by_directory: f_mode & FMODE_CREATED != 0,
                     ino: described.ino,
                 };
                 verdict = policy::decide(member, false, requested, &described.resolved, &object, scratch, tier);
@@ -131,6 +137,9 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
         }
         Err(ReadError) => event_flags |= flags::READ_ERROR,
     }
+    event.path_len = path_len;
+    event.ino = ino;
+    event.dev = dev;
     if event_flags & flags::READ_ERROR != 0 {
         count(Counter::KernelReadError);
         // An enforcing session fails closed: what cannot be resolved is not allowed.

@@ -40,6 +40,23 @@ pub fn opaque<T: Copy>(value: T) -> T {
     unsafe { core::ptr::read_volatile(&value) }
 }
 
+/// Zeroes `bytes` eight at a time. Zeros assigned to a buffer compile to a call to a
+/// byte-at-a-time `memset` in BPF (five instructions a byte). `bytes` must be in a map
+/// value or a ring buffer record: the verifier allows 8-byte stores at any alignment
+/// there, not on the stack.
+#[inline(always)]
+pub fn zero_map_bytes<const N: usize>(bytes: &mut [u8; N]) {
+    const { assert!(N % 8 == 0) };
+    let words = bytes.as_mut_ptr().cast::<u64>();
+    let mut i = 0;
+    while i < N / 8 {
+        // SAFETY: word i lies inside `bytes`; the volatile store keeps LLVM from
+        // merging the stores back into a memset.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+}
+
 /// A failed kernel read.
 pub struct ReadError;
 

@@ -16,7 +16,9 @@ use monitor_common::{
 };
 
 use crate::{
-    kernel::{config, count, current_tgid, fill_header, lsm_enforces, read, read_ptr, session_of, wakeup_flags},
+    kernel::{
+        config, count, current_tgid, fill_header, lsm_enforces, read, read_ptr, session_of, wakeup_flags, zero_map_bytes,
+    },
     lsm_files::answer,
     maps::{DECISIONS, EVENTS},
     net::{self, AF_INET, AF_INET6, SOCKET_NR},
@@ -112,13 +114,13 @@ fn judge(member: &SessionMember, sockaddr: u64, addr_len: i32, op: u16, record_k
     let inet = family == AF_INET || family == AF_INET6;
     if inet && member.flags & session_flags::HAS_POLICY != 0 {
         let port = u16::from_be(read::<u16>(sockaddr, 2).unwrap_or(0));
-        let mut addr = [0u8; 16];
+        // As words, IPv4 mapped (see `net::lookup`).
+        let mut addr = [0u32; 4];
         let read_ok = if family == AF_INET6 {
-            read::<[u8; 16]>(sockaddr, 8).map(|a| addr = a).is_ok()
+            read::<[u32; 4]>(sockaddr, 8).map(|a| addr = a).is_ok()
         } else {
-            addr[10] = 0xff;
-            addr[11] = 0xff;
-            read::<[u8; 4]>(sockaddr, 4).map(|a| addr[12..16].copy_from_slice(&a)).is_ok()
+            addr[2] = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+            read::<u32>(sockaddr, 4).map(|a| addr[3] = a).is_ok()
         };
         // An ephemeral port the kernel picks claims no service port.
         if !(op == net_op::BIND && port == 0) {
@@ -159,7 +161,7 @@ fn report(member: &SessionMember, sockaddr: u64, addr_len: i32, record_kind: u16
     event.action = verdict;
     event.rule_id = rule_id;
     event._pad = 0;
-    event.addr = [0; SOCKADDR_MAX_BYTES];
+    zero_map_bytes(&mut event.addr);
     let mut n = if addr_len < 0 { 0 } else { addr_len as u32 };
     if n > SOCKADDR_MAX_BYTES as u32 {
         n = SOCKADDR_MAX_BYTES as u32;

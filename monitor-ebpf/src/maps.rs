@@ -29,6 +29,11 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_L
 pub static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> =
     LruHashMap::with_max_entries(PENDING_MAX, 0);
 
+/// Per-CPU space for a connect's entry in `PENDING_CONNECTS`, built in a map value to
+/// zero its address a word at a time (see `kernel::zero_map_bytes`).
+#[map]
+pub static PENDING_SCRATCH: PerCpuArray<PendingConnect> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU space to build records too large for the 512-byte stack.
 #[map]
 pub static FILE_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(1, 0);

@@ -9,13 +9,13 @@ use aya_ebpf::{
     programs::{SockAddrContext, SockContext},
 };
 use monitor_common::{
-    event::{ConnectEvent, SOCKADDR_MAX_BYTES, SyscallEvent, kind},
+    event::{ConnectEvent, SyscallEvent, kind},
     maps::{Counter, RULES_MAX},
     policy::{NO_RULE, RAW_SOCKET_RULE, RuleValue, action, net_op, session_flags},
 };
 
 use crate::{
-    kernel::{count, session_of},
+    kernel::{count, session_of, zero_map_bytes},
     maps::{DECISIONS, PENDING_CONNECTS},
 };
 
@@ -139,38 +139,35 @@ fn fill_header_here(
     header.start_time_ns = 0;
 }
 
-/// The address in the trie's form: IPv6, IPv4 mapped (`::ffff:a.b.c.d`).
+/// The address in the trie's form, as words: IPv6, IPv4 mapped (`::ffff:a.b.c.d`).
 /// `V6` is a constant per program: a runtime branch would let LLVM merge the two
 /// families' context loads into one load at a computed offset, which the verifier
 /// refuses.
 #[inline(always)]
-fn address<const V6: bool>(ctx: &SockAddrContext) -> [u8; 16] {
+fn address<const V6: bool>(ctx: &SockAddrContext) -> [u32; 4] {
     let sa = ctx.sock_addr;
-    let mut addr = [0u8; 16];
+    // The words hold the address bytes in network order: their memory bytes are the
+    // address. Built as words: byte arrays filled piecewise compile to memset calls.
     if V6 {
-        let words = [ctx_field!(sa, user_ip6[0]), ctx_field!(sa, user_ip6[1]), ctx_field!(sa, user_ip6[2]), ctx_field!(sa, user_ip6[3])];
-        let mut i = 0;
-        while i < 4 {
-            // The words hold the address bytes in network order: their memory bytes
-            // are the address.
-            addr[i * 4..i * 4 + 4].copy_from_slice(&words[i].to_ne_bytes());
-            i += 1;
-        }
+        [ctx_field!(sa, user_ip6[0]), ctx_field!(sa, user_ip6[1]), ctx_field!(sa, user_ip6[2]), ctx_field!(sa, user_ip6[3])]
     } else {
-        addr[10] = 0xff;
-        addr[11] = 0xff;
-        addr[12..16].copy_from_slice(&ctx_field!(sa, user_ip4).to_ne_bytes());
+        [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), ctx_field!(sa, user_ip4)]
     }
-    addr
+}
+
+/// The address's bytes.
+#[inline(always)]
+fn address_bytes(words: &[u32; 4]) -> [u8; 16] {
+    // SAFETY: [u32; 4] and [u8; 16] have the same size, and every byte pattern is a u8.
+    unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(*words) }
 }
 
 #[inline(always)]
-pub fn lookup(policy: u32, op: u16, port: u16, addr: &[u8; 16]) -> Option<RuleValue> {
-    let mut data = [0u8; 24];
-    data[0..4].copy_from_slice(&policy.to_ne_bytes());
-    data[4..6].copy_from_slice(&op.to_ne_bytes());
-    data[6..8].copy_from_slice(&port.to_ne_bytes());
-    data[8..24].copy_from_slice(addr);
+pub fn lookup(policy: u32, op: u16, port: u16, addr: &[u32; 4]) -> Option<RuleValue> {
+    let op_port = u32::from_ne_bytes([op.to_ne_bytes()[0], op.to_ne_bytes()[1], port.to_ne_bytes()[0], port.to_ne_bytes()[1]]);
+    let words: [u32; 6] = [policy, op_port, addr[0], addr[1], addr[2], addr[3]];
+    // SAFETY: same size; the trie key's bytes are (policy, op, port, address).
+    let data = unsafe { core::mem::transmute::<[u32; 6], [u8; 24]>(words) };
     let key = Key::new(64 + 128, data);
     NET_RULES.get(&key).copied()
 }
@@ -205,7 +202,9 @@ fn check<const V6: bool>(ctx: &SockAddrContext, op: u16, record_kind: u16) -> i3
                 (*pending).rule_id = rule_id;
             }
         }
-        None if verdict != action::ALLOW => report(record_kind, &member, pid_tgid, V6, port, &addr, verdict, rule_id),
+        None if verdict != action::ALLOW => {
+            report(record_kind, &member, pid_tgid, V6, port, &address_bytes(&addr), verdict, rule_id)
+        }
         None => {}
     }
     if verdict == action::DENY { REFUSE } else { ALLOW }
@@ -242,7 +241,7 @@ fn report(
     event.action = verdict;
     event.rule_id = rule_id;
     event._pad = 0;
-    event.addr = [0; SOCKADDR_MAX_BYTES];
+    zero_map_bytes(&mut event.addr);
     // struct sockaddr_in / sockaddr_in6
     let family = if v6 { AF_INET6 } else { AF_INET };
     event.addr[0..2].copy_from_slice(&family.to_ne_bytes());

@@ -13,26 +13,18 @@
 
 use aya_ebpf::{
     cty::c_void,
-    helpers::{
-        bpf_probe_read_kernel_buf,
-        generated::{bpf_loop, bpf_probe_read_kernel_str},
-    },
+    helpers::{bpf_probe_read_kernel_buf, generated::bpf_loop},
 };
 use monitor_common::{
     event::{NAME_MAX_BYTES, PATH_MAX_BYTES, PATH_MAX_COMPONENTS, flags},
     policy::NAME_KEY_BYTES,
 };
 
-use crate::kernel::{ReadError, config, opaque, read, read_ptr};
+use crate::kernel::{ReadError, config, opaque, read, read_ptr, zero_map_bytes};
 
 /// Per-CPU space for a walk.
 #[repr(C)]
 pub struct PathScratch {
-    /// The current component, as read.
-    pub name: [u8; NAME_MAX_BYTES],
-    /// The leaf's name, zero-padded (a `NameKey` name).
-    pub leaf: [u8; NAME_KEY_BYTES],
-
     /// The path ends at `PATH_MAX_BYTES`; a component of up to `NAME_MAX_BYTES` is
     /// written below an offset under `PATH_MAX_BYTES`, so every write is in bounds.
     pub buf: [u8; PATH_MAX_BYTES + 1 + NAME_MAX_BYTES],
@@ -48,6 +40,9 @@ pub struct Resolved {
     pub flags: u16,
     /// Components written (0: the filesystem's root itself).
     pub components: u32,
+    /// Length of the last component, the file's own name: it ends the path, just
+    /// before its final '/'.
+    pub leaf_len: u32,
 }
 
 const END: u32 = PATH_MAX_BYTES as u32;
@@ -60,11 +55,13 @@ struct Walk {
     /// The dentry whose name the next step writes.
     dentry: u64,
     sb: u64,
+    /// The filesystem's root dentry, where the walk ends.
+    root: u64,
     /// Where the path written so far starts; it ends with '/' at END - 1.
     pos: u32,
     components: u32,
     outcome: u32,
-    _pad: u32,
+    leaf_len: u32,
 }
 
 /// `Walk::outcome`.
@@ -85,8 +82,9 @@ const FAILED: u32 = 3;
 pub fn resolve(dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadError> {
     let sb = read_ptr(dentry, config!(offsets.dentry_d_sb))?;
     let dev = read::<u32>(sb, config!(offsets.super_block_s_dev))?;
-    scratch.leaf = [0; NAME_KEY_BYTES];
-    let mut walk = Walk { dentry, sb, pos: END, components: 0, outcome: WALKING, _pad: 0 };
+    // Kernel-internal filesystems (pipes, sockets) may have no root: 0 matches no dentry.
+    let root = read::<u64>(sb, config!(offsets.super_block_s_root))?;
+    let mut walk = Walk { dentry, sb, root, pos: END, components: 0, outcome: WALKING, leaf_len: 0 };
     // SAFETY: the callback is a BPF subprogram taking (index, ctx); ctx points to
     // `walk`, which outlives the call.
     unsafe {
@@ -109,7 +107,7 @@ pub fn resolve(dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadE
     }
     let pos = opaque(walk.pos - 1) & (PATH_MAX_BYTES as u32);
     scratch.buf[pos as usize] = b'/';
-    Ok(Resolved { start: pos, len: END - pos, dev, flags: path_flags, components: walk.components })
+    Ok(Resolved { start: pos, len: END - pos, dev, flags: path_flags, components: walk.components, leaf_len: walk.leaf_len })
 }
 
 /// One step of the walk: writes the name of `walk.dentry` in front of the path and moves
@@ -126,42 +124,44 @@ extern "C" fn walk_step(_index: u32, ctx: *mut c_void) -> i64 {
     if walk.outcome == WALKING { 0 } else { 1 }
 }
 
+/// `struct dentry` from `d_parent` to the end of `d_name` (a `struct qstr`), read at
+/// once; `monitor::kernel_config` refuses a kernel laid out otherwise.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DentryHead {
+    parent: u64,
+    hash: u32,
+    len: u32,
+    name: u64,
+}
+
 #[inline(always)]
 fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
     if walk.components >= PATH_MAX_COMPONENTS {
         return CUT_SHORT;
     }
     let dentry = walk.dentry;
-    let Ok(parent) = read_ptr(dentry, config!(offsets.dentry_d_parent)) else {
+    if dentry == walk.root {
+        return AT_ROOT;
+    }
+    let Ok(head) = read::<DentryHead>(dentry, config!(offsets.dentry_d_parent)) else {
         return FAILED;
     };
-    if parent == dentry {
-        // The top of the tree. Unless it is the filesystem's root, the dentry is
-        // disconnected (open_by_handle_at, some NFS mounts): its path cannot be named,
-        // and stays flagged as cut short (fail closed). Files of kernel-internal mounts
-        // (pipes, sockets, memfds) have no root and no name a rule could use; they keep
-        // the empty path.
-        let (Ok(root), Ok(sb_flags)) = (
-            read_ptr(walk.sb, config!(offsets.super_block_s_root)),
-            read::<u64>(walk.sb, config!(offsets.super_block_s_flags)),
-        ) else {
+    if head.parent == dentry {
+        // The top of a tree that is not the filesystem's root: a disconnected dentry
+        // (open_by_handle_at, some NFS mounts), whose path cannot be named and stays
+        // flagged as cut short (fail closed). Files of kernel-internal mounts (pipes,
+        // sockets, memfds) have no root and no name a rule could use; they keep the
+        // empty path.
+        let Ok(sb_flags) = read::<u64>(walk.sb, config!(offsets.super_block_s_flags)) else {
             return FAILED;
         };
-        return if dentry == root || sb_flags & SB_KERNMOUNT != 0 { AT_ROOT } else { CUT_SHORT };
+        return if sb_flags & SB_KERNMOUNT != 0 { AT_ROOT } else { CUT_SHORT };
     }
-    let Ok(name) = read_ptr(dentry, config!(offsets.dentry_d_name) + config!(offsets.qstr_name)) else {
-        return FAILED;
-    };
-    // SAFETY: bounded by the buffer; the helper checks `name`.
-    let n = unsafe { bpf_probe_read_kernel_str(scratch.name.as_mut_ptr().cast(), NAME_MAX_BYTES as u32, name as *const _) };
-    if n <= 1 {
+    if head.parent == 0 || head.name == 0 || head.len == 0 || head.len >= NAME_MAX_BYTES as u32 {
         return FAILED;
     }
-    let len = (n - 1) as u32; // without the NUL
-    if walk.components == 0 {
-        // SAFETY: as above, into the zeroed leaf key.
-        unsafe { bpf_probe_read_kernel_str(scratch.leaf.as_mut_ptr().cast(), NAME_KEY_BYTES as u32, name as *const _) };
-    }
+    let len = head.len;
     // Room for "/" + name + "/" below pos (the leading "/" comes at the end).
     let pos = opaque(walk.pos) & (PATH_MAX_BYTES as u32);
     if len + 2 > pos {
@@ -170,21 +170,46 @@ fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
     let pos = pos - (len + 1);
     let at = opaque(pos) & (PATH_MAX_BYTES as u32);
     let n = opaque(len) & (NAME_MAX_BYTES as u32 - 1);
-    // SAFETY: at + n < buf.len(); the source is our own scratch.
+    // The name straight from the dentry into its place in the path. A rename racing
+    // the walk can pair a length with the other name: the read stays in bounds and
+    // nofault, and the path is as wrong as a string read would make it.
+    // SAFETY: at + n < buf.len(); the helper checks the kernel address.
     let copied = unsafe {
         bpf_probe_read_kernel_buf(
-            scratch.name.as_ptr(),
+            head.name as *const u8,
             core::slice::from_raw_parts_mut(scratch.buf.as_mut_ptr().add(at as usize), n as usize),
         )
     };
     if copied.is_err() {
         return FAILED;
     }
+    if walk.components == 0 {
+        walk.leaf_len = len;
+    }
     scratch.buf[((at + n) as usize) % scratch.buf.len()] = b'/';
     walk.pos = pos;
     walk.components += 1;
-    walk.dentry = parent;
+    walk.dentry = head.parent;
     WALKING
+}
+
+/// Writes the file's own name into `key`, zero-padded; a longer name keeps its first
+/// `NAME_KEY_BYTES - 1` bytes. `key` is in a map value (see `zero_map_bytes`).
+#[inline(always)]
+pub fn copy_leaf(scratch: &PathScratch, resolved: &Resolved, key: &mut [u8; NAME_KEY_BYTES]) {
+    zero_map_bytes(key);
+    let len = opaque(resolved.leaf_len) & (NAME_MAX_BYTES as u32 - 1);
+    // The leaf ends at END - 1, where the path's final '/' is.
+    if len == 0 || len + 1 > END {
+        return;
+    }
+    let at = opaque(END - 1 - len) & (PATH_MAX_BYTES as u32);
+    let n = if len >= NAME_KEY_BYTES as u32 { NAME_KEY_BYTES as u32 - 1 } else { len };
+    let n = opaque(n) & (NAME_KEY_BYTES as u32 - 1);
+    // SAFETY: at + n <= END; n < key.len().
+    let _ = unsafe {
+        bpf_probe_read_kernel_buf(scratch.buf.as_ptr().add(at as usize), core::slice::from_raw_parts_mut(key.as_mut_ptr(), n as usize))
+    };
 }
 
 /// Copies the resolved path into a record's path buffer; returns the bytes copied.

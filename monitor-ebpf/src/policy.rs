@@ -20,7 +20,7 @@ use monitor_common::{
 
 use crate::{
     kernel::{config, opaque, read, read_ptr},
-    path::{PathScratch, Resolved},
+    path::{self, PathScratch, Resolved},
 };
 
 /// Rule maps are written only by userspace: `BPF_F_NO_PREALLOC`, so that they take
@@ -188,9 +188,9 @@ fn build_key(scratch: &mut KeyScratch, resolved: &Resolved, policy: u32) -> bool
 
 /// The entry `**/NAME` for the leaf's name, if any.
 #[inline(always)]
-fn name_rule(scratch: &mut KeyScratch, policy: u32) -> Option<RuleValue> {
+fn name_rule(scratch: &mut KeyScratch, resolved: &Resolved, policy: u32) -> Option<RuleValue> {
     scratch.name.policy = policy;
-    scratch.name.name = scratch.path.leaf;
+    path::copy_leaf(&scratch.path, resolved, &mut scratch.name.name);
     // SAFETY: copied out at once.
     unsafe { NAME_RULES.get(&scratch.name) }.copied()
 }
@@ -223,7 +223,7 @@ pub fn decide(
         rule = Some(RuleValue { rule_id: NO_RULE, allow: requested });
     } else if resolved.flags & flags::PATH_TRUNCATED == 0 {
         if resolved.components > 0 && !exec {
-            rule = name_rule(scratch, member.policy_id);
+            rule = name_rule(scratch, resolved, member.policy_id);
         }
         if rule.is_none() && build_key(scratch, resolved, member.policy_id) {
             // SAFETY: (prefix_len, policy, dev, key) are laid out as an LPM key.

@@ -10,7 +10,7 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_pid_tgid,
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel_buf,
         generated::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs},
     },
     macros::tracepoint,
@@ -18,8 +18,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{
-        ConnectEvent, PendingConnect,
-        SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
+        ConnectEvent, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
     },
     maps::{Counter, lsm_tier},
     policy::{IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, action, session_flags},
@@ -28,8 +27,11 @@ use monitor_common::{
 
 use crate::{
     file,
-    kernel::{ReadError, config, count, current_task, fill_header, lsm_enforces, read, read_ptr, session_of, wakeup_flags},
-    maps::{DECISIONS, EVENTS, PENDING_CONNECTS},
+    kernel::{
+        ReadError, config, count, current_task, fill_header, lsm_enforces, read, read_ptr, session_of, wakeup_flags,
+        zero_map_bytes,
+    },
+    maps::{DECISIONS, EVENTS, PENDING_CONNECTS, PENDING_SCRATCH},
     policy::{self, Tier},
 };
 
@@ -159,8 +161,16 @@ fn try_enter(ctx: &TracePointContext, what: Watched) -> Result<(), ReadError> {
                     ctx.read_at::<u64>(RECORD_ARGS + 16).map_err(|_| ReadError)? as u32,
                 )
             };
-            let mut pending =
-                PendingConnect { fd, addr_len, action: action::ALLOW, rule_id: NO_RULE, addr: [0; SOCKADDR_MAX_BYTES] };
+            let Some(pending) = PENDING_SCRATCH.get_ptr_mut(0) else {
+                return Err(ReadError);
+            };
+            // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+            let pending = unsafe { &mut *pending };
+            pending.fd = fd;
+            pending.addr_len = addr_len;
+            pending.action = action::ALLOW;
+            pending.rule_id = NO_RULE;
+            zero_map_bytes(&mut pending.addr);
             let mut n = addr_len;
             if n > SOCKADDR_MAX_BYTES as u32 {
                 n = SOCKADDR_MAX_BYTES as u32;
@@ -174,7 +184,7 @@ fn try_enter(ctx: &TracePointContext, what: Watched) -> Result<(), ReadError> {
                     count(Counter::KernelReadError);
                 }
             }
-            if PENDING_CONNECTS.insert(&pid_tgid, &pending, 0).is_err() {
+            if PENDING_CONNECTS.insert(&pid_tgid, &*pending, 0).is_err() {
                 count(Counter::PendingMapFull);
             }
         }
@@ -252,17 +262,26 @@ pub fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
     entry.submit(2 /* BPF_RB_FORCE_WAKEUP */);
 }
 
+/// `struct fdtable` up to its array of files, read at once; `monitor::kernel_config`
+/// refuses a kernel laid out otherwise.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct FdtableHead {
+    max_fds: u32,
+    _pad: u32,
+    fd: u64,
+}
+
 /// `current->files->fdt->fd[fd]`.
 #[inline(always)]
 fn fd_to_file(fd: u32) -> Result<u64, ReadError> {
     let files = read_ptr(current_task(), config!(offsets.task_files))?;
     let fdt = read_ptr(files, config!(offsets.files_fdt))?;
-    let max_fds = read::<u32>(fdt, config!(offsets.fdtable_max_fds))?;
-    if fd >= max_fds {
+    let head = read::<FdtableHead>(fdt, config!(offsets.fdtable_max_fds))?;
+    if fd >= head.max_fds || head.fd == 0 {
         return Err(ReadError);
     }
-    let fd_array = read_ptr(fdt, config!(offsets.fdtable_fd))?;
-    read_ptr(fd_array, fd * 8)
+    read_ptr(head.fd, fd * 8)
 }
 
 fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
@@ -296,7 +315,9 @@ fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
     event.action = pending.action;
     event.rule_id = pending.rule_id;
     event._pad = 0;
-    event.addr = pending.addr;
+    // A helper copy: an assignment compiles to a byte-at-a-time memmove call.
+    // SAFETY: both buffers are SOCKADDR_MAX_BYTES long; a failed copy zeroes `addr`.
+    let _ = unsafe { bpf_probe_read_kernel_buf(pending.addr.as_ptr(), &mut event.addr) };
     let _ = PENDING_CONNECTS.remove(&pid_tgid);
     entry.submit(if verdict == action::ALLOW { wakeup_flags() } else { 2 /* BPF_RB_FORCE_WAKEUP */ });
     Ok(())

@@ -47,6 +47,8 @@ pub enum BtfError {
     NoMember { strukt: String, member: String },
     #[error("struct {strukt} member {member} is a bitfield")]
     Bitfield { strukt: String, member: String },
+    #[error("unsupported kernel: {0}")]
+    Layout(String),
 }
 
 #[derive(Debug, Clone, Copy)]

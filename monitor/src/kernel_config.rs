@@ -100,7 +100,9 @@ fn task_start_boottime(btf: &Btf) -> Result<u32, BtfError> {
 
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     let m = |s: &str, f: &str| btf.member_offset(s, f);
-    Ok(KernelOffsets {
+    check_dentry_head(m("dentry", "d_parent")?, m("dentry", "d_name")?, m("qstr", "len")?, m("qstr", "name")?)?;
+    check_fdtable_head(m("fdtable", "max_fds")?, m("fdtable", "fd")?)?;
+    let offsets = KernelOffsets {
         task_tgid: m("task_struct", "tgid")?,
         task_group_leader: m("task_struct", "group_leader")?,
         task_start_boottime: task_start_boottime(btf)?,
@@ -140,7 +142,34 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         kernfs_node_name: m("kernfs_node", "name")?,
         kernfs_node_id: m("kernfs_node", "id")?,
         _pad_offsets: 0,
-    })
+    };
+    Ok(offsets)
+}
+
+/// An open's descriptor is looked up with one read of `struct fdtable` up to `fd`
+/// (`FdtableHead` in monitor-ebpf's `syscalls`): `max_fds` at 0 and `fd` at 8, as in
+/// every Linux since 2.6.
+fn check_fdtable_head(max_fds: u32, fd: u32) -> Result<(), BtfError> {
+    if max_fds == 0 && fd == 8 {
+        return Ok(());
+    }
+    Err(BtfError::Layout(format!(
+        "struct fdtable has max_fds at {max_fds} and fd at {fd}; the open hooks need them at 0 and 8"
+    )))
+}
+
+/// The path walk reads a dentry's parent, name length and name pointer in one read
+/// (`DentryHead` in monitor-ebpf's `path`): `d_parent` must be followed by `d_name`,
+/// a `struct qstr` with its length at 4 and name at 8, as in every Linux since 2.6
+/// on little-endian machines.
+fn check_dentry_head(d_parent: u32, d_name: u32, qstr_len: u32, qstr_name: u32) -> Result<(), BtfError> {
+    if d_name == d_parent + 8 && qstr_len == 4 && qstr_name == 8 {
+        return Ok(());
+    }
+    Err(BtfError::Layout(format!(
+        "struct dentry has d_parent at {d_parent} and d_name at {d_name}, struct qstr its len at {qstr_len} and name at \
+         {qstr_name}; the path walk needs d_name right after d_parent, len at 4 and name at 8"
+    )))
 }
 
 /// Everything the programs need, for this kernel and this process.
@@ -289,6 +318,17 @@ mod tests {
         assert_eq!(regs.arg0, 272, "orig_x0, not regs[0]");
         assert_eq!((regs.arg1, regs.arg2), (8, 16), "regs[1], regs[2]");
         assert_eq!((regs.syscall_nr, regs.syscall_nr_size), (280, 4), "s32 syscallno");
+    }
+
+    #[test]
+    fn the_kernel_reads_accept_only_the_layouts_they_assume() {
+        assert!(check_dentry_head(24, 32, 4, 8).is_ok(), "Linux 6.x, x86_64 and arm64");
+        let moved = check_dentry_head(24, 40, 4, 8).unwrap_err().to_string();
+        assert!(moved.contains("d_name at 40") && moved.contains("right after d_parent"), "{moved}");
+        assert!(check_dentry_head(24, 32, 0, 8).is_err(), "big-endian qstr: len first");
+        assert!(check_fdtable_head(0, 8).is_ok());
+        let moved = check_fdtable_head(0, 16).unwrap_err().to_string();
+        assert!(moved.contains("fd at 16"), "{moved}");
     }
 
     #[test]
