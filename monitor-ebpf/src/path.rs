@@ -13,7 +13,10 @@
 
 use aya_ebpf::{
     cty::c_void,
-    helpers::{bpf_probe_read_kernel_buf, generated::bpf_loop},
+    helpers::{
+        bpf_probe_read_kernel_buf,
+        generated::{bpf_loop, bpf_probe_read_kernel_str},
+    },
 };
 use monitor_common::{
     event::{NAME_MAX_BYTES, PATH_MAX_BYTES, PATH_MAX_COMPONENTS, flags},
@@ -25,6 +28,8 @@ use crate::kernel::{ReadError, config, opaque, read, read_ptr, zero_map_bytes};
 /// Per-CPU space for a walk.
 #[repr(C)]
 pub struct PathScratch {
+    /// A name read on its own (after a rename raced the walk).
+    pub name: [u8; NAME_MAX_BYTES],
     /// The path ends at `PATH_MAX_BYTES`; a component of up to `NAME_MAX_BYTES` is
     /// written below an offset under `PATH_MAX_BYTES`, so every write is in bounds.
     pub buf: [u8; PATH_MAX_BYTES + 1 + NAME_MAX_BYTES],
@@ -161,36 +166,63 @@ fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
     if head.parent == 0 || head.name == 0 || head.len == 0 || head.len >= NAME_MAX_BYTES as u32 {
         return FAILED;
     }
-    let len = head.len;
-    // Room for "/" + name + "/" below pos (the leading "/" comes at the end).
-    let pos = opaque(walk.pos) & (PATH_MAX_BYTES as u32);
-    if len + 2 > pos {
+    // The name, read as a string of the length the dentry gave, straight into its
+    // place in front of the path. A rename between reading the length and reading the
+    // name can pair the length with a shorter name: the read then stops at that name's
+    // end (never past its allocation), and the name is read again on its own.
+    let mut len = head.len;
+    let Some(mut at) = place(walk.pos, len) else {
         return CUT_SHORT;
-    }
-    let pos = pos - (len + 1);
-    let at = opaque(pos) & (PATH_MAX_BYTES as u32);
-    let n = opaque(len) & (NAME_MAX_BYTES as u32 - 1);
-    // The name straight from the dentry into its place in the path. A rename racing
-    // the walk can pair a length with the other name: the read stays in bounds and
-    // nofault, and the path is as wrong as a string read would make it.
-    // SAFETY: at + n < buf.len(); the helper checks the kernel address.
-    let copied = unsafe {
-        bpf_probe_read_kernel_buf(
-            head.name as *const u8,
-            core::slice::from_raw_parts_mut(scratch.buf.as_mut_ptr().add(at as usize), n as usize),
-        )
     };
-    if copied.is_err() {
+    let size = opaque(len + 1) & (NAME_MAX_BYTES as u32 * 2 - 1);
+    if size as usize > NAME_MAX_BYTES {
         return FAILED;
     }
+    // SAFETY: at + size <= buf.len(); the helper checks the kernel address.
+    let n = unsafe { bpf_probe_read_kernel_str(scratch.buf.as_mut_ptr().add(at as usize).cast(), size, head.name as *const _) };
+    if n != size as i64 {
+        // SAFETY: bounded by the buffer; the helper checks the kernel address.
+        let n = unsafe { bpf_probe_read_kernel_str(scratch.name.as_mut_ptr().cast(), NAME_MAX_BYTES as u32, head.name as *const _) };
+        if n <= 1 {
+            return FAILED;
+        }
+        len = (n - 1) as u32;
+        let Some(moved) = place(walk.pos, len) else {
+            return CUT_SHORT;
+        };
+        at = moved;
+        let n = opaque(len) & (NAME_MAX_BYTES as u32 - 1);
+        // SAFETY: at + n < buf.len(); the source is our own scratch.
+        let copied = unsafe {
+            bpf_probe_read_kernel_buf(
+                scratch.name.as_ptr(),
+                core::slice::from_raw_parts_mut(scratch.buf.as_mut_ptr().add(at as usize), n as usize),
+            )
+        };
+        if copied.is_err() {
+            return FAILED;
+        }
+    }
+    let len = opaque(len) & (NAME_MAX_BYTES as u32 - 1);
     if walk.components == 0 {
         walk.leaf_len = len;
     }
-    scratch.buf[((at + n) as usize) % scratch.buf.len()] = b'/';
-    walk.pos = pos;
+    scratch.buf[((at + len) as usize) % scratch.buf.len()] = b'/';
+    walk.pos = at;
     walk.components += 1;
     walk.dentry = head.parent;
     WALKING
+}
+
+/// Where a name of `len` bytes goes in front of the path that starts at `pos`, leaving
+/// room for its '/' and the leading '/' (written at the end); None if it does not fit.
+#[inline(always)]
+fn place(pos: u32, len: u32) -> Option<u32> {
+    let pos = opaque(pos) & (PATH_MAX_BYTES as u32);
+    if len + 2 > pos {
+        return None;
+    }
+    Some(opaque(pos - (len + 1)) & (PATH_MAX_BYTES as u32))
 }
 
 /// Writes the file's own name into `key`, zero-padded; a longer name keeps its first
