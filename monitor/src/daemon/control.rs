@@ -26,7 +26,32 @@ use super::{
     protocol::{Reply, Request},
     unix,
 };
-use crate::sink::{Filter, Hub, RecvTimeoutError};
+use crate::{
+    ingest::Item,
+    queue::Waker,
+    sink::{Filter, Hub, RecvTimeoutError},
+};
+
+/// Sends commands to the daemon's thread. The thread waits on the kernel's events;
+/// each command wakes it (`queue::Waker`), so it never polls for commands.
+#[derive(Clone)]
+pub struct Commands {
+    sender: Sender<Command>,
+    waker: Waker<Item>,
+}
+
+impl Commands {
+    pub fn new(sender: Sender<Command>, waker: Waker<Item>) -> Commands {
+        Commands { sender, waker }
+    }
+
+    /// Err: the daemon's thread is gone.
+    pub fn send(&self, command: Command) -> Result<(), mpsc::SendError<Command>> {
+        self.sender.send(command)?;
+        self.waker.wake();
+        Ok(())
+    }
+}
 
 /// What a connection asks of the daemon's thread.
 pub enum Command {
@@ -77,7 +102,7 @@ pub fn ensure_free(path: &Path) -> anyhow::Result<()> {
 pub struct Server {
     pub listener: UnixListener,
     pub path: PathBuf,
-    pub commands: Sender<Command>,
+    pub commands: Commands,
     pub hub: Hub,
     /// The session map, handed to `run` clients.
     pub session_map: Arc<OwnedFd>,

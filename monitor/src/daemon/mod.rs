@@ -77,6 +77,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let hook_members = crate::session_map::SessionMap::from_fd(session_map.try_clone()?)
         .context("opening the session map for the kill hook")?;
     let hook = kill_hook(kill_table.clone(), metrics.clone(), hook_members);
+    let waker = queue.waker();
     let ingest = Ingest::spawn(events, decisions, reader_asleep, queue, user_loss.clone(), hook, Box::new(|| {}));
     let mut pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
     pipeline.metrics = Some(metrics);
@@ -99,7 +100,8 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
             return Err(error);
         }
     };
-    let (commands, requests) = mpsc::channel::<Command>();
+    let (sender, requests) = mpsc::channel::<Command>();
+    let commands = control::Commands::new(sender, waker);
     let stop_control = Arc::new(AtomicBool::new(false));
     let server = Server {
         listener,

@@ -43,6 +43,9 @@ use crate::{
 /// Rules of a replaced policy stay this long after a reload, for kernel programs and
 /// adoptions that raced with it.
 const OLD_POLICY_GRACE: Duration = Duration::from_secs(2);
+/// How often the thread reports new losses, ends sessions whose last exit record was
+/// lost, and retires old policies (`Daemon::tick`).
+const TICK: Duration = Duration::from_secs(1);
 
 /// Events of a `run` session held back until its client reports the process started.
 const HELD_MAX: usize = 10_000;
@@ -151,7 +154,9 @@ impl Daemon {
     pub fn run(mut self, items: crate::queue::Receiver<Item>, commands: mpsc::Receiver<Command>) -> Daemon {
         let mut last_tick = Instant::now();
         loop {
-            match items.recv_timeout(Duration::from_millis(10)) {
+            // Commands wake the wait (`control::Commands`); nothing is polled.
+            let until_tick = TICK.saturating_sub(last_tick.elapsed());
+            match items.recv_timeout(until_tick) {
                 Ok(item) => {
                     self.handle_item(item);
                     let mut handled = 0;
@@ -194,7 +199,7 @@ impl Daemon {
                     }
                 }
             }
-            if last_tick.elapsed() >= Duration::from_secs(1) {
+            if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
                 self.tick();
             }
