@@ -381,7 +381,13 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// `major:minor` of a kernel-internal dev_t (`MAJOR = dev >> 20`, `MINOR = dev & 0xfffff`).
 pub fn device(dev: u32) -> String {
-    format!("{}:{}", dev >> 20, dev & 0xf_ffff)
+    // Not format!: this runs for every file event.
+    let mut number = itoa::Buffer::new();
+    let mut text = String::with_capacity(12);
+    text.push_str(number.format(dev >> 20));
+    text.push(':');
+    text.push_str(number.format(dev & 0xf_ffff));
+    text
 }
 
 #[cfg(test)]

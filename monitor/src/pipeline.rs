@@ -66,8 +66,11 @@ impl Default for Context {
     }
 }
 
+/// 16 lowercase hex digits (`format!("{id:016x}")`, which cost a twentieth of the
+/// daemon's time per event).
 pub fn session_id_text(id: u64) -> String {
-    format!("{id:016x}")
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    (0..16).rev().map(|nibble| DIGITS[(id >> (nibble * 4)) as usize & 0xf] as char).collect()
 }
 
 pub fn session_ref(id: u64) -> Session {
@@ -591,6 +594,13 @@ fn unexplained(verdict: Verdict, hook: &'static str) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_ids_are_16_hex_digits() {
+        for id in [0, 1, 0xf, 0x1a4d_0a37_0f67_878f, u64::MAX, 1 << 63] {
+            assert_eq!(session_id_text(id), format!("{id:016x}"));
+        }
+    }
 
     #[test]
     fn a_verdict_without_a_known_policy_is_still_reported() {
