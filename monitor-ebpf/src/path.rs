@@ -168,8 +168,9 @@ fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
     }
     // The name, read as a string of the length the dentry gave, straight into its
     // place in front of the path. A rename between reading the length and reading the
-    // name can pair the length with a shorter name: the read then stops at that name's
-    // end (never past its allocation), and the name is read again on its own.
+    // name can pair the length with another name. A shorter one ends the read early
+    // (never past its allocation) and is read again on its own; of a longer one, the
+    // first `len` bytes are kept: a wrong name, never bytes from outside a name.
     let mut len = head.len;
     let Some(mut at) = place(walk.pos, len) else {
         return CUT_SHORT;
