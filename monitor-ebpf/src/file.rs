@@ -100,7 +100,7 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
     event.open_flags = open_flags;
     event.fd = fd;
     // Each field is written once, below: zeros written first would be merged into a
-    // byte-at-a-time memset call (see `zero_map_bytes`).
+    // byte-at-a-time memset call (see `zero_by_words`).
     let f_mode = match read::<u32>(file, config!(offsets.file_f_mode)) {
         Ok(mode) => mode,
         Err(ReadError) => {

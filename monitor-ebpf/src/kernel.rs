@@ -45,7 +45,7 @@ pub fn opaque<T: Copy>(value: T) -> T {
 /// value or a ring buffer record: the verifier allows 8-byte stores at any alignment
 /// there, not on the stack.
 #[inline(always)]
-pub fn zero_map_bytes<const N: usize>(bytes: &mut [u8; N]) {
+pub fn zero_by_words<const N: usize>(bytes: &mut [u8; N]) {
     const { assert!(N % 8 == 0) };
     let words = bytes.as_mut_ptr().cast::<u64>();
     let mut i = 0;

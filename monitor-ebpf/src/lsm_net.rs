@@ -17,7 +17,7 @@ use monitor_common::{
 
 use crate::{
     kernel::{
-        config, count, current_tgid, fill_header, lsm_enforces, read, read_ptr, session_of, wakeup_flags, zero_map_bytes,
+        config, count, current_tgid, fill_header, lsm_enforces, read, read_ptr, session_of, wakeup_flags, zero_by_words,
     },
     lsm_files::answer,
     maps::{DECISIONS, EVENTS},
@@ -161,7 +161,7 @@ fn report(member: &SessionMember, sockaddr: u64, addr_len: i32, record_kind: u16
     event.action = verdict;
     event.rule_id = rule_id;
     event._pad = 0;
-    zero_map_bytes(&mut event.addr);
+    zero_by_words(&mut event.addr);
     let mut n = if addr_len < 0 { 0 } else { addr_len as u32 };
     if n > SOCKADDR_MAX_BYTES as u32 {
         n = SOCKADDR_MAX_BYTES as u32;

@@ -30,7 +30,7 @@ pub static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> =
     LruHashMap::with_max_entries(PENDING_MAX, 0);
 
 /// Per-CPU space for a connect's entry in `PENDING_CONNECTS`, built in a map value to
-/// zero its address a word at a time (see `kernel::zero_map_bytes`).
+/// zero its address a word at a time (see `kernel::zero_by_words`).
 #[map]
 pub static PENDING_SCRATCH: PerCpuArray<PendingConnect> = PerCpuArray::with_max_entries(1, 0);
 

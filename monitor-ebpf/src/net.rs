@@ -15,7 +15,7 @@ use monitor_common::{
 };
 
 use crate::{
-    kernel::{count, session_of, zero_map_bytes},
+    kernel::{count, session_of, zero_by_words},
     maps::{DECISIONS, PENDING_CONNECTS},
 };
 
@@ -164,8 +164,8 @@ fn address_bytes(words: &[u32; 4]) -> [u8; 16] {
 
 #[inline(always)]
 pub fn lookup(policy: u32, op: u16, port: u16, addr: &[u32; 4]) -> Option<RuleValue> {
-    let op_port = u32::from_ne_bytes([op.to_ne_bytes()[0], op.to_ne_bytes()[1], port.to_ne_bytes()[0], port.to_ne_bytes()[1]]);
-    let words: [u32; 6] = [policy, op_port, addr[0], addr[1], addr[2], addr[3]];
+    let ([o0, o1], [p0, p1]) = (op.to_ne_bytes(), port.to_ne_bytes());
+    let words: [u32; 6] = [policy, u32::from_ne_bytes([o0, o1, p0, p1]), addr[0], addr[1], addr[2], addr[3]];
     // SAFETY: same size; the trie key's bytes are (policy, op, port, address).
     let data = unsafe { core::mem::transmute::<[u32; 6], [u8; 24]>(words) };
     let key = Key::new(64 + 128, data);
@@ -241,7 +241,7 @@ fn report(
     event.action = verdict;
     event.rule_id = rule_id;
     event._pad = 0;
-    zero_map_bytes(&mut event.addr);
+    zero_by_words(&mut event.addr);
     // struct sockaddr_in / sockaddr_in6
     let family = if v6 { AF_INET6 } else { AF_INET };
     event.addr[0..2].copy_from_slice(&family.to_ne_bytes());

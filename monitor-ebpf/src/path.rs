@@ -23,7 +23,7 @@ use monitor_common::{
     policy::NAME_KEY_BYTES,
 };
 
-use crate::kernel::{ReadError, config, opaque, read, read_ptr, zero_map_bytes};
+use crate::kernel::{ReadError, config, opaque, read, read_ptr, zero_by_words};
 
 /// Per-CPU space for a walk.
 #[repr(C)]
@@ -227,10 +227,10 @@ fn place(pos: u32, len: u32) -> Option<u32> {
 }
 
 /// Writes the file's own name into `key`, zero-padded; a longer name keeps its first
-/// `NAME_KEY_BYTES - 1` bytes. `key` is in a map value (see `zero_map_bytes`).
+/// `NAME_KEY_BYTES - 1` bytes. `key` is in a map value (see `zero_by_words`).
 #[inline(always)]
 pub fn copy_leaf(scratch: &PathScratch, resolved: &Resolved, key: &mut [u8; NAME_KEY_BYTES]) {
-    zero_map_bytes(key);
+    zero_by_words(key);
     let len = opaque(resolved.leaf_len) & (NAME_MAX_BYTES as u32 - 1);
     // The leaf ends at END - 1, where the path's final '/' is.
     if len == 0 || len + 1 > END {

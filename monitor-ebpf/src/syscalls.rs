@@ -29,7 +29,7 @@ use crate::{
     file,
     kernel::{
         ReadError, config, count, current_task, fill_header, lsm_enforces, read, read_ptr, session_of, wakeup_flags,
-        zero_map_bytes,
+        zero_by_words,
     },
     maps::{DECISIONS, EVENTS, PENDING_CONNECTS, PENDING_SCRATCH},
     policy::{self, Tier},
@@ -170,7 +170,7 @@ fn try_enter(ctx: &TracePointContext, what: Watched) -> Result<(), ReadError> {
             pending.addr_len = addr_len;
             pending.action = action::ALLOW;
             pending.rule_id = NO_RULE;
-            zero_map_bytes(&mut pending.addr);
+            zero_by_words(&mut pending.addr);
             let mut n = addr_len;
             if n > SOCKADDR_MAX_BYTES as u32 {
                 n = SOCKADDR_MAX_BYTES as u32;

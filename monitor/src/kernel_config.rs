@@ -102,7 +102,7 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     let m = |s: &str, f: &str| btf.member_offset(s, f);
     check_dentry_head(m("dentry", "d_parent")?, m("dentry", "d_name")?, m("qstr", "len")?, m("qstr", "name")?)?;
     check_fdtable_head(m("fdtable", "max_fds")?, m("fdtable", "fd")?)?;
-    let offsets = KernelOffsets {
+    Ok(KernelOffsets {
         task_tgid: m("task_struct", "tgid")?,
         task_group_leader: m("task_struct", "group_leader")?,
         task_start_boottime: task_start_boottime(btf)?,
@@ -142,8 +142,7 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         kernfs_node_name: m("kernfs_node", "name")?,
         kernfs_node_id: m("kernfs_node", "id")?,
         _pad_offsets: 0,
-    };
-    Ok(offsets)
+    })
 }
 
 /// An open's descriptor is looked up with one read of `struct fdtable` up to `fd`

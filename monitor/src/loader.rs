@@ -39,18 +39,27 @@ const RAW_TRACEPOINTS: [(&str, &str); 5] = [
 /// Syscall tracepoints (`syscalls:sys_enter_NAME`, `syscalls:sys_exit_NAME`): only
 /// where tier 2 judges opens or reports connects. Once any is attached, every task on
 /// the host takes the kernel's slower syscall path (about 70 ns per syscall measured);
-/// only these syscalls run a program. (name, number on this architecture, at entry, at
-/// exit); a syscall the architecture lacks (aarch64: open, creat) is skipped.
-fn syscall_tracepoints(n: &SyscallNumbers) -> [(&'static str, u32, bool, bool); 8] {
+/// only these syscalls run a program. A syscall the architecture lacks (aarch64: open,
+/// creat) is skipped.
+struct WatchedSyscall {
+    name: &'static str,
+    /// On this architecture; `NO_SYSCALL` if it has none.
+    nr: u32,
+    at_entry: bool,
+    at_exit: bool,
+}
+
+fn watched_syscalls(n: &SyscallNumbers) -> [WatchedSyscall; 8] {
+    let watch = |name, nr, at_entry, at_exit| WatchedSyscall { name, nr, at_entry, at_exit };
     [
-        ("open", n.open, false, true),
-        ("creat", n.creat, false, true),
-        ("openat", n.openat, false, true),
-        ("openat2", n.openat2, false, true),
-        ("open_by_handle_at", n.open_by_handle_at, true, true),
-        ("connect", n.connect, true, true),
-        ("io_uring_setup", n.io_uring_setup, true, false),
-        ("pidfd_getfd", n.pidfd_getfd, true, false),
+        watch("open", n.open, false, true),
+        watch("creat", n.creat, false, true),
+        watch("openat", n.openat, false, true),
+        watch("openat2", n.openat2, false, true),
+        watch("open_by_handle_at", n.open_by_handle_at, true, true),
+        watch("connect", n.connect, true, true),
+        watch("io_uring_setup", n.io_uring_setup, true, false),
+        watch("pidfd_getfd", n.pidfd_getfd, true, false),
     ]
 }
 
@@ -275,9 +284,9 @@ impl Probes {
         log::debug!("LSM hooks tried at {:?}: {enforcement:?}", started.elapsed());
         let mut syscall_links = SyscallLinks::default();
         if enforcement.needs_syscall_tracepoints() {
-            let present: Vec<_> = syscall_tracepoints(&config.syscalls).into_iter().filter(|s| s.1 != NO_SYSCALL).collect();
-            let entered: Vec<String> = present.iter().filter(|s| s.2).map(|s| format!("sys_enter_{}", s.0)).collect();
-            let left: Vec<String> = present.iter().filter(|s| s.3).map(|s| format!("sys_exit_{}", s.0)).collect();
+            let present: Vec<_> = watched_syscalls(&config.syscalls).into_iter().filter(|s| s.nr != NO_SYSCALL).collect();
+            let entered: Vec<String> = present.iter().filter(|s| s.at_entry).map(|s| format!("sys_enter_{}", s.name)).collect();
+            let left: Vec<String> = present.iter().filter(|s| s.at_exit).map(|s| format!("sys_exit_{}", s.name)).collect();
             attach_syscall_tracepoints(&mut ebpf, "syscall_enter", &entered, &mut syscall_links)?;
             attach_syscall_tracepoints(&mut ebpf, "syscall_exit", &left, &mut syscall_links)?;
         }
