@@ -103,6 +103,31 @@ pub struct KernelOffsets {
     pub _pad_offsets: u32,
 }
 
+/// The most bytes of a kernel struct a [`Span`] reads at once.
+pub const SPAN_MAX_BYTES: u32 = 128;
+
+/// Bytes `start..start + len` of a kernel struct, read with one
+/// `bpf_probe_read_kernel` call where the programs need several of its fields (each
+/// call costs more than copying a hundred bytes). `len <= SPAN_MAX_BYTES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub len: u32,
+}
+
+/// The spans the open hooks read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spans {
+    /// `struct file`: `f_mode`, `f_inode` and `f_path.dentry`.
+    pub file: Span,
+    /// `struct super_block`: `s_dev`, `s_flags`, `s_magic` and `s_root`.
+    pub super_block: Span,
+    /// `struct dentry`: `d_parent`, `d_name` and `d_sb`.
+    pub dentry: Span,
+}
+
 /// Everything the programs take from the daemon at load time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +135,7 @@ pub struct KernelConfig {
     pub offsets: KernelOffsets,
     pub regs: RegsOffsets,
     pub syscalls: SyscallNumbers,
+    pub spans: Spans,
     /// tgid of the monitor itself: never part of a session.
     pub monitor_tgid: u32,
     pub _pad: u32,
@@ -118,7 +144,8 @@ pub struct KernelConfig {
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 32);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 156 + 24 + 32 + 8);
+const _: () = assert!(core::mem::size_of::<Spans>() == 24);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 156 + 24 + 32 + 24 + 8);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -174,6 +201,11 @@ impl KernelConfig {
             connect: NO_SYSCALL,
             io_uring_setup: NO_SYSCALL,
             pidfd_getfd: NO_SYSCALL,
+        },
+        spans: Spans {
+            file: Span { start: 0, len: 0 },
+            super_block: Span { start: 0, len: 0 },
+            dentry: Span { start: 0, len: 0 },
         },
         monitor_tgid: 0,
         _pad: 0,

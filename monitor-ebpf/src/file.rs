@@ -11,7 +11,7 @@ use monitor_common::{
 };
 
 use crate::{
-    kernel::{ReadError, config, count, emit_with_path, fill_header, read, read_ptr},
+    kernel::{ReadError, config, count, emit_with_path, fill_header, read},
     maps::{FILE_SCRATCH, PROTECTED_INODES},
     path::{self, PathScratch, Resolved},
     policy::{self, Object, Tier, Verdict, key_scratch},
@@ -47,6 +47,8 @@ pub fn requested_access(f_mode: u32, open_flags: u32) -> u32 {
 
 /// Path and inode of an open file.
 pub struct Described {
+    /// `f_mode`.
+    pub mode: u32,
     pub resolved: Resolved,
     pub ino: u64,
     /// `struct inode *` and `struct dentry *` of the file.
@@ -54,14 +56,21 @@ pub struct Described {
     pub dentry: u64,
 }
 
-/// Resolves `file` (a `struct file *`) into `scratch` and reads its inode number.
+/// Resolves `file` (a `struct file *`) into `scratch` and reads its mode and inode
+/// number.
 #[inline(always)]
 pub fn describe_file(file: u64, scratch: &mut PathScratch) -> Result<Described, ReadError> {
-    let dentry = read_ptr(file, config!(offsets.file_f_path) + config!(offsets.path_dentry))?;
+    let fields = &mut scratch.file;
+    fields.read(file, config!(spans.file))?;
+    let mode = fields.field::<u32>(config!(offsets.file_f_mode));
+    let inode = fields.field::<u64>(config!(offsets.file_f_inode));
+    let dentry = fields.field::<u64>(config!(offsets.file_f_path) + config!(offsets.path_dentry));
+    if dentry == 0 {
+        return Err(ReadError);
+    }
     let resolved = path::resolve(dentry, scratch)?;
-    let inode = read_ptr(file, config!(offsets.file_f_inode)).unwrap_or(0);
     let ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
-    Ok(Described { resolved, ino, inode, dentry })
+    Ok(Described { mode, resolved, ino, inode, dentry })
 }
 
 /// Whether (dev, ino) is one of the monitor's own files (policy, binary).
@@ -77,9 +86,8 @@ const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 /// cgroups (out of the session's), or freezes or kills a whole cgroup (the monitor's)
 /// without the signal checks: the monitor's to write, never a session member's.
 #[inline(always)]
-fn on_cgroup_fs(dentry: u64) -> bool {
-    let magic = read_ptr(dentry, config!(offsets.dentry_d_sb)).and_then(|sb| read::<u64>(sb, config!(offsets.super_block_s_magic)));
-    matches!(magic, Ok(CGROUP_SUPER_MAGIC) | Ok(CGROUP2_SUPER_MAGIC))
+fn on_cgroup_fs(resolved: &Resolved) -> bool {
+    matches!(resolved.magic, CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC)
 }
 
 /// Judges `file` (a `struct file *`) being opened by a session member and reports it
@@ -101,18 +109,11 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
     event.fd = fd;
     // Each field is written once, below: zeros written first would be merged into a
     // byte-at-a-time memset call (see `zero_by_words`).
-    let f_mode = match read::<u32>(file, config!(offsets.file_f_mode)) {
-        Ok(mode) => mode,
-        Err(ReadError) => {
-            event_flags |= flags::READ_ERROR;
-            0
-        }
-    };
-    event.f_mode = f_mode;
     let mut verdict = Verdict::UNCHECKED;
-    let (mut path_len, mut ino, mut dev) = (0, 0, 0);
+    let (mut f_mode, mut path_len, mut ino, mut dev) = (0, 0, 0, 0);
     match describe_file(file, &mut scratch.path) {
         Ok(described) => {
+            f_mode = described.mode;
             path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
             ino = described.ino;
             dev = described.resolved.dev;
@@ -122,7 +123,7 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
             // lookups are not made where nothing would come of them.
             if requested & allow::WRITE != 0
                 && tier == Tier::Lsm
-                && (is_protected(described.resolved.dev, described.ino) || on_cgroup_fs(described.dentry))
+                && (is_protected(described.resolved.dev, described.ino) || on_cgroup_fs(&described.resolved))
             {
                 verdict = Verdict { action: policy::enforce_always(member, tier), rule_id: SELF_PROTECTION_RULE };
             } else {
@@ -137,6 +138,7 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
         }
         Err(ReadError) => event_flags |= flags::READ_ERROR,
     }
+    event.f_mode = f_mode;
     event.path_len = path_len;
     event.ino = ino;
     event.dev = dev;

@@ -2,11 +2,11 @@
 //! shares: the load-time config, the event header, counters and emission.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
-    generated::{bpf_get_current_task, bpf_ktime_get_boot_ns},
+    bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+    generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_ktime_get_boot_ns, bpf_task_pt_regs},
 };
 use monitor_common::{
-    config::KernelConfig,
+    config::{KernelConfig, SPAN_MAX_BYTES, Span},
     event::{
         EXEC_PATH_OFFSET, EventHeader, ExecEvent, FILE_CHANGE_PATH_OFFSET, FILE_OPEN_PATH_OFFSET, FileChangeEvent,
         FileOpenEvent, PATH_BUF_BYTES,
@@ -60,6 +60,44 @@ pub fn zero_by_words<const N: usize>(bytes: &mut [u8; N]) {
 /// A failed kernel read.
 pub struct ReadError;
 
+/// A copy of a [`Span`] of a kernel struct. Userspace starts a span 8-aligned, so a
+/// naturally aligned field is aligned here too.
+#[repr(C, align(8))]
+pub struct SpanCopy {
+    /// Room for an 8-byte field at any offset the mask in `field` lets through.
+    bytes: [u8; SPAN_MAX_BYTES as usize + 8],
+    start: u32,
+}
+
+impl SpanCopy {
+    /// Copies `span` of the struct at `base` in one read.
+    #[inline(always)]
+    pub fn read(&mut self, base: u64, span: Span) -> Result<(), ReadError> {
+        let len = opaque(span.len) & (2 * SPAN_MAX_BYTES - 1);
+        if len > SPAN_MAX_BYTES {
+            return Err(ReadError);
+        }
+        self.start = span.start;
+        // SAFETY: len <= bytes.len(); the helper checks the kernel address.
+        unsafe {
+            bpf_probe_read_kernel_buf(
+                (base + span.start as u64) as *const u8,
+                core::slice::from_raw_parts_mut(self.bytes.as_mut_ptr(), len as usize),
+            )
+        }
+        .map_err(|_| ReadError)
+    }
+
+    /// The field at `offset` in the struct (an offset inside the span read).
+    #[inline(always)]
+    pub fn field<T: Copy>(&self, offset: u32) -> T {
+        let at = opaque(offset.wrapping_sub(self.start)) & (SPAN_MAX_BYTES - 1);
+        // SAFETY: at + size_of::<T>() <= bytes.len() for T of up to 8 bytes; aligned
+        // for a naturally aligned field (see the type's comment).
+        unsafe { core::ptr::read_volatile(self.bytes.as_ptr().add(at as usize).cast::<T>()) }
+    }
+}
+
 /// Reads a `T` at `base + offset` in kernel memory.
 #[inline(always)]
 pub fn read<T>(base: u64, offset: u32) -> Result<T, ReadError> {
@@ -73,6 +111,53 @@ pub fn read_ptr(base: u64, offset: u32) -> Result<u64, ReadError> {
     match read::<u64>(base, offset)? {
         0 => Err(ReadError),
         p => Ok(p),
+    }
+}
+
+/// A kernel pointer whose type the verifier knows from the kernel's BTF: the current
+/// task, its saved registers, or a pointer field loaded from one of those. Its fields
+/// are plain loads, not `bpf_probe_read_kernel` calls (a call and return cost 25-30 ns
+/// each on hosts with return-thunk mitigations; a load, about one). The offsets come
+/// from `KERNEL_CONFIG`, a frozen read-only map, which the verifier reads as constants
+/// and checks against the BTF type. A load the kernel cannot make yields zero (the
+/// JIT's exception table), never a fault.
+///
+/// Only a field that is itself a pointer to a struct may become a `Typed` (the verifier
+/// rejects the program otherwise, at load time, on every kernel the suites boot).
+#[derive(Clone, Copy)]
+pub struct Typed(u64);
+
+impl Typed {
+    /// `current` (tracing and LSM programs only).
+    #[inline(always)]
+    pub fn current_task() -> Typed {
+        // SAFETY: helper without preconditions.
+        Typed(unsafe { bpf_get_current_task_btf() } as u64)
+    }
+
+    /// The user registers this task (a `task_struct`) saved on entering the kernel,
+    /// which no other thread can change.
+    #[inline(always)]
+    pub fn user_regs(self) -> Typed {
+        // SAFETY: the verifier checks that `self` is a task_struct.
+        Typed(unsafe { bpf_task_pt_regs(self.0 as *mut _) } as u64)
+    }
+
+    /// The plain value (integer, or a pointer kept as an address) at `offset`.
+    #[inline(always)]
+    pub fn load<T: Copy>(self, offset: u32) -> T {
+        // SAFETY: the verifier checks the access against the BTF type; the volatile
+        // read keeps LLVM from merging or widening loads the verifier checks one by one.
+        unsafe { core::ptr::read_volatile((self.0 + offset as u64) as *const T) }
+    }
+
+    /// The pointer to a struct at `offset`; null is an error.
+    #[inline(always)]
+    pub fn load_ptr(self, offset: u32) -> Result<Typed, ReadError> {
+        match self.load::<u64>(offset) {
+            0 => Err(ReadError),
+            p => Ok(Typed(p)),
+        }
     }
 }
 
@@ -125,7 +210,8 @@ pub fn fill_header(header: &mut EventHeader, kind: u16, size: u32, session_id: u
     header.tid = pid_tgid as u32;
     header.uid = uid_gid as u32;
     header.gid = (uid_gid >> 32) as u32;
-    match process_start_time(current_task()) {
+    let leader = Typed::current_task().load_ptr(config!(offsets.task_group_leader));
+    match leader.map(|leader| leader.load::<u64>(config!(offsets.task_start_boottime))) {
         Ok(start) => {
             header.start_time_ns = start;
             true
@@ -135,13 +221,6 @@ pub fn fill_header(header: &mut EventHeader, kind: u16, size: u32, session_id: u
             false
         }
     }
-}
-
-/// Start time of the process `task` belongs to (its group leader's).
-#[inline(always)]
-pub fn process_start_time(task: u64) -> Result<u64, ReadError> {
-    let leader = read_ptr(task, config!(offsets.task_group_leader))?;
-    read::<u64>(leader, config!(offsets.task_start_boottime))
 }
 
 /// Bytes pending in the ring buffer above which a record wakes the reader at once.

@@ -23,7 +23,7 @@ use monitor_common::{
     policy::NAME_KEY_BYTES,
 };
 
-use crate::kernel::{ReadError, config, opaque, read, read_ptr, zero_by_words};
+use crate::kernel::{ReadError, SpanCopy, config, opaque, read, zero_by_words};
 
 /// Per-CPU space for a walk.
 #[repr(C)]
@@ -33,6 +33,12 @@ pub struct PathScratch {
     /// The path ends at `PATH_MAX_BYTES`; a component of up to `NAME_MAX_BYTES` is
     /// written below an offset under `PATH_MAX_BYTES`, so every write is in bounds.
     pub buf: [u8; PATH_MAX_BYTES + 1 + NAME_MAX_BYTES],
+    /// The file's `struct file` and its filesystem's `struct super_block`, the fields
+    /// the open hooks need of each read at once.
+    pub file: SpanCopy,
+    pub super_block: SpanCopy,
+    /// The file's own `struct dentry`: its parent and name, and its filesystem.
+    pub dentry: SpanCopy,
 }
 
 /// Outcome of a walk: the path is `buf[start..start + len]`.
@@ -48,6 +54,8 @@ pub struct Resolved {
     /// Length of the last component, the file's own name: it ends the path, just
     /// before its final '/'.
     pub leaf_len: u32,
+    /// The filesystem's `s_magic`.
+    pub magic: u64,
 }
 
 const END: u32 = PATH_MAX_BYTES as u32;
@@ -59,7 +67,10 @@ const SB_KERNMOUNT: u64 = 1 << 22;
 struct Walk {
     /// The dentry whose name the next step writes.
     dentry: u64,
-    sb: u64,
+    /// Its head, when `resolve` read it already (the first step); zero otherwise.
+    head: DentryHead,
+    /// The filesystem's `s_flags`.
+    sb_flags: u64,
     /// The filesystem's root dentry, where the walk ends.
     root: u64,
     /// Where the path written so far starts; it ends with '/' at END - 1.
@@ -85,11 +96,27 @@ const FAILED: u32 = 3;
 /// itself (a step receives only the `Walk`).
 #[inline(always)]
 pub fn resolve(dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadError> {
-    let sb = read_ptr(dentry, config!(offsets.dentry_d_sb))?;
-    let dev = read::<u32>(sb, config!(offsets.super_block_s_dev))?;
+    let leaf = &mut scratch.dentry;
+    leaf.read(dentry, config!(spans.dentry))?;
+    let name = config!(offsets.dentry_d_name);
+    let head = DentryHead {
+        parent: leaf.field::<u64>(config!(offsets.dentry_d_parent)),
+        hash: leaf.field::<u32>(name),
+        len: leaf.field::<u32>(name + 4),
+        name: leaf.field::<u64>(name + 8),
+    };
+    let sb = leaf.field::<u64>(config!(offsets.dentry_d_sb));
+    if sb == 0 {
+        return Err(ReadError);
+    }
+    let fs = &mut scratch.super_block;
+    fs.read(sb, config!(spans.super_block))?;
+    let dev = fs.field::<u32>(config!(offsets.super_block_s_dev));
+    let magic = fs.field::<u64>(config!(offsets.super_block_s_magic));
     // Kernel-internal filesystems (pipes, sockets) may have no root: 0 matches no dentry.
-    let root = read::<u64>(sb, config!(offsets.super_block_s_root))?;
-    let mut walk = Walk { dentry, sb, root, pos: END, components: 0, outcome: WALKING, leaf_len: 0 };
+    let root = fs.field::<u64>(config!(offsets.super_block_s_root));
+    let sb_flags = fs.field::<u64>(config!(offsets.super_block_s_flags));
+    let mut walk = Walk { dentry, head, sb_flags, root, pos: END, components: 0, outcome: WALKING, leaf_len: 0 };
     // SAFETY: the callback is a BPF subprogram taking (index, ctx); ctx points to
     // `walk`, which outlives the call.
     unsafe {
@@ -112,7 +139,15 @@ pub fn resolve(dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadE
     }
     let pos = opaque(walk.pos - 1) & (PATH_MAX_BYTES as u32);
     scratch.buf[pos as usize] = b'/';
-    Ok(Resolved { start: pos, len: END - pos, dev, flags: path_flags, components: walk.components, leaf_len: walk.leaf_len })
+    Ok(Resolved {
+        start: pos,
+        len: END - pos,
+        dev,
+        flags: path_flags,
+        components: walk.components,
+        leaf_len: walk.leaf_len,
+        magic,
+    })
 }
 
 /// One step of the walk: writes the name of `walk.dentry` in front of the path and moves
@@ -149,8 +184,15 @@ fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
     if dentry == walk.root {
         return AT_ROOT;
     }
-    let Ok(head) = read::<DentryHead>(dentry, config!(offsets.dentry_d_parent)) else {
-        return FAILED;
+    let head = if walk.head.parent != 0 {
+        let head = walk.head;
+        walk.head.parent = 0;
+        head
+    } else {
+        match read::<DentryHead>(dentry, config!(offsets.dentry_d_parent)) {
+            Ok(head) => head,
+            Err(ReadError) => return FAILED,
+        }
     };
     if head.parent == dentry {
         // The top of a tree that is not the filesystem's root: a disconnected dentry
@@ -158,10 +200,7 @@ fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
         // flagged as cut short (fail closed). Files of kernel-internal mounts (pipes,
         // sockets, memfds) have no root and no name a rule could use; they keep the
         // empty path.
-        let Ok(sb_flags) = read::<u64>(walk.sb, config!(offsets.super_block_s_flags)) else {
-            return FAILED;
-        };
-        return if sb_flags & SB_KERNMOUNT != 0 { AT_ROOT } else { CUT_SHORT };
+        return if walk.sb_flags & SB_KERNMOUNT != 0 { AT_ROOT } else { CUT_SHORT };
     }
     if head.parent == 0 || head.name == 0 || head.len == 0 || head.len >= NAME_MAX_BYTES as u32 {
         return FAILED;

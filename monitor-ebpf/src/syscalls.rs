@@ -11,7 +11,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel_buf,
-        generated::{bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs},
+        generated::bpf_probe_read_user,
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -28,7 +28,7 @@ use monitor_common::{
 use crate::{
     file,
     kernel::{
-        ReadError, config, count, current_task, fill_header, lsm_enforces, read, read_ptr, session_of, wakeup_flags,
+        ReadError, Typed, config, count, fill_header, lsm_enforces, read_ptr, session_of, wakeup_flags,
         zero_by_words,
     },
     maps::{DECISIONS, EVENTS, PENDING_CONNECTS, PENDING_SCRATCH},
@@ -90,16 +90,13 @@ fn record<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
 /// Argument `n` of the syscall being left, from the user registers saved at entry
 /// (which no other thread can change).
 #[inline(always)]
-fn syscall_arg_at_exit(n: usize) -> Result<u64, ReadError> {
-    // SAFETY: helpers without preconditions; the result is the current task's saved
-    // user registers.
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+fn syscall_arg_at_exit(current: Typed, n: usize) -> u64 {
     let offset = match n {
         0 => config!(regs.arg0),
         1 => config!(regs.arg1),
         _ => config!(regs.arg2),
     };
-    read::<u64>(regs, offset)
+    current.user_regs().load::<u64>(offset)
 }
 
 /// `syscalls:sys_enter_NAME` of connect, io_uring_setup, pidfd_getfd and
@@ -221,16 +218,17 @@ fn try_exit_open(ret: i64, syscall: u32) -> Result<(), ReadError> {
     // memory. openat2 keeps them in user memory (`struct open_how`), which another
     // thread could change between the kernel's copy and ours: its opens are judged as
     // if they could truncate (`UNTRUSTED_FLAGS`).
+    let current = Typed::current_task();
     let open_flags = match syscall {
-        open_syscall::OPEN => syscall_arg_at_exit(1)? as u32,
-        open_syscall::OPENAT | open_syscall::OPEN_BY_HANDLE_AT => syscall_arg_at_exit(2)? as u32,
+        open_syscall::OPEN => syscall_arg_at_exit(current, 1) as u32,
+        open_syscall::OPENAT | open_syscall::OPEN_BY_HANDLE_AT => syscall_arg_at_exit(current, 2) as u32,
         open_syscall::CREAT => O_CREAT | O_WRONLY | O_TRUNC,
         _ => UNTRUSTED_FLAGS,
     };
     if ret < 0 {
         return Ok(()); // nothing was opened, so there is no file to resolve
     }
-    match fd_to_file(ret as u32) {
+    match fd_to_file(current, ret as u32) {
         Ok(file) => {
             file::judge_open(&member, file, syscall, open_flags, ret as u32, Tier::Tracepoint);
         }
@@ -262,26 +260,17 @@ pub fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
     entry.submit(2 /* BPF_RB_FORCE_WAKEUP */);
 }
 
-/// `struct fdtable` up to its array of files, read at once; `monitor::kernel_config`
-/// refuses a kernel laid out otherwise.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct FdtableHead {
-    max_fds: u32,
-    _pad: u32,
-    fd: u64,
-}
-
-/// `current->files->fdt->fd[fd]`.
+/// `current->files->fdt->fd[fd]` (`current`: the current task). The array is `struct file **`, which BTF does not
+/// type (a pointer to a pointer): its element is read with the helper.
 #[inline(always)]
-fn fd_to_file(fd: u32) -> Result<u64, ReadError> {
-    let files = read_ptr(current_task(), config!(offsets.task_files))?;
-    let fdt = read_ptr(files, config!(offsets.files_fdt))?;
-    let head = read::<FdtableHead>(fdt, config!(offsets.fdtable_max_fds))?;
-    if fd >= head.max_fds || head.fd == 0 {
+fn fd_to_file(current: Typed, fd: u32) -> Result<u64, ReadError> {
+    let fdt = current.load_ptr(config!(offsets.task_files))?.load_ptr(config!(offsets.files_fdt))?;
+    let max_fds = fdt.load::<u32>(config!(offsets.fdtable_max_fds));
+    let files = fdt.load::<u64>(config!(offsets.fdtable_fd));
+    if fd >= max_fds || files == 0 {
         return Err(ReadError);
     }
-    read_ptr(head.fd, fd * 8)
+    read_ptr(files, fd * 8)
 }
 
 fn try_exit_connect(ret: i64) -> Result<(), ReadError> {

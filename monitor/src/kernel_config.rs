@@ -1,7 +1,9 @@
 //! The load-time configuration of the eBPF programs: struct offsets from the running
 //! kernel's BTF, and the syscall numbers and argument registers of this architecture.
 
-use monitor_common::config::{KernelConfig, KernelOffsets, NO_SYSCALL, RegsOffsets, SyscallNumbers};
+use monitor_common::config::{
+    KernelConfig, KernelOffsets, NO_SYSCALL, RegsOffsets, SPAN_MAX_BYTES, Span, Spans, SyscallNumbers,
+};
 
 use crate::{
     arch::Arch,
@@ -101,7 +103,6 @@ fn task_start_boottime(btf: &Btf) -> Result<u32, BtfError> {
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     let m = |s: &str, f: &str| btf.member_offset(s, f);
     check_dentry_head(m("dentry", "d_parent")?, m("dentry", "d_name")?, m("qstr", "len")?, m("qstr", "name")?)?;
-    check_fdtable_head(m("fdtable", "max_fds")?, m("fdtable", "fd")?)?;
     Ok(KernelOffsets {
         task_tgid: m("task_struct", "tgid")?,
         task_group_leader: m("task_struct", "group_leader")?,
@@ -145,18 +146,6 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     })
 }
 
-/// An open's descriptor is looked up with one read of `struct fdtable` up to `fd`
-/// (`FdtableHead` in monitor-ebpf's `syscalls`): `max_fds` at 0 and `fd` at 8, as in
-/// every Linux since 2.6.
-fn check_fdtable_head(max_fds: u32, fd: u32) -> Result<(), BtfError> {
-    if max_fds == 0 && fd == 8 {
-        return Ok(());
-    }
-    Err(BtfError::Layout(format!(
-        "struct fdtable has max_fds at {max_fds} and fd at {fd}; the open hooks need them at 0 and 8"
-    )))
-}
-
 /// The path walk reads a dentry's parent, name length and name pointer in one read
 /// (`DentryHead` in monitor-ebpf's `path`): `d_parent` must be followed by `d_name`,
 /// a `struct qstr` with its length at 4 and name at 8, as in every Linux since 2.6
@@ -171,12 +160,52 @@ fn check_dentry_head(d_parent: u32, d_name: u32, qstr_len: u32, qstr_name: u32) 
     )))
 }
 
+/// The bytes of `strukt` that hold `fields` (name, offset, bytes the programs read
+/// there), read at once; an error if they are further apart than one read takes. The
+/// span starts 8-aligned, so a naturally aligned field stays aligned in the copy.
+fn span(strukt: &str, fields: &[(&str, u32, u32)]) -> Result<Span, BtfError> {
+    let start = fields.iter().map(|&(_, offset, _)| offset).min().unwrap_or(0) & !7;
+    let end = fields.iter().map(|&(_, offset, width)| offset + width).max().unwrap_or(0);
+    if end - start <= SPAN_MAX_BYTES {
+        return Ok(Span { start, len: end - start });
+    }
+    let names: Vec<String> = fields.iter().map(|(name, offset, _)| format!("{name} at {offset}")).collect();
+    Err(BtfError::Layout(format!(
+        "struct {strukt} has {}: {} bytes apart, and the open hooks read them at once, at most {SPAN_MAX_BYTES}",
+        names.join(", "),
+        end - start
+    )))
+}
+
+/// The spans the open hooks read (see `monitor_common::config::Span`).
+fn spans(offsets: &KernelOffsets) -> Result<Spans, BtfError> {
+    let o = offsets;
+    Ok(Spans {
+        file: span(
+            "file",
+            &[("f_mode", o.file_f_mode, 4), ("f_inode", o.file_f_inode, 8), ("f_path.dentry", o.file_f_path + o.path_dentry, 8)],
+        )?,
+        super_block: span(
+            "super_block",
+            &[
+                ("s_dev", o.super_block_s_dev, 4),
+                ("s_flags", o.super_block_s_flags, 8),
+                ("s_magic", o.super_block_s_magic, 8),
+                ("s_root", o.super_block_s_root, 8),
+            ],
+        )?,
+        dentry: span("dentry", &[("d_parent", o.dentry_d_parent, 8), ("d_name", o.dentry_d_name, 16), ("d_sb", o.dentry_d_sb, 8)])?,
+    })
+}
+
 /// Everything the programs need, for this kernel and this process.
 pub fn kernel_config(btf: &Btf) -> Result<KernelConfig, BtfError> {
+    let offsets = kernel_offsets(btf)?;
     Ok(KernelConfig {
-        offsets: kernel_offsets(btf)?,
+        offsets,
         regs: regs_offsets(btf)?,
         syscalls: syscall_numbers(),
+        spans: spans(&offsets)?,
         monitor_tgid: std::process::id(),
         _pad: 0,
     })
@@ -325,9 +354,11 @@ mod tests {
         let moved = check_dentry_head(24, 40, 4, 8).unwrap_err().to_string();
         assert!(moved.contains("d_name at 40") && moved.contains("right after d_parent"), "{moved}");
         assert!(check_dentry_head(24, 32, 0, 8).is_err(), "big-endian qstr: len first");
-        assert!(check_fdtable_head(0, 8).is_ok());
-        let moved = check_fdtable_head(0, 16).unwrap_err().to_string();
-        assert!(moved.contains("fd at 16"), "{moved}");
+        // Linux 6.1 and 6.18 (x86_64): f_mode 68 / 4, f_inode 32, f_path 16 / 64.
+        assert_eq!(span("file", &[("f_mode", 68, 4), ("f_inode", 32, 8), ("f_path.dentry", 24, 8)]).unwrap(), Span { start: 24, len: 48 });
+        assert_eq!(span("file", &[("f_mode", 4, 4), ("f_inode", 32, 8), ("f_path.dentry", 72, 8)]).unwrap(), Span { start: 0, len: 80 });
+        let apart = span("file", &[("f_mode", 4, 4), ("f_path.dentry", 200, 8)]).unwrap_err().to_string();
+        assert!(apart.contains("f_mode at 4, f_path.dentry at 200: 208 bytes apart"), "{apart}");
     }
 
     #[test]
@@ -339,6 +370,9 @@ mod tests {
         let config = kernel_config(&btf).expect("all offsets");
         assert_eq!(config.offsets.path_dentry, 8);
         assert!(config.offsets.file_f_path > 0);
+        for span in [config.spans.file, config.spans.super_block, config.spans.dentry] {
+            assert!(span.len > 0 && span.len <= SPAN_MAX_BYTES, "{span:?}");
+        }
         // The register layouts are user ABI (ptrace) on both architectures: the running
         // kernel's BTF must agree with the layouts the tests above assume.
         let regs = config.regs;
