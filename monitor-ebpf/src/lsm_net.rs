@@ -168,8 +168,11 @@ fn report(member: &SessionMember, sockaddr: u64, addr_len: i32, record_kind: u16
     }
     // A sendmsg destination's true length is not at hand: what follows the address in
     // the kernel's sockaddr_storage is copied too, harmlessly.
+    // One bound on the register passed as the size: LLVM turns `0 < n <= max` into a
+    // range check of `n - 1`, a copy whose bound older verifiers do not carry back to
+    // `n` (Linux 6.1). Copying 0 bytes is allowed.
     let n = crate::kernel::opaque(n) & (SOCKADDR_MAX_BYTES as u32 * 2 - 1);
-    if n as usize <= SOCKADDR_MAX_BYTES && n > 0 {
+    if n as usize <= SOCKADDR_MAX_BYTES {
         // SAFETY: n <= addr.len(); the helper checks the kernel address.
         let copied = unsafe {
             bpf_probe_read_kernel_buf(sockaddr as *const u8, core::slice::from_raw_parts_mut(event.addr.as_mut_ptr(), n as usize))
