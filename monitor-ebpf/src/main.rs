@@ -14,6 +14,7 @@
 #![no_std]
 #![no_main]
 
+mod access;
 mod adopt;
 mod file;
 mod kernel;
