@@ -47,7 +47,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         secret.display()
     );
     let events = scratch.path("session.ndjson");
-    let (mut violator_ms, mut session_ms) = (Vec::new(), Vec::new());
+    let (mut violator_ms, mut killed_ms, mut session_ms) = (Vec::new(), Vec::new(), Vec::new());
     let started = Instant::now();
     for run in 0..args.runs {
         let _ = std::fs::remove_file(&events);
@@ -66,16 +66,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         if status.code() != Some(137) {
             bail!("run {run}: the session was not killed ({status})");
         }
-        let (violator, session) = latencies(&events, args.processes).with_context(|| format!("run {run}"))?;
-        violator_ms.push(violator);
-        session_ms.push(session);
+        let times = latencies(&events, args.processes).with_context(|| format!("run {run}"))?;
+        violator_ms.push(times.violator);
+        killed_ms.push(times.killed);
+        session_ms.push(times.session);
         if (run + 1) % 100 == 0 {
             eprintln!("  {} runs", run + 1);
         }
     }
     drop(daemon);
-    violator_ms.sort_by(f64::total_cmp);
-    session_ms.sort_by(f64::total_cmp);
+    for values in [&mut violator_ms, &mut killed_ms, &mut session_ms] {
+        values.sort_by(f64::total_cmp);
+    }
     let mode = if args.standalone { "run --standalone" } else { "daemon" };
     println!(
         "kill latency ({mode}), {} runs ({:.0?}), session of {} processes, from the violating open (kernel timestamps)",
@@ -84,7 +86,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.processes
     );
     let mut results = serde_json::Map::new();
-    for (what, key, values) in [("violator dead", "violator", &violator_ms), ("whole session dead", "session", &session_ms)] {
+    let rows = [
+        ("violator dead", "violator", &violator_ms),
+        ("cgroup.kill written", "killed", &killed_ms),
+        ("whole session dead", "session", &session_ms),
+    ];
+    for (what, key, values) in rows {
         let (median, p99, worst) = (percentile(values, 0.5), percentile(values, 0.99), values[values.len() - 1]);
         println!("  {what:<20} median {median:8.3} ms   p99 {p99:8.3} ms   worst {worst:8.3} ms");
         results.insert(key.into(), json!({"median_ms": median, "p99_ms": p99, "worst_ms": worst}));
@@ -96,8 +103,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     )
 }
 
-/// (violator dead, last process of the session dead) in ms after the violating open.
-fn latencies(events: &Path, processes: usize) -> anyhow::Result<(f64, f64)> {
+/// Milliseconds after the violating open, from the events' kernel timestamps.
+struct Latencies {
+    /// The violator's exit.
+    violator: f64,
+    /// The daemon's `session.killed` (stamped once `cgroup.kill` has returned, every
+    /// SIGKILL sent): what the daemon takes to react.
+    killed: f64,
+    /// The last exit of the session: what the kernel then takes to end the processes.
+    session: f64,
+}
+
+fn latencies(events: &Path, processes: usize) -> anyhow::Result<Latencies> {
     let text = std::fs::read_to_string(events)?;
     let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let time = |e: &serde_json::Value| e["time"].as_str().and_then(super::parse_time_ns);
@@ -117,5 +134,7 @@ fn latencies(events: &Path, processes: usize) -> anyhow::Result<(f64, f64)> {
     let violator_pid = violation["process"]["pid"].as_u64().context("violator pid")?;
     let violator = exits.iter().find(|(pid, _)| *pid == violator_pid).context("no exit of the violator")?.1;
     let last = exits.iter().map(|(_, t)| *t).max().context("exits")?;
-    Ok(((violator - t0) as f64 / 1e6, (last - t0) as f64 / 1e6))
+    let killed = lines.iter().find(|e| e["type"] == "session.killed").and_then(time).context("no session.killed event")?;
+    let ms = |t: i128| (t - t0) as f64 / 1e6;
+    Ok(Latencies { violator: ms(violator), killed: ms(killed), session: ms(last) })
 }
