@@ -102,7 +102,16 @@ const FAILED: u32 = 3;
 pub fn resolve<A: Access>(dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadError> {
     let (head, fs) = A::leaf(dentry, scratch)?;
     // Kernel-internal filesystems (pipes, sockets) may have no root: 0 matches no dentry.
-    let mut walk = Walk { dentry, head, sb_flags: fs.flags, root: fs.root, pos: END, components: 0, outcome: WALKING, leaf_len: 0 };
+    let mut walk = Walk {
+        dentry,
+        head,
+        sb_flags: fs.flags,
+        root: fs.root,
+        pos: END,
+        components: 0,
+        outcome: WALKING,
+        leaf_len: 0,
+    };
     // SAFETY: the callback is a BPF subprogram taking (index, ctx); ctx points to
     // `walk`, which outlives the call.
     unsafe {
