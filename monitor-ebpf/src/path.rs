@@ -36,11 +36,11 @@ pub struct PathScratch {
     /// The path ends at `PATH_MAX_BYTES`; a component of up to `NAME_MAX_BYTES` is
     /// written below an offset under `PATH_MAX_BYTES`, so every write is in bounds.
     pub buf: [u8; PATH_MAX_BYTES + 1 + NAME_MAX_BYTES],
-    /// The file's `struct file` and its filesystem's `struct super_block`, the fields
-    /// the open hooks need of each read at once.
+    /// Where `access::Probed` copies the spans of the file's `struct file`, its
+    /// filesystem's `struct super_block` and its own `struct dentry` (parent, name and
+    /// filesystem), each in one read.
     pub file: SpanCopy,
     pub super_block: SpanCopy,
-    /// The file's own `struct dentry`: its parent and name, and its filesystem.
     pub dentry: SpanCopy,
 }
 

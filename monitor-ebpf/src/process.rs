@@ -20,13 +20,13 @@ use monitor_common::{
 pub const SHARED_FILES_NR: u32 = u32::MAX;
 
 use crate::{
+    access::{Access, Probed},
     kernel::{
         ReadError, config, count, current_task, current_tgid, emit_with_path, fill_header, lsm_enforces, read,
         read_ptr, session_of, wakeup_flags,
     },
     path,
     policy::{self, Object, Tier, Verdict, key_scratch},
-    access::{Access, Probed},
     file::describe_file,
     maps::{EVENTS, EXEC_SCRATCH, SESSIONS},
 };
@@ -182,9 +182,10 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
 }
 
 /// Fills the exec record `event` (all but the argument vector) with the file `bprm`
-/// (a `struct linux_binprm *`, its fields reached as `A` says) runs, and judges it against the exec rules as `judge`
-/// can (`None`: not judged here). `event_flags` are header flags already known; a read
-/// error among them or here fails closed. Returns the verdict, also written to `event`.
+/// (a `struct linux_binprm *`, its fields reached as `A` says) runs, and judges it
+/// against the exec rules as `judge` can (`None`: not judged here). `event_flags` are
+/// header flags already known; a read error among them or here fails closed. Returns
+/// the verdict, also written to `event`.
 #[inline(always)]
 pub fn build_exec<A: Access>(member: &SessionMember, bprm: u64, event: &mut ExecEvent, mut event_flags: u16, judge: Option<Tier>) -> Verdict {
     if !fill_header(&mut event.header, kind::PROCESS_EXEC, 0, member.session_id) {
