@@ -11,8 +11,7 @@ use monitor_common::{
 };
 
 use crate::{
-    access::Access,
-    kernel::{ReadError, count, emit_with_path, fill_header},
+    kernel::{ReadError, config, count, emit_with_path, fill_header, read},
     maps::{FILE_SCRATCH, PROTECTED_INODES},
     path::{self, PathScratch, Resolved},
     policy::{self, Object, Tier, Verdict, key_scratch},
@@ -57,13 +56,21 @@ pub struct Described {
     pub dentry: u64,
 }
 
-/// Resolves `file` (a `struct file *`, its fields reached as `A` says) into `scratch`
-/// and reads its mode and inode number.
+/// Resolves `file` (a `struct file *`) into `scratch` and reads its mode and inode
+/// number.
 #[inline(always)]
-pub fn describe_file<A: Access>(file: u64, scratch: &mut PathScratch) -> Result<Described, ReadError> {
-    let fields = A::file(file, scratch)?;
-    let resolved = path::resolve::<A>(fields.dentry, scratch)?;
-    Ok(Described { mode: fields.mode, resolved, ino: A::ino(fields.inode), inode: fields.inode, dentry: fields.dentry })
+pub fn describe_file(file: u64, scratch: &mut PathScratch) -> Result<Described, ReadError> {
+    let fields = &mut scratch.file;
+    fields.read(file, config!(spans.file))?;
+    let mode = fields.field::<u32>(config!(offsets.file_f_mode));
+    let inode = fields.field::<u64>(config!(offsets.file_f_inode));
+    let dentry = fields.field::<u64>(config!(offsets.file_f_path) + config!(offsets.path_dentry));
+    if dentry == 0 {
+        return Err(ReadError);
+    }
+    let resolved = path::resolve(dentry, scratch)?;
+    let ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
+    Ok(Described { mode, resolved, ino, inode, dentry })
 }
 
 /// Whether (dev, ino) is one of the monitor's own files (policy, binary).
@@ -83,12 +90,11 @@ fn on_cgroup_fs(resolved: &Resolved) -> bool {
     matches!(resolved.magic, CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC)
 }
 
-/// Judges `file` (a `struct file *`, reached as `A` says) being opened by a session
-/// member and reports it as a `FILE_OPEN` record. `open_flags` are the caller's flags
-/// (trusted as far as the caller says), `fd` the descriptor (u32::MAX when there is
-/// none yet).
+/// Judges `file` (a `struct file *`) being opened by a session member and reports it
+/// as a `FILE_OPEN` record. `open_flags` are the caller's flags (trusted as far as the
+/// caller says), `fd` the descriptor (u32::MAX when there is none yet).
 #[inline(always)]
-pub fn judge_open<A: Access>(member: &SessionMember, file: u64, syscall: u32, open_flags: u32, fd: u32, tier: Tier) -> Verdict {
+pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u32, fd: u32, tier: Tier) -> Verdict {
     let (Some(event), Some(scratch)) = (FILE_SCRATCH.get_ptr_mut(0), key_scratch()) else {
         return policy::fail_closed(member, tier);
     };
@@ -105,7 +111,7 @@ pub fn judge_open<A: Access>(member: &SessionMember, file: u64, syscall: u32, op
     // byte-at-a-time memset call (see `zero_by_words`).
     let mut verdict = Verdict::UNCHECKED;
     let (mut f_mode, mut path_len, mut ino, mut dev) = (0, 0, 0, 0);
-    match describe_file::<A>(file, &mut scratch.path) {
+    match describe_file(file, &mut scratch.path) {
         Ok(described) => {
             f_mode = described.mode;
             path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);

@@ -128,18 +128,6 @@ pub fn read_ptr(base: u64, offset: u32) -> Result<u64, ReadError> {
 pub struct Typed(u64);
 
 impl Typed {
-    /// `addr` as the verifier knows it: for a register it types from BTF (an LSM
-    /// hook's pointer argument, or a struct pointer loaded from one).
-    #[inline(always)]
-    pub fn assume(addr: u64) -> Typed {
-        Typed(addr)
-    }
-
-    #[inline(always)]
-    pub fn addr(self) -> u64 {
-        self.0
-    }
-
     /// `current` (tracing and LSM programs only).
     #[inline(always)]
     pub fn current_task() -> Typed {

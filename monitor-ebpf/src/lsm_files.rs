@@ -17,11 +17,8 @@ use monitor_common::{
 };
 
 use crate::{
-    access::{Access, Btf},
     file::{self, is_protected},
-    kernel::{
-        ReadError, Typed, config, count, current_tgid, emit_with_path, fill_header, lsm_enforces, read, read_ptr, session_of,
-    },
+    kernel::{ReadError, config, count, current_tgid, emit_with_path, fill_header, lsm_enforces, read, read_ptr, session_of},
     maps::{CHANGE_SCRATCH, EXEC_SCRATCH},
     path, process,
     policy::{self, Object, Tier, Verdict, key_scratch},
@@ -75,8 +72,8 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         return 0;
     };
     let file: u64 = ctx.arg(0);
-    let open_flags = Typed::assume(file).load::<u32>(config!(offsets.file_f_flags));
-    answer(file::judge_open::<Btf>(&member, file, open_syscall::LSM_OPEN, open_flags, u32::MAX, Tier::Lsm).action)
+    let open_flags = read::<u32>(file, config!(offsets.file_f_flags)).unwrap_or(0);
+    answer(file::judge_open(&member, file, open_syscall::LSM_OPEN, open_flags, u32::MAX, Tier::Lsm).action)
 }
 
 /// `file_receive(struct file *file)`: a descriptor passed over a unix socket
@@ -88,8 +85,8 @@ pub fn file_receive(ctx: LsmContext) -> i32 {
         return 0;
     };
     let file: u64 = ctx.arg(0);
-    let open_flags = Typed::assume(file).load::<u32>(config!(offsets.file_f_flags));
-    answer(file::judge_open::<Btf>(&member, file, open_syscall::RECEIVE, open_flags, u32::MAX, Tier::Lsm).action)
+    let open_flags = read::<u32>(file, config!(offsets.file_f_flags)).unwrap_or(0);
+    answer(file::judge_open(&member, file, open_syscall::RECEIVE, open_flags, u32::MAX, Tier::Lsm).action)
 }
 
 /// `bprm_check_security(struct linux_binprm *bprm)`: before a program (or a script's
@@ -112,7 +109,7 @@ fn judge_exec(member: &SessionMember, bprm: u64) -> u32 {
     // SAFETY: per-CPU scratch; this program is its only user on this CPU.
     let event: &mut ExecEvent = unsafe { &mut *event };
     event.argv_len = 0;
-    let verdict = process::build_exec::<Btf>(member, bprm, event, flags::LSM, Some(Tier::Lsm));
+    let verdict = process::build_exec(member, bprm, event, flags::LSM, Some(Tier::Lsm));
     if verdict.action != action::ALLOW {
         emit_with_path(event);
     }
@@ -194,8 +191,8 @@ pub fn path_chown(ctx: LsmContext) -> i32 {
 
 #[inline(always)]
 fn change_path(path: u64, op: u32) -> i32 {
-    match Typed::assume(path).load_ptr(config!(offsets.path_dentry)) {
-        Ok(dentry) => change(dentry.addr(), op, 0),
+    match read_ptr(path, config!(offsets.path_dentry)) {
+        Ok(dentry) => change(dentry, op, 0),
         Err(ReadError) => match member_for(lsm_tier::FILES) {
             Some(member) => answer(policy::fail_closed(&member, Tier::Lsm).action),
             None => 0,
@@ -228,12 +225,12 @@ fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64) -> 
     event.path_len = 0;
     event._pad = 0;
     // A name about to be created has no inode yet.
-    let inode = Typed::assume(dentry).load::<u64>(config!(offsets.dentry_d_inode));
-    let own_ino = Btf::ino(inode);
+    let inode = read_ptr(dentry, config!(offsets.dentry_d_inode)).unwrap_or(0);
+    let own_ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
     let ino = if link_ino != 0 { link_ino } else { own_ino };
     event.ino = ino;
     let mut verdict = Verdict::UNCHECKED;
-    match path::resolve::<Btf>(dentry, &mut scratch.path) {
+    match path::resolve(dentry, &mut scratch.path) {
         Ok(resolved) => {
             event.path_len = path::copy_path(&scratch.path, &resolved, &mut event.path);
             event.dev = resolved.dev;

@@ -14,7 +14,6 @@
 #![no_std]
 #![no_main]
 
-mod access;
 mod adopt;
 mod file;
 mod kernel;

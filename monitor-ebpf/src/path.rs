@@ -23,10 +23,7 @@ use monitor_common::{
     policy::NAME_KEY_BYTES,
 };
 
-use crate::{
-    access::{Access, DentryHead},
-    kernel::{ReadError, SpanCopy, opaque, zero_by_words},
-};
+use crate::kernel::{ReadError, SpanCopy, config, opaque, read, zero_by_words};
 
 /// Per-CPU space for a walk.
 #[repr(C)]
@@ -36,11 +33,11 @@ pub struct PathScratch {
     /// The path ends at `PATH_MAX_BYTES`; a component of up to `NAME_MAX_BYTES` is
     /// written below an offset under `PATH_MAX_BYTES`, so every write is in bounds.
     pub buf: [u8; PATH_MAX_BYTES + 1 + NAME_MAX_BYTES],
-    /// Where `access::Probed` copies the spans of the file's `struct file`, its
-    /// filesystem's `struct super_block` and its own `struct dentry` (parent, name and
-    /// filesystem), each in one read.
+    /// The file's `struct file` and its filesystem's `struct super_block`, the fields
+    /// the open hooks need of each read at once.
     pub file: SpanCopy,
     pub super_block: SpanCopy,
+    /// The file's own `struct dentry`: its parent and name, and its filesystem.
     pub dentry: SpanCopy,
 }
 
@@ -91,33 +88,41 @@ const AT_ROOT: u32 = 1;
 const CUT_SHORT: u32 = 2;
 const FAILED: u32 = 3;
 
-/// Walks `dentry` to its filesystem's root, writing the path into `scratch.buf`; `A`
-/// says how the fields of dentries and the filesystem are reached (see `access`).
+/// Walks `dentry` to its filesystem's root, writing the path into `scratch.buf`.
 ///
 /// The steps run under `bpf_loop`, so the verifier checks one step instead of every
 /// iteration of an unrolled loop (which made loading the LSM programs take seconds).
 /// Invariant: `scratch` is this CPU's `KEY_SCRATCH.path`, which each step fetches
 /// itself (a step receives only the `Walk`).
 #[inline(always)]
-pub fn resolve<A: Access>(dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadError> {
-    let (head, fs) = A::leaf(dentry, scratch)?;
-    // Kernel-internal filesystems (pipes, sockets) may have no root: 0 matches no dentry.
-    let mut walk = Walk {
-        dentry,
-        head,
-        sb_flags: fs.flags,
-        root: fs.root,
-        pos: END,
-        components: 0,
-        outcome: WALKING,
-        leaf_len: 0,
+pub fn resolve(dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadError> {
+    let leaf = &mut scratch.dentry;
+    leaf.read(dentry, config!(spans.dentry))?;
+    let name = config!(offsets.dentry_d_name);
+    let head = DentryHead {
+        parent: leaf.field::<u64>(config!(offsets.dentry_d_parent)),
+        hash: leaf.field::<u32>(name),
+        len: leaf.field::<u32>(name + 4),
+        name: leaf.field::<u64>(name + 8),
     };
+    let sb = leaf.field::<u64>(config!(offsets.dentry_d_sb));
+    if sb == 0 {
+        return Err(ReadError);
+    }
+    let fs = &mut scratch.super_block;
+    fs.read(sb, config!(spans.super_block))?;
+    let dev = fs.field::<u32>(config!(offsets.super_block_s_dev));
+    let magic = fs.field::<u64>(config!(offsets.super_block_s_magic));
+    // Kernel-internal filesystems (pipes, sockets) may have no root: 0 matches no dentry.
+    let root = fs.field::<u64>(config!(offsets.super_block_s_root));
+    let sb_flags = fs.field::<u64>(config!(offsets.super_block_s_flags));
+    let mut walk = Walk { dentry, head, sb_flags, root, pos: END, components: 0, outcome: WALKING, leaf_len: 0 };
     // SAFETY: the callback is a BPF subprogram taking (index, ctx); ctx points to
     // `walk`, which outlives the call.
     unsafe {
         bpf_loop(
             PATH_MAX_COMPONENTS + 1,
-            walk_step::<A> as *mut c_void,
+            walk_step as *mut c_void,
             core::ptr::addr_of_mut!(walk).cast(),
             0,
         )
@@ -137,30 +142,41 @@ pub fn resolve<A: Access>(dentry: u64, scratch: &mut PathScratch) -> Result<Reso
     Ok(Resolved {
         start: pos,
         len: END - pos,
-        dev: fs.dev,
+        dev,
         flags: path_flags,
         components: walk.components,
         leaf_len: walk.leaf_len,
-        magic: fs.magic,
+        magic,
     })
 }
 
 /// One step of the walk: writes the name of `walk.dentry` in front of the path and moves
 /// to its parent. Returns 1 to stop, 0 to go on.
 #[inline(never)]
-extern "C" fn walk_step<A: Access>(_index: u32, ctx: *mut c_void) -> i64 {
+extern "C" fn walk_step(_index: u32, ctx: *mut c_void) -> i64 {
     // SAFETY: `resolve` passes its `Walk`.
     let walk = unsafe { &mut *(ctx as *mut Walk) };
     let Some(scratch) = crate::policy::key_scratch() else {
         walk.outcome = FAILED;
         return 1;
     };
-    walk.outcome = step::<A>(walk, &mut scratch.path);
+    walk.outcome = step(walk, &mut scratch.path);
     if walk.outcome == WALKING { 0 } else { 1 }
 }
 
+/// `struct dentry` from `d_parent` to the end of `d_name` (a `struct qstr`), read at
+/// once; `monitor::kernel_config` refuses a kernel laid out otherwise.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DentryHead {
+    parent: u64,
+    hash: u32,
+    len: u32,
+    name: u64,
+}
+
 #[inline(always)]
-fn step<A: Access>(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
+fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
     if walk.components >= PATH_MAX_COMPONENTS {
         return CUT_SHORT;
     }
@@ -173,7 +189,7 @@ fn step<A: Access>(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
         walk.head.parent = 0;
         head
     } else {
-        match A::head(dentry) {
+        match read::<DentryHead>(dentry, config!(offsets.dentry_d_parent)) {
             Ok(head) => head,
             Err(ReadError) => return FAILED,
         }

@@ -20,7 +20,6 @@ use monitor_common::{
 pub const SHARED_FILES_NR: u32 = u32::MAX;
 
 use crate::{
-    access::{Access, Probed},
     kernel::{
         ReadError, config, count, current_task, current_tgid, emit_with_path, fill_header, lsm_enforces, read,
         read_ptr, session_of, wakeup_flags,
@@ -176,18 +175,17 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     // Where the LSM hook enforces exec, it judged this one before it began. The exec
     // that starts an adopted session is its entry point, not judged by its rules.
     let judge = (!lsm_enforces(lsm_tier::EXEC) && !adopted).then_some(Tier::Tracepoint);
-    build_exec::<Probed>(&member, ctx.arg(2), event, argv_flags, judge);
+    build_exec(&member, ctx.arg(2), event, argv_flags, judge);
     emit_with_path(event);
     Ok(())
 }
 
 /// Fills the exec record `event` (all but the argument vector) with the file `bprm`
-/// (a `struct linux_binprm *`, its fields reached as `A` says) runs, and judges it
-/// against the exec rules as `judge` can (`None`: not judged here). `event_flags` are
-/// header flags already known; a read error among them or here fails closed. Returns
-/// the verdict, also written to `event`.
+/// (a `struct linux_binprm *`) runs, and judges it against the exec rules as `judge`
+/// can (`None`: not judged here). `event_flags` are header flags already known; a read
+/// error among them or here fails closed. Returns the verdict, also written to `event`.
 #[inline(always)]
-pub fn build_exec<A: Access>(member: &SessionMember, bprm: u64, event: &mut ExecEvent, mut event_flags: u16, judge: Option<Tier>) -> Verdict {
+pub fn build_exec(member: &SessionMember, bprm: u64, event: &mut ExecEvent, mut event_flags: u16, judge: Option<Tier>) -> Verdict {
     if !fill_header(&mut event.header, kind::PROCESS_EXEC, 0, member.session_id) {
         event_flags |= flags::READ_ERROR;
     }
@@ -196,8 +194,8 @@ pub fn build_exec<A: Access>(member: &SessionMember, bprm: u64, event: &mut Exec
     event.dev = 0;
     event._pad = 0;
     let mut verdict = Verdict::UNCHECKED;
-    match (A::pointer(bprm, config!(offsets.binprm_file)), key_scratch()) {
-        (Ok(file), Some(scratch)) => match describe_file::<A>(file, &mut scratch.path) {
+    match (read_ptr(bprm, config!(offsets.binprm_file)), key_scratch()) {
+        (Ok(file), Some(scratch)) => match describe_file(file, &mut scratch.path) {
             Ok(described) => {
                 event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
                 event.ino = described.ino;

@@ -26,7 +26,6 @@ use monitor_common::{
 };
 
 use crate::{
-    access::Probed,
     file,
     kernel::{
         ReadError, Typed, config, count, fill_header, lsm_enforces, read_ptr, session_of, wakeup_flags,
@@ -231,7 +230,7 @@ fn try_exit_open(ret: i64, syscall: u32) -> Result<(), ReadError> {
     }
     match fd_to_file(current, ret as u32) {
         Ok(file) => {
-            file::judge_open::<Probed>(&member, file, syscall, open_flags, ret as u32, Tier::Tracepoint);
+            file::judge_open(&member, file, syscall, open_flags, ret as u32, Tier::Tracepoint);
         }
         Err(ReadError) => {
             count(Counter::KernelReadError);
