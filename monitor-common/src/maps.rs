@@ -5,6 +5,18 @@ pub const SESSIONS: &str = "SESSIONS";
 /// Capacity of [`SESSIONS`]: processes in all sessions at once.
 pub const SESSIONS_MAX: u32 = 65_536;
 
+/// One bit per tgid, the filter in front of [`SESSIONS`]: a process outside every
+/// session is told so by one inlined array load instead of a hash lookup. Invariant:
+/// every writer of a `SESSIONS` entry sets the tgid's bit first (the kernel at fork and
+/// adoption, userspace through `monitor::member_bits`); the bit is cleared only after
+/// the entry is removed. A set bit without an entry costs a lookup, never a verdict.
+pub const MEMBER_BITS: &str = "MEMBER_BITS";
+/// Words of [`MEMBER_BITS`]: one bit for each tgid below the kernel's `PID_MAX_LIMIT`
+/// (2^22 on 64-bit), 512 KiB.
+pub const MEMBER_BITS_WORDS: u32 = (1 << 22) / 64;
+/// `BPF_F_MMAPABLE`: userspace sets its bits in place, atomically.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+
 /// Telemetry ring buffer (file, exec, process and network events).
 pub const EVENTS: &str = "EVENTS";
 /// Size of [`EVENTS`] in bytes (a power of two, a multiple of the page size). The

@@ -23,8 +23,8 @@ use monitor_common::{
 };
 
 use crate::{
-    kernel::{ReadError, config, count, current_task, fill_header, read, read_ptr},
-    maps::{DECISIONS, SESSIONS},
+    kernel::{ReadError, config, count, current_task, fill_header, join_session, read, read_ptr},
+    maps::DECISIONS,
 };
 
 #[map]
@@ -136,7 +136,7 @@ pub fn adopt_at_exec(tgid: u32, bprm: u64) -> Option<SessionMember> {
         None => *ADOPT_SELECTORS.get(generation * MAX_SELECTORS + (selector & (MAX_SELECTORS - 1)))?,
     };
     let member = SessionMember { session_id: new_session_id(), policy_id: chosen.policy_id, flags: chosen.flags };
-    if SESSIONS.insert(&tgid, &member, 0).is_err() {
+    if join_session(tgid, &member).is_err() {
         count(Counter::SessionMapFull);
         return None;
     }

@@ -15,7 +15,9 @@ use monitor_common::{
     session::SessionMember,
 };
 
-use crate::maps::{COUNTERS, DECISIONS, EVENTS, LSM_TIERS, READER_ASLEEP, SESSIONS};
+use core::intrinsics::{AtomicOrdering, atomic_and, atomic_or};
+
+use crate::maps::{COUNTERS, DECISIONS, EVENTS, LSM_TIERS, MEMBER_BITS, READER_ASLEEP, SESSIONS};
 
 /// Patched by the daemon before load (see `monitor_common::config`).
 #[unsafe(no_mangle)]
@@ -172,12 +174,44 @@ pub fn current_tgid() -> u32 {
     (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
-/// The session of `tgid`, if it is in one. This lookup is all a process outside every
-/// session pays.
+/// The session of `tgid`, if it is in one. A process outside every session pays one
+/// inlined load of its bit in `MEMBER_BITS`, which every writer of `SESSIONS` sets
+/// before the entry; a tgid beyond the bitmap is looked up.
 #[inline(always)]
 pub fn session_of(tgid: u32) -> Option<SessionMember> {
+    if let Some(word) = MEMBER_BITS.get(tgid / 64)
+        && *word & member_bit(tgid) == 0
+    {
+        return None;
+    }
     // SAFETY: the value is copied out at once; entries are plain integers.
     unsafe { SESSIONS.get(&tgid) }.copied()
+}
+
+#[inline(always)]
+fn member_bit(tgid: u32) -> u64 {
+    1 << (tgid % 64)
+}
+
+/// Adds `tgid` to `SESSIONS`, its bit first. The bit is set atomically: other CPUs and
+/// userspace set and clear the bits of other tgids in the same word.
+#[inline(always)]
+pub fn join_session(tgid: u32, member: &SessionMember) -> Result<(), i32> {
+    if let Some(word) = MEMBER_BITS.get_ptr_mut(tgid / 64) {
+        // SAFETY: a map value of 8 aligned bytes; the same RMW userspace uses.
+        unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(word, member_bit(tgid)) };
+    }
+    SESSIONS.insert(&tgid, member, 0)
+}
+
+/// Removes `tgid` from `SESSIONS`, then clears its bit.
+#[inline(always)]
+pub fn leave_session(tgid: u32) {
+    let _ = SESSIONS.remove(&tgid);
+    if let Some(word) = MEMBER_BITS.get_ptr_mut(tgid / 64) {
+        // SAFETY: as in `join_session`.
+        unsafe { atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(word, !member_bit(tgid)) };
+    }
 }
 
 /// Whether the LSM hooks enforce `resource` (a bit of `monitor_common::maps::lsm_tier`).

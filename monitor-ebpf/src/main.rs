@@ -1,6 +1,6 @@
 //! agent-monitor's eBPF programs.
 //!
-//! Every hook starts with one lookup of the current tgid in `SESSIONS`; processes
+//! Every hook starts with `kernel::session_of` of the current tgid; processes
 //! outside every session return right there. The one exception is exec, where such a
 //! process may be adopted into a new session (`adopt`): a few map lookups.
 //!
@@ -12,6 +12,8 @@
 //! network access. Process lifecycle comes from raw tracepoints in both tiers.
 //! Userspace picks the tier per resource and says which in `LSM_TIERS`.
 #![no_std]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 mod adopt;

@@ -4,7 +4,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{ExecEvent, FileChangeEvent, FileOpenEvent, PendingConnect},
-    maps::{COUNTERS_LEN, DECISIONS_BYTES, EVENTS_BYTES, PENDING_MAX, SESSIONS_MAX},
+    maps::{BPF_F_MMAPABLE, COUNTERS_LEN, DECISIONS_BYTES, EVENTS_BYTES, MEMBER_BITS_WORDS, PENDING_MAX, SESSIONS_MAX},
     policy::ProtectedInode,
     session::SessionMember,
 };
@@ -13,6 +13,10 @@ use monitor_common::{
 /// children at fork, removed when the last thread exits.
 #[map]
 pub static SESSIONS: HashMap<u32, SessionMember> = HashMap::with_max_entries(SESSIONS_MAX, 0);
+
+/// tgid bit -> may be in `SESSIONS` (see `monitor_common::maps::MEMBER_BITS`).
+#[map]
+pub static MEMBER_BITS: Array<u64> = Array::with_max_entries(MEMBER_BITS_WORDS, BPF_F_MMAPABLE);
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);

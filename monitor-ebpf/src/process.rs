@@ -21,13 +21,13 @@ pub const SHARED_FILES_NR: u32 = u32::MAX;
 
 use crate::{
     kernel::{
-        ReadError, config, count, current_task, current_tgid, emit_with_path, fill_header, lsm_enforces, read,
-        read_ptr, session_of, wakeup_flags,
+        ReadError, config, count, current_task, current_tgid, emit_with_path, fill_header, join_session,
+        leave_session, lsm_enforces, read, read_ptr, session_of, wakeup_flags,
     },
     path,
     policy::{self, Object, Tier, Verdict, key_scratch},
     file::describe_file,
-    maps::{EVENTS, EXEC_SCRATCH, SESSIONS},
+    maps::{EVENTS, EXEC_SCRATCH},
 };
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`;
@@ -70,7 +70,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), ReadError> {
         crate::syscalls::refuse_syscall(&member, SHARED_FILES_NR, SHARED_FILES_RULE);
     }
     let mut event_flags = 0;
-    if SESSIONS.insert(&child_tgid, &member, 0).is_err() {
+    if join_session(child_tgid, &member).is_err() {
         count(Counter::SessionMapFull);
         event_flags |= flags::CHILD_NOT_TRACKED;
     }
@@ -117,7 +117,7 @@ fn try_exit(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     if live != 0 {
         return Ok(()); // another thread of the process is still running
     }
-    let _ = SESSIONS.remove(&tgid);
+    leave_session(tgid);
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         count(Counter::RingbufFull);
         return Ok(());

@@ -16,15 +16,15 @@ use monitor_common::session::SessionMember;
 use crate::{
     guard_filter::GuardFilter,
     seccomp::ForeignAbiFilter,
-    session_map::register_raw,
+    session_map::Registrar,
 };
 
-/// Starts `command` in the session (`map_fd`: the session map); with `cgroup` (its `cgroup.procs`), inside that
+/// Starts `command` in the session (`registrar`: the session maps); with `cgroup` (its `cgroup.procs`), inside that
 /// cgroup first; with `foreign_abi`, under the seccomp filter that kills syscalls made
 /// through a foreign ABI; with `guard`, under the tier-2 self-protection filter.
 pub fn spawn_in_session(
     command: &[OsString],
-    map_fd: std::os::fd::RawFd,
+    registrar: Registrar,
     member: SessionMember,
     cgroup: Option<CString>,
     foreign_abi: Option<ForeignAbiFilter>,
@@ -49,7 +49,7 @@ pub fn spawn_in_session(
                 filter.install()?;
             }
             let tgid = libc::getpid() as u32;
-            register_raw(map_fd, tgid, &member)?;
+            registrar.register(tgid, &member)?;
             // Last: it refuses bpf(), which registering needs.
             if let Some(filter) = &guard {
                 filter.install()?;

@@ -19,6 +19,7 @@ pub mod kernel_config;
 pub mod launcher;
 pub mod loader;
 pub mod metrics;
+pub mod member_bits;
 pub mod mounts;
 pub mod pipeline;
 pub mod policy;

@@ -197,6 +197,8 @@ pub enum LoadError {
     MissingMap(&'static str),
     #[error("map {name}: {source}")]
     Map { name: &'static str, source: aya::maps::MapError },
+    #[error(transparent)]
+    SessionMap(#[from] crate::session_map::SessionMapError),
     #[error("loading {program} (raw tracepoint {tracepoint}) failed: {source:#}; the kernel needs CONFIG_BPF_EVENTS and raw tracepoint support (Linux >= 4.17)")]
     Attach { program: &'static str, tracepoint: &'static str, source: ProgramError },
     #[error("attaching {program} to the tracepoint syscalls:{tracepoint} failed: {source:#}; the kernel needs CONFIG_FTRACE_SYSCALLS, and tracefs mounted (mount -t tracefs tracefs /sys/kernel/tracing)")]
@@ -291,7 +293,9 @@ impl Probes {
             attach_syscall_tracepoints(&mut ebpf, "syscall_exit", &left, &mut syscall_links)?;
         }
         let sessions = ebpf.take_map(maps::SESSIONS).ok_or(LoadError::MissingMap(maps::SESSIONS))?;
-        let sessions = SessionMap::new(sessions).map_err(|source| LoadError::Map { name: maps::SESSIONS, source })?;
+        // Borrowed, not taken: programs loaded later refer to the map by its descriptor.
+        let member_bits = ebpf.map(maps::MEMBER_BITS).ok_or(LoadError::MissingMap(maps::MEMBER_BITS))?;
+        let sessions = SessionMap::new(sessions, member_bits)?;
         let events = ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap(maps::EVENTS))?;
         let events = RingBuf::try_from(events).map_err(|source| LoadError::Map { name: maps::EVENTS, source })?;
         let reader_asleep = ebpf.take_map(maps::READER_ASLEEP).ok_or(LoadError::MissingMap(maps::READER_ASLEEP))?;

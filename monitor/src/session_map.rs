@@ -1,12 +1,51 @@
-//! The kernel's session membership map, as userspace writes it.
+//! The kernel's session membership, as userspace writes it: the `SESSIONS` map and
+//! the `MEMBER_BITS` filter in front of it, whose bit for a tgid is set before its entry.
 
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd, OwnedFd, RawFd},
+    sync::Arc,
+};
 
 use aya::maps::{HashMap, IterableMap, Map, MapData, MapError};
 use monitor_common::session::SessionMember;
 
+use crate::member_bits::MemberBits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionMapError {
+    #[error("map SESSIONS: {0}")]
+    Sessions(#[from] MapError),
+    #[error("mapping MEMBER_BITS into memory: {0}; the kernel needs mmap-able BPF array maps (Linux >= 5.5)")]
+    MemberBits(#[source] io::Error),
+    #[error("map MEMBER_BITS is not an array (build mismatch)")]
+    MemberBitsType,
+}
+
 pub struct SessionMap {
     map: HashMap<MapData, u32, SessionMember>,
+    bits: Arc<MemberBits>,
+    bits_fd: OwnedFd,
+}
+
+/// Descriptors of both maps, as the daemon hands them to its threads and its clients.
+pub struct SessionMapFds {
+    pub sessions: OwnedFd,
+    pub member_bits: OwnedFd,
+}
+
+impl SessionMapFds {
+    pub fn try_clone(&self) -> io::Result<SessionMapFds> {
+        Ok(SessionMapFds { sessions: self.sessions.try_clone()?, member_bits: self.member_bits.try_clone()? })
+    }
+}
+
+/// What a session's first process needs to add itself between fork and exec (see
+/// `launcher.rs`). It borrows the `SESSIONS` descriptor it was made from.
+#[derive(Clone)]
+pub struct Registrar {
+    map_fd: RawFd,
+    bits: Arc<MemberBits>,
 }
 
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
@@ -22,40 +61,64 @@ struct MapUpdateAttr {
     flags: u64,
 }
 
-/// Adds `tgid` to the session with one raw `bpf()` call: no allocation, no lock, so it
-/// is safe between fork and exec (see `launcher.rs`).
-pub fn register_raw(map_fd: RawFd, tgid: u32, member: &SessionMember) -> std::io::Result<()> {
-    let attr = MapUpdateAttr {
-        map_fd: map_fd as u32,
-        _pad: 0,
-        key: &tgid as *const u32 as u64,
-        value: member as *const SessionMember as u64,
-        flags: BPF_ANY,
-    };
-    // SAFETY: attr and the key/value it points to live across the call.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_ELEM, &attr as *const MapUpdateAttr, size_of::<MapUpdateAttr>())
-    };
-    if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+impl Registrar {
+    /// From descriptors received from the daemon, which must outlive the registrar.
+    pub fn from_fds(fds: &SessionMapFds) -> Result<Registrar, SessionMapError> {
+        let bits = MemberBits::map(fds.member_bits.as_fd()).map_err(SessionMapError::MemberBits)?;
+        Ok(Registrar { map_fd: fds.sessions.as_raw_fd(), bits: Arc::new(bits) })
+    }
+
+    /// Adds `tgid` to the session: its bit, then its entry with one raw `bpf()` call. No
+    /// allocation, no lock: safe between fork and exec.
+    pub fn register(&self, tgid: u32, member: &SessionMember) -> io::Result<()> {
+        self.bits.mark(tgid);
+        let attr = MapUpdateAttr {
+            map_fd: self.map_fd as u32,
+            _pad: 0,
+            key: &tgid as *const u32 as u64,
+            value: member as *const SessionMember as u64,
+            flags: BPF_ANY,
+        };
+        // SAFETY: attr and the key/value it points to live across the call.
+        let ret = unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_ELEM, &attr as *const MapUpdateAttr, size_of::<MapUpdateAttr>())
+        };
+        if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    }
 }
 
 impl SessionMap {
-    pub fn new(map: Map) -> Result<SessionMap, MapError> {
-        Ok(SessionMap { map: HashMap::try_from(map)? })
+    /// The loaded `SESSIONS` and `MEMBER_BITS` maps.
+    pub fn new(sessions: Map, member_bits: &Map) -> Result<SessionMap, SessionMapError> {
+        let Map::Array(bits_data) = member_bits else {
+            return Err(SessionMapError::MemberBitsType);
+        };
+        let bits_fd = bits_data.fd().as_fd().try_clone_to_owned().map_err(SessionMapError::MemberBits)?;
+        SessionMap::with(HashMap::try_from(sessions)?, bits_fd)
     }
 
-    pub fn raw_fd(&self) -> RawFd {
-        self.map.map().fd().as_fd().as_raw_fd()
+    fn with(map: HashMap<MapData, u32, SessionMember>, bits_fd: OwnedFd) -> Result<SessionMap, SessionMapError> {
+        let bits = MemberBits::map(bits_fd.as_fd()).map_err(SessionMapError::MemberBits)?;
+        Ok(SessionMap { map, bits: Arc::new(bits), bits_fd })
     }
 
-    /// The same kernel map through another descriptor (the daemon's control thread).
-    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<SessionMap, MapError> {
-        SessionMap::new(Map::HashMap(aya::maps::MapData::from_fd(fd)?))
+    /// The same kernel maps through other descriptors (the daemon's threads).
+    pub fn from_fds(fds: SessionMapFds) -> Result<SessionMap, SessionMapError> {
+        let map = HashMap::try_from(Map::HashMap(MapData::from_fd(fds.sessions)?))?;
+        SessionMap::with(map, fds.member_bits)
     }
 
-    /// A second descriptor of the map (handed to `run` clients of the daemon).
-    pub fn map_fd_dup(&self) -> std::io::Result<std::os::fd::OwnedFd> {
-        self.map.map().fd().as_fd().try_clone_to_owned()
+    /// Second descriptors of both maps (for the daemon's threads and `run` clients).
+    pub fn fds_dup(&self) -> io::Result<SessionMapFds> {
+        Ok(SessionMapFds {
+            sessions: self.map.map().fd().as_fd().try_clone_to_owned()?,
+            member_bits: self.bits_fd.try_clone()?,
+        })
+    }
+
+    /// Registers through this map's own descriptors, which must outlive the registrar.
+    pub fn registrar(&self) -> Registrar {
+        Registrar { map_fd: self.map.map().fd().as_fd().as_raw_fd(), bits: self.bits.clone() }
     }
 
     pub fn contains(&self, tgid: u32) -> bool {
@@ -66,8 +129,17 @@ impl SessionMap {
         self.map.get(&tgid, 0).ok()
     }
 
-    /// Adds or changes `tgid`'s entry.
+    /// Changes `tgid`'s entry if it still has one: a process that exited meanwhile stays
+    /// gone (the kernel removed its entry), rather than leaving an entry its tgid's next
+    /// owner would inherit. An existing entry's bit is already set.
+    pub fn update_existing(&mut self, tgid: u32, member: &SessionMember) -> Result<(), MapError> {
+        const BPF_EXIST: u64 = 2;
+        self.map.insert(tgid, member, BPF_EXIST)
+    }
+
+    /// Adds or changes `tgid`'s entry, its bit first.
     pub fn set(&mut self, tgid: u32, member: &SessionMember) -> Result<(), MapError> {
+        self.bits.mark(tgid);
         self.map.insert(tgid, member, 0)
     }
 

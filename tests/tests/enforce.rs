@@ -61,6 +61,26 @@ fn reading_a_denied_file_kills_the_agent_before_it_reads_a_byte() {
 }
 
 #[test]
+fn a_process_whose_threads_end_before_it_stays_in_its_session() {
+    if !privileged() {
+        return;
+    }
+    let dir = tree("threads-end");
+    let root = dir.path().display();
+    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      deny: [{root}/secret]\n"));
+    let secret = format!("{root}/secret/key");
+    // A thread exits, then the main thread; the last thread reads the secret.
+    let session = run(&policy, &[PROBE, "leader-exits", &secret]);
+    assert!(!session.stdout.contains(SECRET), "the secret leaked: {}", session.stdout);
+    assert_eq!(session.exit_code(), 128 + 9, "{}", session.dump());
+    let violations = session.violations();
+    assert_eq!(violations.len(), 1, "{}", session.dump());
+    assert_eq!(violations[0]["file"]["path"], secret.as_str());
+    assert_eq!(violations[0]["process"]["pid"], session.root_pid());
+    assert_ne!(violations[0]["process"]["tid"], session.root_pid());
+}
+
+#[test]
 fn an_allowed_read_succeeds() {
     if !privileged() {
         return;

@@ -255,7 +255,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let monitor_pgid = unsafe { libc::getpgrp() } as u32;
     let guard = (enforcement.self_protection == Tier::Seccomp).then(|| GuardFilter::new(std::process::id(), monitor_pgid));
     let child =
-        spawn_in_session(&args.command, sessions.raw_fd(), member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard)
+        spawn_in_session(&args.command, sessions.registrar(), member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard)
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));
     let mut child = match child {
         Ok(child) => child,

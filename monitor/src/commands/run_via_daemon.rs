@@ -8,10 +8,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    os::{
-        fd::AsRawFd,
-        unix::{ffi::OsStrExt, net::UnixStream, process::ExitStatusExt as _},
-    },
+    os::unix::{ffi::OsStrExt, net::UnixStream, process::ExitStatusExt as _},
 };
 
 use anyhow::Context as _;
@@ -22,7 +19,8 @@ use super::{
     run::{RunArgs, describe, event_sink, exit_code},
 };
 use crate::{
-    daemon::{protocol::Request, unix::recv_with_fd},
+    daemon::{protocol::Request, unix::recv_with_fds},
+    session_map::{Registrar, SessionMapFds},
     guard_filter::GuardFilter,
     launcher::{self, spawn_in_session},
     principal,
@@ -41,9 +39,9 @@ pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
     };
     let command: Vec<String> = args.command.iter().map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()).collect();
     send(&mut stream, &Request::Start { profile: args.profile.clone(), policy_text, uid: user.uid, command })?;
-    // The reply line carries the session map's descriptor.
+    // The reply line carries the session maps' descriptors.
     let mut first = vec![0u8; 64 * 1024];
-    let (n, map_fd) = recv_with_fd(&stream, &mut first).context("reading the daemon's answer")?;
+    let (n, fds) = recv_with_fds(&stream, &mut first).context("reading the daemon's answer")?;
     first.truncate(n);
     let mut reader = BufReader::new(Prefixed { prefix: first, at: 0, inner: stream.try_clone()? });
     let reply = read_reply(&mut reader)?;
@@ -51,21 +49,25 @@ pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
         anyhow::bail!("the daemon refused the session: {}", reply.error.unwrap_or_default());
     }
     let start = reply.start.context("the daemon's answer has no session")?;
-    let map_fd = map_fd.context("the daemon sent no session map")?;
+    let fds = match <[std::os::fd::OwnedFd; 2]>::try_from(fds) {
+        Ok([sessions, member_bits]) => SessionMapFds { sessions, member_bits },
+        Err(fds) => anyhow::bail!("the daemon sent {} descriptors, not the 2 session maps (a daemon of another version?)", fds.len()),
+    };
+    let registrar = Registrar::from_fds(&fds).context("opening the session maps the daemon sent")?;
 
     launcher::block_forwarded_signals();
     let member = SessionMember { session_id: start.session_id, policy_id: start.policy_id, flags: start.flags };
     let cgroup = start.cgroup_procs.as_ref().map(|p| std::ffi::CString::new(p.as_bytes())).transpose()?;
     let foreign_abi = start.foreign_abi.then(ForeignAbiFilter::new);
     let guard = start.guard.then(|| GuardFilter::new(start.daemon_pid, start.daemon_pgid));
-    let mut child = match spawn_in_session(&args.command, map_fd.as_raw_fd(), member, cgroup, foreign_abi, guard) {
+    let mut child = match spawn_in_session(&args.command, registrar, member, cgroup, foreign_abi, guard) {
         Ok(child) => child,
         Err(error) => {
             let _ = send(&mut stream, &Request::Ended { status: 127 << 8 });
             anyhow::bail!("cannot start {}: {error}", args.command[0].to_string_lossy());
         }
     };
-    drop(map_fd);
+    drop(fds);
     // SAFETY: setting a disposition to SIG_IGN has no preconditions.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);

@@ -5,7 +5,7 @@
 use std::{
     io::{BufRead, BufReader, Write},
     os::{
-        fd::{AsRawFd, OwnedFd},
+        fd::AsRawFd,
         unix::{
             fs::PermissionsExt,
             net::{UnixListener, UnixStream},
@@ -105,7 +105,7 @@ pub struct Server {
     pub commands: Commands,
     pub hub: Hub,
     /// The session map, handed to `run` clients.
-    pub session_map: Arc<OwnedFd>,
+    pub session_map: Arc<crate::session_map::SessionMapFds>,
     /// Lines buffered for a `run` client's event stream.
     pub run_buffer: usize,
     /// Membership, to turn session members away.
@@ -187,7 +187,7 @@ impl Server {
         );
         let mut line = serde_json::to_vec(&reply)?;
         line.push(b'\n');
-        unix::send_with_fd(&writer, &line, self.session_map.as_raw_fd())?;
+        unix::send_with_fds(&writer, &line, &[self.session_map.sessions.as_raw_fd(), self.session_map.member_bits.as_raw_fd()])?;
         let commands = self.commands.clone();
         let reader_thread = std::thread::spawn(move || {
             loop {

@@ -67,14 +67,14 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     }
     let hub = sink::Hub::new(config.events.follower_buffer);
     let sink = build_sink(&config, hub.clone())?;
-    let session_map = Arc::new(probes.sessions.map_fd_dup().context("duplicating the session map descriptor")?);
+    let session_map = Arc::new(probes.sessions.fds_dup().context("duplicating the session maps' descriptors")?);
 
     let Probes { ebpf, enforcement, sessions, events, decisions, reader_asleep, counters, rules, .. } = probes;
     let kill_table: KillTable = Arc::new(Mutex::new(Default::default()));
     let (queue, items) = crate::queue::bounded::<Item>();
     let user_loss = Arc::new(UserspaceLoss::default());
     let metrics = Arc::new(Metrics::new());
-    let hook_members = crate::session_map::SessionMap::from_fd(session_map.try_clone()?)
+    let hook_members = crate::session_map::SessionMap::from_fds(session_map.try_clone()?)
         .context("opening the session map for the kill hook")?;
     let hook = kill_hook(kill_table.clone(), metrics.clone(), hook_members);
     let waker = queue.waker();
@@ -109,7 +109,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
         commands: commands.clone(),
         hub,
         run_buffer: config.events.follower_buffer.max(65_536),
-        members: crate::session_map::SessionMap::from_fd(session_map.try_clone()?)
+        members: crate::session_map::SessionMap::from_fds(session_map.try_clone()?)
             .context("opening the session map for the control socket")?,
         session_map,
     };

@@ -371,7 +371,9 @@ impl Daemon {
             }
             for pid in stale {
                 // Only a present entry is changed: a process that exited stays gone.
-                if self.members.member(pid).is_some_and(|m| m.session_id == session) && self.members.set(pid, &member).is_ok() {
+                if self.members.member(pid).is_some_and(|m| m.session_id == session)
+                    && self.members.update_existing(pid, &member).is_ok()
+                {
                     updated += 1;
                 }
             }

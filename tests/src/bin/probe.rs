@@ -116,6 +116,21 @@ fn main() {
             .expect("thread");
             println!("tid={tid}");
         }
+        "leader-exits" => {
+            // Threads that end, the first one among them, leave the process in its
+            // session: a thread that ended first, then the main thread, then a reader.
+            let path = arg(1).to_owned();
+            std::thread::spawn(|| {}).join().expect("thread");
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                print!("{}", std::fs::read_to_string(&path).unwrap_or_default());
+                let _ = std::io::stdout().flush();
+                std::process::exit(0);
+            });
+            // SAFETY: exit(2), not exit_group(2): ends the calling thread only, without
+            // unwinding; nothing of it is used afterwards.
+            unsafe { libc::syscall(libc::SYS_exit, 0) };
+        }
         "daemonize" => daemonize(arg(1)),
         "connect" => {
             let addr: SocketAddr = arg(1).parse().expect("socket address");
