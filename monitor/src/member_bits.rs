@@ -5,70 +5,79 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, BorrowedFd},
-    ptr::NonNull,
+    os::fd::{AsRawFd, BorrowedFd, RawFd},
     sync::atomic::{AtomicU64, Ordering},
 };
 
 use monitor_common::maps::MEMBER_BITS_WORDS;
 
-const BYTES: usize = MEMBER_BITS_WORDS as usize * size_of::<u64>();
-
+/// The map behind a descriptor the caller keeps open. Each change maps the one page that
+/// holds the tgid's word, for the time of one atomic operation: the daemon keeps no
+/// mapping (the kernel maps a BPF array's pages whole, which would count in its RSS).
+#[derive(Clone, Copy)]
 pub struct MemberBits {
-    words: NonNull<AtomicU64>,
+    fd: RawFd,
+    page: usize,
 }
 
-// SAFETY: the mapping is shared memory changed only through atomic operations.
-unsafe impl Send for MemberBits {}
-// SAFETY: as above.
-unsafe impl Sync for MemberBits {}
-
 impl MemberBits {
-    /// Maps the map behind `fd` (created with `BPF_F_MMAPABLE`) read-write and shared.
-    pub fn map(fd: BorrowedFd<'_>) -> io::Result<MemberBits> {
-        // SAFETY: a new shared mapping of the map's pages; the kernel checks the size.
-        let address = unsafe {
-            libc::mmap(std::ptr::null_mut(), BYTES, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0)
-        };
-        if address == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let words = NonNull::new(address.cast::<AtomicU64>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(MemberBits { words })
+    pub fn new(fd: BorrowedFd<'_>) -> MemberBits {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        MemberBits { fd: fd.as_raw_fd(), page }
     }
 
     /// Sets `tgid`'s bit. No allocation and no lock: safe between fork and exec. A tgid
     /// beyond the bitmap has no bit; the kernel looks such tgids up every time.
-    pub fn mark(&self, tgid: u32) {
-        if let Some(word) = self.word(tgid) {
-            word.fetch_or(1 << (tgid % 64), Ordering::SeqCst);
+    pub fn mark(&self, tgid: u32) -> io::Result<()> {
+        self.with_word(tgid, |word| {
+            word.fetch_or(bit(tgid), Ordering::SeqCst);
+        })
+    }
+
+    pub fn is_marked(&self, tgid: u32) -> io::Result<bool> {
+        let mut marked = false;
+        self.with_word(tgid, |word| marked = word.load(Ordering::SeqCst) & bit(tgid) != 0)?;
+        Ok(marked)
+    }
+
+    fn with_word(&self, tgid: u32, f: impl FnOnce(&AtomicU64)) -> io::Result<()> {
+        let offset = (tgid / 64) as usize * size_of::<u64>();
+        if offset >= MEMBER_BITS_WORDS as usize * size_of::<u64>() {
+            return Ok(());
         }
-    }
-
-    pub fn is_marked(&self, tgid: u32) -> bool {
-        self.word(tgid).is_some_and(|word| word.load(Ordering::SeqCst) & (1 << (tgid % 64)) != 0)
-    }
-
-    fn word(&self, tgid: u32) -> Option<&AtomicU64> {
-        let index = (tgid / 64) as usize;
-        // SAFETY: index is inside the mapping, which lives as long as self.
-        (index < MEMBER_BITS_WORDS as usize).then(|| unsafe { &*self.words.as_ptr().add(index) })
+        let page_start = offset / self.page * self.page;
+        // SAFETY: a new shared mapping of one page of the map (BPF_F_MMAPABLE); the
+        // kernel refuses an offset beyond the map.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                self.page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.fd,
+                page_start as libc::off_t,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: an aligned u64 inside the page just mapped; only atomic operations
+        // touch it, here and in the kernel.
+        f(unsafe { &*page.cast::<u8>().add(offset - page_start).cast::<AtomicU64>() });
+        // SAFETY: the mapping made above, no longer referenced.
+        unsafe { libc::munmap(page, self.page) };
+        Ok(())
     }
 }
 
-impl Drop for MemberBits {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, no longer referenced.
-        unsafe { libc::munmap(self.words.as_ptr().cast(), BYTES) };
-    }
+fn bit(tgid: u32) -> u64 {
+    1 << (tgid % 64)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        os::fd::{AsFd, FromRawFd, OwnedFd},
-        sync::Arc,
-    };
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
     use super::*;
 
@@ -111,31 +120,28 @@ mod tests {
     #[test]
     fn bits_set_here_are_the_bits_the_kernel_reads() {
         let Some(map) = member_bits_map() else { return };
-        let bits = MemberBits::map(map.as_fd()).unwrap();
+        let bits = MemberBits::new(map.as_fd());
         for tgid in [0, 1, 63, 64, 4242, (1 << 22) - 1] {
-            assert!(!bits.is_marked(tgid));
-            bits.mark(tgid);
-            assert!(bits.is_marked(tgid));
+            assert!(!bits.is_marked(tgid).unwrap());
+            bits.mark(tgid).unwrap();
+            assert!(bits.is_marked(tgid).unwrap());
         }
         assert_eq!(kernel_word(&map, 0), 1 | 2 | 1 << 63);
         assert_eq!(kernel_word(&map, 1), 1);
         assert_eq!(kernel_word(&map, 4242 / 64), 1 << (4242 % 64));
         assert_eq!(kernel_word(&map, MEMBER_BITS_WORDS - 1), 1 << 63);
         // Beyond the bitmap: no bit, and nothing written (the kernel looks such tgids up).
-        bits.mark(1 << 22);
-        assert!(!bits.is_marked(1 << 22));
+        bits.mark(1 << 22).unwrap();
+        assert!(!bits.is_marked(1 << 22).unwrap());
     }
 
     #[test]
     fn marks_from_many_threads_are_all_kept() {
         let Some(map) = member_bits_map() else { return };
-        let bits = Arc::new(MemberBits::map(map.as_fd()).unwrap());
+        let bits = MemberBits::new(map.as_fd());
         // 8 threads set interleaved bits of the same 4 words.
         let threads: Vec<_> = (0..8u32)
-            .map(|t| {
-                let bits = bits.clone();
-                std::thread::spawn(move || (0..32u32).for_each(|i| bits.mark(i * 8 + t)))
-            })
+            .map(|t| std::thread::spawn(move || (0..32u32).for_each(|i| bits.mark(i * 8 + t).unwrap())))
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert!((0..4).all(|w| kernel_word(&map, w) == u64::MAX));

@@ -4,7 +4,6 @@
 use std::{
     io,
     os::fd::{AsFd, AsRawFd, OwnedFd, RawFd},
-    sync::Arc,
 };
 
 use aya::maps::{HashMap, IterableMap, Map, MapData, MapError};
@@ -16,7 +15,7 @@ use crate::member_bits::MemberBits;
 pub enum SessionMapError {
     #[error("map SESSIONS: {0}")]
     Sessions(#[from] MapError),
-    #[error("mapping MEMBER_BITS into memory: {0}; the kernel needs mmap-able BPF array maps (Linux >= 5.5)")]
+    #[error("setting a bit of MEMBER_BITS through a mapping of it: {0}; the kernel needs mmap-able BPF array maps (Linux >= 5.5)")]
     MemberBits(#[source] io::Error),
     #[error("map MEMBER_BITS is not an array (build mismatch)")]
     MemberBitsType,
@@ -24,7 +23,6 @@ pub enum SessionMapError {
 
 pub struct SessionMap {
     map: HashMap<MapData, u32, SessionMember>,
-    bits: Arc<MemberBits>,
     bits_fd: OwnedFd,
 }
 
@@ -42,10 +40,10 @@ impl SessionMapFds {
 
 /// What a session's first process needs to add itself between fork and exec (see
 /// `launcher.rs`). It borrows the `SESSIONS` descriptor it was made from.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct Registrar {
     map_fd: RawFd,
-    bits: Arc<MemberBits>,
+    bits: MemberBits,
 }
 
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
@@ -63,15 +61,14 @@ struct MapUpdateAttr {
 
 impl Registrar {
     /// From descriptors received from the daemon, which must outlive the registrar.
-    pub fn from_fds(fds: &SessionMapFds) -> Result<Registrar, SessionMapError> {
-        let bits = MemberBits::map(fds.member_bits.as_fd()).map_err(SessionMapError::MemberBits)?;
-        Ok(Registrar { map_fd: fds.sessions.as_raw_fd(), bits: Arc::new(bits) })
+    pub fn from_fds(fds: &SessionMapFds) -> Registrar {
+        Registrar { map_fd: fds.sessions.as_raw_fd(), bits: MemberBits::new(fds.member_bits.as_fd()) }
     }
 
     /// Adds `tgid` to the session: its bit, then its entry with one raw `bpf()` call. No
     /// allocation, no lock: safe between fork and exec.
     pub fn register(&self, tgid: u32, member: &SessionMember) -> io::Result<()> {
-        self.bits.mark(tgid);
+        self.bits.mark(tgid)?;
         let attr = MapUpdateAttr {
             map_fd: self.map_fd as u32,
             _pad: 0,
@@ -94,18 +91,13 @@ impl SessionMap {
             return Err(SessionMapError::MemberBitsType);
         };
         let bits_fd = bits_data.fd().as_fd().try_clone_to_owned().map_err(SessionMapError::MemberBits)?;
-        SessionMap::with(HashMap::try_from(sessions)?, bits_fd)
-    }
-
-    fn with(map: HashMap<MapData, u32, SessionMember>, bits_fd: OwnedFd) -> Result<SessionMap, SessionMapError> {
-        let bits = MemberBits::map(bits_fd.as_fd()).map_err(SessionMapError::MemberBits)?;
-        Ok(SessionMap { map, bits: Arc::new(bits), bits_fd })
+        Ok(SessionMap { map: HashMap::try_from(sessions)?, bits_fd })
     }
 
     /// The same kernel maps through other descriptors (the daemon's threads).
     pub fn from_fds(fds: SessionMapFds) -> Result<SessionMap, SessionMapError> {
         let map = HashMap::try_from(Map::HashMap(MapData::from_fd(fds.sessions)?))?;
-        SessionMap::with(map, fds.member_bits)
+        Ok(SessionMap { map, bits_fd: fds.member_bits })
     }
 
     /// Second descriptors of both maps (for the daemon's threads and `run` clients).
@@ -118,7 +110,7 @@ impl SessionMap {
 
     /// Registers through this map's own descriptors, which must outlive the registrar.
     pub fn registrar(&self) -> Registrar {
-        Registrar { map_fd: self.map.map().fd().as_fd().as_raw_fd(), bits: self.bits.clone() }
+        Registrar { map_fd: self.map.map().fd().as_fd().as_raw_fd(), bits: MemberBits::new(self.bits_fd.as_fd()) }
     }
 
     pub fn contains(&self, tgid: u32) -> bool {
@@ -138,9 +130,9 @@ impl SessionMap {
     }
 
     /// Adds or changes `tgid`'s entry, its bit first.
-    pub fn set(&mut self, tgid: u32, member: &SessionMember) -> Result<(), MapError> {
-        self.bits.mark(tgid);
-        self.map.insert(tgid, member, 0)
+    pub fn set(&mut self, tgid: u32, member: &SessionMember) -> Result<(), SessionMapError> {
+        MemberBits::new(self.bits_fd.as_fd()).mark(tgid).map_err(SessionMapError::MemberBits)?;
+        Ok(self.map.insert(tgid, member, 0)?)
     }
 
     /// Every (tgid, entry) of `session_id`.

@@ -53,7 +53,7 @@ pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
         Ok([sessions, member_bits]) => SessionMapFds { sessions, member_bits },
         Err(fds) => anyhow::bail!("the daemon sent {} descriptors, not the 2 session maps (a daemon of another version?)", fds.len()),
     };
-    let registrar = Registrar::from_fds(&fds).context("opening the session maps the daemon sent")?;
+    let registrar = Registrar::from_fds(&fds);
 
     launcher::block_forwarded_signals();
     let member = SessionMember { session_id: start.session_id, policy_id: start.policy_id, flags: start.flags };

@@ -62,10 +62,12 @@ fn measure(pid: u32, secs: u64, during: impl FnOnce() -> anyhow::Result<()>) -> 
 }
 
 /// memlock bytes of the BPF maps and programs `pid` holds: (maps, count, programs,
-/// count, the largest maps as (id, memlock)).
+/// count, the largest maps as (id, memlock)). Each object counts once, however many
+/// descriptors of it the process holds.
 pub fn bpf_memory(pid: u32) -> anyhow::Result<(u64, usize, u64, usize, Vec<(u64, u64)>)> {
     let (mut maps, mut map_count, mut progs, mut prog_count) = (0, 0, 0, 0);
     let mut each = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let entry = entry?;
         let Ok(link) = std::fs::read_link(entry.path()) else { continue };
@@ -80,8 +82,12 @@ pub fn bpf_memory(pid: u32) -> anyhow::Result<(u64, usize, u64, usize, Vec<(u64,
         let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy()))?;
         let memlock: u64 =
             info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        let id_key = if kind == 0 { "map_id:" } else { "prog_id:" };
+        let id: u64 = info.lines().find_map(|l| l.strip_prefix(id_key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        if !seen.insert((kind, id)) {
+            continue;
+        }
         if kind == 0 {
-            let id = info.lines().find_map(|l| l.strip_prefix("map_id:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
             each.push((id, memlock));
             maps += memlock;
             map_count += 1;
