@@ -1,13 +1,7 @@
 //! File paths come from the kernel's file object: whatever string the agent passed,
 //! the event names the file that was opened.
 
-use std::{
-    process::Command,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU32, Ordering},
-    },
-};
+use std::process::Command;
 
 use monitor_tests::{TempDir, privileged, run_session};
 
@@ -212,61 +206,4 @@ fn a_path_too_deep_to_walk_is_flagged_not_misreported() {
         .collect();
     assert_eq!(leaf.len(), 1, "{}", session.dump());
     assert_eq!(leaf[0]["file"]["path_truncated"], true, "{}", leaf[0]);
-}
-
-/// Renames racing the path walk. The directory an agent opens a file in, through a
-/// descriptor it holds, is renamed back and forth between "a" (kept inside the dentry)
-/// and a 100-letter name (allocated apart) meanwhile. Every open must be reported, with
-/// a path made of bytes of a name: "a", or the long name or a prefix of it (the walk
-/// may pair one name's length with the other's bytes). The pairing itself is a window
-/// of a few instructions this test is not known to hit: the walk before the string
-/// read, which would have reported bytes from past "a" there, passed it as well.
-#[test]
-fn a_rename_racing_the_walk_reports_only_bytes_of_a_name() {
-    if !privileged() {
-        return;
-    }
-    const OPENS: usize = 20_000;
-    let dir = TempDir::new("rename-race");
-    let short = dir.path().join("a");
-    let long = dir.path().join("b".repeat(100));
-    std::fs::create_dir(&short).unwrap();
-    std::fs::write(short.join("file"), "x").unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let renames = Arc::new(AtomicU32::new(0));
-    let renamer = {
-        let (stop, renames, short, long) = (stop.clone(), renames.clone(), short.clone(), long.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::fs::rename(&short, &long).unwrap();
-                std::fs::rename(&long, &short).unwrap();
-                renames.fetch_add(2, Ordering::Relaxed);
-            }
-        })
-    };
-    let session = run_session(&[PROBE, "openat-loop", &OPENS.to_string(), short.to_str().unwrap(), "file"]);
-    stop.store(true, Ordering::Relaxed);
-    renamer.join().unwrap();
-    let prefix = format!("{}/", dir.path().display());
-    let opens: Vec<String> = session
-        .of_type("file.open")
-        .into_iter()
-        .filter_map(|open| open["file"]["path"].as_str())
-        .filter(|path| path.starts_with(&prefix) && path.ends_with("/file"))
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(opens.len(), OPENS, "every open reported\n{}", session.dump());
-    let (mut short_seen, mut long_seen) = (0, 0);
-    for path in &opens {
-        let name = &path[prefix.len()..path.len() - "/file".len()];
-        if name == "a" {
-            short_seen += 1;
-        } else if !name.is_empty() && name.len() <= 100 && name.bytes().all(|b| b == b'b') {
-            long_seen += 1;
-        } else {
-            panic!("{path:?}: not a name the directory ever had");
-        }
-    }
-    eprintln!("{OPENS} opens during {} renames: {short_seen} through \"a\", {long_seen} through the long name", renames.load(Ordering::Relaxed));
-    assert!(short_seen > 0 && long_seen > 0, "the renames raced the opens");
 }

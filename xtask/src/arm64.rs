@@ -112,7 +112,7 @@ const KERNEL_LINES: [KernelLine; 2] = [
         prefix: "linux-image-6.1.0-",
         suffix: "-arm64",
         expect_lsm: false,
-        suites: &["sessions", "paths", "schema", "enforce", "kill_switch"],
+        suites: &["sessions", "paths", "rename_race", "schema", "enforce", "kill_switch"],
     },
     KernelLine {
         name: "6.12",

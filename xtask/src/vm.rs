@@ -78,7 +78,7 @@ const CONFIGS: [Config; 2] = [
         name: "lsm",
         lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
         expect_lsm: true,
-        tests: &["lsm", "paths", "net_enforce", "kill_switch", "daemon"],
+        tests: &["lsm", "paths", "rename_race", "net_enforce", "kill_switch", "daemon"],
     },
     Config {
         name: "nolsm",

@@ -79,6 +79,37 @@ fn main() {
             // SAFETY: fd is ours.
             unsafe { libc::close(dir as i32) };
         }
+        "openat-loop-renaming" => {
+            // openat-loop-renaming N DIR OTHER NAME: N opens of NAME through one
+            // descriptor of DIR while a thread renames DIR to OTHER and back; prints
+            // how many renames were made.
+            let n: u64 = arg(1).parse().expect("count");
+            // SAFETY: valid C string.
+            let dir = check(unsafe { libc::open(cstr(arg(2)).as_ptr(), libc::O_PATH | libc::O_DIRECTORY) } as _, "dir");
+            let (here, there) = (arg(2).to_owned(), arg(3).to_owned());
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let renamer = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut renames = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::fs::rename(&here, &there).expect("rename");
+                        std::fs::rename(&there, &here).expect("rename back");
+                        renames += 2;
+                    }
+                    renames
+                })
+            };
+            let name = cstr(arg(4));
+            for _ in 0..n {
+                // SAFETY: valid C string; fds are ours.
+                unsafe { libc::close(check(libc::openat(dir as i32, name.as_ptr(), libc::O_RDONLY) as _, "openat") as i32) };
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            println!("renames={}", renamer.join().expect("renamer"));
+            // SAFETY: fd is ours.
+            unsafe { libc::close(dir as i32) };
+        }
         "openat2" => {
             // SAFETY: valid C strings; open_how is zeroed then filled.
             let dir = check(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_PATH | libc::O_DIRECTORY) } as _, "dir");
