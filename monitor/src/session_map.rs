@@ -19,6 +19,8 @@ pub enum SessionMapError {
     MemberBits(#[source] io::Error),
     #[error("map MEMBER_BITS is not an array (build mismatch)")]
     MemberBitsType,
+    #[error("duplicating the MEMBER_BITS descriptor: {0}")]
+    Descriptor(#[source] io::Error),
 }
 
 pub struct SessionMap {
@@ -90,7 +92,7 @@ impl SessionMap {
         let Map::Array(bits_data) = member_bits else {
             return Err(SessionMapError::MemberBitsType);
         };
-        let bits_fd = bits_data.fd().as_fd().try_clone_to_owned().map_err(SessionMapError::MemberBits)?;
+        let bits_fd = bits_data.fd().as_fd().try_clone_to_owned().map_err(SessionMapError::Descriptor)?;
         Ok(SessionMap { map: HashMap::try_from(sessions)?, bits_fd })
     }
 

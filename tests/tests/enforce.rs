@@ -28,6 +28,15 @@ fn profile(dir: &TempDir, body: &str) -> std::path::PathBuf {
     policy_file(dir, &format!("version: 1\nprofiles:\n  - name: test\n{body}"))
 }
 
+/// A tree whose `secret` directory is denied to a profile that may read everything else:
+/// (the tree, the policy file, the secret's path).
+fn secret_denied(tag: &str) -> (TempDir, std::path::PathBuf, String) {
+    let dir = tree(tag);
+    let root = dir.path().display().to_string();
+    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      deny: [{root}/secret]\n"));
+    (dir, policy, format!("{root}/secret/key"))
+}
+
 fn exit_signal(session: &Session, pid: u64) -> Option<i64> {
     session
         .of_type("process.exit")
@@ -41,10 +50,8 @@ fn reading_a_denied_file_kills_the_agent_before_it_reads_a_byte() {
     if !privileged() {
         return;
     }
-    let dir = tree("deny-read");
+    let (dir, policy, secret) = secret_denied("deny-read");
     let root = dir.path().display();
-    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      deny: [{root}/secret]\n"));
-    let secret = format!("{root}/secret/key");
     let session = run(&policy, &[PROBE, "cat", &secret]);
     assert!(!session.stdout.contains(SECRET), "the secret leaked: {}", session.stdout);
     assert_eq!(session.exit_code(), 128 + 9, "{}", session.dump());
@@ -65,10 +72,7 @@ fn a_process_whose_threads_end_before_it_stays_in_its_session() {
     if !privileged() {
         return;
     }
-    let dir = tree("threads-end");
-    let root = dir.path().display();
-    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      deny: [{root}/secret]\n"));
-    let secret = format!("{root}/secret/key");
+    let (_dir, policy, secret) = secret_denied("threads-end");
     // A thread exits, then the main thread; the last thread reads the secret.
     let session = run(&policy, &[PROBE, "leader-exits", &secret]);
     assert!(!session.stdout.contains(SECRET), "the secret leaked: {}", session.stdout);

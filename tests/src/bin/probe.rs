@@ -58,27 +58,6 @@ fn main() {
                 libc::close(dir as i32);
             }
         }
-        "openat-loop" => {
-            // openat-loop N DIR NAME: N opens of NAME through one descriptor of DIR,
-            // which another process may rename meanwhile (DIR is retried for 2 s, for
-            // it may be under its other name at first).
-            let n: u64 = arg(1).parse().expect("count");
-            let deadline = Instant::now() + std::time::Duration::from_secs(2);
-            let dir = loop {
-                // SAFETY: valid C string.
-                let fd = unsafe { libc::open(cstr(arg(2)).as_ptr(), libc::O_PATH | libc::O_DIRECTORY) };
-                if fd >= 0 || Instant::now() > deadline {
-                    break check(fd as _, "dir");
-                }
-            };
-            let name = cstr(arg(3));
-            for _ in 0..n {
-                // SAFETY: valid C string; fds are ours.
-                unsafe { libc::close(check(libc::openat(dir as i32, name.as_ptr(), libc::O_RDONLY) as _, "openat") as i32) };
-            }
-            // SAFETY: fd is ours.
-            unsafe { libc::close(dir as i32) };
-        }
         "openat-loop-renaming" => {
             // openat-loop-renaming N DIR OTHER NAME: N opens of NAME through one
             // descriptor of DIR while a thread renames DIR to OTHER and back; prints
