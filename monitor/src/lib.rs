@@ -28,9 +28,12 @@ pub mod process_tree;
 pub mod queue;
 pub mod rendered;
 pub mod rule_maps;
+pub mod running_process;
 pub mod seccomp;
 pub mod session_map;
 pub mod sink;
+#[cfg(test)]
+mod test_maps;
 
 #[cfg(test)]
 mod event_schema_tests;

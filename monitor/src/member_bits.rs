@@ -77,44 +77,18 @@ fn bit(tgid: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, OwnedFd};
 
     use super::*;
+    use crate::test_maps::{self, BPF_MAP_TYPE_ARRAY};
 
-    const BPF_MAP_CREATE: libc::c_long = 0;
-    const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-    const BPF_MAP_TYPE_ARRAY: u32 = 2;
-
-    fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> libc::c_long {
-        // SAFETY: attr is a zero-padded union bpf_attr of 128 bytes.
-        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(attr)) }
-    }
-
-    /// A map like the kernel side's `MEMBER_BITS`, or None where this user may not make one.
+    /// A map like the kernel side's `MEMBER_BITS`.
     fn member_bits_map() -> Option<OwnedFd> {
-        let mut attr = [0u64; 16];
-        // map_type, key_size; value_size, max_entries; map_flags
-        attr[0] = BPF_MAP_TYPE_ARRAY as u64 | (4u64 << 32);
-        attr[1] = 8 | ((MEMBER_BITS_WORDS as u64) << 32);
-        attr[2] = monitor_common::maps::BPF_F_MMAPABLE as u64;
-        let fd = bpf(BPF_MAP_CREATE, &mut attr);
-        if fd < 0 {
-            // SAFETY: geteuid has no preconditions.
-            assert_ne!(unsafe { libc::geteuid() }, 0, "root could not create the map: {}", io::Error::last_os_error());
-            return None;
-        }
-        // SAFETY: a new descriptor, owned here.
-        Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        test_maps::create(BPF_MAP_TYPE_ARRAY, 4, 8, MEMBER_BITS_WORDS, monitor_common::maps::BPF_F_MMAPABLE)
     }
 
     fn kernel_word(map: &OwnedFd, index: u32) -> u64 {
-        let mut value = 0u64;
-        let mut attr = [0u64; 16];
-        attr[0] = map.as_fd().as_raw_fd() as u64;
-        attr[1] = &index as *const u32 as u64;
-        attr[2] = &mut value as *mut u64 as u64;
-        assert_eq!(bpf(BPF_MAP_LOOKUP_ELEM, &mut attr), 0, "{}", io::Error::last_os_error());
-        value
+        test_maps::lookup(map, &index).expect("an array has every index")
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{
 use aya::maps::{HashMap, IterableMap, Map, MapData, MapError};
 use monitor_common::session::SessionMember;
 
-use crate::member_bits::MemberBits;
+use crate::{member_bits::MemberBits, running_process::RunningProcess};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionMapError {
@@ -137,6 +137,21 @@ impl SessionMap {
         Ok(self.map.insert(tgid, member, 0)?)
     }
 
+    /// Adds a process that was already running, its bit first. Its entry is keyed by
+    /// pid, so it is kept only if the process was still alive after the write (its exit
+    /// then removes it, in the kernel). Otherwise the entry is taken back, unless it is
+    /// no longer the one written, and `Ok(false)` says the process is gone.
+    pub fn adopt(&mut self, process: &RunningProcess, member: &SessionMember) -> Result<bool, SessionMapError> {
+        self.set(process.pid(), member)?;
+        if process.alive() {
+            return Ok(true);
+        }
+        if self.member(process.pid()) == Some(*member) {
+            let _ = self.map.remove(&process.pid());
+        }
+        Ok(false)
+    }
+
     /// Every (tgid, entry) of `session_id`.
     pub fn entries(&self, session_id: u64) -> Vec<(u32, SessionMember)> {
         self.map.iter().filter_map(Result::ok).filter(|(_, m)| m.session_id == session_id).collect()
@@ -154,5 +169,58 @@ impl SessionMap {
             .iter().filter_map(Result::ok).filter(|(_, m)| m.session_id == session_id).map(|(k, _)| k).collect();
         pids.sort_unstable();
         pids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        process::Command,
+        time::{Duration, Instant},
+    };
+
+    use monitor_common::maps::{BPF_F_MMAPABLE, MEMBER_BITS_WORDS};
+
+    use super::*;
+    use crate::{
+        running_process,
+        test_maps::{self, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH},
+    };
+
+    fn session_map() -> Option<(SessionMap, OwnedFd)> {
+        let sessions = test_maps::create(BPF_MAP_TYPE_HASH, 4, size_of::<SessionMember>() as u32, 64, 0)?;
+        let member_bits = test_maps::create(BPF_MAP_TYPE_ARRAY, 4, 8, MEMBER_BITS_WORDS, BPF_F_MMAPABLE)?;
+        let kernel_view = sessions.try_clone().unwrap();
+        Some((SessionMap::from_fds(SessionMapFds { sessions, member_bits }).unwrap(), kernel_view))
+    }
+
+    fn kernel_entry(map: &OwnedFd, tgid: u32) -> Option<SessionMember> {
+        let raw: Option<[u64; 2]> = test_maps::lookup(map, &tgid);
+        // SAFETY: SessionMember is 16 bytes of integers, without padding.
+        raw.map(|raw| unsafe { std::mem::transmute::<[u64; 2], SessionMember>(raw) })
+    }
+
+    #[test]
+    fn a_running_process_keeps_its_entry_and_one_that_exited_leaves_none() {
+        let Some((mut map, kernel_view)) = session_map() else { return };
+        let member = SessionMember { session_id: 0x5e55, policy_id: 3, flags: 1 };
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let process = RunningProcess::hold(pid, Some(running_process::stat(pid).unwrap().start)).unwrap();
+        assert!(map.adopt(&process, &member).unwrap());
+        assert_eq!(kernel_entry(&kernel_view, pid), Some(member));
+
+        // It exits (no kernel program here removes the entry); written again, the
+        // entry is taken back.
+        map.map.remove(&pid).unwrap();
+        child.kill().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while process.alive() {
+            assert!(Instant::now() < deadline, "alive after SIGKILL");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!map.adopt(&process, &member).unwrap());
+        assert_eq!(kernel_entry(&kernel_view, pid), None);
+        child.wait().unwrap();
     }
 }

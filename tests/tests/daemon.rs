@@ -582,6 +582,54 @@ fn on_stop_freeze_holds_sessions_until_the_next_daemon_takes_them_back() {
     assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGKILL));
 }
 
+/// (state, start time) from `/proc/PID/stat`.
+fn proc_state(pid: u32) -> (char, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    (fields[0].chars().next().unwrap(), fields[19].parse().unwrap())
+}
+
+/// Without a cgroup, a frozen session is known by the pids the last daemon saved. A pid
+/// whose start time differs now names another process (its pid was reused): that one is
+/// neither taken into the session nor continued.
+#[test]
+fn a_frozen_session_without_a_cgroup_takes_back_only_its_own_processes() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-frozen-pids");
+    let agent = make_agent(&dir);
+    let mut saved = Command::new("sleep").arg("60").spawn().unwrap();
+    let mut other = Command::new("sleep").arg("60").spawn().unwrap();
+    for child in [&saved, &other] {
+        // SAFETY: signalling our own children by pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
+        while proc_state(child.id()).0 != 'T' {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let session = "5e55100d00000001";
+    let state = serde_json::json!([{
+        "session": session, "profile": "agent", "uid": 0, "cgroup": null,
+        "processes": [
+            { "pid": saved.id(), "start": proc_state(saved.id()).1 },
+            { "pid": other.id(), "start": proc_state(other.id()).1 - 1 },
+        ],
+    }]);
+    std::fs::write(dir.path().join("frozen-sessions.json"), state.to_string()).unwrap();
+    let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let pids = session_pids(&daemon, session);
+    let states = (proc_state(saved.id()).0, proc_state(other.id()).0);
+    for child in [&mut saved, &mut other] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert_eq!(pids, [saved.id() as u64], "{}", daemon.log());
+    assert_ne!(states.0, 'T', "the saved process is continued");
+    assert_eq!(states.1, 'T', "the other process is left alone");
+    assert!(!daemon.path("frozen-sessions.json").exists());
+}
+
 #[test]
 fn processes_running_before_the_daemon_are_adopted_with_their_children() {
     if !privileged() {
@@ -602,6 +650,29 @@ fn processes_running_before_the_daemon_are_adopted_with_their_children() {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "adopted at start-up, then stopped at the secret");
     let start = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == poller.id());
     assert_eq!(start["session"]["origin"], "running", "{start}");
+}
+
+/// A running process is adopted by pid, so one that is already gone by then (here a
+/// zombie child) must not leave an entry its pid's next owner would inherit.
+#[test]
+fn an_adopted_process_that_already_exited_leaves_no_member_behind() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-zombie");
+    let agent = make_agent(&dir);
+    let mut parent = Command::new(&agent).args(["zombie-child", "30"]).stdout(Stdio::piped()).spawn_busy();
+    let mut out = BufReader::new(parent.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let zombie: u64 = line.trim().strip_prefix("zombie=").expect("zombie=PID").parse().unwrap();
+    let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let start = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == parent.id());
+    let pids = session_pids(&daemon, start["session"]["id"].as_str().unwrap());
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    assert!(pids.contains(&(parent.id() as u64)), "{pids:?}");
+    assert!(!pids.contains(&zombie), "the exited child {zombie} is a member: {pids:?}");
 }
 
 #[test]

@@ -219,15 +219,8 @@ pub fn processes() -> Vec<(u32, u32, u64)> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return out };
     for entry in entries.filter_map(Result::ok) {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // Fields after the command name, which may hold spaces and parentheses.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
-        let fields: Vec<&str> = rest.split(' ').collect();
-        let (Some(ppid), Some(start)) = (fields.get(1).and_then(|f| f.parse().ok()), fields.get(19).and_then(|f| f.parse().ok()))
-        else {
-            continue;
-        };
-        out.push((pid, ppid, start));
+        let Some(stat) = crate::running_process::stat(pid) else { continue };
+        out.push((pid, stat.ppid, stat.start));
     }
     out.sort_by_key(|&(pid, _, start)| (start, pid));
     out

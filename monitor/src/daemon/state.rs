@@ -37,6 +37,7 @@ use crate::{
     policy::{self, Mode, Policy},
     principal,
     rule_maps::RuleMaps,
+    running_process::{self, RunningProcess},
     session_map::SessionMap,
 };
 
@@ -813,13 +814,15 @@ impl Daemon {
         let root = cgroup2_mount();
         let mut joined: HashMap<u32, u64> = HashMap::new();
         let mut starts = Vec::new();
-        for (pid, ppid, _) in adoption::processes() {
+        for (pid, ppid, start) in adoption::processes() {
             if pid == std::process::id() || pid <= 1 || self.members.member(pid).is_some() {
                 continue;
             }
+            // The process the scan saw, alive: a pid is trusted only while it names it.
+            let Some(process) = RunningProcess::hold(pid, Some(start)) else { continue };
             if let Some(&session) = joined.get(&ppid) {
                 let member = self.sessions[&session].member;
-                if self.members.set(pid, &member).is_ok() {
+                if let Ok(true) = self.members.adopt(&process, &member) {
                     joined.insert(pid, session);
                     self.sessions.get_mut(&session).expect("begun").alive.insert(pid);
                 }
@@ -829,14 +832,18 @@ impl Daemon {
             let Some(selector) = tables.matching(&facts) else { continue };
             let chosen = tables.session_for(selector, facts.uid);
             let info = tables.info[selector as usize].clone();
+            let Some(profile) = self.policies.profile(&info.profile) else { continue };
             let session = new_session_id();
             let member = SessionMember { session_id: session, policy_id: chosen.policy_id, flags: chosen.flags };
-            if let Err(error) = self.members.set(pid, &member) {
-                log::warn!("adopting running process {pid}: {error}");
-                continue;
+            match self.members.adopt(&process, &member) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => {
+                    log::warn!("adopting running process {pid}: {error}");
+                    continue;
+                }
             }
             joined.insert(pid, session);
-            let Some(profile) = self.policies.profile(&info.profile) else { continue };
             // Started without its root pid: its `session.start` is written below, once
             // its descendants have joined and it has its cgroup.
             let mut record = Session::new(session, &info.profile, profile.view.clone(), member, facts.uid, 0, Origin::Running);
@@ -924,6 +931,12 @@ fn release(cgroup: &SessionCgroup) {
     }
 }
 
+/// pid -> start time, as `save_frozen` wrote them.
+fn saved_processes(entry: &serde_json::Value) -> BTreeMap<u32, u64> {
+    let processes = entry["processes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    processes.iter().filter_map(|p| Some((u32::try_from(p["pid"].as_u64()?).ok()?, p["start"].as_u64()?))).collect()
+}
+
 pub fn frozen_state_file(config: &Config) -> PathBuf {
     config.socket.with_file_name("frozen-sessions.json")
 }
@@ -939,7 +952,10 @@ impl Daemon {
                     "profile": s.profile,
                     "uid": s.uid,
                     "cgroup": s.cgroup.as_ref().map(|c| c.path().display().to_string()),
-                    "pids": self.members.members(*id),
+                    "processes": self.members.members(*id).into_iter().filter_map(|pid| {
+                        let start = running_process::stat(pid)?.start;
+                        Some(serde_json::json!({ "pid": pid, "start": start }))
+                    }).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -962,23 +978,36 @@ impl Daemon {
             let uid = entry["uid"].as_u64().unwrap_or(0) as u32;
             let id = entry["session"].as_str().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or_else(new_session_id);
             let cgroup = entry["cgroup"].as_str().and_then(|p| p.rsplit('/').next()).and_then(|name| SessionCgroup::open(name).ok()).map(SessionCgroup::keeping_parent);
-            let pids: Vec<u32> = match &cgroup {
-                Some(cgroup) => cgroup.pids(),
-                None => entry["pids"].as_array().map(|a| a.iter().filter_map(|p| p.as_u64()).map(|p| p as u32).collect()).unwrap_or_default(),
-            };
             let (Some(compiled), Some(policy_id)) = (self.policies.profile(&profile), self.policies.policy_for(&profile, Some(uid))) else {
                 log::error!("frozen session {}: profile {profile:?} is not in the policy; left frozen", session_id_text(id));
                 kept.push(entry);
                 continue;
             };
+            let saved = saved_processes(&entry);
+            let candidates: Vec<(u32, Option<u64>)> = match &cgroup {
+                // The cgroup lists who is in it now; a start time saved for a pid is
+                // checked all the same.
+                Some(cgroup) => cgroup.pids().into_iter().map(|pid| (pid, saved.get(&pid).copied())).collect(),
+                // Only the saved list says who was stopped: a pid is taken back only if
+                // it still names the process saved, by its start time.
+                None => saved.iter().map(|(&pid, &start)| (pid, Some(start))).collect(),
+            };
             let member = SessionMember { session_id: id, policy_id, flags: compiled.flags };
             let view = compiled.view.clone();
-            for &pid in &pids {
+            let mut held = Vec::new();
+            for (pid, start) in candidates {
+                let Some(process) = RunningProcess::hold(pid, start) else {
+                    log::warn!("frozen pid {pid} of session {} is gone; not taken back", session_id_text(id));
+                    continue;
+                };
                 // A process the scan already adopted is frozen, not new: it is moved.
-                if let Err(error) = self.members.set(pid, &member) {
-                    log::warn!("re-adopting frozen pid {pid}: {error}");
+                match self.members.adopt(&process, &member) {
+                    Ok(true) => held.push(process),
+                    Ok(false) => {}
+                    Err(error) => log::warn!("re-adopting frozen pid {pid}: {error}; left stopped"),
                 }
             }
+            let pids: Vec<u32> = held.iter().map(RunningProcess::pid).collect();
             let root = pids.first().copied().unwrap_or(0);
             let mut record = Session::new(id, &profile, view, member, uid, root, Origin::Running);
             record.adopted_by = Some("frozen when the previous daemon stopped".into());
@@ -994,10 +1023,8 @@ impl Daemon {
                 self.sessions.get_mut(&id).expect("begun").cgroup = Some(cgroup);
             }
             let thawed = if has_cgroup { self.set_frozen(id, false).map(|_| ()) } else {
-                for pid in &pids {
-                    if let Some(fd) = crate::launcher::pidfd(*pid) {
-                        crate::launcher::pidfd_send(&fd, libc::SIGCONT);
-                    }
+                for process in &held {
+                    process.signal(libc::SIGCONT);
                 }
                 Ok(())
             };

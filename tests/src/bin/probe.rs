@@ -454,6 +454,21 @@ fn main() {
             }
         }
         "sleep" => std::thread::sleep(Duration::from_secs(arg(1).parse().expect("seconds"))),
+        "zombie-child" => {
+            // A child that exits at once and is never waited for; prints its pid once it
+            // is a zombie, then sleeps SECS seconds.
+            // SAFETY: the child only calls _exit.
+            let child = check(unsafe { libc::fork() } as _, "fork");
+            if child == 0 {
+                unsafe { libc::_exit(0) };
+            }
+            // SAFETY: WNOWAIT leaves the zombie in place.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            check(unsafe { libc::waitid(libc::P_PID, child as _, &mut info, libc::WEXITED | libc::WNOWAIT) } as _, "waitid");
+            println!("zombie={child}");
+            let _ = std::io::stdout().flush();
+            std::thread::sleep(Duration::from_secs(arg(1).parse().expect("seconds")));
+        }
         "poll-open" => {
             // Tries to open PATH every 20 ms for SECS seconds; prints each change of
             // outcome (`ok`, `errno=N`) as it happens.
