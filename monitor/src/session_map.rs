@@ -132,7 +132,7 @@ impl SessionMap {
     }
 
     /// Adds or changes `tgid`'s entry, its bit first.
-    pub fn set(&mut self, tgid: u32, member: &SessionMember) -> Result<(), SessionMapError> {
+    fn set(&mut self, tgid: u32, member: &SessionMember) -> Result<(), SessionMapError> {
         MemberBits::new(self.bits_fd.as_fd()).mark(tgid).map_err(SessionMapError::MemberBits)?;
         Ok(self.map.insert(tgid, member, 0)?)
     }
