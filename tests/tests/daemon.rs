@@ -287,6 +287,9 @@ fn an_adopted_agent_that_violates_is_stopped_and_the_cli_shows_it() {
         e["type"] == "file.open" && e["file"]["path"] == secret.to_str().unwrap() && e["decision"]["action"] != "allow"
     });
     assert_eq!(violation["decision"]["profile"], "agent", "{violation}");
+    // Its session ends once the daemon has its exit (later, on a loaded machine).
+    let killed = violation["session"]["id"].as_str().unwrap().to_owned();
+    daemon.wait_event(|e| e["type"] == "session.end" && e["session"]["id"] == killed.as_str());
 
     // The follower saw the same, live.
     let mut seen = Vec::new();
