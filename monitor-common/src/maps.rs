@@ -45,8 +45,20 @@ pub const DENIED_INODES_MAX: u32 = 262_144;
 
 /// Which resources the BPF LSM hooks enforce: index 0 -> bits of [`lsm_tier`].
 pub const LSM_TIERS: &str = "LSM_TIERS";
-/// Index 0: non-zero while the ring buffers' reader sleeps; then every record wakes it.
-pub const READER_ASLEEP: &str = "READER_ASLEEP";
+/// Index 0: what the ring buffers' reader is doing, one of [`reader_state`]; it says
+/// which records wake it.
+pub const READER_STATE: &str = "READER_STATE";
+
+/// Values of [`READER_STATE`].
+pub mod reader_state {
+    /// Passing every few ms: a record wakes the reader only if 64 KiB are waiting.
+    pub const READING: u32 = 0;
+    /// Found nothing and sleeps: every record wakes it.
+    pub const ASLEEP: u32 = 1;
+    /// Its queue is full, so it reads no telemetry for now: no record wakes it (a
+    /// wakeup per record, in a full ring buffer, would cost every producer).
+    pub const BACKED_UP: u32 = 2;
+}
 
 /// Bits of [`LSM_TIERS`]. The daemon sets a bit only once the hooks attached and were
 /// seen to run; where a bit is clear, the tracepoint and cgroup programs (tier 2)

@@ -11,13 +11,13 @@ use monitor_common::{
         EXEC_PATH_OFFSET, EventHeader, ExecEvent, FILE_CHANGE_PATH_OFFSET, FILE_OPEN_PATH_OFFSET, FileChangeEvent,
         FileOpenEvent, PATH_BUF_BYTES,
     },
-    maps::Counter,
+    maps::{Counter, reader_state},
     session::SessionMember,
 };
 
 use core::intrinsics::{AtomicOrdering, atomic_and, atomic_or};
 
-use crate::maps::{COUNTERS, DECISIONS, EVENTS, LSM_TIERS, MEMBER_BITS, READER_ASLEEP, SESSIONS};
+use crate::maps::{COUNTERS, DECISIONS, EVENTS, LSM_TIERS, MEMBER_BITS, READER_STATE, SESSIONS};
 
 /// Patched by the daemon before load (see `monitor_common::config`).
 #[unsafe(no_mangle)]
@@ -263,11 +263,16 @@ const WAKEUP_THRESHOLD: u64 = 64 * 1024;
 /// Flags for a record to `EVENTS`. While telemetry flows the reader passes every 5 ms
 /// (`monitor::ingest::POLL_INTERVAL_MS`), and a record wakes it only if 64 KiB are
 /// waiting: one wakeup per record would cost more than building the record. A reader
-/// that found nothing sleeps (`READER_ASLEEP`), and any record wakes it.
+/// that found nothing sleeps, and any record wakes it; one whose queue is full is woken
+/// by none (`READER_STATE`).
 #[inline(always)]
 pub fn wakeup_flags() -> u64 {
-    let asleep = READER_ASLEEP.get(0).is_some_and(|asleep| *asleep != 0);
-    if asleep || EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_THRESHOLD { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+    match READER_STATE.get(0).copied() {
+        Some(reader_state::ASLEEP) => BPF_RB_FORCE_WAKEUP,
+        Some(reader_state::BACKED_UP) => BPF_RB_NO_WAKEUP,
+        _ if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_THRESHOLD => BPF_RB_FORCE_WAKEUP,
+        _ => BPF_RB_NO_WAKEUP,
+    }
 }
 
 const BPF_RB_NO_WAKEUP: u64 = 1;

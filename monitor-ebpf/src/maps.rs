@@ -50,10 +50,10 @@ pub static CHANGE_SCRATCH: PerCpuArray<FileChangeEvent> = PerCpuArray::with_max_
 #[map]
 pub static LSM_TIERS: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Index 0: non-zero while the ring buffers' reader sleeps (see `kernel::wakeup_flags`),
+/// Index 0: one of `monitor_common::maps::reader_state` (see `kernel::wakeup_flags`),
 /// written by `monitor::ingest`.
 #[map]
-pub static READER_ASLEEP: Array<u32> = Array::with_max_entries(1, 0);
+pub static READER_STATE: Array<u32> = Array::with_max_entries(1, 0);
 
 /// The monitor's own files (see `monitor_common::maps::PROTECTED_INODES`).
 #[map]

@@ -321,7 +321,9 @@ pub struct Loss {
     pub decision_ringbuf_full: u64,
     /// Userspace: records that failed to decode.
     pub decode_error: u64,
-    /// Userspace: records dropped because the processing queue was full.
+    /// Always 0, kept so that schema version 1 does not change: while the processing
+    /// queue is full, records wait in the kernel's ring buffer (whose overflow is
+    /// `ringbuf_full`) instead of being dropped in userspace.
     pub queue_full: u64,
     /// Userspace: events the sink failed to take (closed pipe, full disk).
     pub sink_error: u64,

@@ -1,23 +1,23 @@
 //! Ring buffers -> bounded queue. Runs on its own thread so that a slow sink never
 //! stalls reading the kernel's buffers. Violations arrive on their own ring buffer
 //! and are read first; they are handed to the `actions` hook before being queued (so
-//! a kill-session does not wait behind telemetry) and are never dropped for a full
-//! queue, nor are adoptions (which start sessions). Telemetry that cannot be queued is
-//! counted, not lost silently.
+//! a kill-session does not wait behind telemetry). Nothing is dropped here: while the
+//! queue is full, telemetry waits in the kernel's ring buffer (see `backlog`).
 
 use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::TrySendError,
     },
     thread::JoinHandle,
 };
 
 use aya::maps::{Array, MapData, RingBuf};
+use monitor_common::maps::reader_state;
 
 use crate::{
+    backlog::Backlog,
     decode::{KernelEvent, decode},
     queue::Sender,
 };
@@ -27,7 +27,11 @@ use crate::{
 /// (Violations wake the reader at once.)
 pub const POLL_INTERVAL_MS: i32 = 5;
 
-/// When a pass found no telemetry, the reader says so in `READER_ASLEEP` and sleeps
+/// While the queue is full, the reader looks at violations this often, and tries again
+/// to queue the telemetry it holds.
+pub const BACKED_UP_POLL_MS: i32 = 1;
+
+/// When a pass found no telemetry, the reader says so in `READER_STATE` and sleeps
 /// until a record wakes it; this timeout is only a safety net.
 pub const IDLE_POLL_MS: i32 = 1000;
 
@@ -43,7 +47,6 @@ pub enum Item {
 #[derive(Debug, Default)]
 pub struct UserspaceLoss {
     pub decode_error: AtomicU64,
-    pub queue_full: AtomicU64,
 }
 
 /// Called for every violation before it is queued; may return an item to queue after it.
@@ -64,7 +67,7 @@ impl Ingest {
     pub fn spawn(
         mut events: RingBuf<MapData>,
         mut decisions: RingBuf<MapData>,
-        mut reader_asleep: Array<MapData, u32>,
+        mut reader_state: Array<MapData, u32>,
         queue: Sender<Item>,
         loss: Arc<UserspaceLoss>,
         mut on_decision: DecisionHook,
@@ -82,31 +85,49 @@ impl Ingest {
             .name("ingest".into())
             .spawn(move || {
                 let mut settle = Some(settle);
-                let mut violations: Vec<(KernelEvent, Option<Item>)> = Vec::new();
-                let mut telemetry: Vec<KernelEvent> = Vec::new();
+                let mut backlog = Backlog::default();
                 let mut flowing = false;
+                let mut backed_up = false;
+                // As last written to `READER_STATE`.
+                let mut state = reader_state::READING;
+                let mut tell_kernel = |want: u32| {
+                    if want != state && reader_state.set(0, want, 0).is_ok() {
+                        state = want;
+                    }
+                    state
+                };
                 loop {
                     // Read the flag before draining: everything submitted before
                     // `stop()` was called is drained before the thread ends.
                     let last_round = stopping.load(Ordering::Acquire);
                     // While telemetry flows, records wake us once 64 KiB wait, violations
-                    // at once. Otherwise we sleep, and from the flag on every record wakes
-                    // us; one written since the last pass makes the ring buffer readable,
-                    // so poll returns at once.
-                    let asleep = !flowing && reader_asleep.set(0, 1, 0).is_ok();
-                    wait_readable(
-                        &[events.as_raw_fd(), decisions.as_raw_fd(), woken],
-                        if asleep { IDLE_POLL_MS } else { POLL_INTERVAL_MS },
-                    );
-                    if asleep {
-                        let _ = reader_asleep.set(0, 0, 0);
+                    // at once. Otherwise we sleep, and from the state on every record
+                    // wakes us; one written since the last pass makes the ring buffer
+                    // readable, so poll returns at once. While the queue is full, the
+                    // telemetry waiting in the ring buffer neither wakes us nor is
+                    // waited for.
+                    if backed_up {
+                        tell_kernel(reader_state::BACKED_UP);
+                        wait_readable(&[decisions.as_raw_fd(), woken], BACKED_UP_POLL_MS);
+                    } else {
+                        let asleep = !flowing && tell_kernel(reader_state::ASLEEP) == reader_state::ASLEEP;
+                        if !asleep {
+                            tell_kernel(reader_state::READING);
+                        }
+                        wait_readable(
+                            &[events.as_raw_fd(), decisions.as_raw_fd(), woken],
+                            if asleep { IDLE_POLL_MS } else { POLL_INTERVAL_MS },
+                        );
+                        if asleep {
+                            tell_kernel(reader_state::READING);
+                        }
                     }
                     // Violations first, and their actions (kill-session) at once.
                     while let Some(record) = decisions.next() {
                         match decode(&record) {
                             Ok(event) => {
                                 let follow_up = on_decision(&event);
-                                violations.push((event, follow_up));
+                                backlog.push_violation(event, follow_up);
                             }
                             Err(error) => {
                                 log::warn!("undecodable decision record: {error}");
@@ -114,50 +135,29 @@ impl Ingest {
                             }
                         }
                     }
-                    while let Some(record) = events.next() {
+                    // Telemetry, as far as the backlog has room (all of it at the end).
+                    let mut ring_drained = false;
+                    let mut read = false;
+                    while backlog.has_room() || last_round {
+                        let Some(record) = events.next() else {
+                            ring_drained = true;
+                            break;
+                        };
+                        read = true;
                         match decode(&record) {
-                            Ok(event) => telemetry.push(event),
+                            Ok(event) => backlog.push_telemetry(event),
                             Err(error) => {
                                 log::debug!("undecodable record: {error}");
                                 loss.decode_error.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                     }
-                    flowing = !telemetry.is_empty();
-                    // Queue both in kernel time order, so a violation is explained
-                    // with the fork and exec that came before it.
-                    let mut violations_in_order = violations.drain(..).peekable();
-                    for event in telemetry.drain(..) {
-                        while let Some((violation, _)) = violations_in_order.peek() {
-                            if violation.header().time_ns > event.header().time_ns {
-                                break;
-                            }
-                            let (violation, follow_up) = violations_in_order.next().expect("peeked");
-                            if !send_violation(&queue, violation, follow_up) {
-                                return;
-                            }
-                        }
-                        // An adoption starts a session: without it the daemon cannot
-                        // say whose the session's events are. Never dropped.
-                        if matches!(event, KernelEvent::Adopt { .. }) {
-                            if queue.send(Item::Kernel(event)).is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                        match queue.try_send(Item::Kernel(event)) {
-                            Ok(()) => {}
-                            Err(TrySendError::Full(_)) => {
-                                loss.queue_full.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(TrySendError::Disconnected(_)) => return,
-                        }
+                    if backlog.forward(&queue, ring_drained, last_round).is_err() {
+                        return;
                     }
-                    for (violation, follow_up) in violations_in_order {
-                        if !send_violation(&queue, violation, follow_up) {
-                            return;
-                        }
-                    }
+                    // Telemetry is held back only by a full queue.
+                    backed_up = backlog.holds_telemetry();
+                    flowing = read || backed_up;
                     if last_round {
                         match settle.take() {
                             Some(settle) => settle(),
@@ -181,16 +181,8 @@ impl Ingest {
     }
 }
 
-/// Queues a violation, waiting for room: violations are never dropped.
-fn send_violation(queue: &Sender<Item>, violation: KernelEvent, follow_up: Option<Item>) -> bool {
-    if queue.send(Item::Kernel(violation)).is_err() {
-        return false;
-    }
-    follow_up.is_none_or(|item| queue.send(item).is_ok())
-}
-
-fn wait_readable(fds: &[i32; 3], timeout_ms: i32) {
-    let mut pollfds = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+fn wait_readable(fds: &[i32], timeout_ms: i32) {
+    let mut pollfds: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     // SAFETY: valid array of pollfds.
     unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
 }

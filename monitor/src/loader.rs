@@ -215,8 +215,8 @@ pub struct Probes {
     pub sessions: SessionMap,
     pub events: RingBuf<MapData>,
     pub decisions: RingBuf<MapData>,
-    /// Set by the ring buffers' reader while it sleeps (`ingest`).
-    pub reader_asleep: Array<MapData, u32>,
+    /// What the ring buffers' reader is doing (`ingest`).
+    pub reader_state: Array<MapData, u32>,
     pub counters: PerCpuArray<MapData, u64>,
     pub rules: RuleMaps,
     pub syscall_links: SyscallLinks,
@@ -298,9 +298,9 @@ impl Probes {
         let sessions = SessionMap::new(sessions, member_bits)?;
         let events = ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap(maps::EVENTS))?;
         let events = RingBuf::try_from(events).map_err(|source| LoadError::Map { name: maps::EVENTS, source })?;
-        let reader_asleep = ebpf.take_map(maps::READER_ASLEEP).ok_or(LoadError::MissingMap(maps::READER_ASLEEP))?;
-        let reader_asleep =
-            Array::try_from(reader_asleep).map_err(|source| LoadError::Map { name: maps::READER_ASLEEP, source })?;
+        let reader_state = ebpf.take_map(maps::READER_STATE).ok_or(LoadError::MissingMap(maps::READER_STATE))?;
+        let reader_state =
+            Array::try_from(reader_state).map_err(|source| LoadError::Map { name: maps::READER_STATE, source })?;
         let decisions = ebpf.take_map(maps::DECISIONS).ok_or(LoadError::MissingMap(maps::DECISIONS))?;
         let decisions =
             RingBuf::try_from(decisions).map_err(|source| LoadError::Map { name: maps::DECISIONS, source })?;
@@ -343,7 +343,7 @@ impl Probes {
             sessions,
             events,
             decisions,
-            reader_asleep,
+            reader_state,
             counters,
             rules,
             syscall_links,

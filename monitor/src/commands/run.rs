@@ -190,7 +190,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     for path in own_files {
         probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
     }
-    let Probes { mut ebpf, enforcement, sessions, events, decisions, reader_asleep, counters, mut rules, .. } = probes;
+    let Probes { mut ebpf, enforcement, sessions, events, decisions, reader_state, counters, mut rules, .. } = probes;
 
     let mounts = MountTable::load().context("reading the mount table")?;
     let environment =
@@ -310,7 +310,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             }
         }
     });
-    let ingest = Ingest::spawn(events, decisions, reader_asleep, queue, user_loss.clone(), hook, settle);
+    let ingest = Ingest::spawn(events, decisions, reader_state, queue, user_loss.clone(), hook, settle);
     host_refresh::spawn(POLICY_ID, hosts, rules.net, resolve_host);
     let mut pipeline = Pipeline::new(context, tree, sink);
     pipeline.policy = Some(PolicyView {
@@ -523,7 +523,7 @@ pub(crate) fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &Userspac
         pending_map_full: kernel(Counter::PendingMapFull),
         decision_ringbuf_full: kernel(Counter::DecisionRingbufFull),
         decode_error: user.decode_error.load(Ordering::Relaxed),
-        queue_full: user.queue_full.load(Ordering::Relaxed),
+        queue_full: 0,
         sink_error: pipeline.sink.lost(),
     }
 }

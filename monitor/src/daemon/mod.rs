@@ -69,7 +69,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let sink = build_sink(&config, hub.clone())?;
     let session_map = Arc::new(probes.sessions.fds_dup().context("duplicating the session maps' descriptors")?);
 
-    let Probes { ebpf, enforcement, sessions, events, decisions, reader_asleep, counters, rules, .. } = probes;
+    let Probes { ebpf, enforcement, sessions, events, decisions, reader_state, counters, rules, .. } = probes;
     let kill_table: KillTable = Arc::new(Mutex::new(Default::default()));
     let (queue, items) = crate::queue::bounded::<Item>();
     let user_loss = Arc::new(UserspaceLoss::default());
@@ -78,7 +78,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
         .context("opening the session map for the kill hook")?;
     let hook = kill_hook(kill_table.clone(), metrics.clone(), hook_members);
     let waker = queue.waker();
-    let ingest = Ingest::spawn(events, decisions, reader_asleep, queue, user_loss.clone(), hook, Box::new(|| {}));
+    let ingest = Ingest::spawn(events, decisions, reader_state, queue, user_loss.clone(), hook, Box::new(|| {}));
     let mut pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
     pipeline.metrics = Some(metrics);
     let kernel = KernelParts { ebpf, enforcement, rules, members: sessions, adopt, counters, user_loss };
