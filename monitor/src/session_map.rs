@@ -28,6 +28,24 @@ pub struct SessionMap {
     bits_fd: OwnedFd,
 }
 
+/// What `SessionMap::adopt` does with a process already in a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Leave it there (the kernel may have adopted it meanwhile, at an exec).
+    Keep,
+    /// Move it into this session.
+    Replace,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    Adopted,
+    /// It had begun to exit: no entry was left.
+    Gone,
+    /// It was in a session already, and `Existing::Keep` left it there.
+    AlreadyMember,
+}
+
 /// Descriptors of both maps, as the daemon hands them to its threads and its clients.
 pub struct SessionMapFds {
     pub sessions: OwnedFd,
@@ -131,25 +149,39 @@ impl SessionMap {
         self.map.insert(tgid, member, BPF_EXIST)
     }
 
-    /// Adds or changes `tgid`'s entry, its bit first.
-    fn set(&mut self, tgid: u32, member: &SessionMember) -> Result<(), SessionMapError> {
-        MemberBits::new(self.bits_fd.as_fd()).mark(tgid).map_err(SessionMapError::MemberBits)?;
-        Ok(self.map.insert(tgid, member, 0)?)
+    /// Adds a process that was already running, its bit first. Its entry is keyed by
+    /// pid, so it is kept only if the process had not begun to exit once it was written
+    /// (its exit then removes it, in the kernel). Otherwise the entry is taken back,
+    /// unless it is no longer the one written.
+    pub fn adopt(&mut self, process: &RunningProcess, member: &SessionMember, existing: Existing) -> Result<Adoption, SessionMapError> {
+        const BPF_ANY: u64 = 0;
+        const BPF_NOEXIST: u64 = 1;
+        let pid = process.pid();
+        MemberBits::new(self.bits_fd.as_fd()).mark(pid).map_err(SessionMapError::MemberBits)?;
+        let flags = match existing {
+            Existing::Keep => BPF_NOEXIST,
+            Existing::Replace => BPF_ANY,
+        };
+        match self.map.insert(pid, member, flags) {
+            Ok(()) => {}
+            Err(MapError::SyscallError(error)) if error.io_error.raw_os_error() == Some(libc::EEXIST) => {
+                return Ok(Adoption::AlreadyMember);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        if process.alive() {
+            return Ok(Adoption::Adopted);
+        }
+        self.remove_entry(pid, member);
+        Ok(Adoption::Gone)
     }
 
-    /// Adds a process that was already running, its bit first. Its entry is keyed by
-    /// pid, so it is kept only if the process was still alive after the write (its exit
-    /// then removes it, in the kernel). Otherwise the entry is taken back, unless it is
-    /// no longer the one written, and `Ok(false)` says the process is gone.
-    pub fn adopt(&mut self, process: &RunningProcess, member: &SessionMember) -> Result<bool, SessionMapError> {
-        self.set(process.pid(), member)?;
-        if process.alive() {
-            return Ok(true);
+    /// Removes `tgid`'s entry if it is still `member`. (Its bit stays: a stale bit costs
+    /// a lookup, never a verdict.)
+    pub fn remove_entry(&mut self, tgid: u32, member: &SessionMember) {
+        if self.member(tgid) == Some(*member) {
+            let _ = self.map.remove(&tgid);
         }
-        if self.member(process.pid()) == Some(*member) {
-            let _ = self.map.remove(&process.pid());
-        }
-        Ok(false)
     }
 
     /// Every (tgid, entry) of `session_id`.
@@ -206,9 +238,14 @@ mod tests {
         let member = SessionMember { session_id: 0x5e55, policy_id: 3, flags: 1 };
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
-        let process = RunningProcess::hold(pid, Some(running_process::stat(pid).unwrap().start)).unwrap();
-        assert!(map.adopt(&process, &member).unwrap());
+        let process = RunningProcess::hold(pid, Some(running_process::process_stat(pid).unwrap().start)).unwrap();
+        assert_eq!(map.adopt(&process, &member, Existing::Keep).unwrap(), Adoption::Adopted);
         assert_eq!(kernel_entry(&kernel_view, pid), Some(member));
+        let other = SessionMember { session_id: 0x07e5, ..member };
+        assert_eq!(map.adopt(&process, &other, Existing::Keep).unwrap(), Adoption::AlreadyMember);
+        assert_eq!(kernel_entry(&kernel_view, pid), Some(member), "kept");
+        assert_eq!(map.adopt(&process, &other, Existing::Replace).unwrap(), Adoption::Adopted);
+        assert_eq!(kernel_entry(&kernel_view, pid), Some(other), "replaced");
 
         // It exits (no kernel program here removes the entry); written again, the
         // entry is taken back.
@@ -219,7 +256,7 @@ mod tests {
             assert!(Instant::now() < deadline, "alive after SIGKILL");
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(!map.adopt(&process, &member).unwrap());
+        assert_eq!(map.adopt(&process, &member, Existing::Keep).unwrap(), Adoption::Gone);
         assert_eq!(kernel_entry(&kernel_view, pid), None);
         child.wait().unwrap();
     }

@@ -633,6 +633,75 @@ fn a_frozen_session_without_a_cgroup_takes_back_only_its_own_processes() {
     assert!(!daemon.path("frozen-sessions.json").exists());
 }
 
+/// A session cgroup holds a process the saved list does not name (here: by its start
+/// time): thawing the cgroup would let it run unmonitored, so the session stays frozen
+/// and stays in the list.
+#[test]
+fn a_frozen_session_cgroup_holding_a_process_not_saved_stays_frozen() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-frozen-cgroup");
+    let agent = make_agent(&dir);
+    let session = "5e55100d00000002";
+    let cgroup = cgroup_dir(session);
+    std::fs::create_dir_all(&cgroup).unwrap();
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(cgroup.join("cgroup.procs"), child.id().to_string()).unwrap();
+    std::fs::write(cgroup.join("cgroup.freeze"), "1").unwrap();
+    let frozen = || std::fs::read_to_string(cgroup.join("cgroup.events")).unwrap().lines().any(|l| l == "frozen 1");
+    while !frozen() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let state = serde_json::json!([{
+        "session": session, "profile": "agent", "uid": 0, "cgroup": cgroup.display().to_string(),
+        "processes": [{ "pid": child.id(), "start": proc_state(child.id()).1 - 1 }],
+    }]);
+    std::fs::write(dir.path().join("frozen-sessions.json"), state.to_string()).unwrap();
+    let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let listed = daemon.ctl_json(&["sessions", "--json"]);
+    let still_frozen = frozen();
+    let kept = std::fs::read_to_string(daemon.path("frozen-sessions.json")).unwrap_or_default();
+    drop(daemon);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir(&cgroup);
+    // The parent goes too unless another test's session is in it.
+    let _ = std::fs::remove_dir(cgroup.parent().unwrap());
+    assert!(still_frozen, "thawed");
+    assert!(!listed.to_string().contains(session), "taken back: {listed}");
+    assert!(kept.contains(session), "dropped from the list: {kept:?}");
+}
+
+/// A list saved by a daemon that wrote no start times cannot tell its pids from their
+/// next owners': nothing is taken back or continued, and the entry is kept.
+#[test]
+fn a_frozen_session_saved_without_start_times_is_left_stopped() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-frozen-old");
+    let agent = make_agent(&dir);
+    let mut stopped = Command::new("sleep").arg("60").spawn().unwrap();
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(stopped.id() as i32, libc::SIGSTOP) };
+    while proc_state(stopped.id()).0 != 'T' {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let session = "5e55100d00000003";
+    let state = serde_json::json!([{ "session": session, "profile": "agent", "uid": 0, "cgroup": null, "pids": [stopped.id()] }]);
+    std::fs::write(dir.path().join("frozen-sessions.json"), state.to_string()).unwrap();
+    let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let pids = session_pids(&daemon, session);
+    let state_now = proc_state(stopped.id()).0;
+    let kept = std::fs::read_to_string(daemon.path("frozen-sessions.json")).unwrap_or_default();
+    stopped.kill().unwrap();
+    stopped.wait().unwrap();
+    assert!(pids.is_empty(), "{pids:?}");
+    assert_eq!(state_now, 'T', "continued");
+    assert!(kept.contains(session), "dropped from the list: {kept:?}");
+}
+
 #[test]
 fn processes_running_before_the_daemon_are_adopted_with_their_children() {
     if !privileged() {

@@ -219,7 +219,7 @@ pub fn processes() -> Vec<(u32, u32, u64)> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return out };
     for entry in entries.filter_map(Result::ok) {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Some(stat) = crate::running_process::stat(pid) else { continue };
+        let Some(stat) = crate::running_process::process_stat(pid) else { continue };
         out.push((pid, stat.ppid, stat.start));
     }
     out.sort_by_key(|&(pid, _, start)| (start, pid));

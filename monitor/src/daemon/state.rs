@@ -37,8 +37,8 @@ use crate::{
     policy::{self, Mode, Policy},
     principal,
     rule_maps::RuleMaps,
-    running_process::{self, RunningProcess},
-    session_map::SessionMap,
+    running_process::RunningProcess,
+    session_map::{Adoption, Existing, SessionMap},
 };
 
 /// Rules of a replaced policy stay this long after a reload, for kernel programs and
@@ -822,7 +822,7 @@ impl Daemon {
             let Some(process) = RunningProcess::hold(pid, Some(start)) else { continue };
             if let Some(&session) = joined.get(&ppid) {
                 let member = self.sessions[&session].member;
-                if let Ok(true) = self.members.adopt(&process, &member) {
+                if let Ok(Adoption::Adopted) = self.members.adopt(&process, &member, Existing::Keep) {
                     joined.insert(pid, session);
                     self.sessions.get_mut(&session).expect("begun").alive.insert(pid);
                 }
@@ -835,9 +835,9 @@ impl Daemon {
             let Some(profile) = self.policies.profile(&info.profile) else { continue };
             let session = new_session_id();
             let member = SessionMember { session_id: session, policy_id: chosen.policy_id, flags: chosen.flags };
-            match self.members.adopt(&process, &member) {
-                Ok(true) => {}
-                Ok(false) => continue,
+            match self.members.adopt(&process, &member, Existing::Keep) {
+                Ok(Adoption::Adopted) => {}
+                Ok(Adoption::Gone | Adoption::AlreadyMember) => continue,
                 Err(error) => {
                     log::warn!("adopting running process {pid}: {error}");
                     continue;
@@ -931,10 +931,10 @@ fn release(cgroup: &SessionCgroup) {
     }
 }
 
-/// pid -> start time, as `save_frozen` wrote them.
-fn saved_processes(entry: &serde_json::Value) -> BTreeMap<u32, u64> {
-    let processes = entry["processes"].as_array().map(Vec::as_slice).unwrap_or_default();
-    processes.iter().filter_map(|p| Some((u32::try_from(p["pid"].as_u64()?).ok()?, p["start"].as_u64()?))).collect()
+/// pid -> start time, as `save_frozen` wrote them; None from a daemon that saved none.
+fn saved_processes(entry: &serde_json::Value) -> Option<BTreeMap<u32, u64>> {
+    let processes = entry["processes"].as_array()?;
+    Some(processes.iter().filter_map(|p| Some((u32::try_from(p["pid"].as_u64()?).ok()?, p["start"].as_u64()?))).collect())
 }
 
 pub fn frozen_state_file(config: &Config) -> PathBuf {
@@ -953,8 +953,10 @@ impl Daemon {
                     "uid": s.uid,
                     "cgroup": s.cgroup.as_ref().map(|c| c.path().display().to_string()),
                     "processes": self.members.members(*id).into_iter().filter_map(|pid| {
-                        let start = running_process::stat(pid)?.start;
-                        Some(serde_json::json!({ "pid": pid, "start": start }))
+                        // Still a member once held: the start time is this member's.
+                        let process = RunningProcess::hold(pid, None)?;
+                        let member = self.members.member(pid).is_some_and(|m| m.session_id == *id);
+                        member.then(|| serde_json::json!({ "pid": pid, "start": process.start() }))
                     }).collect::<Vec<_>>(),
                 })
             })
@@ -983,29 +985,52 @@ impl Daemon {
                 kept.push(entry);
                 continue;
             };
-            let saved = saved_processes(&entry);
+            let Some(saved) = saved_processes(&entry) else {
+                log::error!("frozen session {}: saved without start times (by an older daemon); left frozen, to thaw by hand", session_id_text(id));
+                kept.push(entry);
+                continue;
+            };
             let candidates: Vec<(u32, Option<u64>)> = match &cgroup {
-                // The cgroup lists who is in it now; a start time saved for a pid is
-                // checked all the same.
+                // The cgroup lists who is in it now; each must be a process saved.
                 Some(cgroup) => cgroup.pids().into_iter().map(|pid| (pid, saved.get(&pid).copied())).collect(),
-                // Only the saved list says who was stopped: a pid is taken back only if
-                // it still names the process saved, by its start time.
+                // Only the saved list says who was stopped.
                 None => saved.iter().map(|(&pid, &start)| (pid, Some(start))).collect(),
             };
             let member = SessionMember { session_id: id, policy_id, flags: compiled.flags };
             let view = compiled.view.clone();
             let mut held = Vec::new();
+            // In the cgroup but not taken back: thawing would let them run unmonitored.
+            let mut refused = Vec::new();
             for (pid, start) in candidates {
-                let Some(process) = RunningProcess::hold(pid, start) else {
-                    log::warn!("frozen pid {pid} of session {} is gone; not taken back", session_id_text(id));
+                // A pid is taken back only if it still names the process saved, by its
+                // start time; another process with the pid is left alone.
+                let Some(process) = start.and_then(|start| RunningProcess::hold(pid, Some(start))) else {
+                    if cgroup.is_some() && RunningProcess::hold(pid, None).is_some() {
+                        refused.push(pid);
+                    }
                     continue;
                 };
-                // A process the scan already adopted is frozen, not new: it is moved.
-                match self.members.adopt(&process, &member) {
-                    Ok(true) => held.push(process),
-                    Ok(false) => {}
-                    Err(error) => log::warn!("re-adopting frozen pid {pid}: {error}; left stopped"),
+                match self.members.adopt(&process, &member, Existing::Replace) {
+                    Ok(Adoption::Adopted) => held.push(process),
+                    Ok(Adoption::Gone | Adoption::AlreadyMember) => {}
+                    Err(error) => {
+                        log::error!("re-adopting frozen pid {pid}: {error}; left stopped");
+                        refused.push(pid);
+                    }
                 }
+            }
+            if cgroup.is_some() && !refused.is_empty() {
+                log::error!("frozen session {}: {refused:?} in its cgroup could not be taken back; left frozen", session_id_text(id));
+                for process in &held {
+                    self.members.remove_entry(process.pid(), &member);
+                }
+                kept.push(entry);
+                continue;
+            }
+            if held.is_empty() {
+                // (An empty session cgroup goes when dropped.)
+                log::warn!("frozen session {}: none of its processes is left", session_id_text(id));
+                continue;
             }
             let pids: Vec<u32> = held.iter().map(RunningProcess::pid).collect();
             let root = pids.first().copied().unwrap_or(0);
