@@ -1,15 +1,17 @@
-//! What the ingest thread has read from the ring buffers and not yet queued: telemetry
+//! What the ingest thread has read from the ring buffers and not yet queued: records
 //! waiting for room in the queue, and violations waiting for the telemetry that came
-//! before them. While the queue is full, telemetry is read no further than
-//! `BACKLOG_MAX` records ahead and the rest waits in the kernel's ring buffer: nothing
-//! is dropped until that is full too, and the kernel counts what it then drops
-//! (`ringbuf_full`).
+//! before them. While the queue is full, each ring buffer is read no further than
+//! `BACKLOG_MAX` records ahead and the rest waits in the kernel: nothing is dropped
+//! until a ring buffer is full too, and the kernel counts what it then drops
+//! (`ringbuf_full`, `decision_ringbuf_full`). The ingest thread never waits for room,
+//! so it goes on reading violations, and running their actions, whatever the daemon's
+//! thread is doing.
 
 use std::{collections::VecDeque, sync::mpsc::TrySendError};
 
 use crate::{decode::KernelEvent, ingest::Item, queue::Sender};
 
-/// Telemetry records read ahead of the queue, at most.
+/// Records of each ring buffer read ahead of the queue, at most.
 pub const BACKLOG_MAX: usize = 4096;
 
 /// The queue's receiver is gone.
@@ -18,72 +20,74 @@ pub struct Disconnected;
 
 #[derive(Default)]
 pub struct Backlog {
-    telemetry: VecDeque<KernelEvent>,
-    /// Each with what its action hook asked to queue after it.
-    violations: VecDeque<(KernelEvent, Option<Item>)>,
+    /// Each item with its kernel time.
+    telemetry: VecDeque<(u64, Item)>,
+    /// Violations and adoptions, each followed by what its action hook asked to queue
+    /// after it.
+    decisions: VecDeque<(u64, Item)>,
+    /// The last `forward` stopped at a full queue.
+    waiting_for_room: bool,
 }
 
 impl Backlog {
-    /// Whether to read more telemetry from the ring buffer.
+    /// Whether to read more telemetry from its ring buffer.
     pub fn has_room(&self) -> bool {
         self.telemetry.len() < BACKLOG_MAX
     }
 
-    /// Telemetry is waiting here: the queue was full.
-    pub fn holds_telemetry(&self) -> bool {
-        !self.telemetry.is_empty()
+    /// Whether to read more from the decisions ring buffer. (Its records wait there, and
+    /// their action hooks with them, only while the daemon takes nothing at all.)
+    pub fn has_room_for_decisions(&self) -> bool {
+        self.decisions.len() < BACKLOG_MAX
+    }
+
+    /// Records are held here because the queue was full.
+    pub fn waiting_for_room(&self) -> bool {
+        self.waiting_for_room
     }
 
     pub fn push_telemetry(&mut self, event: KernelEvent) {
-        self.telemetry.push_back(event);
+        self.telemetry.push_back((event.header().time_ns, Item::Kernel(event)));
     }
 
     pub fn push_violation(&mut self, event: KernelEvent, follow_up: Option<Item>) {
-        self.violations.push_back((event, follow_up));
-    }
-
-    /// Queues what can be queued, in kernel time order: a violation goes after the
-    /// telemetry before it, so that it is explained with the fork and exec that led to
-    /// it. Violations and adoptions wait for room in the queue; other telemetry stays
-    /// here while the queue is full, unless `wait` (the last drain before stopping).
-    /// `ring_drained`: the ring buffer holds no more telemetry, so violations later
-    /// than all of it may go.
-    pub fn forward(&mut self, queue: &Sender<Item>, ring_drained: bool, wait: bool) -> Result<(), Disconnected> {
-        loop {
-            let violation_time = self.violations.front().map(|(v, _)| v.header().time_ns);
-            let telemetry_time = self.telemetry.front().map(|e| e.header().time_ns);
-            match (violation_time, telemetry_time) {
-                (Some(v), Some(t)) if v <= t => self.send_violation(queue)?,
-                (Some(_), None) if ring_drained => self.send_violation(queue)?,
-                (_, Some(_)) => {
-                    let event = self.telemetry.pop_front().expect("looked at");
-                    // An adoption starts a session: without it the daemon cannot say
-                    // whose the session's events are. Never left behind.
-                    if wait || matches!(event, KernelEvent::Adopt { .. }) {
-                        queue.send(Item::Kernel(event)).map_err(|_| Disconnected)?;
-                        continue;
-                    }
-                    match queue.try_send(Item::Kernel(event)) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(Item::Kernel(event))) => {
-                            self.telemetry.push_front(event);
-                            return Ok(());
-                        }
-                        Err(TrySendError::Full(_)) => unreachable!("sent a kernel event"),
-                        Err(TrySendError::Disconnected(_)) => return Err(Disconnected),
-                    }
-                }
-                _ => return Ok(()),
-            }
+        let time = event.header().time_ns;
+        self.decisions.push_back((time, Item::Kernel(event)));
+        if let Some(item) = follow_up {
+            self.decisions.push_back((time, item));
         }
     }
 
-    fn send_violation(&mut self, queue: &Sender<Item>) -> Result<(), Disconnected> {
-        let (violation, follow_up) = self.violations.pop_front().expect("looked at");
-        queue.send(Item::Kernel(violation)).map_err(|_| Disconnected)?;
-        match follow_up {
-            Some(item) => queue.send(item).map_err(|_| Disconnected),
-            None => Ok(()),
+    /// Queues what the queue has room for, in kernel time order: a violation goes after
+    /// the telemetry before it, so that it is explained with the fork and exec that led
+    /// to it. Nothing waits for room, unless `wait` (the last drain before stopping).
+    /// `ring_drained`: the telemetry ring buffer holds no more, so violations later than
+    /// all of it may go.
+    pub fn forward(&mut self, queue: &Sender<Item>, ring_drained: bool, wait: bool) -> Result<(), Disconnected> {
+        self.waiting_for_room = false;
+        loop {
+            let decision_time = self.decisions.front().map(|(time, _)| *time);
+            let telemetry_time = self.telemetry.front().map(|(time, _)| *time);
+            let from = match (decision_time, telemetry_time) {
+                (Some(d), Some(t)) if d <= t => &mut self.decisions,
+                (Some(_), None) if ring_drained => &mut self.decisions,
+                (_, Some(_)) => &mut self.telemetry,
+                _ => return Ok(()),
+            };
+            let (time, item) = from.pop_front().expect("looked at");
+            if wait {
+                queue.send(item).map_err(|_| Disconnected)?;
+                continue;
+            }
+            match queue.try_send(item) {
+                Ok(()) => {}
+                Err(TrySendError::Full(item)) => {
+                    from.push_front((time, item));
+                    self.waiting_for_room = true;
+                    return Ok(());
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(Disconnected),
+            }
         }
     }
 }
@@ -135,14 +139,14 @@ mod tests {
         let mut backlog = Backlog::default();
         (1..=3).for_each(|t| backlog.push_telemetry(fork(t)));
         assert_eq!(backlog.forward(&sender, true, false), Ok(()));
-        assert!(backlog.holds_telemetry());
+        assert!(backlog.waiting_for_room());
         assert_eq!(take(&receiver, 2), [0, 0]);
         assert_eq!(backlog.forward(&sender, true, false), Ok(()));
-        assert!(backlog.holds_telemetry(), "room for two of three");
+        assert!(backlog.waiting_for_room(), "room for two of three");
         take(&receiver, CAPACITY - 2);
         assert_eq!(take(&receiver, 2), [1, 2]);
         assert_eq!(backlog.forward(&sender, true, false), Ok(()));
-        assert!(!backlog.holds_telemetry());
+        assert!(!backlog.waiting_for_room());
         assert_eq!(take(&receiver, 1), [3]);
         assert!(backlog.has_room());
     }
@@ -165,20 +169,39 @@ mod tests {
     }
 
     #[test]
-    fn an_adoption_and_the_last_drain_wait_for_room() {
+    fn violations_wait_for_room_without_blocking_the_reader_and_keep_what_follows_them() {
         let (sender, receiver) = full_queue();
         let mut backlog = Backlog::default();
-        backlog.push_telemetry(KernelEvent::Adopt { header: header(kind::SESSION_ADOPT, 5), selector: 0, generation: 0, policy_id: 1, flags: 0 });
+        let killed = Item::SessionKilled { session: 1, time_ns: 8, pids: vec![], trigger_pid: 2, error: None };
+        backlog.push_violation(violation(7), Some(killed));
+        backlog.push_violation(KernelEvent::Adopt { header: header(kind::SESSION_ADOPT, 9), selector: 0, generation: 0, policy_id: 1, flags: 0 }, None);
+        assert_eq!(backlog.forward(&sender, true, false), Ok(()), "returns at once");
+        assert!(backlog.waiting_for_room());
+        take(&receiver, 2);
+        assert_eq!(backlog.forward(&sender, true, false), Ok(()));
+        assert!(backlog.waiting_for_room(), "the violation and what follows it went; the adoption waits");
+        take(&receiver, 1);
+        assert_eq!(backlog.forward(&sender, true, false), Ok(()));
+        assert!(!backlog.waiting_for_room());
+        take(&receiver, CAPACITY - 3);
+        assert_eq!(take(&receiver, 3), [7, 8, 9]);
+    }
+
+    #[test]
+    fn the_last_drain_waits_for_room() {
+        let (sender, receiver) = full_queue();
+        let mut backlog = Backlog::default();
+        backlog.push_telemetry(fork(5));
         backlog.push_telemetry(fork(6));
         let waiter = std::thread::spawn(move || backlog.forward(&sender, true, true).map(|()| backlog));
         std::thread::sleep(Duration::from_millis(20));
         assert!(!waiter.is_finished(), "waits while the queue is full");
         take(&receiver, 1);
         std::thread::sleep(Duration::from_millis(20));
-        assert!(!waiter.is_finished(), "the adoption took the room; the last drain waits for more");
+        assert!(!waiter.is_finished(), "one was queued; the other waits for more room");
         take(&receiver, 1);
         let backlog = waiter.join().unwrap().expect("connected");
-        assert!(!backlog.holds_telemetry());
+        assert!(!backlog.waiting_for_room());
         take(&receiver, CAPACITY - 2);
         assert_eq!(take(&receiver, 2), [5, 6]);
     }

@@ -108,7 +108,12 @@ impl Ingest {
                     // waited for.
                     if backed_up {
                         tell_kernel(reader_state::BACKED_UP);
-                        wait_readable(&[decisions.as_raw_fd(), woken], BACKED_UP_POLL_MS);
+                        // A ring buffer we do not read from now stays readable.
+                        if backlog.has_room_for_decisions() {
+                            wait_readable(&[decisions.as_raw_fd(), woken], BACKED_UP_POLL_MS);
+                        } else {
+                            wait_readable(&[woken], BACKED_UP_POLL_MS);
+                        }
                     } else {
                         let asleep = !flowing && tell_kernel(reader_state::ASLEEP) == reader_state::ASLEEP;
                         if !asleep {
@@ -123,7 +128,8 @@ impl Ingest {
                         }
                     }
                     // Violations first, and their actions (kill-session) at once.
-                    while let Some(record) = decisions.next() {
+                    while backlog.has_room_for_decisions() || last_round {
+                        let Some(record) = decisions.next() else { break };
                         match decode(&record) {
                             Ok(event) => {
                                 let follow_up = on_decision(&event);
@@ -155,8 +161,7 @@ impl Ingest {
                     if backlog.forward(&queue, ring_drained, last_round).is_err() {
                         return;
                     }
-                    // Telemetry is held back only by a full queue.
-                    backed_up = backlog.holds_telemetry();
+                    backed_up = backlog.waiting_for_room();
                     flowing = read || backed_up;
                     if last_round {
                         match settle.take() {
