@@ -186,8 +186,13 @@ impl Ingest {
     }
 }
 
+/// Waits until one of `fds` (at most 3) is readable or `timeout_ms` passes.
 fn wait_readable(fds: &[i32], timeout_ms: i32) {
-    let mut pollfds: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
-    // SAFETY: valid array of pollfds.
-    unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
+    let mut pollfds = [libc::pollfd { fd: -1, events: libc::POLLIN, revents: 0 }; 3];
+    for (pollfd, &fd) in pollfds.iter_mut().zip(fds) {
+        pollfd.fd = fd;
+    }
+    let count = fds.len().min(pollfds.len());
+    // SAFETY: the first `count` entries of a valid array of pollfds.
+    unsafe { libc::poll(pollfds.as_mut_ptr(), count as libc::nfds_t, timeout_ms) };
 }

@@ -592,6 +592,49 @@ fn proc_state(pid: u32) -> (char, u64) {
     (fields[0].chars().next().unwrap(), fields[19].parse().unwrap())
 }
 
+/// A `sleep 60` of ours, killed when dropped, stopped or frozen as it may be.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn start() -> Sleeper {
+        Sleeper(Command::new("sleep").arg("60").spawn().unwrap())
+    }
+
+    /// Stopped by SIGSTOP, as a daemon stopping with `on_stop: freeze` leaves a session
+    /// without a cgroup.
+    fn stopped() -> Sleeper {
+        let sleeper = Sleeper::start();
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(sleeper.pid() as i32, libc::SIGSTOP) };
+        while proc_state(sleeper.pid()).0 != 'T' {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        sleeper
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A session cgroup made by a test, removed when dropped (with its parent, unless another
+/// test's session is in it). Its processes must be gone first.
+struct TestCgroup(PathBuf);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+        let _ = std::fs::remove_dir(self.0.parent().unwrap());
+    }
+}
+
 /// Without a cgroup, a frozen session is known by the pids the last daemon saved. A pid
 /// whose start time differs now names another process (its pid was reused): that one is
 /// neither taken into the session nor continued.
@@ -602,32 +645,20 @@ fn a_frozen_session_without_a_cgroup_takes_back_only_its_own_processes() {
     }
     let dir = TempDir::new("daemon-frozen-pids");
     let agent = make_agent(&dir);
-    let mut saved = Command::new("sleep").arg("60").spawn().unwrap();
-    let mut other = Command::new("sleep").arg("60").spawn().unwrap();
-    for child in [&saved, &other] {
-        // SAFETY: signalling our own children by pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
-        while proc_state(child.id()).0 != 'T' {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
+    let (saved, other) = (Sleeper::stopped(), Sleeper::stopped());
     let session = "5e55100d00000001";
     let state = serde_json::json!([{
         "session": session, "profile": "agent", "uid": 0, "cgroup": null,
         "processes": [
-            { "pid": saved.id(), "start": proc_state(saved.id()).1 },
-            { "pid": other.id(), "start": proc_state(other.id()).1 - 1 },
+            { "pid": saved.pid(), "start": proc_state(saved.pid()).1 },
+            { "pid": other.pid(), "start": proc_state(other.pid()).1 - 1 },
         ],
     }]);
     std::fs::write(dir.path().join("frozen-sessions.json"), state.to_string()).unwrap();
     let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
     let pids = session_pids(&daemon, session);
-    let states = (proc_state(saved.id()).0, proc_state(other.id()).0);
-    for child in [&mut saved, &mut other] {
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-    assert_eq!(pids, [saved.id() as u64], "{}", daemon.log());
+    let states = (proc_state(saved.pid()).0, proc_state(other.pid()).0);
+    assert_eq!(pids, [saved.pid() as u64], "{}", daemon.log());
     assert_ne!(states.0, 'T', "the saved process is continued");
     assert_eq!(states.1, 'T', "the other process is left alone");
     assert!(!daemon.path("frozen-sessions.json").exists());
@@ -644,10 +675,11 @@ fn a_frozen_session_cgroup_holding_a_process_not_saved_stays_frozen() {
     let dir = TempDir::new("daemon-frozen-cgroup");
     let agent = make_agent(&dir);
     let session = "5e55100d00000002";
-    let cgroup = cgroup_dir(session);
-    std::fs::create_dir_all(&cgroup).unwrap();
-    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
-    std::fs::write(cgroup.join("cgroup.procs"), child.id().to_string()).unwrap();
+    let cgroup = TestCgroup(cgroup_dir(session));
+    let cgroup = &cgroup.0;
+    std::fs::create_dir_all(cgroup).unwrap();
+    let child = Sleeper::start();
+    std::fs::write(cgroup.join("cgroup.procs"), child.pid().to_string()).unwrap();
     std::fs::write(cgroup.join("cgroup.freeze"), "1").unwrap();
     let frozen = || std::fs::read_to_string(cgroup.join("cgroup.events")).unwrap().lines().any(|l| l == "frozen 1");
     while !frozen() {
@@ -655,7 +687,7 @@ fn a_frozen_session_cgroup_holding_a_process_not_saved_stays_frozen() {
     }
     let state = serde_json::json!([{
         "session": session, "profile": "agent", "uid": 0, "cgroup": cgroup.display().to_string(),
-        "processes": [{ "pid": child.id(), "start": proc_state(child.id()).1 - 1 }],
+        "processes": [{ "pid": child.pid(), "start": proc_state(child.pid()).1 - 1 }],
     }]);
     std::fs::write(dir.path().join("frozen-sessions.json"), state.to_string()).unwrap();
     let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
@@ -663,11 +695,6 @@ fn a_frozen_session_cgroup_holding_a_process_not_saved_stays_frozen() {
     let still_frozen = frozen();
     let kept = std::fs::read_to_string(daemon.path("frozen-sessions.json")).unwrap_or_default();
     drop(daemon);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let _ = std::fs::remove_dir(&cgroup);
-    // The parent goes too unless another test's session is in it.
-    let _ = std::fs::remove_dir(cgroup.parent().unwrap());
     assert!(still_frozen, "thawed");
     assert!(!listed.to_string().contains(session), "taken back: {listed}");
     assert!(kept.contains(session), "dropped from the list: {kept:?}");
@@ -682,21 +709,14 @@ fn a_frozen_session_saved_without_start_times_is_left_stopped() {
     }
     let dir = TempDir::new("daemon-frozen-old");
     let agent = make_agent(&dir);
-    let mut stopped = Command::new("sleep").arg("60").spawn().unwrap();
-    // SAFETY: signalling our own child by pid.
-    unsafe { libc::kill(stopped.id() as i32, libc::SIGSTOP) };
-    while proc_state(stopped.id()).0 != 'T' {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let stopped = Sleeper::stopped();
     let session = "5e55100d00000003";
-    let state = serde_json::json!([{ "session": session, "profile": "agent", "uid": 0, "cgroup": null, "pids": [stopped.id()] }]);
+    let state = serde_json::json!([{ "session": session, "profile": "agent", "uid": 0, "cgroup": null, "pids": [stopped.pid()] }]);
     std::fs::write(dir.path().join("frozen-sessions.json"), state.to_string()).unwrap();
     let daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
     let pids = session_pids(&daemon, session);
-    let state_now = proc_state(stopped.id()).0;
+    let state_now = proc_state(stopped.pid()).0;
     let kept = std::fs::read_to_string(daemon.path("frozen-sessions.json")).unwrap_or_default();
-    stopped.kill().unwrap();
-    stopped.wait().unwrap();
     assert!(pids.is_empty(), "{pids:?}");
     assert_eq!(state_now, 'T', "continued");
     assert!(kept.contains(session), "dropped from the list: {kept:?}");

@@ -818,9 +818,9 @@ impl Daemon {
             if pid == std::process::id() || pid <= 1 || self.members.member(pid).is_some() {
                 continue;
             }
-            // The process the scan saw, alive: a pid is trusted only while it names it.
-            let Some(process) = RunningProcess::hold(pid, Some(start)) else { continue };
             if let Some(&session) = joined.get(&ppid) {
+                // The process the scan saw, alive: a pid is trusted only while it names it.
+                let Some(process) = RunningProcess::hold(pid, Some(start)) else { continue };
                 let member = self.sessions[&session].member;
                 if let Ok(Adoption::Adopted) = self.members.adopt(&process, &member, Existing::Keep) {
                     joined.insert(pid, session);
@@ -833,6 +833,9 @@ impl Daemon {
             let chosen = tables.session_for(selector, facts.uid);
             let info = tables.info[selector as usize].clone();
             let Some(profile) = self.policies.profile(&info.profile) else { continue };
+            // Held only once it matched (not every process on the host). Had its pid gone
+            // to another process since the scan, the start time would differ.
+            let Some(process) = RunningProcess::hold(pid, Some(start)) else { continue };
             let session = new_session_id();
             let member = SessionMember { session_id: session, policy_id: chosen.policy_id, flags: chosen.flags };
             match self.members.adopt(&process, &member, Existing::Keep) {
