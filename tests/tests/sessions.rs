@@ -178,3 +178,44 @@ fn a_failing_event_sink_neither_stops_enforcement_nor_leaks_the_session() {
     let cgroup2 = mounts.lines().find(|l| l.split(' ').nth(2) == Some("cgroup2")).unwrap().split(' ').nth(1).unwrap();
     assert!(!std::path::Path::new(cgroup2).join("agent-monitor").join(session).exists(), "session cgroup left behind");
 }
+
+/// Where no tracefs is mounted (here: hidden under an empty tmpfs, in a mount namespace
+/// of the test's own), the monitor mounts one for itself: the tracepoints attach, the
+/// mount never shows in the namespace it was started in, and the agent runs there, in
+/// the directory it was started from.
+#[test]
+fn without_tracefs_the_monitor_mounts_its_own_and_the_agent_stays_in_the_callers_namespace() {
+    if !privileged() {
+        return;
+    }
+    let dir = monitor_tests::TempDir::new("tracefs");
+    let events = dir.path().join("events.ndjson");
+    let script = format!(
+        "set -e
+        mount -t tmpfs hidden /sys/kernel/tracing
+        if [ -d /sys/kernel/debug/tracing ]; then mount -t tmpfs hidden /sys/kernel/debug; fi
+        echo ns=$(readlink /proc/self/ns/mnt)
+        cd {dir}
+        {monitor} run --standalone --events {events} -- {PROBE} whereami /etc/hostname
+        echo tracefs_mounts=$(grep -c ' - tracefs ' /proc/self/mountinfo || true)",
+        dir = dir.path().display(),
+        monitor = monitor_tests::monitor_bin().display(),
+        events = events.display(),
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let callers = lines[0].strip_prefix("ns=").expect("the caller's namespace");
+    assert_eq!(lines[1], format!("ns={callers} cwd={}", dir.path().display()), "{stdout}\n{stderr}");
+    assert_eq!(lines[2], "tracefs_mounts=0", "the monitor's tracefs shows in the caller's namespace");
+    let text = std::fs::read_to_string(&events).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains("\"file.open\"") && l.contains("\"/etc/hostname\"")),
+        "no file.open of /etc/hostname:\n{text}\n{stderr}"
+    );
+}

@@ -16,6 +16,10 @@ struct Report {
     kernel: String,
     btf: bool,
     cgroup2: Option<String>,
+    /// Where the syscall tracepoints' tracefs is (`null`: none, and none could be mounted).
+    tracefs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracefs_error: Option<String>,
     /// `bpf` in /sys/kernel/security/lsm (`null`: securityfs not readable).
     bpf_lsm_listed: Option<bool>,
     /// An attached LSM program was seen to run.
@@ -46,11 +50,13 @@ fn resource_name(resource: Resource) -> &'static str {
 }
 
 pub fn doctor(json: bool) -> anyhow::Result<i32> {
+    let tracefs = crate::tracefs::ensure();
     let loaded = Probes::load(LsmChoice::Auto);
     let (enforcement, lsm, error) = match &loaded {
         Ok(probes) => (Some(probes.enforcement), Some(probes.lsm.clone()), None),
         Err(error) => (None, None, Some(error.to_string())),
     };
+    let tracefs_error = tracefs.as_ref().err().map(|e| format!("not mounted, and mounting one failed: {e}"));
     drop(loaded); // detaches everything
     let LsmReport { listed, active, hooks, unavailable } =
         lsm.unwrap_or(LsmReport { listed: None, active: false, hooks: Vec::new(), unavailable: None });
@@ -59,6 +65,8 @@ pub fn doctor(json: bool) -> anyhow::Result<i32> {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default(),
         btf: std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
         cgroup2: cgroup2_mount().map(|p| p.display().to_string()),
+        tracefs: tracefs.as_ref().ok().map(|t| t.describe()),
+        tracefs_error,
         bpf_lsm_listed: listed,
         bpf_lsm_active: active,
         hooks: hooks
@@ -83,6 +91,10 @@ fn print_text(r: &Report) {
     println!("kernel            {}", r.kernel);
     println!("BTF               {}", yes(r.btf));
     println!("cgroup v2         {}", r.cgroup2.as_deref().unwrap_or("not mounted (network rules and kill-session need it)"));
+    match (&r.tracefs, &r.tracefs_error) {
+        (Some(place), _) => println!("tracefs           {place}"),
+        (None, error) => println!("tracefs           {} (syscall tracepoints need it)", error.as_deref().unwrap_or("not found")),
+    }
     let listed = match r.bpf_lsm_listed {
         Some(b) => yes(b),
         None => "unknown (securityfs not mounted)",

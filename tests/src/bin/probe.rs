@@ -33,6 +33,12 @@ fn main() {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_else(|| panic!("missing argument {i}"));
     match arg(0) {
         "open" => open_read(arg(1)),
+        "whereami" => {
+            // Opens PATH, then prints its mount namespace and working directory.
+            open_read(arg(1));
+            let ns = std::fs::read_link("/proc/self/ns/mnt").expect("readlink");
+            println!("ns={} cwd={}", ns.display(), std::env::current_dir().expect("cwd").display());
+        }
         // try OP ARGS... [-- OP ARGS...]: attempts each operation, prints
         // `OP ok` or `OP errno=N`, and goes on; `done` at the end proves the process
         // survived every attempt.
