@@ -521,6 +521,40 @@ fn sigterm_leaves_no_program_map_cgroup_or_socket_behind() {
     let _ = sleeper.wait();
 }
 
+/// A stop right after a burst: every event the kernel had submitted is written, and
+/// `monitor.stop` comes after all of them.
+#[test]
+fn a_stop_right_after_a_burst_writes_every_event_before_monitor_stop() {
+    if !privileged() {
+        return;
+    }
+    const OPENS: usize = 20_000;
+    let dir = TempDir::new("daemon-stop-burst");
+    let agent = make_agent(&dir);
+    let mut daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    // Faster than the daemon writes events: when it exits, the daemon is behind.
+    let agent_run =
+        Command::new(&agent).args(["open-loop", &OPENS.to_string(), "/etc/hostname"]).stdout(Stdio::piped()).spawn_busy();
+    let pid = agent_run.id();
+    assert!(agent_run.wait_with_output().unwrap().status.success());
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    let events = daemon.events();
+    let session = events
+        .iter()
+        .find(|e| e["type"] == "session.start" && e["session"]["root_pid"] == pid)
+        .unwrap_or_else(|| panic!("no session.start:\n{}", dump(&events)));
+    let id = &session["session"]["id"];
+    let opens = events
+        .iter()
+        .filter(|e| e["type"] == "file.open" && e["session"]["id"] == *id && e["file"]["path"] == "/etc/hostname")
+        .count();
+    let loss = events.iter().filter(|e| e["type"] == "monitor.loss").map(|e| e.to_string()).collect::<Vec<_>>();
+    assert_eq!(opens, OPENS, "file.open events of the session; losses reported: {loss:?}");
+    assert!(events.iter().any(|e| e["type"] == "session.end" && e["session"]["id"] == *id), "no session.end");
+    assert_eq!(events.last().map(|e| &e["type"]), Some(&Value::from("monitor.stop")), "monitor.stop is not last");
+}
+
 /// (kind, id) of every BPF program, map and link the process `pid` holds, from its
 /// descriptors' fdinfo (`prog_id:`, `map_id:`, `link_id:`).
 fn bpf_objects_of(pid: u32) -> Vec<(&'static str, u64)> {

@@ -62,7 +62,9 @@ pub enum Command {
     RunStarted { session: u64, pid: u32, reply: Sender<Reply> },
     /// The first process of the `start` client's `session` ended with `status`.
     RunEnded { session: u64, status: u32, reply: Sender<Reply> },
-    Stop,
+    /// Release or freeze every session and say so on `sessions_stopped`; the daemon's
+    /// thread then handles what ingest still queues, and ends when ingest closes the queue.
+    Stop { sessions_stopped: Sender<()> },
 }
 
 /// Longest request line accepted.

@@ -143,9 +143,14 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
         }
     }
     notify(&[sd_notify::NotifyState::Stopping]);
-    let _ = commands.send(Command::Stop);
-    let daemon = worker.join().map_err(|_| anyhow::anyhow!("the daemon thread panicked"))?;
+    // Sessions are released or frozen first; then ingest drains what the kernel
+    // submitted until then, and the daemon's thread writes all of it before
+    // `monitor.stop`.
+    let (sessions_stopped, stopped) = mpsc::channel();
+    let _ = commands.send(Command::Stop { sessions_stopped });
+    let _ = stopped.recv();
     ingest.stop();
+    let daemon = worker.join().map_err(|_| anyhow::anyhow!("the daemon thread panicked"))?;
     stop_control.store(true, Ordering::Release);
     let _ = std::os::unix::net::UnixStream::connect(&config.socket);
     let _ = control.join();

@@ -151,7 +151,8 @@ impl Daemon {
         monitor_event(&self.pipeline.context, event_type, self.enforcement, policy)
     }
 
-    /// Runs until a `Stop` command; returns after the sessions were released or frozen.
+    /// Runs until a `Stop` command; returns after the sessions were released or frozen
+    /// and everything ingest read until then was written, `monitor.stop` last.
     pub fn run(mut self, items: crate::queue::Receiver<Item>, commands: mpsc::Receiver<Command>) -> Daemon {
         let mut last_tick = Instant::now();
         loop {
@@ -171,7 +172,8 @@ impl Daemon {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     log::error!("the ingest thread ended; stopping");
-                    self.stop();
+                    self.stop_sessions();
+                    self.write_stop();
                     return self;
                 }
             }
@@ -194,8 +196,11 @@ impl Daemon {
                         }
                         log::info!("the client of session {} went away; the session goes on", session_id_text(session));
                     }
-                    Command::Stop => {
-                        self.stop();
+                    Command::Stop { sessions_stopped } => {
+                        self.stop_sessions();
+                        let _ = sessions_stopped.send(());
+                        self.handle_until_ingest_ends(&items);
+                        self.write_stop();
                         return self;
                     }
                 }
@@ -456,7 +461,19 @@ impl Daemon {
     }
 
     /// Once a second: loss, sessions whose last exit was missed, retired policies.
-    fn tick(&mut self) {
+    /// Handles what ingest still queues while stopping; returns once it closed the queue.
+    fn handle_until_ingest_ends(&mut self, items: &crate::queue::Receiver<Item>) {
+        loop {
+            match items.recv_timeout(TICK) {
+                Ok(item) => self.handle_item(item),
+                Err(mpsc::RecvTimeoutError::Timeout) => self.pipeline.flush(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// A `monitor.loss` event if more was lost since the last one.
+    fn report_loss(&mut self) {
         let loss = current_loss(&self.counters, &self.user_loss, &self.pipeline);
         if loss.total() > self.reported_loss.total() {
             let mut event = self.pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(0));
@@ -465,6 +482,10 @@ impl Daemon {
             self.pipeline.write(&event);
             self.reported_loss = loss;
         }
+    }
+
+    fn tick(&mut self) {
+        self.report_loss();
         // A session empty at two ticks in a row lost its last exit record (the exit
         // path ends sessions as their records come in).
         let populated = self.members.populated();
@@ -876,7 +897,8 @@ impl Daemon {
 
     /// SIGTERM: no new adoptions; sessions released (moved back where they came from,
     /// running unmonitored) or frozen (`on_stop: freeze`), and `monitor.stop` written.
-    fn stop(&mut self) {
+    /// Turns adoption off, then releases or freezes every session (`on_stop`).
+    fn stop_sessions(&mut self) {
         if let Err(error) = self.adopt.disable() {
             log::warn!("turning adoption off: {error}");
         }
@@ -898,6 +920,11 @@ impl Daemon {
         if !frozen.is_empty() {
             self.save_frozen(&frozen);
         }
+    }
+
+    /// The last events: what was lost since the last report, then `monitor.stop`.
+    fn write_stop(&mut self) {
+        self.report_loss();
         let mut event = self.monitor_event(types::MONITOR_STOP, None, None);
         event.session.remaining_pids = Some(self.sessions.keys().flat_map(|id| self.members.members(*id)).collect());
         self.pipeline.write(&event);
