@@ -34,7 +34,7 @@ pub fn spawn_in_session(
     let mut cmd = Command::new(program);
     cmd.args(args);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (sigprocmask, getcwd/setns/chdir, open/write/close, seccomp, getpid, bpf) with no
+    // async-signal-safe calls (sigprocmask, open/write/close, seccomp, getpid, bpf) with no
     // allocation.
     unsafe {
         cmd.pre_exec(move || {
@@ -42,7 +42,6 @@ pub fn spawn_in_session(
             let mut none: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);
             libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            crate::tracefs::return_to_host_namespace()?;
             if let Some(procs) = &cgroup {
                 crate::cgroup::join_raw(procs)?;
             }

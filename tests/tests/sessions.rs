@@ -180,9 +180,9 @@ fn a_failing_event_sink_neither_stops_enforcement_nor_leaks_the_session() {
 }
 
 /// Where no tracefs is mounted (here: hidden under an empty tmpfs, in a mount namespace
-/// of the test's own), the monitor mounts one for itself: the tracepoints attach, the
-/// mount never shows in the namespace it was started in, and the agent runs there, in
-/// the directory it was started from.
+/// of the test's own), the monitor mounts one for itself while it attaches: the
+/// tracepoints attach, the mount never shows in the namespace it was started in, and
+/// the agent runs there, in the directory it was started from.
 #[test]
 fn without_tracefs_the_monitor_mounts_its_own_and_the_agent_stays_in_the_callers_namespace() {
     if !privileged() {
@@ -196,8 +196,9 @@ fn without_tracefs_the_monitor_mounts_its_own_and_the_agent_stays_in_the_callers
         if [ -d /sys/kernel/debug/tracing ]; then mount -t tmpfs hidden /sys/kernel/debug; fi
         echo ns=$(readlink /proc/self/ns/mnt)
         cd {dir}
+        before=$(grep -c ' - tracefs ' /proc/self/mountinfo || true)
         {monitor} run --standalone --events {events} -- {PROBE} whereami /etc/hostname
-        echo tracefs_mounts=$(grep -c ' - tracefs ' /proc/self/mountinfo || true)",
+        echo tracefs_mounts_added=$(( $(grep -c ' - tracefs ' /proc/self/mountinfo || true) - before ))",
         dir = dir.path().display(),
         monitor = monitor_tests::monitor_bin().display(),
         events = events.display(),
@@ -212,7 +213,7 @@ fn without_tracefs_the_monitor_mounts_its_own_and_the_agent_stays_in_the_callers
     let lines: Vec<&str> = stdout.lines().collect();
     let callers = lines[0].strip_prefix("ns=").expect("the caller's namespace");
     assert_eq!(lines[1], format!("ns={callers} cwd={}", dir.path().display()), "{stdout}\n{stderr}");
-    assert_eq!(lines[2], "tracefs_mounts=0", "the monitor's tracefs shows in the caller's namespace");
+    assert_eq!(lines[2], "tracefs_mounts_added=0", "the monitor's tracefs shows in the caller's namespace");
     let text = std::fs::read_to_string(&events).unwrap();
     assert!(
         text.lines().any(|l| l.contains("\"file.open\"") && l.contains("\"/etc/hostname\"")),

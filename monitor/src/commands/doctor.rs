@@ -50,8 +50,7 @@ fn resource_name(resource: Resource) -> &'static str {
 }
 
 pub fn doctor(json: bool) -> anyhow::Result<i32> {
-    let tracefs = crate::tracefs::ensure();
-    let loaded = Probes::load(LsmChoice::Auto);
+    let (tracefs, loaded) = crate::tracefs::with_tracefs(|| Probes::load(LsmChoice::Auto));
     let (enforcement, lsm, error) = match &loaded {
         Ok(probes) => (Some(probes.enforcement), Some(probes.lsm.clone()), None),
         Err(error) => (None, None, Some(error.to_string())),

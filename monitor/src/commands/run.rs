@@ -184,8 +184,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     };
     launcher::block_forwarded_signals();
     let choice = if args.no_lsm { LsmChoice::Off } else { LsmChoice::Auto };
-    crate::tracefs::ensure_or_warn();
-    let mut probes = Probes::load(choice).context("loading the eBPF programs")?;
+    let mut probes = crate::tracefs::attach_with_tracefs(|| Probes::load(choice)).context("loading the eBPF programs")?;
     // No session member may change the monitor's own files.
     let own_files = std::env::current_exe().into_iter().chain(args.policy.clone());
     for path in own_files {

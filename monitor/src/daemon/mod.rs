@@ -54,8 +54,8 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let policy = policies::read_policy(config.policy.as_deref())?;
     control::ensure_free(&config.socket)?;
     let signals = block_signals();
-    crate::tracefs::ensure_or_warn();
-    let mut probes = Probes::load(LsmChoice::Auto).context("loading the eBPF programs")?;
+    let mut probes =
+        crate::tracefs::attach_with_tracefs(|| Probes::load(LsmChoice::Auto)).context("loading the eBPF programs")?;
     let own_files = std::env::current_exe().into_iter().chain(config.policy.clone()).chain(Some(config_path.to_owned()));
     for path in own_files.filter(|p| p.exists()) {
         probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
