@@ -93,6 +93,9 @@ pub struct Daemon {
     empty_last_tick: Vec<u64>,
     /// Adopted sessions whose `session.start` waits for their exec record.
     unannounced: std::collections::HashSet<u64>,
+    /// Sessions released or frozen by a stop (`on_stop`), and those frozen.
+    stopped: std::collections::HashSet<u64>,
+    frozen_at_stop: Vec<u64>,
 }
 
 impl Daemon {
@@ -121,6 +124,8 @@ impl Daemon {
             reported_loss: Loss::default(),
             pending_runs: HashMap::new(),
             held: HashMap::new(),
+            stopped: Default::default(),
+            frozen_at_stop: Vec::new(),
             unannounced: Default::default(),
             empty_last_tick: Vec::new(),
         }
@@ -200,6 +205,8 @@ impl Daemon {
                         self.stop_sessions();
                         let _ = sessions_stopped.send(());
                         self.handle_until_ingest_ends(&items);
+                        // Adoptions the kernel made before adoption was turned off.
+                        self.stop_sessions();
                         self.write_stop();
                         return self;
                     }
@@ -239,16 +246,7 @@ impl Daemon {
                         return;
                     }
                     // Never held for ever: the session starts without its root pid.
-                    let session = event.header().session_id;
-                    let held = self.held.remove(&session).unwrap_or_default();
-                    let command = self.pending_runs.remove(&session);
-                    if let Some(record) = self.sessions.get(&session) {
-                        let start = self.start_event(record, command);
-                        self.pipeline.write(&start);
-                    }
-                    for event in held {
-                        self.process(event);
-                    }
+                    self.release_held(event.header().session_id);
                 }
                 self.process(event);
             }
@@ -461,6 +459,20 @@ impl Daemon {
     }
 
     /// Once a second: loss, sessions whose last exit was missed, retired policies.
+    /// Writes a `run` session's start and the events held for it, without waiting
+    /// any longer for its client to report the process.
+    fn release_held(&mut self, session: u64) {
+        let held = self.held.remove(&session).unwrap_or_default();
+        let command = self.pending_runs.remove(&session);
+        if let Some(record) = self.sessions.get(&session) {
+            let start = self.start_event(record, command);
+            self.pipeline.write(&start);
+        }
+        for event in held {
+            self.process(event);
+        }
+    }
+
     /// Handles what ingest still queues while stopping; returns once it closed the queue.
     fn handle_until_ingest_ends(&mut self, items: &crate::queue::Receiver<Item>) {
         loop {
@@ -898,13 +910,15 @@ impl Daemon {
     /// SIGTERM: no new adoptions; sessions released (moved back where they came from,
     /// running unmonitored) or frozen (`on_stop: freeze`), and `monitor.stop` written.
     /// Turns adoption off, then releases or freezes every session (`on_stop`).
+    /// Called again after the last drain, for the sessions its adoptions began.
     fn stop_sessions(&mut self) {
         if let Err(error) = self.adopt.disable() {
             log::warn!("turning adoption off: {error}");
         }
-        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        let ids: Vec<u64> = self.sessions.keys().copied().filter(|id| !self.stopped.contains(id)).collect();
         let mut frozen = Vec::new();
         for id in ids {
+            self.stopped.insert(id);
             match self.config.on_stop {
                 OnStop::Freeze => match self.set_frozen(id, true) {
                     Ok(_) => frozen.push(id),
@@ -918,12 +932,18 @@ impl Daemon {
             }
         }
         if !frozen.is_empty() {
-            self.save_frozen(&frozen);
+            self.frozen_at_stop.extend(frozen);
+            self.save_frozen(&self.frozen_at_stop);
         }
     }
 
-    /// The last events: what was lost since the last report, then `monitor.stop`.
+    /// The last events: what was held for `run` sessions, what was lost since the
+    /// last report, then `monitor.stop`.
     fn write_stop(&mut self) {
+        let held: Vec<u64> = self.held.keys().copied().collect();
+        for session in held {
+            self.release_held(session);
+        }
         self.report_loss();
         let mut event = self.monitor_event(types::MONITOR_STOP, None, None);
         event.session.remaining_pids = Some(self.sessions.keys().flat_map(|id| self.members.members(*id)).collect());
