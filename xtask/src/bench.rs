@@ -67,6 +67,9 @@ pub enum Which {
 const ALL: [&str; 7] = ["syscalls", "kill", "pipeline", "footprint", "workload", "audit", "profile"];
 
 pub fn run_bench(which: Which) -> anyhow::Result<()> {
+    if needs_own_tracefs() {
+        return again_with_own_tracefs();
+    }
     match which {
         Which::Open { iterations, rounds } => open(iterations, rounds),
         Which::Kill(args) => kill::run(&args),
@@ -78,6 +81,32 @@ pub fn run_bench(which: Which) -> anyhow::Result<()> {
         Which::Profile(args) => profile::run(&args),
         Which::All => all(),
     }
+}
+
+/// Set in the benchmark run again in a mount namespace of its own.
+const OWN_TRACEFS: &str = "AGENT_MONITOR_BENCH_OWN_TRACEFS";
+
+/// The floor enables tracefs events itself: without tracefs on the host, the
+/// benchmarks run in a mount namespace of their own with one mounted (the host's
+/// mounts stay as they were).
+fn needs_own_tracefs() -> bool {
+    let mounted = std::fs::read_dir("/sys/kernel/tracing").is_ok_and(|mut entries| entries.next().is_some());
+    !mounted && std::env::var_os(OWN_TRACEFS).is_none()
+}
+
+fn again_with_own_tracefs() -> anyhow::Result<()> {
+    println!("== no tracefs on this host: the benchmarks run in a mount namespace of their own with one");
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "slave", "sh", "-c", "mount -t tracefs tracefs /sys/kernel/tracing && exec \"$@\"", "sh"])
+        .arg(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env(OWN_TRACEFS, "1")
+        .status()
+        .context("unshare (util-linux)")?;
+    if !status.success() {
+        bail!("the benchmarks failed ({status})");
+    }
+    Ok(())
 }
 
 /// The arguments of a benchmark as its defaults set them.
