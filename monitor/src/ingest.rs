@@ -34,6 +34,10 @@ pub const BACKED_UP_POLL_MS: i32 = 1;
 /// When a pass found no telemetry, the reader says so in `READER_STATE` and sleeps
 /// until a record wakes it; this timeout is only a safety net.
 pub const IDLE_POLL_MS: i32 = 1000;
+/// Records read from each ring buffer in a last round at most: more than a full ring
+/// buffer holds, so that all it held when the stop began is read, while a session that
+/// goes on producing faster than they are decoded cannot hold the stop up for ever.
+const LAST_ROUND_MAX: usize = 1 << 18;
 
 /// What the pipeline receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +132,9 @@ impl Ingest {
                         }
                     }
                     // Violations first, and their actions (kill-session) at once.
-                    while backlog.has_room_for_decisions() || last_round {
+                    let mut last_round_left = LAST_ROUND_MAX;
+                    while backlog.has_room_for_decisions() || last_round && last_round_left > 0 {
+                        last_round_left = last_round_left.saturating_sub(1);
                         let Some(record) = decisions.next() else { break };
                         match decode(&record) {
                             Ok(event) => {
@@ -144,7 +150,9 @@ impl Ingest {
                     // Telemetry, as far as the backlog has room (all of it at the end).
                     let mut ring_drained = false;
                     let mut read = false;
-                    while backlog.has_room() || last_round {
+                    let mut last_round_left = LAST_ROUND_MAX;
+                    while backlog.has_room() || last_round && last_round_left > 0 {
+                        last_round_left = last_round_left.saturating_sub(1);
                         let Some(record) = events.next() else {
                             ring_drained = true;
                             break;
@@ -158,7 +166,8 @@ impl Ingest {
                             }
                         }
                     }
-                    if backlog.forward(&queue, ring_drained, last_round).is_err() {
+                    // In a last round nothing more is read: every violation goes.
+                    if backlog.forward(&queue, ring_drained || last_round, last_round).is_err() {
                         return;
                     }
                     backed_up = backlog.waiting_for_room();
