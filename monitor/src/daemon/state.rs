@@ -458,7 +458,6 @@ impl Daemon {
         }
     }
 
-    /// Once a second: loss, sessions whose last exit was missed, retired policies.
     /// Writes a `run` session's start and the events held for it, without waiting
     /// any longer for its client to report the process.
     fn release_held(&mut self, session: u64) {
@@ -496,6 +495,7 @@ impl Daemon {
         }
     }
 
+    /// Once a second: loss, sessions whose last exit was missed, retired policies.
     fn tick(&mut self) {
         self.report_loss();
         // A session empty at two ticks in a row lost its last exit record (the exit
@@ -908,9 +908,8 @@ impl Daemon {
     }
 
     /// SIGTERM: no new adoptions; sessions released (moved back where they came from,
-    /// running unmonitored) or frozen (`on_stop: freeze`), and `monitor.stop` written.
-    /// Turns adoption off, then releases or freezes every session (`on_stop`).
-    /// Called again after the last drain, for the sessions its adoptions began.
+    /// running unmonitored) or frozen (`on_stop: freeze`). Called again after the last
+    /// drain, for the sessions its adoptions began.
     fn stop_sessions(&mut self) {
         if let Err(error) = self.adopt.disable() {
             log::warn!("turning adoption off: {error}");
