@@ -373,7 +373,12 @@ fn quote(text: &str) -> String {
 }
 
 /// The guest's /init: mounts, then every test binary from its package directory
-/// (as cargo runs them), with markers the host parses, then power off.
+/// (as cargo runs them), each under the watchdog, with markers the host parses, then
+/// power off.
+/// Seconds one test binary may run in the guest before the watchdog lists what every
+/// process is doing and kills it (the slowest binary takes about 110 s under emulation).
+const BINARY_TIMEOUT_S: u64 = 600;
+
 fn init_script(tests: &CrossTests, test_threads: usize, test_args: &[String]) -> String {
     let mut script = String::from(
         r#"#!/usr/bin/busybox sh
@@ -410,6 +415,7 @@ done
 echo "AM_TESTS $TESTS expect_lsm=$AGENT_MONITOR_EXPECT_LSM"
 "#,
     );
+    script.push_str(crate::vm::initramfs::WATCHDOG);
     // What this kernel offers (architecture, each LSM hook and why it did not attach,
     // the tier of each resource) and how long loading the programs takes here (what
     // every session of the tests pays); then the same as JSON, which the host checks
@@ -426,7 +432,7 @@ echo "AM_TESTS $TESTS expect_lsm=$AGENT_MONITOR_EXPECT_LSM"
         script.push_str(&format!(
             "case \",$TESTS,\" in *,{name},*)\n\
              echo \"AM_BINARY_START {label} uptime=$(cut -d' ' -f1 /proc/uptime)\"\n\
-             cd {dir} && {exe} --test-threads={test_threads} {args} 2>&1\n\
+             cd {dir} && bounded {BINARY_TIMEOUT_S} {exe} --test-threads={test_threads} {args} 2>&1\n\
              echo \"AM_BINARY_END {label} rc=$? uptime=$(cut -d' ' -f1 /proc/uptime)\"\n\
              esac\n",
             name = test.name,
@@ -520,15 +526,18 @@ pub struct Console {
     pub doctor: Option<String>,
     current: Option<String>,
     binary_failed: u64,
+    progress: crate::vm::Progress,
 }
 
 impl Console {
     pub fn line(&mut self, line: &str) {
+        self.progress.feed(line);
         if let Some(rest) = line.strip_prefix("AM_GUEST ") {
             self.guest = Some(rest.to_owned());
             self.kernel = rest.split_whitespace().find_map(|w| w.strip_prefix("kernel=")).map(str::to_owned);
         } else if let Some(rest) = line.strip_prefix("AM_BINARY_START ") {
             self.current = rest.split_whitespace().next().map(str::to_owned);
+            self.progress.binary_started(self.current.as_deref().unwrap_or("?"));
             self.binary_failed = 0;
         } else if let Some(rest) = line.strip_prefix("AM_BINARY_END ") {
             let mut words = rest.split_whitespace();
@@ -560,8 +569,16 @@ impl Console {
         }
     }
 
-    /// Why the run does not count as a pass, if it does not.
+    /// Why the run does not count as a pass, if it does not, with the tests to blame.
     pub fn problem(&self) -> Option<String> {
+        let problem = self.problem_alone()?;
+        Some(match self.progress.describe() {
+            Some(tests) => format!("{problem} ({tests})"),
+            None => problem,
+        })
+    }
+
+    fn problem_alone(&self) -> Option<String> {
         if !self.done {
             Some("the guest did not finish (no AM_DONE): crash, panic or timeout".into())
         } else if self.failed > 0 || !self.crashed.is_empty() {

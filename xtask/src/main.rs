@@ -90,8 +90,8 @@ pub fn cargo() -> Command {
 }
 
 /// Runs `cargo test ARGS`, echoing its output, and returns (passed, failed) summed
-/// over its `test result:` lines.
-fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64)> {
+/// over its `test result:` lines, and the failed tests by name.
+fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64, Option<String>)> {
     let mut child = cargo()
         .arg("test")
         .args(args)
@@ -100,10 +100,12 @@ fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64)> {
         .spawn()
         .context("starting cargo test")?;
     let (mut passed, mut failed) = (0, 0);
+    let mut progress = vm::Progress::default();
     let stdout = child.stdout.take().context("cargo test stdout")?;
     for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
         let line = line?;
         println!("{line}");
+        progress.feed(&line);
         if let Some((p, f)) = vm::test_result_counts(&line) {
             passed += p;
             failed += f;
@@ -113,7 +115,7 @@ fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64)> {
     if !status.success() && failed == 0 {
         bail!("cargo test {args:?} failed ({status})");
     }
-    Ok((passed, failed))
+    Ok((passed, failed, progress.describe()))
 }
 
 fn test() -> anyhow::Result<()> {
@@ -150,6 +152,11 @@ fn test() -> anyhow::Result<()> {
     let mut passed = unit.0 + privileged.0;
     let mut failed = unit.1 + privileged.1;
     let mut counts = format!("unit: {} passed, privileged: {} passed", unit.0, privileged.0);
+    for (suite, tests) in [("unit", &unit.2), ("privileged", &privileged.2)] {
+        if let Some(tests) = tests {
+            println!("{suite}: {tests}");
+        }
+    }
     for outcome in &vms {
         println!("{}", outcome.summary());
         passed += outcome.passed;

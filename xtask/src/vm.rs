@@ -7,7 +7,7 @@
 mod bench;
 mod console;
 mod debian;
-mod initramfs;
+pub(crate) mod initramfs;
 mod qemu;
 
 use std::{
@@ -19,7 +19,7 @@ use std::{
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
-pub use console::test_result_counts;
+pub use console::{Progress, test_result_counts};
 
 use crate::{cargo, workspace_root};
 

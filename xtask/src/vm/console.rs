@@ -13,9 +13,67 @@ pub struct Sentinel {
     pub failed_binaries: u64,
 }
 
+/// Which tests a guest's console shows as failed or hung, by name: what a summary line
+/// has to say for a failure to be understood from the end of a CI log.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The test binary running now (cargo's name, without its hash).
+    binary: String,
+    /// `binary: test` of each failed test.
+    failed: Vec<String>,
+    /// `binary: test` of each test libtest said runs for over 60 s, until it finished.
+    long_running: Vec<String>,
+    /// Binaries the guest's watchdog (watchdog.sh) killed.
+    killed: Vec<String>,
+}
+
+impl Progress {
+    /// A test binary starts: its path, or its `package/name` label.
+    pub fn binary_started(&mut self, path_or_label: &str) {
+        let name = path_or_label.rsplit('/').next().unwrap_or(path_or_label);
+        // cargo names a test binary NAME-HASH.
+        let name = name.rsplit_once('-').filter(|(_, hash)| hash.len() == 16).map_or(name, |(name, _)| name);
+        self.binary = name.to_owned();
+    }
+
+    /// Takes one console line.
+    pub fn feed(&mut self, line: &str) {
+        let named = |test: &str| if self.binary.is_empty() { test.to_owned() } else { format!("{}: {test}", self.binary) };
+        if let Some(rest) = line.strip_prefix("test ") {
+            if let Some(test) = rest.strip_suffix(" has been running for over 60 seconds") {
+                self.long_running.push(named(test));
+            } else if let Some((test, verdict)) = rest.rsplit_once(" ... ") {
+                let test = named(test);
+                self.long_running.retain(|t| *t != test);
+                if verdict.starts_with("FAILED") {
+                    self.failed.push(test);
+                }
+            }
+        } else if line.starts_with("AM_WATCHDOG still running after ") {
+            self.killed.push(self.binary.clone());
+        }
+    }
+
+    /// The failed, hung and still running tests, by name (`None`: there are none).
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.failed.is_empty() {
+            parts.push(format!("failed: {}", self.failed.join(", ")));
+        }
+        if !self.killed.is_empty() {
+            parts.push(format!("killed by the guest's watchdog: {}", self.killed.join(", ")));
+        }
+        if !self.long_running.is_empty() {
+            parts.push(format!("over 60 s and never finished: {}", self.long_running.join(", ")));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
 /// Everything read from one guest's console.
 #[derive(Debug, Default)]
 pub struct Console {
+    pub progress: Progress,
     pub passed: u64,
     pub failed: u64,
     /// `test result:` lines seen (one per test binary that finished).
@@ -48,7 +106,10 @@ fn parse_sentinel(line: &str) -> Option<Sentinel> {
 impl Console {
     /// Takes one console line (without its line ending).
     pub fn feed(&mut self, line: &str) {
-        if let Some((passed, failed)) = test_result_counts(line) {
+        self.progress.feed(line);
+        if let Some(path) = line.strip_prefix("agent-monitor-vm: running ") {
+            self.progress.binary_started(path.split(" (uptime").next().unwrap_or(path));
+        } else if let Some((passed, failed)) = test_result_counts(line) {
             self.passed += passed;
             self.failed += failed;
             self.results += 1;
@@ -59,8 +120,16 @@ impl Console {
         }
     }
 
-    /// Why this run does not count as a pass, if it does not.
+    /// Why this run does not count as a pass, if it does not, with the tests to blame.
     pub fn problem(&self) -> Option<String> {
+        let problem = self.problem_alone()?;
+        Some(match self.progress.describe() {
+            Some(tests) => format!("{problem} ({tests})"),
+            None => problem,
+        })
+    }
+
+    fn problem_alone(&self) -> Option<String> {
         let Some(sentinel) = self.sentinel else {
             return Some("the guest never reported its end (crash, panic or timeout): see the log".into());
         };
@@ -126,6 +195,27 @@ mod tests {
         assert!(silent.problem().unwrap().contains("printed a result"));
         let nothing = console(&["agent-monitor-vm: done binaries=0 failed=0"]);
         assert_eq!(nothing.problem().unwrap(), "no test passed");
+    }
+
+    #[test]
+    fn a_failure_names_the_failed_and_the_hung_tests() {
+        let c = console(&[
+            "agent-monitor-vm: running /w/target/debug/deps/enforce-0123456789abcdef (uptime 2.1s)",
+            "test fast ... ok",
+            "test leaks ... FAILED",
+            "test result: FAILED. 1 passed; 1 failed; 0 ignored",
+            "agent-monitor-vm: running /w/target/debug/deps/lsm-fedcba9876543210 (uptime 9.0s)",
+            "test slow_but_done has been running for over 60 seconds",
+            "test stuck has been running for over 60 seconds",
+            "test slow_but_done ... ok",
+            "AM_WATCHDOG still running after 300s: /w/target/debug/deps/lsm-fedcba9876543210",
+            "agent-monitor-vm: done binaries=2 failed=2",
+        ]);
+        assert_eq!(
+            c.problem().unwrap(),
+            "2 test binaries ran but 1 printed a result (failed: enforce: leaks; killed by the guest's watchdog: lsm; \
+             over 60 s and never finished: lsm: stuck)"
+        );
     }
 
     #[test]

@@ -52,8 +52,9 @@ echo "agent-monitor-vm: cmdline $(cat /proc/cmdline)"
 echo "agent-monitor-vm: lsm $(cat /sys/kernel/security/lsm)"
 echo "agent-monitor-vm: cpus $(nproc), memory $(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2-)"
 
-# AGENT_MONITOR_BIN, TEST_DIR and TEST_THREADS, written by the host.
+# AGENT_MONITOR_BIN, TEST_DIR, TEST_THREADS and BINARY_TIMEOUT, written by the host.
 . /vm/env || fail "/vm/env"
+. /vm/watchdog.sh || fail "/vm/watchdog.sh"
 export AGENT_MONITOR_BIN
 export CI=1 HOME=/root RUST_BACKTRACE=1
 # The tests run host programs (sh, cat, mount, ...), not busybox: the host's PATH.
@@ -97,7 +98,7 @@ while read -r test; do
     esac
     binaries=$((binaries + 1))
     echo "agent-monitor-vm: running $test (uptime $(/bb/cut -d' ' -f1 /proc/uptime)s)"
-    "$test" --test-threads="$TEST_THREADS"
+    bounded "$BINARY_TIMEOUT" "$test" --test-threads="$TEST_THREADS"
     status=$?
     if [ "$status" -ne 0 ]; then
         failed=$((failed + 1))

@@ -40,6 +40,13 @@ const HOST_PROGRAMS: &[&str] = &[
 /// The guest's `/init`.
 const INIT: &str = include_str!("init.sh");
 
+/// `bounded SECONDS COMMAND...` for the guests' `/init` (this one's and the aarch64 VMs').
+pub const WATCHDOG: &str = include_str!("watchdog.sh");
+
+/// Seconds one test binary may run in the guest before the watchdog lists what every
+/// process is doing and kills it (the slowest binary takes about 95 s here).
+const BINARY_TIMEOUT_S: u64 = 300;
+
 /// What goes into the image besides [`HOST_PROGRAMS`].
 pub struct Contents<'a> {
     pub busybox: &'a Path,
@@ -57,6 +64,7 @@ pub fn build(contents: &Contents, work: &Path) -> anyhow::Result<PathBuf> {
     let tree = Tree::new(work.join("root"))?;
     tree.file("/bb/busybox", &fs::read(contents.busybox)?, 0o755)?;
     tree.file("/init", INIT.as_bytes(), 0o755)?;
+    tree.file("/vm/watchdog.sh", WATCHDOG.as_bytes(), 0o644)?;
     for dir in ["/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/var/tmp"] {
         tree.dir(dir)?;
     }
@@ -83,7 +91,7 @@ pub fn build(contents: &Contents, work: &Path) -> anyhow::Result<PathBuf> {
     let list: String = contents.tests.iter().map(|t| format!("{}\n", t.display())).collect();
     tree.file("/vm/tests", list.as_bytes(), 0o644)?;
     let env = format!(
-        "AGENT_MONITOR_BIN='{}'\nPROBE='{}'\nTEST_DIR='{}'\nTEST_THREADS={}\n",
+        "AGENT_MONITOR_BIN='{}'\nPROBE='{}'\nTEST_DIR='{}'\nTEST_THREADS={}\nBINARY_TIMEOUT={BINARY_TIMEOUT_S}\n",
         contents.monitor.display(),
         contents.probe.display(),
         contents.test_dir.display(),
