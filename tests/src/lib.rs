@@ -167,7 +167,7 @@ impl Session {
     /// Every event (all lines, rendered) for assertion messages.
     pub fn dump(&self) -> String {
         let lines: Vec<String> = self.events.iter().map(Value::to_string).collect();
-        format!("stderr: {}\nevents:\n{}", self.stderr, lines.join("\n"))
+        format!("status: {}\nstdout: {}\nstderr: {}\nevents:\n{}", self.status, self.stdout, self.stderr, lines.join("\n"))
     }
 }
 

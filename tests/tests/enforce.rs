@@ -53,7 +53,7 @@ fn reading_a_denied_file_kills_the_agent_before_it_reads_a_byte() {
     let (dir, policy, secret) = secret_denied("deny-read");
     let root = dir.path().display();
     let session = run(&policy, &[PROBE, "cat", &secret]);
-    assert!(!session.stdout.contains(SECRET), "the secret leaked: {}", session.stdout);
+    assert!(!session.stdout.contains(SECRET), "the secret leaked: {}", session.dump());
     assert_eq!(session.exit_code(), 128 + 9, "{}", session.dump());
     let violations = session.violations();
     assert_eq!(violations.len(), 1, "{}", session.dump());
@@ -75,7 +75,7 @@ fn a_process_whose_threads_end_before_it_stays_in_its_session() {
     let (_dir, policy, secret) = secret_denied("threads-end");
     // A thread exits, then the main thread; the last thread reads the secret.
     let session = run(&policy, &[PROBE, "leader-exits", &secret]);
-    assert!(!session.stdout.contains(SECRET), "the secret leaked: {}", session.stdout);
+    assert!(!session.stdout.contains(SECRET), "the secret leaked: {}", session.dump());
     assert_eq!(session.exit_code(), 128 + 9, "{}", session.dump());
     let violations = session.violations();
     assert_eq!(violations.len(), 1, "{}", session.dump());
