@@ -327,6 +327,10 @@ pub struct Loss {
     pub queue_full: u64,
     /// Userspace: events the sink failed to take (closed pipe, full disk).
     pub sink_error: u64,
+    /// Kernel: runs of the monitor's programs that the kernel skipped, because another
+    /// BPF program was running on the CPU (`skipped_runs`). Any process's, not only
+    /// sessions'.
+    pub programs_skipped: u64,
 }
 
 impl Loss {
@@ -339,6 +343,7 @@ impl Loss {
             + self.decode_error
             + self.queue_full
             + self.sink_error
+            + self.programs_skipped
     }
 }
 

@@ -416,6 +416,7 @@ fn session_events() -> Vec<Value> {
         decode_error: 5,
         queue_full: 6,
         sink_error: 8,
+        programs_skipped: 9,
     };
     let mut loss_event = pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(SESSION));
     loss_event.loss = Some(loss);
@@ -676,6 +677,7 @@ fn generated_events_have_the_documented_content() {
     assert_eq!(end["monitor"]["latency"]["samples"], json!(1));
     assert!(of_type(&events, types::SESSION_START)[0]["monitor"].get("latency").is_none());
     assert_eq!(end["loss"]["queue_full"], json!(6));
+    assert_eq!(end["loss"]["programs_skipped"], json!(9));
     assert_eq!(end["loss"]["decision_ringbuf_full"], json!(7));
 
     let session_start = of_type(&events, types::SESSION_START)[0];

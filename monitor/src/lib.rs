@@ -33,6 +33,7 @@ pub mod running_process;
 pub mod seccomp;
 pub mod session_map;
 pub mod sink;
+pub mod skipped_runs;
 pub mod tracefs;
 #[cfg(test)]
 mod test_maps;

@@ -21,6 +21,7 @@ use crate::{
     kernel_config::kernel_config,
     rule_maps::RuleMaps,
     session_map::SessionMap,
+    skipped_runs::SkippedRuns,
 };
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -218,6 +219,7 @@ pub struct Probes {
     /// What the ring buffers' reader is doing (`ingest`).
     pub reader_state: Array<MapData, u32>,
     pub counters: PerCpuArray<MapData, u64>,
+    pub skipped_runs: SkippedRuns,
     pub rules: RuleMaps,
     pub syscall_links: SyscallLinks,
 }
@@ -335,6 +337,7 @@ impl Probes {
             sock_create_program(&mut ebpf)?.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
         }
         log::debug!("all programs loaded at {:?}", started.elapsed());
+        let skipped_runs = SkippedRuns::of(&ebpf);
         Ok(Probes {
             ebpf,
             enforcement,
@@ -345,6 +348,7 @@ impl Probes {
             decisions,
             reader_state,
             counters,
+            skipped_runs,
             rules,
             syscall_links,
         })

@@ -36,5 +36,7 @@ fn every_event_of_a_real_session_matches_the_schema() {
     assert_eq!(session.events.last().unwrap()["type"], "session.end");
     let end = session.events.last().unwrap();
     assert_eq!(end["loss"]["ringbuf_full"], 0);
+    // Read from the programs' fdinfo: present, and nothing skipped in a quiet session.
+    assert_eq!(end["loss"]["programs_skipped"], 0, "{}", session.dump());
     assert_eq!(end["monitor"]["events"], session.events.len());
 }

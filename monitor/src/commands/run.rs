@@ -41,6 +41,7 @@ use crate::{
     seccomp::ForeignAbiFilter,
     process_tree::ProcessTree,
     sink::Sink,
+    skipped_runs::SkippedRuns,
 };
 
 pub struct RunArgs {
@@ -190,7 +191,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     for path in own_files {
         probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
     }
-    let Probes { mut ebpf, enforcement, sessions, events, decisions, reader_state, counters, mut rules, .. } = probes;
+    let Probes { mut ebpf, enforcement, sessions, events, decisions, reader_state, counters, skipped_runs, mut rules, .. } =
+        probes;
 
     let mounts = MountTable::load().context("reading the mount table")?;
     let environment =
@@ -335,7 +337,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     };
     let worker = match std::thread::Builder::new()
         .name("pipeline".into())
-        .spawn(move || process_events(pipeline, received, counters, user_loss, session_id))
+        .spawn(move || process_events(pipeline, received, counters, skipped_runs, user_loss, session_id))
     {
         Ok(worker) => worker,
         Err(error) => return Err(fail(&mut child, anyhow::Error::from(error).context("starting the pipeline thread"))),
@@ -457,6 +459,7 @@ fn process_events(
     mut pipeline: Pipeline,
     received: crate::queue::Receiver<Item>,
     counters: PerCpuArray<MapData, u64>,
+    skipped_runs: SkippedRuns,
     user_loss: Arc<UserspaceLoss>,
     session_id: u64,
 ) -> (Pipeline, Loss) {
@@ -474,19 +477,19 @@ fn process_events(
                 handled += 1;
                 if handled % 4096 == 0 && last_check.elapsed() >= LOSS_CHECK_INTERVAL {
                     last_check = Instant::now();
-                    let loss = current_loss(&counters, &user_loss, &pipeline);
+                    let loss = current_loss(&counters, &skipped_runs, &user_loss, &pipeline);
                     report_loss(&mut pipeline, &mut reported, loss, session_id);
                 }
             }
         }
         if closed || last_check.elapsed() >= LOSS_CHECK_INTERVAL {
             last_check = Instant::now();
-            let loss = current_loss(&counters, &user_loss, &pipeline);
+            let loss = current_loss(&counters, &skipped_runs, &user_loss, &pipeline);
             report_loss(&mut pipeline, &mut reported, loss, session_id);
         }
         pipeline.flush();
         if closed {
-            let loss = current_loss(&counters, &user_loss, &pipeline);
+            let loss = current_loss(&counters, &skipped_runs, &user_loss, &pipeline);
             return (pipeline, loss);
         }
     }
@@ -514,7 +517,12 @@ fn report_loss(pipeline: &mut Pipeline, reported: &mut Loss, loss: Loss, session
     }
 }
 
-pub(crate) fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &UserspaceLoss, pipeline: &Pipeline) -> Loss {
+pub(crate) fn current_loss(
+    counters: &PerCpuArray<MapData, u64>,
+    skipped_runs: &SkippedRuns,
+    user: &UserspaceLoss,
+    pipeline: &Pipeline,
+) -> Loss {
     let kernel = |c: Counter| counters.get(&(c as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
     Loss {
         ringbuf_full: kernel(Counter::RingbufFull),
@@ -525,6 +533,7 @@ pub(crate) fn current_loss(counters: &PerCpuArray<MapData, u64>, user: &Userspac
         decode_error: user.decode_error.load(Ordering::Relaxed),
         queue_full: 0,
         sink_error: pipeline.sink.lost(),
+        programs_skipped: skipped_runs.total(),
     }
 }
 

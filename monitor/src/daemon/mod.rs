@@ -70,7 +70,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let sink = build_sink(&config, hub.clone())?;
     let session_map = Arc::new(probes.sessions.fds_dup().context("duplicating the session maps' descriptors")?);
 
-    let Probes { ebpf, enforcement, sessions, events, decisions, reader_state, counters, rules, .. } = probes;
+    let Probes { ebpf, enforcement, sessions, events, decisions, reader_state, counters, skipped_runs, rules, .. } = probes;
     let kill_table: KillTable = Arc::new(Mutex::new(Default::default()));
     let (queue, items) = crate::queue::bounded::<Item>();
     let user_loss = Arc::new(UserspaceLoss::default());
@@ -82,7 +82,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let ingest = Ingest::spawn(events, decisions, reader_state, queue, user_loss.clone(), hook, Box::new(|| {}));
     let mut pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
     pipeline.metrics = Some(metrics);
-    let kernel = KernelParts { ebpf, enforcement, rules, members: sessions, adopt, counters, user_loss };
+    let kernel = KernelParts { ebpf, enforcement, rules, members: sessions, adopt, counters, skipped_runs, user_loss };
     let mut daemon =
         Daemon::new(config.clone(), config_path.to_owned(), kernel, pipeline, kill_table);
     if let Err(error) = daemon.install_first(&policy) {

@@ -39,6 +39,7 @@ use crate::{
     rule_maps::RuleMaps,
     running_process::RunningProcess,
     session_map::{Adoption, Existing, SessionMap},
+    skipped_runs::SkippedRuns,
 };
 
 /// Rules of a replaced policy stay this long after a reload, for kernel programs and
@@ -59,6 +60,7 @@ pub struct KernelParts {
     pub members: SessionMap,
     pub adopt: AdoptMaps,
     pub counters: PerCpuArray<MapData, u64>,
+    pub skipped_runs: SkippedRuns,
     pub user_loss: Arc<UserspaceLoss>,
 }
 
@@ -71,6 +73,7 @@ pub struct Daemon {
     pub members: SessionMap,
     pub adopt: AdoptMaps,
     pub counters: PerCpuArray<MapData, u64>,
+    pub skipped_runs: SkippedRuns,
     pub user_loss: Arc<UserspaceLoss>,
     pub pipeline: Pipeline,
     pub kill_table: KillTable,
@@ -100,7 +103,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(config: Config, config_path: PathBuf, kernel: KernelParts, pipeline: Pipeline, kill_table: KillTable) -> Daemon {
-        let KernelParts { ebpf, enforcement, rules, members, adopt, counters, user_loss } = kernel;
+        let KernelParts { ebpf, enforcement, rules, members, adopt, counters, skipped_runs, user_loss } = kernel;
         Daemon {
             config,
             config_path,
@@ -110,6 +113,7 @@ impl Daemon {
             members,
             adopt,
             counters,
+            skipped_runs,
             user_loss,
             pipeline,
             kill_table,
@@ -442,7 +446,7 @@ impl Daemon {
         // reported it (absent only if that record was lost).
         end.exit = status.or(record.root_exit).map(exit_status);
         end.incomplete = end.exit.is_none();
-        end.loss = Some(current_loss(&self.counters, &self.user_loss, &self.pipeline));
+        end.loss = Some(current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline));
         end.monitor = Some(monitor_info(None));
         self.pipeline.write(&end);
         self.pipeline.flush();
@@ -485,7 +489,7 @@ impl Daemon {
 
     /// A `monitor.loss` event if more was lost since the last one.
     fn report_loss(&mut self) {
-        let loss = current_loss(&self.counters, &self.user_loss, &self.pipeline);
+        let loss = current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline);
         if loss.total() > self.reported_loss.total() {
             let mut event = self.pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(0));
             event.session.id = NO_SESSION.to_owned();
@@ -794,7 +798,7 @@ impl Daemon {
     }
 
     fn status(&self) -> Status {
-        let loss = current_loss(&self.counters, &self.user_loss, &self.pipeline);
+        let loss = current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline);
         let hub = self.pipeline.sink.hub();
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -1114,7 +1118,7 @@ impl Daemon {
 
     fn write_metrics(&self, path: &std::path::Path) {
         let Some(metrics) = &self.pipeline.metrics else { return };
-        metrics.set_loss(&current_loss(&self.counters, &self.user_loss, &self.pipeline));
+        metrics.set_loss(&current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline));
         metrics.set_sink(&self.pipeline.sink);
         metrics.set_sessions_active(self.sessions.len() as u64);
         if let Err(error) = crate::metrics::write_atomic(path, &metrics.render()) {
