@@ -174,9 +174,48 @@ fn denied_paths(policy: &str) -> Vec<String> {
     paths
 }
 
+/// Installs Debian's auditd if `auditctl` is missing, without starting it: a
+/// `policy-rc.d` refuses the package's start while it installs (unless the host has one
+/// of its own), and on a systemd host the unit is disabled again afterwards. The
+/// benchmark starts an auditd of its own and stops it at the end.
+fn ensure_auditd() -> anyhow::Result<()> {
+    if Command::new("auditctl").arg("-v").output().is_ok() {
+        return Ok(());
+    }
+    println!("audit: installing auditd (apt-get install auditd, not started)");
+    let policy_rc = Path::new("/usr/sbin/policy-rc.d");
+    let ours = !policy_rc.exists();
+    if ours {
+        std::fs::write(policy_rc, "#!/bin/sh
+# agent-monitor bench audit: no service starts while auditd installs
+exit 101
+")?;
+        std::fs::set_permissions(policy_rc, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends", "auditd"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    if ours {
+        std::fs::remove_file(policy_rc)?;
+    }
+    match installed {
+        Ok(status) if status.success() => {}
+        Ok(status) => bail!("apt-get install auditd failed ({status})"),
+        Err(error) => bail!("running apt-get: {error}"),
+    }
+    if Path::new("/run/systemd/system").exists() {
+        let _ = Command::new("systemctl").args(["disable", "--quiet", "auditd"]).status();
+    }
+    Ok(())
+}
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let (monitor, probe) = release_binaries()?;
     let loops = ["open", "stat"];
+    if let Err(error) = ensure_auditd() {
+        println!("audit: could not install auditd: {error:#}");
+    }
     if let Some(reason) = unavailable() {
         println!("audit: NOT MEASURED: {reason}");
         write_json(
