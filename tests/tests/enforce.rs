@@ -67,6 +67,28 @@ fn reading_a_denied_file_kills_the_agent_before_it_reads_a_byte() {
     assert_eq!(exit_signal(&session, session.root_pid()), Some(9));
 }
 
+/// The kill before the open returns holds every time, not only once: violators in a
+/// row, each a new process of the same session, and none gets a byte out. (A rare miss
+/// would show here long before it shows in the single-violator test.)
+#[test]
+fn every_one_of_many_violators_in_a_row_is_killed_before_it_reads() {
+    if !privileged() {
+        return;
+    }
+    const VIOLATORS: usize = 200;
+    let (_dir, policy, secret) = secret_denied("deny-many");
+    let script =
+        format!("i=0; while [ $i -lt {VIOLATORS} ]; do {PROBE} cat {secret}; echo \"status=$?\"; i=$((i + 1)); done");
+    let session = run(&policy, &["sh", "-c", &script]);
+    assert!(!session.stdout.contains(SECRET), "the secret leaked: {}", session.dump());
+    let killed = session.stdout.lines().filter(|line| *line == "status=137").count();
+    assert_eq!(killed, VIOLATORS, "violators not killed by SIGKILL: {}", session.dump());
+    assert_eq!(session.exit_code(), 0, "{}", session.dump());
+    let violations = session.violations();
+    assert_eq!(violations.len(), VIOLATORS, "{}", session.dump());
+    assert!(violations.iter().all(|v| v["file"]["path"] == secret.as_str() && v["decision"]["action"] == "kill"));
+}
+
 #[test]
 fn a_process_whose_threads_end_before_it_stays_in_its_session() {
     if !privileged() {

@@ -84,7 +84,7 @@ const CONFIGS: [Config; 2] = [
         name: "nolsm",
         lsm: "lockdown,capability,landlock,yama,apparmor",
         expect_lsm: false,
-        tests: &["lsm"],
+        tests: &["lsm", "enforce"],
     },
 ];
 
