@@ -417,7 +417,8 @@ impl Daemon {
     }
 
     /// Ends `session`: whatever of it still runs is killed (a `run` session ends with
-    /// its first process), `session.end` written, its cgroup and own policy removed.
+    /// its first process), its cgroup removed, `session.end` written (so a reader of it
+    /// finds the session cleaned up), its own policy retired.
     fn end(&mut self, session: u64, status: Option<u32>) {
         let Some(record) = self.sessions.remove(&session) else { return };
         if self.unannounced.remove(&session) || self.pending_runs.remove(&session).is_some() {
@@ -438,6 +439,9 @@ impl Daemon {
             while !cgroup.pids().is_empty() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
+            if let Err(error) = cgroup.remove() {
+                log::warn!("removing {}: {error}", cgroup.path().display());
+            }
         }
         let mut end = self.pipeline.context.event(types::SESSION_END, BootClock::now_boot_ns(), session_ref(session));
         end.session.root_pid = Some(record.root_pid);
@@ -452,11 +456,6 @@ impl Daemon {
         self.pipeline.flush();
         self.kill_table.lock().expect("kill table").remove(&session);
         self.pipeline.session_policies.remove(&session);
-        if let Some(cgroup) = &record.cgroup
-            && let Err(error) = cgroup.remove()
-        {
-            log::warn!("removing {}: {error}", cgroup.path().display());
-        }
         if let Some(id) = record.owned_policy {
             self.retiring.push((Instant::now(), vec![id]));
         }
