@@ -43,7 +43,7 @@ const UNTRUSTED_FLAGS: u32 = O_TRUNC;
 
 /// What the syscall being entered or left is, for the watched ones.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Watched {
+pub(crate) enum Watched {
     Open(u32),
     Connect,
     IoUringSetup,
@@ -90,7 +90,7 @@ fn record<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
 /// Argument `n` of the syscall being left, from the user registers saved at entry
 /// (which no other thread can change).
 #[inline(always)]
-fn syscall_arg_at_exit(current: Typed, n: usize) -> u64 {
+pub(crate) fn syscall_arg_at_exit(current: Typed, n: usize) -> u64 {
     let offset = match n {
         0 => config!(regs.arg0),
         1 => config!(regs.arg1),
@@ -108,14 +108,31 @@ pub fn syscall_enter(ctx: TracePointContext) -> u32 {
         // Opens are judged at exit only.
         Some(Watched::Open(syscall)) if syscall != open_syscall::OPEN_BY_HANDLE_AT => {}
         Some(what) => {
-            let _ = try_enter(&ctx, what);
+            // Read with the helper, not loaded directly: the kernel refuses to attach a
+            // program that loads past the end of the smallest record it is attached to
+            // (io_uring_setup has two arguments).
+            // SAFETY: offsets inside connect's record, the only one read through this.
+            let connect_args = || unsafe {
+                Ok((
+                    ctx.read_at::<u64>(RECORD_ARGS).map_err(|_| ReadError)? as u32,
+                    ctx.read_at::<u64>(RECORD_ARGS + 8).map_err(|_| ReadError)?,
+                    ctx.read_at::<u64>(RECORD_ARGS + 16).map_err(|_| ReadError)? as u32,
+                ))
+            };
+            let _ = try_enter(what, connect_args);
         }
         None => {}
     }
     0
 }
 
-fn try_enter(ctx: &TracePointContext, what: Watched) -> Result<(), ReadError> {
+/// The checks at a watched syscall's entry; `connect_args` gives connect's (fd,
+/// address, address length).
+#[inline(always)]
+pub(crate) fn try_enter(
+    what: Watched,
+    connect_args: impl FnOnce() -> Result<(u32, u64, u32), ReadError>,
+) -> Result<(), ReadError> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
@@ -147,17 +164,7 @@ fn try_enter(ctx: &TracePointContext, what: Watched) -> Result<(), ReadError> {
         }
         Watched::Open(_) => {}
         Watched::Connect => {
-            // Read with the helper, not loaded directly: the kernel refuses to attach a
-            // program that loads past the end of the smallest record it is attached to
-            // (io_uring_setup has two arguments).
-            // SAFETY: offsets inside connect's record, the only one read here.
-            let (fd, addr, addr_len) = unsafe {
-                (
-                    ctx.read_at::<u64>(RECORD_ARGS).map_err(|_| ReadError)? as u32,
-                    ctx.read_at::<u64>(RECORD_ARGS + 8).map_err(|_| ReadError)?,
-                    ctx.read_at::<u64>(RECORD_ARGS + 16).map_err(|_| ReadError)? as u32,
-                )
-            };
+            let (fd, addr, addr_len) = connect_args()?;
             let Some(pending) = PENDING_SCRATCH.get_ptr_mut(0) else {
                 return Err(ReadError);
             };
@@ -206,7 +213,8 @@ pub fn syscall_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-fn try_exit_open(ret: i64, syscall: u32) -> Result<(), ReadError> {
+#[inline(always)]
+pub(crate) fn try_exit_open(ret: i64, syscall: u32) -> Result<(), ReadError> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
@@ -273,7 +281,8 @@ fn fd_to_file(current: Typed, fd: u32) -> Result<u64, ReadError> {
     read_ptr(files, fd * 8)
 }
 
-fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
+#[inline(always)]
+pub(crate) fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());

@@ -5,8 +5,8 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
     programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, Lsm, ProgramError, RawTracePoint, TracePoint,
-        trace_point::TracePointLink,
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, FEntry, FExit, Lsm, ProgramError, RawTracePoint, TracePoint,
+        fentry::FEntryLinkId, fexit::FExitLinkId, trace_point::TracePointLink,
     },
 };
 use monitor_common::{
@@ -222,6 +222,31 @@ pub struct Probes {
     pub skipped_runs: SkippedRuns,
     pub rules: RuleMaps,
     pub syscall_links: SyscallLinks,
+    /// Where tier 2 watches opens and connects.
+    pub syscall_hooks: SyscallHooks,
+}
+
+/// Where tier 2 hooks the watched syscalls (none where BPF LSM enforces files and
+/// network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallHooks {
+    None,
+    /// fentry/fexit on the syscall functions (`__x64_sys_openat`, ...): only the watched
+    /// syscalls pay, where the kernel has BPF trampolines.
+    Functions,
+    /// The `syscalls:sys_enter_*`/`sys_exit_*` tracepoints: every task of the host takes
+    /// the syscall slow path while one is attached.
+    Tracepoints,
+}
+
+impl SyscallHooks {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyscallHooks::None => "none",
+            SyscallHooks::Functions => "functions",
+            SyscallHooks::Tracepoints => "tracepoints",
+        }
+    }
 }
 
 /// The syscall tracepoint links, detached all at once when dropped. Removing a syscall
@@ -287,12 +312,22 @@ impl Probes {
             .map_err(|source| LoadError::Map { name: maps::LSM_TIERS, source })?;
         log::debug!("LSM hooks tried at {:?}: {enforcement:?}", started.elapsed());
         let mut syscall_links = SyscallLinks::default();
+        let mut syscall_hooks = SyscallHooks::None;
         if enforcement.needs_syscall_tracepoints() {
             let present: Vec<_> = watched_syscalls(&config.syscalls).into_iter().filter(|s| s.nr != NO_SYSCALL).collect();
-            let entered: Vec<String> = present.iter().filter(|s| s.at_entry).map(|s| format!("sys_enter_{}", s.name)).collect();
-            let left: Vec<String> = present.iter().filter(|s| s.at_exit).map(|s| format!("sys_exit_{}", s.name)).collect();
-            attach_syscall_tracepoints(&mut ebpf, "syscall_enter", &entered, &mut syscall_links)?;
-            attach_syscall_tracepoints(&mut ebpf, "syscall_exit", &left, &mut syscall_links)?;
+            syscall_hooks = match syscall_functions::attach(&mut ebpf, &present) {
+                Ok(()) => SyscallHooks::Functions,
+                Err(why) => {
+                    log::debug!("syscall functions not hooked ({why}): the syscall tracepoints instead");
+                    let entered: Vec<String> =
+                        present.iter().filter(|s| s.at_entry).map(|s| format!("sys_enter_{}", s.name)).collect();
+                    let left: Vec<String> = present.iter().filter(|s| s.at_exit).map(|s| format!("sys_exit_{}", s.name)).collect();
+                    attach_syscall_tracepoints(&mut ebpf, "syscall_enter", &entered, &mut syscall_links)?;
+                    attach_syscall_tracepoints(&mut ebpf, "syscall_exit", &left, &mut syscall_links)?;
+                    SyscallHooks::Tracepoints
+                }
+            };
+            log::debug!("syscall hooks ({}) attached at {:?}", syscall_hooks.name(), started.elapsed());
         }
         let sessions = ebpf.take_map(maps::SESSIONS).ok_or(LoadError::MissingMap(maps::SESSIONS))?;
         // Borrowed, not taken: programs loaded later refer to the map by its descriptor.
@@ -351,6 +386,7 @@ impl Probes {
             skipped_runs,
             rules,
             syscall_links,
+            syscall_hooks,
         })
     }
 
@@ -398,6 +434,82 @@ fn attach_syscall_tracepoints(
         links.0.push(prog.take_link(link).map_err(error(tracepoint))?);
     }
     Ok(())
+}
+
+/// Tier 2 on the syscall functions (`monitor-ebpf/src/syscall_functions.rs`).
+mod syscall_functions {
+    use super::*;
+
+    /// The functions the syscall table calls, named `<prefix><syscall>`.
+    #[cfg(target_arch = "x86_64")]
+    const PREFIX: &str = "__x64_sys_";
+    #[cfg(target_arch = "aarch64")]
+    const PREFIX: &str = "__arm64_sys_";
+
+    enum Attached {
+        Entry(String, FEntryLinkId),
+        Exit(String, FExitLinkId),
+    }
+
+    /// Attaches `fentry_<name>` and `fexit_<name>` to each syscall's function, as it is
+    /// watched at entry and exit; all of them, or none (what attached is detached
+    /// again, for the tracepoints to take over).
+    pub fn attach(ebpf: &mut Ebpf, present: &[WatchedSyscall]) -> Result<(), String> {
+        let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading the kernel's BTF: {e}"))?;
+        let mut attached = Vec::new();
+        let result = attach_each(ebpf, &btf, present, &mut attached);
+        if result.is_err() {
+            for link in attached {
+                match link {
+                    Attached::Entry(program, id) => {
+                        if let Some(Ok(prog)) = ebpf.program_mut(&program).map(<&mut FEntry>::try_from) {
+                            let _ = prog.detach(id);
+                        }
+                    }
+                    Attached::Exit(program, id) => {
+                        if let Some(Ok(prog)) = ebpf.program_mut(&program).map(<&mut FExit>::try_from) {
+                            let _ = prog.detach(id);
+                        }
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn attach_each(
+        ebpf: &mut Ebpf,
+        btf: &aya::Btf,
+        present: &[WatchedSyscall],
+        attached: &mut Vec<Attached>,
+    ) -> Result<(), String> {
+        for syscall in present {
+            let function = format!("{PREFIX}{}", syscall.name);
+            if syscall.at_entry {
+                let program = format!("fentry_{}", syscall.name);
+                let prog: &mut FEntry = ebpf
+                    .program_mut(&program)
+                    .ok_or_else(|| format!("no program {program}"))?
+                    .try_into()
+                    .map_err(|e| format!("{program}: {e}"))?;
+                prog.load(&function, btf).map_err(|e| format!("loading {program} for {function}: {e:#}"))?;
+                let id = prog.attach().map_err(|e| format!("attaching {program} to {function}: {e:#}"))?;
+                attached.push(Attached::Entry(program, id));
+            }
+            if syscall.at_exit {
+                let program = format!("fexit_{}", syscall.name);
+                let prog: &mut FExit = ebpf
+                    .program_mut(&program)
+                    .ok_or_else(|| format!("no program {program}"))?
+                    .try_into()
+                    .map_err(|e| format!("{program}: {e}"))?;
+                prog.load(&function, btf).map_err(|e| format!("loading {program} for {function}: {e:#}"))?;
+                let id = prog.attach().map_err(|e| format!("attaching {program} to {function}: {e:#}"))?;
+                attached.push(Attached::Exit(program, id));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl LsmReport {

@@ -333,6 +333,19 @@ fn doctor_reports_the_tiers() {
         let expected = if report["bpf_lsm_active"] == true && attached { "lsm" } else { tier_2 };
         assert_eq!(report["enforcement"][resource], expected, "{resource}: {report}");
     }
+    // Tier 2 watches opens and connects on the syscall functions where the kernel runs
+    // tracing programs, else on the syscall tracepoints; not at all where the LSM tier
+    // has both files and network.
+    let lsm_has_both = report["enforcement"]["files"] == "lsm" && report["enforcement"]["network"] == "lsm";
+    let hooks_name = report["syscall_hooks"].as_str().unwrap_or_default();
+    if lsm_has_both {
+        assert_eq!(hooks_name, "none", "{report}");
+    } else {
+        assert!(hooks_name == "functions" || hooks_name == "tracepoints", "{report}");
+    }
+    if let Ok(expected) = std::env::var("AGENT_MONITOR_EXPECT_SYSCALL_HOOKS") {
+        assert_eq!(hooks_name, expected, "{report}");
+    }
     match monitor_tests::expect_lsm() {
         Some(true) => {
             assert_eq!(report["bpf_lsm_active"], true, "{report}");

@@ -94,6 +94,8 @@ struct KernelLine {
     /// Whether the tests are to get the LSM tier (`AGENT_MONITOR_EXPECT_LSM`): a
     /// session that reports another tier fails its test.
     expect_lsm: bool,
+    /// What `doctor` must report as `syscall_hooks`.
+    syscall_hooks: &'static str,
     /// The privileged suites (`tests/tests/NAME.rs`) this kernel runs by default.
     suites: &'static [&'static str],
 }
@@ -112,6 +114,8 @@ const KERNEL_LINES: [KernelLine; 2] = [
         prefix: "linux-image-6.1.0-",
         suffix: "-arm64",
         expect_lsm: false,
+        // No BPF trampolines on arm64 before 6.4 (so no LSM either): the tracepoints.
+        syscall_hooks: "tracepoints",
         suites: &["sessions", "paths", "rename_race", "schema", "enforce", "kill_switch"],
     },
     KernelLine {
@@ -119,6 +123,7 @@ const KERNEL_LINES: [KernelLine; 2] = [
         prefix: "linux-image-6.12.",
         suffix: "+deb12-arm64",
         expect_lsm: true,
+        syscall_hooks: "none",
         suites: &["lsm"],
     },
 ];
@@ -141,6 +146,7 @@ const MEMORY_MIB: usize = 2048;
 pub struct Kernel {
     pub line: &'static str,
     pub expect_lsm: bool,
+    pub syscall_hooks: &'static str,
     pub suites: &'static [&'static str],
     /// `uname -r`, e.g. `6.1.0-56-arm64`.
     pub release: String,
@@ -264,7 +270,14 @@ pub fn fetch() -> anyhow::Result<Downloads> {
             let script = format!("dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot", debs.join(file).display(), dir.display());
             crate::run(Command::new("sh").args(["-c", &script]))?;
         }
-        kernels.push(Kernel { line: line.name, expect_lsm: line.expect_lsm, suites: line.suites, release, vmlinuz });
+        kernels.push(Kernel {
+            line: line.name,
+            expect_lsm: line.expect_lsm,
+            syscall_hooks: line.syscall_hooks,
+            suites: line.suites,
+            release,
+            vmlinuz,
+        });
     }
     let userland = work.join("userland");
     if !userland.join("bin/busybox").exists() {
@@ -756,7 +769,7 @@ pub fn boot_all(args: &Arm64VmArgs, downloads: &Downloads, tests: &CrossTests) -
         if let Some(booted) = result.console.kernel.as_deref().filter(|k| *k != kernel.release) {
             problem = Some(format!("booted {booted}, expected {}", kernel.release));
         }
-        if let Err(error) = check_doctor(result.console.doctor.as_deref(), kernel.expect_lsm) {
+        if let Err(error) = check_doctor(result.console.doctor.as_deref(), kernel.expect_lsm, kernel.syscall_hooks) {
             problem = Some(format!("agent-monitor doctor: {error}"));
         }
         let outcome = Outcome { kernel: kernel.release.clone(), console: result.console, wall: result.wall, problem, log };
@@ -774,8 +787,9 @@ pub fn boot_all(args: &Arm64VmArgs, downloads: &Downloads, tests: &CrossTests) -
 }
 
 /// Whether `doctor --json` in the guest named the architecture and reported the tiers
-/// this kernel should give: the LSM tier for every resource, or tier 2 for every one.
-fn check_doctor(json: Option<&str>, expect_lsm: bool) -> anyhow::Result<()> {
+/// this kernel should give: the LSM tier for every resource, or tier 2 for every one,
+/// and tier 2's syscall hooks.
+fn check_doctor(json: Option<&str>, expect_lsm: bool, syscall_hooks: &str) -> anyhow::Result<()> {
     let json = json.context("the guest printed no doctor report")?;
     let report: serde_json::Value = serde_json::from_str(json).with_context(|| format!("not JSON: {json}"))?;
     if report["arch"] != "aarch64" {
@@ -789,6 +803,9 @@ fn check_doctor(json: Option<&str>, expect_lsm: bool) -> anyhow::Result<()> {
     };
     if *tiers != expected {
         bail!("tiers {tiers}, expected {expected} (unavailable: {})", report["lsm_unavailable"]);
+    }
+    if report["syscall_hooks"] != syscall_hooks {
+        bail!("syscall hooks {}, expected {syscall_hooks}", report["syscall_hooks"]);
     }
     Ok(())
 }
@@ -837,19 +854,25 @@ mod tests {
 
     #[test]
     fn doctor_report_must_match_the_kernel() {
-        let report = |arch: &str, network: &str| {
+        let report = |arch: &str, network: &str, hooks: &str| {
             format!(
-                r#"{{"arch":"{arch}","enforcement":{{"files":"lsm","exec":"lsm","network":"{network}","self_protection":"lsm"}},"lsm_unavailable":null}}"#
+                r#"{{"arch":"{arch}","enforcement":{{"files":"lsm","exec":"lsm","network":"{network}","self_protection":"lsm"}},"syscall_hooks":"{hooks}","lsm_unavailable":null}}"#
             )
         };
-        assert!(check_doctor(Some(&report("aarch64", "lsm")), true).is_ok());
-        assert!(check_doctor(Some(&report("aarch64", "cgroup")), true).is_err(), "one resource fell back");
-        assert!(check_doctor(Some(&report("x86_64", "lsm")), true).is_err());
-        assert!(check_doctor(Some(&report("aarch64", "lsm")), false).is_err());
-        let tier_2 = r#"{"arch":"aarch64","enforcement":{"files":"tracepoint","exec":"tracepoint","network":"cgroup","self_protection":"seccomp"}}"#;
-        assert!(check_doctor(Some(tier_2), false).is_ok());
-        assert!(check_doctor(None, false).is_err());
-        assert!(check_doctor(Some(""), false).is_err(), "doctor failed to print");
+        assert!(check_doctor(Some(&report("aarch64", "lsm", "none")), true, "none").is_ok());
+        assert!(check_doctor(Some(&report("aarch64", "cgroup", "none")), true, "none").is_err(), "one resource fell back");
+        assert!(check_doctor(Some(&report("x86_64", "lsm", "none")), true, "none").is_err());
+        assert!(check_doctor(Some(&report("aarch64", "lsm", "none")), false, "none").is_err());
+        assert!(check_doctor(Some(&report("aarch64", "lsm", "tracepoints")), true, "none").is_err(), "hooks it needs not");
+        let tier_2 = |hooks: &str| {
+            format!(
+                r#"{{"arch":"aarch64","enforcement":{{"files":"tracepoint","exec":"tracepoint","network":"cgroup","self_protection":"seccomp"}},"syscall_hooks":"{hooks}"}}"#
+            )
+        };
+        assert!(check_doctor(Some(&tier_2("tracepoints")), false, "tracepoints").is_ok());
+        assert!(check_doctor(Some(&tier_2("functions")), false, "tracepoints").is_err());
+        assert!(check_doctor(None, false, "tracepoints").is_err());
+        assert!(check_doctor(Some(""), false, "tracepoints").is_err(), "doctor failed to print");
     }
 
     #[test]

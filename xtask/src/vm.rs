@@ -60,6 +60,8 @@ struct Config {
     name: &'static str,
     lsm: &'static str,
     expect_lsm: bool,
+    /// What `doctor` must report as `syscall_hooks` (`AGENT_MONITOR_EXPECT_SYSCALL_HOOKS`).
+    syscall_hooks: &'static str,
     tests: &'static [&'static str],
 }
 
@@ -78,12 +80,15 @@ const CONFIGS: [Config; 2] = [
         name: "lsm",
         lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
         expect_lsm: true,
+        syscall_hooks: "none",
         tests: &["lsm", "paths", "rename_race", "net_enforce", "kill_switch", "daemon"],
     },
     Config {
         name: "nolsm",
         lsm: "lockdown,capability,landlock,yama,apparmor",
         expect_lsm: false,
+        // Debian's x86_64 kernel has BPF trampolines: tier 2 on the syscall functions.
+        syscall_hooks: "functions",
         tests: &["lsm", "enforce"],
     },
 ];
@@ -199,9 +204,10 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
         // init=/init: should /init fail to start, the kernel panics (and qemu exits)
         // instead of falling back to a shell that waits for input until the timeout.
         let append = format!(
-            "console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm={} agent_monitor.tests={}",
+            "console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm={} agent_monitor.expect_syscall_hooks={} agent_monitor.tests={}",
             config.lsm,
             u8::from(config.expect_lsm),
+            config.syscall_hooks,
             config.tests.join(",")
         );
         let run = boot(&append, &format!("[vm {}] ", config.name), &log)?;

@@ -27,6 +27,9 @@ struct Report {
     hooks: Vec<Hook>,
     /// `null` if the programs could not be loaded (see `error`).
     enforcement: Option<Enforcement>,
+    /// Where tier 2 watches opens and connects: `functions` (fentry/fexit on the syscall
+    /// functions), `tracepoints`, or `none` (BPF LSM enforces files and network).
+    syscall_hooks: Option<&'static str>,
     lsm_unavailable: Option<String>,
     error: Option<String>,
 }
@@ -51,9 +54,9 @@ fn resource_name(resource: Resource) -> &'static str {
 
 pub fn doctor(json: bool) -> anyhow::Result<i32> {
     let (tracefs, loaded) = crate::tracefs::with_tracefs(|| Probes::load(LsmChoice::Auto));
-    let (enforcement, lsm, error) = match &loaded {
-        Ok(probes) => (Some(probes.enforcement), Some(probes.lsm.clone()), None),
-        Err(error) => (None, None, Some(error.to_string())),
+    let (enforcement, lsm, syscall_hooks, error) = match &loaded {
+        Ok(probes) => (Some(probes.enforcement), Some(probes.lsm.clone()), Some(probes.syscall_hooks.name()), None),
+        Err(error) => (None, None, None, Some(error.to_string())),
     };
     let tracefs_error = tracefs.as_ref().err().map(|e| format!("not mounted, and mounting one failed: {e}"));
     drop(loaded); // detaches everything
@@ -73,6 +76,7 @@ pub fn doctor(json: bool) -> anyhow::Result<i32> {
             .map(|h| Hook { hook: h.hook, resource: resource_name(h.resource), attached: h.error.is_none(), error: h.error.clone() })
             .collect(),
         enforcement,
+        syscall_hooks,
         lsm_unavailable: unavailable,
         error,
     };
@@ -122,6 +126,9 @@ fn print_text(r: &Report) {
             println!("  exec            {}", e.exec.name());
             println!("  network         {}", e.network.name());
             println!("  self-protection {}", e.self_protection.name());
+            if let Some(hooks) = r.syscall_hooks {
+                println!("syscall hooks     {hooks}");
+            }
         }
         (None, Some(error)) => println!("cannot run here: {error}"),
         (None, None) => {}

@@ -39,13 +39,14 @@ BENCH=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         agent_monitor.expect_lsm=*) AGENT_MONITOR_EXPECT_LSM="${word#*=}" ;;
+        agent_monitor.expect_syscall_hooks=*) AGENT_MONITOR_EXPECT_SYSCALL_HOOKS="${word#*=}" ;;
         agent_monitor.tests=*) TESTS="${word#*=}" ;;
         agent_monitor.bench=*) BENCH="${word#*=}" ;;
     esac
 done
 [ -n "$TESTS" ] || [ -n "$BENCH" ] || fail "no agent_monitor.tests= on the kernel command line"
 [ -n "$AGENT_MONITOR_EXPECT_LSM" ] || fail "no agent_monitor.expect_lsm= on the kernel command line"
-export AGENT_MONITOR_EXPECT_LSM
+export AGENT_MONITOR_EXPECT_LSM AGENT_MONITOR_EXPECT_SYSCALL_HOOKS
 
 echo "agent-monitor-vm: kernel $(uname -r)"
 echo "agent-monitor-vm: cmdline $(cat /proc/cmdline)"
