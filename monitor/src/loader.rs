@@ -315,7 +315,14 @@ impl Probes {
         let mut syscall_hooks = SyscallHooks::None;
         if enforcement.needs_syscall_tracepoints() {
             let present: Vec<_> = watched_syscalls(&config.syscalls).into_iter().filter(|s| s.nr != NO_SYSCALL).collect();
-            syscall_hooks = match syscall_functions::attach(&mut ebpf, &present) {
+            // `AGENT_MONITOR_SYSCALL_HOOKS=tracepoints`: the tracepoints even where the
+            // functions could be hooked (the same checks; `cargo xtask vm --bench` compares).
+            let functions = if std::env::var("AGENT_MONITOR_SYSCALL_HOOKS").as_deref() == Ok("tracepoints") {
+                Err("AGENT_MONITOR_SYSCALL_HOOKS=tracepoints".to_owned())
+            } else {
+                syscall_functions::attach(&mut ebpf, &present)
+            };
+            syscall_hooks = match functions {
                 Ok(()) => SyscallHooks::Functions,
                 Err(why) => {
                     log::debug!("syscall functions not hooked ({why}): the syscall tracepoints instead");

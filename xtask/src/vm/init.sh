@@ -78,10 +78,13 @@ if [ -n "$BENCH" ]; then
         echo "$result"
     }
     inside() { "$AGENT_MONITOR_BIN" run $1 --events /dev/null -- "$PROBE" open-loop $n "$file" 2>/dev/null; }
+    # Tier 2 twice: on the syscall functions (fentry/fexit), and on the tracepoints.
     for round in 1 2 3 4 5; do
         echo "agent-monitor-vm: bench round=$round none=$("$PROBE" open-loop $n "$file")" \
             "outside_lsm=$(outside '') outside_tier2=$(outside --no-lsm)" \
-            "inside_lsm=$(inside '') inside_tier2=$(inside --no-lsm)"
+            "outside_tp=$(export AGENT_MONITOR_SYSCALL_HOOKS=tracepoints; outside --no-lsm)" \
+            "inside_lsm=$(inside '') inside_tier2=$(inside --no-lsm)" \
+            "inside_tp=$(export AGENT_MONITOR_SYSCALL_HOOKS=tracepoints; inside --no-lsm)"
     done
     echo "agent-monitor-vm: bench done"
     /bb/poweroff -f
