@@ -18,7 +18,7 @@ use monitor_common::event::open_syscall;
 
 use crate::{
     kernel::{ReadError, Typed},
-    syscalls::{Watched, syscall_arg_at_exit, try_enter, try_exit_connect, try_exit_open},
+    syscalls::{Watched, syscall_arg, try_enter, try_exit_connect, try_exit_open},
 };
 
 /// The value the syscall function returned: the slot after its one argument (`const
@@ -33,9 +33,9 @@ fn returned(ctx: &FExitContext) -> i64 {
 fn connect_args() -> Result<(u32, u64, u32), ReadError> {
     let current = Typed::current_task();
     Ok((
-        syscall_arg_at_exit(current, 0) as u32,
-        syscall_arg_at_exit(current, 1),
-        syscall_arg_at_exit(current, 2) as u32,
+        syscall_arg(current, 0) as u32,
+        syscall_arg(current, 1),
+        syscall_arg(current, 2) as u32,
     ))
 }
 

@@ -87,10 +87,10 @@ fn record<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { *(ctx.as_ptr().add(offset) as *const T) }
 }
 
-/// Argument `n` of the syscall being left, from the user registers saved at entry
-/// (which no other thread can change).
+/// Argument `n` of the current syscall, from the user registers saved at its entry
+/// (which no other thread can change; at exit as at entry).
 #[inline(always)]
-pub(crate) fn syscall_arg_at_exit(current: Typed, n: usize) -> u64 {
+pub(crate) fn syscall_arg(current: Typed, n: usize) -> u64 {
     let offset = match n {
         0 => config!(regs.arg0),
         1 => config!(regs.arg1),
@@ -228,8 +228,8 @@ pub(crate) fn try_exit_open(ret: i64, syscall: u32) -> Result<(), ReadError> {
     // if they could truncate (`UNTRUSTED_FLAGS`).
     let current = Typed::current_task();
     let open_flags = match syscall {
-        open_syscall::OPEN => syscall_arg_at_exit(current, 1) as u32,
-        open_syscall::OPENAT | open_syscall::OPEN_BY_HANDLE_AT => syscall_arg_at_exit(current, 2) as u32,
+        open_syscall::OPEN => syscall_arg(current, 1) as u32,
+        open_syscall::OPENAT | open_syscall::OPEN_BY_HANDLE_AT => syscall_arg(current, 2) as u32,
         open_syscall::CREAT => O_CREAT | O_WRONLY | O_TRUNC,
         _ => UNTRUSTED_FLAGS,
     };
