@@ -176,7 +176,7 @@ fn denied_paths(policy: &str) -> Vec<String> {
 
 /// Installs Debian's auditd if `auditctl` is missing, without starting it: a
 /// `policy-rc.d` refuses the package's start while it installs (unless the host has one
-/// of its own), and on a systemd host the unit is disabled again afterwards. The
+/// of its own), and the unit is disabled again afterwards. The
 /// benchmark starts an auditd of its own and stops it at the end.
 fn ensure_auditd() -> anyhow::Result<()> {
     if Command::new("auditctl").arg("-v").output().is_ok() {
@@ -204,9 +204,9 @@ exit 101
         Ok(status) => bail!("apt-get install auditd failed ({status})"),
         Err(error) => bail!("running apt-get: {error}"),
     }
-    if Path::new("/run/systemd/system").exists() {
-        let _ = Command::new("systemctl").args(["disable", "--quiet", "auditd"]).status();
-    }
+    // The package enables the unit for the next boot; `systemctl disable` undoes that
+    // with or without a running systemd.
+    let _ = Command::new("systemctl").args(["disable", "--quiet", "auditd"]).status();
     Ok(())
 }
 
