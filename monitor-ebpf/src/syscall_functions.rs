@@ -39,62 +39,40 @@ fn connect_args() -> Result<(u32, u64, u32), ReadError> {
     ))
 }
 
-#[fexit]
-pub fn fexit_open(ctx: FExitContext) -> i32 {
-    let _ = try_exit_open(returned(&ctx), open_syscall::OPEN);
-    0
+/// `fexit_<syscall>`: the open check at the exit of one open syscall's function.
+macro_rules! open_exit {
+    ($program:ident, $syscall:expr) => {
+        #[fexit]
+        pub fn $program(ctx: FExitContext) -> i32 {
+            let _ = try_exit_open(returned(&ctx), $syscall);
+            0
+        }
+    };
 }
 
-#[fexit]
-pub fn fexit_creat(ctx: FExitContext) -> i32 {
-    let _ = try_exit_open(returned(&ctx), open_syscall::CREAT);
-    0
+/// `fentry_<syscall>`: the entry check of one syscall's function.
+macro_rules! entry {
+    ($program:ident, $what:expr) => {
+        #[fentry]
+        pub fn $program(_ctx: FEntryContext) -> i32 {
+            let _ = try_enter($what, connect_args);
+            0
+        }
+    };
 }
 
-#[fexit]
-pub fn fexit_openat(ctx: FExitContext) -> i32 {
-    let _ = try_exit_open(returned(&ctx), open_syscall::OPENAT);
-    0
-}
-
-#[fexit]
-pub fn fexit_openat2(ctx: FExitContext) -> i32 {
-    let _ = try_exit_open(returned(&ctx), open_syscall::OPENAT2);
-    0
-}
-
-#[fexit]
-pub fn fexit_open_by_handle_at(ctx: FExitContext) -> i32 {
-    let _ = try_exit_open(returned(&ctx), open_syscall::OPEN_BY_HANDLE_AT);
-    0
-}
+open_exit!(fexit_open, open_syscall::OPEN);
+open_exit!(fexit_creat, open_syscall::CREAT);
+open_exit!(fexit_openat, open_syscall::OPENAT);
+open_exit!(fexit_openat2, open_syscall::OPENAT2);
+open_exit!(fexit_open_by_handle_at, open_syscall::OPEN_BY_HANDLE_AT);
+entry!(fentry_open_by_handle_at, Watched::Open(open_syscall::OPEN_BY_HANDLE_AT));
+entry!(fentry_connect, Watched::Connect);
+entry!(fentry_io_uring_setup, Watched::IoUringSetup);
+entry!(fentry_pidfd_getfd, Watched::PidfdGetfd);
 
 #[fexit]
 pub fn fexit_connect(ctx: FExitContext) -> i32 {
     let _ = try_exit_connect(returned(&ctx));
-    0
-}
-
-#[fentry]
-pub fn fentry_open_by_handle_at(_ctx: FEntryContext) -> i32 {
-    let _ = try_enter(Watched::Open(open_syscall::OPEN_BY_HANDLE_AT), connect_args);
-    0
-}
-
-#[fentry]
-pub fn fentry_connect(_ctx: FEntryContext) -> i32 {
-    let _ = try_enter(Watched::Connect, connect_args);
-    0
-}
-
-#[fentry]
-pub fn fentry_io_uring_setup(_ctx: FEntryContext) -> i32 {
-    let _ = try_enter(Watched::IoUringSetup, connect_args);
-    0
-}
-
-#[fentry]
-pub fn fentry_pidfd_getfd(_ctx: FEntryContext) -> i32 {
-    let _ = try_enter(Watched::PidfdGetfd, connect_args);
     0
 }

@@ -6,7 +6,6 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSock, CgroupSockAddr, FEntry, FExit, Lsm, ProgramError, RawTracePoint, TracePoint,
-        fentry::FEntryLinkId, fexit::FExitLinkId, trace_point::TracePointLink,
     },
 };
 use monitor_common::{
@@ -249,11 +248,12 @@ impl SyscallHooks {
     }
 }
 
-/// The syscall tracepoint links, detached all at once when dropped. Removing a syscall
-/// tracepoint makes the kernel wait for a grace period (about 70 ms on 6.18); one after
-/// the other, the ten links added 0.7 s to every exit of a monitor.
+/// Tier 2's syscall links (tracepoints, or fentry/fexit), detached all at once when
+/// dropped. Removing a syscall tracepoint makes the kernel wait for a grace period
+/// (about 70 ms on 6.18); one after the other, the ten links added 0.7 s to every exit
+/// of a monitor.
 #[derive(Default)]
-pub struct SyscallLinks(Vec<TracePointLink>);
+pub struct SyscallLinks(Vec<Box<dyn Send>>);
 
 impl Drop for SyscallLinks {
     fn drop(&mut self) {
@@ -302,8 +302,10 @@ impl Probes {
         let counters = ebpf.take_map(maps::COUNTERS).ok_or(LoadError::MissingMap(maps::COUNTERS))?;
         let counters =
             PerCpuArray::try_from(counters).map_err(|source| LoadError::Map { name: maps::COUNTERS, source })?;
+        // Parsed once for the LSM and the syscall-function programs (both load by name).
+        let aya_btf = aya::Btf::from_sys_fs().map_err(|error| format!("no kernel BTF: {error}"));
         let (enforcement, lsm) = match choice {
-            LsmChoice::Auto => lsm::attach(&mut ebpf, &counters),
+            LsmChoice::Auto => lsm::attach(&mut ebpf, &counters, aya_btf.as_ref()),
             LsmChoice::Off => (Enforcement::FALLBACK, LsmReport::not_used("turned off (--no-lsm)")),
         };
         let tiers = ebpf.map_mut(maps::LSM_TIERS).ok_or(LoadError::MissingMap(maps::LSM_TIERS))?;
@@ -320,10 +322,13 @@ impl Probes {
             let functions = if std::env::var("AGENT_MONITOR_SYSCALL_HOOKS").as_deref() == Ok("tracepoints") {
                 Err("AGENT_MONITOR_SYSCALL_HOOKS=tracepoints".to_owned())
             } else {
-                syscall_functions::attach(&mut ebpf, &present)
+                aya_btf.as_ref().map_err(String::clone).and_then(|btf| syscall_functions::attach(&mut ebpf, btf, &present))
             };
             syscall_hooks = match functions {
-                Ok(()) => SyscallHooks::Functions,
+                Ok(links) => {
+                    syscall_links = links;
+                    SyscallHooks::Functions
+                }
                 Err(why) => {
                     log::debug!("syscall functions not hooked ({why}): the syscall tracepoints instead");
                     let entered: Vec<String> =
@@ -438,7 +443,7 @@ fn attach_syscall_tracepoints(
     prog.load().map_err(error(first))?;
     for tracepoint in tracepoints {
         let link = prog.attach("syscalls", tracepoint).map_err(error(tracepoint))?;
-        links.0.push(prog.take_link(link).map_err(error(tracepoint))?);
+        links.0.push(Box::new(prog.take_link(link).map_err(error(tracepoint))?));
     }
     Ok(())
 }
@@ -453,69 +458,40 @@ mod syscall_functions {
     #[cfg(target_arch = "aarch64")]
     const PREFIX: &str = "__arm64_sys_";
 
-    enum Attached {
-        Entry(String, FEntryLinkId),
-        Exit(String, FExitLinkId),
-    }
-
     /// Attaches `fentry_<name>` and `fexit_<name>` to each syscall's function, as it is
-    /// watched at entry and exit; all of them, or none (what attached is detached
-    /// again, for the tracepoints to take over).
-    pub fn attach(ebpf: &mut Ebpf, present: &[WatchedSyscall]) -> Result<(), String> {
-        let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading the kernel's BTF: {e}"))?;
-        let mut attached = Vec::new();
-        let result = attach_each(ebpf, &btf, present, &mut attached);
-        if result.is_err() {
-            for link in attached {
-                match link {
-                    Attached::Entry(program, id) => {
-                        if let Some(Ok(prog)) = ebpf.program_mut(&program).map(<&mut FEntry>::try_from) {
-                            let _ = prog.detach(id);
-                        }
-                    }
-                    Attached::Exit(program, id) => {
-                        if let Some(Ok(prog)) = ebpf.program_mut(&program).map(<&mut FExit>::try_from) {
-                            let _ = prog.detach(id);
-                        }
-                    }
-                }
-            }
-        }
-        result
-    }
-
-    fn attach_each(
-        ebpf: &mut Ebpf,
-        btf: &aya::Btf,
-        present: &[WatchedSyscall],
-        attached: &mut Vec<Attached>,
-    ) -> Result<(), String> {
+    /// watched at entry and exit; all of them, or none (the links made before a failure
+    /// are dropped, which detaches them, for the tracepoints to take over).
+    pub fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, present: &[WatchedSyscall]) -> Result<SyscallLinks, String> {
+        let mut links = SyscallLinks::default();
         for syscall in present {
             let function = format!("{PREFIX}{}", syscall.name);
             if syscall.at_entry {
                 let program = format!("fentry_{}", syscall.name);
-                let prog: &mut FEntry = ebpf
-                    .program_mut(&program)
-                    .ok_or_else(|| format!("no program {program}"))?
-                    .try_into()
-                    .map_err(|e| format!("{program}: {e}"))?;
-                prog.load(&function, btf).map_err(|e| format!("loading {program} for {function}: {e:#}"))?;
-                let id = prog.attach().map_err(|e| format!("attaching {program} to {function}: {e:#}"))?;
-                attached.push(Attached::Entry(program, id));
+                let prog: &mut FEntry = program_of(ebpf, &program)?;
+                prog.load(&function, btf).map_err(failed("loading", &program, &function))?;
+                let id = prog.attach().map_err(failed("attaching", &program, &function))?;
+                links.0.push(Box::new(prog.take_link(id).map_err(failed("keeping", &program, &function))?));
             }
             if syscall.at_exit {
                 let program = format!("fexit_{}", syscall.name);
-                let prog: &mut FExit = ebpf
-                    .program_mut(&program)
-                    .ok_or_else(|| format!("no program {program}"))?
-                    .try_into()
-                    .map_err(|e| format!("{program}: {e}"))?;
-                prog.load(&function, btf).map_err(|e| format!("loading {program} for {function}: {e:#}"))?;
-                let id = prog.attach().map_err(|e| format!("attaching {program} to {function}: {e:#}"))?;
-                attached.push(Attached::Exit(program, id));
+                let prog: &mut FExit = program_of(ebpf, &program)?;
+                prog.load(&function, btf).map_err(failed("loading", &program, &function))?;
+                let id = prog.attach().map_err(failed("attaching", &program, &function))?;
+                links.0.push(Box::new(prog.take_link(id).map_err(failed("keeping", &program, &function))?));
             }
         }
-        Ok(())
+        Ok(links)
+    }
+
+    fn failed<'a>(what: &'a str, program: &'a str, function: &'a str) -> impl Fn(ProgramError) -> String + 'a {
+        move |e| format!("{what} {program} for {function}: {e:#}")
+    }
+
+    fn program_of<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, String>
+    where
+        &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        ebpf.program_mut(name).ok_or_else(|| format!("no program {name}"))?.try_into().map_err(|e| format!("{name}: {e}"))
     }
 }
 
@@ -535,10 +511,14 @@ mod lsm {
         Some(list.trim().split(',').any(|name| name == "bpf"))
     }
 
-    pub fn attach(ebpf: &mut Ebpf, counters: &PerCpuArray<MapData, u64>) -> (Enforcement, LsmReport) {
-        let btf = match aya::Btf::from_sys_fs() {
+    pub fn attach(
+        ebpf: &mut Ebpf,
+        counters: &PerCpuArray<MapData, u64>,
+        btf: Result<&aya::Btf, &String>,
+    ) -> (Enforcement, LsmReport) {
+        let btf = match btf {
             Ok(btf) => btf,
-            Err(error) => return (Enforcement::FALLBACK, LsmReport::not_used(&format!("no kernel BTF: {error}"))),
+            Err(error) => return (Enforcement::FALLBACK, LsmReport::not_used(error)),
         };
         let mut hooks = Vec::new();
         for (program, hook, resource) in LSM_PROGRAMS {
