@@ -124,7 +124,8 @@ const KERNEL_LINES: [KernelLine; 2] = [
         suffix: "+deb12-arm64",
         expect_lsm: true,
         syscall_hooks: "none",
-        suites: &["lsm"],
+        // `syscall_hooks` runs `--no-lsm`: tier 2 on arm64's trampolines (6.4+).
+        suites: &["lsm", "syscall_hooks"],
     },
 ];
 

@@ -89,7 +89,7 @@ const CONFIGS: [Config; 2] = [
         expect_lsm: false,
         // Debian's x86_64 kernel has BPF trampolines: tier 2 on the syscall functions.
         syscall_hooks: "functions",
-        tests: &["lsm", "enforce"],
+        tests: &["lsm", "enforce", "syscall_hooks"],
     },
 ];
 
