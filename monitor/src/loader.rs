@@ -463,21 +463,23 @@ mod syscall_functions {
     /// are dropped, which detaches them, for the tracepoints to take over).
     pub fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, present: &[WatchedSyscall]) -> Result<SyscallLinks, String> {
         let mut links = SyscallLinks::default();
+        // FEntry and FExit share these methods but no trait.
+        macro_rules! hook {
+            ($kind:ty, $program:expr, $function:expr) => {{
+                let (program, function) = ($program, $function);
+                let prog: &mut $kind = program_of(ebpf, &program)?;
+                prog.load(function, btf).map_err(failed("loading", &program, function))?;
+                let id = prog.attach().map_err(failed("attaching", &program, function))?;
+                links.0.push(Box::new(prog.take_link(id).map_err(failed("keeping", &program, function))?));
+            }};
+        }
         for syscall in present {
             let function = format!("{PREFIX}{}", syscall.name);
             if syscall.at_entry {
-                let program = format!("fentry_{}", syscall.name);
-                let prog: &mut FEntry = program_of(ebpf, &program)?;
-                prog.load(&function, btf).map_err(failed("loading", &program, &function))?;
-                let id = prog.attach().map_err(failed("attaching", &program, &function))?;
-                links.0.push(Box::new(prog.take_link(id).map_err(failed("keeping", &program, &function))?));
+                hook!(FEntry, format!("fentry_{}", syscall.name), &function);
             }
             if syscall.at_exit {
-                let program = format!("fexit_{}", syscall.name);
-                let prog: &mut FExit = program_of(ebpf, &program)?;
-                prog.load(&function, btf).map_err(failed("loading", &program, &function))?;
-                let id = prog.attach().map_err(failed("attaching", &program, &function))?;
-                links.0.push(Box::new(prog.take_link(id).map_err(failed("keeping", &program, &function))?));
+                hook!(FExit, format!("fexit_{}", syscall.name), &function);
             }
         }
         Ok(links)

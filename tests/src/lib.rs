@@ -94,9 +94,15 @@ pub fn policy_file(dir: &TempDir, yaml: &str) -> PathBuf {
 
 /// As [`run_session`], with extra `run` options (`--policy FILE`, ...).
 pub fn run_session_with(options: &[&str], command: &[&str]) -> Session {
+    run_session_with_env(&[], options, command)
+}
+
+/// As [`run_session_with`], with environment variables for the monitor (`RUST_LOG`).
+pub fn run_session_with_env(env: &[(&str, &str)], options: &[&str], command: &[&str]) -> Session {
     let dir = TempDir::new("events");
     let events_path = dir.path().join("events.ndjson");
     let output: Output = Command::new(monitor_bin())
+        .envs(env.iter().copied())
         .arg("run")
         .arg("--events")
         .arg(&events_path)

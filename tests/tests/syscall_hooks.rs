@@ -7,12 +7,9 @@
 //! twice. This binary holds one test, so no other test's monitor starts while the
 //! trampoline is full (test binaries run one after another).
 
-use std::{
-    os::fd::{FromRawFd, OwnedFd},
-    process::Command,
-};
+use std::os::fd::{FromRawFd, OwnedFd};
 
-use monitor_tests::{Session, TempDir, monitor_bin, policy_file, privileged};
+use monitor_tests::{TempDir, policy_file, privileged, run_session_with_env};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_probe");
 
@@ -52,30 +49,13 @@ fn a_syscall_function_that_cannot_be_hooked_leaves_tier_2_on_the_tracepoints_alo
             secret.display()
         ),
     );
-    let events = dir.path().join("events.ndjson");
-    let output = Command::new(monitor_bin())
-        .env("RUST_LOG", "monitor::loader=debug")
-        .args(["run", "--no-lsm", "--policy"])
-        .arg(&policy)
-        .arg("--events")
-        .arg(&events)
-        .args(["--", PROBE, "try", "open"])
-        .arg(&readable)
-        .args(["--", "open"])
-        .arg(&secret)
-        .output()
-        .unwrap();
+    let (readable_path, secret_path) = (readable.to_str().unwrap(), secret.to_str().unwrap());
+    let session = run_session_with_env(
+        &[("RUST_LOG", "monitor::loader=debug")],
+        &["--no-lsm", "--policy", policy.to_str().unwrap()],
+        &[PROBE, "try", "open", readable_path, "--", "open", secret_path],
+    );
     let filled = filled.map(|links| links.len());
-    let session = Session {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        events: std::fs::read_to_string(&events)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect(),
-    };
     assert!(
         session.stderr.contains("syscall hooks (tracepoints) attached"),
         "tier 2 is on the tracepoints: {}",
@@ -92,7 +72,7 @@ fn a_syscall_function_that_cannot_be_hooked_leaves_tier_2_on_the_tracepoints_alo
     let opens_of_readable: Vec<_> = session
         .of_type("file.open")
         .into_iter()
-        .filter(|e| e["file"]["path"] == readable.to_str().unwrap())
+        .filter(|e| e["file"]["path"] == readable_path)
         .collect();
     assert_eq!(opens_of_readable.len(), 1, "one open, one event: {}", session.dump());
     assert_eq!(session.stdout.lines().next(), Some("open ok"), "{}", session.dump());
