@@ -28,6 +28,9 @@ use crate::kernel::{ReadError, SpanCopy, config, opaque, read, zero_by_words};
 /// Per-CPU space for a walk.
 #[repr(C)]
 pub struct PathScratch {
+    /// What one step of the walk hands the next. It lives here, in map memory, and not
+    /// on the stack: see [`Walk`].
+    walk: Walk,
     /// A name read on its own (after a rename raced the walk).
     pub name: [u8; NAME_MAX_BYTES],
     /// The path ends at `PATH_MAX_BYTES`; a component of up to `NAME_MAX_BYTES` is
@@ -63,6 +66,17 @@ const END: u32 = PATH_MAX_BYTES as u32;
 const SB_KERNMOUNT: u64 = 1 << 22;
 
 /// State of a walk between the steps `bpf_loop` runs.
+///
+/// Verifier invariant: this state is kept in the per-CPU scratch map value, never in the
+/// caller's stack. Since Linux 6.7 the verifier checks a `bpf_loop` callback as a loop:
+/// it verifies the step again and again until the state at its entry is equivalent to
+/// one it has already proven. Values on the stack are tracked exactly, and `pos` and
+/// `components` change on every step (and bound the writes, so they are precise):
+/// no two entries were ever equivalent, and the verifier walked steps until it gave up
+/// at 1,000,000 instructions, at a cost that depended on the path bounds and on the
+/// code the compiler happened to emit. Loaded from map memory, every field is an
+/// unknown scalar, each use is bounded by a mask, and the second entry into the step
+/// equals the first: one step is verified for all of them.
 #[repr(C)]
 struct Walk {
     /// The dentry whose name the next step writes.
@@ -116,17 +130,11 @@ pub fn resolve(dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadE
     // Kernel-internal filesystems (pipes, sockets) may have no root: 0 matches no dentry.
     let root = fs.field::<u64>(config!(offsets.super_block_s_root));
     let sb_flags = fs.field::<u64>(config!(offsets.super_block_s_flags));
-    let mut walk = Walk { dentry, head, sb_flags, root, pos: END, components: 0, outcome: WALKING, leaf_len: 0 };
-    // SAFETY: the callback is a BPF subprogram taking (index, ctx); ctx points to
-    // `walk`, which outlives the call.
-    unsafe {
-        bpf_loop(
-            PATH_MAX_COMPONENTS + 1,
-            walk_step as *mut c_void,
-            core::ptr::addr_of_mut!(walk).cast(),
-            0,
-        )
-    };
+    scratch.walk = Walk { dentry, head, sb_flags, root, pos: END, components: 0, outcome: WALKING, leaf_len: 0 };
+    // SAFETY: the callback is a BPF subprogram taking (index, ctx); it finds the walk
+    // in this CPU's scratch, so it needs no context (NULL).
+    unsafe { bpf_loop(PATH_MAX_COMPONENTS + 1, walk_step as *mut c_void, core::ptr::null_mut(), 0) };
+    let walk = &scratch.walk;
     let path_flags = match walk.outcome {
         AT_ROOT => 0,
         FAILED => return Err(ReadError),
@@ -153,15 +161,14 @@ pub fn resolve(dentry: u64, scratch: &mut PathScratch) -> Result<Resolved, ReadE
 /// One step of the walk: writes the name of `walk.dentry` in front of the path and moves
 /// to its parent. Returns 1 to stop, 0 to go on.
 #[inline(never)]
-extern "C" fn walk_step(_index: u32, ctx: *mut c_void) -> i64 {
-    // SAFETY: `resolve` passes its `Walk`.
-    let walk = unsafe { &mut *(ctx as *mut Walk) };
+extern "C" fn walk_step(_index: u32, _ctx: *mut c_void) -> i64 {
     let Some(scratch) = crate::policy::key_scratch() else {
-        walk.outcome = FAILED;
-        return 1;
+        return 1; // never (the caller holds this entry); WALKING then reads as cut short
     };
-    walk.outcome = step(walk, &mut scratch.path);
-    if walk.outcome == WALKING { 0 } else { 1 }
+    let scratch = &mut scratch.path;
+    let outcome = step(scratch);
+    scratch.walk.outcome = outcome;
+    if outcome == WALKING { 0 } else { 1 }
 }
 
 /// `struct dentry` from `d_parent` to the end of `d_name` (a `struct qstr`), read at
@@ -176,7 +183,8 @@ struct DentryHead {
 }
 
 #[inline(always)]
-fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
+fn step(scratch: &mut PathScratch) -> u32 {
+    let PathScratch { walk, name, buf, .. } = scratch;
     if walk.components >= PATH_MAX_COMPONENTS {
         return CUT_SHORT;
     }
@@ -219,10 +227,10 @@ fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
         return FAILED;
     }
     // SAFETY: at + size <= buf.len(); the helper checks the kernel address.
-    let n = unsafe { bpf_probe_read_kernel_str(scratch.buf.as_mut_ptr().add(at as usize).cast(), size, head.name as *const _) };
+    let n = unsafe { bpf_probe_read_kernel_str(buf.as_mut_ptr().add(at as usize).cast(), size, head.name as *const _) };
     if n != size as i64 {
         // SAFETY: bounded by the buffer; the helper checks the kernel address.
-        let n = unsafe { bpf_probe_read_kernel_str(scratch.name.as_mut_ptr().cast(), NAME_MAX_BYTES as u32, head.name as *const _) };
+        let n = unsafe { bpf_probe_read_kernel_str(name.as_mut_ptr().cast(), NAME_MAX_BYTES as u32, head.name as *const _) };
         if n <= 1 {
             return FAILED;
         }
@@ -235,8 +243,8 @@ fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
         // SAFETY: at + n < buf.len(); the source is our own scratch.
         let copied = unsafe {
             bpf_probe_read_kernel_buf(
-                scratch.name.as_ptr(),
-                core::slice::from_raw_parts_mut(scratch.buf.as_mut_ptr().add(at as usize), n as usize),
+                name.as_ptr(),
+                core::slice::from_raw_parts_mut(buf.as_mut_ptr().add(at as usize), n as usize),
             )
         };
         if copied.is_err() {
@@ -247,7 +255,7 @@ fn step(walk: &mut Walk, scratch: &mut PathScratch) -> u32 {
     if walk.components == 0 {
         walk.leaf_len = len;
     }
-    scratch.buf[((at + len) as usize) % scratch.buf.len()] = b'/';
+    buf[((at + len) as usize) % buf.len()] = b'/';
     walk.pos = at;
     walk.components += 1;
     walk.dentry = head.parent;

@@ -17,6 +17,10 @@ pub struct Cli {
     /// when a daemon is running).
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// When the kernel refuses an eBPF program, print the verifier's whole log too (it
+    /// is always written to a file, named in the error).
+    #[arg(long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -106,6 +110,10 @@ pub enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also verify the programs this kernel's tiers do not use (loaded, never
+        /// attached), so that every program's verified instructions are listed.
+        #[arg(long)]
+        all_programs: bool,
     },
     /// Check, show and explain policies.
     #[command(subcommand)]

@@ -37,6 +37,7 @@ pub mod skipped_runs;
 pub mod tracefs;
 #[cfg(test)]
 mod test_maps;
+pub mod verifier;
 
 #[cfg(test)]
 mod event_schema_tests;

@@ -5,7 +5,8 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf},
     programs::{
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, FEntry, FExit, Lsm, ProgramError, RawTracePoint, TracePoint,
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, FEntry, FExit, Lsm, Program, ProgramError, RawTracePoint,
+        TracePoint,
     },
 };
 use monitor_common::{
@@ -21,6 +22,7 @@ use crate::{
     rule_maps::RuleMaps,
     session_map::SessionMap,
     skipped_runs::SkippedRuns,
+    verifier::{ProgramFailure, Verifications, error_chain},
 };
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -199,7 +201,9 @@ pub enum LoadError {
     Map { name: &'static str, source: aya::maps::MapError },
     #[error(transparent)]
     SessionMap(#[from] crate::session_map::SessionMapError),
-    #[error("loading {program} (raw tracepoint {tracepoint}) failed: {source:#}; the kernel needs CONFIG_BPF_EVENTS and raw tracepoint support (Linux >= 4.17)")]
+    #[error(transparent)]
+    Program(#[from] ProgramFailure),
+    #[error("attaching {program} to the raw tracepoint {tracepoint} failed: {source:#}; the kernel needs CONFIG_BPF_EVENTS and raw tracepoint support (Linux >= 4.17)")]
     Attach { program: &'static str, tracepoint: &'static str, source: ProgramError },
     #[error("attaching {program} to the tracepoint syscalls:{tracepoint} failed: {source:#}; the kernel needs CONFIG_FTRACE_SYSCALLS, and tracefs mounted (mount -t tracefs tracefs /sys/kernel/tracing)")]
     SyscallTracepoint { program: &'static str, tracepoint: String, source: ProgramError },
@@ -223,6 +227,8 @@ pub struct Probes {
     pub syscall_links: SyscallLinks,
     /// Where tier 2 watches opens and connects.
     pub syscall_hooks: SyscallHooks,
+    /// What the verifier said of each program loaded.
+    pub programs: Verifications,
 }
 
 /// Where tier 2 hooks the watched syscalls (none where BPF LSM enforces files and
@@ -276,6 +282,12 @@ fn raise_memlock_limit() {
 
 impl Probes {
     pub fn load(choice: LsmChoice) -> Result<Probes, LoadError> {
+        Probes::load_recording(choice, &mut Verifications::default())
+    }
+
+    /// [`Probes::load`], recording each program's verification in `programs` (kept
+    /// when loading fails, for `doctor`).
+    pub fn load_recording(choice: LsmChoice, programs: &mut Verifications) -> Result<Probes, LoadError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(LoadError::NotRoot);
@@ -296,7 +308,7 @@ impl Probes {
             .load(EBPF_OBJECT)?;
         log::debug!("object loaded (maps created) at {:?}", started.elapsed());
         for (program, tracepoint) in RAW_TRACEPOINTS {
-            attach_raw_tracepoint(&mut ebpf, program, tracepoint)?;
+            attach_raw_tracepoint(&mut ebpf, programs, program, tracepoint)?;
         }
         log::debug!("process tracepoints attached at {:?}", started.elapsed());
         let counters = ebpf.take_map(maps::COUNTERS).ok_or(LoadError::MissingMap(maps::COUNTERS))?;
@@ -305,7 +317,7 @@ impl Probes {
         // Parsed once for the LSM and the syscall-function programs (both load by name).
         let aya_btf = aya::Btf::from_sys_fs().map_err(|error| format!("no kernel BTF: {error}"));
         let (enforcement, lsm) = match choice {
-            LsmChoice::Auto => lsm::attach(&mut ebpf, &counters, aya_btf.as_ref()),
+            LsmChoice::Auto => lsm::attach(&mut ebpf, programs, &counters, aya_btf.as_ref()),
             LsmChoice::Off => (Enforcement::FALLBACK, LsmReport::not_used("turned off (--no-lsm)")),
         };
         let tiers = ebpf.map_mut(maps::LSM_TIERS).ok_or(LoadError::MissingMap(maps::LSM_TIERS))?;
@@ -322,7 +334,10 @@ impl Probes {
             let functions = if std::env::var("AGENT_MONITOR_SYSCALL_HOOKS").as_deref() == Ok("tracepoints") {
                 Err("AGENT_MONITOR_SYSCALL_HOOKS=tracepoints".to_owned())
             } else {
-                aya_btf.as_ref().map_err(String::clone).and_then(|btf| syscall_functions::attach(&mut ebpf, btf, &present))
+                aya_btf
+                    .as_ref()
+                    .map_err(String::clone)
+                    .and_then(|btf| syscall_functions::attach(&mut ebpf, programs, btf, &present))
             };
             syscall_hooks = match functions {
                 Ok(links) => {
@@ -334,8 +349,8 @@ impl Probes {
                     let entered: Vec<String> =
                         present.iter().filter(|s| s.at_entry).map(|s| format!("sys_enter_{}", s.name)).collect();
                     let left: Vec<String> = present.iter().filter(|s| s.at_exit).map(|s| format!("sys_exit_{}", s.name)).collect();
-                    attach_syscall_tracepoints(&mut ebpf, "syscall_enter", &entered, &mut syscall_links)?;
-                    attach_syscall_tracepoints(&mut ebpf, "syscall_exit", &left, &mut syscall_links)?;
+                    attach_syscall_tracepoints(&mut ebpf, programs, "syscall_enter", &entered, &mut syscall_links)?;
+                    attach_syscall_tracepoints(&mut ebpf, programs, "syscall_exit", &left, &mut syscall_links)?;
                     SyscallHooks::Tracepoints
                 }
             };
@@ -375,13 +390,10 @@ impl Probes {
                 .map_err(|source| LoadError::Map { name: maps::DENIED_INODES, source })?,
         };
         if enforcement.network == Tier::Cgroup {
-            for (program, attach) in CGROUP_PROGRAMS {
-                cgroup_program(&mut ebpf, program, attach)?
-                    .load()
-                    .map_err(|source| LoadError::Cgroup { program, attach, source })?;
+            for (program, _) in CGROUP_PROGRAMS {
+                programs.load(&mut ebpf, program, |p| <&mut CgroupSockAddr>::try_from(p)?.load())?;
             }
-            let (program, attach) = SOCK_CREATE;
-            sock_create_program(&mut ebpf)?.load().map_err(|source| LoadError::Cgroup { program, attach, source })?;
+            programs.load(&mut ebpf, SOCK_CREATE.0, |p| <&mut CgroupSock>::try_from(p)?.load())?;
         }
         log::debug!("all programs loaded at {:?}", started.elapsed());
         let skipped_runs = SkippedRuns::of(&ebpf);
@@ -399,7 +411,52 @@ impl Probes {
             rules,
             syscall_links,
             syscall_hooks,
+            programs: programs.clone(),
         })
+    }
+
+    /// Loads (without attaching) every program of the object that the chosen tiers did
+    /// not load, so that [`Probes::programs`] says what the verifier makes of each one
+    /// on this kernel (`agent-monitor doctor --all-programs`, the verifier budget test).
+    /// A program this kernel refuses is recorded with its error; one with no hook on this
+    /// architecture, as skipped.
+    pub fn verify_unused(&mut self) {
+        let btf = aya::Btf::from_sys_fs().map_err(|error| format!("no kernel BTF: {error}"));
+        let numbers = crate::kernel_config::syscall_numbers();
+        let unused: Vec<String> =
+            self.ebpf.programs().map(|(name, _)| name.to_owned()).filter(|name| !self.programs.contains(name)).collect();
+        for name in &unused {
+            let kind = self.ebpf.program(name).map_or("unknown", crate::verifier::kind_of);
+            let lsm_hook = LSM_PROGRAMS.iter().find(|(program, _, _)| program == name).map_or(name.as_str(), |(_, hook, _)| hook);
+            let syscall = name.strip_prefix("fentry_").or_else(|| name.strip_prefix("fexit_"));
+            if let Some(syscall) = syscall
+                && watched_syscalls(&numbers).iter().any(|s| s.name == syscall && s.nr == NO_SYSCALL)
+            {
+                self.programs.skipped(name, kind, format!("{} has no {syscall} syscall", std::env::consts::ARCH));
+                continue;
+            }
+            let function = syscall.map(syscall_functions::function);
+            let function = function.as_deref().unwrap_or(name);
+            let btf = match (&btf, matches!(kind, "lsm" | "fentry" | "fexit")) {
+                (Err(why), true) => {
+                    self.programs.skipped(name, kind, why.clone());
+                    continue;
+                }
+                (Ok(btf), _) => Some(btf),
+                (Err(_), false) => None,
+            };
+            // A refusal is in the record; nothing else is to be done with it here.
+            let _ = self.programs.load(&mut self.ebpf, name, |program| match (program, btf) {
+                (Program::Lsm(p), Some(btf)) => p.load(lsm_hook, btf),
+                (Program::FEntry(p), Some(btf)) => p.load(function, btf),
+                (Program::FExit(p), Some(btf)) => p.load(function, btf),
+                (Program::RawTracePoint(p), _) => p.load(),
+                (Program::TracePoint(p), _) => p.load(),
+                (Program::CgroupSockAddr(p), _) => p.load(),
+                (Program::CgroupSock(p), _) => p.load(),
+                _ => Err(ProgramError::UnexpectedProgramType),
+            });
+        }
     }
 
     /// Marks the monitor's own files (policy, binary) as files no session member may
@@ -414,14 +471,20 @@ impl Probes {
     }
 }
 
-fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &'static str, tracepoint: &'static str) -> Result<(), LoadError> {
+fn attach_raw_tracepoint(
+    ebpf: &mut Ebpf,
+    programs: &mut Verifications,
+    program: &'static str,
+    tracepoint: &'static str,
+) -> Result<(), LoadError> {
+    programs.load(ebpf, program, |p| <&mut RawTracePoint>::try_from(p)?.load())?;
     let prog: &mut RawTracePoint = ebpf
         .program_mut(program)
         .ok_or(LoadError::MissingProgram(program))?
         .try_into()
         .map_err(|source| LoadError::Attach { program, tracepoint, source })?;
-    prog.load().map_err(|source| LoadError::Attach { program, tracepoint, source })?;
     prog.attach(tracepoint).map_err(|source| LoadError::Attach { program, tracepoint, source })?;
+    programs.set_attached(program, true);
     Ok(())
 }
 
@@ -429,6 +492,7 @@ fn attach_raw_tracepoint(ebpf: &mut Ebpf, program: &'static str, tracepoint: &'s
 /// the links go to `links`.
 fn attach_syscall_tracepoints(
     ebpf: &mut Ebpf,
+    programs: &mut Verifications,
     program: &'static str,
     tracepoints: &[String],
     links: &mut SyscallLinks,
@@ -438,13 +502,14 @@ fn attach_syscall_tracepoints(
         move |source| LoadError::SyscallTracepoint { program, tracepoint, source }
     };
     let first = tracepoints.first().map(String::as_str).unwrap_or_default();
+    programs.load(ebpf, program, |p| <&mut TracePoint>::try_from(p)?.load())?;
     let prog: &mut TracePoint =
         ebpf.program_mut(program).ok_or(LoadError::MissingProgram(program))?.try_into().map_err(error(first))?;
-    prog.load().map_err(error(first))?;
     for tracepoint in tracepoints {
         let link = prog.attach("syscalls", tracepoint).map_err(error(tracepoint))?;
         links.0.push(Box::new(prog.take_link(link).map_err(error(tracepoint))?));
     }
+    programs.set_attached(program, !tracepoints.is_empty());
     Ok(())
 }
 
@@ -458,31 +523,51 @@ mod syscall_functions {
     #[cfg(target_arch = "aarch64")]
     const PREFIX: &str = "__arm64_sys_";
 
+    /// The kernel function of the syscall `name`.
+    pub fn function(name: &str) -> String {
+        format!("{PREFIX}{name}")
+    }
+
     /// Attaches `fentry_<name>` and `fexit_<name>` to each syscall's function, as it is
     /// watched at entry and exit; all of them, or none (the links made before a failure
     /// are dropped, which detaches them, for the tracepoints to take over).
-    pub fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, present: &[WatchedSyscall]) -> Result<SyscallLinks, String> {
+    pub fn attach(
+        ebpf: &mut Ebpf,
+        programs: &mut Verifications,
+        btf: &aya::Btf,
+        present: &[WatchedSyscall],
+    ) -> Result<SyscallLinks, String> {
         let mut links = SyscallLinks::default();
+        let mut hooked = Vec::new();
         // FEntry and FExit share these methods but no trait.
         macro_rules! hook {
             ($kind:ty, $program:expr, $function:expr) => {{
                 let (program, function) = ($program, $function);
+                programs.load(ebpf, &program, |p| <&mut $kind>::try_from(p)?.load(function, btf)).map_err(|e| e.short())?;
                 let prog: &mut $kind = program_of(ebpf, &program)?;
-                prog.load(function, btf).map_err(failed("loading", &program, function))?;
                 let id = prog.attach().map_err(failed("attaching", &program, function))?;
                 links.0.push(Box::new(prog.take_link(id).map_err(failed("keeping", &program, function))?));
+                hooked.push(program);
             }};
         }
-        for syscall in present {
-            let function = format!("{PREFIX}{}", syscall.name);
-            if syscall.at_entry {
-                hook!(FEntry, format!("fentry_{}", syscall.name), &function);
+        let mut attach_all = || -> Result<(), String> {
+            for syscall in present {
+                let function = function(syscall.name);
+                if syscall.at_entry {
+                    hook!(FEntry, format!("fentry_{}", syscall.name), &function);
+                }
+                if syscall.at_exit {
+                    hook!(FExit, format!("fexit_{}", syscall.name), &function);
+                }
             }
-            if syscall.at_exit {
-                hook!(FExit, format!("fexit_{}", syscall.name), &function);
-            }
+            Ok(())
+        };
+        let attached = attach_all();
+        // On a failure the links are dropped with `links`: none stays attached.
+        for program in &hooked {
+            programs.set_attached(program, attached.is_ok());
         }
-        Ok(links)
+        attached.map(|()| links)
     }
 
     fn failed<'a>(what: &'a str, program: &'a str, function: &'a str) -> impl Fn(ProgramError) -> String + 'a {
@@ -515,6 +600,7 @@ mod lsm {
 
     pub fn attach(
         ebpf: &mut Ebpf,
+        programs: &mut Verifications,
         counters: &PerCpuArray<MapData, u64>,
         btf: Result<&aya::Btf, &String>,
     ) -> (Enforcement, LsmReport) {
@@ -525,11 +611,17 @@ mod lsm {
         let mut hooks = Vec::new();
         for (program, hook, resource) in LSM_PROGRAMS {
             let started = std::time::Instant::now();
-            let attached = match ebpf.program_mut(program).map(<&mut Lsm>::try_from) {
-                None => Err(format!("no program {program} in the eBPF object (build mismatch)")),
-                Some(Err(error)) => Err(error.to_string()),
-                Some(Ok(prog)) => prog.load(hook, &btf).and_then(|()| prog.attach().map(drop)).map_err(|e| error_chain(&e)),
-            };
+            let attached = programs
+                .load(ebpf, program, |p| <&mut Lsm>::try_from(p)?.load(hook, btf))
+                .map_err(|failure| failure.short())
+                .and_then(|()| {
+                    let prog: &mut Lsm = ebpf.program_mut(program).and_then(|p| p.try_into().ok()).ok_or("no LSM program")?;
+                    prog.attach().map(drop).map_err(|e| error_chain(&e))
+                });
+            match &attached {
+                Ok(()) => programs.set_attached(program, true),
+                Err(error) => programs.attach_failed(program, error.clone()),
+            }
             match &attached {
                 Ok(()) => log::debug!("lsm/{hook}: attached in {:?}", started.elapsed()),
                 Err(error) => log::debug!("lsm/{hook}: not attached after {:?}: {error}", started.elapsed()),
@@ -563,6 +655,7 @@ mod lsm {
                 if let Some(prog) = ebpf.program_mut(program).and_then(|p| <&mut Lsm>::try_from(p).ok()) {
                     let _ = prog.unload();
                 }
+                programs.set_attached(program, false);
             }
             return (Enforcement::FALLBACK, LsmReport { listed, active, hooks, unavailable });
         }
@@ -576,20 +669,6 @@ mod lsm {
             self_protection: if all(Resource::SelfProtection) { Tier::Lsm } else { Tier::Seccomp },
         };
         (enforcement, LsmReport { listed, active, hooks, unavailable })
-    }
-
-    /// `error: source: source...`: aya's attach errors keep the errno in their source.
-    fn error_chain(error: &dyn std::error::Error) -> String {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            if !text.contains(&cause_text) {
-                text = format!("{text}: {cause_text}");
-            }
-            source = cause.source();
-        }
-        text
     }
 
     /// Opens a file and checks that the `file_open` program counted it: on a kernel

@@ -11,13 +11,14 @@ use monitor::{
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    monitor::verifier::set_verbose(cli.verbose);
     let result = match cli.command {
         Command::Run { events, policy, profile, on_behalf_of, no_lsm, standalone, command } => {
             let socket = (!standalone && !no_lsm).then_some(cli.socket);
             run(RunArgs { events, policy, profile, on_behalf_of, no_lsm, socket, command })
         }
         Command::Daemon { config } => daemon::daemon(&config),
-        Command::Doctor { json } => doctor::doctor(json),
+        Command::Doctor { json, all_programs } => doctor::doctor(json, all_programs),
         Command::Status { json } => control::status(&cli.socket, json),
         Command::Sessions { json } => control::sessions(&cli.socket, json),
         Command::Events { follow: false, .. } => Err(anyhow::anyhow!(

@@ -8,6 +8,7 @@ use crate::{
     cgroup::cgroup2_mount,
     enforcement::{Enforcement, LsmChoice},
     loader::{LsmReport, Probes, Resource},
+    verifier::{INSN_BUDGET, INSN_LIMIT, ProgramRecord, Verifications},
 };
 
 #[derive(Serialize)]
@@ -31,7 +32,21 @@ struct Report {
     /// functions), `tracepoints`, or `none` (BPF LSM enforces files and network).
     syscall_hooks: Option<&'static str>,
     lsm_unavailable: Option<String>,
+    /// Every program loaded (or refused), with what the kernel's verifier said of it.
+    programs: Vec<ProgramRecord>,
+    /// The verifier's limit on processed instructions, and the share of it each program
+    /// may use on every kernel agent-monitor is tested on.
+    verifier_insn_limit: u32,
+    verifier_insn_budget: u32,
+    /// The toolchain this binary and its eBPF object were built with.
+    build: Build,
     error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Build {
+    version: &'static str,
+    toolchain: &'static str,
 }
 
 #[derive(Serialize)]
@@ -52,8 +67,18 @@ fn resource_name(resource: Resource) -> &'static str {
     }
 }
 
-pub fn doctor(json: bool) -> anyhow::Result<i32> {
-    let (tracefs, loaded) = crate::tracefs::with_tracefs(|| Probes::load(LsmChoice::Auto));
+/// `all_programs`: also load (without attaching) the programs the chosen tiers leave
+/// out, so that every program's verification on this kernel is reported.
+pub fn doctor(json: bool, all_programs: bool) -> anyhow::Result<i32> {
+    let mut programs = Verifications::default();
+    let (tracefs, mut loaded) =
+        crate::tracefs::with_tracefs(|| Probes::load_recording(LsmChoice::Auto, &mut programs));
+    if let Ok(probes) = &mut loaded {
+        if all_programs {
+            probes.verify_unused();
+        }
+        programs = probes.programs.clone();
+    }
     let (enforcement, lsm, syscall_hooks, error) = match &loaded {
         Ok(probes) => (Some(probes.enforcement), Some(probes.lsm.clone()), Some(probes.syscall_hooks.name()), None),
         Err(error) => (None, None, None, Some(error.to_string())),
@@ -78,6 +103,13 @@ pub fn doctor(json: bool) -> anyhow::Result<i32> {
         enforcement,
         syscall_hooks,
         lsm_unavailable: unavailable,
+        programs: programs.records().to_vec(),
+        verifier_insn_limit: INSN_LIMIT,
+        verifier_insn_budget: INSN_BUDGET,
+        build: Build {
+            version: env!("CARGO_PKG_VERSION"),
+            toolchain: env!("AGENT_MONITOR_TOOLCHAIN"),
+        },
         error,
     };
     if json {
@@ -132,5 +164,42 @@ fn print_text(r: &Report) {
         }
         (None, Some(error)) => println!("cannot run here: {error}"),
         (None, None) => {}
+    }
+    print_programs(&r.programs);
+    println!("built with        {}", r.build.toolchain);
+}
+
+/// One line per program: the verifier's instructions and their share of its limit.
+fn print_programs(programs: &[ProgramRecord]) {
+    if programs.is_empty() {
+        return;
+    }
+    println!(
+        "programs          verified insns (share of the {INSN_LIMIT} limit; budget {INSN_BUDGET}), load time"
+    );
+    for p in programs {
+        let state = if p.attached { "attached" } else { "loaded" };
+        if let Some(why) = &p.skipped {
+            println!("  {:<26} {:<16} not loaded: {why}", p.name, p.kind);
+            continue;
+        }
+        match (&p.error, p.verified_insns, p.share_of_limit()) {
+            (Some(error), _, _) => println!("  {:<26} {:<16} REFUSED: {error}", p.name, p.kind),
+            (None, Some(insns), Some(share)) => {
+                let over = if insns > INSN_BUDGET {
+                    "  OVER BUDGET"
+                } else {
+                    ""
+                };
+                println!(
+                    "  {:<26} {:<16} {insns:>7} ({share:>4.1}%) {:>8.1} ms  {state}{over}",
+                    p.name, p.kind, p.verify_ms
+                )
+            }
+            _ => println!(
+                "  {:<26} {:<16} {:>7} {:>17.1} ms  {state}",
+                p.name, p.kind, "unknown", p.verify_ms
+            ),
+        }
     }
 }
