@@ -9,12 +9,15 @@
 //! `cargo xtask arm64-vm`: those tests in Debian's arm64 kernels, in qemu.
 //! `cargo xtask man`: man pages from the CLI definition, into target/man/.
 //! `cargo xtask package`: the .deb (binary, systemd unit, config, man pages), checked.
+//! `cargo xtask verifier-report`: each eBPF program's verified instructions on every
+//! kernel tested (the host and every VM), as one table.
 
 mod arm64;
 mod bench;
 mod cross;
 mod man;
 mod package;
+mod verifier_report;
 mod vm;
 
 use std::process::Command;
@@ -69,6 +72,9 @@ enum Task {
     /// then check the package: contents, metadata, and install, reinstall, remove and
     /// purge in an overlay of this machine's root (root only).
     Package(package::PackageArgs),
+    /// The verifier budget test on the host and in every VM, then one table of each
+    /// program's verified instructions per kernel; fails if one is over 25% of the limit.
+    VerifierReport,
 }
 
 /// Runs a command from the workspace root, failing with its name if it fails.
@@ -91,7 +97,7 @@ pub fn cargo() -> Command {
 
 /// Runs `cargo test ARGS`, echoing its output, and returns (passed, failed) summed
 /// over its `test result:` lines, and the failed tests by name.
-fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64, Option<String>)> {
+fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64, Option<String>, String)> {
     let mut child = cargo()
         .arg("test")
         .args(args)
@@ -101,11 +107,14 @@ fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64, Option<String>)> {
         .context("starting cargo test")?;
     let (mut passed, mut failed) = (0, 0);
     let mut progress = vm::Progress::default();
+    let mut output = String::new();
     let stdout = child.stdout.take().context("cargo test stdout")?;
     for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
         let line = line?;
         println!("{line}");
         progress.feed(&line);
+        output += &line;
+        output.push('\n');
         if let Some((p, f)) = vm::test_result_counts(&line) {
             passed += p;
             failed += f;
@@ -115,7 +124,7 @@ fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64, Option<String>)> {
     if !status.success() && failed == 0 {
         bail!("cargo test {args:?} failed ({status})");
     }
-    Ok((passed, failed, progress.describe()))
+    Ok((passed, failed, progress.describe(), output))
 }
 
 fn test() -> anyhow::Result<()> {
@@ -169,6 +178,11 @@ fn test() -> anyhow::Result<()> {
         failed += outcome.failures();
         counts += &format!(", arm64 vm {}: {} passed", outcome.kernel, outcome.console.passed);
     }
+    let mut columns = verifier_report::columns_in(&privileged.3);
+    for log in vms.iter().map(|o| &o.log).chain(arm64_vms.iter().map(|o| &o.log)) {
+        columns.extend(verifier_report::columns_in(&std::fs::read_to_string(log).unwrap_or_default()));
+    }
+    verifier_report::print_table(&columns);
     println!(
         "== until the x86_64 VMs and the aarch64 build were both done: {x86_done:.0?}; then the arm64 VMs: {:.0?}",
         started.elapsed() - x86_done
@@ -196,5 +210,6 @@ fn main() -> anyhow::Result<()> {
         Task::Arm64Vm(args) => arm64::command(&args),
         Task::Man => man::command(),
         Task::Package(args) => package::command(&args),
+        Task::VerifierReport => verifier_report::command(),
     }
 }

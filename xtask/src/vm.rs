@@ -46,11 +46,15 @@ pub struct VmArgs {
     /// the `lsm` VM (ratios printed, and written to target/bench/vm-open.json).
     #[arg(long)]
     pub bench: bool,
+    /// Only these test binaries, by name, comma-separated (`lsm,paths`), in every chosen
+    /// configuration, instead of each configuration's own suites.
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 impl Default for VmArgs {
     fn default() -> VmArgs {
-        VmArgs { config: Which::All, timeout: 1200, test_threads: 2, bench: false }
+        VmArgs { config: Which::All, timeout: 1200, test_threads: 2, bench: false, only: None }
     }
 }
 
@@ -81,7 +85,7 @@ const CONFIGS: [Config; 2] = [
         lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
         expect_lsm: true,
         syscall_hooks: "none",
-        tests: &["lsm", "paths", "rename_race", "net_enforce", "kill_switch", "daemon"],
+        tests: &["verifier_budget", "lsm", "paths", "rename_race", "net_enforce", "kill_switch", "daemon"],
     },
     Config {
         name: "nolsm",
@@ -89,7 +93,7 @@ const CONFIGS: [Config; 2] = [
         expect_lsm: false,
         // Debian's x86_64 kernel has BPF trampolines: tier 2 on the syscall functions.
         syscall_hooks: "functions",
-        tests: &["lsm", "enforce", "syscall_hooks"],
+        tests: &["verifier_budget", "lsm", "enforce", "syscall_hooks"],
     },
 ];
 
@@ -99,6 +103,8 @@ const MEMORY_MIB: usize = 2048;
 /// How one VM did.
 pub struct Outcome {
     pub config: &'static str,
+    /// The guest's console.
+    pub log: PathBuf,
     pub kernel: String,
     pub passed: u64,
     pub failed: u64,
@@ -148,11 +154,13 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
         bail!("cargo built no integration test binaries");
     }
 
+    let only: Option<Vec<&str>> = args.only.as_deref().map(|only| only.split(',').collect());
+    let tests_of = |config: &Config| -> Vec<&str> { only.clone().unwrap_or_else(|| config.tests.to_vec()) };
     // A suite a configuration names must exist (cargo names the binary NAME-HASH).
     for config in &CONFIGS {
-        for name in config.tests {
+        for name in tests_of(config) {
             let exists = test_binaries.iter().any(|t| {
-                t.file_name().and_then(|f| f.to_str()).and_then(|f| f.rsplit_once('-')).is_some_and(|(n, _)| n == *name)
+                t.file_name().and_then(|f| f.to_str()).and_then(|f| f.rsplit_once('-')).is_some_and(|(n, _)| n == name)
             });
             if !exists {
                 bail!("vm {}: no integration test binary {name}", config.name);
@@ -208,7 +216,7 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
             config.lsm,
             u8::from(config.expect_lsm),
             config.syscall_hooks,
-            config.tests.join(",")
+            tests_of(config).join(",")
         );
         let run = boot(&append, &format!("[vm {}] ", config.name), &log)?;
         let mut problem = run.console.problem();
@@ -220,6 +228,7 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
         }
         let outcome = Outcome {
             config: config.name,
+            log: log.clone(),
             kernel: kernel.release.clone(),
             passed: run.console.passed,
             failed: run.console.failed,
