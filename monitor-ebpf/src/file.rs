@@ -59,7 +59,8 @@ pub struct Described {
 /// Resolves `file` (a `struct file *`) into `scratch` and reads its mode and inode
 /// number.
 #[inline(always)]
-pub fn describe_file(file: u64, scratch: &mut PathScratch) -> Result<Described, ReadError> {
+/// The caller holds `claim` on the scratch (see `path::claim`).
+pub fn describe_file(file: u64, scratch: &mut PathScratch, claim: u64) -> Result<Described, ReadError> {
     let fields = &mut scratch.file;
     fields.read(file, config!(spans.file))?;
     let mode = fields.field::<u32>(config!(offsets.file_f_mode));
@@ -68,7 +69,7 @@ pub fn describe_file(file: u64, scratch: &mut PathScratch) -> Result<Described, 
     if dentry == 0 {
         return Err(ReadError);
     }
-    let resolved = path::resolve(dentry, scratch)?;
+    let resolved = path::resolve(dentry, scratch, claim)?;
     let ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
     Ok(Described { mode, resolved, ino, inode, dentry })
 }
@@ -98,7 +99,9 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
     let (Some(event), Some(scratch)) = (FILE_SCRATCH.get_ptr_mut(0), key_scratch()) else {
         return policy::fail_closed(member, tier);
     };
-    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+    // Both scratches are this CPU's until the claim is taken (see `path::claim`).
+    let claim = path::claim(&mut scratch.path);
+    // SAFETY: per-CPU scratch, claimed above.
     let event: &mut FileOpenEvent = unsafe { &mut *event };
     let mut event_flags = if tier == Tier::Lsm { flags::LSM } else { 0 };
     if !fill_header(&mut event.header, kind::FILE_OPEN, 0, member.session_id) {
@@ -111,7 +114,7 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
     // byte-at-a-time memset call (see `zero_by_words`).
     let mut verdict = Verdict::UNCHECKED;
     let (mut f_mode, mut path_len, mut ino, mut dev) = (0, 0, 0, 0);
-    match describe_file(file, &mut scratch.path) {
+    match describe_file(file, &mut scratch.path, claim) {
         Ok(described) => {
             f_mode = described.mode;
             path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
@@ -125,7 +128,7 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
                 && tier == Tier::Lsm
                 && (is_protected(described.resolved.dev, described.ino) || on_cgroup_fs(&described.resolved))
             {
-                verdict = Verdict { action: policy::enforce_always(member, tier), rule_id: SELF_PROTECTION_RULE };
+                verdict = Verdict { action: policy::always_action(member, tier), rule_id: SELF_PROTECTION_RULE };
             } else {
                 let object = Object {
                     inode: described.inode,
@@ -142,11 +145,16 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
     event.path_len = path_len;
     event.ino = ino;
     event.dev = dev;
+    // Judged on a path another judgement may have overwritten: not trusted.
+    if !path::still_owned(&scratch.path, claim) {
+        event_flags |= flags::READ_ERROR;
+    }
     if event_flags & flags::READ_ERROR != 0 {
         count(Counter::KernelReadError);
         // An enforcing session fails closed: what cannot be resolved is not allowed.
-        verdict = policy::fail_closed(member, tier);
+        verdict = policy::unresolved(member, tier);
     }
+    policy::carry_out(verdict.action);
     event.action = verdict.action;
     event.rule_id = verdict.rule_id;
     event.header.flags = event_flags;

@@ -103,13 +103,15 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
 
 /// Refusals only: an allowed exec is reported by `sched_process_exec`, with its argv.
 fn judge_exec(member: &SessionMember, bprm: u64) -> u32 {
-    let Some(event) = EXEC_SCRATCH.get_ptr_mut(0) else {
+    let (Some(event), Some(scratch)) = (EXEC_SCRATCH.get_ptr_mut(0), key_scratch()) else {
         return policy::fail_closed(member, Tier::Lsm).action;
     };
-    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+    // Both scratches are this CPU's until the claim is taken (see `path::claim`).
+    let claim = path::claim(&mut scratch.path);
+    // SAFETY: per-CPU scratch, claimed above.
     let event: &mut ExecEvent = unsafe { &mut *event };
     event.argv_len = 0;
-    let verdict = process::build_exec(member, bprm, event, flags::LSM, Some(Tier::Lsm));
+    let verdict = process::build_exec(member, bprm, event, flags::LSM, Some(Tier::Lsm), scratch, claim);
     if verdict.action != action::ALLOW {
         emit_with_path(event);
     }
@@ -214,7 +216,9 @@ fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64) -> 
     let (Some(event), Some(scratch)) = (CHANGE_SCRATCH.get_ptr_mut(0), key_scratch()) else {
         return policy::fail_closed(member, Tier::Lsm).action;
     };
-    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+    // Both scratches are this CPU's until the claim is taken (see `path::claim`).
+    let claim = path::claim(&mut scratch.path);
+    // SAFETY: per-CPU scratch, claimed above.
     let event: &mut FileChangeEvent = unsafe { &mut *event };
     let mut event_flags = flags::LSM;
     if !fill_header(&mut event.header, kind::FILE_CHANGE, 0, member.session_id) {
@@ -230,13 +234,13 @@ fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64) -> 
     let ino = if link_ino != 0 { link_ino } else { own_ino };
     event.ino = ino;
     let mut verdict = Verdict::UNCHECKED;
-    match path::resolve(dentry, &mut scratch.path) {
+    match path::resolve(dentry, &mut scratch.path, claim) {
         Ok(resolved) => {
             event.path_len = path::copy_path(&scratch.path, &resolved, &mut event.path);
             event.dev = resolved.dev;
             event_flags |= resolved.flags;
             if is_protected(resolved.dev, ino) || is_protected(resolved.dev, own_ino) {
-                verdict = Verdict { action: policy::enforce_always(member, Tier::Lsm), rule_id: SELF_PROTECTION_RULE };
+                verdict = Verdict { action: policy::always_action(member, Tier::Lsm), rule_id: SELF_PROTECTION_RULE };
             } else {
                 // Creating, removing or renaming a name is judged by its directory;
                 // truncate, chmod and chown by the file.
@@ -247,10 +251,15 @@ fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64) -> 
         }
         Err(ReadError) => event_flags |= flags::READ_ERROR,
     }
+    // Judged on a path another judgement may have overwritten: not trusted.
+    if !path::still_owned(&scratch.path, claim) {
+        event_flags |= flags::READ_ERROR;
+    }
     if event_flags & flags::READ_ERROR != 0 {
         count(Counter::KernelReadError);
-        verdict = policy::fail_closed(member, Tier::Lsm);
+        verdict = policy::unresolved(member, Tier::Lsm);
     }
+    policy::carry_out(verdict.action);
     event.action = verdict.action;
     event.rule_id = verdict.rule_id;
     event.header.flags = event_flags;

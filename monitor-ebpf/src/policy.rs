@@ -196,8 +196,10 @@ fn name_rule(scratch: &mut KeyScratch, resolved: &Resolved, policy: u32) -> Opti
 }
 
 /// Decides an access of `requested` (bits of `monitor_common::policy::allow`) to the
-/// file walked into `resolved`; on a violation in an enforcing session, stops it as
-/// `tier` can (see [`enforce`]).
+/// file walked into `resolved`, and the action a violation gets (see
+/// [`violation_action`]). It takes no action itself: the caller carries the verdict out
+/// ([`carry_out`]) once it knows the path it judged was still its own
+/// (`path::still_owned`).
 #[inline(always)]
 pub fn decide(
     member: &SessionMember,
@@ -260,43 +262,76 @@ pub fn decide(
     if allowed {
         return Verdict { action: action::ALLOW, rule_id };
     }
-    Verdict { action: enforce(member, tier), rule_id }
+    Verdict { action: violation_action(member, tier), rule_id }
 }
 
-/// Stops a violation of the current process as `tier` can, and returns the action
-/// taken: audit mode only reports; an LSM hook refuses (`DENY`), and also kills when the
-/// profile says so (`KILL`: the caller refuses too); a tracepoint can only kill.
+/// The action a violation of the current process gets at `tier`: audit mode only
+/// reports; an LSM hook refuses (`DENY`), and also kills when the profile says so
+/// (`KILL`: the caller refuses too); a tracepoint can only kill.
 #[inline(always)]
-pub fn enforce(member: &SessionMember, tier: Tier) -> u32 {
+pub fn violation_action(member: &SessionMember, tier: Tier) -> u32 {
     if member.flags & session_flags::ENFORCE == 0 {
         return action::AUDIT;
     }
     if tier == Tier::Lsm && member.flags & session_flags::KILL_ON_VIOLATION == 0 {
         return action::DENY;
     }
-    // SAFETY: signals the current process; every caller checked that it is a session
-    // member, so it is never the monitor or pid 1.
-    unsafe { bpf_send_signal(SIGKILL) };
     action::KILL
 }
 
-/// Refuses an attempt against the monitor itself: in every session, audit mode
-/// included (an agent that may disable the monitor is not observed any more); kills
-/// too where the profile enforces with `kill`. Only the LSM tier can refuse.
+/// Takes `action` against the current process: SIGKILL for `KILL`; a refusal is the
+/// caller's return value.
 #[inline(always)]
-pub fn enforce_always(member: &SessionMember, tier: Tier) -> u32 {
+pub fn carry_out(action: u32) {
+    if action == action::KILL {
+        // SAFETY: signals the current process; every caller checked that it is a
+        // session member, so it is never the monitor or pid 1.
+        unsafe { bpf_send_signal(SIGKILL) };
+    }
+}
+
+/// Stops a violation of the current process as `tier` can ([`violation_action`]) and
+/// returns the action taken.
+#[inline(always)]
+pub fn enforce(member: &SessionMember, tier: Tier) -> u32 {
+    let action = violation_action(member, tier);
+    carry_out(action);
+    action
+}
+
+/// The action against an attempt on the monitor itself: refused in every session, audit
+/// mode included (an agent that may disable the monitor is not observed any more);
+/// killed too where the profile enforces with `kill`. Only the LSM tier can refuse.
+#[inline(always)]
+pub fn always_action(member: &SessionMember, tier: Tier) -> u32 {
     if member.flags & session_flags::ENFORCE != 0 && member.flags & session_flags::KILL_ON_VIOLATION != 0 {
-        return enforce(member, tier);
+        return violation_action(member, tier);
     }
     action::DENY
 }
 
-/// The verdict when the file could not be resolved: a violation in a session with a
-/// policy (fail closed), nothing otherwise.
+/// [`always_action`], taken.
 #[inline(always)]
-pub fn fail_closed(member: &SessionMember, tier: Tier) -> Verdict {
+pub fn enforce_always(member: &SessionMember, tier: Tier) -> u32 {
+    let action = always_action(member, tier);
+    carry_out(action);
+    action
+}
+
+/// The verdict when the file could not be resolved: a violation in a session with a
+/// policy (fail closed), nothing otherwise. Not taken (see [`carry_out`]).
+#[inline(always)]
+pub fn unresolved(member: &SessionMember, tier: Tier) -> Verdict {
     if member.flags & session_flags::HAS_POLICY == 0 {
         return Verdict::UNCHECKED;
     }
-    Verdict { action: enforce(member, tier), rule_id: NO_RULE }
+    Verdict { action: violation_action(member, tier), rule_id: NO_RULE }
+}
+
+/// [`unresolved`], taken.
+#[inline(always)]
+pub fn fail_closed(member: &SessionMember, tier: Tier) -> Verdict {
+    let verdict = unresolved(member, tier);
+    carry_out(verdict.action);
+    verdict
 }

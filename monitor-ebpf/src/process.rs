@@ -25,7 +25,7 @@ use crate::{
         leave_session, lsm_enforces, read, read_ptr, session_of, wakeup_flags,
     },
     path,
-    policy::{self, Object, Tier, Verdict, key_scratch},
+    policy::{self, KeyScratch, Object, Tier, Verdict, key_scratch},
     file::describe_file,
     maps::{EVENTS, EXEC_SCRATCH},
 };
@@ -159,10 +159,12 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
             None => return Ok(()),
         },
     };
-    let Some(event) = EXEC_SCRATCH.get_ptr_mut(0) else {
+    let (Some(event), Some(scratch)) = (EXEC_SCRATCH.get_ptr_mut(0), key_scratch()) else {
         return Ok(());
     };
-    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+    // Both scratches are this CPU's until the claim is taken (see `path::claim`).
+    let claim = path::claim(&mut scratch.path);
+    // SAFETY: per-CPU scratch, claimed above.
     let event = unsafe { &mut *event };
     let mut argv_flags = 0;
     event.argv_len = 0;
@@ -175,17 +177,27 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     // Where the LSM hook enforces exec, it judged this one before it began. The exec
     // that starts an adopted session is its entry point, not judged by its rules.
     let judge = (!lsm_enforces(lsm_tier::EXEC) && !adopted).then_some(Tier::Tracepoint);
-    build_exec(&member, ctx.arg(2), event, argv_flags, judge);
+    build_exec(&member, ctx.arg(2), event, argv_flags, judge, scratch, claim);
     emit_with_path(event);
     Ok(())
 }
 
 /// Fills the exec record `event` (all but the argument vector) with the file `bprm`
 /// (a `struct linux_binprm *`) runs, and judges it against the exec rules as `judge`
-/// can (`None`: not judged here). `event_flags` are header flags already known; a read
-/// error among them or here fails closed. Returns the verdict, also written to `event`.
+/// can (`None`: not judged here), and takes the verdict's action. `event_flags` are
+/// header flags already known; a read error among them or here fails closed. The caller
+/// holds `claim` on `scratch` (see `path::claim`). Returns the verdict, also written to
+/// `event`.
 #[inline(always)]
-pub fn build_exec(member: &SessionMember, bprm: u64, event: &mut ExecEvent, mut event_flags: u16, judge: Option<Tier>) -> Verdict {
+pub fn build_exec(
+    member: &SessionMember,
+    bprm: u64,
+    event: &mut ExecEvent,
+    mut event_flags: u16,
+    judge: Option<Tier>,
+    scratch: &mut KeyScratch,
+    claim: u64,
+) -> Verdict {
     if !fill_header(&mut event.header, kind::PROCESS_EXEC, 0, member.session_id) {
         event_flags |= flags::READ_ERROR;
     }
@@ -194,8 +206,8 @@ pub fn build_exec(member: &SessionMember, bprm: u64, event: &mut ExecEvent, mut 
     event.dev = 0;
     event._pad = 0;
     let mut verdict = Verdict::UNCHECKED;
-    match (read_ptr(bprm, config!(offsets.binprm_file)), key_scratch()) {
-        (Ok(file), Some(scratch)) => match describe_file(file, &mut scratch.path) {
+    match read_ptr(bprm, config!(offsets.binprm_file)) {
+        Ok(file) => match describe_file(file, &mut scratch.path, claim) {
             Ok(described) => {
                 event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
                 event.ino = described.ino;
@@ -209,14 +221,19 @@ pub fn build_exec(member: &SessionMember, bprm: u64, event: &mut ExecEvent, mut 
             }
             Err(ReadError) => event_flags |= flags::READ_ERROR,
         },
-        _ => event_flags |= flags::READ_ERROR,
+        Err(ReadError) => event_flags |= flags::READ_ERROR,
+    }
+    // Judged or reported on a path (or argv) another judgement may have overwritten.
+    if !path::still_owned(&scratch.path, claim) {
+        event_flags |= flags::READ_ERROR;
     }
     if event_flags & flags::READ_ERROR != 0 {
         count(Counter::KernelReadError);
         if let Some(tier) = judge {
-            verdict = policy::fail_closed(member, tier);
+            verdict = policy::unresolved(member, tier);
         }
     }
+    policy::carry_out(verdict.action);
     event.action = verdict.action;
     event.rule_id = verdict.rule_id;
     event.header.flags = event_flags;
