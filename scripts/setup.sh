@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything agent-monitor needs to build and test, on Debian 12 as root.
-# Idempotent: what is already there is kept. See docs/BUILD.md for why each piece.
+# Every run brings the Debian packages to the versions a fresh machine gets today (the
+# eBPF programs' verification depends on the exact compiler and LLVM: a machine that
+# kept older ones would hide what a new one sees), rebuilds bpf-linker when LLVM changed,
+# and prints the versions in use. See docs/BUILD.md for why each piece.
 set -euo pipefail
 
 APT_PACKAGES=(
@@ -32,24 +35,26 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup.sh: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# `apt-get install` of a package already installed upgrades it to the candidate; the
+# update first, so that the candidate is today's.
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
 
 # Debian's toolchain first on PATH for everything below.
 export PATH="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:$PATH"
 
-if ! /usr/local/bin/bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
-  echo "setup.sh: building bpf-linker $BPF_LINKER_VERSION against LLVM 22 (about 2-4 minutes)"
-  LLVM_PREFIX=/usr/lib/llvm-22 /usr/bin/cargo install --quiet --locked --root /usr/local \
+# bpf-linker links LLVM statically: it is rebuilt whenever llvm-22-dev changed since it
+# was built (the version it was built against is kept beside it).
+llvm_version=$(dpkg-query -W -f='${Version}' llvm-22-dev)
+llvm_stamp=/usr/local/lib/agent-monitor/bpf-linker.llvm-version
+if ! /usr/local/bin/bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION" ||
+  [ "$(cat "$llvm_stamp" 2>/dev/null)" != "$llvm_version" ]; then
+  echo "setup.sh: building bpf-linker $BPF_LINKER_VERSION against LLVM $llvm_version (about 2-4 minutes)"
+  LLVM_PREFIX=/usr/lib/llvm-22 /usr/bin/cargo install --quiet --locked --force --root /usr/local \
     "bpf-linker@$BPF_LINKER_VERSION" --no-default-features --features llvm-22
+  mkdir -p "$(dirname "$llvm_stamp")"
+  echo "$llvm_version" >"$llvm_stamp"
 fi
 
 # `cargo xtask package`: the .deb with the daemon, its systemd unit, config and man pages.
@@ -65,4 +70,6 @@ if command -v rustup >/dev/null 2>&1; then
     rustup toolchain link "$BPF_TOOLCHAIN" /usr
   fi
 fi
-echo "setup.sh: ready ($(/usr/bin/rustc --version), bpf-linker $(/usr/local/bin/bpf-linker --version | awk '{print $2}'), $(/usr/local/bin/cargo-deb --version))"
+version() { dpkg-query -W -f='${Version}' "$1"; }
+echo "setup.sh: ready: rustc-web $(version rustc-web) ($(/usr/bin/rustc --version)), llvm-22-dev $(version llvm-22-dev)," \
+  "$(/usr/local/bin/bpf-linker --version), $(/usr/local/bin/cargo-deb --version), kernel $(uname -r)"

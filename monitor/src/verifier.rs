@@ -4,7 +4,7 @@
 //! or to the terminal with `--verbose`).
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -196,6 +196,11 @@ impl ProgramFailure {
     }
 
     pub fn new(program: &str, error: &ProgramError) -> ProgramFailure {
+        ProgramFailure::with_log_in(program, error, &log_dir())
+    }
+
+    /// [`ProgramFailure::new`], writing the verifier's log into `dir`.
+    pub fn with_log_in(program: &str, error: &ProgramError, dir: &Path) -> ProgramFailure {
         let ProgramError::LoadError {
             io_error,
             verifier_log,
@@ -217,7 +222,7 @@ impl ProgramFailure {
             if VERBOSE.load(Ordering::Relaxed) {
                 eprintln!("agent-monitor: the verifier's log of {program}:\n{log}");
             }
-            write_log(program, &log)
+            write_log(dir, program, &log)
         };
         ProgramFailure {
             program: program.to_owned(),
@@ -302,18 +307,22 @@ pub fn summarize(log: &str) -> Option<String> {
     }
 }
 
-/// Writes a refused program's verifier log where root keeps runtime files: systemd's
-/// `RUNTIME_DIRECTORY`, else /run/agent-monitor (created 0700, so no one else can
-/// put a link where the log goes).
-fn write_log(program: &str, log: &str) -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::var_os("RUNTIME_DIRECTORY")
+/// Where a refused program's verifier log goes: where root keeps runtime files,
+/// systemd's `RUNTIME_DIRECTORY`, else /run/agent-monitor.
+fn log_dir() -> PathBuf {
+    std::env::var_os("RUNTIME_DIRECTORY")
         .and_then(|dirs| std::env::split_paths(&dirs).next())
-        .unwrap_or_else(|| PathBuf::from("/run/agent-monitor"));
+        .unwrap_or_else(|| PathBuf::from("/run/agent-monitor"))
+}
+
+/// Writes the log into `dir` (created 0700, so no one else can put a link where the log
+/// goes).
+fn write_log(dir: &Path, program: &str, log: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&dir)
+        .create(dir)
         .map_err(|e| format!("the log could not be written to {}: {e}", dir.display()))?;
     let name: String = program
         .chars()
@@ -381,6 +390,45 @@ mod tests {
             Some("unknown func bpf_loop#181")
         );
         assert_eq!(summarize(" \n"), None);
+    }
+
+    #[test]
+    fn a_refused_program_is_named_with_the_kernel_the_summary_and_its_log_in_a_file() {
+        let dir = std::env::temp_dir().join(format!("agent-monitor-verifier-test-{}", std::process::id()));
+        let log = "0: R1=ctx() R10=fp0\n1: (85) call bpf_loop#181\nBPF program is too large. Processed 1000001 insn\n\
+                   processed 1000001 insns (limit 1000000) max_states_per_insn 19 total_states 27976\n";
+        let error = ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(libc::E2BIG),
+            verifier_log: aya_obj::VerifierLog::new(log.to_owned()),
+        };
+        let failure = ProgramFailure::with_log_in("sched_process_exec", &error, &dir);
+        let text = failure.to_string();
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        assert!(text.contains("sched_process_exec"), "{text}");
+        assert!(text.contains(kernel.trim()), "{text}");
+        assert!(text.contains("BPF program is too large. Processed 1000001 insn (processed 1000001 insns"), "{text}");
+        assert!(text.contains("report it with the log"), "{text}");
+        assert!(!text.contains("R10=fp0"), "the log itself is not in the message: {text}");
+        let path = dir.join("verifier-sched_process_exec.log");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), log);
+        assert_eq!(failure.errno, Some(libc::E2BIG));
+        assert_eq!(failure.short(), format!("{}; the verifier said: {}", failure.error, failure.summary.clone().unwrap()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_refusal_without_a_log_says_what_to_do() {
+        let error = ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(libc::EPERM),
+            verifier_log: aya_obj::VerifierLog::new(String::new()),
+        };
+        let failure = ProgramFailure::with_log_in("file_open", &error, Path::new("/nonexistent-dir-never-created"));
+        let text = failure.to_string();
+        assert!(text.contains("refused the eBPF program file_open"), "{text}");
+        assert!(text.contains("run as root"), "{text}");
+        assert_eq!(failure.short(), failure.error);
+        assert!(!Path::new("/nonexistent-dir-never-created").exists());
     }
 
     #[test]
