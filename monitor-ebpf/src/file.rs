@@ -59,8 +59,8 @@ pub struct Described {
 /// Resolves `file` (a `struct file *`) into `scratch` and reads its mode and inode
 /// number.
 #[inline(always)]
-/// The caller holds `claim` on the scratch (see `path::claim`).
-pub fn describe_file(file: u64, scratch: &mut PathScratch, claim: u64) -> Result<Described, ReadError> {
+/// `scratch` is entry `slot` of the key scratch (see `policy::slot`).
+pub fn describe_file(file: u64, scratch: &mut PathScratch, slot: u32) -> Result<Described, ReadError> {
     let fields = &mut scratch.file;
     fields.read(file, config!(spans.file))?;
     let mode = fields.field::<u32>(config!(offsets.file_f_mode));
@@ -69,7 +69,7 @@ pub fn describe_file(file: u64, scratch: &mut PathScratch, claim: u64) -> Result
     if dentry == 0 {
         return Err(ReadError);
     }
-    let resolved = path::resolve(dentry, scratch, claim)?;
+    let resolved = path::resolve(dentry, scratch, slot)?;
     let ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
     Ok(Described { mode, resolved, ino, inode, dentry })
 }
@@ -93,15 +93,24 @@ fn on_cgroup_fs(resolved: &Resolved) -> bool {
 
 /// Judges `file` (a `struct file *`) being opened by a session member and reports it
 /// as a `FILE_OPEN` record. `open_flags` are the caller's flags (trusted as far as the
-/// caller says), `fd` the descriptor (u32::MAX when there is none yet).
+/// caller says), `fd` the descriptor (u32::MAX when there is none yet). `slot`: the
+/// calling program's (see `policy::slot`).
 #[inline(always)]
-pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u32, fd: u32, tier: Tier) -> Verdict {
-    let (Some(event), Some(scratch)) = (FILE_SCRATCH.get_ptr_mut(0), key_scratch()) else {
+pub fn judge_open(
+    member: &SessionMember,
+    file: u64,
+    syscall: u32,
+    open_flags: u32,
+    fd: u32,
+    tier: Tier,
+    slot: u32,
+) -> Verdict {
+    let (Some(event), Some(scratch)) = (FILE_SCRATCH.get_ptr_mut(0), key_scratch(slot)) else {
         return policy::fail_closed(member, tier);
     };
-    // Both scratches are this CPU's until the claim is taken (see `path::claim`).
-    let claim = path::claim(&mut scratch.path);
-    // SAFETY: per-CPU scratch, claimed above.
+    // SAFETY: per-CPU scratch (see `policy::slot` for the key scratch; the record may
+    // be overwritten by an overlapping run on a preemptible kernel: a report, never a
+    // verdict, can be wrong then).
     let event: &mut FileOpenEvent = unsafe { &mut *event };
     let mut event_flags = if tier == Tier::Lsm { flags::LSM } else { 0 };
     if !fill_header(&mut event.header, kind::FILE_OPEN, 0, member.session_id) {
@@ -114,7 +123,7 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
     // byte-at-a-time memset call (see `zero_by_words`).
     let mut verdict = Verdict::UNCHECKED;
     let (mut f_mode, mut path_len, mut ino, mut dev) = (0, 0, 0, 0);
-    match describe_file(file, &mut scratch.path, claim) {
+    match describe_file(file, &mut scratch.path, slot) {
         Ok(described) => {
             f_mode = described.mode;
             path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
@@ -145,10 +154,6 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
     event.path_len = path_len;
     event.ino = ino;
     event.dev = dev;
-    // Judged on a path another judgement may have overwritten: not trusted.
-    if !path::still_owned(&scratch.path, claim) {
-        event_flags |= flags::READ_ERROR;
-    }
     if event_flags & flags::READ_ERROR != 0 {
         count(Counter::KernelReadError);
         // An enforcing session fails closed: what cannot be resolved is not allowed.

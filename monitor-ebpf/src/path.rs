@@ -28,8 +28,6 @@ use crate::kernel::{ReadError, SpanCopy, config, opaque, read, zero_by_words};
 /// Per-CPU space for a walk.
 #[repr(C)]
 pub struct PathScratch {
-    /// The token of the judgement that uses this scratch now (see [`claim`]).
-    owner: u64,
     /// What one step of the walk hands the next. It lives here, in map memory, and not
     /// on the stack: see [`Walk`].
     walk: Walk,
@@ -61,33 +59,6 @@ pub struct Resolved {
     pub leaf_len: u32,
     /// The filesystem's `s_magic`.
     pub magic: u64,
-}
-
-/// Claims this CPU's scratch for one judgement and returns the claim's token.
-///
-/// Invariant: a judgement reads the path from the per-CPU scratch until its verdict, and
-/// on a preemptible kernel another task's program can run on the same CPU in between
-/// and write its own walk there (migration is disabled in BPF programs, preemption is
-/// not). Each judgement claims the scratch first; a walk whose claim was taken stops,
-/// and a verdict reached after its claim was taken is not trusted ([`still_owned`]):
-/// the caller fails closed, as for a read error.
-#[inline(always)]
-pub fn claim(scratch: &mut PathScratch) -> u64 {
-    // SAFETY: plain reads and writes of this CPU's map value; volatile, so that each
-    // claim is a store the compiler keeps.
-    unsafe {
-        let token = core::ptr::read_volatile(&scratch.owner).wrapping_add(1);
-        core::ptr::write_volatile(&mut scratch.owner, token);
-        token
-    }
-}
-
-/// Whether the scratch is still held by `claim`: no other judgement ran on this CPU
-/// since (call it after the last use of the scratch, before acting on the verdict).
-#[inline(always)]
-pub fn still_owned(scratch: &PathScratch, claim: u64) -> bool {
-    // SAFETY: a plain read of this CPU's map value.
-    unsafe { core::ptr::read_volatile(&scratch.owner) == claim }
 }
 
 const END: u32 = PATH_MAX_BYTES as u32;
@@ -135,11 +106,10 @@ const FAILED: u32 = 3;
 ///
 /// The steps run under `bpf_loop`, so the verifier checks one step instead of every
 /// iteration of an unrolled loop (which made loading the LSM programs take seconds).
-/// Invariant: `scratch` is this CPU's `KEY_SCRATCH.path`, which each step fetches
-/// itself (a step receives only the claim's token).
-/// The caller holds `claim` on the scratch (see [`claim`]).
+/// Invariant: `scratch` is the `path` of `KEY_SCRATCH` entry `slot` on this CPU, which each step fetches
+/// itself (a step receives only the slot, see `policy::slot`).
 #[inline(always)]
-pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut claim: u64) -> Result<Resolved, ReadError> {
+pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut slot: u32) -> Result<Resolved, ReadError> {
     let leaf = &mut scratch.dentry;
     leaf.read(dentry, config!(spans.dentry))?;
     let name = config!(offsets.dentry_d_name);
@@ -162,19 +132,15 @@ pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut claim: u64) -> Result
     let sb_flags = fs.field::<u64>(config!(offsets.super_block_s_flags));
     scratch.walk = Walk { dentry, head, sb_flags, root, pos: END, components: 0, outcome: WALKING, leaf_len: 0 };
     // SAFETY: the callback is a BPF subprogram taking (index, ctx); ctx points to the
-    // claim's token, which outlives the call (the walk itself is in this CPU's scratch,
-    // where each step finds it).
+    // slot, which outlives the call (the walk itself is in the slot's scratch, where
+    // each step finds it).
     let looped = unsafe {
-        bpf_loop(PATH_MAX_COMPONENTS + 1, walk_step as *mut c_void, core::ptr::addr_of_mut!(claim).cast(), 0)
+        bpf_loop(PATH_MAX_COMPONENTS + 1, walk_step as *mut c_void, core::ptr::addr_of_mut!(slot).cast(), 0)
     };
     // The steps wrote the walk through their own reference to the scratch: read it
     // afresh, not from what the compiler may remember of the stores above.
     // SAFETY: a plain read of this CPU's map value.
     let walk = unsafe { core::ptr::read_volatile(&scratch.walk) };
-    // SAFETY: a plain read of this CPU's map value.
-    if unsafe { core::ptr::read_volatile(&scratch.owner) } != claim {
-        return Err(ReadError); // another judgement's walk ran over this one
-    }
     let path_flags = match walk.outcome {
         AT_ROOT => 0,
         CUT_SHORT => flags::PATH_TRUNCATED,
@@ -207,17 +173,12 @@ pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut claim: u64) -> Result
 /// to its parent. Returns 1 to stop, 0 to go on.
 #[inline(never)]
 extern "C" fn walk_step(_index: u32, ctx: *mut c_void) -> i64 {
-    // SAFETY: `resolve` passes its claim's token.
-    let claim = unsafe { *(ctx as *const u64) };
-    let Some(scratch) = crate::policy::key_scratch() else {
+    // SAFETY: `resolve` passes its slot.
+    let slot = unsafe { *(ctx as *const u32) };
+    let Some(scratch) = crate::policy::key_scratch(slot) else {
         return 1; // never (the caller holds this entry); a walk still WALKING fails
     };
     let scratch = &mut scratch.path;
-    // Another judgement took the scratch (see `claim`): this walk's state is gone.
-    // SAFETY: a plain read of this CPU's map value.
-    if unsafe { core::ptr::read_volatile(&scratch.owner) } != claim {
-        return 1; // the walk may be the other one's now: its outcome is not ours to set
-    }
     let outcome = step(scratch);
     scratch.walk.outcome = outcome;
     if outcome == WALKING { 0 } else { 1 }

@@ -126,12 +126,46 @@ pub struct KeyScratch {
     pub name: NameKey,
 }
 
-#[map]
-static KEY_SCRATCH: PerCpuArray<KeyScratch> = PerCpuArray::with_max_entries(1, 0);
+/// Which entry of `KEY_SCRATCH` a program judges in.
+///
+/// Invariant: no two runs that can overlap on one CPU share an entry. A program never
+/// overlaps itself there: the kernel skips a run of a program already running on the
+/// CPU (counted as `programs_skipped`). Tracepoint and raw tracepoint programs run with
+/// preemption off, so nothing overlaps them and they share entry 0. LSM and
+/// fentry/fexit programs run with migration off but can be preempted on a kernel with
+/// full or lazy preemption, and another task's program can then run on the same CPU in
+/// the middle of a walk: each has an entry of its own. Sharing one entry let a walk
+/// that another program ran over judge the other walk's path.
+pub mod slot {
+    pub const NOT_PREEMPTIBLE: u32 = 0;
+    pub const FILE_OPEN: u32 = 1;
+    pub const FILE_RECEIVE: u32 = 2;
+    pub const BPRM_CHECK: u32 = 3;
+    pub const FEXIT_OPEN: u32 = 4;
+    pub const FEXIT_CREAT: u32 = 5;
+    pub const FEXIT_OPENAT: u32 = 6;
+    pub const FEXIT_OPENAT2: u32 = 7;
+    pub const FEXIT_OPEN_BY_HANDLE_AT: u32 = 8;
+    pub const PATH_UNLINK: u32 = 9;
+    pub const PATH_RMDIR: u32 = 10;
+    pub const PATH_MKNOD: u32 = 11;
+    pub const PATH_MKDIR: u32 = 12;
+    pub const PATH_SYMLINK: u32 = 13;
+    pub const PATH_LINK: u32 = 14;
+    pub const PATH_RENAME: u32 = 15;
+    pub const PATH_TRUNCATE: u32 = 16;
+    pub const PATH_CHMOD: u32 = 17;
+    pub const PATH_CHOWN: u32 = 18;
+    pub const COUNT: u32 = 19;
+}
 
-pub fn key_scratch() -> Option<&'static mut KeyScratch> {
-    // SAFETY: per-CPU scratch; one program uses it at a time on a CPU.
-    KEY_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+#[map]
+static KEY_SCRATCH: PerCpuArray<KeyScratch> = PerCpuArray::with_max_entries(slot::COUNT, 0);
+
+/// This CPU's scratch entry `slot` (see [`slot`]).
+pub fn key_scratch(slot: u32) -> Option<&'static mut KeyScratch> {
+    // SAFETY: per-CPU scratch; no two overlapping runs on a CPU share an entry.
+    KEY_SCRATCH.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
 }
 
 const SIGKILL: u32 = 9;
@@ -198,8 +232,7 @@ fn name_rule(scratch: &mut KeyScratch, resolved: &Resolved, policy: u32) -> Opti
 /// Decides an access of `requested` (bits of `monitor_common::policy::allow`) to the
 /// file walked into `resolved`, and the action a violation gets (see
 /// [`violation_action`]). It takes no action itself: the caller carries the verdict out
-/// ([`carry_out`]) once it knows the path it judged was still its own
-/// (`path::still_owned`).
+/// ([`carry_out`]) once, when its record is complete.
 #[inline(always)]
 pub fn decide(
     member: &SessionMember,

@@ -25,7 +25,7 @@ use crate::{
         leave_session, lsm_enforces, read, read_ptr, session_of, wakeup_flags,
     },
     path,
-    policy::{self, KeyScratch, Object, Tier, Verdict, key_scratch},
+    policy::{self, KeyScratch, Object, Tier, Verdict, key_scratch, slot},
     file::describe_file,
     maps::{EVENTS, EXEC_SCRATCH},
 };
@@ -159,12 +159,10 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
             None => return Ok(()),
         },
     };
-    let (Some(event), Some(scratch)) = (EXEC_SCRATCH.get_ptr_mut(0), key_scratch()) else {
+    let (Some(event), Some(scratch)) = (EXEC_SCRATCH.get_ptr_mut(0), key_scratch(slot::NOT_PREEMPTIBLE)) else {
         return Ok(());
     };
-    // Both scratches are this CPU's until the claim is taken (see `path::claim`).
-    let claim = path::claim(&mut scratch.path);
-    // SAFETY: per-CPU scratch, claimed above.
+    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
     let event = unsafe { &mut *event };
     let mut argv_flags = 0;
     event.argv_len = 0;
@@ -177,7 +175,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     // Where the LSM hook enforces exec, it judged this one before it began. The exec
     // that starts an adopted session is its entry point, not judged by its rules.
     let judge = (!lsm_enforces(lsm_tier::EXEC) && !adopted).then_some(Tier::Tracepoint);
-    build_exec(&member, ctx.arg(2), event, argv_flags, judge, scratch, claim);
+    build_exec(&member, ctx.arg(2), event, argv_flags, judge, scratch, slot::NOT_PREEMPTIBLE);
     emit_with_path(event);
     Ok(())
 }
@@ -185,9 +183,9 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
 /// Fills the exec record `event` (all but the argument vector) with the file `bprm`
 /// (a `struct linux_binprm *`) runs, and judges it against the exec rules as `judge`
 /// can (`None`: not judged here), and takes the verdict's action. `event_flags` are
-/// header flags already known; a read error among them or here fails closed. The caller
-/// holds `claim` on `scratch` (see `path::claim`). Returns the verdict, also written to
-/// `event`.
+/// header flags already known; a read error among them or here fails closed. `scratch`
+/// is the key scratch's entry `slot` (see `policy::slot`). Returns the verdict, also
+/// written to `event`.
 #[inline(always)]
 pub fn build_exec(
     member: &SessionMember,
@@ -196,7 +194,7 @@ pub fn build_exec(
     mut event_flags: u16,
     judge: Option<Tier>,
     scratch: &mut KeyScratch,
-    claim: u64,
+    slot: u32,
 ) -> Verdict {
     if !fill_header(&mut event.header, kind::PROCESS_EXEC, 0, member.session_id) {
         event_flags |= flags::READ_ERROR;
@@ -207,7 +205,7 @@ pub fn build_exec(
     event._pad = 0;
     let mut verdict = Verdict::UNCHECKED;
     match read_ptr(bprm, config!(offsets.binprm_file)) {
-        Ok(file) => match describe_file(file, &mut scratch.path, claim) {
+        Ok(file) => match describe_file(file, &mut scratch.path, slot) {
             Ok(described) => {
                 event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
                 event.ino = described.ino;
@@ -222,10 +220,6 @@ pub fn build_exec(
             Err(ReadError) => event_flags |= flags::READ_ERROR,
         },
         Err(ReadError) => event_flags |= flags::READ_ERROR,
-    }
-    // Judged or reported on a path (or argv) another judgement may have overwritten.
-    if !path::still_owned(&scratch.path, claim) {
-        event_flags |= flags::READ_ERROR;
     }
     if event_flags & flags::READ_ERROR != 0 {
         count(Counter::KernelReadError);
