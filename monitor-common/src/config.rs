@@ -100,7 +100,9 @@ pub struct KernelOffsets {
     pub cgroup_kn: u32,
     pub kernfs_node_name: u32,
     pub kernfs_node_id: u32,
-    pub _pad_offsets: u32,
+    /// `inode.i_rdev`: which device a device file is (raw devices, see
+    /// `policy::raw_device`).
+    pub inode_i_rdev: u32,
 }
 
 /// The most bytes of a kernel struct a [`Span`] reads at once.
@@ -189,7 +191,7 @@ impl KernelConfig {
             cgroup_kn: 0,
             kernfs_node_name: 0,
             kernfs_node_id: 0,
-            _pad_offsets: 0,
+            inode_i_rdev: 0,
         },
         regs: RegsOffsets { arg0: 0, arg1: 0, arg2: 0, _pad: 0, syscall_nr: 0, syscall_nr_size: 0 },
         syscalls: SyscallNumbers {

@@ -80,6 +80,13 @@ pub const PRINCIPAL_GROUP_SET: &str = "PRINCIPAL_GROUP_SET";
 /// Capacity of each rule map.
 pub const RULES_MAX: u32 = 65_536;
 
+/// Entries of the per-CPU scratch a judgement works in (its path walk, rule keys and
+/// record). A judgement takes one for itself and gives it back when done: on a kernel
+/// with full or lazy preemption, several can be under way on one CPU at once (one task's
+/// LSM or fentry/fexit program preempted, another's running). With none free, the
+/// judgement fails closed.
+pub const SCRATCH_ENTRIES: u32 = 4;
+
 /// Per-CPU loss and error counters, indexed by [`Counter`].
 pub const COUNTERS: &str = "COUNTERS";
 

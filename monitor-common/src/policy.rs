@@ -38,6 +38,39 @@ pub mod allow {
     pub const WRITE: u32 = 2;
     pub const EXEC: u32 = 4;
     pub const NET: u32 = 8;
+    /// The entry names a raw device itself (see [`super::raw_device`]): only such an
+    /// entry lets one be opened.
+    pub const DEVICES: u32 = 16;
+}
+
+/// Device files that reach around the file tree: every block device (a filesystem read
+/// from its device ignores every path rule), and the memory devices `/dev/mem`,
+/// `/dev/kmem` and `/dev/port`. Refused by type, wherever the node is (a node made with
+/// `mknod` in an allowed directory is the same device), unless the entry that decides
+/// names the node itself ([`allow::DEVICES`]).
+pub mod raw_device {
+    /// `S_IFMT`, `S_IFBLK`, `S_IFCHR` (include/uapi/linux/stat.h).
+    pub const S_IFMT: u16 = 0o170000;
+    pub const S_IFBLK: u16 = 0o060000;
+    pub const S_IFCHR: u16 = 0o020000;
+    /// The memory devices' major number and minors (Documentation/admin-guide/devices.txt).
+    pub const MEMORY_MAJOR: u32 = 1;
+    pub const MEMORY_MINORS: [u32; 3] = [1, 2, 4];
+    /// The kernel's own `dev_t` (`inode.i_rdev`): major above bit 20.
+    pub const MINOR_BITS: u32 = 20;
+
+    /// Whether a file of this mode and kernel `dev_t` is a raw device.
+    pub const fn is_raw(mode: u16, rdev: u32) -> bool {
+        match mode & S_IFMT {
+            S_IFBLK => true,
+            S_IFCHR => {
+                let minor = rdev & ((1 << MINOR_BITS) - 1);
+                rdev >> MINOR_BITS == MEMORY_MAJOR
+                    && (minor == MEMORY_MINORS[0] || minor == MEMORY_MINORS[1] || minor == MEMORY_MINORS[2])
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Key of `NET_RULES`: (policy, operation, port) then the address, IPv4 as an
@@ -95,6 +128,13 @@ pub const PIDFD_GETFD_RULE: u32 = u32::MAX - 4;
 /// mount changes, writing its policy or binary): refused for every session member,
 /// whatever its profile.
 pub const SELF_PROTECTION_RULE: u32 = u32::MAX - 7;
+/// `rule_id` of a raw device ([`raw_device`]) opened under an entry that does not name
+/// it.
+pub const DEVICE_RULE: u32 = u32::MAX - 8;
+/// `rule_id` of an open of another process's memory or environment through /proc
+/// (`/proc/PID/mem`, `/proc/PID/environ`, and their `task/TID/` forms) when that
+/// process is not in the session.
+pub const OTHER_PROCESS_RULE: u32 = u32::MAX - 9;
 
 /// Key of `PROTECTED_INODES`: a file of the monitor's own (policy, binary) that no
 /// session member may change.

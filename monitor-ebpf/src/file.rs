@@ -14,7 +14,7 @@ use crate::{
     kernel::{ReadError, config, count, emit_with_path, fill_header, read},
     maps::{FILE_SCRATCH, PROTECTED_INODES},
     path::{self, PathScratch, Resolved},
-    policy::{self, Object, Tier, Verdict, key_scratch},
+    policy::{self, Object, Tier, Verdict, claim_scratch},
 };
 
 const O_TRUNC: u32 = 0o1000;
@@ -59,8 +59,8 @@ pub struct Described {
 /// Resolves `file` (a `struct file *`) into `scratch` and reads its mode and inode
 /// number.
 #[inline(always)]
-/// `scratch` is entry `slot` of the key scratch (see `policy::slot`).
-pub fn describe_file(file: u64, scratch: &mut PathScratch, slot: u32) -> Result<Described, ReadError> {
+/// `scratch` is entry `index` of the key scratch, which the caller holds.
+pub fn describe_file(file: u64, scratch: &mut PathScratch, index: u32) -> Result<Described, ReadError> {
     let fields = &mut scratch.file;
     fields.read(file, config!(spans.file))?;
     let mode = fields.field::<u32>(config!(offsets.file_f_mode));
@@ -69,7 +69,7 @@ pub fn describe_file(file: u64, scratch: &mut PathScratch, slot: u32) -> Result<
     if dentry == 0 {
         return Err(ReadError);
     }
-    let resolved = path::resolve(dentry, scratch, slot)?;
+    let resolved = path::resolve(dentry, scratch, index)?;
     let ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
     Ok(Described { mode, resolved, ino, inode, dentry })
 }
@@ -93,24 +93,18 @@ fn on_cgroup_fs(resolved: &Resolved) -> bool {
 
 /// Judges `file` (a `struct file *`) being opened by a session member and reports it
 /// as a `FILE_OPEN` record. `open_flags` are the caller's flags (trusted as far as the
-/// caller says), `fd` the descriptor (u32::MAX when there is none yet). `slot`: the
-/// calling program's (see `policy::slot`).
+/// caller says), `fd` the descriptor (u32::MAX when there is none yet).
 #[inline(always)]
-pub fn judge_open(
-    member: &SessionMember,
-    file: u64,
-    syscall: u32,
-    open_flags: u32,
-    fd: u32,
-    tier: Tier,
-    slot: u32,
-) -> Verdict {
-    let (Some(event), Some(scratch)) = (FILE_SCRATCH.get_ptr_mut(0), key_scratch(slot)) else {
+pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u32, fd: u32, tier: Tier) -> Verdict {
+    let Some(claimed) = claim_scratch() else {
         return policy::fail_closed(member, tier);
     };
-    // SAFETY: per-CPU scratch (see `policy::slot` for the key scratch; the record may
-    // be overwritten by an overlapping run on a preemptible kernel: a report, never a
-    // verdict, can be wrong then).
+    let Some(event) = FILE_SCRATCH.get_ptr_mut(claimed.index) else {
+        return policy::fail_closed(member, tier);
+    };
+    let index = claimed.index;
+    let scratch = &mut *claimed.scratch;
+    // SAFETY: entry `index` of the per-CPU records, held with the key scratch's.
     let event: &mut FileOpenEvent = unsafe { &mut *event };
     let mut event_flags = if tier == Tier::Lsm { flags::LSM } else { 0 };
     if !fill_header(&mut event.header, kind::FILE_OPEN, 0, member.session_id) {
@@ -123,7 +117,7 @@ pub fn judge_open(
     // byte-at-a-time memset call (see `zero_by_words`).
     let mut verdict = Verdict::UNCHECKED;
     let (mut f_mode, mut path_len, mut ino, mut dev) = (0, 0, 0, 0);
-    match describe_file(file, &mut scratch.path, slot) {
+    match describe_file(file, &mut scratch.path, index) {
         Ok(described) => {
             f_mode = described.mode;
             path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);

@@ -21,7 +21,7 @@ use crate::{
     kernel::{ReadError, config, count, current_tgid, emit_with_path, fill_header, lsm_enforces, read, read_ptr, session_of},
     maps::{CHANGE_SCRATCH, EXEC_SCRATCH},
     path, process,
-    policy::{self, Object, Tier, Verdict, key_scratch, slot},
+    policy::{self, Object, Tier, Verdict, claim_scratch},
 };
 
 /// `-EPERM`, what a refusing hook returns.
@@ -73,7 +73,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     };
     let file: u64 = ctx.arg(0);
     let open_flags = read::<u32>(file, config!(offsets.file_f_flags)).unwrap_or(0);
-    answer(file::judge_open(&member, file, open_syscall::LSM_OPEN, open_flags, u32::MAX, Tier::Lsm, slot::FILE_OPEN).action)
+    answer(file::judge_open(&member, file, open_syscall::LSM_OPEN, open_flags, u32::MAX, Tier::Lsm).action)
 }
 
 /// `file_receive(struct file *file)`: a descriptor passed over a unix socket
@@ -86,7 +86,7 @@ pub fn file_receive(ctx: LsmContext) -> i32 {
     };
     let file: u64 = ctx.arg(0);
     let open_flags = read::<u32>(file, config!(offsets.file_f_flags)).unwrap_or(0);
-    answer(file::judge_open(&member, file, open_syscall::RECEIVE, open_flags, u32::MAX, Tier::Lsm, slot::FILE_RECEIVE).action)
+    answer(file::judge_open(&member, file, open_syscall::RECEIVE, open_flags, u32::MAX, Tier::Lsm).action)
 }
 
 /// `bprm_check_security(struct linux_binprm *bprm)`: before a program (or a script's
@@ -103,13 +103,17 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
 
 /// Refusals only: an allowed exec is reported by `sched_process_exec`, with its argv.
 fn judge_exec(member: &SessionMember, bprm: u64) -> u32 {
-    let (Some(event), Some(scratch)) = (EXEC_SCRATCH.get_ptr_mut(0), key_scratch(slot::BPRM_CHECK)) else {
+    let Some(claimed) = claim_scratch() else {
         return policy::fail_closed(member, Tier::Lsm).action;
     };
-    // SAFETY: per-CPU scratch (see `file::judge_open`).
+    let Some(event) = EXEC_SCRATCH.get_ptr_mut(claimed.index) else {
+        return policy::fail_closed(member, Tier::Lsm).action;
+    };
+    let index = claimed.index;
+    // SAFETY: entry `index` of the per-CPU records, held with the key scratch's.
     let event: &mut ExecEvent = unsafe { &mut *event };
     event.argv_len = 0;
-    let verdict = process::build_exec(member, bprm, event, flags::LSM, Some(Tier::Lsm), scratch, slot::BPRM_CHECK);
+    let verdict = process::build_exec(member, bprm, event, flags::LSM, Some(Tier::Lsm), &mut *claimed.scratch, index);
     if verdict.action != action::ALLOW {
         emit_with_path(event);
     }
@@ -119,32 +123,32 @@ fn judge_exec(member: &SessionMember, bprm: u64) -> u32 {
 /// `path_unlink(const struct path *dir, struct dentry *dentry)`.
 #[lsm(hook = "path_unlink")]
 pub fn path_unlink(ctx: LsmContext) -> i32 {
-    change(ctx.arg(1), file_op::UNLINK, 0, slot::PATH_UNLINK)
+    change(ctx.arg(1), file_op::UNLINK, 0)
 }
 
 /// `path_rmdir(const struct path *dir, struct dentry *dentry)`.
 #[lsm(hook = "path_rmdir")]
 pub fn path_rmdir(ctx: LsmContext) -> i32 {
-    change(ctx.arg(1), file_op::RMDIR, 0, slot::PATH_RMDIR)
+    change(ctx.arg(1), file_op::RMDIR, 0)
 }
 
 /// `path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode, unsigned
 /// int dev)`: also every `open(O_CREAT)` that creates a file, before it exists.
 #[lsm(hook = "path_mknod")]
 pub fn path_mknod(ctx: LsmContext) -> i32 {
-    change(ctx.arg(1), file_op::CREATE, 0, slot::PATH_MKNOD)
+    change(ctx.arg(1), file_op::CREATE, 0)
 }
 
 /// `path_mkdir(const struct path *dir, struct dentry *dentry, umode_t mode)`.
 #[lsm(hook = "path_mkdir")]
 pub fn path_mkdir(ctx: LsmContext) -> i32 {
-    change(ctx.arg(1), file_op::MKDIR, 0, slot::PATH_MKDIR)
+    change(ctx.arg(1), file_op::MKDIR, 0)
 }
 
 /// `path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)`.
 #[lsm(hook = "path_symlink")]
 pub fn path_symlink(ctx: LsmContext) -> i32 {
-    change(ctx.arg(1), file_op::SYMLINK, 0, slot::PATH_SYMLINK)
+    change(ctx.arg(1), file_op::SYMLINK, 0)
 }
 
 /// `path_link(struct dentry *old_dentry, const struct path *new_dir, struct dentry
@@ -156,7 +160,7 @@ pub fn path_link(ctx: LsmContext) -> i32 {
     let ino = read_ptr(old, config!(offsets.dentry_d_inode))
         .and_then(|inode| read::<u64>(inode, config!(offsets.inode_i_ino)))
         .unwrap_or(0);
-    change(ctx.arg(2), file_op::LINK, ino, slot::PATH_LINK)
+    change(ctx.arg(2), file_op::LINK, ino)
 }
 
 /// `path_rename(const struct path *old_dir, struct dentry *old_dentry, const struct
@@ -164,35 +168,35 @@ pub fn path_link(ctx: LsmContext) -> i32 {
 /// writes (an exchange moves both files).
 #[lsm(hook = "path_rename")]
 pub fn path_rename(ctx: LsmContext) -> i32 {
-    let from = change(ctx.arg(1), file_op::RENAME_FROM, 0, slot::PATH_RENAME);
+    let from = change(ctx.arg(1), file_op::RENAME_FROM, 0);
     if from != 0 {
         return from;
     }
-    change(ctx.arg(3), file_op::RENAME_TO, 0, slot::PATH_RENAME)
+    change(ctx.arg(3), file_op::RENAME_TO, 0)
 }
 
 /// `path_truncate(const struct path *path)`: truncate(2), ftruncate(2) and `O_TRUNC`.
 #[lsm(hook = "path_truncate")]
 pub fn path_truncate(ctx: LsmContext) -> i32 {
-    change_path(ctx.arg(0), file_op::TRUNCATE, slot::PATH_TRUNCATE)
+    change_path(ctx.arg(0), file_op::TRUNCATE)
 }
 
 /// `path_chmod(const struct path *path, umode_t mode)`.
 #[lsm(hook = "path_chmod")]
 pub fn path_chmod(ctx: LsmContext) -> i32 {
-    change_path(ctx.arg(0), file_op::CHMOD, slot::PATH_CHMOD)
+    change_path(ctx.arg(0), file_op::CHMOD)
 }
 
 /// `path_chown(const struct path *path, kuid_t uid, kgid_t gid)`.
 #[lsm(hook = "path_chown")]
 pub fn path_chown(ctx: LsmContext) -> i32 {
-    change_path(ctx.arg(0), file_op::CHOWN, slot::PATH_CHOWN)
+    change_path(ctx.arg(0), file_op::CHOWN)
 }
 
 #[inline(always)]
-fn change_path(path: u64, op: u32, slot: u32) -> i32 {
+fn change_path(path: u64, op: u32) -> i32 {
     match read_ptr(path, config!(offsets.path_dentry)) {
-        Ok(dentry) => change(dentry, op, 0, slot),
+        Ok(dentry) => change(dentry, op, 0),
         Err(ReadError) => match member_for(lsm_tier::FILES) {
             Some(member) => answer(policy::fail_closed(&member, Tier::Lsm).action),
             None => 0,
@@ -203,19 +207,23 @@ fn change_path(path: u64, op: u32, slot: u32) -> i32 {
 /// Judges a change to the name `dentry` (an existing file, or a name about to be
 /// created) as a write. `link_ino` is the inode a new hard link would name.
 #[inline(always)]
-fn change(dentry: u64, op: u32, link_ino: u64, slot: u32) -> i32 {
+fn change(dentry: u64, op: u32, link_ino: u64) -> i32 {
     let Some(member) = member_for(lsm_tier::FILES) else {
         return 0;
     };
-    answer(judge_change(&member, dentry, op, link_ino, slot))
+    answer(judge_change(&member, dentry, op, link_ino))
 }
 
-/// `slot`: the calling hook's (see `policy::slot`).
-fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64, slot: u32) -> u32 {
-    let (Some(event), Some(scratch)) = (CHANGE_SCRATCH.get_ptr_mut(0), key_scratch(slot)) else {
+fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64) -> u32 {
+    let Some(claimed) = claim_scratch() else {
         return policy::fail_closed(member, Tier::Lsm).action;
     };
-    // SAFETY: per-CPU scratch (see `file::judge_open`).
+    let Some(event) = CHANGE_SCRATCH.get_ptr_mut(claimed.index) else {
+        return policy::fail_closed(member, Tier::Lsm).action;
+    };
+    let index = claimed.index;
+    let scratch = &mut *claimed.scratch;
+    // SAFETY: entry `index` of the per-CPU records, held with the key scratch's.
     let event: &mut FileChangeEvent = unsafe { &mut *event };
     let mut event_flags = flags::LSM;
     if !fill_header(&mut event.header, kind::FILE_CHANGE, 0, member.session_id) {
@@ -231,7 +239,7 @@ fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64, slo
     let ino = if link_ino != 0 { link_ino } else { own_ino };
     event.ino = ino;
     let mut verdict = Verdict::UNCHECKED;
-    match path::resolve(dentry, &mut scratch.path, slot) {
+    match path::resolve(dentry, &mut scratch.path, index) {
         Ok(resolved) => {
             event.path_len = path::copy_path(&scratch.path, &resolved, &mut event.path);
             event.dev = resolved.dev;

@@ -27,6 +27,7 @@ mod path;
 mod policy;
 mod process;
 mod self_protection;
+mod special_files;
 mod syscall_functions;
 mod syscalls;
 

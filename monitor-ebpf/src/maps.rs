@@ -4,7 +4,10 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{ExecEvent, FileChangeEvent, FileOpenEvent, PendingConnect},
-    maps::{BPF_F_MMAPABLE, COUNTERS_LEN, DECISIONS_BYTES, EVENTS_BYTES, MEMBER_BITS_WORDS, PENDING_MAX, SESSIONS_MAX},
+    maps::{
+        BPF_F_MMAPABLE, COUNTERS_LEN, DECISIONS_BYTES, EVENTS_BYTES, MEMBER_BITS_WORDS, PENDING_MAX, SCRATCH_ENTRIES,
+        SESSIONS_MAX,
+    },
     policy::ProtectedInode,
     session::SessionMember,
 };
@@ -38,13 +41,14 @@ pub static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> =
 #[map]
 pub static PENDING_SCRATCH: PerCpuArray<PendingConnect> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per-CPU space to build records too large for the 512-byte stack.
+/// Per-CPU space to build records too large for the 512-byte stack: entry N belongs to
+/// whichever judgement holds entry N of the key scratch (`policy::claim_scratch`).
 #[map]
-pub static FILE_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(1, 0);
+pub static FILE_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(SCRATCH_ENTRIES, 0);
 #[map]
-pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+pub static EXEC_SCRATCH: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(SCRATCH_ENTRIES, 0);
 #[map]
-pub static CHANGE_SCRATCH: PerCpuArray<FileChangeEvent> = PerCpuArray::with_max_entries(1, 0);
+pub static CHANGE_SCRATCH: PerCpuArray<FileChangeEvent> = PerCpuArray::with_max_entries(SCRATCH_ENTRIES, 0);
 
 /// Index 0: bits of `monitor_common::maps::lsm_tier`, written by userspace at start.
 #[map]

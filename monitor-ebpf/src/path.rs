@@ -106,10 +106,11 @@ const FAILED: u32 = 3;
 ///
 /// The steps run under `bpf_loop`, so the verifier checks one step instead of every
 /// iteration of an unrolled loop (which made loading the LSM programs take seconds).
-/// Invariant: `scratch` is the `path` of `KEY_SCRATCH` entry `slot` on this CPU, which each step fetches
-/// itself (a step receives only the slot, see `policy::slot`).
+/// Invariant: `scratch` is the `path` of entry `index` of this CPU's key scratch, which
+/// the caller holds (`policy::claim_scratch`) and each step fetches itself (a step
+/// receives only the index).
 #[inline(always)]
-pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut slot: u32) -> Result<Resolved, ReadError> {
+pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut index: u32) -> Result<Resolved, ReadError> {
     let leaf = &mut scratch.dentry;
     leaf.read(dentry, config!(spans.dentry))?;
     let name = config!(offsets.dentry_d_name);
@@ -132,10 +133,10 @@ pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut slot: u32) -> Result<
     let sb_flags = fs.field::<u64>(config!(offsets.super_block_s_flags));
     scratch.walk = Walk { dentry, head, sb_flags, root, pos: END, components: 0, outcome: WALKING, leaf_len: 0 };
     // SAFETY: the callback is a BPF subprogram taking (index, ctx); ctx points to the
-    // slot, which outlives the call (the walk itself is in the slot's scratch, where
+    // entry's index, which outlives the call (the walk itself is in the entry, where
     // each step finds it).
     let looped = unsafe {
-        bpf_loop(PATH_MAX_COMPONENTS + 1, walk_step as *mut c_void, core::ptr::addr_of_mut!(slot).cast(), 0)
+        bpf_loop(PATH_MAX_COMPONENTS + 1, walk_step as *mut c_void, core::ptr::addr_of_mut!(index).cast(), 0)
     };
     // The steps wrote the walk through their own reference to the scratch: read it
     // afresh, not from what the compiler may remember of the stores above.
@@ -172,10 +173,10 @@ pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut slot: u32) -> Result<
 /// One step of the walk: writes the name of `walk.dentry` in front of the path and moves
 /// to its parent. Returns 1 to stop, 0 to go on.
 #[inline(never)]
-extern "C" fn walk_step(_index: u32, ctx: *mut c_void) -> i64 {
-    // SAFETY: `resolve` passes its slot.
-    let slot = unsafe { *(ctx as *const u32) };
-    let Some(scratch) = crate::policy::key_scratch(slot) else {
+extern "C" fn walk_step(_step: u32, ctx: *mut c_void) -> i64 {
+    // SAFETY: `resolve` passes the index of the entry it holds.
+    let index = unsafe { *(ctx as *const u32) };
+    let Some(scratch) = crate::policy::scratch_entry(index) else {
         return 1; // never (the caller holds this entry); a walk still WALKING fails
     };
     let scratch = &mut scratch.path;

@@ -2,6 +2,8 @@
 //! violation in an enforcing session gets SIGKILL before the syscall returns to user
 //! space, so the agent never uses what it reached for).
 
+use core::intrinsics::{AtomicOrdering, atomic_xchg};
+
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel_buf, generated::bpf_send_signal},
     macros::map,
@@ -9,9 +11,10 @@ use aya_ebpf::{
 };
 use monitor_common::{
     event::{PATH_MAX_BYTES, flags},
-    maps::{DENIED_INODES_MAX, RULES_MAX},
+    maps::{Counter, DENIED_INODES_MAX, RULES_MAX, SCRATCH_ENTRIES},
     policy::{
-        InodeKey, NO_RULE, NameKey, PATH_KEY_BYTES, PRINCIPAL_GROUPS, PRINCIPAL_RULE, PathKey, Principal, RuleValue,
+        DEVICE_RULE, InodeKey, NO_RULE, NameKey, OTHER_PROCESS_RULE, PATH_KEY_BYTES, PRINCIPAL_GROUPS, PRINCIPAL_RULE,
+        PathKey, Principal, RuleValue,
         action, allow,
         session_flags,
     },
@@ -21,6 +24,7 @@ use monitor_common::{
 use crate::{
     kernel::{config, opaque, read, read_ptr},
     path::{self, PathScratch, Resolved},
+    special_files::{self, ProcEntry},
 };
 
 /// Rule maps are written only by userspace: `BPF_F_NO_PREALLOC`, so that they take
@@ -118,6 +122,8 @@ fn may(policy: u32, principal: &Principal, inode: u64, need: u32) -> bool {
 /// Per-CPU space: the path walk and the key built from it.
 #[repr(C)]
 pub struct KeyScratch {
+    /// 1 while a judgement holds this entry (see [`Claimed`]).
+    pub busy: u64,
     pub path: PathScratch,
     pub prefix_len: u32,
     pub policy: u32,
@@ -126,46 +132,56 @@ pub struct KeyScratch {
     pub name: NameKey,
 }
 
-/// Which entry of `KEY_SCRATCH` a program judges in.
-///
-/// Invariant: no two runs that can overlap on one CPU share an entry. A program never
-/// overlaps itself there: the kernel skips a run of a program already running on the
-/// CPU (counted as `programs_skipped`). Tracepoint and raw tracepoint programs run with
-/// preemption off, so nothing overlaps them and they share entry 0. LSM and
-/// fentry/fexit programs run with migration off but can be preempted on a kernel with
-/// full or lazy preemption, and another task's program can then run on the same CPU in
-/// the middle of a walk: each has an entry of its own. Sharing one entry let a walk
-/// that another program ran over judge the other walk's path.
-pub mod slot {
-    pub const NOT_PREEMPTIBLE: u32 = 0;
-    pub const FILE_OPEN: u32 = 1;
-    pub const FILE_RECEIVE: u32 = 2;
-    pub const BPRM_CHECK: u32 = 3;
-    pub const FEXIT_OPEN: u32 = 4;
-    pub const FEXIT_CREAT: u32 = 5;
-    pub const FEXIT_OPENAT: u32 = 6;
-    pub const FEXIT_OPENAT2: u32 = 7;
-    pub const FEXIT_OPEN_BY_HANDLE_AT: u32 = 8;
-    pub const PATH_UNLINK: u32 = 9;
-    pub const PATH_RMDIR: u32 = 10;
-    pub const PATH_MKNOD: u32 = 11;
-    pub const PATH_MKDIR: u32 = 12;
-    pub const PATH_SYMLINK: u32 = 13;
-    pub const PATH_LINK: u32 = 14;
-    pub const PATH_RENAME: u32 = 15;
-    pub const PATH_TRUNCATE: u32 = 16;
-    pub const PATH_CHMOD: u32 = 17;
-    pub const PATH_CHOWN: u32 = 18;
-    pub const COUNT: u32 = 19;
+#[map]
+static KEY_SCRATCH: PerCpuArray<KeyScratch> = PerCpuArray::with_max_entries(SCRATCH_ENTRIES, 0);
+
+/// Entry `index` of this CPU's key scratch, as the judgement that holds it reaches it
+/// again (the path walk's steps). Only a holder of the entry may use it.
+pub fn scratch_entry(index: u32) -> Option<&'static mut KeyScratch> {
+    // SAFETY: per-CPU map value; the caller holds the entry (`claim_scratch`).
+    KEY_SCRATCH.get_ptr_mut(index).map(|p| unsafe { &mut *p })
 }
 
-#[map]
-static KEY_SCRATCH: PerCpuArray<KeyScratch> = PerCpuArray::with_max_entries(slot::COUNT, 0);
+/// An entry of this CPU's key scratch held by one judgement, given back when dropped
+/// (the judgement's records, `FILE_SCRATCH` and the others, use the same index).
+///
+/// Invariant: no two runs use one entry at once. Programs do not run in parallel on one
+/// CPU, but on a kernel with full or lazy preemption an LSM or fentry/fexit program can
+/// be preempted (they run with migration off, not preemption), and another task's
+/// program then runs on the same CPU in the middle of the first one's walk; LSM
+/// programs (since Linux 6.2, and 6.1.54) can even overlap themselves. A shared entry
+/// let one judgement judge the path another wrote. The `busy` word is taken with an
+/// atomic exchange, so of two runs that race for an entry only one gets it.
+pub struct Claimed {
+    pub index: u32,
+    pub scratch: &'static mut KeyScratch,
+}
 
-/// This CPU's scratch entry `slot` (see [`slot`]).
-pub fn key_scratch(slot: u32) -> Option<&'static mut KeyScratch> {
-    // SAFETY: per-CPU scratch; no two overlapping runs on a CPU share an entry.
-    KEY_SCRATCH.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        // SAFETY: this CPU's map value, held by this judgement until now.
+        unsafe { atomic_xchg::<u64, { AtomicOrdering::SeqCst }>(&mut self.scratch.busy, 0) };
+    }
+}
+
+/// Takes the first free entry of this CPU's key scratch; None (counted as a kernel read
+/// error: the caller fails closed) when every one is held.
+#[inline(always)]
+pub fn claim_scratch() -> Option<Claimed> {
+    let mut index = 0;
+    while index < SCRATCH_ENTRIES {
+        if let Some(entry) = KEY_SCRATCH.get_ptr_mut(index) {
+            // SAFETY: this CPU's map value; the exchange decides who holds it.
+            let was = unsafe { atomic_xchg::<u64, { AtomicOrdering::SeqCst }>(&mut (*entry).busy, 1) };
+            if was == 0 {
+                // SAFETY: held by this judgement alone until the `Claimed` is dropped.
+                return Some(Claimed { index, scratch: unsafe { &mut *entry } });
+            }
+        }
+        index += 1;
+    }
+    crate::kernel::count(Counter::KernelReadError);
+    None
 }
 
 const SIGKILL: u32 = 9;
@@ -275,6 +291,29 @@ pub fn decide(
         None if !exec && resolved.components == 0 && resolved.flags & flags::PATH_TRUNCATED == 0 => (true, NO_RULE),
         None => (false, NO_RULE),
     };
+    let restricts_files = !exec && member.flags & restricted != 0;
+    // Under /proc the path names a process (see `special_files::proc_entry`).
+    if restricts_files {
+        match special_files::proc_entry(member, &scratch.path, resolved) {
+            // A process's own entries, unless a deny entry covers them.
+            ProcEntry::Own if !allowed && rule.is_none_or(|r| r.allow != 0) => allowed = true,
+            ProcEntry::OthersSecret => {
+                allowed = false;
+                rule_id = OTHER_PROCESS_RULE;
+            }
+            _ => {}
+        }
+    }
+    // A raw device, unless the entry that decides names it.
+    if allowed
+        && restricts_files
+        && !object.by_directory
+        && rule.map_or(0, |r| r.allow) & allow::DEVICES == 0
+        && special_files::is_raw_device(object.inode)
+    {
+        allowed = false;
+        rule_id = DEVICE_RULE;
+    }
     // Another name for a denied file (a hard link) is the same file.
     if allowed && !exec {
         let key = InodeKey { policy: member.policy_id, dev: resolved.dev, ino: object.ino };

@@ -25,7 +25,7 @@ use crate::{
         leave_session, lsm_enforces, read, read_ptr, session_of, wakeup_flags,
     },
     path,
-    policy::{self, KeyScratch, Object, Tier, Verdict, key_scratch, slot},
+    policy::{self, KeyScratch, Object, Tier, Verdict, claim_scratch},
     file::describe_file,
     maps::{EVENTS, EXEC_SCRATCH},
 };
@@ -159,10 +159,19 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
             None => return Ok(()),
         },
     };
-    let (Some(event), Some(scratch)) = (EXEC_SCRATCH.get_ptr_mut(0), key_scratch(slot::NOT_PREEMPTIBLE)) else {
+    // Where the LSM hook enforces exec, it judged this one before it began. The exec
+    // that starts an adopted session is its entry point, not judged by its rules.
+    let judge = (!lsm_enforces(lsm_tier::EXEC) && !adopted).then_some(Tier::Tracepoint);
+    let claimed = claim_scratch();
+    let Some((claimed, event)) = claimed.and_then(|c| EXEC_SCRATCH.get_ptr_mut(c.index).map(|e| (c, e))) else {
+        // No scratch: nothing can be reported, and an exec to judge fails closed.
+        if let Some(tier) = judge {
+            policy::fail_closed(&member, tier);
+        }
         return Ok(());
     };
-    // SAFETY: per-CPU scratch; this program is its only user on this CPU.
+    let index = claimed.index;
+    // SAFETY: entry `index` of the per-CPU records, held with the key scratch's.
     let event = unsafe { &mut *event };
     let mut argv_flags = 0;
     event.argv_len = 0;
@@ -172,10 +181,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     if event.argv_len as usize == ARGV_MAX_BYTES {
         argv_flags |= flags::ARGV_TRUNCATED;
     }
-    // Where the LSM hook enforces exec, it judged this one before it began. The exec
-    // that starts an adopted session is its entry point, not judged by its rules.
-    let judge = (!lsm_enforces(lsm_tier::EXEC) && !adopted).then_some(Tier::Tracepoint);
-    build_exec(&member, ctx.arg(2), event, argv_flags, judge, scratch, slot::NOT_PREEMPTIBLE);
+    build_exec(&member, ctx.arg(2), event, argv_flags, judge, &mut *claimed.scratch, index);
     emit_with_path(event);
     Ok(())
 }
@@ -184,8 +190,8 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
 /// (a `struct linux_binprm *`) runs, and judges it against the exec rules as `judge`
 /// can (`None`: not judged here), and takes the verdict's action. `event_flags` are
 /// header flags already known; a read error among them or here fails closed. `scratch`
-/// is the key scratch's entry `slot` (see `policy::slot`). Returns the verdict, also
-/// written to `event`.
+/// is entry `index` of the key scratch, which the caller holds. Returns the verdict,
+/// also written to `event`.
 #[inline(always)]
 pub fn build_exec(
     member: &SessionMember,
@@ -194,7 +200,7 @@ pub fn build_exec(
     mut event_flags: u16,
     judge: Option<Tier>,
     scratch: &mut KeyScratch,
-    slot: u32,
+    index: u32,
 ) -> Verdict {
     if !fill_header(&mut event.header, kind::PROCESS_EXEC, 0, member.session_id) {
         event_flags |= flags::READ_ERROR;
@@ -205,7 +211,7 @@ pub fn build_exec(
     event._pad = 0;
     let mut verdict = Verdict::UNCHECKED;
     match read_ptr(bprm, config!(offsets.binprm_file)) {
-        Ok(file) => match describe_file(file, &mut scratch.path, slot) {
+        Ok(file) => match describe_file(file, &mut scratch.path, index) {
             Ok(described) => {
                 event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
                 event.ino = described.ino;

@@ -18,7 +18,6 @@ use monitor_common::event::open_syscall;
 
 use crate::{
     kernel::{ReadError, Typed},
-    policy::slot,
     syscalls::{Watched, syscall_arg, try_enter, try_exit_connect, try_exit_open},
 };
 
@@ -42,10 +41,10 @@ fn connect_args() -> Result<(u32, u64, u32), ReadError> {
 
 /// `fexit_<syscall>`: the open check at the exit of one open syscall's function.
 macro_rules! open_exit {
-    ($program:ident, $syscall:expr, $slot:expr) => {
+    ($program:ident, $syscall:expr) => {
         #[fexit]
         pub fn $program(ctx: FExitContext) -> i32 {
-            let _ = try_exit_open(returned(&ctx), $syscall, $slot);
+            let _ = try_exit_open(returned(&ctx), $syscall);
             0
         }
     };
@@ -62,12 +61,11 @@ macro_rules! entry {
     };
 }
 
-// Each on its own entry of the key scratch: a trampoline can be preempted (`policy::slot`).
-open_exit!(fexit_open, open_syscall::OPEN, slot::FEXIT_OPEN);
-open_exit!(fexit_creat, open_syscall::CREAT, slot::FEXIT_CREAT);
-open_exit!(fexit_openat, open_syscall::OPENAT, slot::FEXIT_OPENAT);
-open_exit!(fexit_openat2, open_syscall::OPENAT2, slot::FEXIT_OPENAT2);
-open_exit!(fexit_open_by_handle_at, open_syscall::OPEN_BY_HANDLE_AT, slot::FEXIT_OPEN_BY_HANDLE_AT);
+open_exit!(fexit_open, open_syscall::OPEN);
+open_exit!(fexit_creat, open_syscall::CREAT);
+open_exit!(fexit_openat, open_syscall::OPENAT);
+open_exit!(fexit_openat2, open_syscall::OPENAT2);
+open_exit!(fexit_open_by_handle_at, open_syscall::OPEN_BY_HANDLE_AT);
 entry!(fentry_open_by_handle_at, Watched::Open(open_syscall::OPEN_BY_HANDLE_AT));
 entry!(fentry_connect, Watched::Connect);
 entry!(fentry_io_uring_setup, Watched::IoUringSetup);

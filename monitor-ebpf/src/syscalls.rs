@@ -32,7 +32,7 @@ use crate::{
         zero_by_words,
     },
     maps::{DECISIONS, EVENTS, PENDING_CONNECTS, PENDING_SCRATCH},
-    policy::{self, Tier, slot},
+    policy::{self, Tier},
 };
 
 const O_WRONLY: u32 = 0o1;
@@ -203,7 +203,7 @@ pub fn syscall_exit(ctx: TracePointContext) -> u32 {
     let ret = record::<i64>(&ctx, RECORD_RET);
     match watched(nr) {
         Some(Watched::Open(syscall)) => {
-            let _ = try_exit_open(ret, syscall, slot::NOT_PREEMPTIBLE);
+            let _ = try_exit_open(ret, syscall);
         }
         Some(Watched::Connect) => {
             let _ = try_exit_connect(ret);
@@ -214,8 +214,7 @@ pub fn syscall_exit(ctx: TracePointContext) -> u32 {
 }
 
 #[inline(always)]
-/// `slot`: the calling program's entry of the key scratch (see `policy::slot`).
-pub(crate) fn try_exit_open(ret: i64, syscall: u32, slot: u32) -> Result<(), ReadError> {
+pub(crate) fn try_exit_open(ret: i64, syscall: u32) -> Result<(), ReadError> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
@@ -239,7 +238,7 @@ pub(crate) fn try_exit_open(ret: i64, syscall: u32, slot: u32) -> Result<(), Rea
     }
     match fd_to_file(current, ret as u32) {
         Ok(file) => {
-            file::judge_open(&member, file, syscall, open_flags, ret as u32, Tier::Tracepoint, slot);
+            file::judge_open(&member, file, syscall, open_flags, ret as u32, Tier::Tracepoint);
         }
         Err(ReadError) => {
             count(Counter::KernelReadError);

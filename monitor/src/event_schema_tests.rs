@@ -102,6 +102,7 @@ fn policy_view(mode: &str, on_violation: &str) -> PolicyView {
         list_dir: &|_| Vec::new(),
         resolve_host: &|_| Vec::new(),
         files_under: &|_| Vec::new(),
+        is_raw_device: &|_| false,
     };
     let compiled = compile(profile, &environment);
     PolicyView {

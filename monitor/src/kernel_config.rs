@@ -142,7 +142,7 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         cgroup_kn: m("cgroup", "kn")?,
         kernfs_node_name: m("kernfs_node", "name")?,
         kernfs_node_id: m("kernfs_node", "id")?,
-        _pad_offsets: 0,
+        inode_i_rdev: m("inode", "i_rdev")?,
     })
 }
 

@@ -5,7 +5,8 @@ use std::{collections::HashMap, io, sync::Arc};
 use monitor_common::{
     event::{EventHeader, file_op, flags, kind, open_syscall, tamper_op},
     policy::{
-        IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE, RAW_SOCKET_RULE, SELF_PROTECTION_RULE,
+        DEVICE_RULE, IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, OTHER_PROCESS_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE,
+        RAW_SOCKET_RULE, SELF_PROTECTION_RULE,
         SHARED_FILES_RULE, action,
     },
 };
@@ -331,6 +332,10 @@ impl Pipeline {
             Some("io_uring is refused where files are restricted: its opens would bypass the file checks (allow_io_uring: true opts in)".to_owned())
         } else if verdict.rule_id == SELF_PROTECTION_RULE {
             Some("self-protection: no session member may signal or ptrace the monitor, use bpf(), change mounts, or change the monitor's policy or binary".to_owned())
+        } else if verdict.rule_id == DEVICE_RULE {
+            Some("a raw device (block device, /dev/mem, /dev/kmem, /dev/port) is refused unless an entry names the device itself: reading one reads around every path rule".to_owned())
+        } else if verdict.rule_id == OTHER_PROCESS_RULE {
+            Some("another process's memory or environment (/proc/PID/mem, /proc/PID/environ) is refused unless that process is in the session".to_owned())
         } else if verdict.rule_id == PRINCIPAL_RULE {
             Some(format!("on behalf of {}: that user's permissions do not allow this access", policy.principal))
         } else if verdict.rule_id == NO_RULE {

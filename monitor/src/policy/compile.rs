@@ -26,6 +26,9 @@ pub struct Environment<'a> {
     /// (path, kernel dev, inode) of the regular files at or under a path (for deny
     /// entries).
     pub files_under: &'a dyn Fn(&str) -> Vec<(String, u32, u64)>,
+    /// Whether a path is itself a raw device node (`monitor_common::policy::raw_device`):
+    /// an entry naming one lets it be opened.
+    pub is_raw_device: &'a dyn Fn(&str) -> bool,
 }
 
 /// A network entry: (operation, port or 0 for any, address prefix) -> allowed.
@@ -207,10 +210,17 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
             continue;
         }
         let expanded = expand(&rule.pattern, env, &mut notes, &rule.origin);
-        if expanded.is_empty() && rule.pattern.has_wildcard() {
+        // An allow that matches nothing is worth a word; a deny that does is the usual
+        // case for a list written for many hosts (the built-in one names every kind of
+        // disk device).
+        if expanded.is_empty() && rule.pattern.has_wildcard() && rule.access != Access::Deny {
             notes.push(format!("{}: matches no existing directory now (expanded when the session starts)", rule.origin));
         }
-        file_paths.extend(expanded.into_iter().map(|p| (p, value)));
+        file_paths.extend(expanded.into_iter().map(|path| {
+            let names_a_device = value.allow != 0 && (env.is_raw_device)(&path);
+            let value = if names_a_device { RuleValue { allow: value.allow | allow::DEVICES, ..value } } else { value };
+            (path, value)
+        }));
     }
     let mut exec_paths = Vec::new();
     for rule in &exec {
@@ -330,6 +340,7 @@ mod tests {
             list_dir: &list,
             resolve_host: &resolve,
             files_under: &under,
+            is_raw_device: &|path| path == "/dev/vdb",
         };
         compile(&policy.profiles[0], &env)
     }
@@ -470,6 +481,7 @@ mod tests {
             list_dir: &|_| Vec::new(),
             resolve_host: &|_| Vec::new(),
             files_under: &|_| Vec::new(),
+            is_raw_device: &|_| false,
         };
         let c = compile(&policy.profiles[0], &env);
         assert!(c.files.is_empty());
