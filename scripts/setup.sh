@@ -13,6 +13,8 @@ APT_PACKAGES=(
   llvm-22-dev gcc libc6-dev
   # Privileged tests: mounts, network namespaces.
   util-linux iproute2 procps
+  # Ordinary tools that must run under the built-in profile (tests/tests/ordinary_tools.rs).
+  git openssh-client bind9-dnsutils curl python3
   # Daemon tests: that a stopped daemon left no BPF link or program behind.
   bpftool
   # aarch64: cross linker and C library (the Rust std for aarch64 comes from build-std),

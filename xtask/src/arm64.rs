@@ -116,7 +116,7 @@ const KERNEL_LINES: [KernelLine; 2] = [
         expect_lsm: false,
         // No BPF trampolines on arm64 before 6.4 (so no LSM either): the tracepoints.
         syscall_hooks: "tracepoints",
-        suites: &["verifier_budget", "sessions", "paths", "rename_race", "schema", "enforce", "kill_switch"],
+        suites: &["verifier_budget", "default_profile", "sessions", "paths", "rename_race", "schema", "enforce", "kill_switch"],
     },
     KernelLine {
         name: "6.12",
@@ -125,7 +125,7 @@ const KERNEL_LINES: [KernelLine; 2] = [
         expect_lsm: true,
         syscall_hooks: "none",
         // `syscall_hooks` runs `--no-lsm`: tier 2 on arm64's trampolines (6.4+).
-        suites: &["verifier_budget", "lsm", "syscall_hooks"],
+        suites: &["verifier_budget", "default_profile", "lsm", "syscall_hooks"],
     },
 ];
 

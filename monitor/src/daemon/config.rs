@@ -143,6 +143,13 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_policy_is_the_built_in_one() {
+        let packaged = crate::policy::parse_policy(include_str!("../../../packaging/policy.yaml")).unwrap();
+        let built_in = crate::policy::default_policy();
+        assert_eq!(packaged.profile("default"), built_in.profile("default"));
+    }
+
+    #[test]
     fn an_empty_file_means_the_defaults() {
         assert_eq!(Config::parse("{}").unwrap(), Config::default());
     }

@@ -28,6 +28,9 @@ const HOST_PROGRAMS: &[&str] = &[
     "/usr/bin/cat",
     "/usr/bin/true",
     "/usr/bin/sleep",
+    // The default_profile suite: a device's first bytes, shown.
+    "/usr/bin/head",
+    "/usr/bin/od",
     "/usr/bin/ln",
     "/usr/bin/touch",
     "/usr/bin/mount",
