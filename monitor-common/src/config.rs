@@ -103,6 +103,11 @@ pub struct KernelOffsets {
     /// `inode.i_rdev`: which device a device file is (raw devices, see
     /// `policy::raw_device`).
     pub inode_i_rdev: u32,
+    /// `super_block.s_fs_info`, `proc_fs_info.pid_ns`, `pid_namespace.level`: whether a
+    /// /proc shows the initial pid namespace, whose pids are the tgids the programs see.
+    pub super_block_s_fs_info: u32,
+    pub proc_fs_info_pid_ns: u32,
+    pub pid_namespace_level: u32,
 }
 
 /// The most bytes of a kernel struct a [`Span`] reads at once.
@@ -143,11 +148,11 @@ pub struct KernelConfig {
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 32);
 const _: () = assert!(core::mem::size_of::<Spans>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 156 + 24 + 32 + 24 + 8);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 168 + 24 + 32 + 24 + 8);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -192,6 +197,9 @@ impl KernelConfig {
             kernfs_node_name: 0,
             kernfs_node_id: 0,
             inode_i_rdev: 0,
+            super_block_s_fs_info: 0,
+            proc_fs_info_pid_ns: 0,
+            pid_namespace_level: 0,
         },
         regs: RegsOffsets { arg0: 0, arg1: 0, arg2: 0, _pad: 0, syscall_nr: 0, syscall_nr_size: 0 },
         syscalls: SyscallNumbers {

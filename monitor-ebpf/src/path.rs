@@ -59,6 +59,8 @@ pub struct Resolved {
     pub leaf_len: u32,
     /// The filesystem's `s_magic`.
     pub magic: u64,
+    /// The filesystem's `struct super_block *`.
+    pub super_block: u64,
 }
 
 const END: u32 = PATH_MAX_BYTES as u32;
@@ -167,6 +169,7 @@ pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut index: u32) -> Result
         components: walk.components,
         leaf_len: walk.leaf_len,
         magic,
+        super_block: sb,
     })
 }
 

@@ -296,7 +296,13 @@ pub fn decide(
     if restricts_files {
         match special_files::proc_entry(member, &scratch.path, resolved) {
             // A process's own entries, unless a deny entry covers them.
-            ProcEntry::Own if !allowed && rule.is_none_or(|r| r.allow != 0) => allowed = true,
+            ProcEntry::Own
+                if !allowed
+                    && rule.is_none_or(|r| r.allow != 0)
+                    && special_files::own_entry_allows(&scratch.path, resolved, requested) =>
+            {
+                allowed = true
+            }
             ProcEntry::OthersSecret => {
                 allowed = false;
                 rule_id = OTHER_PROCESS_RULE;

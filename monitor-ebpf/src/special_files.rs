@@ -3,7 +3,7 @@
 
 use monitor_common::{
     event::{PATH_MAX_BYTES, flags},
-    policy::raw_device,
+    policy::{allow, raw_device},
     session::SessionMember,
 };
 
@@ -24,9 +24,10 @@ const PID_DIGITS: u32 = 10;
 pub enum ProcEntry {
     /// Not in a process's directory (`/proc/meminfo`), or not /proc.
     NotOfAProcess,
-    /// Of the process itself (`/proc/self/...`, `/proc/thread-self/...`): its own
-    /// comm, oom_score_adj, fds and maps are ordinary work, whatever the profile says
-    /// of /proc (only a deny entry keeps it out).
+    /// Of the process itself (`/proc/self/...`, `/proc/thread-self/...`): reading its
+    /// own entries (status, maps, environ) and naming its threads or adjusting its OOM
+    /// score are ordinary work, whatever the profile says of /proc (see
+    /// [`own_entry_allows`]; a deny entry still keeps it out).
     Own,
     /// Of another process: decided by the profile like any file.
     Other,
@@ -35,17 +36,21 @@ pub enum ProcEntry {
     OthersSecret,
 }
 
-/// Classifies a path the walk resolved. Pids are those of the /proc the walk went
-/// through; a /proc of another pid namespace names other processes than the global
-/// tgids compared here, which can only turn `Own` into `Other` (fails closed).
+/// Classifies a path the walk resolved. The pids of a /proc are those of its pid
+/// namespace: only in the initial one are they the tgids the programs see. In a /proc of
+/// another namespace no entry is taken for the process's own, and every `mem` and
+/// `environ` is another's secret (fails closed: its numbers cannot be told apart).
 #[inline(always)]
 pub fn proc_entry(member: &SessionMember, scratch: &PathScratch, resolved: &Resolved) -> ProcEntry {
     if resolved.magic != PROC_SUPER_MAGIC || resolved.components < 2 || resolved.flags & flags::PATH_TRUNCATED != 0 {
         return ProcEntry::NotOfAProcess;
     }
-    let Some(pid) = leading_pid(scratch, resolved) else {
+    let Some((pid, _)) = leading_pid(scratch, resolved) else {
         return ProcEntry::NotOfAProcess;
     };
+    if !of_initial_pid_namespace(resolved.super_block) {
+        return if names_a_secret(scratch, resolved) { ProcEntry::OthersSecret } else { ProcEntry::Other };
+    }
     if pid == current_tgid() {
         return ProcEntry::Own;
     }
@@ -58,9 +63,46 @@ pub fn proc_entry(member: &SessionMember, scratch: &PathScratch, resolved: &Reso
     }
 }
 
-/// The number the path starts with (`/1234/...`), if its first component is one.
+/// Whether the /proc whose `struct super_block *` this is shows the initial pid
+/// namespace (a read that fails says no).
 #[inline(always)]
-fn leading_pid(scratch: &PathScratch, resolved: &Resolved) -> Option<u32> {
+fn of_initial_pid_namespace(super_block: u64) -> bool {
+    let level = read::<u64>(super_block, config!(offsets.super_block_s_fs_info))
+        .and_then(|info| read::<u64>(info, config!(offsets.proc_fs_info_pid_ns)))
+        .and_then(|ns| read::<u32>(ns, config!(offsets.pid_namespace_level)));
+    matches!(level, Ok(0))
+}
+
+/// What a process's own entry may be opened for beyond what the profile grants: read
+/// anything of its own but the network namespace's tables under `net/` (the host's,
+/// shared); write only the entries that tune the process itself.
+#[inline(always)]
+pub fn own_entry_allows(scratch: &PathScratch, resolved: &Resolved, requested: u32) -> bool {
+    let Some((_, digits)) = leading_pid(scratch, resolved) else {
+        return false;
+    };
+    let start = (opaque(resolved.start) & PATH_MAX_BYTES as u32) as usize;
+    // `/PID/net/...`: start + digits + 2 <= 4095 + 12, inside the walk buffer.
+    let second = start + (digits & 15) as usize + 2;
+    if scratch.buf[second] == b'n' && scratch.buf[second + 1] == b'e' && scratch.buf[second + 2] == b't'
+        && scratch.buf[second + 3] == b'/'
+    {
+        return false;
+    }
+    if requested & allow::WRITE == 0 {
+        return true;
+    }
+    leaf_is(scratch, resolved, b"comm")
+        || leaf_is(scratch, resolved, b"oom_score_adj")
+        || leaf_is(scratch, resolved, b"oom_adj")
+        || leaf_is(scratch, resolved, b"coredump_filter")
+        || leaf_is(scratch, resolved, b"timerslack_ns")
+}
+
+/// The number the path starts with (`/1234/...`) and its count of digits, if its first
+/// component is one.
+#[inline(always)]
+fn leading_pid(scratch: &PathScratch, resolved: &Resolved) -> Option<(u32, u32)> {
     let start = (opaque(resolved.start) & PATH_MAX_BYTES as u32) as usize;
     let mut pid: u64 = 0;
     let mut i = 1;
@@ -68,7 +110,7 @@ fn leading_pid(scratch: &PathScratch, resolved: &Resolved) -> Option<u32> {
         // start <= 4095 and i <= 11: inside the walk buffer (4352 bytes).
         let c = scratch.buf[start + i];
         if c == b'/' {
-            return (i > 1 && pid <= u32::MAX as u64).then_some(pid as u32);
+            return (i > 1 && pid <= u32::MAX as u64).then_some((pid as u32, i as u32 - 1));
         }
         if !c.is_ascii_digit() {
             return None;
@@ -79,16 +121,19 @@ fn leading_pid(scratch: &PathScratch, resolved: &Resolved) -> Option<u32> {
     None
 }
 
-/// Whether the last component is `mem` or `environ`. The walk writes it just before the
-/// path's final '/', so its bytes are at fixed places.
+/// Whether the last component is `mem` or `environ`.
 #[inline(always)]
 fn names_a_secret(scratch: &PathScratch, resolved: &Resolved) -> bool {
+    leaf_is(scratch, resolved, b"mem") || leaf_is(scratch, resolved, b"environ")
+}
+
+/// Whether the last component is `name`. The walk writes it just before the path's
+/// final '/', so its bytes are at fixed places.
+#[inline(always)]
+fn leaf_is(scratch: &PathScratch, resolved: &Resolved, name: &[u8]) -> bool {
+    let at = END - 1 - name.len();
     // Byte by byte: a slice comparison compiles to a `bcmp` call BPF does not have.
-    let is = |name: &[u8]| {
-        let at = END - 1 - name.len();
-        resolved.leaf_len as usize == name.len() && name.iter().enumerate().all(|(i, b)| scratch.buf[at + i] == *b)
-    };
-    is(b"mem") || is(b"environ")
+    resolved.leaf_len as usize == name.len() && name.iter().enumerate().all(|(i, b)| scratch.buf[at + i] == *b)
 }
 
 /// Whether `inode` (a `struct inode *`) is a raw device. A read that fails counts as

@@ -143,6 +143,9 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         kernfs_node_name: m("kernfs_node", "name")?,
         kernfs_node_id: m("kernfs_node", "id")?,
         inode_i_rdev: m("inode", "i_rdev")?,
+        super_block_s_fs_info: m("super_block", "s_fs_info")?,
+        proc_fs_info_pid_ns: m("proc_fs_info", "pid_ns")?,
+        pid_namespace_level: m("pid_namespace", "level")?,
     })
 }
 

@@ -216,8 +216,11 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
         if expanded.is_empty() && rule.pattern.has_wildcard() && rule.access != Access::Deny {
             notes.push(format!("{}: matches no existing directory now (expanded when the session starts)", rule.origin));
         }
+        // Only an entry that names the node itself, not a `*` that happened to match one
+        // (a node the agent made in a writable directory before the session started).
+        let literal = !rule.pattern.has_wildcard();
         file_paths.extend(expanded.into_iter().map(|path| {
-            let names_a_device = value.allow != 0 && (env.is_raw_device)(&path);
+            let names_a_device = literal && value.allow != 0 && (env.is_raw_device)(&path);
             let value = if names_a_device { RuleValue { allow: value.allow | allow::DEVICES, ..value } } else { value };
             (path, value)
         }));
@@ -315,6 +318,7 @@ mod tests {
         let list = |dir: &str| -> Vec<String> {
             match dir {
                 "/home" => vec!["bob".into(), "alice".into()],
+                "/tmp" => vec!["vdc".into()],
                 "/etc/ssh" => vec!["ssh_host_rsa_key".into(), "ssh_host_rsa_key.pub".into(), "sshd_config".into()],
                 _ => Vec::new(),
             }
@@ -340,7 +344,7 @@ mod tests {
             list_dir: &list,
             resolve_host: &resolve,
             files_under: &under,
-            is_raw_device: &|path| path == "/dev/vdb",
+            is_raw_device: &|path| path == "/dev/vdb" || path == "/tmp/vdc",
         };
         compile(&policy.profiles[0], &env)
     }
@@ -469,6 +473,17 @@ mod tests {
         assert!(open.net.iter().all(|e| e.prefix == 0 && e.port == 0));
         let closed = compiled("version: 1\nprofiles:\n  - name: p\n    network: {connect: [], bind: []}\n");
         assert!(closed.net.is_empty());
+    }
+
+    #[test]
+    fn only_an_entry_naming_a_device_node_itself_lets_it_be_opened() {
+        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/dev/vdb, \"/tmp/vd*\", /dev]\n      deny: [/dev/vdd]\n");
+        let value = |key: &str| c.files.iter().find(|e| e.key == key.as_bytes()).map(|e| e.value.allow);
+        assert_eq!(value("/dev/vdb/"), Some(allow::READ | allow::DEVICES));
+        // A node a `*` matched (the agent could have made it) and a directory entry do not.
+        assert_eq!(c.files.iter().find(|e| e.dev == 45 && e.key == b"/vdc/").map(|e| e.value.allow), Some(allow::READ));
+        assert_eq!(value("/dev/"), Some(allow::READ));
+        assert_eq!(value("/dev/vdd/"), Some(0));
     }
 
     #[test]
