@@ -8,7 +8,7 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use monitor_common::{
     event::{TamperEvent, flags, kind, tamper_op},
     maps::Counter,
-    policy::SELF_PROTECTION_RULE,
+    policy::{OTHER_PROCESS_RULE, SELF_PROTECTION_RULE, action, session_flags},
     session::SessionMember,
 };
 
@@ -35,18 +35,37 @@ pub fn task_kill(ctx: LsmContext) -> i32 {
 }
 
 /// `ptrace_access_check(struct task_struct *child, unsigned int mode)`: ptrace attach,
-/// /proc/PID/mem, process_vm_writev, pidfd_getfd, ... on the monitor.
+/// /proc/PID/mem and environ, the /proc/PID/fd, map_files, cwd and root links,
+/// process_vm_readv/writev, pidfd_getfd, kcmp, ... on another process.
+///
+/// On the monitor: refused, like every attempt on it. On any other process outside the
+/// session: refused too (a member reaches nothing outside its session), except the
+/// checks the kernel makes quietly (`PTRACE_MODE_NOAUDIT`: what `ps` reads of every
+/// process); refused, not killed (tools like `lsof` try every process), and reported.
 #[lsm(hook = "ptrace_access_check")]
 pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
     let Some(member) = session_of(current_tgid()) else {
         return 0;
     };
     let target = read::<u32>(ctx.arg(0), config!(offsets.task_tgid)).unwrap_or(0);
-    if target != config!(monitor_tgid) {
+    let mode = ctx.arg::<u32>(1);
+    if target == config!(monitor_tgid) {
+        return refuse(&member, tamper_op::PTRACE, target, mode as u64);
+    }
+    if mode & PTRACE_MODE_NOAUDIT != 0 || target == current_tgid() {
         return 0;
     }
-    refuse(&member, tamper_op::PTRACE, target, ctx.arg::<u32>(1) as u64)
+    if session_of(target).is_some_and(|t| t.session_id == member.session_id) {
+        return 0;
+    }
+    let action = if member.flags & session_flags::ENFORCE != 0 { action::DENY } else { action::AUDIT };
+    report(&member, tamper_op::PTRACE, target, mode as u64, action, OTHER_PROCESS_RULE);
+    answer(action)
 }
+
+/// `PTRACE_MODE_NOAUDIT` (include/linux/ptrace.h): an access check the caller makes
+/// only to decide what to show, not to hand anything over.
+const PTRACE_MODE_NOAUDIT: u32 = 0x04;
 
 /// `bpf(int cmd, union bpf_attr *attr, unsigned int size)`: a session member could
 /// detach, replace or read the monitor's programs and maps.
@@ -100,6 +119,13 @@ pub fn move_mount(_ctx: LsmContext) -> i32 {
 #[inline(always)]
 fn refuse(member: &SessionMember, op: u32, target_tgid: u32, arg: u64) -> i32 {
     let verdict = policy::enforce_always(member, Tier::Lsm);
+    report(member, op, target_tgid, arg, verdict, SELF_PROTECTION_RULE);
+    answer(verdict)
+}
+
+/// Sends the `PROCESS_TAMPER` record of an attempt and what was done about it.
+#[inline(always)]
+fn report(member: &SessionMember, op: u32, target_tgid: u32, arg: u64, verdict: u32, rule_id: u32) {
     if let Some(mut entry) = DECISIONS.reserve::<TamperEvent>(0) {
         // SAFETY: the entry is ours until submitted; every field is written below.
         let event = unsafe { &mut *entry.as_mut_ptr() };
@@ -109,10 +135,9 @@ fn refuse(member: &SessionMember, op: u32, target_tgid: u32, arg: u64) -> i32 {
         event.target_tgid = target_tgid;
         event.arg = arg;
         event.action = verdict;
-        event.rule_id = SELF_PROTECTION_RULE;
+        event.rule_id = rule_id;
         entry.submit(2 /* BPF_RB_FORCE_WAKEUP */);
     } else {
         count(Counter::DecisionRingbufFull);
     }
-    answer(verdict)
 }

@@ -335,7 +335,7 @@ impl Pipeline {
         } else if verdict.rule_id == DEVICE_RULE {
             Some("a raw device (block device, /dev/mem, /dev/kmem, /dev/port) is refused unless an entry names the device itself: reading one reads around every path rule".to_owned())
         } else if verdict.rule_id == OTHER_PROCESS_RULE {
-            Some("another process's memory or environment (/proc/PID/mem, /proc/PID/environ) is refused unless that process is in the session".to_owned())
+            Some("another process's memory, environment or descriptors (ptrace, process_vm_readv, /proc/PID/mem, environ, fd) are out of reach unless that process is in the session".to_owned())
         } else if verdict.rule_id == PRINCIPAL_RULE {
             Some(format!("on behalf of {}: that user's permissions do not allow this access", policy.principal))
         } else if verdict.rule_id == NO_RULE {

@@ -160,3 +160,46 @@ fn raw_devices_are_refused_wherever_their_node_is() {
         assert!(!refused.is_empty(), "no raw device was opened, so the check was never exercised:\n{}", session.dump());
     }
 }
+
+#[test]
+fn processes_outside_the_session_cannot_be_traced_or_read() {
+    if !privileged() {
+        return;
+    }
+    // A process outside every session, this test's own child: a readable address in it
+    // is the start of its first mapping.
+    let mut outside = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+    let pid = outside.id();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let address = maps.split('-').next().unwrap().to_owned();
+    let session = monitor_tests::run_session(&[
+        env!("CARGO_BIN_EXE_probe"),
+        "try",
+        "ptrace-seize",
+        &pid.to_string(),
+        "--",
+        "vm-read",
+        &pid.to_string(),
+        &address,
+        "--",
+        "open",
+        &format!("/proc/{pid}/fd/0"),
+    ]);
+    outside.kill().unwrap();
+    outside.wait().unwrap();
+    assert!(session.stdout.contains("done"), "the probe did not survive its attempts:\n{}", session.dump());
+    if session.tiers().self_protection == "lsm" {
+        // EPERM for each, refused (not killed), and reported.
+        for op in ["ptrace-seize errno=1", "vm-read errno=1", "open errno=13"] {
+            assert!(session.stdout.contains(op), "expected {op:?}:\n{}", session.dump());
+        }
+        let refused = session
+            .of_type("process.tamper")
+            .iter()
+            .filter(|e| e["tamper"]["target_pid"] == pid && e["decision"]["action"] == "deny")
+            .count();
+        assert!(refused >= 3, "{refused} refusals reported:\n{}", session.dump());
+    }
+    // Without BPF LSM (tier 2) ptrace and process_vm_readv of another process are not
+    // refused yet (README, "Status and limits"): the probe only has to survive.
+}

@@ -733,6 +733,21 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
                 libc::close(fd as i32);
             })
         }
+        // ptrace-seize PID: attaches without stopping the process, then detaches.
+        "ptrace-seize" => {
+            let pid: libc::pid_t = arg(1).parse().expect("pid");
+            ret(unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) })?;
+            ret(unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) }).map(drop)
+        }
+        // vm-read PID ADDRESS: process_vm_readv of 8 bytes at ADDRESS (hex) in PID.
+        "vm-read" => {
+            let pid: libc::pid_t = arg(1).parse().expect("pid");
+            let address = usize::from_str_radix(arg(2), 16).expect("hex address");
+            let mut buf = [0u8; 8];
+            let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            let remote = libc::iovec { iov_base: address as *mut libc::c_void, iov_len: buf.len() };
+            ret(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) } as _).map(drop)
+        }
         // Opens PATH with O_PATH (not checked: no access to the contents), then its
         // contents through /proc/self/fd/N.
         "proc-fd" => {
