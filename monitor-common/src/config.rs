@@ -145,6 +145,9 @@ pub struct KernelConfig {
     pub spans: Spans,
     /// tgid of the monitor itself: never part of a session.
     pub monitor_tgid: u32,
+    /// Majors of the raw character devices named in `/proc/devices` (see
+    /// `policy::raw_device::CHAR_NAMES`); 0 where this host has none.
+    pub raw_majors: [u32; crate::policy::raw_device::RAW_MAJORS],
     pub _pad: u32,
 }
 
@@ -152,7 +155,7 @@ const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 32);
 const _: () = assert!(core::mem::size_of::<Spans>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 168 + 24 + 32 + 24 + 8);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 168 + 24 + 32 + 24 + 8 + 40);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -218,6 +221,7 @@ impl KernelConfig {
             dentry: Span { start: 0, len: 0 },
         },
         monitor_tgid: 0,
+        raw_majors: [0; crate::policy::raw_device::RAW_MAJORS],
         _pad: 0,
     };
 }

@@ -44,10 +44,12 @@ pub mod allow {
 }
 
 /// Device files that reach around the file tree: every block device (a filesystem read
-/// from its device ignores every path rule), and the memory devices `/dev/mem`,
-/// `/dev/kmem` and `/dev/port`. Refused by type, wherever the node is (a node made with
-/// `mknod` in an allowed directory is the same device), unless the entry that decides
-/// names the node itself ([`allow::DEVICES`]).
+/// from its device ignores every path rule), the memory devices `/dev/mem`, `/dev/kmem`
+/// and `/dev/port`, and the character devices that pass commands to disks or memory
+/// (SCSI generic, block SG, NVMe, MTD flash, model-specific registers, device DAX, VFIO,
+/// UIO, device-mapper control, the hibernation snapshot). Refused by type, wherever the
+/// node is (a node made with `mknod` in an allowed directory is the same device), unless
+/// the entry that decides names the node itself ([`allow::DEVICES`]).
 pub mod raw_device {
     /// `S_IFMT`, `S_IFBLK`, `S_IFCHR` (include/uapi/linux/stat.h).
     pub const S_IFMT: u16 = 0o170000;
@@ -56,17 +58,29 @@ pub mod raw_device {
     /// The memory devices' major number and minors (Documentation/admin-guide/devices.txt).
     pub const MEMORY_MAJOR: u32 = 1;
     pub const MEMORY_MINORS: [u32; 3] = [1, 2, 4];
+    /// The misc devices' major, and the minors of `/dev/snapshot` and
+    /// `/dev/mapper/control`.
+    pub const MISC_MAJOR: u32 = 10;
+    pub const MISC_MINORS: [u32; 2] = [231, 236];
+    /// Character devices of these names in `/proc/devices` (their majors are assigned at
+    /// boot): userspace hands their majors to the programs (`KernelConfig::raw_majors`).
+    pub const CHAR_NAMES: [&str; RAW_MAJORS] =
+        ["sg", "bsg", "nvme", "nvme-generic", "mtd", "cpu/msr", "dax", "vfio", "uio", ""];
+    pub const RAW_MAJORS: usize = 10;
     /// The kernel's own `dev_t` (`inode.i_rdev`): major above bit 20.
     pub const MINOR_BITS: u32 = 20;
 
-    /// Whether a file of this mode and kernel `dev_t` is a raw device.
-    pub const fn is_raw(mode: u16, rdev: u32) -> bool {
+    /// Whether a file of this mode and kernel `dev_t` is a raw device, `majors` being
+    /// the majors of [`CHAR_NAMES`] on this host (0: none).
+    #[inline(always)]
+    pub fn is_raw(mode: u16, rdev: u32, majors: &[u32; RAW_MAJORS]) -> bool {
         match mode & S_IFMT {
             S_IFBLK => true,
             S_IFCHR => {
-                let minor = rdev & ((1 << MINOR_BITS) - 1);
-                rdev >> MINOR_BITS == MEMORY_MAJOR
-                    && (minor == MEMORY_MINORS[0] || minor == MEMORY_MINORS[1] || minor == MEMORY_MINORS[2])
+                let (major, minor) = (rdev >> MINOR_BITS, rdev & ((1 << MINOR_BITS) - 1));
+                (major == MEMORY_MAJOR && MEMORY_MINORS.iter().any(|m| *m == minor))
+                    || (major == MISC_MAJOR && MISC_MINORS.iter().any(|m| *m == minor))
+                    || (major != 0 && majors.iter().any(|m| *m == major))
             }
             _ => false,
         }

@@ -147,7 +147,7 @@ pub fn is_raw_device(inode: u64) -> bool {
         return mode & raw_device::S_IFMT == raw_device::S_IFBLK;
     }
     match read::<u32>(inode, config!(offsets.inode_i_rdev)) {
-        Ok(rdev) => raw_device::is_raw(mode, rdev),
+        Ok(rdev) => raw_device::is_raw(mode, rdev, &config!(raw_majors)),
         Err(_) => true,
     }
 }

@@ -210,6 +210,7 @@ pub fn kernel_config(btf: &Btf) -> Result<KernelConfig, BtfError> {
         syscalls: syscall_numbers(),
         spans: spans(&offsets)?,
         monitor_tgid: std::process::id(),
+        raw_majors: crate::raw_devices::majors(),
         _pad: 0,
     })
 }

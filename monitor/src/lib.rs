@@ -27,6 +27,7 @@ pub mod policy;
 pub mod principal;
 pub mod process_tree;
 pub mod queue;
+pub mod raw_devices;
 pub mod rendered;
 pub mod rule_maps;
 pub mod running_process;

@@ -122,11 +122,18 @@ fn raw_devices_are_refused_wherever_their_node_is() {
         return;
     }
     // Device nodes made where the profile lets the agent write: the path is allowed,
-    // the device is not. /dev/mem (1:1) and /dev/port (1:4) where the kernel has them,
-    // and the block device of the root filesystem where there is one.
+    // the device is not. /dev/mem, /dev/port, device-mapper control, the hibernation
+    // snapshot and SCSI generic where the kernel has them, and the block device of the
+    // root filesystem where there is one.
     let dir = TempDir::new("devices");
     let root_dev = std::fs::metadata("/").unwrap().dev();
-    let mut nodes = vec![("mem", libc::S_IFCHR, libc::makedev(1, 1)), ("port", libc::S_IFCHR, libc::makedev(1, 4))];
+    let mut nodes = vec![
+        ("mem", libc::S_IFCHR, libc::makedev(1, 1)),
+        ("port", libc::S_IFCHR, libc::makedev(1, 4)),
+        ("mapper-control", libc::S_IFCHR, libc::makedev(10, 236)),
+        ("snapshot", libc::S_IFCHR, libc::makedev(10, 231)),
+        ("sg", libc::S_IFCHR, libc::makedev(21, 0)),
+    ];
     if libc::major(root_dev) != 0 {
         nodes.push(("disk", libc::S_IFBLK, root_dev));
     }

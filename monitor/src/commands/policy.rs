@@ -64,7 +64,7 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
         list_dir: &list,
         resolve_host: &|host: &str| super::run::resolve_host(host),
         files_under: &|path: &str| super::run::files_under(path),
-        is_raw_device: &|path: &str| super::run::is_raw_device(path),
+        is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
     };
     let compiled = compile(&profile, &environment);
     let mode = match profile.mode {

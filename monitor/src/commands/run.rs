@@ -154,23 +154,6 @@ pub fn files_under(path: &str) -> Vec<(String, u32, u64)> {
     out
 }
 
-/// Whether `path` is a raw device node (`monitor_common::policy::raw_device`), symlinks
-/// followed (an entry names what it resolves to).
-pub fn is_raw_device(path: &str) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let Ok(meta) = std::fs::metadata(path) else { return false };
-    let rdev = meta.rdev();
-    let kernel_rdev = (libc::major(rdev) << monitor_common::policy::raw_device::MINOR_BITS) | libc::minor(rdev);
-    let mode = if meta.file_type().is_block_device() {
-        monitor_common::policy::raw_device::S_IFBLK
-    } else if meta.file_type().is_char_device() {
-        monitor_common::policy::raw_device::S_IFCHR
-    } else {
-        return false;
-    };
-    monitor_common::policy::raw_device::is_raw(mode, kernel_rdev)
-}
-
 /// Names of the entries of `dir` (files and directories), for `*` in rule paths.
 pub fn list_dirs(dir: &str) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -219,7 +202,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             list_dir: &|dir: &str| list_dirs(dir),
             resolve_host: &|host: &str| resolve_host(host),
             files_under: &|path: &str| files_under(path),
-            is_raw_device: &|path: &str| is_raw_device(path),
+            is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
         };
     let compiled = compile(&profile, &environment);
     for note in &compiled.notes {

@@ -13,7 +13,7 @@ use monitor_common::adopt::AdoptSelector;
 use super::adoption::{self, Host, ProfileSelectors, Tables};
 use crate::{
     cgroup::cgroup2_mount,
-    commands::run::{files_under, is_raw_device, list_dirs, resolve_host, session_flags_for},
+    commands::run::{files_under, list_dirs, resolve_host, session_flags_for},
     enforcement::Tier,
     mounts::MountTable,
     pipeline::PolicyView,
@@ -79,7 +79,7 @@ pub fn install_profile(
         list_dir: &|dir: &str| list_dirs(dir),
         resolve_host: &|host: &str| resolve_host(host),
         files_under: &|path: &str| files_under(path),
-        is_raw_device: &|path: &str| is_raw_device(path),
+        is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
     };
     let compiled = compile(profile, &environment);
     rules.install(id, &compiled).with_context(|| format!("writing profile {} into the kernel", profile.name))?;
