@@ -78,9 +78,9 @@ pub mod raw_device {
             S_IFBLK => true,
             S_IFCHR => {
                 let (major, minor) = (rdev >> MINOR_BITS, rdev & ((1 << MINOR_BITS) - 1));
-                (major == MEMORY_MAJOR && MEMORY_MINORS.iter().any(|m| *m == minor))
-                    || (major == MISC_MAJOR && MISC_MINORS.iter().any(|m| *m == minor))
-                    || (major != 0 && majors.iter().any(|m| *m == major))
+                (major == MEMORY_MAJOR && MEMORY_MINORS.contains(&minor))
+                    || (major == MISC_MAJOR && MISC_MINORS.contains(&minor))
+                    || (major != 0 && majors.contains(&major))
             }
             _ => false,
         }
