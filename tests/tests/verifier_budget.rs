@@ -72,7 +72,8 @@ fn every_program_verifies_within_a_quarter_of_the_limit() {
         table += &format!("  {name:<26} {:<16} {cell}\n", p["type"].as_str().unwrap_or_default());
     }
     table += &format!("  whole object: {total_ms:.0} ms of loading\n");
-    let line = serde_json::json!({"kernel": kernel, "arch": arch, "programs": column, "load_ms": total_ms});
+    let lsm = report["bpf_lsm_active"] == true;
+    let line = serde_json::json!({"kernel": kernel, "arch": arch, "lsm": lsm, "programs": column, "load_ms": total_ms});
     table += &format!("AM_VERIFIER {line}\n");
     write_past_capture(&table);
 

@@ -28,7 +28,12 @@ pub fn columns_in(text: &str) -> Vec<Column> {
         .filter_map(|line| line.split_once(MARK).map(|(_, json)| json))
         .filter_map(|json| serde_json::from_str::<Value>(json).ok())
         .map(|v| Column {
-            kernel: format!("{} {}", v["arch"].as_str().unwrap_or("?"), v["kernel"].as_str().unwrap_or("?")),
+            kernel: format!(
+                "{} {}{}",
+                v["arch"].as_str().unwrap_or("?"),
+                v["kernel"].as_str().unwrap_or("?"),
+                if v["lsm"] == true { " lsm" } else { "" }
+            ),
             programs: v["programs"]
                 .as_object()
                 .map(|p| p.iter().filter_map(|(name, insns)| Some((name.clone(), insns.as_u64()?))).collect())
