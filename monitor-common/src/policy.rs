@@ -62,6 +62,10 @@ pub mod raw_device {
     /// `/dev/mapper/control`.
     pub const MISC_MAJOR: u32 = 10;
     pub const MISC_MINORS: [u32; 2] = [231, 236];
+    /// Fixed majors, whatever `/proc/devices` says at load: SCSI generic, MTD, MSR. Their
+    /// drivers load on the first open of a node (`char-major-N` module aliases), so a
+    /// list read at load would miss them.
+    pub const FIXED_CHAR_MAJORS: [u32; 3] = [21, 90, 202];
     /// Character devices of these names in `/proc/devices` (their majors are assigned at
     /// boot): userspace hands their majors to the programs (`KernelConfig::raw_majors`).
     pub const CHAR_NAMES: [&str; RAW_MAJORS] =
@@ -80,6 +84,7 @@ pub mod raw_device {
                 let (major, minor) = (rdev >> MINOR_BITS, rdev & ((1 << MINOR_BITS) - 1));
                 (major == MEMORY_MAJOR && MEMORY_MINORS.contains(&minor))
                     || (major == MISC_MAJOR && MISC_MINORS.contains(&minor))
+                    || FIXED_CHAR_MAJORS.contains(&major)
                     || (major != 0 && majors.contains(&major))
             }
             _ => false,

@@ -50,6 +50,11 @@ pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
     let target = read::<u32>(ctx.arg(0), config!(offsets.task_tgid)).unwrap_or(0);
     let mode = ctx.arg::<u32>(1);
     if target == config!(monitor_tgid) {
+        if mode & PTRACE_MODE_NOAUDIT != 0 {
+            // What `ps` reads of every process (the monitor is `run`'s parent): refused
+            // quietly, as the kernel itself would, neither reported nor punished.
+            return answer(action::DENY);
+        }
         return refuse(&member, tamper_op::PTRACE, target, mode as u64);
     }
     if mode & PTRACE_MODE_NOAUDIT != 0 || target == current_tgid() {

@@ -75,7 +75,9 @@ fn of_initial_pid_namespace(super_block: u64) -> bool {
 
 /// What a process's own entry may be opened for beyond what the profile grants: read
 /// anything of its own but the network namespace's tables under `net/` (the host's,
-/// shared); write only the entries that tune the process itself.
+/// shared) and what is inside a thread's subdirectories; write only its threads' names, its core dump
+/// filter and its timer slack (not its OOM score: a root agent at -1000 would make the
+/// OOM killer take others, the monitor included).
 #[inline(always)]
 pub fn own_entry_allows(scratch: &PathScratch, resolved: &Resolved, requested: u32) -> bool {
     let Some((_, digits)) = leading_pid(scratch, resolved) else {
@@ -84,17 +86,19 @@ pub fn own_entry_allows(scratch: &PathScratch, resolved: &Resolved, requested: u
     let start = (opaque(resolved.start) & PATH_MAX_BYTES as u32) as usize;
     // `/PID/net/...`: start + digits + 2 <= 4095 + 12, inside the walk buffer.
     let second = start + (digits & 15) as usize + 2;
-    if scratch.buf[second] == b'n' && scratch.buf[second + 1] == b'e' && scratch.buf[second + 2] == b't'
-        && scratch.buf[second + 3] == b'/'
-    {
+    if is_at(scratch, second, b"net/") {
+        return false;
+    }
+    // `/PID/task/TID/X/...`: inside a thread's subdirectories (its `net/` is the same
+    // tables; `fd/`, `ns/`, `attr/` are no thread's tuning either). Its own files
+    // (`/PID/task/TID/comm`) have four components.
+    if is_at(scratch, second, b"task/") && resolved.components > 4 {
         return false;
     }
     if requested & allow::WRITE == 0 {
         return true;
     }
     leaf_is(scratch, resolved, b"comm")
-        || leaf_is(scratch, resolved, b"oom_score_adj")
-        || leaf_is(scratch, resolved, b"oom_adj")
         || leaf_is(scratch, resolved, b"coredump_filter")
         || leaf_is(scratch, resolved, b"timerslack_ns")
 }
@@ -119,6 +123,13 @@ fn leading_pid(scratch: &PathScratch, resolved: &Resolved) -> Option<(u32, u32)>
         i += 1;
     }
     None
+}
+
+/// Whether the walk buffer holds `text` at `at` (`at` below 4095 + 30: inside it).
+#[inline(always)]
+fn is_at(scratch: &PathScratch, at: usize, text: &[u8]) -> bool {
+    // Byte by byte: a slice comparison compiles to a `bcmp` call BPF does not have.
+    text.iter().enumerate().all(|(i, b)| scratch.buf[at + i] == *b)
 }
 
 /// Whether the last component is `mem` or `environ`.
