@@ -1,6 +1,16 @@
-//! Self-protection where the kernel runs no BPF LSM programs (tier 2): a seccomp filter
-//! the launcher installs on the session's first process, inherited by every descendant
-//! and never removable, that refuses with `EPERM`:
+//! The seccomp filter the launcher installs on a `run` session's first process,
+//! inherited by every descendant and never removable.
+//!
+//! In every session, the envelope: `clone3` fails with `ENOSYS`, so that no child is
+//! born into another cgroup than the session's (`CLONE_INTO_CGROUP`, which a filter
+//! cannot see inside clone3's argument struct; C libraries fall back to `clone`, as
+//! they do under container runtimes' default filters); loading or removing kernel
+//! modules, `kexec` and `reboot` fail with `EPERM` (a root agent would change the kernel
+//! under the monitor). Native syscalls only: with BPF LSM, 32-bit programs still run,
+//! outside the envelope.
+//!
+//! Self-protection where the kernel runs no BPF LSM programs (tier 2) adds refusals
+//! with `EPERM`:
 //! - `bpf()` (detaching or rewriting the monitor's programs and maps);
 //! - `mount`, `umount2` and the new mount API (mount changes under the policy's paths);
 //! - signals that could reach the monitor: `kill` of its pid, of its process group, of
@@ -29,7 +39,19 @@ const fn data_arg(i: u32) -> u32 {
     16 + 8 * i
 }
 
-/// Syscalls refused whatever their arguments.
+const ENOSYS: u32 = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+
+/// The envelope: refused in every session, whatever their arguments.
+const ENVELOPE_REFUSED: [libc::c_long; 6] = [
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_reboot,
+];
+
+/// Self-protection: syscalls refused whatever their arguments.
 const ALWAYS_REFUSED: [libc::c_long; 11] = [
     libc::SYS_bpf,
     libc::SYS_mount,
@@ -50,11 +72,23 @@ pub struct GuardFilter {
 }
 
 impl GuardFilter {
-    /// Protects the process `monitor` (whose process group is `monitor_pgid`).
+    /// The envelope alone (sessions whose monitor the BPF LSM tier protects).
+    pub fn envelope() -> GuardFilter {
+        // ld arch; native: go on; else allow (the LSM hooks see every ABI).
+        let native = native_audit_arch(Arch::NATIVE);
+        let mut program = vec![op(LD_W_ABS, 0, 0, DATA_ARCH), op(JEQ_K, 1, 0, native), op(RET_K, 0, 0, SECCOMP_RET_ALLOW)];
+        push_envelope(&mut program);
+        program.push(op(RET_K, 0, 0, SECCOMP_RET_ALLOW));
+        GuardFilter { program }
+    }
+
+    /// The envelope, and the refusals that protect the process `monitor` (whose process
+    /// group is `monitor_pgid`).
     pub fn new(monitor: u32, monitor_pgid: u32) -> GuardFilter {
         // ld arch; native: go on; else refuse.
         let mut program =
             vec![op(LD_W_ABS, 0, 0, DATA_ARCH), op(JEQ_K, 1, 0, native_audit_arch(Arch::NATIVE)), op(RET_K, 0, 0, DENY)];
+        push_envelope(&mut program);
         for nr in ALWAYS_REFUSED {
             program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, 1, nr as u32), op(RET_K, 0, 0, DENY)]);
         }
@@ -87,6 +121,14 @@ impl GuardFilter {
             libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog as *const libc::sock_fprog)
         };
         if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    }
+}
+
+/// `ld nr; jeq NR; ret ERRNO` for each syscall of the envelope.
+fn push_envelope(program: &mut Vec<libc::sock_filter>) {
+    program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, 1, libc::SYS_clone3 as u32), op(RET_K, 0, 0, ENOSYS)]);
+    for nr in ENVELOPE_REFUSED {
+        program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, 1, nr as u32), op(RET_K, 0, 0, DENY)]);
     }
 }
 
@@ -137,5 +179,26 @@ mod tests {
         // Any syscall through a foreign ABI (ia32 kill is 37) is refused.
         let foreign = crate::seccomp::seccomp_data(37, crate::seccomp::AUDIT_ARCH_I386, args(MONITOR, 9));
         assert_eq!(crate::seccomp::simulate(&f.program, &foreign), DENY);
+    }
+
+    #[test]
+    fn the_envelope_is_in_both_filters() {
+        for f in [GuardFilter::new(MONITOR, PGID), GuardFilter::envelope()] {
+            assert_eq!(run(&f, libc::SYS_clone3, [0; 6]), ENOSYS, "clone3: C libraries fall back to clone");
+            let refused =
+                [libc::SYS_init_module, libc::SYS_finit_module, libc::SYS_delete_module, libc::SYS_kexec_file_load, libc::SYS_reboot];
+            for nr in refused {
+                assert_eq!(run(&f, nr, [0; 6]), DENY, "syscall {nr}");
+            }
+            for nr in [libc::SYS_clone, libc::SYS_openat, libc::SYS_execve] {
+                assert_eq!(run(&f, nr, [0; 6]), SECCOMP_RET_ALLOW, "syscall {nr}");
+            }
+        }
+        // The envelope alone refuses nothing of the monitor's, and lets other ABIs through.
+        let envelope = GuardFilter::envelope();
+        assert_eq!(run(&envelope, libc::SYS_kill, [MONITOR, 9, 0, 0, 0, 0]), SECCOMP_RET_ALLOW);
+        assert_eq!(run(&envelope, libc::SYS_bpf, [0; 6]), SECCOMP_RET_ALLOW);
+        let foreign = crate::seccomp::seccomp_data(37, crate::seccomp::AUDIT_ARCH_I386, [MONITOR, 9, 0, 0, 0, 0]);
+        assert_eq!(crate::seccomp::simulate(&envelope.program, &foreign), SECCOMP_RET_ALLOW);
     }
 }

@@ -252,11 +252,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let enforces_files = flags & session_flags::ENFORCE != 0
         && flags & (session_flags::RESTRICTS_FILES | session_flags::HAS_PRINCIPAL) != 0;
     let foreign_abi = enforces_files.then(ForeignAbiFilter::new);
-    // Without the LSM tier's self-protection hooks, a seccomp filter keeps the session's
-    // hands off the monitor (refused, not reported).
+    // The envelope in every session; without the LSM tier's self-protection hooks, the
+    // seccomp filter also keeps the session's hands off the monitor (refused, not
+    // reported).
     // SAFETY: getpgrp has no preconditions.
     let monitor_pgid = unsafe { libc::getpgrp() } as u32;
-    let guard = (enforcement.self_protection == Tier::Seccomp).then(|| GuardFilter::new(std::process::id(), monitor_pgid));
+    let guard = Some(if enforcement.self_protection == Tier::Seccomp {
+        GuardFilter::new(std::process::id(), monitor_pgid)
+    } else {
+        GuardFilter::envelope()
+    });
     let child =
         spawn_in_session(&args.command, sessions.registrar(), member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard)
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));

@@ -59,7 +59,8 @@ pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
     let member = SessionMember { session_id: start.session_id, policy_id: start.policy_id, flags: start.flags };
     let cgroup = start.cgroup_procs.as_ref().map(|p| std::ffi::CString::new(p.as_bytes())).transpose()?;
     let foreign_abi = start.foreign_abi.then(ForeignAbiFilter::new);
-    let guard = start.guard.then(|| GuardFilter::new(start.daemon_pid, start.daemon_pgid));
+    let guard =
+        Some(if start.guard { GuardFilter::new(start.daemon_pid, start.daemon_pgid) } else { GuardFilter::envelope() });
     let mut child = match spawn_in_session(&args.command, registrar, member, cgroup, foreign_abi, guard) {
         Ok(child) => child,
         Err(error) => {

@@ -733,6 +733,44 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
                 libc::close(fd as i32);
             })
         }
+        // clone3-into CGROUP_DIR: clone3(CLONE_INTO_CGROUP) of a child that exits at once.
+        "clone3-into" => {
+            let dir = ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_PATH | libc::O_DIRECTORY) } as _)?;
+            #[repr(C)]
+            #[derive(Default)]
+            struct CloneArgs {
+                flags: u64,
+                pidfd: u64,
+                child_tid: u64,
+                parent_tid: u64,
+                exit_signal: u64,
+                stack: u64,
+                stack_size: u64,
+                tls: u64,
+                set_tid: u64,
+                set_tid_size: u64,
+                cgroup: u64,
+            }
+            const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+            let args = CloneArgs { flags: CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: dir as u64, ..Default::default() };
+            let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, size_of::<CloneArgs>()) };
+            if pid == 0 {
+                unsafe { libc::_exit(0) };
+            }
+            let result = ret(pid);
+            if let Ok(child) = result {
+                unsafe { libc::waitpid(child as i32, std::ptr::null_mut(), 0) };
+            }
+            unsafe { libc::close(dir as i32) };
+            result.map(drop)
+        }
+        // finit-module: finit_module(2) of /dev/null (never a module).
+        "finit-module" => {
+            let fd = ret(unsafe { libc::open(cstr("/dev/null").as_ptr(), libc::O_RDONLY) } as _)?;
+            let result = ret(unsafe { libc::syscall(libc::SYS_finit_module, fd as i32, cstr("").as_ptr(), 0) });
+            unsafe { libc::close(fd as i32) };
+            result.map(drop)
+        }
         // ptrace-seize PID: attaches without stopping the process, then detaches.
         "ptrace-seize" => {
             let pid: libc::pid_t = arg(1).parse().expect("pid");
