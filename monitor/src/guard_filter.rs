@@ -6,8 +6,10 @@
 //! cannot see inside clone3's argument struct; C libraries fall back to `clone`, as
 //! they do under container runtimes' default filters); loading or removing kernel
 //! modules, `kexec` and `reboot` fail with `EPERM` (a root agent would change the kernel
-//! under the monitor). Native syscalls only: with BPF LSM, 32-bit programs still run,
-//! outside the envelope.
+//! under the monitor). The same syscalls through the 32-bit ABI (where 32-bit programs
+//! may run: with BPF LSM, in a session that does not enforce files) are refused by
+//! their 32-bit numbers; x32 syscalls (x86_64, native arch with bit 30 set) are refused
+//! whatever they are, as no comparison with a native number would catch them.
 //!
 //! Self-protection where the kernel runs no BPF LSM programs (tier 2) adds refusals
 //! with `EPERM`:
@@ -29,7 +31,10 @@
 
 use crate::{
     arch::Arch,
-    seccomp::{DATA_ARCH, DATA_NR, JEQ_K, LD_W_ABS, RET_K, SECCOMP_RET_ALLOW, native_audit_arch, op},
+    seccomp::{
+        AUDIT_ARCH_ARM, AUDIT_ARCH_I386, DATA_ARCH, DATA_NR, JEQ_K, JGE_K, LD_W_ABS, RET_K, SECCOMP_RET_ALLOW,
+        X32_SYSCALL_BIT, native_audit_arch, op,
+    },
 };
 
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
@@ -71,12 +76,32 @@ pub struct GuardFilter {
     program: Vec<libc::sock_filter>,
 }
 
+/// The envelope's syscalls through the 32-bit ABI: (numbers, what they get), for
+/// x86_64's ia32 (arch/x86/entry/syscalls/syscall_32.tbl) and aarch64's AArch32
+/// (arch/arm/tools/syscall.tbl): clone3, then init_module, delete_module, finit_module,
+/// kexec_load and reboot.
+const fn foreign_envelope(arch: Arch) -> (u32, [(u32, u32); 6]) {
+    match arch {
+        Arch::X86_64 => (AUDIT_ARCH_I386, [(435, ENOSYS), (128, DENY), (129, DENY), (350, DENY), (283, DENY), (88, DENY)]),
+        Arch::Aarch64 => (AUDIT_ARCH_ARM, [(435, ENOSYS), (128, DENY), (129, DENY), (379, DENY), (347, DENY), (88, DENY)]),
+    }
+}
+
 impl GuardFilter {
     /// The envelope alone (sessions whose monitor the BPF LSM tier protects).
     pub fn envelope() -> GuardFilter {
-        // ld arch; native: go on; else allow (the LSM hooks see every ABI).
-        let native = native_audit_arch(Arch::NATIVE);
-        let mut program = vec![op(LD_W_ABS, 0, 0, DATA_ARCH), op(JEQ_K, 1, 0, native), op(RET_K, 0, 0, SECCOMP_RET_ALLOW)];
+        let (foreign, numbers) = foreign_envelope(Arch::NATIVE);
+        // ld arch; native: skip the 32-bit block; 32-bit: its numbers; anything else: allow.
+        let mut program = vec![
+            op(LD_W_ABS, 0, 0, DATA_ARCH),
+            op(JEQ_K, 2 + 3 * numbers.len() as u8 + 1, 0, native_audit_arch(Arch::NATIVE)),
+            op(JEQ_K, 0, 3 * numbers.len() as u8 + 1, foreign),
+        ];
+        for (nr, answer) in numbers {
+            program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, 1, nr), op(RET_K, 0, 0, answer)]);
+        }
+        program.extend([op(RET_K, 0, 0, SECCOMP_RET_ALLOW), op(RET_K, 0, 0, SECCOMP_RET_ALLOW)]);
+        push_x32(&mut program);
         push_envelope(&mut program);
         program.push(op(RET_K, 0, 0, SECCOMP_RET_ALLOW));
         GuardFilter { program }
@@ -88,6 +113,7 @@ impl GuardFilter {
         // ld arch; native: go on; else refuse.
         let mut program =
             vec![op(LD_W_ABS, 0, 0, DATA_ARCH), op(JEQ_K, 1, 0, native_audit_arch(Arch::NATIVE)), op(RET_K, 0, 0, DENY)];
+        push_x32(&mut program);
         push_envelope(&mut program);
         for nr in ALWAYS_REFUSED {
             program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, 1, nr as u32), op(RET_K, 0, 0, DENY)]);
@@ -121,6 +147,14 @@ impl GuardFilter {
             libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog as *const libc::sock_fprog)
         };
         if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    }
+}
+
+/// x86_64: `ld nr; jge X32_SYSCALL_BIT; ret EPERM` (elsewhere such numbers are unknown
+/// syscalls the kernel refuses itself).
+fn push_x32(program: &mut Vec<libc::sock_filter>) {
+    if Arch::NATIVE == Arch::X86_64 {
+        program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JGE_K, 0, 1, X32_SYSCALL_BIT), op(RET_K, 0, 0, DENY)]);
     }
 }
 
@@ -194,11 +228,30 @@ mod tests {
                 assert_eq!(run(&f, nr, [0; 6]), SECCOMP_RET_ALLOW, "syscall {nr}");
             }
         }
-        // The envelope alone refuses nothing of the monitor's, and lets other ABIs through.
+        // The envelope alone refuses nothing of the monitor's.
         let envelope = GuardFilter::envelope();
         assert_eq!(run(&envelope, libc::SYS_kill, [MONITOR, 9, 0, 0, 0, 0]), SECCOMP_RET_ALLOW);
         assert_eq!(run(&envelope, libc::SYS_bpf, [0; 6]), SECCOMP_RET_ALLOW);
-        let foreign = crate::seccomp::seccomp_data(37, crate::seccomp::AUDIT_ARCH_I386, [MONITOR, 9, 0, 0, 0, 0]);
-        assert_eq!(crate::seccomp::simulate(&envelope.program, &foreign), SECCOMP_RET_ALLOW);
+        assert_eq!(run(&envelope, libc::SYS_kexec_load, [0; 6]), DENY);
+    }
+
+    #[test]
+    fn the_envelope_holds_for_the_32_bit_abi_and_x32() {
+        let envelope = GuardFilter::envelope();
+        let (foreign, numbers) = foreign_envelope(Arch::NATIVE);
+        let foreign_call = |nr: u32| crate::seccomp::simulate(&envelope.program, &crate::seccomp::seccomp_data(nr, foreign, [0; 6]));
+        for (nr, answer) in numbers {
+            assert_eq!(foreign_call(nr), answer, "32-bit syscall {nr}");
+        }
+        // Other 32-bit syscalls run (ia32 and AArch32 `read` is 3, `kill` 37).
+        assert_eq!(foreign_call(3), SECCOMP_RET_ALLOW);
+        assert_eq!(foreign_call(37), SECCOMP_RET_ALLOW);
+        if Arch::NATIVE == Arch::X86_64 {
+            for f in [GuardFilter::envelope(), GuardFilter::new(MONITOR, PGID)] {
+                // x32 finit_module, and x32 bpf.
+                assert_eq!(run(&f, (X32_SYSCALL_BIT | 313) as libc::c_long, [0; 6]), DENY);
+                assert_eq!(run(&f, (X32_SYSCALL_BIT | libc::SYS_bpf as u32) as libc::c_long, [0; 6]), DENY);
+            }
+        }
     }
 }

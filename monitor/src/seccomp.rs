@@ -30,7 +30,7 @@ pub(crate) const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 pub(crate) const DATA_NR: u32 = 0;
 pub(crate) const DATA_ARCH: u32 = 4;
 /// Syscall numbers with this bit are the x32 ABI (x86_64 only).
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+pub(crate) const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// include/uapi/linux/audit.h: AUDIT_ARCH_* = EM_* | flags.
 const AUDIT_ARCH_64BIT: u32 = 0x8000_0000;
