@@ -152,7 +152,8 @@ pub const SELF_PROTECTION_RULE: u32 = u32::MAX - 7;
 pub const DEVICE_RULE: u32 = u32::MAX - 8;
 /// `rule_id` of an open of another process's memory or environment through /proc
 /// (`/proc/PID/mem`, `/proc/PID/environ`, and their `task/TID/` forms) when that
-/// process is not in the session.
+/// process is not in the session, and (BPF LSM) of any ptrace-class access to it. The
+/// LSM refusal is never escalated to a kill: tools like `lsof` try every process.
 pub const OTHER_PROCESS_RULE: u32 = u32::MAX - 9;
 
 /// Key of `PROTECTED_INODES`: a file of the monitor's own (policy, binary) that no

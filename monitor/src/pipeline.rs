@@ -361,6 +361,9 @@ impl Pipeline {
                 decision.action = "deny";
                 decision.enforced_by = Some(hook);
                 decision.note = match policy.on_violation {
+                    _ if verdict.rule_id == OTHER_PROCESS_RULE => {
+                        Some("refused only, whatever on_violation says: tools like lsof and ss -p look at every process".into())
+                    }
                     _ if verdict.rule_id == SELF_PROTECTION_RULE && policy.mode == Mode::Audit => {
                         Some("refused although the session only audits: the monitor always protects itself".into())
                     }

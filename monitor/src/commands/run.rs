@@ -19,7 +19,7 @@ use anyhow::{Context as _, bail};
 use aya::maps::{MapData, PerCpuArray};
 use monitor_common::{
     maps::Counter,
-    policy::{action, session_flags},
+    policy::{OTHER_PROCESS_RULE, action, session_flags},
     session::SessionMember,
 };
 
@@ -422,7 +422,8 @@ fn kill_session_hook(
         if mode == Mode::Audit {
             return None;
         }
-        if !matches!(verdict.action, action::KILL | action::DENY) {
+        if !matches!(verdict.action, action::KILL | action::DENY) || verdict.rule_id == OTHER_PROCESS_RULE {
+            // A refused look at another process is only refused (see `OTHER_PROCESS_RULE`).
             return None;
         }
         if on_violation == OnViolation::Kill && verdict.action == action::DENY {

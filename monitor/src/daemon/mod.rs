@@ -26,7 +26,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use monitor_common::policy::action;
+use monitor_common::policy::{OTHER_PROCESS_RULE, action};
 
 use self::{
     adopt_maps::AdoptMaps,
@@ -178,7 +178,8 @@ fn build_sink(config: &Config, hub: sink::Hub) -> anyhow::Result<Sink> {
 fn kill_hook(table: KillTable, metrics: Arc<Metrics>, members: crate::session_map::SessionMap) -> DecisionHook {
     Box::new(move |event: &KernelEvent| {
         let verdict = event.verdict()?;
-        if !matches!(verdict.action, action::KILL | action::DENY) {
+        if !matches!(verdict.action, action::KILL | action::DENY) || verdict.rule_id == OTHER_PROCESS_RULE {
+            // A refused look at another process is only refused (see `OTHER_PROCESS_RULE`).
             return None;
         }
         let header = event.header();
