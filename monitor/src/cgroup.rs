@@ -45,13 +45,22 @@ impl SessionCgroup {
     pub fn create(session: &str) -> io::Result<SessionCgroup> {
         let mount = cgroup2_mount().ok_or_else(|| io::Error::other("no cgroup v2 mount in /proc/mounts"))?;
         let parent = mount.join(PARENT);
-        match std::fs::create_dir(&parent) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
         let path = parent.join(session);
-        std::fs::create_dir(&path)?;
+        // Another session ending at the same moment removes the parent when it is empty,
+        // between our making (or finding) it and making the session's cgroup in it:
+        // make it again (a few times; each round another session would have to end).
+        let mut attempts = 0;
+        loop {
+            match std::fs::create_dir(&parent) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            match std::fs::create_dir(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 10 => attempts += 1,
+                result => break result?,
+            }
+        }
         let procs = CString::new(path.join("cgroup.procs").as_os_str().as_bytes()).map_err(io::Error::other)?;
         Ok(SessionCgroup { path, procs, keep_parent: false })
     }
