@@ -101,7 +101,7 @@ struct KernelLine {
 }
 
 /// Under emulation every session costs seconds before the agent starts (loading and
-/// verifying every program of the object: about 3 s on 6.1 and 1.6 s on 6.12, which
+/// verifying every program of the object: about 5 s on 6.1 and 2 s on 6.12, which
 /// took 16-19 s before the path walk's state left the stack), so each kernel runs what
 /// its tier tells apart, not
 /// every suite: 6.1 (tier 2) the sessions, resolved paths, the events against their
