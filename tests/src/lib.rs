@@ -46,6 +46,17 @@ pub fn monitor_bin() -> PathBuf {
     bin
 }
 
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_mount() -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| f[1].to_owned())
+        .expect("cgroup v2 mounted")
+}
+
 /// A fresh scratch directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -3,17 +3,6 @@
 
 use monitor_tests::{privileged, run_session};
 
-/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
-fn cgroup2_root() -> String {
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    mounts
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2] == "cgroup2")
-        .map(|f| f[1].to_owned())
-        .expect("cgroup v2 mounted")
-}
-
 #[test]
 fn a_child_cannot_be_born_outside_the_sessions_cgroup() {
     if !privileged() {
@@ -21,7 +10,7 @@ fn a_child_cannot_be_born_outside_the_sessions_cgroup() {
     }
     // clone3(CLONE_INTO_CGROUP) with the cgroup root: ENOSYS, so that C libraries use
     // clone, which cannot choose a cgroup. Threads and processes still start.
-    let session = run_session(&[env!("CARGO_BIN_EXE_probe"), "try", "clone3-into", &cgroup2_root()]);
+    let session = run_session(&[env!("CARGO_BIN_EXE_probe"), "try", "clone3-into", &monitor_tests::cgroup2_mount()]);
     assert!(session.stdout.contains("clone3-into errno=38"), "{}", session.dump());
     assert_eq!(session.of_type("process.start").len(), 0, "no child was born:\n{}", session.dump());
     // glibc's pthread_create tries clone3 first, then clone.

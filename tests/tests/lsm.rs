@@ -228,7 +228,7 @@ fn the_monitor_protects_itself() {
     std::fs::create_dir(&mount_point).unwrap();
     // Moving a process between cgroups (out of the session's, or the monitor into a
     // frozen one) is a write to a cgroup file.
-    let cgroup_procs = format!("{}/cgroup.procs", cgroup2_mount());
+    let cgroup_procs = format!("{}/cgroup.procs", monitor_tests::cgroup2_mount());
     let attempts: [&[&str]; 6] = [
         &["kill-parent"],
         &["ptrace-parent"],
@@ -360,16 +360,6 @@ fn doctor_reports_the_tiers() {
     }
 }
 
-/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on hybrid hosts).
-fn cgroup2_mount() -> String {
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    mounts
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2] == "cgroup2")
-        .map(|f| f[1].to_owned())
-        .expect("cgroup2 mounted")
-}
 
 /// `mount --bind SOURCE TARGET`, undone on drop.
 struct BindMount {
