@@ -148,7 +148,9 @@ pub struct KernelConfig {
     /// Majors of the raw character devices named in `/proc/devices` (see
     /// `policy::raw_device::CHAR_NAMES`); 0 where this host has none.
     pub raw_majors: [u32; crate::policy::raw_device::RAW_MAJORS],
-    pub _pad: u32,
+    /// tgid of the monitor's watchdog (see the daemon's `watchdog`), protected like the
+    /// monitor; 0 without one.
+    pub watchdog_tgid: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);
@@ -222,7 +224,7 @@ impl KernelConfig {
         },
         monitor_tgid: 0,
         raw_majors: [0; crate::policy::raw_device::RAW_MAJORS],
-        _pad: 0,
+        watchdog_tgid: 0,
     };
 }
 

@@ -202,6 +202,18 @@ pub mod tamper_op {
     pub const MOUNT: u32 = 4;
     pub const UMOUNT: u32 = 5;
     pub const REMOUNT: u32 = 6;
+    /// Scheduling policy, priority or CPU affinity of another process.
+    pub const SCHEDULER: u32 = 7;
+    /// The nice value of another process (`arg`: the value).
+    pub const NICE: u32 = 8;
+    /// The I/O priority of another process (`arg`: the value).
+    pub const IOPRIO: u32 = 9;
+    /// Moving another process's memory between NUMA nodes.
+    pub const MOVE_MEMORY: u32 = 10;
+    /// Changing another process's resource limits (the kernel does not say whose).
+    pub const PRLIMIT: u32 = 11;
+    /// The last op: records carry one of `SIGNAL..=LAST`.
+    pub const LAST: u32 = PRLIMIT;
 }
 
 /// A successful open. Variable-sized: ends after `path_len` bytes of `path`.

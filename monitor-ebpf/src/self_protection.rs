@@ -1,8 +1,12 @@
 //! The monitor protects itself from the agents it watches (BPF LSM tier): no session
-//! member may signal or ptrace the monitor, use `bpf()`, or change mounts. Each
-//! attempt is refused and reported, in every session, audit mode included (see
-//! `policy::enforce_always`). Writing the monitor's own files (policy, binary) is
-//! refused by the file hooks (`PROTECTED_INODES`).
+//! member may signal, ptrace, limit or reschedule the monitor or its watchdog (the
+//! protected processes), use `bpf()`, or change mounts. Each attempt is refused and
+//! reported, in every session, audit mode included (see `policy::enforce_always`).
+//! Writing the monitor's own files (policy, binary) is refused by the file hooks
+//! (`PROTECTED_INODES`).
+//!
+//! A process outside every session is not a member's to address either: ptrace, limits
+//! and scheduling of one are refused and reported, not punished (`OTHER_PROCESS_RULE`).
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use monitor_common::{
@@ -28,10 +32,80 @@ pub fn task_kill(ctx: LsmContext) -> i32 {
         return 0;
     };
     let target = read::<u32>(ctx.arg(0), config!(offsets.task_tgid)).unwrap_or(0);
-    if target != config!(monitor_tgid) {
+    if !is_protected(target) {
         return 0;
     }
     refuse(&member, tamper_op::SIGNAL, target, ctx.arg::<i32>(2) as u64)
+}
+
+/// The monitor or its watchdog.
+#[inline(always)]
+fn is_protected(tgid: u32) -> bool {
+    tgid == config!(monitor_tgid) || (tgid != 0 && tgid == config!(watchdog_tgid))
+}
+
+/// `task_setscheduler(struct task_struct *p)`: sched_setscheduler, sched_setparam,
+/// sched_setattr, sched_setaffinity (and moves into a cpuset) of another process.
+#[lsm(hook = "task_setscheduler")]
+pub fn task_setscheduler(ctx: LsmContext) -> i32 {
+    on_other_task(&ctx, tamper_op::SCHEDULER, 0)
+}
+
+/// `task_setnice(struct task_struct *p, int nice)`: setpriority.
+#[lsm(hook = "task_setnice")]
+pub fn task_setnice(ctx: LsmContext) -> i32 {
+    on_other_task(&ctx, tamper_op::NICE, ctx.arg::<i32>(1) as u64)
+}
+
+/// `task_setioprio(struct task_struct *p, int ioprio)`: ioprio_set.
+#[lsm(hook = "task_setioprio")]
+pub fn task_setioprio(ctx: LsmContext) -> i32 {
+    on_other_task(&ctx, tamper_op::IOPRIO, ctx.arg::<i32>(1) as u64)
+}
+
+/// `task_movememory(struct task_struct *p)`: migrate_pages, move_pages.
+#[lsm(hook = "task_movememory")]
+pub fn task_movememory(ctx: LsmContext) -> i32 {
+    on_other_task(&ctx, tamper_op::MOVE_MEMORY, 0)
+}
+
+/// `task_prlimit(const struct cred *cred, const struct cred *tcred, unsigned int
+/// flags)`: prlimit64 of another process (the kernel asks only then). The hook is not
+/// told which process: every change of another's limits is refused (reading them is
+/// not).
+#[lsm(hook = "task_prlimit")]
+pub fn task_prlimit(ctx: LsmContext) -> i32 {
+    let Some(member) = session_of(current_tgid()) else {
+        return 0;
+    };
+    let flags = ctx.arg::<u32>(2);
+    if flags & LSM_PRLIMIT_WRITE == 0 {
+        return 0;
+    }
+    refuse(&member, tamper_op::PRLIMIT, 0, flags as u64)
+}
+
+/// `LSM_PRLIMIT_WRITE` (include/linux/security.h).
+const LSM_PRLIMIT_WRITE: u32 = 2;
+
+/// A member acting on the task `arg(0)`: on itself or its own session, allowed; on the
+/// monitor or its watchdog, refused like every attempt on them; on any other process,
+/// refused and reported, not punished.
+#[inline(always)]
+fn on_other_task(ctx: &LsmContext, op: u32, arg: u64) -> i32 {
+    let Some(member) = session_of(current_tgid()) else {
+        return 0;
+    };
+    let target = read::<u32>(ctx.arg(0), config!(offsets.task_tgid)).unwrap_or(0);
+    if is_protected(target) {
+        return refuse(&member, op, target, arg);
+    }
+    if target == current_tgid() || session_of(target).is_some_and(|t| t.session_id == member.session_id) {
+        return 0;
+    }
+    let action = if member.flags & session_flags::ENFORCE != 0 { action::DENY } else { action::AUDIT };
+    report(&member, op, target, arg, action, OTHER_PROCESS_RULE);
+    answer(action)
 }
 
 /// `ptrace_access_check(struct task_struct *child, unsigned int mode)`: ptrace attach,
@@ -49,7 +123,7 @@ pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
     };
     let target = read::<u32>(ctx.arg(0), config!(offsets.task_tgid)).unwrap_or(0);
     let mode = ctx.arg::<u32>(1);
-    if target == config!(monitor_tgid) {
+    if is_protected(target) {
         if mode & PTRACE_MODE_NOAUDIT != 0 {
             // What `ps` reads of every process (the monitor is `run`'s parent): refused
             // quietly, as the kernel itself would, neither reported nor punished.

@@ -56,9 +56,25 @@ pub enum Command {
         /// the host).
         #[arg(long)]
         standalone: bool,
+        /// What becomes of the session if the monitor dies without ending it: `kill`
+        /// every process of it, or `freeze` them in place for an operator to inspect.
+        /// Default: `kill` in enforce mode, `freeze` in audit mode.
+        #[arg(long, value_name = "ACTION", value_parser = ["kill", "freeze"])]
+        on_monitor_death: Option<String>,
         /// The agent command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         command: Vec<OsString>,
+    },
+    /// The monitor's watchdog (started by `run` and `daemon`, not by hand): ends the
+    /// sessions the monitor guarded if it dies.
+    #[command(hide = true)]
+    Watchdog {
+        #[arg(long)]
+        monitor_pid: u32,
+        #[arg(long)]
+        events: Option<PathBuf>,
+        #[arg(long)]
+        stdout: bool,
     },
     /// Run as the host's monitor: adopt agents that the policy's `match:` selectors
     /// name, serve the control socket, until SIGTERM; SIGHUP reloads the policy.

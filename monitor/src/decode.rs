@@ -273,7 +273,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::PROCESS_TAMPER => {
             need(record.0, size_of::<TamperEvent>())?;
             let op = record.u32(HEADER_LEN);
-            if !(tamper_op::SIGNAL..=tamper_op::REMOUNT).contains(&op) {
+            if !(tamper_op::SIGNAL..=tamper_op::LAST).contains(&op) {
                 return Err(DecodeError::UnknownOperation { what: "tamper", op });
             }
             Ok(KernelEvent::Tamper {

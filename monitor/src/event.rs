@@ -29,6 +29,8 @@ pub mod types {
     pub const NET_BIND: &str = "net.bind";
     pub const MONITOR_LOSS: &str = "monitor.loss";
     pub const SESSION_KILLED: &str = "session.killed";
+    /// The monitor died and its watchdog froze the session (`--on-monitor-death freeze`).
+    pub const SESSION_FROZEN: &str = "session.frozen";
     /// The daemon started, reloaded its policy (or refused to), and stopped.
     pub const MONITOR_START: &str = "monitor.start";
     pub const MONITOR_RELOAD: &str = "monitor.reload";
@@ -207,9 +209,10 @@ pub struct Change {
 /// `process.tamper`: what was attempted against the monitor.
 #[derive(Debug, Clone, Serialize)]
 pub struct Tamper {
-    /// `signal`, `ptrace`, `bpf`, `mount`, `umount` or `remount`.
+    /// `signal`, `ptrace`, `bpf`, `mount`, `umount`, `remount`, `scheduler`, `nice`,
+    /// `ioprio`, `move-memory` or `prlimit`.
     pub operation: &'static str,
-    /// The process aimed at (the monitor), for `signal` and `ptrace`.
+    /// The process aimed at, but for `bpf`, the mounts and `prlimit`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

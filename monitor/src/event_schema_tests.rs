@@ -537,6 +537,7 @@ fn schema_is_a_valid_draft_2020_12_schema() {
         types::NET_BIND,
         types::MONITOR_LOSS,
         types::SESSION_KILLED,
+        types::SESSION_FROZEN,
         types::MONITOR_START,
         types::MONITOR_RELOAD,
         types::MONITOR_STOP,
@@ -595,6 +596,11 @@ fn daemon_events() -> Vec<Value> {
         decision.enforced_by = Some("userspace:pidfd");
     }
     out.push(killed);
+    // What a watchdog writes when its monitor died.
+    use crate::watchdog::{OnMonitorDeath, death_event};
+    let id = session_ref(SESSION).id;
+    out.push(death_event(&context, 4242, &id, "claude", OnMonitorDeath::Kill, vec![ROOT, CHILD], None));
+    out.push(death_event(&context, 4242, &id, "claude", OnMonitorDeath::Freeze, vec![ROOT, CHILD], None));
     out.iter().map(to_json).collect()
 }
 

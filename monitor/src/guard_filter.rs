@@ -15,12 +15,25 @@
 //! with `EPERM`:
 //! - `bpf()` (detaching or rewriting the monitor's programs and maps);
 //! - `mount`, `umount2` and the new mount API (mount changes under the policy's paths);
-//! - signals that could reach the monitor: `kill` of its pid, of its process group, of
-//!   every process (`-1`) and of the caller's own group (`0`, which the monitor shares),
-//!   `tgkill` of its pid, `tkill` (the monitor's thread ids are not known in advance),
-//!   `pidfd_open` of its pid and `pidfd_send_signal` (a pidfd can also come from opening
-//!   `/proc/PID`);
-//! - `ptrace`, `process_vm_readv` and `process_vm_writev` on the monitor.
+//! - signals that could reach the monitor or its watchdog (the protected pids): `kill`
+//!   of their pids, of their process groups, of every process (`-1`) and of the
+//!   caller's own group (`0`, which the monitor shares), `tgkill`, `rt_sigqueueinfo`
+//!   and `rt_tgsigqueueinfo` of their pids, `tkill` (the monitor's thread ids are not
+//!   known in advance), `pidfd_open` of their pids and `pidfd_send_signal` (a pidfd can
+//!   also come from opening `/proc/PID`);
+//! - `ptrace`, `process_vm_readv`, `process_vm_writev` and `perf_event_open` on them;
+//! - the resource limits of any other process (`prlimit64` with a pid and new limits),
+//!   and the monitor's and watchdog's scheduling (`sched_setaffinity`,
+//!   `sched_setscheduler`, `sched_setparam`, `sched_setattr`, `setpriority` and
+//!   `ioprio_set` of their pids or the monitor's process group, or of the caller's own
+//!   group).
+//!
+//! Thread ids of the monitor are not known when the filter is made. ptrace,
+//! `process_vm_*`, `/proc/PID/mem` and perf of any monitor thread are refused by the
+//! kernel instead: the monitor is non-dumpable ([`undumpable`]) and the session has no
+//! `CAP_SYS_PTRACE` (see `capabilities`). What remains: `kill` with the id of a monitor
+//! thread other than the first ends the monitor; its watchdog then ends the session
+//! (see `watchdog`).
 //!
 //! Syscall numbers are the native ones, so a syscall through a foreign ABI (32-bit
 //! `int 0x80`, AArch32) is refused whatever it is: 32-bit programs do not run in a
@@ -107,9 +120,10 @@ impl GuardFilter {
         GuardFilter { program }
     }
 
-    /// The envelope, and the refusals that protect the process `monitor` (whose process
-    /// group is `monitor_pgid`).
-    pub fn new(monitor: u32, monitor_pgid: u32) -> GuardFilter {
+    /// The envelope, and the refusals that protect the processes `protected` (the
+    /// monitor, whose process group is `monitor_pgid`, and its watchdog, which leads its
+    /// own group).
+    pub fn new(protected: &[u32], monitor_pgid: u32) -> GuardFilter {
         // ld arch; native: go on; else refuse.
         let mut program =
             vec![op(LD_W_ABS, 0, 0, DATA_ARCH), op(JEQ_K, 1, 0, native_audit_arch(Arch::NATIVE)), op(RET_K, 0, 0, DENY)];
@@ -119,22 +133,36 @@ impl GuardFilter {
             program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, 1, nr as u32), op(RET_K, 0, 0, DENY)]);
         }
         let minus = |pid: u32| (pid as i32).wrapping_neg() as u32;
-        let arg_rules: [(libc::c_long, u32, &[u32]); 6] = [
-            (libc::SYS_kill, 0, &[monitor, minus(monitor_pgid), u32::MAX /* -1 */, 0]),
-            (libc::SYS_tgkill, 0, &[monitor]),
-            (libc::SYS_pidfd_open, 0, &[monitor]),
-            (libc::SYS_ptrace, 1, &[monitor]),
-            (libc::SYS_process_vm_readv, 0, &[monitor]),
-            (libc::SYS_process_vm_writev, 0, &[monitor]),
+        // Each protected pid, and as a process group (the watchdog leads its own).
+        let groups: Vec<u32> = protected.iter().map(|&pid| minus(pid)).chain([minus(monitor_pgid)]).collect();
+        let kill_targets: Vec<u32> = protected.iter().copied().chain(groups).chain([u32::MAX /* -1 */, 0]).collect();
+        // `who` of setpriority and ioprio_set: a pid or a process group id.
+        let who: Vec<u32> = protected.iter().copied().chain([monitor_pgid]).collect();
+        let by_pid: [(libc::c_long, u32); 12] = [
+            (libc::SYS_tgkill, 0),
+            (libc::SYS_rt_sigqueueinfo, 0),
+            (libc::SYS_rt_tgsigqueueinfo, 0),
+            (libc::SYS_pidfd_open, 0),
+            (libc::SYS_ptrace, 1),
+            (libc::SYS_process_vm_readv, 0),
+            (libc::SYS_process_vm_writev, 0),
+            (libc::SYS_perf_event_open, 1),
+            (libc::SYS_sched_setaffinity, 0),
+            (libc::SYS_sched_setscheduler, 0),
+            (libc::SYS_sched_setparam, 0),
+            (libc::SYS_sched_setattr, 0),
         ];
-        for (nr, arg, values) in arg_rules {
-            // ld nr; jeq NR (else skip the block); ld arg; (jeq v; ret DENY)*
-            let skip = (1 + 2 * values.len()) as u8;
-            program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, skip, nr as u32), op(LD_W_ABS, 0, 0, data_arg(arg))]);
-            for &value in values {
-                program.extend([op(JEQ_K, 0, 1, value), op(RET_K, 0, 0, DENY)]);
-            }
+        push_arg_rule(&mut program, libc::SYS_kill, 0, &kill_targets);
+        for (nr, arg) in by_pid {
+            push_arg_rule(&mut program, nr, arg, protected);
         }
+        // (which, who): a protected pid or group as `who`, or `who` 0 with a process
+        // group `which` (the caller's own group, the monitor's).
+        push_arg_rule(&mut program, libc::SYS_setpriority, 1, &who);
+        push_own_group_rule(&mut program, libc::SYS_setpriority, libc::PRIO_PGRP);
+        push_arg_rule(&mut program, libc::SYS_ioprio_set, 1, &who);
+        push_own_group_rule(&mut program, libc::SYS_ioprio_set, IOPRIO_WHO_PGRP);
+        push_other_limits_rule(&mut program);
         program.push(op(RET_K, 0, 0, SECCOMP_RET_ALLOW));
         GuardFilter { program }
     }
@@ -148,6 +176,62 @@ impl GuardFilter {
         };
         if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
     }
+}
+
+/// Without the LSM tier's ptrace hook, the monitor makes itself non-dumpable: ptrace,
+/// `process_vm_*`, `/proc/PID/mem` and perf of any of its threads (which the seccomp
+/// guard knows only by the first one's id) then need `CAP_SYS_PTRACE`, which the
+/// capability envelope takes from `run` sessions.
+pub fn undumpable() {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
+        log::warn!("PR_SET_DUMPABLE: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// `ioprio_set`'s `which` for a process group (include/uapi/linux/ioprio.h).
+const IOPRIO_WHO_PGRP: u32 = 2;
+
+/// `ld nr; jeq NR (else skip the block); ld args[arg]; (jeq v; ret EPERM)*`.
+fn push_arg_rule(program: &mut Vec<libc::sock_filter>, nr: libc::c_long, arg: u32, values: &[u32]) {
+    let skip = u8::try_from(1 + 2 * values.len()).expect("a short list of protected pids");
+    program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, skip, nr as u32), op(LD_W_ABS, 0, 0, data_arg(arg))]);
+    for &value in values {
+        program.extend([op(JEQ_K, 0, 1, value), op(RET_K, 0, 0, DENY)]);
+    }
+}
+
+/// `ld nr; jeq NR; ld args[1]; jeq 0; ld args[0]; jeq PGRP; ret EPERM`: `who` 0 of a
+/// process-group `which` is the caller's own group, which the monitor leads.
+fn push_own_group_rule(program: &mut Vec<libc::sock_filter>, nr: libc::c_long, pgrp_which: u32) {
+    program.extend([
+        op(LD_W_ABS, 0, 0, DATA_NR),
+        op(JEQ_K, 0, 5, nr as u32),
+        op(LD_W_ABS, 0, 0, data_arg(1)),
+        op(JEQ_K, 0, 3, 0),
+        op(LD_W_ABS, 0, 0, data_arg(0)),
+        op(JEQ_K, 0, 1, pgrp_which),
+        op(RET_K, 0, 0, DENY),
+    ]);
+}
+
+/// `prlimit64(pid, new, old)` with a `pid` other than 0 and a `new` limit: another
+/// process's limits are not the session's to change (the monitor's threads could be
+/// named by any of their ids; the LSM tier refuses the same, `task_prlimit`). Reading
+/// them, and changing the caller's own (`setrlimit`, `prlimit64(0, ...)`), is allowed.
+fn push_other_limits_rule(program: &mut Vec<libc::sock_filter>) {
+    program.extend([
+        op(LD_W_ABS, 0, 0, DATA_NR),
+        op(JEQ_K, 0, 7, libc::SYS_prlimit64 as u32),
+        op(LD_W_ABS, 0, 0, data_arg(0)),
+        op(JEQ_K, 5, 0, 0),
+        // `new`, a pointer: NULL only if both halves are 0.
+        op(LD_W_ABS, 0, 0, data_arg(2)),
+        op(JEQ_K, 0, 2, 0),
+        op(LD_W_ABS, 0, 0, data_arg(2) + 4),
+        op(JEQ_K, 1, 0, 0),
+        op(RET_K, 0, 0, DENY),
+    ]);
 }
 
 /// x86_64: `ld nr; jge X32_SYSCALL_BIT; ret EPERM` (elsewhere such numbers are unknown
@@ -176,10 +260,11 @@ mod tests {
 
     const MONITOR: u32 = 4242;
     const PGID: u32 = 4200;
+    const WATCHDOG: u32 = 4300;
 
     #[test]
     fn refuses_what_reaches_the_monitor_and_allows_the_rest() {
-        let f = GuardFilter::new(MONITOR, PGID);
+        let f = GuardFilter::new(&[MONITOR, WATCHDOG], PGID);
         let args = |a0: u32, a1: u32| [a0, a1, 0, 0, 0, 0];
         for (nr, a0, a1) in [
             (libc::SYS_bpf, 0, 0),
@@ -195,6 +280,21 @@ mod tests {
             (libc::SYS_pidfd_open, MONITOR, 0),
             (libc::SYS_ptrace, libc::PTRACE_SEIZE, MONITOR),
             (libc::SYS_process_vm_writev, MONITOR, 0),
+            (libc::SYS_kill, WATCHDOG, 9),
+            (libc::SYS_kill, (WATCHDOG as i32).wrapping_neg() as u32, 9),
+            (libc::SYS_tgkill, WATCHDOG, WATCHDOG),
+            (libc::SYS_rt_sigqueueinfo, MONITOR, 9),
+            (libc::SYS_rt_tgsigqueueinfo, WATCHDOG, WATCHDOG),
+            (libc::SYS_ptrace, libc::PTRACE_ATTACH, WATCHDOG),
+            (libc::SYS_perf_event_open, 0, MONITOR),
+            (libc::SYS_sched_setaffinity, WATCHDOG, 8),
+            (libc::SYS_sched_setscheduler, MONITOR, libc::SCHED_FIFO as u32),
+            (libc::SYS_sched_setattr, MONITOR, 0),
+            (libc::SYS_setpriority, libc::PRIO_PROCESS, MONITOR),
+            (libc::SYS_setpriority, libc::PRIO_PGRP, PGID),
+            (libc::SYS_setpriority, libc::PRIO_PGRP, 0),
+            (libc::SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, WATCHDOG),
+            (libc::SYS_ioprio_set, IOPRIO_WHO_PGRP, 0),
         ] {
             assert_eq!(run(&f, nr, args(a0, a1)), DENY, "syscall {nr} ({a0}, {a1})");
         }
@@ -205,10 +305,15 @@ mod tests {
             (libc::SYS_pidfd_open, 1234, 0),
             (libc::SYS_ptrace, libc::PTRACE_SEIZE, 1234),
             (libc::SYS_ptrace, MONITOR, 1234), // the pid is the second argument
+            (libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE), // its own limits
+            (libc::SYS_sched_setaffinity, 0, 8),
+            (libc::SYS_setpriority, libc::PRIO_PROCESS, 0), // `nice`
+            (libc::SYS_setpriority, libc::PRIO_PROCESS, 1234),
+            (libc::SYS_ioprio_set, 1, 0), // `ionice`
             (libc::SYS_openat, 0, 0),
             (libc::SYS_read, 0, 0),
         ] {
-            assert_eq!(run(&f, nr, args(a0 as u32, a1)), SECCOMP_RET_ALLOW, "syscall {nr} ({a0}, {a1})");
+            assert_eq!(run(&f, nr, args(a0, a1)), SECCOMP_RET_ALLOW, "syscall {nr} ({a0}, {a1})");
         }
         // Any syscall through a foreign ABI (ia32 kill is 37) is refused.
         let foreign = crate::seccomp::seccomp_data(37, crate::seccomp::AUDIT_ARCH_I386, args(MONITOR, 9));
@@ -216,8 +321,28 @@ mod tests {
     }
 
     #[test]
+    fn another_processs_limits_are_not_to_be_changed() {
+        let f = GuardFilter::new(&[MONITOR, WATCHDOG], PGID);
+        let prlimit = |pid: u32, new_low: u32, new_high: u32| {
+            let mut data = crate::seccomp::seccomp_data(
+                libc::SYS_prlimit64 as u32,
+                native_audit_arch(Arch::NATIVE),
+                [pid, libc::RLIMIT_NOFILE, new_low, 0, 0, 0],
+            );
+            let high = data_arg(2) as usize + 4;
+            data[high..high + 4].copy_from_slice(&new_high.to_ne_bytes());
+            crate::seccomp::simulate(&f.program, &data)
+        };
+        assert_eq!(prlimit(1234, 0x1000, 0), DENY);
+        assert_eq!(prlimit(MONITOR + 7, 0x1000, 0x7fff), DENY, "a monitor thread, by its id");
+        assert_eq!(prlimit(1234, 0, 0x7fff), DENY, "a pointer whose low half is 0");
+        assert_eq!(prlimit(1234, 0, 0), SECCOMP_RET_ALLOW, "reading them");
+        assert_eq!(prlimit(0, 0x1000, 0x7fff), SECCOMP_RET_ALLOW, "its own");
+    }
+
+    #[test]
     fn the_envelope_is_in_both_filters() {
-        for f in [GuardFilter::new(MONITOR, PGID), GuardFilter::envelope()] {
+        for f in [GuardFilter::new(&[MONITOR, WATCHDOG], PGID), GuardFilter::envelope()] {
             assert_eq!(run(&f, libc::SYS_clone3, [0; 6]), ENOSYS, "clone3: C libraries fall back to clone");
             let refused =
                 [libc::SYS_init_module, libc::SYS_finit_module, libc::SYS_delete_module, libc::SYS_kexec_file_load, libc::SYS_reboot];
@@ -247,7 +372,7 @@ mod tests {
         assert_eq!(foreign_call(3), SECCOMP_RET_ALLOW);
         assert_eq!(foreign_call(37), SECCOMP_RET_ALLOW);
         if Arch::NATIVE == Arch::X86_64 {
-            for f in [GuardFilter::envelope(), GuardFilter::new(MONITOR, PGID)] {
+            for f in [GuardFilter::envelope(), GuardFilter::new(&[MONITOR, WATCHDOG], PGID)] {
                 // x32 finit_module, and x32 bpf.
                 assert_eq!(run(&f, (X32_SYSCALL_BIT | 313) as libc::c_long, [0; 6]), DENY);
                 assert_eq!(run(&f, (X32_SYSCALL_BIT | libc::SYS_bpf as u32) as libc::c_long, [0; 6]), DENY);

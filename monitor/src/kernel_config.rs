@@ -210,8 +210,8 @@ pub fn kernel_config(btf: &Btf) -> Result<KernelConfig, BtfError> {
         syscalls: syscall_numbers(),
         spans: spans(&offsets)?,
         monitor_tgid: std::process::id(),
+        watchdog_tgid: crate::watchdog::watchdog_pid(),
         raw_majors: crate::raw_devices::majors(),
-        _pad: 0,
     })
 }
 

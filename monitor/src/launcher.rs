@@ -14,6 +14,7 @@ use std::{
 use monitor_common::session::SessionMember;
 
 use crate::{
+    capabilities::CapabilityEnvelope,
     guard_filter::GuardFilter,
     seccomp::ForeignAbiFilter,
     session_map::Registrar,
@@ -21,7 +22,8 @@ use crate::{
 
 /// Starts `command` in the session (`registrar`: the session maps); with `cgroup` (its `cgroup.procs`), inside that
 /// cgroup first; with `foreign_abi`, under the seccomp filter that kills syscalls made
-/// through a foreign ABI; with `guard`, under the tier-2 self-protection filter.
+/// through a foreign ABI; with `guard`, under the seccomp envelope (and tier-2
+/// self-protection); with `capabilities`, inside the capability envelope.
 pub fn spawn_in_session(
     command: &[OsString],
     registrar: Registrar,
@@ -29,13 +31,14 @@ pub fn spawn_in_session(
     cgroup: Option<CString>,
     foreign_abi: Option<ForeignAbiFilter>,
     guard: Option<GuardFilter>,
+    capabilities: Option<CapabilityEnvelope>,
 ) -> io::Result<Child> {
     let (program, args) = command.split_first().ok_or_else(|| io::Error::other("no command given"))?;
     let mut cmd = Command::new(program);
     cmd.args(args);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (sigprocmask, open/write/close, seccomp, getpid, bpf) with no
-    // allocation.
+    // async-signal-safe calls (sigprocmask, open/write/close, seccomp, getpid, bpf, prctl,
+    // capget/capset) with no allocation.
     unsafe {
         cmd.pre_exec(move || {
             // The monitor blocks the signals it forwards; the agent starts with none blocked.
@@ -50,6 +53,9 @@ pub fn spawn_in_session(
             }
             let tgid = libc::getpid() as u32;
             registrar.register(tgid, &member)?;
+            if let Some(envelope) = &capabilities {
+                envelope.apply()?;
+            }
             // Last: it refuses bpf(), which registering needs.
             if let Some(filter) = &guard {
                 filter.install()?;

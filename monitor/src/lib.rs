@@ -5,6 +5,7 @@
 pub mod arch;
 pub mod backlog;
 pub mod btf;
+pub mod capabilities;
 pub mod cgroup;
 pub mod cli;
 pub mod clock;
@@ -39,6 +40,7 @@ pub mod tracefs;
 #[cfg(test)]
 mod test_maps;
 pub mod verifier;
+pub mod watchdog;
 
 #[cfg(test)]
 mod event_schema_tests;

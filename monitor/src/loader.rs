@@ -76,7 +76,7 @@ pub enum Resource {
 
 /// (program name in the object, LSM hook, resource). A resource is enforced by the
 /// LSM only if every one of its programs attached.
-pub const LSM_PROGRAMS: [(&str, &str, Resource); 24] = [
+pub const LSM_PROGRAMS: [(&str, &str, Resource); 29] = [
     ("file_open", "file_open", Resource::Files),
     ("file_receive", "file_receive", Resource::Files),
     ("path_unlink", "path_unlink", Resource::Files),
@@ -101,6 +101,11 @@ pub const LSM_PROGRAMS: [(&str, &str, Resource); 24] = [
     ("sb_umount", "sb_umount", Resource::SelfProtection),
     ("sb_remount", "sb_remount", Resource::SelfProtection),
     ("move_mount", "move_mount", Resource::SelfProtection),
+    ("task_setscheduler", "task_setscheduler", Resource::SelfProtection),
+    ("task_setnice", "task_setnice", Resource::SelfProtection),
+    ("task_setioprio", "task_setioprio", Resource::SelfProtection),
+    ("task_movememory", "task_movememory", Resource::SelfProtection),
+    ("task_prlimit", "task_prlimit", Resource::SelfProtection),
 ];
 
 /// How attaching one LSM hook went (for `agent-monitor doctor`).

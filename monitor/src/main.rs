@@ -1,4 +1,4 @@
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use monitor::{
     cli::{Cli, Command, PolicyCommand},
     commands::{
@@ -6,6 +6,7 @@ use monitor::{
         run::{RunArgs, run},
     },
     daemon,
+    watchdog::OnMonitorDeath,
 };
 
 fn main() {
@@ -13,10 +14,13 @@ fn main() {
     let cli = Cli::parse();
     monitor::verifier::set_verbose(cli.verbose);
     let result = match cli.command {
-        Command::Run { events, policy, profile, on_behalf_of, no_lsm, standalone, command } => {
+        Command::Run { events, policy, profile, on_behalf_of, no_lsm, standalone, on_monitor_death, command } => {
             let socket = (!standalone && !no_lsm).then_some(cli.socket);
-            run(RunArgs { events, policy, profile, on_behalf_of, no_lsm, socket, command })
+            // clap checked the value against the same names.
+            let on_monitor_death = on_monitor_death.and_then(|action| OnMonitorDeath::from_str(&action, false).ok());
+            run(RunArgs { events, policy, profile, on_behalf_of, no_lsm, socket, on_monitor_death, command })
         }
+        Command::Watchdog { monitor_pid, events, stdout } => monitor::watchdog::watch(monitor_pid, events, stdout),
         Command::Daemon { config } => daemon::daemon(&config),
         Command::Doctor { json, all_programs } => doctor::doctor(json, all_programs),
         Command::Status { json } => control::status(&cli.socket, json),

@@ -331,11 +331,11 @@ impl Pipeline {
         } else if verdict.rule_id == IO_URING_RULE {
             Some("io_uring is refused where files are restricted: its opens would bypass the file checks (allow_io_uring: true opts in)".to_owned())
         } else if verdict.rule_id == SELF_PROTECTION_RULE {
-            Some("self-protection: no session member may signal or ptrace the monitor, use bpf(), change mounts, or change the monitor's policy or binary".to_owned())
+            Some("self-protection: no session member may signal, ptrace, limit or reschedule the monitor or its watchdog, use bpf(), change mounts, or change the monitor's policy or binary".to_owned())
         } else if verdict.rule_id == DEVICE_RULE {
             Some("a raw device (block device, /dev/mem, /dev/kmem, /dev/port) is refused unless an entry names the device itself: reading one reads around every path rule".to_owned())
         } else if verdict.rule_id == OTHER_PROCESS_RULE {
-            Some("another process's memory, environment or descriptors (ptrace, process_vm_readv, /proc/PID/mem, environ, fd) are out of reach unless that process is in the session".to_owned())
+            Some("another process is out of reach unless it is in the session: its memory, environment and descriptors (ptrace, process_vm_readv, /proc/PID/mem, environ, fd), its limits and its scheduling".to_owned())
         } else if verdict.rule_id == PRINCIPAL_RULE {
             Some(format!("on behalf of {}: that user's permissions do not allow this access", policy.principal))
         } else if verdict.rule_id == NO_RULE {
@@ -541,7 +541,12 @@ fn tamper_op_names(op: u32) -> (&'static str, &'static str) {
         tamper_op::BPF => ("bpf", "kernel:lsm/bpf"),
         tamper_op::MOUNT => ("mount", "kernel:lsm/sb_mount"),
         tamper_op::UMOUNT => ("umount", "kernel:lsm/sb_umount"),
-        _ => ("remount", "kernel:lsm/sb_remount"),
+        tamper_op::REMOUNT => ("remount", "kernel:lsm/sb_remount"),
+        tamper_op::SCHEDULER => ("scheduler", "kernel:lsm/task_setscheduler"),
+        tamper_op::NICE => ("nice", "kernel:lsm/task_setnice"),
+        tamper_op::IOPRIO => ("ioprio", "kernel:lsm/task_setioprio"),
+        tamper_op::MOVE_MEMORY => ("move-memory", "kernel:lsm/task_movememory"),
+        _ => ("prlimit", "kernel:lsm/task_prlimit"),
     }
 }
 

@@ -521,6 +521,39 @@ fn sigterm_leaves_no_program_map_cgroup_or_socket_behind() {
     let _ = sleeper.wait();
 }
 
+/// The daemon dies without stopping (SIGKILL): its watchdog kills the sessions it held
+/// and says so in the event file, on the daemon's behalf.
+#[test]
+fn a_killed_daemon_takes_its_sessions_with_it() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("daemon-death");
+    let agent = make_agent(&dir);
+    let mut daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
+    let mut sleeper = Command::new(&agent).args(["sleep", "30"]).spawn_busy();
+    let session = daemon.wait_event(|e| e["type"] == "session.start" && e["session"]["root_pid"] == sleeper.id())["session"]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut child = daemon.child.take().expect("running");
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let killed = daemon.wait_event(|e| e["type"] == "session.killed" && e["session"]["id"] == session.as_str());
+    assert_eq!(killed["session"]["killed_by"], "monitor-death", "{killed}");
+    assert_eq!(killed["decision"]["profile"], "agent", "{killed}");
+    assert_eq!(killed["monitor"]["pid"], child.id(), "{killed}");
+    assert!(wait_gone(sleeper.id()), "the agent outlived the daemon");
+    let _ = sleeper.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cgroup_dir(&session).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!cgroup_dir(&session).exists(), "the session's cgroup is left");
+}
+
 /// A stop right after a burst: every event the kernel had submitted is written, and
 /// `monitor.stop` comes after all of them.
 #[test]

@@ -126,7 +126,7 @@ const KERNEL_LINES: [KernelLine; 2] = [
         expect_lsm: true,
         syscall_hooks: "none",
         // `syscall_hooks` runs `--no-lsm`: tier 2 on arm64's trampolines (6.4+).
-        suites: &["verifier_budget", "default_profile", "lsm", "syscall_hooks"],
+        suites: &["verifier_budget", "default_profile", "monitor_death", "lsm", "syscall_hooks"],
     },
 ];
 

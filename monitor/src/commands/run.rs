@@ -42,6 +42,7 @@ use crate::{
     process_tree::ProcessTree,
     sink::Sink,
     skipped_runs::SkippedRuns,
+    watchdog::{OnMonitorDeath, Watchdog},
 };
 
 pub struct RunArgs {
@@ -57,6 +58,8 @@ pub struct RunArgs {
     pub no_lsm: bool,
     /// A daemon's control socket to ask for the session first (`None`: standalone).
     pub socket: Option<PathBuf>,
+    /// `None`: the default for the profile's mode.
+    pub on_monitor_death: Option<OnMonitorDeath>,
     pub command: Vec<OsString>,
 }
 
@@ -184,6 +187,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         None => principal::invoking_user(),
     };
     launcher::block_forwarded_signals();
+    // Before the programs load: they protect the watchdog's pid like the monitor's.
+    let events_file = args.events.as_deref().filter(|p| p.as_os_str() != "-");
+    let mut watchdog = Watchdog::spawn(events_file, events_file.is_none())?;
     let choice = if args.no_lsm { LsmChoice::Off } else { LsmChoice::Auto };
     let mut probes = crate::tracefs::attach_with_tracefs(|| Probes::load(choice)).context("loading the eBPF programs")?;
     // No session member may change the monitor's own files.
@@ -234,6 +240,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             None
         }
     };
+    let on_monitor_death = args.on_monitor_death.unwrap_or(OnMonitorDeath::default_for(profile.mode == Mode::Enforce));
+    match &cgroup {
+        Some(cgroup) => watchdog.guard(session_id, &profile.name, on_monitor_death, cgroup.path()).context("telling the watchdog")?,
+        None => log::warn!("without a session cgroup, the session cannot be ended if the monitor dies"),
+    }
     if let Some(cgroup) = &cgroup
         && enforcement.network == Tier::Cgroup
     {
@@ -257,13 +268,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // reported).
     // SAFETY: getpgrp has no preconditions.
     let monitor_pgid = unsafe { libc::getpgrp() } as u32;
+    if enforcement.self_protection == Tier::Seccomp {
+        crate::guard_filter::undumpable();
+    }
     let guard = Some(if enforcement.self_protection == Tier::Seccomp {
-        GuardFilter::new(std::process::id(), monitor_pgid)
+        GuardFilter::new(&[std::process::id(), watchdog.pid()], monitor_pgid)
     } else {
         GuardFilter::envelope()
     });
+    let envelope = Some(profile.envelope.envelope(enforcement.self_protection == Tier::Lsm));
     let child =
-        spawn_in_session(&args.command, sessions.registrar(), member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard)
+        spawn_in_session(&args.command, sessions.registrar(), member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard, envelope)
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));
     let mut child = match child {
         Ok(child) => child,
@@ -385,6 +400,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     {
         log::warn!("removing {}: {error}", cgroup.path().display());
     }
+    watchdog.finish();
     drop(ebpf);
 
     let code = exit_code(status);

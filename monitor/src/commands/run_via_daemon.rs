@@ -19,6 +19,7 @@ use super::{
     run::{RunArgs, describe, event_sink, exit_code},
 };
 use crate::{
+    capabilities::{CapabilityEnvelope, CapabilitySet},
     daemon::{protocol::Request, unix::recv_with_fds},
     session_map::{Registrar, SessionMapFds},
     guard_filter::GuardFilter,
@@ -59,9 +60,11 @@ pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
     let member = SessionMember { session_id: start.session_id, policy_id: start.policy_id, flags: start.flags };
     let cgroup = start.cgroup_procs.as_ref().map(|p| std::ffi::CString::new(p.as_bytes())).transpose()?;
     let foreign_abi = start.foreign_abi.then(ForeignAbiFilter::new);
+    let protected: Vec<u32> = [start.daemon_pid, start.watchdog_pid].into_iter().filter(|&pid| pid != 0).collect();
     let guard =
-        Some(if start.guard { GuardFilter::new(start.daemon_pid, start.daemon_pgid) } else { GuardFilter::envelope() });
-    let mut child = match spawn_in_session(&args.command, registrar, member, cgroup, foreign_abi, guard) {
+        Some(if start.guard { GuardFilter::new(&protected, start.daemon_pgid) } else { GuardFilter::envelope() });
+    let envelope = CapabilityEnvelope { keep: CapabilitySet(start.keep_capabilities), no_new_privs: start.no_new_privs };
+    let mut child = match spawn_in_session(&args.command, registrar, member, cgroup, foreign_abi, guard, Some(envelope)) {
         Ok(child) => child,
         Err(error) => {
             let _ = send(&mut stream, &Request::Ended { status: 127 << 8 });

@@ -26,6 +26,10 @@ pub struct Config {
     /// What becomes of running sessions when the daemon stops.
     #[serde(default)]
     pub on_stop: OnStop,
+    /// What becomes of running sessions if the daemon dies (see `watchdog`); by
+    /// default, per session: `kill` in enforce mode, `freeze` in audit mode.
+    #[serde(default)]
+    pub on_monitor_death: Option<crate::watchdog::OnMonitorDeath>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -101,6 +105,7 @@ impl Default for Config {
             redact: Redaction::default(),
             metrics: Metrics::default(),
             on_stop: OnStop::default(),
+            on_monitor_death: None,
         }
     }
 }
@@ -157,10 +162,11 @@ mod tests {
     #[test]
     fn every_key() {
         let config = Config::parse(
-            "policy: /etc/agent-monitor/policy.yaml\nsocket: /run/x.sock\nevents:\n  stdout: false\n  file: {path: /var/log/e.ndjson, max_bytes: 65536, keep: 2}\n  follower_buffer: 10\nredact: {argv: true, path_prefixes: [/home]}\nmetrics: {file: /run/m.prom}\non_stop: freeze\n",
+            "policy: /etc/agent-monitor/policy.yaml\nsocket: /run/x.sock\nevents:\n  stdout: false\n  file: {path: /var/log/e.ndjson, max_bytes: 65536, keep: 2}\n  follower_buffer: 10\nredact: {argv: true, path_prefixes: [/home]}\nmetrics: {file: /run/m.prom}\non_stop: freeze\non_monitor_death: kill\n",
         )
         .unwrap();
         assert_eq!(config.on_stop, OnStop::Freeze);
+        assert_eq!(config.on_monitor_death, Some(crate::watchdog::OnMonitorDeath::Kill));
         assert_eq!(config.events.file.unwrap().keep, 2);
         assert!(config.redact.argv);
     }

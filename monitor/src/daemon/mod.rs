@@ -47,6 +47,7 @@ use crate::{
     policy::OnViolation,
     process_tree::ProcessTree,
     sink::{self, Sink},
+    watchdog::Watchdog,
 };
 
 pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
@@ -54,6 +55,9 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let policy = policies::read_policy(config.policy.as_deref())?;
     control::ensure_free(&config.socket)?;
     let signals = block_signals();
+    // Before the programs load: they protect the watchdog's pid like the daemon's.
+    let events_file = config.events.file.as_ref().map(|f| f.path.as_path());
+    let watchdog = Watchdog::spawn(events_file, config.events.stdout)?;
     let mut probes =
         crate::tracefs::attach_with_tracefs(|| Probes::load(LsmChoice::Auto)).context("loading the eBPF programs")?;
     let own_files = std::env::current_exe().into_iter().chain(config.policy.clone()).chain(Some(config_path.to_owned()));
@@ -61,6 +65,9 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
         probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
     }
     let adopt = AdoptMaps::take(&mut probes.ebpf)?;
+    if probes.enforcement.self_protection == Tier::Seccomp {
+        crate::guard_filter::undumpable();
+    }
     if probes.enforcement.network == Tier::Cgroup {
         let root = cgroup2_mount().context("network rules need cgroup v2, and no cgroup2 mount is in /proc/mounts")?;
         let dir = std::fs::File::open(&root).with_context(|| format!("opening {}", root.display()))?;
@@ -85,6 +92,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let kernel = KernelParts { ebpf, enforcement, rules, members: sessions, adopt, counters, skipped_runs, user_loss };
     let mut daemon =
         Daemon::new(config.clone(), config_path.to_owned(), kernel, pipeline, kill_table);
+    daemon.watchdog = Some(watchdog);
     if let Err(error) = daemon.install_first(&policy) {
         ingest.stop();
         return Err(error.context("installing the policy"));
@@ -150,7 +158,10 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let _ = commands.send(Command::Stop { sessions_stopped });
     let _ = stopped.recv();
     ingest.stop();
-    let daemon = worker.join().map_err(|_| anyhow::anyhow!("the daemon thread panicked"))?;
+    let mut daemon = worker.join().map_err(|_| anyhow::anyhow!("the daemon thread panicked"))?;
+    if let Some(watchdog) = daemon.watchdog.take() {
+        watchdog.finish();
+    }
     stop_control.store(true, Ordering::Release);
     let _ = std::os::unix::net::UnixStream::connect(&config.socket);
     let _ = control.join();

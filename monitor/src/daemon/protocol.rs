@@ -118,10 +118,17 @@ pub struct StartReply {
     pub cgroup_procs: Option<String>,
     pub daemon_pid: u32,
     pub daemon_pgid: u32,
+    /// The daemon's watchdog, protected like the daemon (0: none).
+    #[serde(default)]
+    pub watchdog_pid: u32,
     /// Whether the child installs the tier-2 self-protection seccomp filter.
     pub guard: bool,
     /// Whether the child installs the foreign-ABI seccomp filter.
     pub foreign_abi: bool,
+    /// The profile's capability envelope: the capabilities kept (one bit per number)
+    /// and `no_new_privs`.
+    pub keep_capabilities: u64,
+    pub no_new_privs: bool,
 }
 
 #[cfg(test)]

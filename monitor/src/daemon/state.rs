@@ -39,6 +39,7 @@ use crate::{
     rule_maps::RuleMaps,
     running_process::RunningProcess,
     session_map::{Adoption, Existing, SessionMap},
+    watchdog::{OnMonitorDeath, Watchdog},
     skipped_runs::SkippedRuns,
 };
 
@@ -99,6 +100,8 @@ pub struct Daemon {
     /// Sessions released or frozen by a stop (`on_stop`), and those frozen.
     stopped: std::collections::HashSet<u64>,
     frozen_at_stop: Vec<u64>,
+    /// Ends or freezes the sessions if the daemon dies (`None` in tests).
+    pub watchdog: Option<Watchdog>,
 }
 
 impl Daemon {
@@ -132,6 +135,7 @@ impl Daemon {
             frozen_at_stop: Vec::new(),
             unannounced: Default::default(),
             empty_last_tick: Vec::new(),
+            watchdog: None,
         }
     }
 
@@ -336,6 +340,13 @@ impl Daemon {
                 Err(error) => log::warn!("no cgroup for session {} ({error}); it is killed by pid", session_id_text(record.id)),
             }
         }
+        if let (Some(watchdog), Some(cgroup)) = (&mut self.watchdog, &record.cgroup) {
+            let enforce = record.view.mode == Mode::Enforce;
+            let action = self.config.on_monitor_death.unwrap_or(OnMonitorDeath::default_for(enforce));
+            if let Err(error) = watchdog.guard(record.id, &record.profile, action, cgroup.path()) {
+                log::error!("the watchdog is gone ({error}): session {} is not ended if the daemon dies", session_id_text(record.id));
+            }
+        }
         self.kill_table.lock().expect("kill table").insert(record.id, KillInfo {
             on_violation: record.view.on_violation,
             enforce: record.view.mode == Mode::Enforce,
@@ -421,6 +432,9 @@ impl Daemon {
     /// finds the session cleaned up), its own policy retired.
     fn end(&mut self, session: u64, status: Option<u32>) {
         let Some(record) = self.sessions.remove(&session) else { return };
+        if let Some(watchdog) = &mut self.watchdog {
+            watchdog.release(session);
+        }
         if self.unannounced.remove(&session) || self.pending_runs.remove(&session).is_some() {
             let start = self.start_event(&record, None);
             self.pipeline.write(&start);
@@ -747,6 +761,7 @@ impl Daemon {
             && flags & (session_flags::RESTRICTS_FILES | session_flags::HAS_PRINCIPAL) != 0;
         // SAFETY: getpgrp has no preconditions.
         let pgid = unsafe { libc::getpgrp() } as u32;
+        let envelope = profile.envelope.envelope(self.enforcement.self_protection == Tier::Lsm);
         Ok(StartReply {
             session: session_id_text(session),
             session_id: session,
@@ -755,8 +770,11 @@ impl Daemon {
             cgroup_procs: record.cgroup.as_ref().map(|c| c.path().join("cgroup.procs").display().to_string()),
             daemon_pid: std::process::id(),
             daemon_pgid: pgid,
+            watchdog_pid: self.watchdog.as_ref().map_or(0, Watchdog::pid),
             guard: self.enforcement.self_protection == Tier::Seccomp,
             foreign_abi: enforces_files,
+            keep_capabilities: envelope.keep.0,
+            no_new_privs: envelope.no_new_privs,
         })
     }
 
@@ -921,6 +939,9 @@ impl Daemon {
         let mut frozen = Vec::new();
         for id in ids {
             self.stopped.insert(id);
+            if let Some(watchdog) = &mut self.watchdog {
+                watchdog.release(id);
+            }
             match self.config.on_stop {
                 OnStop::Freeze => match self.set_frozen(id, true) {
                     Ok(_) => frozen.push(id),

@@ -60,6 +60,8 @@ pub struct Profile {
     /// `match:`: processes the daemon adopts into a session of this profile when they
     /// exec (any selector matches; every field of a selector must).
     pub selectors: Vec<Selector>,
+    /// `envelope:`: the capabilities a `run` session keeps, and `no_new_privs`.
+    pub envelope: crate::capabilities::CapabilityChoice,
 }
 
 /// One entry of `match:`. At least one field is set.

@@ -9,6 +9,8 @@ use std::{fmt, net::IpAddr};
 
 use serde_json::{Map, Value};
 
+use crate::capabilities::{self, CapabilityChoice};
+
 use super::model::{
     Access, ConnectRule, ConnectTarget, FileRule, Mode, OnViolation, Origin, PathRule, Pattern, Policy, Profile,
     Segment, Selector, UserSpec,
@@ -224,11 +226,12 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
     errors.profile = Some(name.clone());
     unknown_fields(
         map,
-        &["name", "description", "mode", "on_violation", "files", "network", "exec", "allow_io_uring", "match"],
+        &["name", "description", "mode", "on_violation", "files", "network", "exec", "allow_io_uring", "match", "envelope"],
         "",
         errors,
     );
     let selectors = selectors(map.get("match"), errors);
+    let envelope = envelope(map.get("envelope"), errors);
     let allow_io_uring = match map.get("allow_io_uring") {
         None | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,
@@ -338,7 +341,56 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         bind,
         allow_io_uring,
         selectors,
+        envelope,
     })
+}
+
+/// `envelope: {capabilities: {add: [...], drop: [...]}, no_new_privs: true}`: the
+/// capabilities relative to the container runtimes' default (`ALL` names every one).
+fn envelope(value: Option<&Value>, errors: &mut Errors) -> CapabilityChoice {
+    let mut envelope = CapabilityChoice::default();
+    let map = match value {
+        None | Some(Value::Null) => return envelope,
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            errors.add("envelope", format!("expected a mapping, found {}", kind(other)), "write envelope: {capabilities: {add: [...]}}");
+            return envelope;
+        }
+    };
+    unknown_fields(map, &["capabilities", "no_new_privs"], "envelope", errors);
+    match map.get("no_new_privs") {
+        None | Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => envelope.no_new_privs = false,
+        Some(other) => errors.add(
+            "envelope.no_new_privs",
+            format!("expected true or false, found {}", kind(other)),
+            "write no_new_privs: false to let set-uid programs raise privileges, or leave it out",
+        ),
+    }
+    match map.get("capabilities") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(caps)) => {
+            unknown_fields(caps, &["add", "drop"], "envelope.capabilities", errors);
+            for (key, out) in [("add", &mut envelope.add), ("drop", &mut envelope.drop)] {
+                let field = format!("envelope.capabilities.{key}");
+                for (i, name) in string_list(caps.get(key), &field, errors) {
+                    if name.eq_ignore_ascii_case("all") {
+                        out.0 |= capabilities::ALL.0;
+                    } else if let Some(number) = capabilities::number(name) {
+                        out.0 |= 1 << number;
+                    } else {
+                        errors.add(format!("{field}[{i}]"), format!("{name:?} is not a capability"), "use a name from capabilities(7), such as CAP_SYS_PTRACE, or ALL");
+                    }
+                }
+            }
+        }
+        Some(other) => errors.add(
+            "envelope.capabilities",
+            format!("expected a mapping, found {}", kind(other)),
+            "write capabilities: {add: [CAP_SYS_PTRACE], drop: [CAP_NET_RAW]}",
+        ),
+    }
+    envelope
 }
 
 /// `match:`: a list of mappings with the keys of [`Selector`].

@@ -459,6 +459,16 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        // The pid of the watchdog of the monitor PID, found by its command line.
+        "watchdog-of" => {
+            let needle = format!("watchdog\0--monitor-pid\0{}\0", arg(1));
+            for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                if cmdline.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    println!("{}", entry.file_name().to_string_lossy());
+                }
+            }
+        }
         "sleep" => std::thread::sleep(Duration::from_secs(arg(1).parse().expect("seconds"))),
         "zombie-child" => {
             // A child that exits at once and is never waited for; prints its pid once it
@@ -776,6 +786,26 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
             let pid: libc::pid_t = arg(1).parse().expect("pid");
             ret(unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) })?;
             ret(unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) }).map(drop)
+        }
+        // Limits and scheduling of another process: its open-file limit, its nice value,
+        // its CPU affinity (the current one), its I/O priority.
+        "prlimit" => {
+            let limit = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
+            ret(unsafe { libc::prlimit(arg(1).parse().expect("pid"), libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) } as _)
+                .map(drop)
+        }
+        "renice" => ret(unsafe { libc::setpriority(libc::PRIO_PROCESS, arg(1).parse().expect("pid"), 19) } as _).map(drop),
+        "affinity" => {
+            let pid: libc::pid_t = arg(1).parse().expect("pid");
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            ret(unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) } as _)?;
+            ret(unsafe { libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set) } as _).map(drop)
+        }
+        "ionice" => {
+            const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+            const IDLE: libc::c_long = 3 << 13;
+            ret(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, arg(1).parse::<libc::c_long>().expect("pid"), IDLE) })
+                .map(drop)
         }
         // vm-read PID ADDRESS: process_vm_readv of 8 bytes at ADDRESS (hex) in PID.
         "vm-read" => {

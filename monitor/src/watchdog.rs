@@ -1,0 +1,319 @@
+//! The watchdog: a second, single-threaded process that outlives the monitor, so that a
+//! monitor's death fails closed. When the monitor goes without saying goodbye (killed,
+//! crashed, OOM-killed), every session it guarded is killed through its cgroup (or
+//! frozen, `--on-monitor-death freeze`), and that is reported in the event stream:
+//! `session.killed` with `killed_by: monitor-death`, or `session.frozen`.
+//!
+//! The monitor talks to it over a pipe on the watchdog's stdin (the monitor's end is
+//! close-on-exec, so no agent holds it), one JSON [`Message`] per line: `guard` a
+//! session, `release` it, and `end` when the monitor stops cleanly. End of file
+//! without `end` means the monitor is gone, however it went: the kernel closes the pipe
+//! whatever ended the process.
+//!
+//! No session member can reach the watchdog: its pid is protected like the monitor's
+//! (signals, ptrace, limits and scheduling: the LSM hooks, or the seccomp guard), it
+//! leads its own session and process group, ignores the terminal's and systemd's stop
+//! signals (it ends when the monitor ends), and the OOM killer spares it.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    cgroup::SessionCgroup,
+    clock::BootClock,
+    event::{Decision, Event, Monitor, types},
+    pipeline::{Context, session_id_text, session_ref},
+};
+
+/// What becomes of a session whose monitor died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMonitorDeath {
+    /// Every process of the session is killed (`cgroup.kill`).
+    Kill,
+    /// The session is frozen in place (`cgroup.freeze`), for the operator to inspect,
+    /// then thaw or kill.
+    Freeze,
+}
+
+impl OnMonitorDeath {
+    /// The default for a session's mode: an enforced session is killed; an audited one,
+    /// whose agent was only to be watched, is frozen rather than ended.
+    pub fn default_for(enforce: bool) -> OnMonitorDeath {
+        if enforce { OnMonitorDeath::Kill } else { OnMonitorDeath::Freeze }
+    }
+
+}
+
+/// One line from the monitor to its watchdog.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum Message {
+    /// From now on, if the monitor dies, the session's cgroup is killed or frozen.
+    Guard { session: String, profile: String, action: OnMonitorDeath, cgroup: PathBuf },
+    /// The session ended, or was handed back.
+    Release { session: String },
+    /// The monitor stops cleanly.
+    End,
+}
+
+/// pid of this monitor's watchdog, 0 before one is started: the kernel programs and the
+/// seccomp guard protect it like the monitor.
+static WATCHDOG_PID: AtomicU32 = AtomicU32::new(0);
+
+pub fn watchdog_pid() -> u32 {
+    WATCHDOG_PID.load(Ordering::Acquire)
+}
+
+/// The monitor's side.
+pub struct Watchdog {
+    child: Child,
+    pipe: ChildStdin,
+}
+
+impl Watchdog {
+    /// Starts the watchdog (this binary, `agent-monitor watchdog`), reporting to the
+    /// event file `events` and, with `stdout`, to the monitor's stdout, which it shares.
+    pub fn spawn(events: Option<&Path>, stdout: bool) -> anyhow::Result<Watchdog> {
+        let exe = std::env::current_exe().context("finding the monitor's own binary")?;
+        let mut command = Command::new(exe);
+        command.arg("watchdog").arg("--monitor-pid").arg(std::process::id().to_string());
+        if let Some(events) = events {
+            command.arg("--events").arg(events);
+        }
+        if stdout {
+            command.arg("--stdout");
+        }
+        command.stdin(Stdio::piped()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        // Its own session: no terminal signal, and no signal to the monitor's process
+        // group, reaches it.
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                if libc::setsid() < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+            });
+        }
+        let mut child = command.spawn().context("starting the watchdog")?;
+        let pipe = child.stdin.take().context("the watchdog's pipe")?;
+        WATCHDOG_PID.store(child.id(), Ordering::Release);
+        Ok(Watchdog { child, pipe })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// From now on, if the monitor dies, `cgroup`'s processes are killed or frozen.
+    pub fn guard(&mut self, session: u64, profile: &str, action: OnMonitorDeath, cgroup: &Path) -> std::io::Result<()> {
+        let session = session_id_text(session);
+        self.send(&Message::Guard { session, profile: profile.to_owned(), action, cgroup: cgroup.to_owned() })
+    }
+
+    /// The session ended (or was handed back): nothing to do for it any more.
+    pub fn release(&mut self, session: u64) {
+        if let Err(error) = self.send(&Message::Release { session: session_id_text(session) }) {
+            log::warn!("the watchdog is gone ({error}): sessions are no longer ended if the monitor dies");
+        }
+    }
+
+    /// The monitor stops cleanly: the watchdog ends without touching any session.
+    pub fn finish(mut self) {
+        let _ = self.send(&Message::End);
+        drop(self.pipe);
+        let _ = self.child.wait();
+    }
+
+    fn send(&mut self, message: &Message) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.pipe.write_all(&line)
+    }
+}
+
+/// A session the watchdog guards.
+struct Guarded {
+    profile: String,
+    action: OnMonitorDeath,
+    cgroup: PathBuf,
+}
+
+/// `agent-monitor watchdog`: reads the monitor's lines until the pipe ends; if it ends
+/// without `end`, deals with every guarded session.
+pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow::Result<i32> {
+    // SAFETY: setting dispositions to SIG_IGN has no preconditions.
+    unsafe {
+        for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+    }
+    // Spared by the OOM killer, which could otherwise choose it over an agent that made
+    // itself unkillable; failing that (not root) it is only as likely a victim as any.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    let mut guarded: BTreeMap<String, Guarded> = BTreeMap::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str(&line) {
+            Ok(Message::End) => return Ok(0),
+            Ok(Message::Release { session }) => {
+                guarded.remove(&session);
+            }
+            Ok(Message::Guard { session, profile, action, cgroup }) => {
+                guarded.insert(session, Guarded { profile, action, cgroup });
+            }
+            // Only the monitor writes here; a line it did not mean is a bug, not a
+            // reason to stop guarding.
+            Err(error) => log::error!("watchdog: unreadable line from the monitor ({error}): {line:?}"),
+        }
+    }
+    let context = Context::new();
+    for (id, session) in &guarded {
+        if let Some(event) = end_session(&context, monitor_pid, id, session) {
+            report(&event, events.as_deref(), stdout);
+        }
+    }
+    Ok(0)
+}
+
+/// Kills or freezes one session; the event that says so, unless it had already ended.
+fn end_session(context: &Context, monitor_pid: u32, id: &str, session: &Guarded) -> Option<Event> {
+    let name = session.cgroup.file_name()?.to_string_lossy().into_owned();
+    let cgroup = SessionCgroup::open(&name).ok()?.keeping_parent();
+    let pids = cgroup.pids();
+    let (done, error) = match session.action {
+        OnMonitorDeath::Kill => (OnMonitorDeath::Kill, cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"))),
+        OnMonitorDeath::Freeze => match cgroup.freeze(true) {
+            Ok(()) => (OnMonitorDeath::Freeze, None),
+            Err(error) => {
+                let killed = cgroup.kill().err().map(|e| format!("; cgroup.kill failed too: {e}")).unwrap_or_default();
+                (OnMonitorDeath::Kill, Some(format!("freezing failed ({error}), so it was killed{killed}")))
+            }
+        },
+    };
+    if done == OnMonitorDeath::Kill {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !cgroup.pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = std::fs::remove_dir(cgroup.path());
+        crate::cgroup::remove_parent_if_empty();
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "agent-monitor watchdog: the monitor (pid {monitor_pid}) died; session {id} {} ({} processes: {pids:?}){}",
+        if done == OnMonitorDeath::Kill { "killed" } else { "frozen" },
+        pids.len(),
+        error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+    );
+    Some(death_event(context, monitor_pid, id, &session.profile, done, pids, error))
+}
+
+/// `session.killed` (by `monitor-death`) or `session.frozen`, on behalf of the monitor
+/// `monitor_pid` that died.
+pub(crate) fn death_event(
+    context: &Context,
+    monitor_pid: u32,
+    session: &str,
+    profile: &str,
+    done: OnMonitorDeath,
+    pids: Vec<u32>,
+    error: Option<String>,
+) -> Event {
+    let session = crate::event::Session { id: session.to_owned(), ..session_ref(0) };
+    let time_ns = BootClock::now_boot_ns();
+    let mut event = match done {
+        OnMonitorDeath::Kill => {
+            let mut event = context.event(types::SESSION_KILLED, time_ns, session);
+            event.session.killed_pids = Some(pids);
+            event.session.killed_by = Some("monitor-death");
+            let why = format!("the monitor (pid {monitor_pid}) ended without ending the session");
+            event.decision = Some(Decision {
+                action: "kill",
+                profile: Some(profile.to_owned()),
+                enforced_by: Some("watchdog:cgroup.kill"),
+                note: Some(match error {
+                    Some(error) => format!("{why}; {error}"),
+                    None => why,
+                }),
+                ..Decision::ALLOW
+            });
+            event
+        }
+        OnMonitorDeath::Freeze => {
+            let mut event = context.event(types::SESSION_FROZEN, time_ns, session);
+            event.session.remaining_pids = Some(pids);
+            event
+        }
+    };
+    event.monitor = Some(Monitor { pid: monitor_pid, ..crate::commands::run::monitor_info(None) });
+    event
+}
+
+/// Appends `event` to the event file (after a newline if the monitor died mid-line),
+/// and writes it to stdout.
+fn report(event: &Event, events: Option<&Path>, stdout: bool) {
+    let Ok(mut line) = serde_json::to_string(event) else { return };
+    line.push('\n');
+    if stdout && let Err(error) = std::io::stdout().lock().write_all(line.as_bytes()) {
+        let _ = writeln!(std::io::stderr(), "agent-monitor watchdog: writing the event to stdout failed: {error}");
+    }
+    let written = match events {
+        Some(path) => {
+            let open = std::fs::OpenOptions::new().read(true).append(true).open(path);
+            open.and_then(|mut file| {
+                use std::os::unix::fs::FileExt;
+                let len = file.metadata()?.len();
+                let mut last = [b'\n'];
+                if len > 0 {
+                    file.read_exact_at(&mut last, len - 1)?;
+                }
+                if last[0] != b'\n' {
+                    line.insert(0, '\n');
+                }
+                file.write_all(line.as_bytes())
+            })
+        }
+        None => Ok(()),
+    };
+    if let Err(error) = written {
+        let _ = writeln!(std::io::stderr(), "agent-monitor watchdog: writing the event failed: {error}: {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_survive_the_pipe() {
+        for message in [
+            Message::Guard {
+                session: "00000000000000ab".into(),
+                profile: "a profile with spaces".into(),
+                action: OnMonitorDeath::Freeze,
+                cgroup: PathBuf::from("/sys/fs/cgroup/agent-monitor/00000000000000ab"),
+            },
+            Message::Release { session: "00000000000000ab".into() },
+            Message::End,
+        ] {
+            let line = serde_json::to_string(&message).unwrap();
+            assert!(!line.contains('\n'));
+            assert_eq!(serde_json::from_str::<Message>(&line).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn enforced_sessions_are_killed_and_audited_ones_frozen_by_default() {
+        assert_eq!(OnMonitorDeath::default_for(true), OnMonitorDeath::Kill);
+        assert_eq!(OnMonitorDeath::default_for(false), OnMonitorDeath::Freeze);
+    }
+}
