@@ -31,6 +31,9 @@ pub mod types {
     pub const SESSION_KILLED: &str = "session.killed";
     /// The monitor died and its watchdog froze the session (`--on-monitor-death freeze`).
     pub const SESSION_FROZEN: &str = "session.frozen";
+    /// The monitor's own output was tampered with: its event file was removed, moved
+    /// or replaced (a new one is made in its place).
+    pub const MONITOR_TAMPER: &str = "monitor.tamper";
     /// The daemon started, reloaded its policy (or refused to), and stopped.
     pub const MONITOR_START: &str = "monitor.start";
     pub const MONITOR_RELOAD: &str = "monitor.reload";
@@ -220,6 +223,19 @@ pub struct Tamper {
     /// The `bpf()` command number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bpf_command: Option<u32>,
+    /// `monitor.tamper`: the event file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `monitor.tamper` of `event-file-replaced`: where the file that had taken the
+    /// event file's name was moved (kept as evidence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_as: Option<String>,
+}
+
+impl Tamper {
+    pub fn new(operation: &'static str) -> Tamper {
+        Tamper { operation, target_pid: None, signal: None, bpf_command: None, path: None, kept_as: None }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -538,6 +538,7 @@ fn schema_is_a_valid_draft_2020_12_schema() {
         types::MONITOR_LOSS,
         types::SESSION_KILLED,
         types::SESSION_FROZEN,
+        types::MONITOR_TAMPER,
         types::MONITOR_START,
         types::MONITOR_RELOAD,
         types::MONITOR_STOP,
@@ -597,11 +598,22 @@ fn daemon_events() -> Vec<Value> {
     }
     out.push(killed);
     // What a watchdog writes when its monitor died.
-    use crate::watchdog::{OnMonitorDeath, death_event};
+    use crate::{
+        sink::Displacement,
+        watchdog::{OnMonitorDeath, death_event},
+    };
     let id = session_ref(SESSION).id;
     out.push(death_event(&context, 4242, &id, "claude", OnMonitorDeath::Kill, vec![ROOT, CHILD], None));
     out.push(death_event(&context, 4242, &id, "claude", OnMonitorDeath::Freeze, vec![ROOT, CHILD], None));
-    out.iter().map(to_json).collect()
+    let mut out: Vec<Value> = out.iter().map(to_json).collect();
+    // What the file sink writes when its file lost its name.
+    let events = std::path::Path::new("/var/log/agent-monitor/events.ndjson");
+    let kept_as = events.with_file_name("events.ndjson.replaced-1");
+    for displacement in [Displacement::Removed, Displacement::Moved, Displacement::Replaced { kept_as }] {
+        let line = crate::sink::displacement_notice(events, &displacement);
+        out.push(serde_json::from_slice(&line).expect("a JSON line"));
+    }
+    out
 }
 
 #[test]

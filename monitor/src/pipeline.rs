@@ -280,10 +280,10 @@ impl Pipeline {
                 let mut event = self.base(types::PROCESS_TAMPER, &header);
                 let (operation, hook) = tamper_op_names(op);
                 event.tamper = Some(Tamper {
-                    operation,
                     target_pid: (target_tgid != 0).then_some(target_tgid),
                     signal: (op == tamper_op::SIGNAL).then_some(arg as i32),
                     bpf_command: (op == tamper_op::BPF).then_some(arg as u32),
+                    ..Tamper::new(operation)
                 });
                 event.decision = Some(self.decision(header.session_id, verdict, hook));
                 event

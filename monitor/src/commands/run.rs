@@ -193,7 +193,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let choice = if args.no_lsm { LsmChoice::Off } else { LsmChoice::Auto };
     let mut probes = crate::tracefs::attach_with_tracefs(|| Probes::load(choice)).context("loading the eBPF programs")?;
     // No session member may change the monitor's own files.
-    let own_files = std::env::current_exe().into_iter().chain(args.policy.clone());
+    let own_files = std::env::current_exe().into_iter().chain(args.policy.clone()).chain(events_file.map(Path::to_path_buf));
     for path in own_files {
         probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
     }

@@ -60,7 +60,11 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let watchdog = Watchdog::spawn(events_file, config.events.stdout)?;
     let mut probes =
         crate::tracefs::attach_with_tracefs(|| Probes::load(LsmChoice::Auto)).context("loading the eBPF programs")?;
-    let own_files = std::env::current_exe().into_iter().chain(config.policy.clone()).chain(Some(config_path.to_owned()));
+    let own_files = std::env::current_exe()
+        .into_iter()
+        .chain(config.policy.clone())
+        .chain(Some(config_path.to_owned()))
+        .chain(config.events.file.as_ref().map(|f| f.path.clone()));
     for path in own_files.filter(|p| p.exists()) {
         probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
     }

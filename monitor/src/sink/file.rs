@@ -4,11 +4,17 @@
 //! Invariant: the file ends at a line boundary. Rotation happens between lines (a file
 //! exceeds `max_bytes` only when one line alone does, or when rotating failed), and a
 //! write that fails part way is cut back to the last whole line.
+//!
+//! The name stays the monitor's: before each write the file checks that `path` still
+//! names the file it writes. If the file was removed or moved away, or another file (or
+//! a link) took the name, it makes a new file there (moving an impostor aside to
+//! `path.replaced-N`, kept as evidence), and writes the notice it was given (an event
+//! saying what happened) to both the old file and the new one.
 
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write},
-    os::unix::fs::OpenOptionsExt,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -23,23 +29,48 @@ pub struct Rotation {
     pub keep: u32,
 }
 
+/// What happened to the file's name behind the writer's back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Displacement {
+    /// No file has the name, and the file has no name left: it was deleted.
+    Removed,
+    /// No file has the name; the file lives on under another.
+    Moved,
+    /// Another file, or a link, took the name: it was moved aside to `kept_as`.
+    Replaced { kept_as: PathBuf },
+}
+
+/// The line(s) that report a displacement of the file at `path`.
+pub type Notice = Box<dyn Fn(&Path, &Displacement) -> Vec<u8> + Send>;
+
 pub struct RotatingFile {
     path: PathBuf,
     file: File,
+    /// (device, inode) of `file`.
+    identity: (u64, u64),
     /// Bytes in `file`.
     size: u64,
     rotation: Option<Rotation>,
+    notice: Option<Notice>,
 }
 
 impl RotatingFile {
     pub fn open(path: &Path, rotation: Option<Rotation>) -> io::Result<RotatingFile> {
         let file = open(path)?;
-        let size = file.metadata()?.len();
-        Ok(RotatingFile { path: path.to_path_buf(), file, size, rotation })
+        let meta = file.metadata()?;
+        let identity = (meta.dev(), meta.ino());
+        Ok(RotatingFile { path: path.to_path_buf(), file, identity, size: meta.len(), rotation, notice: None })
+    }
+
+    /// Reports a displacement of the file with `notice`'s lines.
+    pub fn with_notice(mut self, notice: Notice) -> RotatingFile {
+        self.notice = Some(notice);
+        self
     }
 
     /// Appends `lines` (whole lines, each ended by `\n`), rotating between lines.
     pub fn write_lines(&mut self, mut lines: &[u8]) -> io::Result<()> {
+        self.keep_the_name()?;
         let mut rotation_failed = false;
         while !lines.is_empty() {
             let room = match self.rotation {
@@ -93,9 +124,61 @@ impl RotatingFile {
             fs::rename(&self.path, numbered(&self.path, 1))?;
         }
         self.file = open(&self.path)?;
-        self.size = 0;
+        let meta = self.file.metadata()?;
+        self.identity = (meta.dev(), meta.ino());
+        self.size = meta.len();
         Ok(())
     }
+
+    /// If `path` no longer names the file, makes a new one there and reports it. An
+    /// impostor made again at once is moved aside again (a few times).
+    fn keep_the_name(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for _ in 0..3 {
+            result = self.keep_the_name_once();
+            if !matches!(&result, Err(e) if e.kind() == io::ErrorKind::AlreadyExists) {
+                break;
+            }
+        }
+        result
+    }
+
+    fn keep_the_name_once(&mut self) -> io::Result<()> {
+        let displacement = match fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => return Ok(()),
+            Ok(_) => {
+                let kept_as = free_name(&self.path)?;
+                fs::rename(&self.path, &kept_as)?;
+                Displacement::Replaced { kept_as }
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                if self.file.metadata()?.nlink() == 0 { Displacement::Removed } else { Displacement::Moved }
+            }
+            Err(error) => return Err(error),
+        };
+        let notice = self.notice.as_ref().map(|notice| notice(&self.path, &displacement)).unwrap_or_default();
+        // Whoever reads the old file learns where the events went on.
+        let _ = self.file.write_all(&notice);
+        // A new file only: whatever takes the name in between is not written to.
+        let file = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&self.path)?;
+        let meta = file.metadata()?;
+        (self.file, self.identity, self.size) = (file, (meta.dev(), meta.ino()), 0);
+        log::warn!("the event file {} was {displacement:?}: a new one is made in its place", self.path.display());
+        self.append(&notice)
+    }
+}
+
+/// `path.replaced-N` for the first N no file has.
+fn free_name(path: &Path) -> io::Result<PathBuf> {
+    for n in 1..1000 {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".replaced-{n}"));
+        let candidate = PathBuf::from(name);
+        if fs::symlink_metadata(&candidate).is_err() {
+            return Ok(candidate);
+        }
+    }
+    Err(io::Error::other("no free name for the file that replaced the event file"))
 }
 
 fn open(path: &Path) -> io::Result<File> {
@@ -232,6 +315,51 @@ mod tests {
         file.write_lines(lines(5, 6).as_bytes()).unwrap();
         assert_eq!(read(&path), lines(5, 6), "rotation is tried again with the next batch");
         assert_eq!(read(&numbered(&path, 1)), lines(0, 5));
+    }
+
+    /// A file whose notice is `NOTICE <what>`.
+    fn noticed(path: &Path) -> RotatingFile {
+        let notice: Notice = Box::new(|_: &Path, d: &Displacement| format!("NOTICE {d:?}\n").into_bytes());
+        RotatingFile::open(path, None).unwrap().with_notice(notice)
+    }
+
+    #[test]
+    fn a_moved_or_removed_file_is_made_again_and_both_say_so() {
+        let dir = TestDir::new();
+        let path = dir.path("events");
+        let mut file = noticed(&path);
+        file.write_lines(b"one\n").unwrap();
+        fs::rename(&path, dir.path("elsewhere")).unwrap();
+        file.write_lines(b"two\n").unwrap();
+        assert_eq!(read(&dir.path("elsewhere")), "one\nNOTICE Moved\n");
+        assert_eq!(read(&path), "NOTICE Moved\ntwo\n");
+        assert_eq!(mode(&path), 0o600);
+        fs::remove_file(&path).unwrap();
+        file.write_lines(b"three\n").unwrap();
+        assert_eq!(read(&path), "NOTICE Removed\nthree\n");
+    }
+
+    #[test]
+    fn an_impostor_is_moved_aside_and_never_written_to() {
+        let dir = TestDir::new();
+        let path = dir.path("events");
+        let mut file = noticed(&path);
+        file.write_lines(b"one\n").unwrap();
+        fs::rename(&path, dir.path("moved")).unwrap();
+        fs::write(&path, "forged\n").unwrap();
+        file.write_lines(b"two\n").unwrap();
+        let kept = dir.path("events.replaced-1");
+        assert_eq!(read(&kept), "forged\n");
+        assert_eq!(read(&path), format!("NOTICE Replaced {{ kept_as: {kept:?} }}\ntwo\n"));
+        // A symlink put in its place is not followed.
+        let target = dir.path("target");
+        fs::write(&target, "").unwrap();
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        file.write_lines(b"three\n").unwrap();
+        assert_eq!(read(&target), "");
+        assert!(fs::symlink_metadata(dir.path("events.replaced-2")).unwrap().file_type().is_symlink());
+        assert!(read(&path).ends_with("three\n"));
     }
 
     #[test]

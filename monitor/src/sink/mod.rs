@@ -18,11 +18,15 @@ use std::{
     path::Path,
 };
 
-pub use file::{RotatingFile, Rotation};
+pub use file::{Displacement, RotatingFile, Rotation};
 pub use hub::{Filter, Follower, Hub, RecvTimeoutError};
 pub use redact::{Redaction, RedactionError};
 
-use crate::event::Event;
+use crate::{
+    clock::BootClock,
+    event::{Event, Tamper, types},
+    pipeline::{Context, session_ref},
+};
 
 /// A batch is written once it reaches this size (or at `flush`).
 const BATCH_BYTES: usize = 64 * 1024;
@@ -84,9 +88,10 @@ impl SinkBuilder {
         self.writer("stdout", Box::new(io::stdout()))
     }
 
-    /// Appends to `path` (created 0600), rotated as `rotation` says.
+    /// Appends to `path` (created 0600), rotated as `rotation` says; a file that loses
+    /// its name is replaced, and that reported (see `file`).
     pub fn file(self, path: &Path, rotation: Option<Rotation>) -> io::Result<SinkBuilder> {
-        let file = RotatingFile::open(path, rotation)?;
+        let file = RotatingFile::open(path, rotation)?.with_notice(Box::new(displacement_notice));
         Ok(self.push("file", Output::File(file)))
     }
 
@@ -224,6 +229,21 @@ impl Sink {
     pub fn hub(&self) -> Option<&Hub> {
         self.hub.as_ref()
     }
+}
+
+/// The `monitor.tamper` line that reports what happened to the event file at `path`.
+pub fn displacement_notice(path: &Path, displacement: &Displacement) -> Vec<u8> {
+    let mut event = Context::new().event(types::MONITOR_TAMPER, BootClock::now_boot_ns(), session_ref(0));
+    let (operation, kept_as) = match displacement {
+        Displacement::Removed => ("event-file-removed", None),
+        Displacement::Moved => ("event-file-moved", None),
+        Displacement::Replaced { kept_as } => ("event-file-replaced", Some(kept_as.display().to_string())),
+    };
+    event.tamper = Some(Tamper { path: Some(path.display().to_string()), kept_as, ..Tamper::new(operation) });
+    event.monitor = Some(crate::commands::run::monitor_info(None));
+    let mut line = serde_json::to_vec(&event).unwrap_or_default();
+    line.push(b'\n');
+    line
 }
 
 #[cfg(test)]

@@ -1,0 +1,74 @@
+//! The event file is the monitor's: a session can neither make events disappear with it
+//! nor pass off a forged one. With BPF LSM, moving or writing it is refused and
+//! reported; without, the file sink sees that its name was taken, moves the impostor
+//! aside, makes a new file and says so (`monitor.tamper`) in both files.
+
+use std::process::Command;
+
+use monitor_tests::{TempDir, policy_file, privileged};
+use serde_json::Value;
+
+fn events(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn the_event_file_survives_being_moved_and_replaced() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("audit-trail");
+    let file = dir.path().join("events.ndjson");
+    let moved = dir.path().join("events.ndjson.moved");
+    let kept = dir.path().join("events.ndjson.replaced-1");
+    // The session may write the directory (so only the monitor's own rules stand in
+    // the way); refused attempts let it go on.
+    let policy = policy_file(
+        &dir,
+        &format!("version: 1\nprofiles:\n  - name: t\n    on_violation: deny\n    files:\n      read: [/]\n      write: [{}, /dev/null]\n", dir.path().display()),
+    );
+    let script = format!(
+        "mv {f} {m}; echo forged > {f}; cat /etc/hostname > /dev/null; echo done",
+        f = file.display(),
+        m = moved.display()
+    );
+    let output = Command::new(monitor_tests::monitor_bin())
+        .arg("run")
+        .arg("--events")
+        .arg(&file)
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("done"), "{output:?}");
+    let now = events(&file);
+    let before = events(&moved);
+    let all: Vec<&Value> = before.iter().chain(&now).collect();
+    let start = all.iter().find(|e| e["type"] == "session.start").expect("session.start");
+    if start["monitor"]["enforcement"]["files"] == "lsm" {
+        // Refused, reported with the self-protection rule, the file left alone.
+        assert!(!moved.exists() && !kept.exists(), "{:?}", types(&now));
+        let self_protection = |e: &&Value| e["decision"]["rule"].as_str().is_some_and(|r| r.starts_with("self-protection"));
+        assert!(now.iter().filter(self_protection).any(|e| e["type"] == "file.change"), "{now:#?}");
+        assert!(now.iter().filter(self_protection).any(|e| e["type"] == "file.open"), "{now:#?}");
+        assert_eq!(types(&now).last(), Some(&"session.end"));
+        return;
+    }
+    // Tier 2: renames and new files are not refused; the sink takes its name back.
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "forged\n", "the impostor is kept aside as it was");
+    assert_eq!(types(&before).first(), Some(&"session.start"));
+    let notice = before.last().expect("the moved file ends with the notice");
+    assert_eq!(notice["type"], "monitor.tamper", "{before:#?}");
+    assert_eq!(notice["tamper"]["operation"], "event-file-replaced");
+    assert_eq!(notice["tamper"]["path"], file.to_str().unwrap());
+    assert_eq!(notice["tamper"]["kept_as"], kept.to_str().unwrap());
+    assert_eq!(&now[0], notice, "the new file starts with the same notice");
+    assert_eq!(types(&now).last(), Some(&"session.end"));
+    assert!(now.iter().any(|e| e["type"] == "file.open" && e["file"]["path"] == "/etc/hostname"), "{now:#?}");
+}
