@@ -108,6 +108,14 @@ pub struct KernelOffsets {
     pub super_block_s_fs_info: u32,
     pub proc_fs_info_pid_ns: u32,
     pub pid_namespace_level: u32,
+    /// `file.private_data` (a socket's `struct socket`), `socket.sk`, the family in
+    /// `struct sock` (`__sk_common.skc_family`), `unix_sock.peer` and `unix_sock.path`:
+    /// the file of the unix socket a connect or send reaches.
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub sock_family: u32,
+    pub unix_sock_peer: u32,
+    pub unix_sock_path: u32,
 }
 
 /// The most bytes of a kernel struct a [`Span`] reads at once.
@@ -153,11 +161,11 @@ pub struct KernelConfig {
     pub watchdog_tgid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 42 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 47 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 32);
 const _: () = assert!(core::mem::size_of::<Spans>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 168 + 24 + 32 + 24 + 8 + 40);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 188 + 24 + 32 + 24 + 8 + 40);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -205,6 +213,11 @@ impl KernelConfig {
             super_block_s_fs_info: 0,
             proc_fs_info_pid_ns: 0,
             pid_namespace_level: 0,
+            file_private_data: 0,
+            socket_sk: 0,
+            sock_family: 0,
+            unix_sock_peer: 0,
+            unix_sock_path: 0,
         },
         regs: RegsOffsets { arg0: 0, arg1: 0, arg2: 0, _pad: 0, syscall_nr: 0, syscall_nr_size: 0 },
         syscalls: SyscallNumbers {

@@ -188,6 +188,10 @@ pub mod file_op {
     pub const LINK: u32 = 9;
     pub const CHMOD: u32 = 10;
     pub const CHOWN: u32 = 11;
+    /// A stream connect to the unix socket the name is bound to (a write to it).
+    pub const CONNECT: u32 = 12;
+    /// A datagram connect or send to the unix socket the name is bound to.
+    pub const SEND: u32 = 13;
 }
 
 /// What a [`TamperEvent`] attempted (`op`).

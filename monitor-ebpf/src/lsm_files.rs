@@ -53,7 +53,7 @@ pub fn answer(verdict_action: u32) -> i32 {
 
 /// The session of the current process, if the LSM hooks enforce `resource` for it.
 #[inline(always)]
-fn member_for(resource: u32) -> Option<SessionMember> {
+pub(crate) fn member_for(resource: u32) -> Option<SessionMember> {
     let member = session_of(current_tgid())?;
     lsm_enforces(resource).then_some(member)
 }
@@ -211,21 +211,24 @@ fn change(dentry: u64, op: u32, link_ino: u64) -> i32 {
     let Some(member) = member_for(lsm_tier::FILES) else {
         return 0;
     };
-    answer(judge_change(&member, dentry, op, link_ino))
+    answer(judge_change(&member, dentry, op, link_ino, Tier::Lsm))
 }
 
-fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64) -> u32 {
+/// Judges and reports (`FILE_CHANGE`) a change to the name `dentry` as a write, at
+/// `tier`; carries out the verdict and returns its action.
+#[inline(always)]
+pub(crate) fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64, tier: Tier) -> u32 {
     let Some(claimed) = claim_scratch() else {
-        return policy::fail_closed(member, Tier::Lsm).action;
+        return policy::fail_closed(member, tier).action;
     };
     let Some(event) = CHANGE_SCRATCH.get_ptr_mut(claimed.index) else {
-        return policy::fail_closed(member, Tier::Lsm).action;
+        return policy::fail_closed(member, tier).action;
     };
     let index = claimed.index;
     let scratch = &mut *claimed.scratch;
     // SAFETY: entry `index` of the per-CPU records, held with the key scratch's.
     let event: &mut FileChangeEvent = unsafe { &mut *event };
-    let mut event_flags = flags::LSM;
+    let mut event_flags = if tier == Tier::Lsm { flags::LSM } else { 0 };
     if !fill_header(&mut event.header, kind::FILE_CHANGE, 0, member.session_id) {
         event_flags |= flags::READ_ERROR;
     }
@@ -245,20 +248,21 @@ fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64) -> 
             event.dev = resolved.dev;
             event_flags |= resolved.flags;
             if is_protected(resolved.dev, ino) || is_protected(resolved.dev, own_ino) {
-                verdict = Verdict { action: policy::always_action(member, Tier::Lsm), rule_id: SELF_PROTECTION_RULE };
+                verdict = Verdict { action: policy::always_action(member, tier), rule_id: SELF_PROTECTION_RULE };
             } else {
                 // Creating, removing or renaming a name is judged by its directory;
-                // truncate, chmod and chown by the file.
-                let by_directory = !matches!(op, file_op::TRUNCATE | file_op::CHMOD | file_op::CHOWN);
+                // truncate, chmod, chown and a unix connect or send by the file.
+                let by_directory =
+                    !matches!(op, file_op::TRUNCATE | file_op::CHMOD | file_op::CHOWN | file_op::CONNECT | file_op::SEND);
                 let object = Object { inode, dentry, by_directory, ino };
-                verdict = policy::decide(member, false, allow::WRITE, &resolved, &object, scratch, Tier::Lsm);
+                verdict = policy::decide(member, false, allow::WRITE, &resolved, &object, scratch, tier);
             }
         }
         Err(ReadError) => event_flags |= flags::READ_ERROR,
     }
     if event_flags & flags::READ_ERROR != 0 {
         count(Counter::KernelReadError);
-        verdict = policy::unresolved(member, Tier::Lsm);
+        verdict = policy::unresolved(member, tier);
     }
     policy::carry_out(verdict.action);
     event.action = verdict.action;

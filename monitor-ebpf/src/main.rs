@@ -30,6 +30,7 @@ mod self_protection;
 mod special_files;
 mod syscall_functions;
 mod syscalls;
+mod unix;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -33,6 +33,7 @@ use crate::{
     },
     maps::{DECISIONS, EVENTS, PENDING_CONNECTS, PENDING_SCRATCH},
     policy::{self, Tier},
+    unix,
 };
 
 const O_WRONLY: u32 = 0o1;
@@ -287,6 +288,17 @@ pub(crate) fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
     let Some(member) = session_of((pid_tgid >> 32) as u32) else {
         return Ok(());
     };
+    // A unix socket's name is a file: judged as one, unless the LSM hooks did.
+    if ret == 0 && !lsm_enforces(lsm_tier::FILES) {
+        let current = Typed::current_task();
+        match fd_to_file(current, syscall_arg(current, 0) as u32).and_then(|file| unix::judge_connected(&member, file)) {
+            Ok(()) => {}
+            Err(ReadError) => {
+                count(Counter::KernelReadError);
+                policy::fail_closed(&member, Tier::Tracepoint);
+            }
+        }
+    }
     let Some(pending) = PENDING_CONNECTS.get_ptr(&pid_tgid) else {
         return Ok(());
     };

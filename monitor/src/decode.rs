@@ -256,7 +256,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         kind::FILE_CHANGE => {
             need(record.0, FILE_CHANGE_PATH_OFFSET)?;
             let op = record.u32(HEADER_LEN);
-            if !(file_op::UNLINK..=file_op::CHOWN).contains(&op) {
+            if !(file_op::UNLINK..=file_op::SEND).contains(&op) {
                 return Err(DecodeError::UnknownOperation { what: "file", op });
             }
             let path_len = record.u32(HEADER_LEN + 24) as usize;

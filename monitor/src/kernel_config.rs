@@ -146,6 +146,11 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         super_block_s_fs_info: m("super_block", "s_fs_info")?,
         proc_fs_info_pid_ns: m("proc_fs_info", "pid_ns")?,
         pid_namespace_level: m("pid_namespace", "level")?,
+        file_private_data: m("file", "private_data")?,
+        socket_sk: m("socket", "sk")?,
+        sock_family: m("sock", "__sk_common")? + m("sock_common", "skc_family")?,
+        unix_sock_peer: m("unix_sock", "peer")?,
+        unix_sock_path: m("unix_sock", "path")?,
     })
 }
 

@@ -76,7 +76,7 @@ pub enum Resource {
 
 /// (program name in the object, LSM hook, resource). A resource is enforced by the
 /// LSM only if every one of its programs attached.
-pub const LSM_PROGRAMS: [(&str, &str, Resource); 29] = [
+pub const LSM_PROGRAMS: [(&str, &str, Resource); 31] = [
     ("file_open", "file_open", Resource::Files),
     ("file_receive", "file_receive", Resource::Files),
     ("path_unlink", "path_unlink", Resource::Files),
@@ -106,6 +106,8 @@ pub const LSM_PROGRAMS: [(&str, &str, Resource); 29] = [
     ("task_setioprio", "task_setioprio", Resource::SelfProtection),
     ("task_movememory", "task_movememory", Resource::SelfProtection),
     ("task_prlimit", "task_prlimit", Resource::SelfProtection),
+    ("unix_stream_connect", "unix_stream_connect", Resource::Files),
+    ("unix_may_send", "unix_may_send", Resource::Files),
 ];
 
 /// How attaching one LSM hook went (for `agent-monitor doctor`).

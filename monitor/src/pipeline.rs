@@ -264,7 +264,9 @@ impl Pipeline {
             KernelEvent::FileChange { header, op, ino, dev, path, verdict } => {
                 let (path, mounted) = self.mounts.resolve(dev, &path.bytes);
                 let mut event = self.base(types::FILE_CHANGE, &header);
-                let (operation, hook) = file_op_names(op);
+                let (operation, lsm_hook) = file_op_names(op);
+                // Tier 2 sees a unix connect when the syscall returns.
+                let hook = if header.flags & flags::LSM == 0 { "kernel:sys_exit" } else { lsm_hook };
                 event.change = Some(Change {
                     path: text(&path),
                     operation,
@@ -529,7 +531,9 @@ fn file_op_names(op: u32) -> (&'static str, &'static str) {
         file_op::SYMLINK => ("symlink", "kernel:lsm/path_symlink"),
         file_op::LINK => ("link", "kernel:lsm/path_link"),
         file_op::CHMOD => ("chmod", "kernel:lsm/path_chmod"),
-        _ => ("chown", "kernel:lsm/path_chown"),
+        file_op::CHOWN => ("chown", "kernel:lsm/path_chown"),
+        file_op::CONNECT => ("connect", "kernel:lsm/unix_stream_connect"),
+        _ => ("send", "kernel:lsm/unix_may_send"),
     }
 }
 

@@ -222,7 +222,11 @@ fn the_monitor_protects_itself() {
         return;
     }
     let l = Layout::new("lsm-self");
-    let policy = l.policy("");
+    // The hooks are what this test proves: the session keeps every capability, so that
+    // no check of the kernel's own (which the envelope's bounding set fails first,
+    // unreported: bpf() without CAP_BPF) stops an attempt before it reaches them.
+    let all_capabilities = "    envelope: {capabilities: {add: [ALL]}}\n";
+    let policy = l.policy(all_capabilities);
     let policy_path = policy.to_string_lossy().into_owned();
     let mount_point = l.path("rw/m");
     std::fs::create_dir(&mount_point).unwrap();
@@ -278,6 +282,11 @@ fn the_monitor_protects_itself() {
         }
     };
     check("", reach, &session, &lines);
+    // Within the default envelope each is refused as well.
+    let (enveloped, enveloped_lines) = attempt(&l.policy(""), reach);
+    for (a, line) in reach.iter().zip(&enveloped_lines) {
+        assert_eq!(line, &format!("{} {EPERM}", a[0]), "{a:?}: {}", enveloped.dump());
+    }
     if tiers.files == "lsm" {
         let (session, lines) = attempt(&policy, writes);
         check("", writes, &session, &lines);
@@ -293,7 +302,7 @@ fn the_monitor_protects_itself() {
     // Audit mode: what the LSM hooks refuse for self-protection stays refused.
     let audited: Vec<&[&str]> = if tiers.self_protection == "lsm" { attempts.to_vec() } else { writes.to_vec() };
     let mode = "    mode: audit\n";
-    let (session, lines) = attempt(&l.policy(mode), &audited);
+    let (session, lines) = attempt(&l.policy(&format!("{mode}{all_capabilities}")), &audited);
     check(mode, &audited, &session, &lines);
     assert!(std::fs::read_to_string(&policy).unwrap().contains("name: t"), "the policy file is intact");
 }
@@ -325,7 +334,7 @@ fn doctor_reports_the_tiers() {
     assert_eq!(report["arch"], std::env::consts::ARCH);
     assert_eq!(report["btf"], true);
     let hooks = report["hooks"].as_array().unwrap();
-    assert_eq!(hooks.len(), 29, "one per entry of loader::LSM_PROGRAMS: {report}");
+    assert_eq!(hooks.len(), 31, "one per entry of loader::LSM_PROGRAMS: {report}");
     // Each resource has the LSM tier exactly where BPF LSM programs run and every hook
     // of that resource attached; the others keep tier 2.
     for (resource, tier_2) in [("files", "tracepoint"), ("exec", "tracepoint"), ("network", "cgroup"), ("self_protection", "seccomp")] {

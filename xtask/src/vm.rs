@@ -85,7 +85,7 @@ const CONFIGS: [Config; 2] = [
         lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
         expect_lsm: true,
         syscall_hooks: "none",
-        tests: &["verifier_budget", "default_profile", "envelope", "monitor_death", "audit_trail", "lsm", "paths", "rename_race", "net_enforce", "kill_switch", "daemon"],
+        tests: &["verifier_budget", "default_profile", "envelope", "monitor_death", "audit_trail", "unix_sockets", "lsm", "paths", "rename_race", "net_enforce", "kill_switch", "daemon"],
     },
     Config {
         name: "nolsm",
@@ -93,7 +93,7 @@ const CONFIGS: [Config; 2] = [
         expect_lsm: false,
         // Debian's x86_64 kernel has BPF trampolines: tier 2 on the syscall functions.
         syscall_hooks: "functions",
-        tests: &["verifier_budget", "default_profile", "lsm", "enforce", "syscall_hooks"],
+        tests: &["verifier_budget", "default_profile", "unix_sockets", "lsm", "enforce", "syscall_hooks"],
     },
 ];
 

@@ -156,6 +156,10 @@ fn main() {
                 Err(e) => println!("error={}", e.raw_os_error().unwrap_or(0)),
             }
         }
+        "unix-send" => match std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.send_to(b"x", arg(1))) {
+            Ok(_) => println!("sent"),
+            Err(e) => println!("error={}", e.raw_os_error().unwrap_or(0)),
+        },
         "connect-unix" => match UnixStream::connect(arg(1)) {
             Ok(_) => println!("connected"),
             Err(e) => println!("error={}", e.raw_os_error().unwrap_or(0)),
