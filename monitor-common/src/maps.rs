@@ -71,6 +71,8 @@ pub mod lsm_tier {
 
 /// The monitor's own files: [`crate::policy::ProtectedInode`] -> 1.
 pub const PROTECTED_INODES: &str = "PROTECTED_INODES";
+/// The host's dynamic loaders, by identity (see `allow::LOADER`).
+pub const LOADER_INODES: &str = "LOADER_INODES";
 
 /// Principals by policy id: u32 -> [`crate::policy::Principal`].
 pub const PRINCIPALS: &str = "PRINCIPALS";

@@ -41,6 +41,9 @@ pub mod allow {
     /// The entry names a raw device itself (see [`super::raw_device`]): only such an
     /// entry lets one be opened.
     pub const DEVICES: u32 = 16;
+    /// The entry names a dynamic loader itself: only such an entry lets one be executed
+    /// directly (`ld.so PROGRAM` runs a program no exec entry allows).
+    pub const LOADER: u32 = 32;
 }
 
 /// Device files that reach around the file tree: every block device (a filesystem read
@@ -155,6 +158,9 @@ pub const DEVICE_RULE: u32 = u32::MAX - 8;
 /// process is not in the session, and (BPF LSM) of any ptrace-class access to it. The
 /// LSM refusal is never escalated to a kill: tools like `lsof` try every process.
 pub const OTHER_PROCESS_RULE: u32 = u32::MAX - 9;
+/// `rule_id` of a dynamic loader executed directly under an exec entry that does not
+/// name it ([`allow::LOADER`]).
+pub const LOADER_RULE: u32 = u32::MAX - 10;
 
 /// Key of `PROTECTED_INODES`: a file of the monitor's own (policy, binary) that no
 /// session member may change.

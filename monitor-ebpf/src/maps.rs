@@ -62,3 +62,7 @@ pub static READER_STATE: Array<u32> = Array::with_max_entries(1, 0);
 /// The monitor's own files (see `monitor_common::maps::PROTECTED_INODES`).
 #[map]
 pub static PROTECTED_INODES: HashMap<ProtectedInode, u8> = HashMap::with_max_entries(64, 0);
+
+/// The host's dynamic loaders (see `monitor_common::maps::LOADER_INODES`).
+#[map]
+pub static LOADER_INODES: HashMap<ProtectedInode, u8> = HashMap::with_max_entries(64, 0);

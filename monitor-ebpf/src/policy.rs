@@ -13,8 +13,8 @@ use monitor_common::{
     event::{PATH_MAX_BYTES, flags},
     maps::{Counter, DENIED_INODES_MAX, RULES_MAX, SCRATCH_ENTRIES},
     policy::{
-        DEVICE_RULE, InodeKey, NO_RULE, NameKey, OTHER_PROCESS_RULE, PATH_KEY_BYTES, PRINCIPAL_GROUPS, PRINCIPAL_RULE,
-        PathKey, Principal, RuleValue,
+        DEVICE_RULE, InodeKey, LOADER_RULE, NO_RULE, NameKey, OTHER_PROCESS_RULE, PATH_KEY_BYTES, PRINCIPAL_GROUPS,
+        PRINCIPAL_RULE, PathKey, Principal, ProtectedInode, RuleValue,
         action, allow,
         session_flags,
     },
@@ -23,6 +23,7 @@ use monitor_common::{
 
 use crate::{
     kernel::{config, opaque, read, read_ptr},
+    maps::LOADER_INODES,
     path::{self, PathScratch, Resolved},
     special_files::{self, ProcEntry},
 };
@@ -320,6 +321,12 @@ pub fn decide(
         allowed = false;
         rule_id = DEVICE_RULE;
     }
+    // A dynamic loader runs whatever program it is given (`ld.so PROGRAM` maps it, no
+    // exec of it): executed directly only where the entry that allows it names it.
+    if allowed && exec && rule.map_or(0, |r| r.allow) & allow::LOADER == 0 && is_loader(resolved.dev, object.ino) {
+        allowed = false;
+        rule_id = LOADER_RULE;
+    }
     // Another name for a denied file (a hard link) is the same file.
     if allowed && !exec {
         let key = InodeKey { policy: member.policy_id, dev: resolved.dev, ino: object.ino };
@@ -355,6 +362,12 @@ pub fn violation_action(member: &SessionMember, tier: Tier) -> u32 {
         return action::DENY;
     }
     action::KILL
+}
+
+/// Whether (dev, ino) is one of the host's dynamic loaders (a hard link to one too).
+#[inline(always)]
+fn is_loader(dev: u32, ino: u64) -> bool {
+    ino != 0 && LOADER_INODES.get_ptr(&ProtectedInode { dev, _pad: 0, ino }).is_some()
 }
 
 /// Takes `action` against the current process: SIGKILL for `KILL`; a refusal is the

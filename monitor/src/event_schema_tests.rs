@@ -103,6 +103,7 @@ fn policy_view(mode: &str, on_violation: &str) -> PolicyView {
         resolve_host: &|_| Vec::new(),
         files_under: &|_| Vec::new(),
         is_raw_device: &|_| false,
+        is_loader: &|_| false,
     };
     let compiled = compile(profile, &environment);
     PolicyView {

@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod kernel_config;
 pub mod launcher;
 pub mod loader;
+pub mod loaders;
 pub mod metrics;
 pub mod member_bits;
 pub mod mounts;

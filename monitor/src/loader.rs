@@ -384,6 +384,14 @@ impl Probes {
         let protected = take(maps::PROTECTED_INODES)?;
         let protected =
             HashMap::try_from(protected).map_err(|source| LoadError::Map { name: maps::PROTECTED_INODES, source })?;
+        let loaders = take(maps::LOADER_INODES)?;
+        let mut loaders: HashMap<_, ProtectedInode, u8> =
+            HashMap::try_from(loaders).map_err(|source| LoadError::Map { name: maps::LOADER_INODES, source })?;
+        for (dev, ino) in crate::loaders::identities() {
+            loaders
+                .insert(ProtectedInode { dev, _pad: 0, ino }, 1, 0)
+                .map_err(|source| LoadError::Map { name: maps::LOADER_INODES, source })?;
+        }
         let rules = RuleMaps {
             files: LpmTrie::try_from(files).map_err(|source| LoadError::Map { name: maps::FILE_RULES, source })?,
             exec: LpmTrie::try_from(exec).map_err(|source| LoadError::Map { name: maps::EXEC_RULES, source })?,

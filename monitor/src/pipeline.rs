@@ -5,7 +5,7 @@ use std::{collections::HashMap, io, sync::Arc};
 use monitor_common::{
     event::{EventHeader, file_op, flags, kind, open_syscall, tamper_op},
     policy::{
-        DEVICE_RULE, IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, OTHER_PROCESS_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE,
+        DEVICE_RULE, IO_URING_RULE, LOADER_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, OTHER_PROCESS_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE,
         RAW_SOCKET_RULE, SELF_PROTECTION_RULE,
         SHARED_FILES_RULE, action,
     },
@@ -338,6 +338,8 @@ impl Pipeline {
             Some("a raw device (block device, /dev/mem, /dev/kmem, /dev/port) is refused unless an entry names the device itself: reading one reads around every path rule".to_owned())
         } else if verdict.rule_id == OTHER_PROCESS_RULE {
             Some("another process is out of reach unless it is in the session: its memory, environment and descriptors (ptrace, process_vm_readv, /proc/PID/mem, environ, fd), its limits and its scheduling".to_owned())
+        } else if verdict.rule_id == LOADER_RULE {
+            Some("the dynamic loader runs whatever program it is given: it may be executed directly only where an exec entry names it".to_owned())
         } else if verdict.rule_id == PRINCIPAL_RULE {
             Some(format!("on behalf of {}: that user's permissions do not allow this access", policy.principal))
         } else if verdict.rule_id == NO_RULE {

@@ -65,6 +65,7 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
         resolve_host: &|host: &str| super::run::resolve_host(host),
         files_under: &|path: &str| super::run::files_under(path),
         is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
+        is_loader: &|path: &str| crate::loaders::is_loader(path),
     };
     let compiled = compile(&profile, &environment);
     let mode = match profile.mode {

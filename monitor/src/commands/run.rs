@@ -209,6 +209,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             resolve_host: &|host: &str| resolve_host(host),
             files_under: &|path: &str| files_under(path),
             is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
+            is_loader: &|path: &str| crate::loaders::is_loader(path),
         };
     let compiled = compile(&profile, &environment);
     for note in &compiled.notes {

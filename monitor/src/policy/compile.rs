@@ -29,6 +29,8 @@ pub struct Environment<'a> {
     /// Whether a path is itself a raw device node (`monitor_common::policy::raw_device`):
     /// an entry naming one lets it be opened.
     pub is_raw_device: &'a dyn Fn(&str) -> bool,
+    /// Whether a path is one of the host's dynamic loaders (`crate::loaders`).
+    pub is_loader: &'a dyn Fn(&str) -> bool,
 }
 
 /// A network entry: (operation, port or 0 for any, address prefix) -> allowed.
@@ -230,7 +232,12 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
         let rule_id = rules.len() as u32;
         rules.push(rule.origin.clone());
         let value = RuleValue { rule_id, allow: allow::EXEC };
-        exec_paths.extend(expand(&rule.pattern, env, &mut notes, &rule.origin).into_iter().map(|p| (p, value)));
+        // Only an entry that names a loader itself lets it run directly.
+        let literal = !rule.pattern.has_wildcard();
+        exec_paths.extend(expand(&rule.pattern, env, &mut notes, &rule.origin).into_iter().map(|path| {
+            let names_a_loader = literal && (env.is_loader)(&path);
+            (path, if names_a_loader { RuleValue { allow: allow::EXEC | allow::LOADER, ..value } } else { value })
+        }));
     }
     // A file under a deny entry is recorded by identity unless a longer entry (an allow
     // inside the denied tree) decides it.
@@ -345,6 +352,7 @@ mod tests {
             resolve_host: &resolve,
             files_under: &under,
             is_raw_device: &|path| path == "/dev/vdb" || path == "/tmp/vdc",
+            is_loader: &|path| path == "/usr/lib/ld-linux-x86-64.so.2",
         };
         compile(&policy.profiles[0], &env)
     }
@@ -487,6 +495,14 @@ mod tests {
     }
 
     #[test]
+    fn only_an_entry_naming_a_loader_itself_lets_it_run_directly() {
+        let c = compiled("version: 1\nprofiles:\n  - name: p\n    exec: [/usr, /usr/lib/ld-linux-x86-64.so.2]\n");
+        let value = |key: &str| c.exec.iter().find(|e| e.key == key.as_bytes()).map(|e| e.value.allow);
+        assert_eq!(value("/usr/lib/ld-linux-x86-64.so.2/"), Some(allow::EXEC | allow::LOADER));
+        assert_eq!(value("/usr/"), Some(allow::EXEC));
+    }
+
+    #[test]
     fn home_without_a_home_directory_is_noted() {
         let policy = parse_policy("version: 1\nprofiles:\n  - name: p\n    files:\n      deny: [~/.aws]\n").unwrap();
         let mounts = MountTable::parse(MOUNTS);
@@ -497,6 +513,7 @@ mod tests {
             resolve_host: &|_| Vec::new(),
             files_under: &|_| Vec::new(),
             is_raw_device: &|_| false,
+            is_loader: &|_| false,
         };
         let c = compile(&policy.profiles[0], &env);
         assert!(c.files.is_empty());
