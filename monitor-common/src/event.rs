@@ -216,8 +216,11 @@ pub mod tamper_op {
     pub const MOVE_MEMORY: u32 = 10;
     /// Changing another process's resource limits (the kernel does not say whose).
     pub const PRLIMIT: u32 = 11;
+    /// A signal for I/O on a descriptor the monitor was made owner of (`arg`: the
+    /// signal).
+    pub const SIGIO: u32 = 12;
     /// The last op: records carry one of `SIGNAL..=LAST`.
-    pub const LAST: u32 = PRLIMIT;
+    pub const LAST: u32 = SIGIO;
 }
 
 /// A successful open. Variable-sized: ends after `path_len` bytes of `path`.

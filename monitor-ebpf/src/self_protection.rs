@@ -38,6 +38,23 @@ pub fn task_kill(ctx: LsmContext) -> i32 {
     refuse(&member, tamper_op::SIGNAL, target, ctx.arg::<i32>(2) as u64)
 }
 
+/// `file_send_sigiotask(struct task_struct *tsk, struct fown_struct *fown, int sig)`:
+/// a signal for I/O on a descriptor whose owner is `tsk` (`F_SETOWN`: `SIGIO`, `SIGURG`
+/// or the signal `F_SETSIG` chose), sent in whatever context caused the I/O, not
+/// through `task_kill`. Never to the monitor or its watchdog, which own no descriptor
+/// for signals; reported when a session member is the one causing it.
+#[lsm(hook = "file_send_sigiotask")]
+pub fn file_send_sigiotask(ctx: LsmContext) -> i32 {
+    let target = read::<u32>(ctx.arg(0), config!(offsets.task_tgid)).unwrap_or(0);
+    if !is_protected(target) {
+        return 0;
+    }
+    if let Some(member) = session_of(current_tgid()) {
+        report(&member, tamper_op::SIGIO, target, ctx.arg::<i32>(2) as u64, action::DENY, SELF_PROTECTION_RULE);
+    }
+    answer(action::DENY)
+}
+
 /// The monitor or its watchdog.
 #[inline(always)]
 fn is_protected(tgid: u32) -> bool {

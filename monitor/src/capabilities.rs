@@ -6,7 +6,8 @@
 //! sets `no_new_privs`: no program the agent runs, set-uid or with file capabilities,
 //! gets a dropped capability back. The default set is the one container runtimes give
 //! a container (Docker's `DefaultCapabilities`, moby `oci/caps/defaults.go`), plus
-//! `CAP_SYS_PTRACE` where the BPF LSM tier judges every ptrace-class access (without
+//! `CAP_SYS_PTRACE` where the BPF LSM tier refuses every ptrace-class access to a
+//! process outside the session (enforce mode; without
 //! it the kernel's capability module would refuse access to processes holding more
 //! capabilities before the BPF hook sees it, and the refusal would go unreported). It
 //! is enough
@@ -125,7 +126,7 @@ impl Default for CapabilityChoice {
 
 impl CapabilityChoice {
     /// The envelope for a session where `ptrace_hooked` says whether the BPF LSM tier
-    /// judges ptrace-class access (see the module's documentation).
+    /// refuses ptrace-class access (see the module's documentation).
     pub fn envelope(&self, ptrace_hooked: bool) -> CapabilityEnvelope {
         let mut base = CapabilitySet::container_default();
         if ptrace_hooked {

@@ -604,8 +604,8 @@ fn daemon_events() -> Vec<Value> {
         watchdog::{OnMonitorDeath, death_event},
     };
     let id = session_ref(SESSION).id;
-    out.push(death_event(&context, 4242, &id, "claude", OnMonitorDeath::Kill, vec![ROOT, CHILD], None));
-    out.push(death_event(&context, 4242, &id, "claude", OnMonitorDeath::Freeze, vec![ROOT, CHILD], None));
+    out.push(death_event(&context, 4242, &id, "claude", OnMonitorDeath::Kill, vec![ROOT, CHILD], "the monitor (pid 4242) ended without ending the session", None));
+    out.push(death_event(&context, 4242, &id, "claude", OnMonitorDeath::Freeze, vec![ROOT, CHILD], "the monitor (pid 4242) ended without ending the session", None));
     let mut out: Vec<Value> = out.iter().map(to_json).collect();
     // What the file sink writes when its file lost its name.
     let events = std::path::Path::new("/var/log/agent-monitor/events.ndjson");

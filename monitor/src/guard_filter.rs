@@ -6,7 +6,9 @@
 //! cannot see inside clone3's argument struct; C libraries fall back to `clone`, as
 //! they do under container runtimes' default filters); loading or removing kernel
 //! modules, `kexec` and `reboot` fail with `EPERM` (a root agent would change the kernel
-//! under the monitor). The same syscalls through the 32-bit ABI (where 32-bit programs
+//! under the monitor); injecting input into the terminal (`ioctl` `TIOCSTI`,
+//! `TIOCLINUX`: typed into the shell the agent was started from) fails with `EPERM`.
+//! The same syscalls through the 32-bit ABI (where 32-bit programs
 //! may run: with BPF LSM, in a session that does not enforce files) are refused by
 //! their 32-bit numbers; x32 syscalls (x86_64, native arch with bit 30 set) are refused
 //! whatever they are, as no comparison with a native number would catch them.
@@ -22,6 +24,10 @@
 //!   known in advance), `pidfd_open` of their pids and `pidfd_send_signal` (a pidfd can
 //!   also come from opening `/proc/PID`);
 //! - `ptrace`, `process_vm_readv`, `process_vm_writev` and `perf_event_open` on them;
+//! - signals by I/O ownership (`SIGIO`, `SIGURG`, or any signal `F_SETSIG` names): a
+//!   descriptor's owner set to them or to the monitor's group (`fcntl` `F_SETOWN`), and
+//!   the ownership calls the filter cannot read (`F_SETOWN_EX`, `ioctl` `FIOSETOWN` and
+//!   `SIOCSPGRP`, whose owner is behind a pointer);
 //! - the resource limits of any other process (`prlimit64` with a pid and new limits),
 //!   and the monitor's and watchdog's scheduling (`sched_setaffinity`,
 //!   `sched_setscheduler`, `sched_setparam`, `sched_setattr`, `setpriority` and
@@ -153,6 +159,10 @@ impl GuardFilter {
             (libc::SYS_sched_setattr, 0),
         ];
         push_arg_rule(&mut program, libc::SYS_kill, 0, &kill_targets);
+        let owners: Vec<u32> = kill_targets.iter().copied().filter(|&t| t != 0 && t != u32::MAX).collect();
+        push_fcntl_owner_rule(&mut program, &owners);
+        push_arg_rule(&mut program, libc::SYS_fcntl, 1, &[F_SETOWN_EX]);
+        push_arg_rule(&mut program, libc::SYS_ioctl, 1, &[FIOSETOWN, SIOCSPGRP]);
         for (nr, arg) in by_pid {
             push_arg_rule(&mut program, nr, arg, protected);
         }
@@ -186,6 +196,30 @@ pub fn undumpable() {
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
         log::warn!("PR_SET_DUMPABLE: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// `ioctl` requests that set a descriptor's owner (include/uapi/asm-generic/sockios.h).
+const FIOSETOWN: u32 = 0x8901;
+/// `fcntl` with a `struct f_owner_ex` (include/uapi/asm-generic/fcntl.h).
+const F_SETOWN_EX: u32 = 15;
+const SIOCSPGRP: u32 = 0x8902;
+/// `ioctl` requests that type into a terminal (include/uapi/asm-generic/ioctls.h).
+const TIOCSTI: u32 = 0x5412;
+const TIOCLINUX: u32 = 0x541C;
+
+/// `ld nr; jeq fcntl; ld args[1]; jeq F_SETOWN; ld args[2]; (jeq owner; ret EPERM)*`.
+fn push_fcntl_owner_rule(program: &mut Vec<libc::sock_filter>, owners: &[u32]) {
+    let rest = u8::try_from(2 * owners.len()).expect("a short list of owners");
+    program.extend([
+        op(LD_W_ABS, 0, 0, DATA_NR),
+        op(JEQ_K, 0, rest + 3, libc::SYS_fcntl as u32),
+        op(LD_W_ABS, 0, 0, data_arg(1)),
+        op(JEQ_K, 0, rest + 1, libc::F_SETOWN as u32),
+        op(LD_W_ABS, 0, 0, data_arg(2)),
+    ]);
+    for &owner in owners {
+        program.extend([op(JEQ_K, 0, 1, owner), op(RET_K, 0, 0, DENY)]);
     }
 }
 
@@ -248,6 +282,7 @@ fn push_envelope(program: &mut Vec<libc::sock_filter>) {
     for nr in ENVELOPE_REFUSED {
         program.extend([op(LD_W_ABS, 0, 0, DATA_NR), op(JEQ_K, 0, 1, nr as u32), op(RET_K, 0, 0, DENY)]);
     }
+    push_arg_rule(program, libc::SYS_ioctl, 1, &[TIOCSTI, TIOCLINUX]);
 }
 
 #[cfg(test)]
@@ -295,6 +330,9 @@ mod tests {
             (libc::SYS_setpriority, libc::PRIO_PGRP, 0),
             (libc::SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, WATCHDOG),
             (libc::SYS_ioprio_set, IOPRIO_WHO_PGRP, 0),
+            (libc::SYS_fcntl, 3, F_SETOWN_EX),
+            (libc::SYS_ioctl, 3, FIOSETOWN),
+            (libc::SYS_ioctl, 3, SIOCSPGRP),
         ] {
             assert_eq!(run(&f, nr, args(a0, a1)), DENY, "syscall {nr} ({a0}, {a1})");
         }
@@ -318,6 +356,31 @@ mod tests {
         // Any syscall through a foreign ABI (ia32 kill is 37) is refused.
         let foreign = crate::seccomp::seccomp_data(37, crate::seccomp::AUDIT_ARCH_I386, args(MONITOR, 9));
         assert_eq!(crate::seccomp::simulate(&f.program, &foreign), DENY);
+    }
+
+    #[test]
+    fn no_descriptor_signals_its_io_to_the_monitor() {
+        let f = GuardFilter::new(&[MONITOR, WATCHDOG], PGID);
+        let setown = |owner: u32| run(&f, libc::SYS_fcntl, [3, libc::F_SETOWN as u32, owner, 0, 0, 0]);
+        for owner in [MONITOR, WATCHDOG, (PGID as i32).wrapping_neg() as u32, (WATCHDOG as i32).wrapping_neg() as u32] {
+            assert_eq!(setown(owner), DENY, "F_SETOWN {owner}");
+        }
+        for owner in [0, 1234, (1234i32).wrapping_neg() as u32] {
+            assert_eq!(setown(owner), SECCOMP_RET_ALLOW, "F_SETOWN {owner}");
+        }
+        // Other fcntl commands with the monitor's pid as their argument are not ownership.
+        assert_eq!(run(&f, libc::SYS_fcntl, [3, libc::F_SETFL as u32, MONITOR, 0, 0, 0]), SECCOMP_RET_ALLOW);
+        assert_eq!(run(&f, libc::SYS_fcntl, [3, libc::F_GETOWN as u32, 0, 0, 0, 0]), SECCOMP_RET_ALLOW);
+    }
+
+    #[test]
+    fn no_session_types_into_its_terminal() {
+        for f in [GuardFilter::new(&[MONITOR, WATCHDOG], PGID), GuardFilter::envelope()] {
+            for request in [TIOCSTI, TIOCLINUX] {
+                assert_eq!(run(&f, libc::SYS_ioctl, [0, request, 0, 0, 0, 0]), DENY, "ioctl {request:#x}");
+            }
+            assert_eq!(run(&f, libc::SYS_ioctl, [0, libc::TIOCGWINSZ as u32, 0, 0, 0, 0]), SECCOMP_RET_ALLOW);
+        }
     }
 
     #[test]

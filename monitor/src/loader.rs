@@ -76,7 +76,7 @@ pub enum Resource {
 
 /// (program name in the object, LSM hook, resource). A resource is enforced by the
 /// LSM only if every one of its programs attached.
-pub const LSM_PROGRAMS: [(&str, &str, Resource); 31] = [
+pub const LSM_PROGRAMS: [(&str, &str, Resource); 32] = [
     ("file_open", "file_open", Resource::Files),
     ("file_receive", "file_receive", Resource::Files),
     ("path_unlink", "path_unlink", Resource::Files),
@@ -106,6 +106,7 @@ pub const LSM_PROGRAMS: [(&str, &str, Resource); 31] = [
     ("task_setioprio", "task_setioprio", Resource::SelfProtection),
     ("task_movememory", "task_movememory", Resource::SelfProtection),
     ("task_prlimit", "task_prlimit", Resource::SelfProtection),
+    ("file_send_sigiotask", "file_send_sigiotask", Resource::SelfProtection),
     ("unix_stream_connect", "unix_stream_connect", Resource::Files),
     ("unix_may_send", "unix_may_send", Resource::Files),
 ];

@@ -283,7 +283,7 @@ impl Pipeline {
                 let (operation, hook) = tamper_op_names(op);
                 event.tamper = Some(Tamper {
                     target_pid: (target_tgid != 0).then_some(target_tgid),
-                    signal: (op == tamper_op::SIGNAL).then_some(arg as i32),
+                    signal: matches!(op, tamper_op::SIGNAL | tamper_op::SIGIO).then_some(arg as i32),
                     bpf_command: (op == tamper_op::BPF).then_some(arg as u32),
                     ..Tamper::new(operation)
                 });
@@ -543,6 +543,7 @@ fn file_op_names(op: u32) -> (&'static str, &'static str) {
 fn tamper_op_names(op: u32) -> (&'static str, &'static str) {
     match op {
         tamper_op::SIGNAL => ("signal", "kernel:lsm/task_kill"),
+        tamper_op::SIGIO => ("signal", "kernel:lsm/file_send_sigiotask"),
         tamper_op::PTRACE => ("ptrace", "kernel:lsm/ptrace_access_check"),
         tamper_op::BPF => ("bpf", "kernel:lsm/bpf"),
         tamper_op::MOUNT => ("mount", "kernel:lsm/sb_mount"),

@@ -6,9 +6,11 @@
 //!
 //! The monitor talks to it over a pipe on the watchdog's stdin (the monitor's end is
 //! close-on-exec, so no agent holds it), one JSON [`Message`] per line: `guard` a
-//! session, `release` it, and `end` when the monitor stops cleanly. End of file
-//! without `end` means the monitor is gone, however it went: the kernel closes the pipe
-//! whatever ended the process.
+//! session, `release` it, `beat` every second from a thread of its own, and `end` when
+//! the monitor stops cleanly. End of file without `end` means the monitor is gone,
+//! however it went: the kernel closes the pipe whatever ended the process. No line for
+//! [`STALL`] means the monitor is stopped or frozen (a signal, a freezer cgroup): the
+//! sessions are dealt with the same way, as nothing watches them then either.
 //!
 //! No session member can reach the watchdog: its pid is protected like the monitor's
 //! (signals, ptrace, limits and scheduling: the LSM hooks, or the seccomp guard), it
@@ -17,10 +19,15 @@
 
 use std::{
     collections::BTreeMap,
+    fs::File,
     io::{BufRead, Write},
+    os::fd::AsFd,
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -63,6 +70,8 @@ enum Message {
     Guard { session: String, profile: String, action: OnMonitorDeath, cgroup: PathBuf },
     /// The session ended, or was handed back.
     Release { session: String },
+    /// The monitor still runs.
+    Beat,
     /// The monitor stops cleanly.
     End,
 }
@@ -75,10 +84,17 @@ pub fn watchdog_pid() -> u32 {
     WATCHDOG_PID.load(Ordering::Acquire)
 }
 
+/// How long the watchdog waits for a line before it takes the monitor for stopped.
+const STALL: Duration = Duration::from_secs(10);
+/// How often the monitor's heartbeat thread writes.
+const BEAT: Duration = Duration::from_secs(1);
+
 /// The monitor's side.
 pub struct Watchdog {
     child: Child,
     pipe: ChildStdin,
+    /// Tells the heartbeat thread that the end is expected.
+    finished: Arc<AtomicBool>,
 }
 
 impl Watchdog {
@@ -106,7 +122,28 @@ impl Watchdog {
         let mut child = command.spawn().context("starting the watchdog")?;
         let pipe = child.stdin.take().context("the watchdog's pipe")?;
         WATCHDOG_PID.store(child.id(), Ordering::Release);
-        Ok(Watchdog { child, pipe })
+        let finished = Arc::new(AtomicBool::new(false));
+        let mut beats = File::from(pipe.as_fd().try_clone_to_owned().context("the watchdog's pipe")?);
+        let done = finished.clone();
+        let mut beat = serde_json::to_vec(&Message::Beat).expect("a unit variant");
+        beat.push(b'\n');
+        std::thread::Builder::new()
+            .name("watchdog-beat".into())
+            .spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    // One write of a few bytes: atomic on a pipe, never mixed with
+                    // another thread's line.
+                    if let Err(error) = beats.write_all(&beat) {
+                        if !done.load(Ordering::Acquire) {
+                            log::error!("the watchdog is gone ({error}): sessions are no longer ended if the monitor dies");
+                        }
+                        return;
+                    }
+                    std::thread::sleep(BEAT);
+                }
+            })
+            .context("starting the heartbeat thread")?;
+        Ok(Watchdog { child, pipe, finished })
     }
 
     pub fn pid(&self) -> u32 {
@@ -128,6 +165,7 @@ impl Watchdog {
 
     /// The monitor stops cleanly: the watchdog ends without touching any session.
     pub fn finish(mut self) {
+        self.finished.store(true, Ordering::Release);
         let _ = self.send(&Message::End);
         drop(self.pipe);
         let _ = self.child.wait();
@@ -160,10 +198,24 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
     // itself unkillable; failing that (not root) it is only as likely a victim as any.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     let mut guarded: BTreeMap<String, Guarded> = BTreeMap::new();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        match serde_json::from_str(&line) {
+    let mut stdin = std::io::BufReader::new(std::io::stdin().lock());
+    let mut heard = Instant::now();
+    let why = loop {
+        if stdin.buffer().is_empty() && !readable_within(STALL.saturating_sub(heard.elapsed())) {
+            if guarded.is_empty() {
+                heard = Instant::now();
+                continue;
+            }
+            break format!("the monitor (pid {monitor_pid}) stopped answering for {} s (stopped, frozen or hung)", STALL.as_secs());
+        }
+        let mut line = String::new();
+        match stdin.read_line(&mut line) {
+            Ok(0) | Err(_) => break format!("the monitor (pid {monitor_pid}) ended without ending the session"),
+            Ok(_) => heard = Instant::now(),
+        }
+        match serde_json::from_str(line.trim_end()) {
             Ok(Message::End) => return Ok(0),
+            Ok(Message::Beat) => {}
             Ok(Message::Release { session }) => {
                 guarded.remove(&session);
             }
@@ -174,18 +226,28 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
             // reason to stop guarding.
             Err(error) => log::error!("watchdog: unreadable line from the monitor ({error}): {line:?}"),
         }
-    }
+    };
     let context = Context::new();
     for (id, session) in &guarded {
-        if let Some(event) = end_session(&context, monitor_pid, id, session) {
+        if let Some(event) = end_session(&context, monitor_pid, id, session, &why) {
             report(&event, events.as_deref(), stdout);
         }
     }
     Ok(0)
 }
 
+/// Whether stdin has something to read (or has ended) within `timeout`.
+fn readable_within(timeout: Duration) -> bool {
+    let mut poll = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one pollfd, alive across the call.
+    let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+    // An error (EINTR) counts as readable: the read that follows tells.
+    ready != 0
+}
+
 /// Kills or freezes one session; the event that says so, unless it had already ended.
-fn end_session(context: &Context, monitor_pid: u32, id: &str, session: &Guarded) -> Option<Event> {
+fn end_session(context: &Context, monitor_pid: u32, id: &str, session: &Guarded, why: &str) -> Option<Event> {
     let name = session.cgroup.file_name()?.to_string_lossy().into_owned();
     let cgroup = SessionCgroup::open(&name).ok()?.keeping_parent();
     let pids = cgroup.pids();
@@ -209,12 +271,12 @@ fn end_session(context: &Context, monitor_pid: u32, id: &str, session: &Guarded)
     }
     let _ = writeln!(
         std::io::stderr(),
-        "agent-monitor watchdog: the monitor (pid {monitor_pid}) died; session {id} {} ({} processes: {pids:?}){}",
+        "agent-monitor watchdog: {why}; session {id} {} ({} processes: {pids:?}){}",
         if done == OnMonitorDeath::Kill { "killed" } else { "frozen" },
         pids.len(),
         error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
     );
-    Some(death_event(context, monitor_pid, id, &session.profile, done, pids, error))
+    Some(death_event(context, monitor_pid, id, &session.profile, done, pids, why, error))
 }
 
 /// `session.killed` (by `monitor-death`) or `session.frozen`, on behalf of the monitor
@@ -226,6 +288,7 @@ pub(crate) fn death_event(
     profile: &str,
     done: OnMonitorDeath,
     pids: Vec<u32>,
+    why: &str,
     error: Option<String>,
 ) -> Event {
     let session = crate::event::Session { id: session.to_owned(), ..session_ref(0) };
@@ -235,14 +298,13 @@ pub(crate) fn death_event(
             let mut event = context.event(types::SESSION_KILLED, time_ns, session);
             event.session.killed_pids = Some(pids);
             event.session.killed_by = Some("monitor-death");
-            let why = format!("the monitor (pid {monitor_pid}) ended without ending the session");
             event.decision = Some(Decision {
                 action: "kill",
                 profile: Some(profile.to_owned()),
                 enforced_by: Some("watchdog:cgroup.kill"),
                 note: Some(match error {
                     Some(error) => format!("{why}; {error}"),
-                    None => why,
+                    None => why.to_owned(),
                 }),
                 ..Decision::ALLOW
             });
@@ -268,8 +330,7 @@ fn report(event: &Event, events: Option<&Path>, stdout: bool) {
     }
     let written = match events {
         Some(path) => {
-            let open = std::fs::OpenOptions::new().read(true).append(true).open(path);
-            open.and_then(|mut file| {
+            open_report_file(path).and_then(|mut file| {
                 use std::os::unix::fs::FileExt;
                 let len = file.metadata()?.len();
                 let mut last = [b'\n'];
@@ -303,6 +364,7 @@ mod tests {
                 cgroup: PathBuf::from("/sys/fs/cgroup/agent-monitor/00000000000000ab"),
             },
             Message::Release { session: "00000000000000ab".into() },
+            Message::Beat,
             Message::End,
         ] {
             let line = serde_json::to_string(&message).unwrap();
@@ -312,8 +374,51 @@ mod tests {
     }
 
     #[test]
+    fn the_report_goes_to_a_regular_file_of_its_own() {
+        let dir = crate::sink::testdir::TestDir::new();
+        let path = dir.path("events");
+        std::fs::write(&path, "a line\n").unwrap();
+        open_report_file(&path).unwrap().write_all(b"report\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a line\nreport\n");
+        // A symlink in its place (to where the report would be lost) is moved aside.
+        let elsewhere = dir.path("elsewhere");
+        std::fs::write(&elsewhere, "").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        open_report_file(&path).unwrap().write_all(b"report\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "report\n");
+        assert!(std::fs::symlink_metadata(dir.path("events.replaced-1")).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
     fn enforced_sessions_are_killed_and_audited_ones_frozen_by_default() {
         assert_eq!(OnMonitorDeath::default_for(true), OnMonitorDeath::Kill);
         assert_eq!(OnMonitorDeath::default_for(false), OnMonitorDeath::Freeze);
     }
+}
+
+/// The event file at `path`, for appending, if it is a regular file; whatever else took
+/// the name (a symlink, a FIFO, a device: the report must neither go elsewhere nor
+/// block) is moved aside (`path.replaced-N`) and a new file made. Symlinks are not
+/// followed, and the file is opened without blocking.
+fn open_report_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let existing = std::fs::symlink_metadata(path);
+    if existing.as_ref().is_ok_and(|meta| meta.is_file()) {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path);
+        if let Ok(file) = file
+            && file.metadata()?.is_file()
+        {
+            return Ok(file);
+        }
+    }
+    if existing.is_ok() {
+        std::fs::rename(path, crate::sink::free_name(path)?)?;
+    }
+    std::fs::OpenOptions::new().read(true).append(true).create_new(true).mode(0o600).open(path)
 }

@@ -33,7 +33,8 @@ fn the_event_file_survives_being_moved_and_replaced() {
         &format!("version: 1\nprofiles:\n  - name: t\n    on_violation: deny\n    files:\n      read: [/]\n      write: [{}, /dev/null]\n", dir.path().display()),
     );
     let script = format!(
-        "mv {f} {m}; echo forged > {f}; cat /etc/hostname > /dev/null; echo done",
+        "{probe} try rename {f} {m}; echo forged > {f}; cat /etc/hostname > /dev/null; echo done",
+        probe = env!("CARGO_BIN_EXE_probe"),
         f = file.display(),
         m = moved.display()
     );

@@ -86,3 +86,14 @@ sleep 5 & "$0" try prlimit $!; kill $!"#;
     }
     assert_eq!(lines.len(), 2 * threads + 1, "{}", session.dump());
 }
+
+/// Nothing typed into the terminal the agent was started from (TIOCSTI would run it in
+/// the user's shell once the session ends): refused, whatever stdin is.
+#[test]
+fn no_input_is_typed_into_the_terminal() {
+    if !privileged() {
+        return;
+    }
+    let session = run_session(&[env!("CARGO_BIN_EXE_probe"), "try", "tiocsti"]);
+    assert!(session.stdout.contains(&format!("tiocsti errno={}", libc::EPERM)), "{}", session.dump());
+}

@@ -334,7 +334,7 @@ fn doctor_reports_the_tiers() {
     assert_eq!(report["arch"], std::env::consts::ARCH);
     assert_eq!(report["btf"], true);
     let hooks = report["hooks"].as_array().unwrap();
-    assert_eq!(hooks.len(), 31, "one per entry of loader::LSM_PROGRAMS: {report}");
+    assert_eq!(hooks.len(), 32, "one per entry of loader::LSM_PROGRAMS: {report}");
     // Each resource has the LSM tier exactly where BPF LSM programs run and every hook
     // of that resource attached; the others keep tier 2.
     for (resource, tier_2) in [("files", "tracepoint"), ("exec", "tracepoint"), ("network", "cgroup"), ("self_protection", "seccomp")] {

@@ -232,3 +232,55 @@ fn a_monitor_thread_killed_by_its_id_ends_the_session_or_is_refused() {
         }
     }
 }
+
+/// A descriptor whose I/O signals go to the monitor or its watchdog (`F_SETOWN`): the
+/// owner cannot be set (tier 2, seccomp), or the signal is dropped (BPF LSM,
+/// `file_send_sigiotask`). Both live on to end the session.
+#[test]
+fn no_io_signal_reaches_the_monitor_or_its_watchdog() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("sigio");
+    let policy = policy_file(&dir, DENY_POLICY);
+    let script = r#"W=$("$0" watchdog-of $PPID); "$0" try sigio $W 9 -- sigio $PPID 9; sleep 1; echo alive"#;
+    let session = run_session_with(&["--policy", policy.to_str().unwrap()], &["sh", "-c", script, PROBE]);
+    assert!(session.stdout.contains("alive"), "{}", session.dump());
+    assert_eq!(session.of_type("session.end").len(), 1, "the monitor lived to end the session: {}", session.dump());
+    assert!(session.of_type("session.killed").is_empty(), "{}", session.dump());
+    if session.tiers().self_protection == "lsm" {
+        let dropped = session
+            .of_type("process.tamper")
+            .into_iter()
+            .filter(|e| e["decision"]["enforced_by"] == "kernel:lsm/file_send_sigiotask")
+            .count();
+        assert_eq!(dropped, 2, "{}", session.dump());
+    } else {
+        assert_eq!(session.stdout.matches(&format!("sigio errno={}", libc::EPERM)).count(), 2, "{}", session.dump());
+    }
+}
+
+/// A monitor that is stopped (SIGSTOP, a freezer) watches nothing: its watchdog takes
+/// it for dead after 10 s without a heartbeat, and ends the session.
+#[test]
+fn a_stopped_monitor_is_taken_for_dead() {
+    if !privileged() {
+        return;
+    }
+    let mut started = Started::new(&[], &["sleep", "300"]);
+    let (session, agent) = started.session();
+    let monitor = started.monitor.id() as i32;
+    // SAFETY: signalling the monitor this test started.
+    unsafe { libc::kill(monitor, libc::SIGSTOP) };
+    let killed = started.wait_for("session.killed", Duration::from_secs(30));
+    // SAFETY: as above; it is ended either way.
+    unsafe {
+        libc::kill(monitor, libc::SIGCONT);
+        libc::kill(monitor, libc::SIGKILL);
+    }
+    let _ = started.monitor.wait();
+    assert_eq!(killed["session"]["id"], session.as_str());
+    assert_eq!(killed["session"]["killed_by"], "monitor-death", "{killed}");
+    assert!(killed["decision"]["note"].as_str().unwrap().contains("stopped answering"), "{killed}");
+    wait_until("the agent outlived its stopped monitor", || ended(agent));
+}

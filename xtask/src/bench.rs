@@ -21,6 +21,7 @@ mod kill;
 mod pipeline;
 mod profile;
 mod slow_path;
+mod window;
 mod workload;
 
 #[derive(Subcommand)]
@@ -58,13 +59,17 @@ pub enum Which {
     /// Where the time goes: run time per eBPF program (kernel.bpf_stats_enabled) and
     /// the daemon's CPU per event, optionally its hottest functions (perf).
     Profile(profile::Args),
+    /// The tier-2 window: how often another thread of a violating process reads a
+    /// denied file through its descriptor before the kill lands (leaks per 10,000
+    /// tries, against the same attack without the monitor).
+    Window(window::Args),
     /// Every benchmark above with its defaults, one after the other (about 12 min), and
     /// their results with the machine in target/bench/results.json.
     All,
 }
 
 /// The benchmarks of `All`, in order, by the name of their JSON file.
-const ALL: [&str; 7] = ["syscalls", "kill", "pipeline", "footprint", "workload", "audit", "profile"];
+const ALL: [&str; 8] = ["syscalls", "kill", "pipeline", "footprint", "workload", "audit", "window", "profile"];
 
 pub fn run_bench(which: Which) -> anyhow::Result<()> {
     if needs_own_tracefs() {
@@ -79,6 +84,7 @@ pub fn run_bench(which: Which) -> anyhow::Result<()> {
         Which::Footprint(args) => footprint::run(&args),
         Which::Audit(args) => audit::run(&args),
         Which::Profile(args) => profile::run(&args),
+        Which::Window(args) => window::run(&args),
         Which::All => all(),
     }
 }
@@ -131,6 +137,7 @@ fn all() -> anyhow::Result<()> {
             "footprint" => footprint::run(&defaults()),
             "workload" => workload::run(&defaults()),
             "audit" => audit::run(&defaults()),
+            "window" => window::run(&defaults()),
             _ => profile::run(&defaults()),
         };
         if let Err(error) = result {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::{
     cgroup::cgroup2_mount,
-    enforcement::{Enforcement, LsmChoice},
+    enforcement::{Enforcement, LsmChoice, Tier},
     loader::{LsmReport, Probes, Resource},
     verifier::{INSN_BUDGET, INSN_LIMIT, ProgramRecord, Verifications},
 };
@@ -155,6 +155,10 @@ fn print_text(r: &Report) {
         (Some(e), _) => {
             println!("enforcement");
             println!("  files           {}", e.files.name());
+            if e.files == Tier::Tracepoint {
+                println!("                  an open is judged as it returns: until the kill lands, another thread");
+                println!("                  of the process can use the descriptor (measure: cargo xtask bench window)");
+            }
             println!("  exec            {}", e.exec.name());
             println!("  network         {}", e.network.name());
             println!("  self-protection {}", e.self_protection.name());

@@ -277,7 +277,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     } else {
         GuardFilter::envelope()
     });
-    let envelope = Some(profile.envelope.envelope(enforcement.self_protection == Tier::Lsm));
+    // CAP_SYS_PTRACE only where the LSM hook refuses (enforce mode) what it allows.
+    let ptrace_hooked = enforcement.self_protection == Tier::Lsm && profile.mode == Mode::Enforce;
+    let envelope = Some(profile.envelope.envelope(ptrace_hooked));
     let child =
         spawn_in_session(&args.command, sessions.registrar(), member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard, envelope)
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));
@@ -297,6 +299,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        // An agent that made itself the terminal's foreground group would stop the
+        // monitor at its next write to the terminal (or read), with no signal sent.
+        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        libc::signal(libc::SIGTTIN, libc::SIG_IGN);
     }
     let root_pid = child.id();
     launcher::forward_signals_to(root_pid);

@@ -761,7 +761,9 @@ impl Daemon {
             && flags & (session_flags::RESTRICTS_FILES | session_flags::HAS_PRINCIPAL) != 0;
         // SAFETY: getpgrp has no preconditions.
         let pgid = unsafe { libc::getpgrp() } as u32;
-        let envelope = profile.envelope.envelope(self.enforcement.self_protection == Tier::Lsm);
+        let envelope = profile
+            .envelope
+            .envelope(self.enforcement.self_protection == Tier::Lsm && profile.mode == policy::Mode::Enforce);
         Ok(StartReply {
             session: session_id_text(session),
             session_id: session,

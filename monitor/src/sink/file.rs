@@ -169,7 +169,7 @@ impl RotatingFile {
 }
 
 /// `path.replaced-N` for the first N no file has.
-fn free_name(path: &Path) -> io::Result<PathBuf> {
+pub fn free_name(path: &Path) -> io::Result<PathBuf> {
     for n in 1..1000 {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".replaced-{n}"));

@@ -18,7 +18,7 @@ use std::{
     path::Path,
 };
 
-pub use file::{Displacement, RotatingFile, Rotation};
+pub use file::{Displacement, RotatingFile, Rotation, free_name};
 pub use hub::{Filter, Follower, Hub, RecvTimeoutError};
 pub use redact::{Redaction, RedactionError};
 

@@ -463,6 +463,20 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        // window-race PATH TRIES: the tier-2 window. Each try forks a child whose second
+        // thread spins on sendfile() from the descriptor number the child's next open will
+        // get, into a pipe the parent holds, while the child opens PATH. If the open is
+        // refused, or the child is killed before the thread reads, the pipe stays empty.
+        "window-race" => {
+            let tries: u32 = arg(2).parse().expect("tries");
+            let (mut leaks, mut bytes) = (0u32, 0usize);
+            for _ in 0..tries {
+                let got = window_race_once(arg(1));
+                leaks += u32::from(got > 0);
+                bytes += got;
+            }
+            println!("tries={tries} leaks={leaks} bytes={bytes}");
+        }
         // The pid of the watchdog of the monitor PID, found by its command line.
         "watchdog-of" => {
             let needle = format!("watchdog\0--monitor-pid\0{}\0", arg(1));
@@ -812,6 +826,19 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
                 .map(drop)
         }
         // vm-read PID ADDRESS: process_vm_readv of 8 bytes at ADDRESS (hex) in PID.
+        // Types a character into the terminal on stdin (TIOCSTI).
+        "tiocsti" => ret(unsafe { libc::ioctl(0, libc::TIOCSTI, b"x".as_ptr()) } as _).map(drop),
+        // sigio PID SIG: makes PID the owner of a pipe's I/O signals (F_SETOWN, the
+        // signal SIG by F_SETSIG), then writes to the pipe, which sends SIG to PID.
+        "sigio" => {
+            let mut pipe = [0i32; 2];
+            ret(unsafe { libc::pipe(pipe.as_mut_ptr()) } as _)?;
+            let reader = pipe[0];
+            ret(unsafe { libc::fcntl(reader, libc::F_SETOWN, arg(1).parse::<libc::c_int>().expect("pid")) } as _)?;
+            ret(unsafe { libc::fcntl(reader, 10 /* F_SETSIG */, arg(2).parse::<libc::c_int>().expect("signal")) } as _)?;
+            ret(unsafe { libc::fcntl(reader, libc::F_SETFL, libc::O_ASYNC) } as _)?;
+            ret(unsafe { libc::write(pipe[1], b"x".as_ptr().cast(), 1) } as _).map(drop)
+        }
         "vm-read" => {
             let pid: libc::pid_t = arg(1).parse().expect("pid");
             let address = usize::from_str_radix(arg(2), 16).expect("hex address");
@@ -904,4 +931,54 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
         }
         other => panic!("unknown attempt {other}"),
     }
+}
+
+/// One try of `window-race`: bytes of `path` that reached the parent's pipe.
+fn window_race_once(path: &str) -> usize {
+    let mut pipe = [0i32; 2];
+    // SAFETY: a two-int array for pipe2.
+    check(unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } as _, "pipe2");
+    let c_path = cstr(path);
+    // SAFETY: this process is single-threaded here, so the child may start threads.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // The lowest free descriptor: what the open will get.
+        // SAFETY: plain descriptor calls on our own descriptors.
+        let guess = unsafe { libc::dup(0) };
+        unsafe { libc::close(guess) };
+        let writer = pipe[1];
+        static SPINNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let reader = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < deadline {
+                SPINNING.store(true, std::sync::atomic::Ordering::Release);
+                // SAFETY: descriptors by number; a wrong one is EBADF.
+                if unsafe { libc::sendfile(writer, guess, std::ptr::null_mut(), 65536) } > 0 {
+                    return;
+                }
+            }
+        });
+        while !SPINNING.load(std::sync::atomic::Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        // SAFETY: a valid C string.
+        let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY) };
+        if fd >= 0 {
+            let _ = reader.join();
+        }
+        // SAFETY: ends the child at once (no atexit handlers of the parent).
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: our own child.
+    unsafe {
+        libc::close(pipe[1]);
+        libc::waitpid(child, &mut status, 0);
+    }
+    let mut buf = [0u8; 65536];
+    // SAFETY: reading into our buffer from our pipe.
+    let got = unsafe { libc::read(pipe[0], buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: our descriptor.
+    unsafe { libc::close(pipe[0]) };
+    got.max(0) as usize
 }
