@@ -601,11 +601,27 @@ fn daemon_events() -> Vec<Value> {
     // What a watchdog writes when its monitor died.
     use crate::{
         sink::Displacement,
-        watchdog::{OnMonitorDeath, death_event},
+        watchdog::{Death, OnMonitorDeath, death_event},
     };
     let id = session_ref(SESSION).id;
-    out.push(death_event(&context, 4242, &id, "claude", OnMonitorDeath::Kill, vec![ROOT, CHILD], "the monitor (pid 4242) ended without ending the session", None));
-    out.push(death_event(&context, 4242, &id, "claude", OnMonitorDeath::Freeze, vec![ROOT, CHILD], "the monitor (pid 4242) ended without ending the session", None));
+    out.push(death_event(&context, Death {
+        monitor_pid: 4242,
+        session: &id,
+        profile: "claude",
+        done: OnMonitorDeath::Kill,
+        pids: vec![ROOT, CHILD],
+        why: "the monitor (pid 4242) ended without ending the session",
+        error: None,
+    }));
+    out.push(death_event(&context, Death {
+        monitor_pid: 4242,
+        session: &id,
+        profile: "claude",
+        done: OnMonitorDeath::Freeze,
+        pids: vec![ROOT, CHILD],
+        why: "the monitor (pid 4242) ended without ending the session",
+        error: None,
+    }));
     let mut out: Vec<Value> = out.iter().map(to_json).collect();
     // What the file sink writes when its file lost its name.
     let events = std::path::Path::new("/var/log/agent-monitor/events.ndjson");

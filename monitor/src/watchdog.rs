@@ -276,21 +276,25 @@ fn end_session(context: &Context, monitor_pid: u32, id: &str, session: &Guarded,
         pids.len(),
         error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
     );
-    Some(death_event(context, monitor_pid, id, &session.profile, done, pids, why, error))
+    Some(death_event(context, Death { monitor_pid, session: id, profile: &session.profile, done, pids, why, error }))
+}
+
+/// What the watchdog did to a session, and why.
+pub(crate) struct Death<'a> {
+    /// The monitor that died (or stopped answering).
+    pub monitor_pid: u32,
+    pub session: &'a str,
+    pub profile: &'a str,
+    pub done: OnMonitorDeath,
+    pub pids: Vec<u32>,
+    pub why: &'a str,
+    pub error: Option<String>,
 }
 
 /// `session.killed` (by `monitor-death`) or `session.frozen`, on behalf of the monitor
-/// `monitor_pid` that died.
-pub(crate) fn death_event(
-    context: &Context,
-    monitor_pid: u32,
-    session: &str,
-    profile: &str,
-    done: OnMonitorDeath,
-    pids: Vec<u32>,
-    why: &str,
-    error: Option<String>,
-) -> Event {
+/// that died.
+pub(crate) fn death_event(context: &Context, death: Death) -> Event {
+    let Death { monitor_pid, session, profile, done, pids, why, error } = death;
     let session = crate::event::Session { id: session.to_owned(), ..session_ref(0) };
     let time_ns = BootClock::now_boot_ns();
     let mut event = match done {
@@ -350,6 +354,31 @@ fn report(event: &Event, events: Option<&Path>, stdout: bool) {
     }
 }
 
+/// The event file at `path`, for appending, if it is a regular file; whatever else took
+/// the name (a symlink, a FIFO, a device: the report must neither go elsewhere nor
+/// block) is moved aside (`path.replaced-N`) and a new file made. Symlinks are not
+/// followed, and the file is opened without blocking.
+fn open_report_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let existing = std::fs::symlink_metadata(path);
+    if existing.as_ref().is_ok_and(|meta| meta.is_file()) {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path);
+        if let Ok(file) = file
+            && file.metadata()?.is_file()
+        {
+            return Ok(file);
+        }
+    }
+    if existing.is_ok() {
+        std::fs::rename(path, crate::sink::free_name(path)?)?;
+    }
+    std::fs::OpenOptions::new().read(true).append(true).create_new(true).mode(0o600).open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,27 +427,3 @@ mod tests {
     }
 }
 
-/// The event file at `path`, for appending, if it is a regular file; whatever else took
-/// the name (a symlink, a FIFO, a device: the report must neither go elsewhere nor
-/// block) is moved aside (`path.replaced-N`) and a new file made. Symlinks are not
-/// followed, and the file is opened without blocking.
-fn open_report_file(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let existing = std::fs::symlink_metadata(path);
-    if existing.as_ref().is_ok_and(|meta| meta.is_file()) {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path);
-        if let Ok(file) = file
-            && file.metadata()?.is_file()
-        {
-            return Ok(file);
-        }
-    }
-    if existing.is_ok() {
-        std::fs::rename(path, crate::sink::free_name(path)?)?;
-    }
-    std::fs::OpenOptions::new().read(true).append(true).create_new(true).mode(0o600).open(path)
-}
