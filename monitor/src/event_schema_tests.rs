@@ -104,6 +104,7 @@ fn policy_view(mode: &str, on_violation: &str) -> PolicyView {
         files_under: &|_| Vec::new(),
         is_raw_device: &|_| false,
         is_loader: &|_| false,
+        canonical: &|_| None,
     };
     let compiled = compile(profile, &environment);
     PolicyView {

@@ -66,6 +66,7 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
         files_under: &|path: &str| super::run::files_under(path),
         is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
         is_loader: &|path: &str| crate::loaders::is_loader(path),
+        canonical: &|path: &str| std::fs::canonicalize(path).ok().map(|p| p.display().to_string()),
     };
     let compiled = compile(&profile, &environment);
     let mode = match profile.mode {

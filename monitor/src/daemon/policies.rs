@@ -81,6 +81,7 @@ pub fn install_profile(
         files_under: &|path: &str| files_under(path),
         is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
         is_loader: &|path: &str| crate::loaders::is_loader(path),
+        canonical: &|path: &str| std::fs::canonicalize(path).ok().map(|p| p.display().to_string()),
     };
     let compiled = compile(profile, &environment);
     rules.install(id, &compiled).with_context(|| format!("writing profile {} into the kernel", profile.name))?;

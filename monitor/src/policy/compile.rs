@@ -31,6 +31,8 @@ pub struct Environment<'a> {
     pub is_raw_device: &'a dyn Fn(&str) -> bool,
     /// Whether a path is one of the host's dynamic loaders (`crate::loaders`).
     pub is_loader: &'a dyn Fn(&str) -> bool,
+    /// The path with every symlink on the way resolved, if it exists.
+    pub canonical: &'a dyn Fn(&str) -> Option<String>,
 }
 
 /// A network entry: (operation, port or 0 for any, address prefix) -> allowed.
@@ -114,6 +116,19 @@ fn expand(pattern: &Pattern, env: &Environment, notes: &mut Vec<String>, origin:
         };
     }
     paths.into_iter().map(|p| if p.is_empty() { "/".to_owned() } else { p }).collect()
+}
+
+/// Entries are matched against paths as the kernel resolves them: one that goes through
+/// a symlink names nothing the kernel reports (a deny entry still covers the files that
+/// exist now, by identity). Worth a word, with the name to write instead.
+fn note_symlinks(paths: &[String], env: &Environment, notes: &mut Vec<String>, origin: &Origin) {
+    for path in paths {
+        if let Some(resolved) = (env.canonical)(path)
+            && resolved != *path
+        {
+            notes.push(format!("{origin}: {path} goes through a symlink to {resolved}, and entries are matched as the kernel resolves paths: write {resolved}"));
+        }
+    }
 }
 
 /// `prefix` is `path` or one of its ancestors.
@@ -212,6 +227,7 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
             continue;
         }
         let expanded = expand(&rule.pattern, env, &mut notes, &rule.origin);
+        note_symlinks(&expanded, env, &mut notes, &rule.origin);
         // An allow that matches nothing is worth a word; a deny that does is the usual
         // case for a list written for many hosts (the built-in one names every kind of
         // disk device).
@@ -234,7 +250,9 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
         let value = RuleValue { rule_id, allow: allow::EXEC };
         // Only an entry that names a loader itself lets it run directly.
         let literal = !rule.pattern.has_wildcard();
-        exec_paths.extend(expand(&rule.pattern, env, &mut notes, &rule.origin).into_iter().map(|path| {
+        let expanded = expand(&rule.pattern, env, &mut notes, &rule.origin);
+        note_symlinks(&expanded, env, &mut notes, &rule.origin);
+        exec_paths.extend(expanded.into_iter().map(|path| {
             let names_a_loader = literal && (env.is_loader)(&path);
             (path, if names_a_loader { RuleValue { allow: allow::EXEC | allow::LOADER, ..value } } else { value })
         }));
@@ -353,6 +371,7 @@ mod tests {
             files_under: &under,
             is_raw_device: &|path| path == "/dev/vdb" || path == "/tmp/vdc",
             is_loader: &|path| path == "/usr/lib/ld-linux-x86-64.so.2",
+            canonical: &|path| (path == "/lib64/ld.so").then(|| "/usr/lib/ld-linux-x86-64.so.2".to_owned()),
         };
         compile(&policy.profiles[0], &env)
     }
@@ -503,6 +522,16 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_through_a_symlink_is_noted_with_the_name_to_write() {
+        let c = compiled("version: 1\nprofiles:\n  - name: p\n    exec: [/usr, /lib64/ld.so]\n");
+        assert!(
+            c.notes.iter().any(|n| n.contains("/lib64/ld.so goes through a symlink") && n.ends_with("write /usr/lib/ld-linux-x86-64.so.2")),
+            "{:?}",
+            c.notes
+        );
+    }
+
+    #[test]
     fn home_without_a_home_directory_is_noted() {
         let policy = parse_policy("version: 1\nprofiles:\n  - name: p\n    files:\n      deny: [~/.aws]\n").unwrap();
         let mounts = MountTable::parse(MOUNTS);
@@ -514,6 +543,7 @@ mod tests {
             files_under: &|_| Vec::new(),
             is_raw_device: &|_| false,
             is_loader: &|_| false,
+            canonical: &|_| None,
         };
         let c = compile(&policy.profiles[0], &env);
         assert!(c.files.is_empty());
