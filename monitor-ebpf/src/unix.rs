@@ -62,7 +62,8 @@ pub fn judge_connected(member: &SessionMember, file: u64) -> Result<(), ReadErro
     if read::<u16>(sk, config!(offsets.sock_family))? != AF_UNIX {
         return Ok(());
     }
-    let peer = read_ptr(sk, config!(offsets.unix_sock_peer))?;
+    // A connect that did not pair the socket (none does that succeeds) leaves no peer.
+    let peer = read::<u64>(sk, config!(offsets.unix_sock_peer))?;
     if peer != 0 {
         judge_peer(member, peer, file_op::CONNECT, Tier::Tracepoint);
     }
@@ -73,7 +74,8 @@ pub fn judge_connected(member: &SessionMember, file: u64) -> Result<(), ReadErro
 /// bound to; allows one without a name. A socket that cannot be read fails closed.
 #[inline(always)]
 fn judge_peer(member: &SessionMember, other: u64, op: u32, tier: Tier) -> u32 {
-    match read_ptr(other, config!(offsets.unix_sock_path) + config!(offsets.path_dentry)) {
+    // `read`, not `read_ptr`: a null dentry (an abstract or unnamed socket) is an answer.
+    match read::<u64>(other, config!(offsets.unix_sock_path) + config!(offsets.path_dentry)) {
         Ok(0) => action::ALLOW,
         Ok(dentry) => judge_change(member, dentry, op, 0, tier),
         Err(ReadError) => {

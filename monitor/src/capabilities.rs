@@ -126,13 +126,20 @@ impl Default for CapabilityChoice {
 
 impl CapabilityChoice {
     /// The envelope for a session where `ptrace_hooked` says whether the BPF LSM tier
-    /// refuses ptrace-class access (see the module's documentation).
+    /// refuses ptrace-class access (see the module's documentation). Without that hook
+    /// the session never gets `CAP_SYS_PTRACE`, whatever the profile adds: with it, it
+    /// could reopen the monitor's descriptors (`/proc/PID/fd`) and speak for it to its
+    /// watchdog, which only the kernel's ptrace check keeps it from.
     pub fn envelope(&self, ptrace_hooked: bool) -> CapabilityEnvelope {
-        let mut base = CapabilitySet::container_default();
+        let mut keep = CapabilitySet::container_default().0;
         if ptrace_hooked {
-            base.0 |= 1 << CAP_SYS_PTRACE;
+            keep |= 1 << CAP_SYS_PTRACE;
         }
-        CapabilityEnvelope { keep: CapabilitySet(base.0 & !self.drop.0 | self.add.0), no_new_privs: self.no_new_privs }
+        keep = keep & !self.drop.0 | self.add.0;
+        if !ptrace_hooked {
+            keep &= !(1 << CAP_SYS_PTRACE);
+        }
+        CapabilityEnvelope { keep: CapabilitySet(keep), no_new_privs: self.no_new_privs }
     }
 }
 
@@ -237,7 +244,8 @@ mod tests {
         assert_eq!(CapabilityChoice::default().envelope(false).keep.0, default);
         assert_eq!(CapabilityChoice::default().envelope(true).keep.0, default | ptrace);
         assert_eq!(choice(&[], &["CAP_SYS_PTRACE"]).envelope(true).keep.0, default, "a drop holds on every tier");
-        assert_eq!(choice(&["CAP_SYS_PTRACE"], &[]).envelope(false).keep.0, default | ptrace);
+        assert_eq!(choice(&["CAP_SYS_PTRACE"], &[]).envelope(true).keep.0, default | ptrace);
+        assert_eq!(choice(&["CAP_SYS_PTRACE"], &[]).envelope(false).keep.0, default, "never without the ptrace hook");
         let one = CapabilityChoice { drop: ALL, ..choice(&["CAP_CHOWN"], &[]) };
         assert_eq!(one.envelope(true).keep.names(), ["CAP_CHOWN"]);
     }

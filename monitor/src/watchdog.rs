@@ -214,7 +214,10 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
             Ok(_) => heard = Instant::now(),
         }
         match serde_json::from_str(line.trim_end()) {
-            Ok(Message::End) => return Ok(0),
+            // A clean monitor released every session first (run removes its cgroup, the
+            // daemon releases each): a session still guarded is still dealt with, so
+            // that a forged `end` buys nothing.
+            Ok(Message::End) => break format!("the monitor (pid {monitor_pid}) ended without ending the session"),
             Ok(Message::Beat) => {}
             Ok(Message::Release { session }) => {
                 guarded.remove(&session);

@@ -2,7 +2,7 @@
 //! given, by mapping it, with no exec of that program. It may be executed directly only
 //! where an exec entry names it, not under an entry for its directory.
 
-use monitor_tests::{Session, TempDir, policy_file, privileged, run_session_with};
+use monitor_tests::{Session, TempDir, policy_file, privileged, run_session, run_session_with};
 
 /// The host's loader, as programs name it (`PT_INTERP`).
 fn loader() -> &'static str {
@@ -46,4 +46,16 @@ fn the_loader_runs_no_program_that_exec_does_not_allow() {
     let real = std::fs::canonicalize(loader()).unwrap();
     let session = run(&format!("{exec}, {}", real.display()));
     assert!(session.stdout.contains("loader=0"), "{}", session.dump());
+}
+
+/// Where any program may run (the built-in profile's `exec: [/]`), so may the loader:
+/// `ldd` runs it directly.
+#[test]
+fn where_any_program_may_run_so_may_the_loader() {
+    if !privileged() {
+        return;
+    }
+    let session = run_session(&[loader(), "--list", "/usr/bin/true"]);
+    assert_eq!(session.exit_code(), 0, "{}", session.dump());
+    assert!(refused_execs(&session).is_empty(), "{}", session.dump());
 }

@@ -77,33 +77,49 @@ fn another_processs_memory_and_environment_are_out_of_reach() {
     if !privileged() {
         return;
     }
+    let script = |outside: u32| {
+        format!(
+            "cat /proc/{outside}/environ >/dev/null; echo \"environ rc=$?\"; \
+             cat /proc/{outside}/task/{outside}/environ >/dev/null; echo \"task environ rc=$?\"; \
+             cat /proc/{outside}/mem >/dev/null; echo \"mem rc=$?\"; \
+             cat /proc/{outside}/status >/dev/null; echo \"status rc=$?\""
+        )
+    };
     // This test's own process is outside every session.
-    let outside = std::process::id();
-    let script = format!(
-        "cat /proc/{outside}/environ >/dev/null; echo \"environ rc=$?\"; \
-         cat /proc/{outside}/task/{outside}/environ >/dev/null; echo \"task environ rc=$?\"; \
-         cat /proc/{outside}/mem >/dev/null; echo \"mem rc=$?\"; \
-         cat /proc/{outside}/status >/dev/null; echo \"status rc=$?\""
-    );
-    let session = run_session(&["sh", "-c", &script]);
+    let mut outside = std::process::id();
+    let session = run_session(&["sh", "-c", &script(outside)]);
     // With BPF LSM: killed, the path judged when the file is opened (before the kernel's
     // own ptrace check of /proc/PID/environ and mem). On tier 2 the envelope's kernel
     // refuses first (EACCES: this test's process holds capabilities the session has not,
-    // and the session has no CAP_SYS_PTRACE); the monitor's own check then stands
-    // behind it, as a session whose profile gives CAP_SYS_PTRACE back shows.
+    // and the session has no CAP_SYS_PTRACE); the monitor's own check stands behind it,
+    // as a session with every other capability shows against a process with none.
+    let mut capless = None;
     let session = if session.tiers().files == "lsm" {
         session
     } else {
         for what in ["environ rc=1", "task environ rc=1", "mem rc=1", "status rc=0"] {
             assert!(session.stdout.contains(what), "expected {what:?}:\n{}", session.dump());
         }
+        let mut sleeper = std::process::Command::new(env!("CARGO_BIN_EXE_probe"))
+            .args(["capless-sleep", "30"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("probe");
+        let mut ready = [0u8; 8];
+        std::io::Read::read_exact(sleeper.stdout.as_mut().unwrap(), &mut ready).expect("capless");
+        outside = sleeper.id();
+        capless = Some(sleeper);
         let dir = monitor_tests::TempDir::new("other-process");
         let policy = monitor_tests::policy_file(
             &dir,
             "version: 1\nprofiles:\n  - name: t\n    files: {read: [/], write: [/dev/null]}\n    envelope: {capabilities: {add: [ALL]}}\n",
         );
-        monitor_tests::run_session_with(&["--policy", policy.to_str().unwrap()], &["sh", "-c", &script])
+        monitor_tests::run_session_with(&["--policy", policy.to_str().unwrap()], &["sh", "-c", &script(outside)])
     };
+    if let Some(mut sleeper) = capless {
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+    }
     for what in ["environ rc=137", "task environ rc=137", "mem rc=137", "status rc=0"] {
         assert!(session.stdout.contains(what), "expected {what:?}:\n{}", session.dump());
     }
@@ -229,4 +245,15 @@ fn processes_outside_the_session_cannot_be_traced_or_read() {
             assert!(session.stdout.contains(op), "expected {op:?}:\n{}", session.dump());
         }
     }
+}
+
+/// A pseudo-terminal (what agent frameworks run commands in) can be opened.
+#[test]
+fn a_pseudo_terminal_can_be_opened() {
+    if !privileged() {
+        return;
+    }
+    let session = run_session(&[env!("CARGO_BIN_EXE_probe"), "try", "write", "/dev/ptmx"]);
+    assert!(session.stdout.contains("write ok"), "{}", session.dump());
+    assert!(session.violations().is_empty(), "{}", session.dump());
 }

@@ -102,3 +102,20 @@ fn the_default_profile_keeps_deputies_out_of_reach() {
     assert_eq!(refused[0]["decision"]["action"], "kill", "{}", session.dump());
     assert_ne!(session.stdout.trim(), "connected", "{}", session.dump());
 }
+
+/// An abstract socket (no name in the file tree) and an unnamed pair are not governed:
+/// no rule can name them, and no refusal (nor kill) comes of reaching them.
+#[test]
+fn abstract_sockets_are_not_governed() {
+    if !privileged() {
+        return;
+    }
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("agent-monitor-test-{}", std::process::id());
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let _listener = UnixListener::bind_addr(&address).unwrap();
+    let session = run_session(&[PROBE, "connect-unix", &format!("@{name}")]);
+    assert_eq!(session.stdout.trim(), "connected", "{}", session.dump());
+    assert!(session.violations().is_empty(), "{}", session.dump());
+    assert_eq!(session.exit_code(), 0, "{}", session.dump());
+}

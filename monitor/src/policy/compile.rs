@@ -248,12 +248,13 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
         let rule_id = rules.len() as u32;
         rules.push(rule.origin.clone());
         let value = RuleValue { rule_id, allow: allow::EXEC };
-        // Only an entry that names a loader itself lets it run directly.
+        // Only an entry that names a loader itself lets it run directly; or `/`, which
+        // lets any program run, so that the loader adds nothing to it.
         let literal = !rule.pattern.has_wildcard();
         let expanded = expand(&rule.pattern, env, &mut notes, &rule.origin);
         note_symlinks(&expanded, env, &mut notes, &rule.origin);
         exec_paths.extend(expanded.into_iter().map(|path| {
-            let names_a_loader = literal && (env.is_loader)(&path);
+            let names_a_loader = literal && (path == "/" || (env.is_loader)(&path));
             (path, if names_a_loader { RuleValue { allow: allow::EXEC | allow::LOADER, ..value } } else { value })
         }));
     }
@@ -427,7 +428,8 @@ mod tests {
         let c = compiled("version: 1\nprofiles:\n  - name: p\n");
         assert!(c.files.contains(&entry(ROOT, "/", 0, RW)), "{:?}", c.files);
         assert!(c.files.contains(&entry(21, "/", 0, RW)), "{:?}", c.files);
-        assert!(c.exec.contains(&entry(ROOT, "/", 1, allow::EXEC)), "{:?}", c.exec);
+        // Any program may run, through the loader too.
+        assert!(c.exec.contains(&entry(ROOT, "/", 1, allow::EXEC | allow::LOADER)), "{:?}", c.exec);
         let none = compiled("version: 1\nprofiles:\n  - name: p\n    exec: []\n    files: {}\n");
         assert!(none.exec.is_empty() && none.files.is_empty());
     }
@@ -519,6 +521,9 @@ mod tests {
         let value = |key: &str| c.exec.iter().find(|e| e.key == key.as_bytes()).map(|e| e.value.allow);
         assert_eq!(value("/usr/lib/ld-linux-x86-64.so.2/"), Some(allow::EXEC | allow::LOADER));
         assert_eq!(value("/usr/"), Some(allow::EXEC));
+        // Any program may run under `/`: through the loader too.
+        let all = compiled("version: 1\nprofiles:\n  - name: p\n    exec: [/]\n");
+        assert_eq!(all.exec.iter().find(|e| e.key == b"/").map(|e| e.value.allow), Some(allow::EXEC | allow::LOADER));
     }
 
     #[test]

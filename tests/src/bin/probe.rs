@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::os::linux::net::SocketAddrExt;
+
 fn cstr(s: &str) -> CString {
     CString::new(s).expect("no NUL in argument")
 }
@@ -160,7 +162,12 @@ fn main() {
             Ok(_) => println!("sent"),
             Err(e) => println!("error={}", e.raw_os_error().unwrap_or(0)),
         },
-        "connect-unix" => match UnixStream::connect(arg(1)) {
+        // connect-unix PATH, or @NAME for an abstract socket.
+        "connect-unix" => match match arg(1).strip_prefix('@') {
+            Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|address| UnixStream::connect_addr(&address)),
+            None => UnixStream::connect(arg(1)),
+        } {
             Ok(_) => println!("connected"),
             Err(e) => println!("error={}", e.raw_os_error().unwrap_or(0)),
         },
@@ -486,6 +493,21 @@ fn main() {
                     println!("{}", entry.file_name().to_string_lossy());
                 }
             }
+        }
+        // Sleeps N seconds holding no capability at all (a root process that gave them up).
+        "capless-sleep" => {
+            #[repr(C)]
+            struct Header {
+                version: u32,
+                pid: i32,
+            }
+            let header = Header { version: 0x2008_0522, pid: 0 };
+            let data = [0u32; 6];
+            // SAFETY: capset with a v3 header and two zeroed data words.
+            check(unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) }, "capset");
+            println!("capless");
+            let _ = std::io::stdout().flush();
+            std::thread::sleep(Duration::from_secs(arg(1).parse().expect("seconds")));
         }
         "sleep" => std::thread::sleep(Duration::from_secs(arg(1).parse().expect("seconds"))),
         "zombie-child" => {
