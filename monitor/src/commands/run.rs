@@ -408,6 +408,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     {
         log::warn!("removing {}: {error}", cgroup.path().display());
     }
+    watchdog.release(session_id);
     watchdog.finish();
     drop(ebpf);
 
