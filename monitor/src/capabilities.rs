@@ -125,14 +125,16 @@ impl Default for CapabilityChoice {
 }
 
 impl CapabilityChoice {
-    /// The envelope for a session where `ptrace_hooked` says whether the BPF LSM tier
-    /// refuses ptrace-class access (see the module's documentation). Without that hook
-    /// the session never gets `CAP_SYS_PTRACE`, whatever the profile adds: with it, it
-    /// could reopen the monitor's descriptors (`/proc/PID/fd`) and speak for it to its
-    /// watchdog, which only the kernel's ptrace check keeps it from.
-    pub fn envelope(&self, ptrace_hooked: bool) -> CapabilityEnvelope {
+    /// The envelope for a session where `ptrace_hooked` says whether the BPF LSM tier's
+    /// ptrace hook runs (it always refuses access to the monitor and its watchdog), in
+    /// `enforce` mode or not (in audit mode it only reports access to other processes:
+    /// `CAP_SYS_PTRACE` is then not in the default). Without that hook the session never
+    /// gets `CAP_SYS_PTRACE`, whatever the profile adds: with it, it could reopen the
+    /// monitor's descriptors (`/proc/PID/fd`) and speak for it to its watchdog, which
+    /// only the kernel's ptrace check keeps it from.
+    pub fn envelope(&self, ptrace_hooked: bool, enforce: bool) -> CapabilityEnvelope {
         let mut keep = CapabilitySet::container_default().0;
-        if ptrace_hooked {
+        if ptrace_hooked && enforce {
             keep |= 1 << CAP_SYS_PTRACE;
         }
         keep = keep & !self.drop.0 | self.add.0;
@@ -241,13 +243,14 @@ mod tests {
         };
         let ptrace = 1 << CAP_SYS_PTRACE;
         let default = CapabilitySet::container_default().0;
-        assert_eq!(CapabilityChoice::default().envelope(false).keep.0, default);
-        assert_eq!(CapabilityChoice::default().envelope(true).keep.0, default | ptrace);
-        assert_eq!(choice(&[], &["CAP_SYS_PTRACE"]).envelope(true).keep.0, default, "a drop holds on every tier");
-        assert_eq!(choice(&["CAP_SYS_PTRACE"], &[]).envelope(true).keep.0, default | ptrace);
-        assert_eq!(choice(&["CAP_SYS_PTRACE"], &[]).envelope(false).keep.0, default, "never without the ptrace hook");
+        assert_eq!(CapabilityChoice::default().envelope(false, true).keep.0, default);
+        assert_eq!(CapabilityChoice::default().envelope(true, true).keep.0, default | ptrace);
+        assert_eq!(CapabilityChoice::default().envelope(true, false).keep.0, default, "audit mode");
+        assert_eq!(choice(&[], &["CAP_SYS_PTRACE"]).envelope(true, true).keep.0, default, "a drop holds on every tier");
+        assert_eq!(choice(&["CAP_SYS_PTRACE"], &[]).envelope(true, false).keep.0, default | ptrace);
+        assert_eq!(choice(&["CAP_SYS_PTRACE"], &[]).envelope(false, true).keep.0, default, "never without the ptrace hook");
         let one = CapabilityChoice { drop: ALL, ..choice(&["CAP_CHOWN"], &[]) };
-        assert_eq!(one.envelope(true).keep.names(), ["CAP_CHOWN"]);
+        assert_eq!(one.envelope(true, true).keep.names(), ["CAP_CHOWN"]);
     }
 
     #[test]

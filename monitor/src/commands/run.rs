@@ -278,9 +278,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     } else {
         GuardFilter::envelope()
     });
-    // CAP_SYS_PTRACE only where the LSM hook refuses (enforce mode) what it allows.
-    let ptrace_hooked = enforcement.self_protection == Tier::Lsm && profile.mode == Mode::Enforce;
-    let envelope = Some(profile.envelope.envelope(ptrace_hooked));
+    let ptrace_hooked = enforcement.self_protection == Tier::Lsm;
+    let envelope = Some(profile.envelope.envelope(ptrace_hooked, profile.mode == Mode::Enforce));
     let child =
         spawn_in_session(&args.command, sessions.registrar(), member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard, envelope)
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));

@@ -763,7 +763,7 @@ impl Daemon {
         let pgid = unsafe { libc::getpgrp() } as u32;
         let envelope = profile
             .envelope
-            .envelope(self.enforcement.self_protection == Tier::Lsm && profile.mode == policy::Mode::Enforce);
+            .envelope(self.enforcement.self_protection == Tier::Lsm, profile.mode == policy::Mode::Enforce);
         Ok(StartReply {
             session: session_id_text(session),
             session_id: session,
