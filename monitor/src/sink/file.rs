@@ -9,7 +9,8 @@
 //! names the file it writes. If the file was removed or moved away, or another file (or
 //! a link) took the name, it makes a new file there (moving an impostor aside to
 //! `path.replaced-N`, kept as evidence), and writes the notice it was given (an event
-//! saying what happened) to both the old file and the new one.
+//! saying what happened) to both the old file and the new one. If no name leads to the
+//! old file any more (removed, or renamed over), its events are copied into the new one.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -162,8 +163,17 @@ impl RotatingFile {
         // A new file only: whatever takes the name in between is not written to.
         let file = OpenOptions::new().create_new(true).append(true).mode(0o600).open(&self.path)?;
         let meta = file.metadata()?;
-        (self.file, self.identity, self.size) = (file, (meta.dev(), meta.ino()), 0);
+        let old = std::mem::replace(&mut self.file, file);
+        (self.identity, self.size) = ((meta.dev(), meta.ino()), 0);
         log::warn!("the event file {} was {displacement:?}: a new one is made in its place", self.path.display());
+        // A file no name leads to any more (removed, or renamed over) would take its
+        // events with it: they are copied into the new one first, ending with the notice.
+        if old.metadata()?.nlink() == 0 {
+            use std::os::fd::AsRawFd;
+            let mut reader = File::open(format!("/proc/self/fd/{}", old.as_raw_fd()))?;
+            self.size = io::copy(&mut reader, &mut self.file)?;
+            return Ok(());
+        }
         self.append(&notice)
     }
 }
@@ -336,7 +346,8 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         fs::remove_file(&path).unwrap();
         file.write_lines(b"three\n").unwrap();
-        assert_eq!(read(&path), "NOTICE Removed\nthree\n");
+        // What the removed file held is kept: copied into the new one, with the notice.
+        assert_eq!(read(&path), "NOTICE Moved\ntwo\nNOTICE Removed\nthree\n");
     }
 
     #[test]
