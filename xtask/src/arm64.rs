@@ -403,6 +403,9 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# Pseudo-terminals (/dev/ptmx finds its instance at /dev/pts), as on any system.
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
 # /tmp stays on the initramfs (a tmpfs would hide binaries staged under /tmp).
 chmod 1777 /tmp
 mount -t tmpfs tmpfs /run
