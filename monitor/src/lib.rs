@@ -3,6 +3,7 @@
 //! events) -> `process_tree` (who is who) -> `pipeline` (JSON events) -> `sink`.
 
 pub mod arch;
+mod attachments;
 pub mod backlog;
 pub mod btf;
 pub mod capabilities;

@@ -4,13 +4,18 @@
 //! frozen, `--on-monitor-death freeze`), and that is reported in the event stream:
 //! `session.killed` with `killed_by: monitor-death`, or `session.frozen`.
 //!
-//! The monitor talks to it over a pipe on the watchdog's stdin (the monitor's end is
-//! close-on-exec, so no agent holds it), one JSON [`Message`] per line: `guard` a
-//! session, `release` it, `beat` every second from a thread of its own, and `end` when
-//! the monitor stops cleanly. End of file without `end` means the monitor is gone,
-//! however it went: the kernel closes the pipe whatever ended the process. No line for
-//! [`STALL`] means the monitor is stopped or frozen (a signal, a freezer cgroup): the
-//! sessions are dealt with the same way, as nothing watches them then either.
+//! The monitor talks to it over a Unix socket on the watchdog's stdin (the monitor's
+//! end is close-on-exec, so no agent holds it), one JSON [`Message`] per line: `guard` a
+//! session, `release` it, `hold` the descriptors that keep the programs attached, `beat`
+//! every second from a thread of its own, and `end` when the monitor stops cleanly. End
+//! of file without `end` means the monitor is gone, however it went: the kernel closes
+//! the socket whatever ended the process. No line for [`STALL`] means the monitor is
+//! stopped or frozen (a signal, a freezer cgroup): the sessions are dealt with the same
+//! way, as nothing watches them then either.
+//!
+//! Enforcement does not lapse in between: the watchdog holds copies of the monitor's
+//! attachment descriptors (BPF links, perf events), so the kernel programs stay attached,
+//! and go on refusing and killing, until the sessions are killed or frozen.
 //!
 //! No session member can reach the watchdog: its pid is protected like the monitor's
 //! (signals, ptrace, limits and scheduling: the LSM hooks, or the seccomp guard), it
@@ -20,10 +25,13 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    io::{BufRead, Write},
-    os::fd::AsFd,
+    io::Write,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::net::UnixStream,
+    },
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, Stdio},
+    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -70,6 +78,9 @@ enum Message {
     Guard { session: String, profile: String, action: OnMonitorDeath, cgroup: PathBuf },
     /// The session ended, or was handed back.
     Release { session: String },
+    /// Keep the descriptors sent with this line (`SCM_RIGHTS`) open until the sessions
+    /// are dealt with.
+    Hold { descriptors: usize },
     /// The monitor still runs.
     Beat,
     /// The monitor stops cleanly.
@@ -92,7 +103,7 @@ const BEAT: Duration = Duration::from_secs(1);
 /// The monitor's side.
 pub struct Watchdog {
     child: Child,
-    pipe: ChildStdin,
+    channel: UnixStream,
     /// Tells the heartbeat thread that the end is expected.
     finished: Arc<AtomicBool>,
 }
@@ -110,7 +121,8 @@ impl Watchdog {
         if stdout {
             command.arg("--stdout");
         }
-        command.stdin(Stdio::piped()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        let (channel, its_end) = UnixStream::pair().context("the watchdog's socket")?;
+        command.stdin(Stdio::from(OwnedFd::from(its_end))).stdout(Stdio::inherit()).stderr(Stdio::inherit());
         // Its own session: no terminal signal, and no signal to the monitor's process
         // group, reaches it.
         // SAFETY: setsid is async-signal-safe.
@@ -119,11 +131,10 @@ impl Watchdog {
                 if libc::setsid() < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
             });
         }
-        let mut child = command.spawn().context("starting the watchdog")?;
-        let pipe = child.stdin.take().context("the watchdog's pipe")?;
+        let child = command.spawn().context("starting the watchdog")?;
         WATCHDOG_PID.store(child.id(), Ordering::Release);
         let finished = Arc::new(AtomicBool::new(false));
-        let mut beats = File::from(pipe.as_fd().try_clone_to_owned().context("the watchdog's pipe")?);
+        let mut beats = channel.try_clone().context("the watchdog's socket")?;
         let done = finished.clone();
         let mut beat = serde_json::to_vec(&Message::Beat).expect("a unit variant");
         beat.push(b'\n');
@@ -131,8 +142,8 @@ impl Watchdog {
             .name("watchdog-beat".into())
             .spawn(move || {
                 while !done.load(Ordering::Acquire) {
-                    // One write of a few bytes: atomic on a pipe, never mixed with
-                    // another thread's line.
+                    // One write of a few bytes: one message on the socket, never
+                    // mixed with another thread's line.
                     if let Err(error) = beats.write_all(&beat) {
                         if !done.load(Ordering::Acquire) {
                             log::error!("the watchdog is gone ({error}): sessions are no longer ended if the monitor dies");
@@ -143,7 +154,7 @@ impl Watchdog {
                 }
             })
             .context("starting the heartbeat thread")?;
-        Ok(Watchdog { child, pipe, finished })
+        Ok(Watchdog { child, channel, finished })
     }
 
     pub fn pid(&self) -> u32 {
@@ -163,18 +174,32 @@ impl Watchdog {
         }
     }
 
+    /// Hands the watchdog copies of every descriptor that keeps a program of this
+    /// monitor attached, once they are all attached: if the monitor dies, its programs
+    /// go on enforcing until the watchdog has killed or frozen the sessions.
+    pub fn hold_attachments(&mut self) -> std::io::Result<usize> {
+        let held = crate::attachments::duplicate_all()?;
+        for batch in held.chunks(crate::daemon::unix::MAX_FDS) {
+            let mut line = serde_json::to_vec(&Message::Hold { descriptors: batch.len() }).map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            let raw: Vec<_> = batch.iter().map(AsRawFd::as_raw_fd).collect();
+            crate::daemon::unix::send_with_fds(&self.channel, &line, &raw)?;
+        }
+        Ok(held.len())
+    }
+
     /// The monitor stops cleanly: the watchdog ends without touching any session.
     pub fn finish(mut self) {
         self.finished.store(true, Ordering::Release);
         let _ = self.send(&Message::End);
-        drop(self.pipe);
+        drop(self.channel);
         let _ = self.child.wait();
     }
 
     fn send(&mut self, message: &Message) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        self.pipe.write_all(&line)
+        self.channel.write_all(&line)
     }
 }
 
@@ -185,8 +210,8 @@ struct Guarded {
     cgroup: PathBuf,
 }
 
-/// `agent-monitor watchdog`: reads the monitor's lines until the pipe ends; if it ends
-/// without `end`, deals with every guarded session.
+/// `agent-monitor watchdog`: reads the monitor's lines until the socket ends; if it
+/// ends without `end`, deals with every guarded session.
 pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow::Result<i32> {
     // SAFETY: setting dispositions to SIG_IGN has no preconditions.
     unsafe {
@@ -198,21 +223,35 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
     // itself unkillable; failing that (not root) it is only as likely a victim as any.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     let mut guarded: BTreeMap<String, Guarded> = BTreeMap::new();
-    let mut stdin = std::io::BufReader::new(std::io::stdin().lock());
+    // Kept open until every guarded session is dealt with: the monitor's programs stay
+    // attached, and enforcing, while it dies.
+    let mut held: Vec<OwnedFd> = Vec::new();
+    // SAFETY: fd 0 is the watchdog's end of the monitor's socket (`Watchdog::spawn`), and
+    // nothing else here uses stdin.
+    let channel = UnixStream::from(unsafe { OwnedFd::from_raw_fd(0) });
+    let mut lines = Lines::default();
     let mut heard = Instant::now();
     let why = loop {
-        if stdin.buffer().is_empty() && !readable_within(STALL.saturating_sub(heard.elapsed())) {
-            if guarded.is_empty() {
-                heard = Instant::now();
+        let line = match lines.next_line() {
+            Some(line) => line,
+            None => {
+                if !readable_within(STALL.saturating_sub(heard.elapsed())) {
+                    if guarded.is_empty() {
+                        heard = Instant::now();
+                        continue;
+                    }
+                    break format!(
+                        "the monitor (pid {monitor_pid}) stopped answering for {} s (stopped, frozen or hung)",
+                        STALL.as_secs()
+                    );
+                }
+                match lines.receive(&channel, &mut held) {
+                    Ok(0) | Err(_) => break format!("the monitor (pid {monitor_pid}) ended without ending the session"),
+                    Ok(_) => heard = Instant::now(),
+                }
                 continue;
             }
-            break format!("the monitor (pid {monitor_pid}) stopped answering for {} s (stopped, frozen or hung)", STALL.as_secs());
-        }
-        let mut line = String::new();
-        match stdin.read_line(&mut line) {
-            Ok(0) | Err(_) => break format!("the monitor (pid {monitor_pid}) ended without ending the session"),
-            Ok(_) => heard = Instant::now(),
-        }
+        };
         match serde_json::from_str(line.trim_end()) {
             // A clean monitor released every session first (run removes its cgroup, the
             // daemon releases each): a session still guarded is still dealt with, so
@@ -225,6 +264,8 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
             Ok(Message::Guard { session, profile, action, cgroup }) => {
                 guarded.insert(session, Guarded { profile, action, cgroup });
             }
+            // The descriptors came with the bytes that carried the line (`receive`).
+            Ok(Message::Hold { .. }) => {}
             // Only the monitor writes here; a line it did not mean is a bug, not a
             // reason to stop guarding.
             Err(error) => log::error!("watchdog: unreadable line from the monitor ({error}): {line:?}"),
@@ -236,7 +277,33 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
             report(&event, events.as_deref(), stdout);
         }
     }
+    // Only now may the programs detach: every session is killed or frozen.
+    drop(held);
     Ok(0)
+}
+
+/// The monitor's lines as they arrive, with the descriptors sent alongside.
+#[derive(Default)]
+struct Lines {
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    /// The next whole line received, if any.
+    fn next_line(&mut self) -> Option<String> {
+        let end = self.pending.iter().position(|&b| b == b'\n')?;
+        let line: Vec<u8> = self.pending.drain(..=end).collect();
+        Some(String::from_utf8_lossy(&line).into_owned())
+    }
+
+    /// Receives what the monitor sent next; its descriptors go to `held`. 0 at the end.
+    fn receive(&mut self, channel: &UnixStream, held: &mut Vec<OwnedFd>) -> std::io::Result<usize> {
+        let mut buf = [0u8; 4096];
+        let (n, fds) = crate::daemon::unix::recv_with_fds(channel, &mut buf)?;
+        self.pending.extend_from_slice(&buf[..n]);
+        held.extend(fds);
+        Ok(n)
+    }
 }
 
 /// Whether stdin has something to read (or has ended) within `timeout`.
@@ -396,6 +463,7 @@ mod tests {
                 cgroup: PathBuf::from("/sys/fs/cgroup/agent-monitor/00000000000000ab"),
             },
             Message::Release { session: "00000000000000ab".into() },
+            Message::Hold { descriptors: 4 },
             Message::Beat,
             Message::End,
         ] {
@@ -403,6 +471,26 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(serde_json::from_str::<Message>(&line).unwrap(), message);
         }
+    }
+
+    #[test]
+    fn held_descriptors_arrive_with_their_lines() {
+        let (monitor, watchdog) = UnixStream::pair().unwrap();
+        let files: Vec<File> = (0..3).map(|_| File::open("/proc/self/status").unwrap()).collect();
+        let raw: Vec<_> = files.iter().map(AsRawFd::as_raw_fd).collect();
+        let hold = serde_json::to_string(&Message::Hold { descriptors: 3 }).unwrap() + "\n";
+        crate::daemon::unix::send_with_fds(&monitor, hold.as_bytes(), &raw).unwrap();
+        (&monitor).write_all(b"\"beat\"\n\"end\"\n").unwrap();
+        drop(monitor);
+        let (mut lines, mut held) = (Lines::default(), Vec::new());
+        let mut received = Vec::new();
+        while lines.receive(&watchdog, &mut held).unwrap() > 0 {
+            while let Some(line) = lines.next_line() {
+                received.push(serde_json::from_str::<Message>(line.trim_end()).unwrap());
+            }
+        }
+        assert_eq!(received, [Message::Hold { descriptors: 3 }, Message::Beat, Message::End]);
+        assert_eq!(held.len(), 3);
     }
 
     #[test]

@@ -284,3 +284,55 @@ fn a_stopped_monitor_is_taken_for_dead() {
     assert!(killed["decision"]["note"].as_str().unwrap().contains("stopped answering"), "{killed}");
     wait_until("the agent outlived its stopped monitor", || ended(agent));
 }
+
+/// Descriptors of `pid` that keep a program attached (BPF links, perf events).
+fn attachments_held_by(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| matches!(target.to_str(), Some("anon_inode:bpf_link" | "anon_inode:[perf_event]")))
+        .count()
+}
+
+#[test]
+fn the_watchdog_holds_every_program_its_monitor_attached() {
+    if !privileged() {
+        return;
+    }
+    let mut started = Started::new(&[], &["sleep", "300"]);
+    started.session();
+    let monitor = started.monitor.id();
+    let watchdog = watchdog_of(monitor.into()).expect("the monitor has a watchdog");
+    let (monitors, watchdogs) = (attachments_held_by(monitor), attachments_held_by(watchdog));
+    assert!(monitors > 0 && watchdogs >= monitors, "the monitor holds {monitors} attachments, its watchdog {watchdogs}");
+    started.kill_monitor();
+    started.wait_for("session.killed", Duration::from_secs(10));
+    wait_until("the watchdog (and the programs it held) outlived the session", || ended(watchdog));
+}
+
+/// While a killed monitor's watchdog ends the session, the kernel programs go on
+/// enforcing: a member reading a denied file in a loop never gets a byte of it.
+#[test]
+fn enforcement_outlives_a_killed_monitor_until_its_session_ends() {
+    if !privileged() {
+        return;
+    }
+    let dir = TempDir::new("outlives");
+    let root = dir.path().display().to_string();
+    std::fs::write(dir.path().join("secret"), "TOPSECRET\n").unwrap();
+    let policy = policy_file(
+        &dir,
+        &format!(
+            "version: 1\nprofiles:\n  - name: t\n    files:\n      read: [/]\n      write: [{root}, /dev/null]\n      deny: [{root}/secret]\n"
+        ),
+    );
+    let leak = dir.path().join("leak");
+    let script = format!("while :; do cat {root}/secret >> {} 2>/dev/null; done", leak.display());
+    let mut started = Started::new(&["--policy", policy.to_str().unwrap()], &["sh", "-c", &script]);
+    started.wait_for("file.open", START_TIMEOUT);
+    started.kill_monitor();
+    let killed = started.wait_for("session.killed", Duration::from_secs(10));
+    assert_eq!(killed["session"]["killed_by"], "monitor-death", "{killed}");
+    let leaked = std::fs::read_to_string(&leak).unwrap_or_default();
+    assert!(!leaked.contains("TOPSECRET"), "{} copies of the secret leaked", leaked.matches("TOPSECRET").count());
+}

@@ -258,6 +258,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Err(error.context("attaching the network hooks to the session's cgroup"));
         }
     }
+    // Every program is attached now: the watchdog keeps them so while the monitor dies.
+    if let Err(error) = watchdog.hold_attachments() {
+        log::warn!("the watchdog cannot hold the programs' links ({error}): if the monitor dies, they detach before the session is ended");
+    }
     let context = Context::new();
     let started_ns = BootClock::now_boot_ns();
     // The kernel hooks watch native syscall numbers: where they enforce file rules,

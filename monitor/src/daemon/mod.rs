@@ -57,7 +57,7 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let signals = block_signals();
     // Before the programs load: they protect the watchdog's pid like the daemon's.
     let events_file = config.events.file.as_ref().map(|f| f.path.as_path());
-    let watchdog = Watchdog::spawn(events_file, config.events.stdout)?;
+    let mut watchdog = Watchdog::spawn(events_file, config.events.stdout)?;
     let mut probes =
         crate::tracefs::attach_with_tracefs(|| Probes::load(LsmChoice::Auto)).context("loading the eBPF programs")?;
     let own_files = std::env::current_exe()
@@ -76,6 +76,10 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
         let root = cgroup2_mount().context("network rules need cgroup v2, and no cgroup2 mount is in /proc/mounts")?;
         let dir = std::fs::File::open(&root).with_context(|| format!("opening {}", root.display()))?;
         attach_network_everywhere(&mut probes.ebpf, &dir).context("attaching the network hooks to the root cgroup")?;
+    }
+    // Every program is attached now: the watchdog keeps them so while the daemon dies.
+    if let Err(error) = watchdog.hold_attachments() {
+        log::warn!("the watchdog cannot hold the programs' links ({error}): if the daemon dies, they detach before the sessions are ended");
     }
     let hub = sink::Hub::new(config.events.follower_buffer);
     let sink = build_sink(&config, hub.clone())?;
