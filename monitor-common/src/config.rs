@@ -32,6 +32,9 @@ pub struct SyscallNumbers {
     pub io_uring_setup: u32,
     /// `pidfd_getfd(pidfd, targetfd, flags)`.
     pub pidfd_getfd: u32,
+    /// `socket(family, type, protocol)`.
+    pub socket: u32,
+    pub _pad: u32,
 }
 
 /// Byte offsets, inside `struct pt_regs`, of what a syscall tracepoint needs.
@@ -163,9 +166,9 @@ pub struct KernelConfig {
 
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 47 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
-const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 32);
+const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 40);
 const _: () = assert!(core::mem::size_of::<Spans>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 188 + 24 + 32 + 24 + 8 + 40);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 188 + 24 + 40 + 24 + 8 + 40);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -229,6 +232,8 @@ impl KernelConfig {
             connect: NO_SYSCALL,
             io_uring_setup: NO_SYSCALL,
             pidfd_getfd: NO_SYSCALL,
+            socket: NO_SYSCALL,
+            _pad: 0,
         },
         spans: Spans {
             file: Span { start: 0, len: 0 },

@@ -134,7 +134,8 @@ pub struct SyscallEvent {
     /// One of `crate::policy::action`.
     pub action: u32,
     pub rule_id: u32,
-    pub _pad: u32,
+    /// What the refusal was about, where an argument tells: `socket`'s family; else 0.
+    pub arg: u32,
 }
 
 /// A successful exec. Variable-sized: ends after `path_len` bytes of `path`.

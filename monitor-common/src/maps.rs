@@ -38,6 +38,9 @@ pub const EXEC_RULES: &str = "EXEC_RULES";
 pub const NAME_RULES: &str = "NAME_RULES";
 /// Compiled network rules: [`crate::policy::NetKey`] -> [`crate::policy::RuleValue`].
 pub const NET_RULES: &str = "NET_RULES";
+/// Socket families a policy names: policy id -> a bit per family (see
+/// [`crate::policy::socket_family`]).
+pub const POLICY_FAMILIES: &str = "POLICY_FAMILIES";
 /// Files denied by identity: [`crate::policy::InodeKey`] -> [`crate::policy::RuleValue`].
 pub const DENIED_INODES: &str = "DENIED_INODES";
 /// Capacity of [`DENIED_INODES`] (files under deny entries, all policies).

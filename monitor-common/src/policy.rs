@@ -161,6 +161,32 @@ pub const OTHER_PROCESS_RULE: u32 = u32::MAX - 9;
 /// `rule_id` of a dynamic loader executed directly under an exec entry that does not
 /// name it ([`allow::LOADER`]).
 pub const LOADER_RULE: u32 = u32::MAX - 10;
+/// `rule_id` of a socket of a family the profile does not name ([`socket_family`]).
+pub const SOCKET_FAMILY_RULE: u32 = u32::MAX - 11;
+
+/// Socket families (`AF_*`, the same numbers on every architecture).
+pub mod socket_family {
+    pub const UNIX: u32 = 1;
+    pub const INET: u32 = 2;
+    pub const INET6: u32 = 10;
+    pub const NETLINK: u32 = 16;
+    pub const PACKET: u32 = 17;
+
+    /// The families every session may use: unix sockets (governed as files), IPv4 and
+    /// IPv6 (network rules) and netlink (the kernel's own, never the network). Any
+    /// other reaches around the rules (a packet socket sends hand-built frames and
+    /// reads other processes' traffic; vsock reaches the hypervisor host; an unloaded
+    /// family's module is loaded on demand), so it is refused unless the profile names
+    /// it (`network.families`, map `POLICY_FAMILIES`).
+    pub const fn always_allowed(family: u32) -> bool {
+        matches!(family, UNIX | INET | INET6 | NETLINK)
+    }
+
+    /// Bit of `family` in a `POLICY_FAMILIES` value (families are below 64).
+    pub const fn bit(family: u32) -> u64 {
+        if family < 64 { 1 << family } else { 0 }
+    }
+}
 
 /// Key of `PROTECTED_INODES`: a file of the monitor's own (policy, binary) that no
 /// session member may change.

@@ -11,7 +11,7 @@ use aya_ebpf::{
 use monitor_common::{
     event::{ConnectEvent, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind},
     maps::{Counter, lsm_tier},
-    policy::{NO_RULE, RAW_SOCKET_RULE, action, net_op, session_flags},
+    policy::{NO_RULE, RAW_SOCKET_RULE, SOCKET_FAMILY_RULE, action, net_op, session_flags},
     session::SessionMember,
 };
 
@@ -70,16 +70,25 @@ const SOCK_RAW: i32 = 3;
 const IPPROTO_ICMP: i32 = 1;
 const IPPROTO_ICMPV6: i32 = 58;
 
-/// `socket_create(int family, int type, int protocol, int kern)`: raw and ICMP
-/// sockets send without connect or a checked sendmsg destination; refused where
-/// connections are restricted.
+/// `socket_create(int family, int type, int protocol, int kern)`, before the family's
+/// module is loaded or the socket made: a family the profile does not name is refused
+/// (`net::family_allowed`); raw and ICMP sockets send without connect or a checked
+/// sendmsg destination, and are refused where connections are restricted.
 #[lsm(hook = "socket_create")]
 pub fn socket_create(ctx: LsmContext) -> i32 {
     let Some(member) = member() else {
         return 0;
     };
-    let (socket_type, protocol, kern) = (ctx.arg::<i32>(1), ctx.arg::<i32>(2), ctx.arg::<i32>(3));
-    if kern != 0 || member.flags & session_flags::RESTRICTS_CONNECT == 0 {
+    let (family, socket_type, protocol, kern) = (ctx.arg::<i32>(0), ctx.arg::<i32>(1), ctx.arg::<i32>(2), ctx.arg::<i32>(3));
+    if kern != 0 {
+        return 0;
+    }
+    if !net::family_allowed(&member, family as u32) {
+        let verdict = policy::enforce(&member, Tier::Lsm);
+        report_socket(&member, config!(syscalls.socket), verdict, SOCKET_FAMILY_RULE, family as u32);
+        return answer(verdict);
+    }
+    if member.flags & session_flags::RESTRICTS_CONNECT == 0 {
         return 0;
     }
     let icmp = socket_type == SOCK_DGRAM && (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6);
@@ -87,20 +96,26 @@ pub fn socket_create(ctx: LsmContext) -> i32 {
         return 0;
     }
     let verdict = policy::enforce(&member, Tier::Lsm);
-    if let Some(mut entry) = DECISIONS.reserve::<SyscallEvent>(0) {
-        // SAFETY: the entry is ours until submitted; every field is written below.
-        let event = unsafe { &mut *entry.as_mut_ptr() };
-        let complete = fill_header(&mut event.header, kind::PROCESS_SYSCALL, size_of::<SyscallEvent>() as u32, member.session_id);
-        event.header.flags = flags::LSM | if complete { 0 } else { flags::READ_ERROR };
-        event.nr = SOCKET_NR;
-        event.action = verdict;
-        event.rule_id = RAW_SOCKET_RULE;
-        event._pad = 0;
-        entry.submit(2 /* BPF_RB_FORCE_WAKEUP */);
-    } else {
-        count(Counter::DecisionRingbufFull);
-    }
+    report_socket(&member, SOCKET_NR, verdict, RAW_SOCKET_RULE, family as u32);
     answer(verdict)
+}
+
+/// A `process.syscall` record of a socket refused (or audited) by `socket_create`.
+#[inline(always)]
+fn report_socket(member: &SessionMember, nr: u32, verdict: u32, rule_id: u32, family: u32) {
+    let Some(mut entry) = DECISIONS.reserve::<SyscallEvent>(0) else {
+        count(Counter::DecisionRingbufFull);
+        return;
+    };
+    // SAFETY: the entry is ours until submitted; every field is written below.
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    let complete = fill_header(&mut event.header, kind::PROCESS_SYSCALL, size_of::<SyscallEvent>() as u32, member.session_id);
+    event.header.flags = flags::LSM | if complete { 0 } else { flags::READ_ERROR };
+    event.nr = nr;
+    event.action = verdict;
+    event.rule_id = rule_id;
+    event.arg = family;
+    entry.submit(2 /* BPF_RB_FORCE_WAKEUP */);
 }
 
 /// Judges an IPv4/IPv6 destination against the session's rules and reports it:

@@ -3,15 +3,17 @@
 //! destination the profile does not allow with EPERM before anything is sent.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_uid_gid, generated::bpf_ktime_get_boot_ns},
     macros::{cgroup_sock, cgroup_sock_addr, map},
-    maps::{LpmTrie, lpm_trie::Key},
+    maps::{HashMap, LpmTrie, lpm_trie::Key},
     programs::{SockAddrContext, SockContext},
 };
 use monitor_common::{
     event::{ConnectEvent, SyscallEvent, kind},
     maps::{Counter, RULES_MAX},
-    policy::{NO_RULE, RAW_SOCKET_RULE, RuleValue, action, net_op, session_flags},
+    policy::{NO_RULE, RAW_SOCKET_RULE, RuleValue, action, net_op, session_flags, socket_family},
+    session::SessionMember,
 };
 
 use crate::{
@@ -21,6 +23,22 @@ use crate::{
 
 #[map]
 pub static NET_RULES: LpmTrie<[u8; 24], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, 0);
+/// Policy id -> the socket families it names beyond `socket_family::always_allowed`
+/// (a bit per family); no entry: none.
+#[map]
+pub static POLICY_FAMILIES: HashMap<u32, u64> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
+
+/// Whether `member` may create a socket of `family`: the families every session may
+/// use, and those its profile names.
+#[inline(always)]
+pub fn family_allowed(member: &SessionMember, family: u32) -> bool {
+    if socket_family::always_allowed(family) || member.flags & session_flags::HAS_POLICY == 0 {
+        return true;
+    }
+    // SAFETY: a copy of the value is taken at once.
+    let named = unsafe { POLICY_FAMILIES.get(&member.policy_id) }.copied().unwrap_or(0);
+    named & socket_family::bit(family) != 0
+}
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
@@ -107,7 +125,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         event.nr = SOCKET_NR;
         event.action = verdict;
         event.rule_id = RAW_SOCKET_RULE;
-        event._pad = 0;
+        event.arg = 0;
         entry.submit(0);
     } else {
         count(Counter::DecisionRingbufFull);

@@ -67,7 +67,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), ReadError> {
         && child_files == parent_files
         && child_files != 0
     {
-        crate::syscalls::refuse_syscall(&member, SHARED_FILES_NR, SHARED_FILES_RULE);
+        crate::syscalls::refuse_syscall(&member, SHARED_FILES_NR, SHARED_FILES_RULE, 0);
     }
     let mut event_flags = 0;
     if join_session(child_tgid, &member).is_err() {

@@ -70,6 +70,7 @@ entry!(fentry_open_by_handle_at, Watched::Open(open_syscall::OPEN_BY_HANDLE_AT))
 entry!(fentry_connect, Watched::Connect);
 entry!(fentry_io_uring_setup, Watched::IoUringSetup);
 entry!(fentry_pidfd_getfd, Watched::PidfdGetfd);
+entry!(fentry_socket, Watched::Socket);
 
 #[fexit]
 pub fn fexit_connect(ctx: FExitContext) -> i32 {

@@ -21,7 +21,7 @@ use monitor_common::{
         ConnectEvent, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
     },
     maps::{Counter, lsm_tier},
-    policy::{IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, action, session_flags},
+    policy::{IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, SOCKET_FAMILY_RULE, action, session_flags},
     session::SessionMember,
 };
 
@@ -32,6 +32,7 @@ use crate::{
         zero_by_words,
     },
     maps::{DECISIONS, EVENTS, PENDING_CONNECTS, PENDING_SCRATCH},
+    net::family_allowed,
     policy::{self, Tier},
     unix,
 };
@@ -49,6 +50,7 @@ pub(crate) enum Watched {
     Connect,
     IoUringSetup,
     PidfdGetfd,
+    Socket,
 }
 
 #[inline(always)]
@@ -69,6 +71,8 @@ fn watched(nr: i64) -> Option<Watched> {
         Some(Watched::IoUringSetup)
     } else if nr == config!(syscalls.pidfd_getfd) as i64 {
         Some(Watched::PidfdGetfd)
+    } else if nr == config!(syscalls.socket) as i64 {
+        Some(Watched::Socket)
     } else {
         None
     }
@@ -100,7 +104,7 @@ pub(crate) fn syscall_arg(current: Typed, n: usize) -> u64 {
     current.user_regs().load::<u64>(offset)
 }
 
-/// `syscalls:sys_enter_NAME` of connect, io_uring_setup, pidfd_getfd and
+/// `syscalls:sys_enter_NAME` of connect, socket, io_uring_setup, pidfd_getfd and
 /// open_by_handle_at (see `monitor::loader`).
 #[tracepoint]
 pub fn syscall_enter(ctx: TracePointContext) -> u32 {
@@ -112,7 +116,8 @@ pub fn syscall_enter(ctx: TracePointContext) -> u32 {
             // Read with the helper, not loaded directly: the kernel refuses to attach a
             // program that loads past the end of the smallest record it is attached to
             // (io_uring_setup has two arguments).
-            // SAFETY: offsets inside connect's record, the only one read through this.
+            // SAFETY: offsets inside connect's and socket's records (three arguments),
+            // the only ones read through this.
             let connect_args = || unsafe {
                 Ok((
                     ctx.read_at::<u64>(RECORD_ARGS).map_err(|_| ReadError)? as u32,
@@ -127,8 +132,8 @@ pub fn syscall_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// The checks at a watched syscall's entry; `connect_args` gives connect's (fd,
-/// address, address length).
+/// The checks at a watched syscall's entry; `connect_args` gives the first three
+/// arguments: connect's (fd, address, address length), socket's family first.
 #[inline(always)]
 pub(crate) fn try_enter(
     what: Watched,
@@ -142,17 +147,25 @@ pub(crate) fn try_enter(
         // The LSM hooks see every file io_uring, open_by_handle_at or pidfd_getfd
         // would hand out; these refusals are for the tracepoint tier only.
         Watched::IoUringSetup | Watched::PidfdGetfd | Watched::Open(_) if lsm_enforces(lsm_tier::FILES) => {}
-        Watched::Connect if lsm_enforces(lsm_tier::NET) => {}
+        Watched::Connect | Watched::Socket if lsm_enforces(lsm_tier::NET) => {}
+        // The kernel makes the socket (loading its family's module if need be) before
+        // the kill lands: refused before the effect only with BPF LSM.
+        Watched::Socket => {
+            let (family, _, _) = connect_args()?;
+            if !family_allowed(&member, family) {
+                refuse_syscall(&member, config!(syscalls.socket), SOCKET_FAMILY_RULE, family);
+            }
+        }
         Watched::IoUringSetup => {
             if member.flags & session_flags::DENY_IO_URING != 0 {
-                refuse_syscall(&member, config!(syscalls.io_uring_setup), IO_URING_RULE);
+                refuse_syscall(&member, config!(syscalls.io_uring_setup), IO_URING_RULE, 0);
             }
         }
         // Taking another process's descriptor could take one a killed violator opened,
         // in the instant before it died.
         Watched::PidfdGetfd => {
             if member.flags & session_flags::RESTRICTS_FILES != 0 {
-                refuse_syscall(&member, config!(syscalls.pidfd_getfd), PIDFD_GETFD_RULE);
+                refuse_syscall(&member, config!(syscalls.pidfd_getfd), PIDFD_GETFD_RULE, 0);
             }
         }
         // Opens are judged at exit, from the saved registers (which no other thread
@@ -160,7 +173,7 @@ pub(crate) fn try_enter(
         // cannot be named: refused where files are restricted.
         Watched::Open(open_syscall::OPEN_BY_HANDLE_AT) => {
             if member.flags & session_flags::RESTRICTS_FILES != 0 {
-                refuse_syscall(&member, config!(syscalls.open_by_handle_at), OPEN_BY_HANDLE_RULE);
+                refuse_syscall(&member, config!(syscalls.open_by_handle_at), OPEN_BY_HANDLE_RULE, 0);
             }
         }
         Watched::Open(_) => {}
@@ -209,7 +222,7 @@ pub fn syscall_exit(ctx: TracePointContext) -> u32 {
         Some(Watched::Connect) => {
             let _ = try_exit_connect(ret);
         }
-        Some(Watched::IoUringSetup | Watched::PidfdGetfd) | None => {}
+        Some(Watched::IoUringSetup | Watched::PidfdGetfd | Watched::Socket) | None => {}
     }
     0
 }
@@ -252,7 +265,7 @@ pub(crate) fn try_exit_open(ret: i64, syscall: u32) -> Result<(), ReadError> {
 /// A syscall the session may not make: in enforce mode SIGKILL is sent at entry; the
 /// syscall still runs and the process dies on its way back to user space.
 #[inline(always)]
-pub fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
+pub fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32, arg: u32) {
     let verdict = policy::enforce(member, Tier::Tracepoint);
     let Some(mut entry) = DECISIONS.reserve::<SyscallEvent>(0) else {
         count(Counter::DecisionRingbufFull);
@@ -265,7 +278,7 @@ pub fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32) {
     event.nr = nr;
     event.action = verdict;
     event.rule_id = rule_id;
-    event._pad = 0;
+    event.arg = arg;
     entry.submit(2 /* BPF_RB_FORCE_WAKEUP */);
 }
 

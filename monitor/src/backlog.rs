@@ -113,7 +113,7 @@ mod tests {
     }
 
     fn violation(time_ns: u64) -> KernelEvent {
-        KernelEvent::Syscall { header: header(kind::PROCESS_SYSCALL, time_ns), nr: 1, verdict: crate::decode::Verdict::ALLOW }
+        KernelEvent::Syscall { header: header(kind::PROCESS_SYSCALL, time_ns), nr: 1, verdict: crate::decode::Verdict::ALLOW, arg: 0 }
     }
 
     fn time(item: Item) -> u64 {

@@ -64,7 +64,8 @@ pub enum KernelEvent {
     Exec { header: EventHeader, path: KernelPath, argv: Vec<Vec<u8>>, ino: u64, dev: u32, verdict: Verdict },
     Exit { header: EventHeader, exit_code: u32 },
     /// A syscall the profile refuses.
-    Syscall { header: EventHeader, nr: u32, verdict: Verdict },
+    /// `arg`: what the refusal was about (`socket`: the family), else 0.
+    Syscall { header: EventHeader, nr: u32, verdict: Verdict, arg: u32 },
     FileOpen {
         header: EventHeader,
         syscall: u32,
@@ -204,6 +205,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 header,
                 nr: record.u32(HEADER_LEN),
                 verdict: Verdict { action: record.u32(HEADER_LEN + 4), rule_id: record.u32(HEADER_LEN + 8) },
+                arg: record.u32(HEADER_LEN + 12),
             })
         }
         kind::PROCESS_EXEC => {

@@ -283,6 +283,9 @@ pub struct Syscall {
     pub name: &'static str,
     /// Number on the monitor's architecture.
     pub nr: u32,
+    /// `socket`: the family asked for (`packet`, or the number if Linux names none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, os::unix::fs::MetadataExt};
 
 use monitor_common::{
     event::{EventHeader, file_op, flags, kind, open_syscall, tamper_op},
-    policy::{IO_URING_RULE, NO_RULE, PRINCIPAL_RULE, SELF_PROTECTION_RULE, action},
+    policy::{IO_URING_RULE, NO_RULE, PRINCIPAL_RULE, SELF_PROTECTION_RULE, SOCKET_FAMILY_RULE, action},
 };
 use serde_json::{Value, json};
 
@@ -385,6 +385,14 @@ fn session_events() -> Vec<Value> {
         header: header(kind::PROCESS_SYSCALL, CHILD, CHILD, child_start, 0),
         nr: libc::SYS_io_uring_setup as u32,
         verdict: Verdict { action: action::KILL, rule_id: IO_URING_RULE },
+        arg: 0,
+    }));
+    // A packet socket in a profile that does not name the family.
+    out.push(translate(KernelEvent::Syscall {
+        header: header(kind::PROCESS_SYSCALL, CHILD, CHILD, child_start, 0),
+        nr: libc::SYS_socket as u32,
+        verdict: Verdict { action: action::DENY, rule_id: SOCKET_FAMILY_RULE },
+        arg: libc::AF_PACKET as u32,
     }));
     // Exit normally with code 3, and by SIGSEGV with a core dump.
     out.push(translate(KernelEvent::Exit {
@@ -750,8 +758,10 @@ fn policy_decisions_have_the_documented_content() {
     );
     assert_eq!(killed_exec["exec"]["mount_unknown"], json!(true));
     let syscall = of_type(&events, types::PROCESS_SYSCALL);
-    assert_eq!(syscall.len(), 1);
+    assert_eq!(syscall.len(), 2);
     assert_eq!(syscall[0]["syscall"], json!({"name": "io_uring_setup", "nr": libc::SYS_io_uring_setup}));
+    assert_eq!(syscall[1]["syscall"], json!({"name": "socket", "nr": libc::SYS_socket, "family": "packet"}));
+    assert!(syscall[1]["decision"]["rule"].as_str().unwrap().contains("network.families"), "{}", syscall[1]);
     assert_eq!(
         (&syscall[0]["decision"]["action"], &syscall[0]["decision"]["enforced_by"]),
         (&json!("kill"), &json!("kernel:sys_enter"))

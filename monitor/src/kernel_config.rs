@@ -29,6 +29,8 @@ pub const fn syscall_numbers_of(arch: Arch) -> SyscallNumbers {
             connect: 42,
             io_uring_setup: 425,
             pidfd_getfd: 438,
+            socket: 41,
+            _pad: 0,
         },
         Arch::Aarch64 => SyscallNumbers {
             open: NO_SYSCALL,
@@ -39,6 +41,8 @@ pub const fn syscall_numbers_of(arch: Arch) -> SyscallNumbers {
             connect: 203,
             io_uring_setup: 425,
             pidfd_getfd: 438,
+            socket: 198,
+            _pad: 0,
         },
     }
 }
@@ -237,6 +241,7 @@ mod tests {
         assert_eq!(nr.connect as i64, libc::SYS_connect);
         assert_eq!(nr.io_uring_setup as i64, libc::SYS_io_uring_setup);
         assert_eq!(nr.pidfd_getfd as i64, libc::SYS_pidfd_getfd);
+        assert_eq!(nr.socket as i64, libc::SYS_socket);
         #[cfg(target_arch = "x86_64")]
         {
             assert_eq!(nr.open as i64, libc::SYS_open);
@@ -288,6 +293,7 @@ mod tests {
                 ("connect", nr.connect),
                 ("io_uring_setup", nr.io_uring_setup),
                 ("pidfd_getfd", nr.pidfd_getfd),
+                ("socket", nr.socket),
             ];
             for (name, number) in table {
                 let expected = defined.get(name).copied().unwrap_or(NO_SYSCALL);

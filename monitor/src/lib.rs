@@ -38,6 +38,7 @@ pub mod seccomp;
 pub mod session_map;
 pub mod sink;
 pub mod skipped_runs;
+pub mod socket_families;
 pub mod tracefs;
 #[cfg(test)]
 mod test_maps;

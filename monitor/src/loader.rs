@@ -51,7 +51,7 @@ struct WatchedSyscall {
     at_exit: bool,
 }
 
-fn watched_syscalls(n: &SyscallNumbers) -> [WatchedSyscall; 8] {
+fn watched_syscalls(n: &SyscallNumbers) -> [WatchedSyscall; 9] {
     let watch = |name, nr, at_entry, at_exit| WatchedSyscall { name, nr, at_entry, at_exit };
     [
         watch("open", n.open, false, true),
@@ -62,6 +62,7 @@ fn watched_syscalls(n: &SyscallNumbers) -> [WatchedSyscall; 8] {
         watch("connect", n.connect, true, true),
         watch("io_uring_setup", n.io_uring_setup, true, false),
         watch("pidfd_getfd", n.pidfd_getfd, true, false),
+        watch("socket", n.socket, true, false),
     ]
 }
 
@@ -382,6 +383,7 @@ impl Probes {
         let principals = take(maps::PRINCIPALS)?;
         let principal_groups = take(maps::PRINCIPAL_GROUP_SET)?;
         let denied_inodes = take(maps::DENIED_INODES)?;
+        let families = take(maps::POLICY_FAMILIES)?;
         let protected = take(maps::PROTECTED_INODES)?;
         let protected =
             HashMap::try_from(protected).map_err(|source| LoadError::Map { name: maps::PROTECTED_INODES, source })?;
@@ -404,6 +406,8 @@ impl Probes {
                 .map_err(|source| LoadError::Map { name: maps::PRINCIPAL_GROUP_SET, source })?,
             denied_inodes: HashMap::try_from(denied_inodes)
                 .map_err(|source| LoadError::Map { name: maps::DENIED_INODES, source })?,
+            families: HashMap::try_from(families)
+                .map_err(|source| LoadError::Map { name: maps::POLICY_FAMILIES, source })?,
         };
         if enforcement.network == Tier::Cgroup {
             for (program, _) in CGROUP_PROGRAMS {

@@ -6,7 +6,7 @@ use monitor_common::{
     event::{EventHeader, file_op, flags, kind, open_syscall, tamper_op},
     policy::{
         DEVICE_RULE, IO_URING_RULE, LOADER_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, OTHER_PROCESS_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE,
-        RAW_SOCKET_RULE, SELF_PROTECTION_RULE,
+        RAW_SOCKET_RULE, SELF_PROTECTION_RULE, SOCKET_FAMILY_RULE,
         SHARED_FILES_RULE, action,
     },
 };
@@ -211,17 +211,20 @@ impl Pipeline {
                 event.decision = Some(self.decision(header.session_id, verdict, hook));
                 event
             }
-            KernelEvent::Syscall { header, nr, verdict } => {
+            KernelEvent::Syscall { header, nr, verdict, arg } => {
                 let mut event = self.base(types::PROCESS_SYSCALL, &header);
                 let name = match nr as i64 {
                     libc::SYS_io_uring_setup => "io_uring_setup",
                     libc::SYS_pidfd_getfd => "pidfd_getfd",
                     libc::SYS_open_by_handle_at => "open_by_handle_at",
+                    libc::SYS_socket => "socket",
                     _ if nr == u32::MAX => "clone(CLONE_FILES)",
                     _ if nr == u32::MAX - 1 => "socket(raw or ICMP)",
                     _ => "unknown",
                 };
-                event.syscall = Some(event::Syscall { name, nr });
+                let family = (name.starts_with("socket") && arg != 0)
+                    .then(|| crate::socket_families::name(arg).map_or_else(|| arg.to_string(), str::to_owned));
+                event.syscall = Some(event::Syscall { name, nr, family });
                 let hook = match () {
                     _ if header.flags & flags::LSM != 0 => "kernel:lsm/socket_create",
                     _ if nr == u32::MAX => "kernel:sched_process_fork",
@@ -324,6 +327,8 @@ impl Pipeline {
         let Some(policy) = self.policy_of(session_id) else { return unexplained(verdict, hook) };
         let rule = if verdict.rule_id == SHARED_FILES_RULE {
             Some("a process may not share its parent's descriptor table where files are restricted: it would keep what a killed violator opened".to_owned())
+        } else if verdict.rule_id == SOCKET_FAMILY_RULE {
+            Some("a socket family other than unix, IPv4, IPv6 and netlink is refused unless network.families names it: it reaches around the network rules (packet sockets send hand-built frames and read others' traffic)".to_owned())
         } else if verdict.rule_id == RAW_SOCKET_RULE {
             Some("raw and ICMP sockets are refused where connections are restricted: they send without the connect checks".to_owned())
         } else if verdict.rule_id == OPEN_BY_HANDLE_RULE {

@@ -15,6 +15,7 @@ pub struct RuleMaps {
     pub principals: HashMap<MapData, u32, Principal>,
     pub principal_groups: HashMap<MapData, [u32; 2], u8>,
     pub denied_inodes: HashMap<MapData, InodeKey, RuleValue>,
+    pub families: HashMap<MapData, u32, u64>,
 }
 
 fn key(policy: u32, entry: &Entry) -> Key<[u8; 8 + PATH_KEY_BYTES]> {
@@ -64,6 +65,9 @@ impl RuleMaps {
         if self.principals.get(&policy, 0).is_ok() {
             self.principals.remove(&policy)?;
         }
+        if self.families.get(&policy, 0).is_ok() {
+            self.families.remove(&policy)?;
+        }
         Ok(())
     }
 
@@ -91,6 +95,9 @@ impl RuleMaps {
             let mut key = NameKey { policy, name: [0; NAME_KEY_BYTES] };
             key.name[..name.len()].copy_from_slice(name.as_bytes());
             self.names.insert(key, value, 0)?;
+        }
+        if compiled.families != 0 {
+            self.families.insert(policy, compiled.families, 0)?;
         }
         Ok(())
     }

@@ -117,7 +117,7 @@ const KERNEL_LINES: [KernelLine; 2] = [
         expect_lsm: false,
         // No BPF trampolines on arm64 before 6.4 (so no LSM either): the tracepoints.
         syscall_hooks: "tracepoints",
-        suites: &["verifier_budget", "default_profile", "envelope", "unix_sockets", "code_outside_exec", "sessions", "paths", "rename_race", "schema", "enforce", "kill_switch"],
+        suites: &["verifier_budget", "default_profile", "envelope", "unix_sockets", "socket_families", "code_outside_exec", "sessions", "paths", "rename_race", "schema", "enforce", "kill_switch"],
     },
     KernelLine {
         name: "6.12",

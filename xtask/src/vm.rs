@@ -85,7 +85,7 @@ const CONFIGS: [Config; 2] = [
         lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
         expect_lsm: true,
         syscall_hooks: "none",
-        tests: &["verifier_budget", "default_profile", "envelope", "monitor_death", "audit_trail", "unix_sockets", "code_outside_exec", "lsm", "paths", "rename_race", "net_enforce", "kill_switch", "daemon"],
+        tests: &["verifier_budget", "default_profile", "envelope", "monitor_death", "audit_trail", "unix_sockets", "socket_families", "code_outside_exec", "lsm", "paths", "rename_race", "net_enforce", "kill_switch", "daemon"],
     },
     Config {
         name: "nolsm",

@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use monitor_common::policy::{PATH_KEY_BYTES, RuleValue, allow, net_op};
+use monitor_common::policy::{PATH_KEY_BYTES, RuleValue, allow, net_op, socket_family};
 
 use super::model::{Access, ConnectRule, ConnectTarget, FileRule, Origin, PathRule, Pattern, Profile, Segment};
 use crate::mounts::MountTable;
@@ -65,6 +65,8 @@ pub struct Compiled {
     pub net: Vec<NetEntry>,
     /// Files under deny entries by identity: (dev, inode, entry).
     pub denied_inodes: Vec<(u32, u64, RuleValue)>,
+    /// The socket families `network.families` names, a bit per family.
+    pub families: u64,
     /// Rule id -> where it came from (ids index this list).
     pub rules: Vec<Origin>,
     /// Entries the kernel cannot hold, and why.
@@ -313,7 +315,8 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
             }
         }
     }
-    Compiled { files, exec, names, net, denied_inodes, rules, notes }
+    let families = profile.families.iter().fold(0, |bits, &family| bits | socket_family::bit(family));
+    Compiled { files, exec, names, net, denied_inodes, families, rules, notes }
 }
 
 /// `addr` with the bits past `prefix` cleared (the trie stores canonical prefixes).

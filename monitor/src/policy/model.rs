@@ -54,6 +54,9 @@ pub struct Profile {
     pub connect: Option<Vec<ConnectRule>>,
     /// `None`: no `bind:` list, binding is not restricted.
     pub bind: Option<Vec<ConnectRule>>,
+    /// `network.families`: socket families (`AF_*` numbers) allowed beyond unix, IPv4,
+    /// IPv6 and netlink, which every session may use; any other is refused.
+    pub families: Vec<u32>,
     /// Let the agent use io_uring although the profile restricts files: io_uring opens
     /// are then not checked on kernels without BPF LSM.
     pub allow_io_uring: bool,

@@ -307,11 +307,26 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         }
     }
 
-    let (mut connect, mut bind) = (None, None);
+    let (mut connect, mut bind, mut families) = (None, None, Vec::new());
     match map.get("network") {
         None | Some(Value::Null) => {}
         Some(Value::Object(n)) => {
-            unknown_fields(n, &["connect", "bind"], "network", errors);
+            unknown_fields(n, &["connect", "bind", "families"], "network", errors);
+            for (i, name) in string_list(n.get("families"), "network.families", errors) {
+                match crate::socket_families::by_name(name) {
+                    Some(family) => families.push(family),
+                    None if crate::socket_families::always_allowed(name) => errors.add(
+                        format!("network.families[{i}]"),
+                        format!("{name} sockets are always allowed"),
+                        "leave it out: only unix, inet, inet6 and netlink need no entry",
+                    ),
+                    None => errors.add(
+                        format!("network.families[{i}]"),
+                        format!("unknown socket family {name:?}"),
+                        format!("name one of {}", crate::socket_families::names().collect::<Vec<_>>().join(", ")),
+                    ),
+                }
+            }
             for (key, field, out) in [("connect", "network.connect", &mut connect), ("bind", "network.bind", &mut bind)] {
                 if matches!(n.get(key), None | Some(Value::Null)) {
                     continue;
@@ -339,6 +354,7 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         exec: exec_given.then_some(exec),
         connect,
         bind,
+        families,
         allow_io_uring,
         selectors,
         envelope,
@@ -563,6 +579,23 @@ profiles:
         assert_eq!(connect[1].port, Some(443));
         assert_eq!(connect[2].target, ConnectTarget::Network { addr: "::1".parse().unwrap(), prefix: 128 });
         assert_eq!(connect[3].target, ConnectTarget::Host("api.example.com".into()));
+    }
+
+    #[test]
+    fn network_families_are_named_by_linux_name() {
+        let policy = parse_policy("version: 1\nprofiles:\n  - name: a\n    network:\n      families: [packet, vsock]\n").unwrap();
+        assert_eq!(policy.profiles[0].families, [libc::AF_PACKET as u32, libc::AF_VSOCK as u32]);
+        assert!(policy.profiles[0].connect.is_none(), "naming families restricts no connection");
+        let errors = errors_of("version: 1\nprofiles:\n  - name: a\n    network:\n      families: [AF_PACKET, inet6]\n");
+        let found: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.problem.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                ("network.families[0]", "unknown socket family \"AF_PACKET\""),
+                ("network.families[1]", "inet6 sockets are always allowed")
+            ]
+        );
+        assert!(errors[0].fix.contains("packet, "), "{}", errors[0].fix);
     }
 
     #[test]

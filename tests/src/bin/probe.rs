@@ -921,6 +921,13 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
         "truncate" => ret(unsafe { libc::truncate(cstr(arg(1)).as_ptr(), 0) } as _).map(drop),
         "link" => ret(unsafe { libc::link(cstr(arg(1)).as_ptr(), cstr(arg(2)).as_ptr()) } as _).map(drop),
         "chmod" => ret(unsafe { libc::chmod(cstr(arg(1)).as_ptr(), 0o777) } as _).map(drop),
+        // `socket FAMILY TYPE PROTOCOL`, by number.
+        "socket" => {
+            let number = |i| arg(i).parse::<i32>().expect("a number");
+            ret(unsafe { libc::socket(number(1), number(2), number(3)) } as _).map(|fd| unsafe {
+                libc::close(fd as i32);
+            })
+        }
         // The monitor is the session's first process's parent.
         "kill-parent" => ret(unsafe { libc::kill(libc::getppid(), libc::SIGKILL) } as _).map(drop),
         "kill" => ret(unsafe { libc::kill(arg(1).parse().expect("pid"), libc::SIGKILL) } as _).map(drop),
