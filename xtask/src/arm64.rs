@@ -737,12 +737,31 @@ pub fn build(args: &Arm64VmArgs, background: bool) -> anyhow::Result<CrossTests>
 
 /// Boots the chosen kernels with `tests`; returns one outcome per kernel.
 pub fn boot_all(args: &Arm64VmArgs, downloads: &Downloads, tests: &CrossTests) -> anyhow::Result<Vec<Outcome>> {
+    let image = prepare(args, downloads, tests)?;
     let kernels: Vec<&Kernel> =
         downloads.kernels.iter().filter(|k| chosen_lines(args).any(|l| l.name == k.line)).collect();
-    let only: Option<Vec<&str>> = args.only.as_deref().map(|only| only.split(',').collect());
-    if let Some(names) = &only {
-        for name in names {
-            if !tests.tests.iter().any(|t| t.name == *name) {
+    if args.parallel {
+        std::thread::scope(|scope| {
+            let running: Vec<_> = kernels.iter().map(|k| scope.spawn(|| boot_kernel(args, k, tests, &image))).collect();
+            running.into_iter().map(|r| r.join().expect("VM thread panicked")).collect()
+        })
+    } else {
+        kernels.iter().map(|k| boot_kernel(args, k, tests, &image)).collect()
+    }
+}
+
+/// Boots the kernel of line `line` (`6.1`, `6.12`) with `image` (from [`prepare`]).
+/// Several may run at once: each has its own qemu and log.
+pub fn boot_line(args: &Arm64VmArgs, downloads: &Downloads, tests: &CrossTests, image: &Path, line: &str) -> anyhow::Result<Outcome> {
+    let kernel = downloads.kernels.iter().find(|k| k.line == line).with_context(|| format!("no arm64 kernel of line {line}"))?;
+    boot_kernel(args, kernel, tests, image)
+}
+
+/// Checks `--only` and builds the initramfs of `tests`.
+pub fn prepare(args: &Arm64VmArgs, downloads: &Downloads, tests: &CrossTests) -> anyhow::Result<PathBuf> {
+    if let Some(only) = &args.only {
+        for name in only.split(',') {
+            if !tests.tests.iter().any(|t| t.name == name) {
                 bail!("no test binary {name:?} (--only takes test binary names, comma-separated)");
             }
         }
@@ -757,38 +776,33 @@ pub fn boot_all(args: &Arm64VmArgs, downloads: &Downloads, tests: &CrossTests) -
         tests.target,
         started.elapsed()
     );
+    Ok(image)
+}
+
+fn boot_kernel(args: &Arm64VmArgs, kernel: &Kernel, tests: &CrossTests, image: &Path) -> anyhow::Result<Outcome> {
+    let only: Option<Vec<&str>> = args.only.as_deref().map(|only| only.split(',').collect());
     let all: Vec<&str> = tests.tests.iter().map(|t| t.name.as_str()).collect();
-    let boot_one = |kernel: &Kernel| -> anyhow::Result<Outcome> {
-        let chosen: &[&str] = match &only {
-            Some(names) => names,
-            None if args.all => &all,
-            None => kernel.suites,
-        };
-        println!("== arm64-vm: Debian kernel {} (lsm={LSM}): {}", kernel.release, chosen.join(", "));
-        let log = work_dir().join(format!("{}.log", kernel.release));
-        let result = boot(kernel, chosen, &image, &log, Duration::from_secs(args.timeout))?;
-        let mut problem = result.console.problem();
-        if result.timed_out {
-            problem = Some(format!("timed out after {}s", args.timeout));
-        }
-        if let Some(booted) = result.console.kernel.as_deref().filter(|k| *k != kernel.release) {
-            problem = Some(format!("booted {booted}, expected {}", kernel.release));
-        }
-        if let Err(error) = check_doctor(result.console.doctor.as_deref(), kernel.expect_lsm, kernel.syscall_hooks) {
-            problem = Some(format!("agent-monitor doctor: {error}"));
-        }
-        let outcome = Outcome { kernel: kernel.release.clone(), console: result.console, wall: result.wall, problem, log };
-        println!("{}", outcome.summary());
-        Ok(outcome)
+    let chosen: &[&str] = match &only {
+        Some(names) => names,
+        None if args.all => &all,
+        None => kernel.suites,
     };
-    if args.parallel {
-        std::thread::scope(|scope| {
-            let running: Vec<_> = kernels.iter().map(|k| scope.spawn(|| boot_one(k))).collect();
-            running.into_iter().map(|r| r.join().expect("VM thread panicked")).collect()
-        })
-    } else {
-        kernels.iter().map(|k| boot_one(k)).collect()
+    println!("== arm64-vm: Debian kernel {} (lsm={LSM}): {}", kernel.release, chosen.join(", "));
+    let log = work_dir().join(format!("{}.log", kernel.release));
+    let result = boot(kernel, chosen, image, &log, Duration::from_secs(args.timeout))?;
+    let mut problem = result.console.problem();
+    if result.timed_out {
+        problem = Some(format!("timed out after {}s", args.timeout));
     }
+    if let Some(booted) = result.console.kernel.as_deref().filter(|k| *k != kernel.release) {
+        problem = Some(format!("booted {booted}, expected {}", kernel.release));
+    }
+    if let Err(error) = check_doctor(result.console.doctor.as_deref(), kernel.expect_lsm, kernel.syscall_hooks) {
+        problem = Some(format!("agent-monitor doctor: {error}"));
+    }
+    let outcome = Outcome { kernel: kernel.release.clone(), console: result.console, wall: result.wall, problem, log };
+    println!("{}", outcome.summary());
+    Ok(outcome)
 }
 
 /// Whether `doctor --json` in the guest named the architecture and reported the tiers

@@ -142,22 +142,12 @@ fn test() -> anyhow::Result<()> {
     }
     println!("== privileged integration tests (real eBPF programs, real processes)");
     let privileged = cargo_test(&["--package", "monitor-tests", "--no-fail-fast"])?;
-    // The aarch64 build runs at the lowest CPU priority beside the x86_64 VMs (in its own
-    // build directory, so neither waits for the other's lock): it takes what CPU time
-    // the emulated machines leave, and barely slows them.
     let arm64_args = arm64::Arm64VmArgs::default();
     let downloads = arm64::fetch()?;
-    println!("== the integration tests in VMs (Debian 12's kernel, with and without BPF LSM)");
-    println!("== meanwhile, in the background: the aarch64 cross build (nice -n 19)");
-    let (vms, arm64_tests) = std::thread::scope(|scope| {
-        let build = scope.spawn(|| arm64::build(&arm64_args, true));
-        let vms = vm::run(&vm::VmArgs::default());
-        (vms, build.join().expect("the aarch64 build thread panicked"))
-    });
-    let vms = vms?;
-    let x86_done = started.elapsed();
-    println!("== aarch64: the suites in VMs (Debian 12's arm64 kernels 6.1 and 6.12)");
-    let arm64_vms = arm64::boot_all(&arm64_args, &downloads, &arm64_tests?)?;
+    println!("== the integration tests in VMs: Debian 12's x86_64 kernel with and without BPF LSM, its arm64 kernels 6.1 and 6.12");
+    let x86 = vm::prepare(&vm::VmArgs::default())?;
+    let vms_started = started.elapsed();
+    let (vms, arm64_vms) = vm_lanes(&x86, &arm64_args, &downloads)?;
     let mut passed = unit.0 + privileged.0;
     let mut failed = unit.1 + privileged.1;
     let mut counts = format!("unit: {} passed, privileged: {} passed", unit.0, privileged.0);
@@ -183,10 +173,7 @@ fn test() -> anyhow::Result<()> {
         columns.extend(verifier_report::columns_in(&std::fs::read_to_string(log).unwrap_or_default()));
     }
     verifier_report::print_table(&columns);
-    println!(
-        "== until the x86_64 VMs and the aarch64 build were both done: {x86_done:.0?}; then the arm64 VMs: {:.0?}",
-        started.elapsed() - x86_done
-    );
+    println!("== before the VMs: {vms_started:.0?}; the VMs: {:.0?}", started.elapsed() - vms_started);
     println!("== {counts}, in {:.0?}", started.elapsed());
     println!("tests: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {
@@ -194,6 +181,51 @@ fn test() -> anyhow::Result<()> {
     }
     package.context("the Debian package")?;
     Ok(())
+}
+
+/// Boots the four test VMs two at a time, in two lanes: the x86_64 `lsm` VM then arm64
+/// 6.12, beside the x86_64 `nolsm` VM then arm64 6.1 (about equally long). An emulated
+/// guest leaves the host's CPUs idle much of the time (its tests wait on processes and
+/// timers: one qemu used about 60% of a core), so two at once take far less than one
+/// after the other. Meanwhile this thread cross-builds for aarch64 at the lowest CPU
+/// priority (in its own build directory, so no lock is shared with the VMs' build), and
+/// the lanes start their arm64 VM once its image is ready.
+fn vm_lanes(
+    x86: &vm::Prepared,
+    arm64_args: &arm64::Arm64VmArgs,
+    downloads: &arm64::Downloads,
+) -> anyhow::Result<(Vec<vm::Outcome>, Vec<arm64::Outcome>)> {
+    const LANES: [(&str, &str); 2] = [("lsm", "6.12"), ("nolsm", "6.1")];
+    anyhow::ensure!(vm::config_names().eq(LANES.map(|(x86, _)| x86)), "every x86_64 VM configuration has a lane");
+    let arm64_image: std::sync::OnceLock<Result<(cross::CrossTests, std::path::PathBuf), String>> =
+        std::sync::OnceLock::new();
+    let lanes = std::thread::scope(|scope| {
+        let running: Vec<_> = LANES
+            .iter()
+            .map(|&(x86_config, arm64_line)| {
+                let arm64_image = &arm64_image;
+                scope.spawn(move || {
+                    let x86_outcome = vm::boot_config(x86, x86_config);
+                    let arm64_outcome = match arm64_image.wait() {
+                        Ok((tests, image)) => arm64::boot_line(arm64_args, downloads, tests, image, arm64_line),
+                        Err(error) => Err(anyhow::anyhow!("the aarch64 build: {error}")),
+                    };
+                    (x86_outcome, arm64_outcome)
+                })
+            })
+            .collect();
+        println!("== meanwhile: the aarch64 cross build (nice -n 19)");
+        let built = arm64::build(arm64_args, true)
+            .and_then(|tests| arm64::prepare(arm64_args, downloads, &tests).map(|image| (tests, image)));
+        let _ = arm64_image.set(built.map_err(|e| format!("{e:#}")));
+        running.into_iter().map(|lane| lane.join().expect("a VM lane panicked")).collect::<Vec<_>>()
+    });
+    let (mut vms, mut arm64_vms) = (Vec::new(), Vec::new());
+    for (x86_outcome, arm64_outcome) in lanes {
+        vms.push(x86_outcome?);
+        arm64_vms.push(arm64_outcome?);
+    }
+    Ok((vms, arm64_vms))
 }
 
 fn main() -> anyhow::Result<()> {

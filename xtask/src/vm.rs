@@ -129,9 +129,33 @@ impl Outcome {
     }
 }
 
+/// What every x86_64 guest boots: Debian's kernel and the initramfs of the tests.
+pub struct Prepared {
+    work: PathBuf,
+    kernel: debian::Kernel,
+    image: PathBuf,
+    only: Option<Vec<String>>,
+    timeout: Duration,
+}
+
 /// Builds the binaries and the image, boots the chosen configurations one after the
 /// other, and prints one summary line per VM.
 pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
+    let prepared = prepare(args)?;
+    if args.bench {
+        return bench(&prepared).map(|()| Vec::new());
+    }
+    let chosen = CONFIGS.iter().filter(|c| args.config == Which::All || c.name == which_name(args.config));
+    chosen.map(|config| boot_config(&prepared, config.name)).collect()
+}
+
+/// The configurations `cargo xtask test` boots, by name.
+pub fn config_names() -> impl Iterator<Item = &'static str> {
+    CONFIGS.iter().map(|c| c.name)
+}
+
+/// Builds the binaries and the initramfs, and fetches the kernel.
+pub fn prepare(args: &VmArgs) -> anyhow::Result<Prepared> {
     if !cfg!(target_arch = "x86_64") {
         bail!("cargo xtask vm boots x86_64 kernels and runs x86_64 test binaries: run it on an x86_64 host");
     }
@@ -154,11 +178,10 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
         bail!("cargo built no integration test binaries");
     }
 
-    let only: Option<Vec<&str>> = args.only.as_deref().map(|only| only.split(',').collect());
-    let tests_of = |config: &Config| -> Vec<&str> { only.clone().unwrap_or_else(|| config.tests.to_vec()) };
+    let only: Option<Vec<String>> = args.only.as_deref().map(|only| only.split(',').map(str::to_owned).collect());
     // A suite a configuration names must exist (cargo names the binary NAME-HASH).
     for config in &CONFIGS {
-        for name in tests_of(config) {
+        for name in tests_of(config, only.as_deref()) {
             let exists = test_binaries.iter().any(|t| {
                 t.file_name().and_then(|f| f.to_str()).and_then(|f| f.rsplit_once('-')).is_some_and(|(n, _)| n == name)
             });
@@ -180,65 +203,76 @@ pub fn run(args: &VmArgs) -> anyhow::Result<Vec<Outcome>> {
         &work,
     )?;
     println!("   {} ({} MiB)", image.display(), std::fs::metadata(&image)?.len() >> 20);
+    Ok(Prepared { work, kernel, image, only, timeout: Duration::from_secs(args.timeout) })
+}
 
-    let boot = |append: &str, prefix: &str, log: &Path| {
-        qemu::boot(&qemu::Boot {
-            vmlinuz: &kernel.vmlinuz,
-            initramfs: &image,
-            append,
-            cpus: CPUS,
-            memory_mib: MEMORY_MIB,
-            timeout: Duration::from_secs(args.timeout),
-            prefix,
-            log,
-        })
+/// The suites `config` runs: its own, or `--only`'s.
+fn tests_of<'a>(config: &'a Config, only: Option<&'a [String]>) -> Vec<&'a str> {
+    only.map_or_else(|| config.tests.to_vec(), |only| only.iter().map(String::as_str).collect())
+}
+
+fn boot(prepared: &Prepared, append: &str, prefix: &str, log: &Path) -> anyhow::Result<qemu::Run> {
+    qemu::boot(&qemu::Boot {
+        vmlinuz: &prepared.kernel.vmlinuz,
+        initramfs: &prepared.image,
+        append,
+        cpus: CPUS,
+        memory_mib: MEMORY_MIB,
+        timeout: prepared.timeout,
+        prefix,
+        log,
+    })
+}
+
+/// `--bench`: the open benchmark in the `lsm` configuration.
+fn bench(prepared: &Prepared) -> anyhow::Result<()> {
+    let config = &CONFIGS[0];
+    let release = &prepared.kernel.release;
+    println!("== vm bench: Debian kernel {release}, lsm={}", config.lsm);
+    let log = prepared.work.join("bench.log");
+    let append = format!("console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm=1 agent_monitor.bench=1", config.lsm);
+    let run = boot(prepared, &append, "[vm bench] ", &log)?;
+    if run.timed_out {
+        bail!("the bench VM timed out after {:?} (log: {})", prepared.timeout, log.display());
+    }
+    bench::report(&log, release, &workspace_root().join("target/bench/vm-open.json"))
+}
+
+/// Boots the configuration `name` (`lsm`, `nolsm`) and runs its suites. Several may run
+/// at once: each has its own qemu and log.
+pub fn boot_config(prepared: &Prepared, name: &str) -> anyhow::Result<Outcome> {
+    let config = CONFIGS.iter().find(|c| c.name == name).with_context(|| format!("no VM configuration {name}"))?;
+    let kernel = &prepared.kernel;
+    println!("== vm {}: Debian kernel {}, lsm={}", config.name, kernel.release, config.lsm);
+    let log = prepared.work.join(format!("{}.log", config.name));
+    // init=/init: should /init fail to start, the kernel panics (and qemu exits)
+    // instead of falling back to a shell that waits for input until the timeout.
+    let append = format!(
+        "console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm={} agent_monitor.expect_syscall_hooks={} agent_monitor.tests={}",
+        config.lsm,
+        u8::from(config.expect_lsm),
+        config.syscall_hooks,
+        tests_of(config, prepared.only.as_deref()).join(",")
+    );
+    let run = boot(prepared, &append, &format!("[vm {}] ", config.name), &log)?;
+    let mut problem = run.console.problem();
+    if run.timed_out {
+        problem = Some(format!("timed out after {:?}", prepared.timeout));
+    }
+    if let Some(booted) = run.console.kernel.as_deref().filter(|k| *k != kernel.release) {
+        problem = Some(format!("booted {booted}, expected {}", kernel.release));
+    }
+    let outcome = Outcome {
+        config: config.name,
+        log: log.clone(),
+        kernel: kernel.release.clone(),
+        passed: run.console.passed,
+        failed: run.console.failed,
+        wall: run.wall,
+        problem: problem.map(|p| format!("{p} (log: {})", log.display())),
     };
-    if args.bench {
-        let config = &CONFIGS[0];
-        println!("== vm bench: Debian kernel {}, lsm={}", kernel.release, config.lsm);
-        let log = work.join("bench.log");
-        let append = format!("console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm=1 agent_monitor.bench=1", config.lsm);
-        let run = boot(&append, "[vm bench] ", &log)?;
-        if run.timed_out {
-            bail!("the bench VM timed out after {}s (log: {})", args.timeout, log.display());
-        }
-        bench::report(&log, &kernel.release, &workspace_root().join("target/bench/vm-open.json"))?;
-        return Ok(Vec::new());
-    }
-    let mut outcomes = Vec::new();
-    for config in CONFIGS.iter().filter(|c| args.config == Which::All || c.name == which_name(args.config)) {
-        println!("== vm {}: Debian kernel {}, lsm={}", config.name, kernel.release, config.lsm);
-        let log = work.join(format!("{}.log", config.name));
-        // init=/init: should /init fail to start, the kernel panics (and qemu exits)
-        // instead of falling back to a shell that waits for input until the timeout.
-        let append = format!(
-            "console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm={} agent_monitor.expect_syscall_hooks={} agent_monitor.tests={}",
-            config.lsm,
-            u8::from(config.expect_lsm),
-            config.syscall_hooks,
-            tests_of(config).join(",")
-        );
-        let run = boot(&append, &format!("[vm {}] ", config.name), &log)?;
-        let mut problem = run.console.problem();
-        if run.timed_out {
-            problem = Some(format!("timed out after {}s", args.timeout));
-        }
-        if let Some(booted) = run.console.kernel.as_deref().filter(|k| *k != kernel.release) {
-            problem = Some(format!("booted {booted}, expected {}", kernel.release));
-        }
-        let outcome = Outcome {
-            config: config.name,
-            log: log.clone(),
-            kernel: kernel.release.clone(),
-            passed: run.console.passed,
-            failed: run.console.failed,
-            wall: run.wall,
-            problem: problem.map(|p| format!("{p} (log: {})", log.display())),
-        };
-        println!("{}", outcome.summary());
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
+    println!("{}", outcome.summary());
+    Ok(outcome)
 }
 
 fn which_name(which: Which) -> &'static str {
