@@ -119,6 +119,9 @@ pub struct KernelOffsets {
     pub sock_family: u32,
     pub unix_sock_peer: u32,
     pub unix_sock_path: u32,
+    /// `vm_area_struct.vm_file`: the file a mapping made executable by `mprotect` maps.
+    pub vma_vm_file: u32,
+    pub _pad: u32,
 }
 
 /// The most bytes of a kernel struct a [`Span`] reads at once.
@@ -164,11 +167,11 @@ pub struct KernelConfig {
     pub watchdog_tgid: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 47 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 49 * 4);
 const _: () = assert!(core::mem::size_of::<RegsOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallNumbers>() == 40);
 const _: () = assert!(core::mem::size_of::<Spans>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 188 + 24 + 40 + 24 + 8 + 40);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 188 + 8 + 24 + 40 + 24 + 8 + 40);
 
 impl KernelConfig {
     /// All-zero configuration, the value compiled into the object before patching.
@@ -221,6 +224,8 @@ impl KernelConfig {
             sock_family: 0,
             unix_sock_peer: 0,
             unix_sock_path: 0,
+            vma_vm_file: 0,
+            _pad: 0,
         },
         regs: RegsOffsets { arg0: 0, arg1: 0, arg2: 0, _pad: 0, syscall_nr: 0, syscall_nr_size: 0 },
         syscalls: SyscallNumbers {

@@ -52,6 +52,10 @@ pub mod flags {
     pub const CHILD_NOT_TRACKED: u16 = 1 << 3;
     /// Decided by a BPF LSM hook, before the operation took place.
     pub const LSM: u16 = 1 << 4;
+    /// Exec record: an executable mapping of the file (`mmap` with `PROT_EXEC`), not an
+    /// exec; with [`MPROTECT`], a mapping made executable by `mprotect`.
+    pub const MAPPED: u16 = 1 << 5;
+    pub const MPROTECT: u16 = 1 << 6;
 }
 
 /// Bytes of path a record can carry (a longer path is flagged `PATH_TRUNCATED`).

@@ -44,6 +44,9 @@ pub mod allow {
     /// The entry names a dynamic loader itself: only such an entry lets one be executed
     /// directly (`ld.so PROGRAM` runs a program no exec entry allows).
     pub const LOADER: u32 = 32;
+    /// The file may be mapped executable (`mmap`/`mprotect` with `PROT_EXEC`): every
+    /// exec entry, and the system's library directories where exec is restricted.
+    pub const MAP: u32 = 64;
 }
 
 /// Device files that reach around the file tree: every block device (a filesystem read

@@ -98,11 +98,54 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         return 0;
     };
     let bprm: u64 = ctx.arg(0);
-    answer(judge_exec(&member, bprm))
+    answer(judge_exec(&member, read_ptr(bprm, config!(offsets.binprm_file)), allow::EXEC, flags::LSM))
 }
 
-/// Refusals only: an allowed exec is reported by `sched_process_exec`, with its argv.
-fn judge_exec(member: &SessionMember, bprm: u64) -> u32 {
+/// `PROT_EXEC` (include/uapi/asm-generic/mman-common.h).
+const PROT_EXEC: u64 = 4;
+
+/// `mmap_file(struct file *file, unsigned long reqprot, unsigned long prot, unsigned
+/// long flags)`: code mapped from a file runs as surely as a program executed, so an
+/// executable mapping of a file (`dlopen`, `LD_PRELOAD`, a loader mapping a program, a
+/// memfd) is judged against `exec:`, before it is made (`allow::MAP`: exec entries, and
+/// the system's library directories). The kernel's own mappings of a program and its
+/// interpreter at exec come here too. Anonymous memory (a JIT) is not a file.
+#[lsm(hook = "mmap_file")]
+pub fn mmap_file(ctx: LsmContext) -> i32 {
+    let Some(member) = member_for(lsm_tier::EXEC) else {
+        return 0;
+    };
+    let (file, prot): (u64, u64) = (ctx.arg(0), ctx.arg(2));
+    if file == 0 || prot & PROT_EXEC == 0 {
+        return 0;
+    }
+    answer(judge_exec(&member, Ok(file), allow::MAP, flags::LSM | flags::MAPPED))
+}
+
+/// `file_mprotect(struct vm_area_struct *vma, unsigned long reqprot, unsigned long
+/// prot)`: a file mapped readable, then made executable, is judged like [`mmap_file`].
+#[lsm(hook = "file_mprotect")]
+pub fn file_mprotect(ctx: LsmContext) -> i32 {
+    let Some(member) = member_for(lsm_tier::EXEC) else {
+        return 0;
+    };
+    let (vma, prot): (u64, u64) = (ctx.arg(0), ctx.arg(2));
+    if prot & PROT_EXEC == 0 {
+        return 0;
+    }
+    // Anonymous memory (vm_file NULL, a JIT's) is not a file; an unreadable one fails
+    // closed.
+    let file = match read::<u64>(vma, config!(offsets.vma_vm_file)) {
+        Ok(0) => return 0,
+        Ok(file) => Ok(file),
+        Err(error) => Err(error),
+    };
+    answer(judge_exec(&member, file, allow::MAP, flags::LSM | flags::MAPPED | flags::MPROTECT))
+}
+
+/// Refusals only: an allowed exec is reported by `sched_process_exec`, with its argv;
+/// an allowed mapping is not reported.
+fn judge_exec(member: &SessionMember, file: Result<u64, ReadError>, requested: u32, event_flags: u16) -> u32 {
     let Some(claimed) = claim_scratch() else {
         return policy::fail_closed(member, Tier::Lsm).action;
     };
@@ -113,7 +156,8 @@ fn judge_exec(member: &SessionMember, bprm: u64) -> u32 {
     // SAFETY: entry `index` of the per-CPU records, held with the key scratch's.
     let event: &mut ExecEvent = unsafe { &mut *event };
     event.argv_len = 0;
-    let verdict = process::build_exec(member, bprm, event, flags::LSM, Some(Tier::Lsm), &mut *claimed.scratch, index);
+    let verdict =
+        process::build_exec(member, file, requested, event, event_flags, Some(Tier::Lsm), &mut *claimed.scratch, index);
     if verdict.action != action::ALLOW {
         emit_with_path(event);
     }

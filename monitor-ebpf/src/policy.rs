@@ -323,7 +323,13 @@ pub fn decide(
     }
     // A dynamic loader runs whatever program it is given (`ld.so PROGRAM` maps it, no
     // exec of it): executed directly only where the entry that allows it names it.
-    if allowed && exec && rule.map_or(0, |r| r.allow) & allow::LOADER == 0 && is_loader(resolved.dev, object.ino) {
+    // (Mapped, as at every dynamic program's exec, it is a library like any other.)
+    if allowed
+        && exec
+        && requested & allow::EXEC != 0
+        && rule.map_or(0, |r| r.allow) & allow::LOADER == 0
+        && is_loader(resolved.dev, object.ino)
+    {
         allowed = false;
         rule_id = LOADER_RULE;
     }

@@ -181,21 +181,25 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     if event.argv_len as usize == ARGV_MAX_BYTES {
         argv_flags |= flags::ARGV_TRUNCATED;
     }
-    build_exec(&member, ctx.arg(2), event, argv_flags, judge, &mut *claimed.scratch, index);
+    let file = read_ptr(ctx.arg(2), config!(offsets.binprm_file));
+    build_exec(&member, file, allow::EXEC, event, argv_flags, judge, &mut *claimed.scratch, index);
     emit_with_path(event);
     Ok(())
 }
 
-/// Fills the exec record `event` (all but the argument vector) with the file `bprm`
-/// (a `struct linux_binprm *`) runs, and judges it against the exec rules as `judge`
-/// can (`None`: not judged here), and takes the verdict's action. `event_flags` are
-/// header flags already known; a read error among them or here fails closed. `scratch`
-/// is entry `index` of the key scratch, which the caller holds. Returns the verdict,
-/// also written to `event`.
+/// Fills the exec record `event` (all but the argument vector) with `file` (what a
+/// `struct linux_binprm` runs, or what is mapped executable), and judges it against the
+/// exec rules for `requested` (`allow::EXEC` or `allow::MAP`) as `judge` can (`None`:
+/// not judged here), and takes the verdict's action. `event_flags` are header flags
+/// already known; a read error among them or here fails closed. `scratch` is entry
+/// `index` of the key scratch, which the caller holds. Returns the verdict, also
+/// written to `event`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub fn build_exec(
     member: &SessionMember,
-    bprm: u64,
+    file: Result<u64, ReadError>,
+    requested: u32,
     event: &mut ExecEvent,
     mut event_flags: u16,
     judge: Option<Tier>,
@@ -210,7 +214,7 @@ pub fn build_exec(
     event.dev = 0;
     event._pad = 0;
     let mut verdict = Verdict::UNCHECKED;
-    match read_ptr(bprm, config!(offsets.binprm_file)) {
+    match file {
         Ok(file) => match describe_file(file, &mut scratch.path, index) {
             Ok(described) => {
                 event.path_len = path::copy_path(&scratch.path, &described.resolved, &mut event.path);
@@ -220,7 +224,7 @@ pub fn build_exec(
                 if let Some(tier) = judge {
                     let object =
                         Object { inode: described.inode, dentry: described.dentry, by_directory: false, ino: described.ino };
-                    verdict = policy::decide(member, true, allow::EXEC, &described.resolved, &object, scratch, tier);
+                    verdict = policy::decide(member, true, requested, &described.resolved, &object, scratch, tier);
                 }
             }
             Err(ReadError) => event_flags |= flags::READ_ERROR,

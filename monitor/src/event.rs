@@ -251,6 +251,9 @@ pub struct Exec {
     /// As for `file.mount_unknown`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub mount_unknown: bool,
+    /// Not an exec: the file mapped executable, by `mmap` or `mprotect` (a refusal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]

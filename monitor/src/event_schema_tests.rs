@@ -269,6 +269,15 @@ fn session_events() -> Vec<Value> {
         ino: 7,
         dev: UNMOUNTED_DEV,
     }));
+    // A library the agent wrote, made executable with mprotect (BPF LSM).
+    out.push(translate(KernelEvent::Exec {
+        header: header(kind::PROCESS_EXEC, ROOT, ROOT, root_start, flags::LSM | flags::MAPPED | flags::MPROTECT),
+        path: fs_path(b"/tmp/evil.so/"),
+        verdict: Verdict { action: action::DENY, rule_id: NO_RULE },
+        argv: Vec::new(),
+        ino: 9,
+        dev: root_fs,
+    }));
     for (ret, addr) in [
         (-111, SocketAddress::Inet { addr: [127, 0, 0, 1].into(), port: 1 }),
         (-115, SocketAddress::Inet6 { addr: "::ffff:10.0.0.1".parse().unwrap(), port: 443, scope_id: 0 }),
@@ -751,7 +760,10 @@ fn policy_decisions_have_the_documented_content() {
     );
     let execs = of_type(&events, types::PROCESS_EXEC);
     assert_eq!(execs[0]["decision"], json!({"action": "allow", "profile": "demo"}));
-    let killed_exec = execs.last().unwrap();
+    let mapped = execs.last().unwrap();
+    assert_eq!(mapped["exec"]["mapping"], "mprotect", "{mapped}");
+    assert_eq!((&mapped["decision"]["action"], &mapped["decision"]["enforced_by"]), (&json!("deny"), &json!("kernel:lsm/file_mprotect")));
+    let killed_exec = execs[execs.len() - 2];
     assert_eq!(
         (&killed_exec["decision"]["action"], &killed_exec["decision"]["rule"], &killed_exec["decision"]["enforced_by"]),
         (&json!("kill"), &json!("no entry covers this path"), &json!("kernel:sched_process_exec"))

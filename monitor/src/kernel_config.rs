@@ -155,6 +155,8 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         sock_family: m("sock", "__sk_common")? + m("sock_common", "skc_family")?,
         unix_sock_peer: m("unix_sock", "peer")?,
         unix_sock_path: m("unix_sock", "path")?,
+        vma_vm_file: m("vm_area_struct", "vm_file")?,
+        _pad: 0,
     })
 }
 

@@ -77,7 +77,7 @@ pub enum Resource {
 
 /// (program name in the object, LSM hook, resource). A resource is enforced by the
 /// LSM only if every one of its programs attached.
-pub const LSM_PROGRAMS: [(&str, &str, Resource); 32] = [
+pub const LSM_PROGRAMS: [(&str, &str, Resource); 34] = [
     ("file_open", "file_open", Resource::Files),
     ("file_receive", "file_receive", Resource::Files),
     ("path_unlink", "path_unlink", Resource::Files),
@@ -91,6 +91,8 @@ pub const LSM_PROGRAMS: [(&str, &str, Resource); 32] = [
     ("path_chmod", "path_chmod", Resource::Files),
     ("path_chown", "path_chown", Resource::Files),
     ("bprm_check_security", "bprm_check_security", Resource::Exec),
+    ("mmap_file", "mmap_file", Resource::Exec),
+    ("file_mprotect", "file_mprotect", Resource::Exec),
     ("socket_connect", "socket_connect", Resource::Network),
     ("socket_bind", "socket_bind", Resource::Network),
     ("socket_sendmsg", "socket_sendmsg", Resource::Network),

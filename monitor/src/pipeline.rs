@@ -196,7 +196,11 @@ impl Pipeline {
             }
             KernelEvent::Exec { header, path, argv, ino, dev, verdict } => {
                 let (path, mounted) = self.mounts.resolve(dev, &path.bytes);
-                self.tree.exec(header.tgid, header.start_time_ns, header.session_id, path.clone(), argv.clone());
+                let mapping = (header.flags & flags::MAPPED != 0)
+                    .then_some(if header.flags & flags::MPROTECT != 0 { "mprotect" } else { "mmap" });
+                if mapping.is_none() {
+                    self.tree.exec(header.tgid, header.start_time_ns, header.session_id, path.clone(), argv.clone());
+                }
                 let mut event = self.base(types::PROCESS_EXEC, &header);
                 event.exec = Some(Exec {
                     path: text(&path),
@@ -206,8 +210,14 @@ impl Pipeline {
                     argv_truncated: header.flags & flags::ARGV_TRUNCATED != 0,
                     path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
                     mount_unknown: !mounted,
+                    mapping,
                 });
-                let hook = if header.flags & flags::LSM != 0 { "kernel:lsm/bprm_check_security" } else { "kernel:sched_process_exec" };
+                let hook = match mapping {
+                    Some("mprotect") => "kernel:lsm/file_mprotect",
+                    Some(_) => "kernel:lsm/mmap_file",
+                    None if header.flags & flags::LSM != 0 => "kernel:lsm/bprm_check_security",
+                    None => "kernel:sched_process_exec",
+                };
                 event.decision = Some(self.decision(header.session_id, verdict, hook));
                 event
             }

@@ -200,6 +200,33 @@ fn merge(concrete: &mut Vec<(String, RuleValue)>) {
     *concrete = merged;
 }
 
+/// Where the system's shared libraries are (Debian's multiarch directories are below
+/// these): the dynamic loader maps them into every program, so they may be mapped
+/// executable wherever exec is restricted. Not executed, unless an exec entry covers
+/// them.
+const LIBRARY_DIRECTORIES: [&str; 9] =
+    ["/lib", "/lib32", "/lib64", "/libx32", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libx32", "/usr/local/lib"];
+
+/// Adds the library directories that exist (by their real paths: `/lib` is a link to
+/// `/usr/lib` on merged-/usr systems) to `exec_paths` as mappable, with whatever the
+/// exec entry that covers each allows (an entry is a prefix: `/usr/lib`, longer than
+/// an entry `/usr`, would otherwise take exec away from everything under it).
+fn library_directories(env: &Environment, rules: &mut Vec<Origin>, exec_paths: &mut Vec<(String, RuleValue)>) {
+    let mut directories: Vec<String> = LIBRARY_DIRECTORIES.iter().filter_map(|dir| (env.canonical)(dir)).collect();
+    directories.sort();
+    directories.dedup();
+    let rule_id = rules.len() as u32;
+    rules.push(Origin { field: "exec", index: usize::MAX, text: "the system's library directories (mapped, not executed)".into() });
+    for directory in directories {
+        let covering = exec_paths.iter().filter(|(entry, _)| covers(entry, &directory)).max_by_key(|(entry, _)| entry.len());
+        let value = match covering {
+            Some((_, value)) => RuleValue { allow: value.allow | allow::MAP, ..*value },
+            None => RuleValue { rule_id, allow: allow::MAP },
+        };
+        exec_paths.push((directory, value));
+    }
+}
+
 /// A section the profile leaves out is not restricted: compiled as one entry on `/`.
 fn unrestricted(field: &'static str) -> Origin {
     Origin { field, index: 0, text: "/ (section not in the profile: not restricted)".into() }
@@ -249,7 +276,8 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
     for rule in &exec {
         let rule_id = rules.len() as u32;
         rules.push(rule.origin.clone());
-        let value = RuleValue { rule_id, allow: allow::EXEC };
+        // What may run may also be mapped executable (a program's plugins, `dlopen`).
+        let value = RuleValue { rule_id, allow: allow::EXEC | allow::MAP };
         // Only an entry that names a loader itself lets it run directly; or `/`, which
         // lets any program run, so that the loader adds nothing to it.
         let literal = !rule.pattern.has_wildcard();
@@ -257,8 +285,11 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
         note_symlinks(&expanded, env, &mut notes, &rule.origin);
         exec_paths.extend(expanded.into_iter().map(|path| {
             let names_a_loader = literal && (path == "/" || (env.is_loader)(&path));
-            (path, if names_a_loader { RuleValue { allow: allow::EXEC | allow::LOADER, ..value } } else { value })
+            (path, if names_a_loader { RuleValue { allow: value.allow | allow::LOADER, ..value } } else { value })
         }));
+    }
+    if profile.exec.is_some() {
+        library_directories(env, &mut rules, &mut exec_paths);
     }
     // A file under a deny entry is recorded by identity unless a longer entry (an allow
     // inside the denied tree) decides it.
@@ -375,7 +406,12 @@ mod tests {
             files_under: &under,
             is_raw_device: &|path| path == "/dev/vdb" || path == "/tmp/vdc",
             is_loader: &|path| path == "/usr/lib/ld-linux-x86-64.so.2",
-            canonical: &|path| (path == "/lib64/ld.so").then(|| "/usr/lib/ld-linux-x86-64.so.2".to_owned()),
+            canonical: &|path| match path {
+                "/lib64/ld.so" => Some("/usr/lib/ld-linux-x86-64.so.2".to_owned()),
+                // Merged /usr: /lib is a link to /usr/lib.
+                "/lib" | "/usr/lib" => Some("/usr/lib".to_owned()),
+                _ => None,
+            },
         };
         compile(&policy.profiles[0], &env)
     }
@@ -415,7 +451,9 @@ mod tests {
         // Denied files by identity, so that a hard link elsewhere is denied too.
         let deny = |rule_id| RuleValue { rule_id, allow: 0 };
         assert_eq!(c.denied_inodes, vec![(ROOT, 817, deny(3)), (ROOT, 9001, deny(4)), (ROOT, 9002, deny(4))]);
-        assert_eq!(c.exec, vec![entry(ROOT, "/usr/bin/", 7, allow::EXEC)]);
+        // The library directories may be mapped executable, not executed.
+        assert_eq!(c.exec, vec![entry(ROOT, "/usr/bin/", 7, allow::EXEC | allow::MAP), entry(ROOT, "/usr/lib/", 8, allow::MAP)]);
+        assert_eq!(c.rules[8].text, "the system's library directories (mapped, not executed)");
         assert_eq!(c.rules[4].text, "/home/*/.ssh");
         assert!(c.notes.is_empty(), "{:?}", c.notes);
     }
@@ -432,9 +470,11 @@ mod tests {
         assert!(c.files.contains(&entry(ROOT, "/", 0, RW)), "{:?}", c.files);
         assert!(c.files.contains(&entry(21, "/", 0, RW)), "{:?}", c.files);
         // Any program may run, through the loader too.
-        assert!(c.exec.contains(&entry(ROOT, "/", 1, allow::EXEC | allow::LOADER)), "{:?}", c.exec);
+        assert!(c.exec.contains(&entry(ROOT, "/", 1, allow::EXEC | allow::MAP | allow::LOADER)), "{:?}", c.exec);
         let none = compiled("version: 1\nprofiles:\n  - name: p\n    exec: []\n    files: {}\n");
-        assert!(none.exec.is_empty() && none.files.is_empty());
+        assert!(none.files.is_empty());
+        // Nothing may run; the system's libraries may only be mapped.
+        assert!(none.exec.iter().all(|e| e.value.allow == allow::MAP), "{:?}", none.exec);
     }
 
     #[test]
@@ -522,11 +562,13 @@ mod tests {
     fn only_an_entry_naming_a_loader_itself_lets_it_run_directly() {
         let c = compiled("version: 1\nprofiles:\n  - name: p\n    exec: [/usr, /usr/lib/ld-linux-x86-64.so.2]\n");
         let value = |key: &str| c.exec.iter().find(|e| e.key == key.as_bytes()).map(|e| e.value.allow);
-        assert_eq!(value("/usr/lib/ld-linux-x86-64.so.2/"), Some(allow::EXEC | allow::LOADER));
-        assert_eq!(value("/usr/"), Some(allow::EXEC));
+        assert_eq!(value("/usr/lib/ld-linux-x86-64.so.2/"), Some(allow::EXEC | allow::MAP | allow::LOADER));
+        assert_eq!(value("/usr/"), Some(allow::EXEC | allow::MAP));
+        // A library directory under an exec entry keeps what the entry allows.
+        assert_eq!(value("/usr/lib/"), Some(allow::EXEC | allow::MAP));
         // Any program may run under `/`: through the loader too.
         let all = compiled("version: 1\nprofiles:\n  - name: p\n    exec: [/]\n");
-        assert_eq!(all.exec.iter().find(|e| e.key == b"/").map(|e| e.value.allow), Some(allow::EXEC | allow::LOADER));
+        assert_eq!(all.exec.iter().find(|e| e.key == b"/").map(|e| e.value.allow), Some(allow::EXEC | allow::MAP | allow::LOADER));
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub fn exec_event() -> Event {
         argv_truncated: false,
         path_truncated: false,
         mount_unknown: false,
+        mapping: None,
     });
     e
 }

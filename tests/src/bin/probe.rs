@@ -921,6 +921,24 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
         "truncate" => ret(unsafe { libc::truncate(cstr(arg(1)).as_ptr(), 0) } as _).map(drop),
         "link" => ret(unsafe { libc::link(cstr(arg(1)).as_ptr(), cstr(arg(2)).as_ptr()) } as _).map(drop),
         "chmod" => ret(unsafe { libc::chmod(cstr(arg(1)).as_ptr(), 0o777) } as _).map(drop),
+        // Maps the start of a file executable (as the loader maps a library), or
+        // readable and then executable with mprotect.
+        "map-exec" | "mprotect-exec" => {
+            let fd = ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_RDONLY) } as _)? as i32;
+            let prot = if attempt[0] == "map-exec" { libc::PROT_READ | libc::PROT_EXEC } else { libc::PROT_READ };
+            let at = unsafe { libc::mmap(std::ptr::null_mut(), 4096, prot, libc::MAP_PRIVATE, fd, 0) };
+            unsafe { libc::close(fd) };
+            if at == libc::MAP_FAILED {
+                return Err(last_errno());
+            }
+            let made = if attempt[0] == "map-exec" {
+                Ok(0)
+            } else {
+                ret(unsafe { libc::mprotect(at, 4096, libc::PROT_READ | libc::PROT_EXEC) } as _)
+            };
+            unsafe { libc::munmap(at, 4096) };
+            made.map(drop)
+        }
         // `socket FAMILY TYPE PROTOCOL`, by number.
         "socket" => {
             let number = |i| arg(i).parse::<i32>().expect("a number");
