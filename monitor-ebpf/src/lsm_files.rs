@@ -98,7 +98,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         return 0;
     };
     let bprm: u64 = ctx.arg(0);
-    answer(judge_exec(&member, read_ptr(bprm, config!(offsets.binprm_file)), allow::EXEC, flags::LSM))
+    answer(judge_exec(&member, read_ptr(bprm, config!(offsets.binprm_file)).unwrap_or(0), allow::EXEC, flags::LSM))
 }
 
 /// `PROT_EXEC` (include/uapi/asm-generic/mman-common.h).
@@ -119,7 +119,7 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
     if file == 0 || prot & PROT_EXEC == 0 {
         return 0;
     }
-    answer(judge_exec(&member, Ok(file), allow::MAP, flags::LSM | flags::MAPPED))
+    answer(judge_exec(&member, file, allow::MAP, flags::LSM | flags::MAPPED))
 }
 
 /// `file_mprotect(struct vm_area_struct *vma, unsigned long reqprot, unsigned long
@@ -137,15 +137,18 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     // closed.
     let file = match read::<u64>(vma, config!(offsets.vma_vm_file)) {
         Ok(0) => return 0,
-        Ok(file) => Ok(file),
-        Err(error) => Err(error),
+        Ok(file) => file,
+        Err(ReadError) => 0,
     };
     answer(judge_exec(&member, file, allow::MAP, flags::LSM | flags::MAPPED | flags::MPROTECT))
 }
 
 /// Refusals only: an allowed exec is reported by `sched_process_exec`, with its argv;
-/// an allowed mapping is not reported.
-fn judge_exec(member: &SessionMember, file: Result<u64, ReadError>, requested: u32, event_flags: u16) -> u32 {
+/// an allowed mapping is not reported. `file` 0: it could not be read (fails closed).
+/// (A plain pointer, not a `Result`: as a BPF-to-BPF call argument an `Err` leaves a
+/// register unset, which the verifier refuses to pass.)
+fn judge_exec(member: &SessionMember, file: u64, requested: u32, event_flags: u16) -> u32 {
+    let file = if file == 0 { Err(ReadError) } else { Ok(file) };
     let Some(claimed) = claim_scratch() else {
         return policy::fail_closed(member, Tier::Lsm).action;
     };

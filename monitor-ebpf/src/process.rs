@@ -58,9 +58,10 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), ReadError> {
         return Ok(()); // a new thread: already a member through its tgid
     }
     // A new process sharing the parent's descriptor table (clone(CLONE_FILES) without
-    // CLONE_THREAD) would keep whatever its parent opens, even once the parent is
-    // killed for it: in a session with file rules, that is itself a violation.
-    if member.flags & session_flags::RESTRICTS_FILES != 0
+    // CLONE_THREAD) would keep whatever the other opens (a file, a socket of a refused
+    // family), even once that one is killed for it: in a session with a policy, that is
+    // itself a violation.
+    if member.flags & session_flags::HAS_POLICY != 0
         && !lsm_enforces(lsm_tier::FILES) // the LSM hooks refuse before any descriptor exists
         && let (Ok(child_files), Ok(parent_files)) =
             (read::<u64>(child, config!(offsets.task_files)), read::<u64>(current_task(), config!(offsets.task_files)))

@@ -21,7 +21,9 @@ use monitor_common::{
         ConnectEvent, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
     },
     maps::{Counter, lsm_tier},
-    policy::{IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, SOCKET_FAMILY_RULE, action, session_flags},
+    policy::{
+        IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, SOCKET_FAMILY_RULE, action, session_flags, socket_family,
+    },
     session::SessionMember,
 };
 
@@ -42,6 +44,10 @@ const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 /// Flags of an open whose flags cannot be trusted (openat2): judged as a truncation.
 const UNTRUSTED_FLAGS: u32 = O_TRUNC;
+
+/// `SOCK_TYPE_MASK` and the obsolete `SOCK_PACKET` (include/linux/net.h).
+const SOCK_TYPE_MASK: u32 = 0xf;
+const SOCK_PACKET: u32 = 10;
 
 /// What the syscall being entered or left is, for the watched ones.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -151,7 +157,13 @@ pub(crate) fn try_enter(
         // The kernel makes the socket (loading its family's module if need be) before
         // the kill lands: refused before the effect only with BPF LSM.
         Watched::Socket => {
-            let (family, _, _) = connect_args()?;
+            let (family, socket_type, _) = connect_args()?;
+            // The kernel makes `socket(AF_INET, SOCK_PACKET)` a packet socket.
+            let family = if family == socket_family::INET && socket_type as u32 & SOCK_TYPE_MASK == SOCK_PACKET {
+                socket_family::PACKET
+            } else {
+                family
+            };
             if !family_allowed(&member, family) {
                 refuse_syscall(&member, config!(syscalls.socket), SOCKET_FAMILY_RULE, family);
             }
@@ -161,10 +173,10 @@ pub(crate) fn try_enter(
                 refuse_syscall(&member, config!(syscalls.io_uring_setup), IO_URING_RULE, 0);
             }
         }
-        // Taking another process's descriptor could take one a killed violator opened,
-        // in the instant before it died.
+        // Taking another process's descriptor could take one a killed violator opened
+        // (a file, a socket of a refused family), in the instant before it died.
         Watched::PidfdGetfd => {
-            if member.flags & session_flags::RESTRICTS_FILES != 0 {
+            if member.flags & session_flags::HAS_POLICY != 0 {
                 refuse_syscall(&member, config!(syscalls.pidfd_getfd), PIDFD_GETFD_RULE, 0);
             }
         }

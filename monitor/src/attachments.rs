@@ -25,12 +25,29 @@ pub fn duplicate_all() -> std::io::Result<Vec<OwnedFd>> {
             continue;
         }
         // SAFETY: only borrowed for the duplication (F_DUPFD_CLOEXEC), which fails
-        // cleanly on a descriptor closed since; links are dropped only when the
+        // cleanly (EBADF) on a descriptor closed since; links are dropped only when the
         // monitor ends, so none of them is.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        if let Ok(copy) = borrowed.as_fd().try_clone_to_owned() {
-            copies.push(copy);
+        match borrowed.as_fd().try_clone_to_owned() {
+            Ok(copy) => copies.push(copy),
+            Err(error) if error.raw_os_error() == Some(libc::EBADF) => {}
+            // Out of descriptors (EMFILE): a partial set would be a silent gap.
+            Err(error) => return Err(error),
         }
     }
     Ok(copies)
+}
+
+/// Raises this process's soft limit on open descriptors to its hard limit: every
+/// program's link is a descriptor, held twice (monitor and watchdog). Inherited by the
+/// watchdog.
+pub fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a valid out-pointer, then the same struct back.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }

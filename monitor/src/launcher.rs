@@ -15,6 +15,7 @@ use monitor_common::session::SessionMember;
 
 use crate::{
     capabilities::CapabilityEnvelope,
+    cgroup_fence::ReadOnlyCgroups,
     guard_filter::GuardFilter,
     seccomp::ForeignAbiFilter,
     session_map::Registrar,
@@ -24,6 +25,7 @@ use crate::{
 /// cgroup first; with `foreign_abi`, under the seccomp filter that kills syscalls made
 /// through a foreign ABI; with `guard`, under the seccomp envelope (and tier-2
 /// self-protection); with `capabilities`, inside the capability envelope.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_in_session(
     command: &[OsString],
     registrar: Registrar,
@@ -32,13 +34,14 @@ pub fn spawn_in_session(
     foreign_abi: Option<ForeignAbiFilter>,
     guard: Option<GuardFilter>,
     capabilities: Option<CapabilityEnvelope>,
+    read_only_cgroups: Option<ReadOnlyCgroups>,
 ) -> io::Result<Child> {
     let (program, args) = command.split_first().ok_or_else(|| io::Error::other("no command given"))?;
     let mut cmd = Command::new(program);
     cmd.args(args);
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (sigprocmask, open/write/close, seccomp, getpid, bpf, prctl,
-    // capget/capset) with no allocation.
+    // async-signal-safe calls (sigprocmask, open/write/close, unshare, statvfs, mount,
+    // seccomp, getpid, bpf, prctl, capget/capset) with no allocation.
     unsafe {
         cmd.pre_exec(move || {
             // The monitor blocks the signals it forwards; the agent starts with none blocked.
@@ -47,6 +50,10 @@ pub fn spawn_in_session(
             libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
             if let Some(procs) = &cgroup {
                 crate::cgroup::join_raw(procs)?;
+            }
+            // After joining (a write to the cgroup filesystem), while it may still mount.
+            if let Some(fence) = &read_only_cgroups {
+                fence.apply()?;
             }
             if let Some(filter) = &foreign_abi {
                 filter.install()?;

@@ -8,6 +8,7 @@ pub mod backlog;
 pub mod btf;
 pub mod capabilities;
 pub mod cgroup;
+pub mod cgroup_fence;
 pub mod cli;
 pub mod clock;
 pub mod commands;

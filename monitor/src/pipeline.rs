@@ -336,7 +336,7 @@ impl Pipeline {
     fn decision(&self, session_id: u64, verdict: Verdict, hook: &'static str) -> Decision {
         let Some(policy) = self.policy_of(session_id) else { return unexplained(verdict, hook) };
         let rule = if verdict.rule_id == SHARED_FILES_RULE {
-            Some("a process may not share its parent's descriptor table where files are restricted: it would keep what a killed violator opened".to_owned())
+            Some("a process may not share its parent's descriptor table in a session with a policy: it would keep what a killed violator opened".to_owned())
         } else if verdict.rule_id == SOCKET_FAMILY_RULE {
             Some("a socket family other than unix, IPv4, IPv6 and netlink is refused unless network.families names it: it reaches around the network rules (packet sockets send hand-built frames and read others' traffic)".to_owned())
         } else if verdict.rule_id == RAW_SOCKET_RULE {
@@ -344,9 +344,9 @@ impl Pipeline {
         } else if verdict.rule_id == OPEN_BY_HANDLE_RULE {
             Some("open_by_handle_at is refused where files are restricted: the file it opens may have no path a rule can name".to_owned())
         } else if verdict.rule_id == PIDFD_GETFD_RULE {
-            Some("pidfd_getfd is refused where files are restricted: it could take a descriptor a violator opened before it died".to_owned())
+            Some("pidfd_getfd is refused in a session with a policy: it could take a descriptor a violator opened before it died".to_owned())
         } else if verdict.rule_id == IO_URING_RULE {
-            Some("io_uring is refused where files are restricted: its opens would bypass the file checks (allow_io_uring: true opts in)".to_owned())
+            Some("io_uring is refused without BPF LSM: its opens and sockets would bypass the file and socket-family checks (allow_io_uring: true opts in)".to_owned())
         } else if verdict.rule_id == SELF_PROTECTION_RULE {
             Some("self-protection: no session member may signal, ptrace, limit or reschedule the monitor or its watchdog, use bpf(), change mounts, or change the monitor's policy or binary".to_owned())
         } else if verdict.rule_id == DEVICE_RULE {

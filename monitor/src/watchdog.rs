@@ -112,6 +112,7 @@ impl Watchdog {
     /// Starts the watchdog (this binary, `agent-monitor watchdog`), reporting to the
     /// event file `events` and, with `stdout`, to the monitor's stdout, which it shares.
     pub fn spawn(events: Option<&Path>, stdout: bool) -> anyhow::Result<Watchdog> {
+        crate::attachments::raise_descriptor_limit();
         let exe = std::env::current_exe().context("finding the monitor's own binary")?;
         let mut command = Command::new(exe);
         command.arg("watchdog").arg("--monitor-pid").arg(std::process::id().to_string());
@@ -272,13 +273,14 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
         }
     };
     let context = Context::new();
-    for (id, session) in &guarded {
-        if let Some(event) = end_session(&context, monitor_pid, id, session, &why) {
-            report(&event, events.as_deref(), stdout);
-        }
-    }
-    // Only now may the programs detach: every session is killed or frozen.
+    let ended: Vec<Event> =
+        guarded.iter().filter_map(|(id, session)| end_session(&context, monitor_pid, id, session, &why)).collect();
+    // Only now may the programs detach: every session is killed or frozen. Before the
+    // reports, which may block (a stopped terminal).
     drop(held);
+    for event in &ended {
+        report(event, events.as_deref(), stdout);
+    }
     Ok(0)
 }
 

@@ -336,3 +336,28 @@ fn enforcement_outlives_a_killed_monitor_until_its_session_ends() {
     let leaked = std::fs::read_to_string(&leak).unwrap_or_default();
     assert!(!leaked.contains("TOPSECRET"), "{} copies of the secret leaked", leaked.matches("TOPSECRET").count());
 }
+
+/// Every cgroup filesystem is read-only in the session's mount namespace: no member
+/// moves itself out of its session cgroup (out of the network hooks and the
+/// end-of-session kill), nor the monitor and its watchdog into a cgroup it then kills
+/// with `cgroup.kill` (which sends no signal any guard could refuse).
+#[test]
+fn no_member_writes_a_cgroup_file() {
+    if !privileged() {
+        return;
+    }
+    let cgroup2 = monitor_tests::cgroup2_mount();
+    let dir = TempDir::new("cgroup-fence");
+    let policy = policy_file(&dir, DENY_POLICY);
+    let escape = format!("{cgroup2}/am-test-escape-{}", std::process::id());
+    let script = format!(
+        r#"mkdir {escape} 2>/dev/null; echo mkdir=$?; "$0" try write {cgroup2}/cgroup.procs -- write {cgroup2}/agent-monitor/cgroup.kill"#
+    );
+    let session = run_session_with(&["--policy", policy.to_str().unwrap()], &["sh", "-c", &script, PROBE]);
+    let _ = std::fs::remove_dir(&escape);
+    let erofs = format!("errno={}", libc::EROFS);
+    assert!(session.stdout.contains("mkdir=1"), "{}", session.dump());
+    assert_eq!(session.stdout.lines().filter(|l| l.ends_with(&erofs)).count(), 2, "{}", session.dump());
+    assert_eq!(session.of_type("session.end").len(), 1, "the monitor lived to end the session: {}", session.dump());
+    assert!(session.of_type("session.killed").is_empty(), "{}", session.dump());
+}

@@ -24,6 +24,7 @@ use monitor_common::{
 };
 
 use crate::{
+    cgroup_fence::ReadOnlyCgroups,
     clock::BootClock,
     cgroup::SessionCgroup,
     host_refresh,
@@ -103,9 +104,10 @@ pub fn session_flags_for(profile: &Profile, acts_for_user: bool, files: Tier) ->
     if acts_for_user {
         flags |= session_flags::HAS_PRINCIPAL;
     }
-    // io_uring opens bypass the tracepoint tier's file checks, the principal's
-    // included; the LSM hooks see them.
-    if (profile.files.is_some() || acts_for_user) && !profile.allow_io_uring && files != Tier::Lsm {
+    // io_uring opens and sockets bypass the tracepoint tier's file and socket-family
+    // checks (every policy restricts families), the principal's included; the LSM
+    // hooks see them.
+    if !profile.allow_io_uring && files != Tier::Lsm {
         flags |= session_flags::DENY_IO_URING;
     }
     if profile.files.is_some() {
@@ -284,8 +286,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     });
     let ptrace_hooked = enforcement.self_protection == Tier::Lsm;
     let envelope = Some(profile.envelope.envelope(ptrace_hooked, profile.mode == Mode::Enforce));
-    let child =
-        spawn_in_session(&args.command, sessions.registrar(), member, cgroup.as_ref().map(|c| c.procs_cstring()), foreign_abi, guard, envelope)
+    let fence = Some(ReadOnlyCgroups::of_this_system().context("reading the mount table")?);
+    let procs = cgroup.as_ref().map(|c| c.procs_cstring());
+    let child = spawn_in_session(&args.command, sessions.registrar(), member, procs, foreign_abi, guard, envelope, fence)
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));
     let mut child = match child {
         Ok(child) => child,
@@ -627,9 +630,13 @@ mod tests {
     fn flags_follow_the_profile() {
         let tp = Tier::Tracepoint;
         let kill = KILL_ON_VIOLATION;
-        assert_eq!(session_flags_for(&profile(""), false, tp), HAS_POLICY | ENFORCE | kill);
-        assert_eq!(session_flags_for(&profile("    mode: audit\n"), false, tp), HAS_POLICY | kill);
-        assert_eq!(session_flags_for(&profile("    on_violation: deny\n"), false, tp), HAS_POLICY | ENFORCE);
+        // Without BPF LSM io_uring is refused in every profile: its sockets would bypass
+        // the socket-family check, which every profile makes.
+        let no_uring = DENY_IO_URING;
+        assert_eq!(session_flags_for(&profile(""), false, tp), HAS_POLICY | ENFORCE | kill | no_uring);
+        assert_eq!(session_flags_for(&profile("    mode: audit\n"), false, tp), HAS_POLICY | kill | no_uring);
+        assert_eq!(session_flags_for(&profile("    on_violation: deny\n"), false, tp), HAS_POLICY | ENFORCE | no_uring);
+        assert_eq!(session_flags_for(&profile("    allow_io_uring: true\n"), false, tp), HAS_POLICY | ENFORCE | kill);
         assert_eq!(
             session_flags_for(&profile("    files: {read: [/]}\n    exec: [/usr]\n"), false, tp),
             HAS_POLICY | ENFORCE | kill | RESTRICTS_FILES | RESTRICTS_EXEC | DENY_IO_URING
@@ -638,7 +645,7 @@ mod tests {
             session_flags_for(&profile("    allow_io_uring: true\n    files: {read: [/]}\n"), false, tp),
             HAS_POLICY | ENFORCE | kill | RESTRICTS_FILES
         );
-        // Acting for a user: the principal's check, and io_uring refused even without files.
+        // Acting for a user: the principal's check.
         assert_eq!(session_flags_for(&profile(""), true, tp), HAS_POLICY | ENFORCE | kill | HAS_PRINCIPAL | DENY_IO_URING);
         // The LSM hooks see io_uring's opens: no need to refuse it.
         assert_eq!(

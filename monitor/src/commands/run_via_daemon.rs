@@ -64,7 +64,8 @@ pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
     let guard =
         Some(if start.guard { GuardFilter::new(&protected, start.daemon_pgid) } else { GuardFilter::envelope() });
     let envelope = CapabilityEnvelope { keep: CapabilitySet(start.keep_capabilities), no_new_privs: start.no_new_privs };
-    let mut child = match spawn_in_session(&args.command, registrar, member, cgroup, foreign_abi, guard, Some(envelope)) {
+    let fence = Some(crate::cgroup_fence::ReadOnlyCgroups::of_this_system()?);
+    let mut child = match spawn_in_session(&args.command, registrar, member, cgroup, foreign_abi, guard, Some(envelope), fence) {
         Ok(child) => child,
         Err(error) => {
             let _ = send(&mut stream, &Request::Ended { status: 127 << 8 });
