@@ -275,9 +275,11 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
     let context = Context::new();
     let ended: Vec<Event> =
         guarded.iter().filter_map(|(id, session)| end_session(&context, monitor_pid, id, session, &why)).collect();
-    // Only now may the programs detach: every session is killed or frozen. Before the
-    // reports, which may block (a stopped terminal).
-    drop(held);
+    // Only now may the programs detach: every session is killed or frozen. On a thread
+    // of its own: closing a BPF LSM link waits for the kernel to patch the hook out
+    // (about a third of a second each under emulation), which must not delay the
+    // reports; and a report that blocks (a stopped terminal) must not keep them.
+    std::thread::spawn(move || drop(held));
     for event in &ended {
         report(event, events.as_deref(), stdout);
     }
