@@ -206,7 +206,8 @@ fn processes_outside_the_session_cannot_be_traced_or_read() {
     }
     // A process outside every session, this test's own child: a readable address in it
     // is the start of its first mapping.
-    let mut outside = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+    // (Long enough for a session to start under emulation, on a loaded host; killed below.)
+    let mut outside = std::process::Command::new("sleep").arg("600").spawn().expect("sleep");
     let pid = outside.id();
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let address = maps.split('-').next().unwrap().to_owned();

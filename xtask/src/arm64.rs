@@ -74,7 +74,7 @@ impl Default for Arm64VmArgs {
     fn default() -> Arm64VmArgs {
         Arm64VmArgs {
             kernel: Line::All,
-            timeout: 900,
+            timeout: 1500,
             test_threads: 2,
             debug: false,
             only: None,

@@ -37,7 +37,7 @@ pub struct VmArgs {
     #[arg(long, value_enum, default_value_t = Which::All)]
     pub config: Which,
     /// Seconds one VM may run before it is killed (and counted as failed).
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 1800)]
     pub timeout: u64,
     /// `--test-threads` of each test binary in the guest.
     #[arg(long, default_value_t = 2)]
@@ -54,7 +54,7 @@ pub struct VmArgs {
 
 impl Default for VmArgs {
     fn default() -> VmArgs {
-        VmArgs { config: Which::All, timeout: 1200, test_threads: 2, bench: false, only: None }
+        VmArgs { config: Which::All, timeout: 1800, test_threads: 2, bench: false, only: None }
     }
 }
 
