@@ -76,10 +76,11 @@ const ENVELOPE_REFUSED: [libc::c_long; 6] = [
 ];
 
 /// Self-protection: syscalls refused whatever their arguments.
-const ALWAYS_REFUSED: [libc::c_long; 11] = [
+const ALWAYS_REFUSED: [libc::c_long; 12] = [
     libc::SYS_bpf,
     libc::SYS_mount,
     libc::SYS_umount2,
+    libc::SYS_mount_setattr,
     libc::SYS_move_mount,
     libc::SYS_fsopen,
     libc::SYS_fsmount,

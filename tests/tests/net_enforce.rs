@@ -86,7 +86,9 @@ fn io_uring_cannot_bypass_the_network_policy() {
     let (_a, allowed, _o, other) = listeners("127.0.0.1:0");
     let session = run(
         &dir,
-        &format!("    on_violation: deny\n    network:\n      connect: [\"127.0.0.1:{allowed}\"]\n"),
+        // Without BPF LSM io_uring is refused unless allowed (its sockets would bypass
+        // the family check); allowed, its connects still meet the cgroup hooks.
+        &format!("    on_violation: deny\n    allow_io_uring: true\n    network:\n      connect: [\"127.0.0.1:{allowed}\"]\n"),
         &["sh", "-c", &format!("{PROBE} uring-connect 127.0.0.1:{allowed}; {PROBE} uring-connect 127.0.0.1:{other}")],
     );
     assert_eq!(session.stdout, format!("connected\n{EPERM}\n"), "{}", session.dump());
