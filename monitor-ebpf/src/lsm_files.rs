@@ -199,11 +199,17 @@ pub fn path_symlink(ctx: LsmContext) -> i32 {
 }
 
 /// `path_link(struct dentry *old_dentry, const struct path *new_dir, struct dentry
-/// *new_dentry)`: the new name is a write; the file linked keeps its identity, so a
-/// denied file (by inode) cannot gain an allowed name.
+/// *new_dentry)`: both names are writes. The new name, because it is made; the file
+/// linked, because a new name in a writable directory is a way to write it (a file
+/// outside `files.write` linked into `/tmp` and written there). The file keeps its
+/// identity, so a denied file (by inode) cannot gain an allowed name either.
 #[lsm(hook = "path_link")]
 pub fn path_link(ctx: LsmContext) -> i32 {
     let old: u64 = ctx.arg(0);
+    let from = change(old, file_op::LINK, 0);
+    if from != 0 {
+        return from;
+    }
     let ino = read_ptr(old, config!(offsets.dentry_d_inode))
         .and_then(|inode| read::<u64>(inode, config!(offsets.inode_i_ino)))
         .unwrap_or(0);

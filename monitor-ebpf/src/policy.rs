@@ -288,8 +288,15 @@ pub fn decide(
         Some(value) => (value.allow & requested == requested, value.rule_id),
         // A filesystem object without a mounted filesystem (pipe, socket, anonymous
         // inode reopened through /proc) is not a file a rule can name. Exec of one
-        // (a memfd) is not allowed this way: it is code from nowhere on the list.
-        None if !exec && resolved.components == 0 && resolved.flags & flags::PATH_TRUNCATED == 0 => (true, NO_RULE),
+        // (a memfd) is not allowed this way: it is code from nowhere on the list. An
+        // executable mapping of one (a memfd, shared anonymous memory) is allowed like
+        // anonymous memory, which no hook judges (a JIT's).
+        None if (!exec || requested == allow::MAP)
+            && resolved.components == 0
+            && resolved.flags & flags::PATH_TRUNCATED == 0 =>
+        {
+            (true, NO_RULE)
+        }
         None => (false, NO_RULE),
     };
     let restricts_files = !exec && member.flags & restricted != 0;

@@ -90,7 +90,8 @@ fn forbidden_file_operations_are_refused() {
     let moved = l.path("ro/moved");
     let created = l.path("ro/new");
     let alias = format!("{rw}/alias");
-    let changes: [&[&str]; 7] = [
+    let ro_alias = format!("{rw}/ro-alias");
+    let changes: [&[&str]; 8] = [
         &["write", &ro],
         &["create", &created],
         &["unlink", &ro],
@@ -98,6 +99,8 @@ fn forbidden_file_operations_are_refused() {
         &["truncate", &ro],
         &["chmod", &ro],
         &["link", &secret, &alias],
+        // A new name for a file outside files.write, where it could be written.
+        &["link", &ro, &ro_alias],
     ];
     let open_secret = ["open", secret.as_str()];
     let mut attempts: Vec<&[&str]> = vec![&open_secret];
@@ -111,6 +114,9 @@ fn forbidden_file_operations_are_refused() {
         assert_eq!(session.exit_code(), 0, "{}", session.dump());
         assert_eq!(std::fs::read_to_string(&ro).unwrap(), "keep me\n", "nothing changed the read-only file");
         assert!(!std::path::Path::new(&created).exists() && !std::path::Path::new(&alias).exists());
+        assert!(!std::path::Path::new(&ro_alias).exists());
+        let links = refused_by(&session, "file.change", "kernel:lsm/path_link");
+        assert!(links.iter().any(|e| e["change"]["path"] == ro.as_str()), "the linked file is judged: {}", session.dump());
         let opens = refused_by(&session, "file.open", "kernel:lsm/file_open");
         assert!(opens.iter().any(|e| e["file"]["path"] == secret.as_str()), "{}", session.dump());
         for (operation, hook) in [

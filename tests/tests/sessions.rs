@@ -182,9 +182,10 @@ fn a_failing_event_sink_neither_stops_enforcement_nor_leaks_the_session() {
 /// Where no tracefs is mounted (here: hidden under an empty tmpfs, in a mount namespace
 /// of the test's own), the monitor mounts one for itself while it attaches: the
 /// tracepoints attach, the mount never shows in the namespace it was started in, and
-/// the agent runs there, in the directory it was started from.
+/// the agent runs in a copy of that namespace (its own), in the directory it was started
+/// from.
 #[test]
-fn without_tracefs_the_monitor_mounts_its_own_and_the_agent_stays_in_the_callers_namespace() {
+fn without_tracefs_the_monitor_mounts_its_own_and_the_agent_runs_in_a_copy_of_the_callers_namespace() {
     if !privileged() {
         return;
     }
