@@ -114,14 +114,16 @@ impl Daemon {
         let mut child = self.child.take().expect("running");
         // SAFETY: signalling our own child by pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // A liveness bound: under emulation, beside another VM, detaching the LSM
+        // programs alone takes seconds (a link each, a third of a second apiece).
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("the daemon did not stop within 30 s:\n{}", self.log());
+                panic!("the daemon did not stop within 90 s:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -128,6 +128,21 @@ fn cargo_test(args: &[&str]) -> anyhow::Result<(u64, u64, Option<String>, String
 }
 
 fn test() -> anyhow::Result<()> {
+    let arm64_args = arm64::Arm64VmArgs::default();
+    std::thread::scope(|scope| {
+        // From the start, at the lowest CPU priority (in a build directory of its own,
+        // so no lock is shared): it takes what the host's build and tests leave, and is
+        // done by the time a VM lane wants it (started beside the VMs, it starved).
+        println!("== in the background from now on: the aarch64 cross build (nice -n 19)");
+        let arm64_build = scope.spawn(|| arm64::build(&arm64_args, true));
+        test_with(&arm64_args, arm64_build)
+    })
+}
+
+fn test_with(
+    arm64_args: &arm64::Arm64VmArgs,
+    arm64_build: std::thread::ScopedJoinHandle<'_, anyhow::Result<cross::CrossTests>>,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     println!("== build (agent-monitor, probe, tests)");
     run(cargo().args(["build", "--package", "monitor", "--package", "monitor-tests", "--all-targets"]))?;
@@ -142,12 +157,11 @@ fn test() -> anyhow::Result<()> {
     }
     println!("== privileged integration tests (real eBPF programs, real processes)");
     let privileged = cargo_test(&["--package", "monitor-tests", "--no-fail-fast"])?;
-    let arm64_args = arm64::Arm64VmArgs::default();
     let downloads = arm64::fetch()?;
     println!("== the integration tests in VMs: Debian 12's x86_64 kernel with and without BPF LSM, its arm64 kernels 6.1 and 6.12");
     let x86 = vm::prepare(&vm::VmArgs::default())?;
     let vms_started = started.elapsed();
-    let (vms, arm64_vms) = vm_lanes(&x86, &arm64_args, &downloads)?;
+    let (vms, arm64_vms) = vm_lanes(&x86, arm64_args, &downloads, arm64_build)?;
     let mut passed = unit.0 + privileged.0;
     let mut failed = unit.1 + privileged.1;
     let mut counts = format!("unit: {} passed, privileged: {} passed", unit.0, privileged.0);
@@ -187,13 +201,13 @@ fn test() -> anyhow::Result<()> {
 /// 6.12, beside the x86_64 `nolsm` VM then arm64 6.1 (about equally long). An emulated
 /// guest leaves the host's CPUs idle much of the time (its tests wait on processes and
 /// timers: one qemu used about 60% of a core), so two at once take far less than one
-/// after the other. Meanwhile this thread cross-builds for aarch64 at the lowest CPU
-/// priority (in its own build directory, so no lock is shared with the VMs' build), and
-/// the lanes start their arm64 VM once its image is ready.
+/// after the other. The lanes start their arm64 VM once the aarch64 build (`arm64_build`,
+/// under way since the start) is done and its image made.
 fn vm_lanes(
     x86: &vm::Prepared,
     arm64_args: &arm64::Arm64VmArgs,
     downloads: &arm64::Downloads,
+    arm64_build: std::thread::ScopedJoinHandle<'_, anyhow::Result<cross::CrossTests>>,
 ) -> anyhow::Result<(Vec<vm::Outcome>, Vec<arm64::Outcome>)> {
     const LANES: [(&str, &str); 2] = [("lsm", "6.12"), ("nolsm", "6.1")];
     anyhow::ensure!(vm::config_names().eq(LANES.map(|(x86, _)| x86)), "every x86_64 VM configuration has a lane");
@@ -214,8 +228,9 @@ fn vm_lanes(
                 })
             })
             .collect();
-        println!("== meanwhile: the aarch64 cross build (nice -n 19)");
-        let built = arm64::build(arm64_args, true)
+        let built = arm64_build
+            .join()
+            .expect("the aarch64 build thread panicked")
             .and_then(|tests| arm64::prepare(arm64_args, downloads, &tests).map(|image| (tests, image)));
         let _ = arm64_image.set(built.map_err(|e| format!("{e:#}")));
         running.into_iter().map(|lane| lane.join().expect("a VM lane panicked")).collect::<Vec<_>>()
