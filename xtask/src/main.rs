@@ -197,34 +197,38 @@ fn test_with(
     Ok(())
 }
 
-/// Boots the four test VMs two at a time, in two lanes: the x86_64 `lsm` VM then arm64
-/// 6.12, beside the x86_64 `nolsm` VM then arm64 6.1 (about equally long). An emulated
-/// guest leaves the host's CPUs idle much of the time (its tests wait on processes and
-/// timers: one qemu used about 60% of a core), so two at once take far less than one
-/// after the other. The lanes start their arm64 VM once the aarch64 build (`arm64_build`,
-/// under way since the start) is done and its image made.
+/// Boots the test VMs in lanes, each lane's one after the other: its x86_64 VMs, then
+/// its arm64 ones once the aarch64 build (`arm64_build`, under way since the start) is
+/// done and its image made. Lanes run side by side; there is one now (see `LANES`).
 fn vm_lanes(
     x86: &vm::Prepared,
     arm64_args: &arm64::Arm64VmArgs,
     downloads: &arm64::Downloads,
     arm64_build: std::thread::ScopedJoinHandle<'_, anyhow::Result<cross::CrossTests>>,
 ) -> anyhow::Result<(Vec<vm::Outcome>, Vec<arm64::Outcome>)> {
-    const LANES: [(&str, &str); 2] = [("lsm", "6.12"), ("nolsm", "6.1")];
-    anyhow::ensure!(vm::config_names().eq(LANES.map(|(x86, _)| x86)), "every x86_64 VM configuration has a lane");
+    // One lane: two emulated guests side by side hung twice (both vCPUs of the `nolsm`
+    // guest stuck in the kernel for good, soft lockups, while its monitors attached
+    // programs: the live-patching hazard of qemu's TCG noted in the README).
+    const LANES: [(&[&str], &[&str]); 1] = [(&["lsm", "nolsm"], &["6.12", "6.1"])];
+    let configs: Vec<&str> = LANES.iter().flat_map(|(x86, _)| x86.iter().copied()).collect();
+    anyhow::ensure!(vm::config_names().eq(configs), "every x86_64 VM configuration has a lane");
     let arm64_image: std::sync::OnceLock<Result<(cross::CrossTests, std::path::PathBuf), String>> =
         std::sync::OnceLock::new();
     let lanes = std::thread::scope(|scope| {
         let running: Vec<_> = LANES
             .iter()
-            .map(|&(x86_config, arm64_line)| {
+            .map(|&(x86_configs, arm64_lines)| {
                 let arm64_image = &arm64_image;
                 scope.spawn(move || {
-                    let x86_outcome = vm::boot_config(x86, x86_config);
-                    let arm64_outcome = match arm64_image.wait() {
-                        Ok((tests, image)) => arm64::boot_line(arm64_args, downloads, tests, image, arm64_line),
-                        Err(error) => Err(anyhow::anyhow!("the aarch64 build: {error}")),
-                    };
-                    (x86_outcome, arm64_outcome)
+                    let x86_outcomes: Vec<_> = x86_configs.iter().map(|config| vm::boot_config(x86, config)).collect();
+                    let arm64_outcomes: Vec<_> = arm64_lines
+                        .iter()
+                        .map(|line| match arm64_image.wait() {
+                            Ok((tests, image)) => arm64::boot_line(arm64_args, downloads, tests, image, line),
+                            Err(error) => Err(anyhow::anyhow!("the aarch64 build: {error}")),
+                        })
+                        .collect();
+                    (x86_outcomes, arm64_outcomes)
                 })
             })
             .collect();
@@ -236,9 +240,13 @@ fn vm_lanes(
         running.into_iter().map(|lane| lane.join().expect("a VM lane panicked")).collect::<Vec<_>>()
     });
     let (mut vms, mut arm64_vms) = (Vec::new(), Vec::new());
-    for (x86_outcome, arm64_outcome) in lanes {
-        vms.push(x86_outcome?);
-        arm64_vms.push(arm64_outcome?);
+    for (x86_outcomes, arm64_outcomes) in lanes {
+        for outcome in x86_outcomes {
+            vms.push(outcome?);
+        }
+        for outcome in arm64_outcomes {
+            arm64_vms.push(outcome?);
+        }
     }
     Ok((vms, arm64_vms))
 }
