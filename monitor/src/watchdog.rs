@@ -4,18 +4,20 @@
 //! frozen, `--on-monitor-death freeze`), and that is reported in the event stream:
 //! `session.killed` with `killed_by: monitor-death`, or `session.frozen`.
 //!
-//! The monitor talks to it over a Unix socket on the watchdog's stdin (the monitor's
-//! end is close-on-exec, so no agent holds it), one JSON [`Message`] per line: `guard` a
-//! session, `release` it, `hold` the descriptors that keep the programs attached, `beat`
-//! every second from a thread of its own, and `end` when the monitor stops cleanly. End
-//! of file without `end` means the monitor is gone, however it went: the kernel closes
-//! the socket whatever ended the process. No line for [`STALL`] means the monitor is
-//! stopped or frozen (a signal, a freezer cgroup): the sessions are dealt with the same
-//! way, as nothing watches them then either.
+//! The monitor talks to it over a pipe on the watchdog's stdin (the monitor's end is
+//! close-on-exec, so no agent holds it), one JSON [`Message`] per line: `guard` a
+//! session, `release` it, `beat` every second from a thread of its own, and `end` when
+//! the monitor stops cleanly. End of file without `end` means the monitor is gone,
+//! however it went: the kernel closes the pipe whatever ended the process. No line for
+//! [`STALL`] means the monitor is stopped or frozen (a signal, a freezer cgroup): the
+//! sessions are dealt with the same way, as nothing watches them then either.
 //!
-//! Enforcement does not lapse in between: the watchdog holds copies of the monitor's
-//! attachment descriptors (BPF links, perf events), so the kernel programs stay attached,
-//! and go on refusing and killing, until the sessions are killed or frozen.
+//! Enforcement does not lapse in between: once its programs are attached, the monitor
+//! names (`hold`) the descriptors that keep them so (BPF links, perf events), and the
+//! watchdog copies them out of it (`pidfd_getfd`); the kernel programs stay attached,
+//! refusing and killing, until the sessions are killed or frozen. (Not passed over a
+//! Unix socket: under emulation, heartbeats through the hooked `socket_sendmsg` while
+//! another monitor attached its programs hung guests.)
 //!
 //! No session member can reach the watchdog: its pid is protected like the monitor's
 //! (signals, ptrace, limits and scheduling: the LSM hooks, or the seccomp guard), it
@@ -25,13 +27,10 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    io::Write,
-    os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::net::UnixStream,
-    },
+    io::{BufRead, Write},
+    os::fd::AsFd,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, ChildStdin, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -78,9 +77,9 @@ enum Message {
     Guard { session: String, profile: String, action: OnMonitorDeath, cgroup: PathBuf },
     /// The session ended, or was handed back.
     Release { session: String },
-    /// Keep the descriptors sent with this line (`SCM_RIGHTS`) open until the sessions
+    /// Copy these descriptors of the monitor's, and keep them open until the sessions
     /// are dealt with.
-    Hold { descriptors: usize },
+    Hold { descriptors: Vec<i32> },
     /// The monitor still runs.
     Beat,
     /// The monitor stops cleanly.
@@ -103,7 +102,7 @@ const BEAT: Duration = Duration::from_secs(1);
 /// The monitor's side.
 pub struct Watchdog {
     child: Child,
-    channel: UnixStream,
+    pipe: ChildStdin,
     /// Tells the heartbeat thread that the end is expected.
     finished: Arc<AtomicBool>,
 }
@@ -122,8 +121,7 @@ impl Watchdog {
         if stdout {
             command.arg("--stdout");
         }
-        let (channel, its_end) = UnixStream::pair().context("the watchdog's socket")?;
-        command.stdin(Stdio::from(OwnedFd::from(its_end))).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        command.stdin(Stdio::piped()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
         // Its own session: no terminal signal, and no signal to the monitor's process
         // group, reaches it.
         // SAFETY: setsid is async-signal-safe.
@@ -132,10 +130,11 @@ impl Watchdog {
                 if libc::setsid() < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
             });
         }
-        let child = command.spawn().context("starting the watchdog")?;
+        let mut child = command.spawn().context("starting the watchdog")?;
+        let pipe = child.stdin.take().context("the watchdog's pipe")?;
         WATCHDOG_PID.store(child.id(), Ordering::Release);
         let finished = Arc::new(AtomicBool::new(false));
-        let mut beats = channel.try_clone().context("the watchdog's socket")?;
+        let mut beats = File::from(pipe.as_fd().try_clone_to_owned().context("the watchdog's pipe")?);
         let done = finished.clone();
         let mut beat = serde_json::to_vec(&Message::Beat).expect("a unit variant");
         beat.push(b'\n');
@@ -143,8 +142,8 @@ impl Watchdog {
             .name("watchdog-beat".into())
             .spawn(move || {
                 while !done.load(Ordering::Acquire) {
-                    // One write of a few bytes: one message on the socket, never
-                    // mixed with another thread's line.
+                    // One write of a few bytes: atomic on a pipe, never mixed with
+                    // another thread's line.
                     if let Err(error) = beats.write_all(&beat) {
                         if !done.load(Ordering::Acquire) {
                             log::error!("the watchdog is gone ({error}): sessions are no longer ended if the monitor dies");
@@ -155,7 +154,7 @@ impl Watchdog {
                 }
             })
             .context("starting the heartbeat thread")?;
-        Ok(Watchdog { child, channel, finished })
+        Ok(Watchdog { child, pipe, finished })
     }
 
     pub fn pid(&self) -> u32 {
@@ -175,32 +174,28 @@ impl Watchdog {
         }
     }
 
-    /// Hands the watchdog copies of every descriptor that keeps a program of this
-    /// monitor attached, once they are all attached: if the monitor dies, its programs
-    /// go on enforcing until the watchdog has killed or frozen the sessions.
+    /// Names to the watchdog every descriptor that keeps a program of this monitor
+    /// attached, once they are all attached, for it to copy: if the monitor dies, its
+    /// programs go on enforcing until the watchdog has killed or frozen the sessions.
     pub fn hold_attachments(&mut self) -> std::io::Result<usize> {
-        let held = crate::attachments::duplicate_all()?;
-        for batch in held.chunks(crate::daemon::unix::MAX_FDS) {
-            let mut line = serde_json::to_vec(&Message::Hold { descriptors: batch.len() }).map_err(std::io::Error::other)?;
-            line.push(b'\n');
-            let raw: Vec<_> = batch.iter().map(AsRawFd::as_raw_fd).collect();
-            crate::daemon::unix::send_with_fds(&self.channel, &line, &raw)?;
-        }
-        Ok(held.len())
+        let descriptors = crate::attachments::numbers()?;
+        let count = descriptors.len();
+        self.send(&Message::Hold { descriptors })?;
+        Ok(count)
     }
 
     /// The monitor stops cleanly: the watchdog ends without touching any session.
     pub fn finish(mut self) {
         self.finished.store(true, Ordering::Release);
         let _ = self.send(&Message::End);
-        drop(self.channel);
+        drop(self.pipe);
         let _ = self.child.wait();
     }
 
     fn send(&mut self, message: &Message) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        self.channel.write_all(&line)
+        self.pipe.write_all(&line)
     }
 }
 
@@ -211,8 +206,8 @@ struct Guarded {
     cgroup: PathBuf,
 }
 
-/// `agent-monitor watchdog`: reads the monitor's lines until the socket ends; if it
-/// ends without `end`, deals with every guarded session.
+/// `agent-monitor watchdog`: reads the monitor's lines until the pipe ends; if it ends
+/// without `end`, deals with every guarded session.
 pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow::Result<i32> {
     // SAFETY: setting dispositions to SIG_IGN has no preconditions.
     unsafe {
@@ -226,33 +221,22 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
     let mut guarded: BTreeMap<String, Guarded> = BTreeMap::new();
     // Kept open until every guarded session is dealt with: the monitor's programs stay
     // attached, and enforcing, while it dies.
-    let mut held: Vec<OwnedFd> = Vec::new();
-    // SAFETY: fd 0 is the watchdog's end of the monitor's socket (`Watchdog::spawn`), and
-    // nothing else here uses stdin.
-    let channel = UnixStream::from(unsafe { OwnedFd::from_raw_fd(0) });
-    let mut lines = Lines::default();
+    let mut held: Vec<std::os::fd::OwnedFd> = Vec::new();
+    let mut stdin = std::io::BufReader::new(std::io::stdin().lock());
     let mut heard = Instant::now();
     let why = loop {
-        let line = match lines.next_line() {
-            Some(line) => line,
-            None => {
-                if !readable_within(STALL.saturating_sub(heard.elapsed())) {
-                    if guarded.is_empty() {
-                        heard = Instant::now();
-                        continue;
-                    }
-                    break format!(
-                        "the monitor (pid {monitor_pid}) stopped answering for {} s (stopped, frozen or hung)",
-                        STALL.as_secs()
-                    );
-                }
-                match lines.receive(&channel, &mut held) {
-                    Ok(0) | Err(_) => break format!("the monitor (pid {monitor_pid}) ended without ending the session"),
-                    Ok(_) => heard = Instant::now(),
-                }
+        if stdin.buffer().is_empty() && !readable_within(STALL.saturating_sub(heard.elapsed())) {
+            if guarded.is_empty() {
+                heard = Instant::now();
                 continue;
             }
-        };
+            break format!("the monitor (pid {monitor_pid}) stopped answering for {} s (stopped, frozen or hung)", STALL.as_secs());
+        }
+        let mut line = String::new();
+        match stdin.read_line(&mut line) {
+            Ok(0) | Err(_) => break format!("the monitor (pid {monitor_pid}) ended without ending the session"),
+            Ok(_) => heard = Instant::now(),
+        }
         match serde_json::from_str(line.trim_end()) {
             // A clean monitor released every session first (run removes its cgroup, the
             // daemon releases each): a session still guarded is still dealt with, so
@@ -265,8 +249,12 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
             Ok(Message::Guard { session, profile, action, cgroup }) => {
                 guarded.insert(session, Guarded { profile, action, cgroup });
             }
-            // The descriptors came with the bytes that carried the line (`receive`).
-            Ok(Message::Hold { .. }) => {}
+            Ok(Message::Hold { descriptors }) => match crate::attachments::copy_from(monitor_pid, &descriptors) {
+                Ok(copies) => held.extend(copies),
+                Err(error) => log::error!(
+                    "watchdog: cannot copy the monitor's program links ({error}): if it dies they detach before the sessions end"
+                ),
+            },
             // Only the monitor writes here; a line it did not mean is a bug, not a
             // reason to stop guarding.
             Err(error) => log::error!("watchdog: unreadable line from the monitor ({error}): {line:?}"),
@@ -284,30 +272,6 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
         report(event, events.as_deref(), stdout);
     }
     Ok(0)
-}
-
-/// The monitor's lines as they arrive, with the descriptors sent alongside.
-#[derive(Default)]
-struct Lines {
-    pending: Vec<u8>,
-}
-
-impl Lines {
-    /// The next whole line received, if any.
-    fn next_line(&mut self) -> Option<String> {
-        let end = self.pending.iter().position(|&b| b == b'\n')?;
-        let line: Vec<u8> = self.pending.drain(..=end).collect();
-        Some(String::from_utf8_lossy(&line).into_owned())
-    }
-
-    /// Receives what the monitor sent next; its descriptors go to `held`. 0 at the end.
-    fn receive(&mut self, channel: &UnixStream, held: &mut Vec<OwnedFd>) -> std::io::Result<usize> {
-        let mut buf = [0u8; 4096];
-        let (n, fds) = crate::daemon::unix::recv_with_fds(channel, &mut buf)?;
-        self.pending.extend_from_slice(&buf[..n]);
-        held.extend(fds);
-        Ok(n)
-    }
 }
 
 /// Whether stdin has something to read (or has ended) within `timeout`.
@@ -467,7 +431,7 @@ mod tests {
                 cgroup: PathBuf::from("/sys/fs/cgroup/agent-monitor/00000000000000ab"),
             },
             Message::Release { session: "00000000000000ab".into() },
-            Message::Hold { descriptors: 4 },
+            Message::Hold { descriptors: vec![7, 12] },
             Message::Beat,
             Message::End,
         ] {
@@ -475,26 +439,6 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(serde_json::from_str::<Message>(&line).unwrap(), message);
         }
-    }
-
-    #[test]
-    fn held_descriptors_arrive_with_their_lines() {
-        let (monitor, watchdog) = UnixStream::pair().unwrap();
-        let files: Vec<File> = (0..3).map(|_| File::open("/proc/self/status").unwrap()).collect();
-        let raw: Vec<_> = files.iter().map(AsRawFd::as_raw_fd).collect();
-        let hold = serde_json::to_string(&Message::Hold { descriptors: 3 }).unwrap() + "\n";
-        crate::daemon::unix::send_with_fds(&monitor, hold.as_bytes(), &raw).unwrap();
-        (&monitor).write_all(b"\"beat\"\n\"end\"\n").unwrap();
-        drop(monitor);
-        let (mut lines, mut held) = (Lines::default(), Vec::new());
-        let mut received = Vec::new();
-        while lines.receive(&watchdog, &mut held).unwrap() > 0 {
-            while let Some(line) = lines.next_line() {
-                received.push(serde_json::from_str::<Message>(line.trim_end()).unwrap());
-            }
-        }
-        assert_eq!(received, [Message::Hold { descriptors: 3 }, Message::Beat, Message::End]);
-        assert_eq!(held.len(), 3);
     }
 
     #[test]

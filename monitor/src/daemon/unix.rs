@@ -24,7 +24,7 @@ pub fn peer(stream: &UnixStream) -> io::Result<(u32, u32)> {
 }
 
 /// The most descriptors one message carries here.
-pub const MAX_FDS: usize = 4;
+const MAX_FDS: usize = 4;
 
 /// Sends `bytes` with `fds` attached.
 pub fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
