@@ -44,12 +44,7 @@ fn toolchain_description() -> String {
             .unwrap_or_else(|| "unknown".to_owned())
     };
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
-    let package = |name: &str| {
-        format!(
-            "{name} {}",
-            output("dpkg-query", &["-W", "-f=${Version}", name])
-        )
-    };
+    let package = |name: &str| format!("{name} {}", output("dpkg-query", &["-W", "-f=${Version}", name]));
     [
         output(&rustc, &["--version"]),
         package("rustc-web"),

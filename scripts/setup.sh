@@ -9,8 +9,9 @@ set -euo pipefail
 APT_PACKAGES=(
   # Debian's Rust 1.96 with its library source: the eBPF crate needs -Z build-std.
   rustc-web cargo-web rust-web-src libstd-rust-web-dev
-  # clippy of the same compiler (rustup's clippy cannot read what rustc-web built).
-  rust-web-clippy
+  # clippy and rustfmt of the same compiler (rustup's clippy cannot read what rustc-web
+  # built); `cargo xtask lints` gates on both.
+  rust-web-clippy rustfmt-web
   # LLVM 22 for bpf-linker (same LLVM as rustc-web).
   llvm-22-dev gcc libc6-dev
   # Privileged tests: mounts, network namespaces.

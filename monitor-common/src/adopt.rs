@@ -143,10 +143,7 @@ mod tests {
     #[test]
     fn a_selector_needs_every_field_it_constrains() {
         // Selector 0: exe only. Selector 1: exe and uid. Selector 2: cgroup only.
-        let config = AdoptConfig {
-            defined: 0b111,
-            unconstrained: [0b100, 0b111, 0b101, 0b011],
-        };
+        let config = AdoptConfig { defined: 0b111, unconstrained: [0b100, 0b111, 0b101, 0b011] };
         let mut s = [0u64; field::COUNT];
         assert_eq!(choose(&config, &s), None);
         s[field::EXE as usize] = 0b011;

@@ -18,10 +18,13 @@ use monitor_common::{
 
 use crate::{
     file::{self, is_protected},
-    kernel::{ReadError, config, count, current_tgid, emit_with_path, fill_header, lsm_enforces, read, read_ptr, session_of},
+    kernel::{
+        ReadError, config, count, current_tgid, emit_with_path, fill_header, lsm_enforces, read, read_ptr, session_of,
+    },
     maps::{CHANGE_SCRATCH, EXEC_SCRATCH},
-    path, process,
+    path,
     policy::{self, Object, Tier, Verdict, claim_scratch},
+    process,
 };
 
 /// `-EPERM`, what a refusing hook returns.
@@ -305,8 +308,10 @@ pub(crate) fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_in
             } else {
                 // Creating, removing or renaming a name is judged by its directory;
                 // truncate, chmod, chown and a unix connect or send by the file.
-                let by_directory =
-                    !matches!(op, file_op::TRUNCATE | file_op::CHMOD | file_op::CHOWN | file_op::CONNECT | file_op::SEND);
+                let by_directory = !matches!(
+                    op,
+                    file_op::TRUNCATE | file_op::CHMOD | file_op::CHOWN | file_op::CONNECT | file_op::SEND
+                );
                 let object = Object { inode, dentry, by_directory, ino };
                 verdict = policy::decide(member, false, allow::WRITE, &resolved, &object, scratch, tier);
             }

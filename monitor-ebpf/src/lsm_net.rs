@@ -3,11 +3,7 @@
 //! that moves itself to another cgroup stays held. Active only where the daemon set
 //! `lsm_tier::NET`; the cgroup programs are then not attached.
 
-use aya_ebpf::{
-    helpers::bpf_probe_read_kernel_buf,
-    macros::lsm,
-    programs::LsmContext,
-};
+use aya_ebpf::{helpers::bpf_probe_read_kernel_buf, macros::lsm, programs::LsmContext};
 use monitor_common::{
     event::{ConnectEvent, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind},
     maps::{Counter, lsm_tier},
@@ -79,7 +75,8 @@ pub fn socket_create(ctx: LsmContext) -> i32 {
     let Some(member) = member() else {
         return 0;
     };
-    let (family, socket_type, protocol, kern) = (ctx.arg::<i32>(0), ctx.arg::<i32>(1), ctx.arg::<i32>(2), ctx.arg::<i32>(3));
+    let (family, socket_type, protocol, kern) =
+        (ctx.arg::<i32>(0), ctx.arg::<i32>(1), ctx.arg::<i32>(2), ctx.arg::<i32>(3));
     if kern != 0 {
         return 0;
     }
@@ -109,7 +106,8 @@ fn report_socket(member: &SessionMember, nr: u32, verdict: u32, rule_id: u32, fa
     };
     // SAFETY: the entry is ours until submitted; every field is written below.
     let event = unsafe { &mut *entry.as_mut_ptr() };
-    let complete = fill_header(&mut event.header, kind::PROCESS_SYSCALL, size_of::<SyscallEvent>() as u32, member.session_id);
+    let complete =
+        fill_header(&mut event.header, kind::PROCESS_SYSCALL, size_of::<SyscallEvent>() as u32, member.session_id);
     event.header.flags = flags::LSM | if complete { 0 } else { flags::READ_ERROR };
     event.nr = nr;
     event.action = verdict;
@@ -190,11 +188,18 @@ fn report(member: &SessionMember, sockaddr: u64, addr_len: i32, record_kind: u16
     if n as usize <= SOCKADDR_MAX_BYTES {
         // SAFETY: n <= addr.len(); the helper checks the kernel address.
         let copied = unsafe {
-            bpf_probe_read_kernel_buf(sockaddr as *const u8, core::slice::from_raw_parts_mut(event.addr.as_mut_ptr(), n as usize))
+            bpf_probe_read_kernel_buf(
+                sockaddr as *const u8,
+                core::slice::from_raw_parts_mut(event.addr.as_mut_ptr(), n as usize),
+            )
         };
         event.addr_len = if copied.is_ok() { n } else { 0 };
     } else {
         event.addr_len = 0;
     }
-    entry.submit(if verdict == action::ALLOW { wakeup_flags() } else { 2 /* BPF_RB_FORCE_WAKEUP */ });
+    entry.submit(if verdict == action::ALLOW {
+        wakeup_flags()
+    } else {
+        2 /* BPF_RB_FORCE_WAKEUP */
+    });
 }

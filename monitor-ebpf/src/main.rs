@@ -13,7 +13,10 @@
 //! Userspace picks the tier per resource and says which in `LSM_TIERS`.
 #![no_std]
 #![feature(core_intrinsics)]
-#![allow(internal_features)]
+#![allow(
+    internal_features,
+    reason = "core_intrinsics: the atomic and, or and exchange on map values (kernel.rs, policy.rs)"
+)]
 #![no_main]
 
 mod adopt;

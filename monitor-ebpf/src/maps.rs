@@ -33,8 +33,7 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_L
 
 /// pid_tgid -> connect in flight.
 #[map]
-pub static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> =
-    LruHashMap::with_max_entries(PENDING_MAX, 0);
+pub static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_entries(PENDING_MAX, 0);
 
 /// Per-CPU space for a connect's entry in `PENDING_CONNECTS`, built in a map value to
 /// zero its address a word at a time (see `kernel::zero_by_words`).

@@ -247,7 +247,9 @@ fn step(scratch: &mut PathScratch) -> u32 {
     let n = unsafe { bpf_probe_read_kernel_str(buf.as_mut_ptr().add(at as usize).cast(), size, head.name as *const _) };
     if n != size as i64 {
         // SAFETY: bounded by the buffer; the helper checks the kernel address.
-        let n = unsafe { bpf_probe_read_kernel_str(name.as_mut_ptr().cast(), NAME_MAX_BYTES as u32, head.name as *const _) };
+        let n = unsafe {
+            bpf_probe_read_kernel_str(name.as_mut_ptr().cast(), NAME_MAX_BYTES as u32, head.name as *const _)
+        };
         if n <= 1 {
             return FAILED;
         }
@@ -305,7 +307,10 @@ pub fn copy_leaf(scratch: &PathScratch, resolved: &Resolved, key: &mut [u8; NAME
     let n = opaque(n) & (NAME_KEY_BYTES as u32 - 1);
     // SAFETY: at + n <= END; n < key.len().
     let _ = unsafe {
-        bpf_probe_read_kernel_buf(scratch.buf.as_ptr().add(at as usize), core::slice::from_raw_parts_mut(key.as_mut_ptr(), n as usize))
+        bpf_probe_read_kernel_buf(
+            scratch.buf.as_ptr().add(at as usize),
+            core::slice::from_raw_parts_mut(key.as_mut_ptr(), n as usize),
+        )
     };
 }
 
@@ -319,7 +324,10 @@ pub fn copy_path(scratch: &PathScratch, resolved: &Resolved, out: &mut [u8; PATH
     }
     // SAFETY: start + len <= END <= buf.len(); len <= out.len().
     let copied = unsafe {
-        bpf_probe_read_kernel_buf(scratch.buf.as_ptr().add(start as usize), core::slice::from_raw_parts_mut(out.as_mut_ptr(), len as usize))
+        bpf_probe_read_kernel_buf(
+            scratch.buf.as_ptr().add(start as usize),
+            core::slice::from_raw_parts_mut(out.as_mut_ptr(), len as usize),
+        )
     };
     if copied.is_err() { 0 } else { len }
 }

@@ -14,9 +14,7 @@ use monitor_common::{
     maps::{Counter, DENIED_INODES_MAX, RULES_MAX, SCRATCH_ENTRIES},
     policy::{
         DEVICE_RULE, InodeKey, LOADER_RULE, NO_RULE, NameKey, OTHER_PROCESS_RULE, PATH_KEY_BYTES, PRINCIPAL_GROUPS,
-        PRINCIPAL_RULE, PathKey, Principal, ProtectedInode, RuleValue,
-        action, allow,
-        session_flags,
+        PRINCIPAL_RULE, PathKey, Principal, ProtectedInode, RuleValue, action, allow, session_flags,
     },
     session::SessionMember,
 };
@@ -34,20 +32,24 @@ use crate::{
 const BPF_F_NO_PREALLOC: u32 = 1;
 
 #[map]
-pub static FILE_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, BPF_F_NO_PREALLOC);
+pub static FILE_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> =
+    LpmTrie::with_max_entries(RULES_MAX, BPF_F_NO_PREALLOC);
 #[map]
-pub static EXEC_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> = LpmTrie::with_max_entries(RULES_MAX, BPF_F_NO_PREALLOC);
+pub static EXEC_RULES: LpmTrie<[u8; 8 + PATH_KEY_BYTES], RuleValue> =
+    LpmTrie::with_max_entries(RULES_MAX, BPF_F_NO_PREALLOC);
 #[map]
 pub static NAME_RULES: HashMap<NameKey, RuleValue> = HashMap::with_max_entries(RULES_MAX, BPF_F_NO_PREALLOC);
 /// Files under deny entries, by (policy, dev, inode): a hard link elsewhere is the same
 /// file, and is denied the same.
 #[map]
-pub static DENIED_INODES: HashMap<InodeKey, RuleValue> = HashMap::with_max_entries(DENIED_INODES_MAX, BPF_F_NO_PREALLOC);
+pub static DENIED_INODES: HashMap<InodeKey, RuleValue> =
+    HashMap::with_max_entries(DENIED_INODES_MAX, BPF_F_NO_PREALLOC);
 #[map]
 pub static PRINCIPALS: HashMap<u32, Principal> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
 /// [policy id, gid] -> 1: the principals' groups, one lookup per check.
 #[map]
-pub static PRINCIPAL_GROUP_SET: HashMap<[u32; 2], u8> = HashMap::with_max_entries(1024 * PRINCIPAL_GROUPS as u32, BPF_F_NO_PREALLOC);
+pub static PRINCIPAL_GROUP_SET: HashMap<[u32; 2], u8> =
+    HashMap::with_max_entries(1024 * PRINCIPAL_GROUPS as u32, BPF_F_NO_PREALLOC);
 
 /// The file an access concerns, for the principal's permission check.
 pub struct Object {
@@ -62,7 +64,6 @@ pub struct Object {
     pub ino: u64,
 }
 
-
 /// Whether the principal could make this access under the file's owner, group and mode
 /// bits (ACLs and capabilities are not considered). The file's own directory must be
 /// searchable; a file created, removed or renamed is judged by that directory alone
@@ -71,7 +72,7 @@ pub struct Object {
 #[inline(always)]
 fn principal_allows(policy: u32, object: &Object, requested: u32) -> bool {
     // SAFETY: map value (too large for the stack), only read here.
-    let Some(principal) = (unsafe { PRINCIPALS.get(&policy) }) else {
+    let Some(principal) = (unsafe { PRINCIPALS.get(policy) }) else {
         return false; // a session marked as acting for a user must have one: fail closed
     };
     let Ok(dir) = read_ptr(object.dentry, config!(offsets.dentry_d_parent))
@@ -112,7 +113,7 @@ fn may(policy: u32, principal: &Principal, inode: u64, need: u32) -> bool {
     };
     let bits = if uid == principal.uid {
         (mode >> 6) & 7
-    } else if PRINCIPAL_GROUP_SET.get_ptr(&[policy, gid]).is_some() {
+    } else if PRINCIPAL_GROUP_SET.get_ptr([policy, gid]).is_some() {
         (mode >> 3) & 7
     } else {
         mode & 7
@@ -243,7 +244,7 @@ fn name_rule(scratch: &mut KeyScratch, resolved: &Resolved, policy: u32) -> Opti
     scratch.name.policy = policy;
     path::copy_leaf(&scratch.path, resolved, &mut scratch.name.name);
     // SAFETY: copied out at once.
-    unsafe { NAME_RULES.get(&scratch.name) }.copied()
+    unsafe { NAME_RULES.get(scratch.name) }.copied()
 }
 
 /// Decides an access of `requested` (bits of `monitor_common::policy::allow`) to the
@@ -344,7 +345,7 @@ pub fn decide(
     if allowed && !exec {
         let key = InodeKey { policy: member.policy_id, dev: resolved.dev, ino: object.ino };
         // SAFETY: copied out at once.
-        if let Some(denied) = unsafe { DENIED_INODES.get(&key) }.copied() {
+        if let Some(denied) = unsafe { DENIED_INODES.get(key) }.copied() {
             allowed = false;
             rule_id = denied.rule_id;
         }
@@ -380,7 +381,7 @@ pub fn violation_action(member: &SessionMember, tier: Tier) -> u32 {
 /// Whether (dev, ino) is one of the host's dynamic loaders (a hard link to one too).
 #[inline(always)]
 fn is_loader(dev: u32, ino: u64) -> bool {
-    ino != 0 && LOADER_INODES.get_ptr(&ProtectedInode { dev, _pad: 0, ino }).is_some()
+    ino != 0 && LOADER_INODES.get_ptr(ProtectedInode { dev, _pad: 0, ino }).is_some()
 }
 
 /// Takes `action` against the current process: SIGKILL for `KILL`; a refusal is the

@@ -1,15 +1,8 @@
 //! Session membership follows the process tree: fork copies it, exit removes it.
 
-use aya_ebpf::{
-    helpers::generated::bpf_probe_read_user,
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
-};
+use aya_ebpf::{helpers::generated::bpf_probe_read_user, macros::raw_tracepoint, programs::RawTracePointContext};
 use monitor_common::{
-    event::{
-        ARGV_MAX_BYTES, ExecEvent, ExitEvent, ForkEvent, flags,
-        kind,
-    },
+    event::{ARGV_MAX_BYTES, ExecEvent, ExitEvent, ForkEvent, flags, kind},
     maps::{Counter, lsm_tier},
     policy::{SHARED_FILES_RULE, allow, session_flags},
     session::SessionMember,
@@ -20,14 +13,14 @@ use monitor_common::{
 pub const SHARED_FILES_NR: u32 = u32::MAX;
 
 use crate::{
+    file::describe_file,
     kernel::{
-        ReadError, config, count, current_task, current_tgid, emit_with_path, fill_header, join_session,
-        leave_session, lsm_enforces, read, read_ptr, session_of, wakeup_flags,
+        ReadError, config, count, current_task, current_tgid, emit_with_path, fill_header, join_session, leave_session,
+        lsm_enforces, read, read_ptr, session_of, wakeup_flags,
     },
+    maps::{EVENTS, EXEC_SCRATCH},
     path,
     policy::{self, KeyScratch, Object, Tier, Verdict, claim_scratch},
-    file::describe_file,
-    maps::{EVENTS, EXEC_SCRATCH},
 };
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`;
@@ -196,7 +189,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), ReadError> {
 /// `index` of the key scratch, which the caller holds. Returns the verdict, also
 /// written to `event`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "inlined into each exec hook: the values are what each hook already read")]
 pub fn build_exec(
     member: &SessionMember,
     file: Result<u64, ReadError>,
@@ -223,8 +216,12 @@ pub fn build_exec(
                 event.dev = described.resolved.dev;
                 event_flags |= described.resolved.flags;
                 if let Some(tier) = judge {
-                    let object =
-                        Object { inode: described.inode, dentry: described.dentry, by_directory: false, ino: described.ino };
+                    let object = Object {
+                        inode: described.inode,
+                        dentry: described.dentry,
+                        by_directory: false,
+                        ino: described.ino,
+                    };
                     verdict = policy::decide(member, true, requested, &described.resolved, &object, scratch, tier);
                 }
             }
@@ -257,9 +254,7 @@ fn read_argv(event: &mut ExecEvent) -> Result<(), ReadError> {
         len = ARGV_MAX_BYTES as u64;
     }
     // SAFETY: len <= argv.len(); the helper checks the user address.
-    let ret = unsafe {
-        bpf_probe_read_user(event.argv.as_mut_ptr().cast(), len as u32, start as *const _)
-    };
+    let ret = unsafe { bpf_probe_read_user(event.argv.as_mut_ptr().cast(), len as u32, start as *const _) };
     if ret < 0 {
         return Err(ReadError);
     }

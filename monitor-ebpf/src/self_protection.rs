@@ -225,7 +225,8 @@ fn report(member: &SessionMember, op: u32, target_tgid: u32, arg: u64, verdict: 
     if let Some(mut entry) = DECISIONS.reserve::<TamperEvent>(0) {
         // SAFETY: the entry is ours until submitted; every field is written below.
         let event = unsafe { &mut *entry.as_mut_ptr() };
-        let complete = fill_header(&mut event.header, kind::PROCESS_TAMPER, size_of::<TamperEvent>() as u32, member.session_id);
+        let complete =
+            fill_header(&mut event.header, kind::PROCESS_TAMPER, size_of::<TamperEvent>() as u32, member.session_id);
         event.header.flags = flags::LSM | if complete { 0 } else { flags::READ_ERROR };
         event.op = op;
         event.target_tgid = target_tgid;

@@ -32,11 +32,7 @@ fn returned(ctx: &FExitContext) -> i64 {
 #[inline(always)]
 fn connect_args() -> Result<(u32, u64, u32), ReadError> {
     let current = Typed::current_task();
-    Ok((
-        syscall_arg(current, 0) as u32,
-        syscall_arg(current, 1),
-        syscall_arg(current, 2) as u32,
-    ))
+    Ok((syscall_arg(current, 0) as u32, syscall_arg(current, 1), syscall_arg(current, 2) as u32))
 }
 
 /// `fexit_<syscall>`: the open check at the exit of one open syscall's function.

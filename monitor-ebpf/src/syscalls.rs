@@ -9,20 +9,16 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_kernel_buf,
-        generated::bpf_probe_read_user,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_buf, generated::bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use monitor_common::{
-    event::{
-        ConnectEvent, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall,
-    },
+    event::{ConnectEvent, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, open_syscall},
     maps::{Counter, lsm_tier},
     policy::{
-        IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, SOCKET_FAMILY_RULE, action, session_flags, socket_family,
+        IO_URING_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, PIDFD_GETFD_RULE, SOCKET_FAMILY_RULE, action, session_flags,
+        socket_family,
     },
     session::SessionMember,
 };
@@ -30,8 +26,7 @@ use monitor_common::{
 use crate::{
     file,
     kernel::{
-        ReadError, Typed, config, count, fill_header, lsm_enforces, read_ptr, session_of, wakeup_flags,
-        zero_by_words,
+        ReadError, Typed, config, count, fill_header, lsm_enforces, read_ptr, session_of, wakeup_flags, zero_by_words,
     },
     maps::{DECISIONS, EVENTS, PENDING_CONNECTS, PENDING_SCRATCH},
     net::family_allowed,
@@ -207,14 +202,12 @@ pub(crate) fn try_enter(
             }
             if n > 0 {
                 // SAFETY: n <= pending.addr.len(); the helper checks the user address.
-                let ret = unsafe {
-                    bpf_probe_read_user(pending.addr.as_mut_ptr().cast(), n, addr as *const _)
-                };
+                let ret = unsafe { bpf_probe_read_user(pending.addr.as_mut_ptr().cast(), n, addr as *const _) };
                 if ret < 0 {
                     count(Counter::KernelReadError);
                 }
             }
-            if PENDING_CONNECTS.insert(&pid_tgid, &*pending, 0).is_err() {
+            if PENDING_CONNECTS.insert(pid_tgid, *pending, 0).is_err() {
                 count(Counter::PendingMapFull);
             }
         }
@@ -285,7 +278,8 @@ pub fn refuse_syscall(member: &SessionMember, nr: u32, rule_id: u32, arg: u32) {
     };
     // SAFETY: the entry is ours until submitted; every field is written below.
     let event = unsafe { &mut *entry.as_mut_ptr() };
-    let complete = fill_header(&mut event.header, kind::PROCESS_SYSCALL, size_of::<SyscallEvent>() as u32, member.session_id);
+    let complete =
+        fill_header(&mut event.header, kind::PROCESS_SYSCALL, size_of::<SyscallEvent>() as u32, member.session_id);
     event.header.flags = if complete { 0 } else { flags::READ_ERROR };
     event.nr = nr;
     event.action = verdict;
@@ -316,7 +310,8 @@ pub(crate) fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
     // A unix socket's name is a file: judged as one, unless the LSM hooks did.
     if ret == 0 && !lsm_enforces(lsm_tier::FILES) {
         let current = Typed::current_task();
-        match fd_to_file(current, syscall_arg(current, 0) as u32).and_then(|file| unix::judge_connected(&member, file)) {
+        match fd_to_file(current, syscall_arg(current, 0) as u32).and_then(|file| unix::judge_connected(&member, file))
+        {
             Ok(()) => {}
             Err(ReadError) => {
                 count(Counter::KernelReadError);
@@ -324,7 +319,7 @@ pub(crate) fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
             }
         }
     }
-    let Some(pending) = PENDING_CONNECTS.get_ptr(&pid_tgid) else {
+    let Some(pending) = PENDING_CONNECTS.get_ptr(pid_tgid) else {
         return Ok(());
     };
     // SAFETY: map value pointer, valid until removed below.
@@ -332,7 +327,7 @@ pub(crate) fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
     let ring = if verdict == action::ALLOW { &EVENTS } else { &DECISIONS };
     let Some(mut entry) = ring.reserve::<ConnectEvent>(0) else {
         count(if verdict == action::ALLOW { Counter::RingbufFull } else { Counter::DecisionRingbufFull });
-        let _ = PENDING_CONNECTS.remove(&pid_tgid);
+        let _ = PENDING_CONNECTS.remove(pid_tgid);
         return Ok(());
     };
     // SAFETY: the entry is ours until submitted; every field is written below.
@@ -353,7 +348,11 @@ pub(crate) fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
     // A helper copy: an assignment compiles to a byte-at-a-time memmove call.
     // SAFETY: both buffers are SOCKADDR_MAX_BYTES long; a failed copy zeroes `addr`.
     let _ = unsafe { bpf_probe_read_kernel_buf(pending.addr.as_ptr(), &mut event.addr) };
-    let _ = PENDING_CONNECTS.remove(&pid_tgid);
-    entry.submit(if verdict == action::ALLOW { wakeup_flags() } else { 2 /* BPF_RB_FORCE_WAKEUP */ });
+    let _ = PENDING_CONNECTS.remove(pid_tgid);
+    entry.submit(if verdict == action::ALLOW {
+        wakeup_flags()
+    } else {
+        2 /* BPF_RB_FORCE_WAKEUP */
+    });
     Ok(())
 }

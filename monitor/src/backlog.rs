@@ -103,7 +103,16 @@ mod tests {
 
     fn header(event_kind: u16, time_ns: u64) -> EventHeader {
         EventHeader {
-            kind: event_kind, flags: 0, size: 0, time_ns, session_id: 1, tgid: 2, tid: 2, uid: 0, gid: 0, start_time_ns: 0,
+            kind: event_kind,
+            flags: 0,
+            size: 0,
+            time_ns,
+            session_id: 1,
+            tgid: 2,
+            tid: 2,
+            uid: 0,
+            gid: 0,
+            start_time_ns: 0,
         }
     }
 
@@ -113,7 +122,12 @@ mod tests {
     }
 
     fn violation(time_ns: u64) -> KernelEvent {
-        KernelEvent::Syscall { header: header(kind::PROCESS_SYSCALL, time_ns), nr: 1, verdict: crate::decode::Verdict::ALLOW, arg: 0 }
+        KernelEvent::Syscall {
+            header: header(kind::PROCESS_SYSCALL, time_ns),
+            nr: 1,
+            verdict: crate::decode::Verdict::ALLOW,
+            arg: 0,
+        }
     }
 
     fn time(item: Item) -> u64 {
@@ -158,7 +172,10 @@ mod tests {
         backlog.push_telemetry(fork(10));
         backlog.push_violation(violation(20), None);
         backlog.push_telemetry(fork(30));
-        backlog.push_violation(violation(40), Some(Item::SessionKilled { session: 1, time_ns: 41, pids: vec![], trigger_pid: 2, error: None }));
+        backlog.push_violation(
+            violation(40),
+            Some(Item::SessionKilled { session: 1, time_ns: 41, pids: vec![], trigger_pid: 2, error: None }),
+        );
         // The ring buffer still holds telemetry, perhaps from before 40: the violation waits.
         assert_eq!(backlog.forward(&sender, false, false), Ok(()));
         assert_eq!(take(&receiver, 3), [10, 20, 30]);
@@ -174,7 +191,16 @@ mod tests {
         let mut backlog = Backlog::default();
         let killed = Item::SessionKilled { session: 1, time_ns: 8, pids: vec![], trigger_pid: 2, error: None };
         backlog.push_violation(violation(7), Some(killed));
-        backlog.push_violation(KernelEvent::Adopt { header: header(kind::SESSION_ADOPT, 9), selector: 0, generation: 0, policy_id: 1, flags: 0 }, None);
+        backlog.push_violation(
+            KernelEvent::Adopt {
+                header: header(kind::SESSION_ADOPT, 9),
+                selector: 0,
+                generation: 0,
+                policy_id: 1,
+                flags: 0,
+            },
+            None,
+        );
         assert_eq!(backlog.forward(&sender, true, false), Ok(()), "returns at once");
         assert!(backlog.waiting_for_room());
         take(&receiver, 2);

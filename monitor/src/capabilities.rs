@@ -248,7 +248,11 @@ mod tests {
         assert_eq!(CapabilityChoice::default().envelope(true, false).keep.0, default, "audit mode");
         assert_eq!(choice(&[], &["CAP_SYS_PTRACE"]).envelope(true, true).keep.0, default, "a drop holds on every tier");
         assert_eq!(choice(&["CAP_SYS_PTRACE"], &[]).envelope(true, false).keep.0, default | ptrace);
-        assert_eq!(choice(&["CAP_SYS_PTRACE"], &[]).envelope(false, true).keep.0, default, "never without the ptrace hook");
+        assert_eq!(
+            choice(&["CAP_SYS_PTRACE"], &[]).envelope(false, true).keep.0,
+            default,
+            "never without the ptrace hook"
+        );
         let one = CapabilityChoice { drop: ALL, ..choice(&["CAP_CHOWN"], &[]) };
         assert_eq!(one.envelope(true, true).keep.names(), ["CAP_CHOWN"]);
     }
@@ -257,7 +261,9 @@ mod tests {
     fn the_default_is_the_container_runtimes() {
         let set = CapabilitySet::container_default();
         assert_eq!(set.names().len(), 14);
-        for dropped in ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE", "CAP_SYS_NICE", "CAP_DAC_READ_SEARCH", "CAP_BPF"] {
+        for dropped in
+            ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE", "CAP_SYS_NICE", "CAP_DAC_READ_SEARCH", "CAP_BPF"]
+        {
             assert!(!set.contains(number(dropped).unwrap()), "{dropped}");
         }
         assert!(set.contains(number("CAP_NET_BIND_SERVICE").unwrap()));

@@ -68,7 +68,10 @@ impl SessionCgroup {
     /// The cgroup of an existing session (`agent-monitor kill`).
     pub fn open(session: &str) -> io::Result<SessionCgroup> {
         if session.len() != 16 || !session.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{session:?} is not a session id (16 hex digits)")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{session:?} is not a session id (16 hex digits)"),
+            ));
         }
         let mount = cgroup2_mount().ok_or_else(|| io::Error::other("no cgroup v2 mount in /proc/mounts"))?;
         let path = mount.join(PARENT).join(session);
@@ -132,7 +135,9 @@ impl SessionCgroup {
         for _ in 0..100 {
             last = std::fs::remove_dir(&self.path);
             match &last {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
                 _ => break,
             }
         }

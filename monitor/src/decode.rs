@@ -39,11 +39,23 @@ pub struct KernelPath {
 /// A socket address as the caller passed it to `connect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SocketAddress {
-    Inet { addr: Ipv4Addr, port: u16 },
-    Inet6 { addr: Ipv6Addr, port: u16, scope_id: u32 },
-    Unix { path: Vec<u8>, abstract_name: bool },
+    Inet {
+        addr: Ipv4Addr,
+        port: u16,
+    },
+    Inet6 {
+        addr: Ipv6Addr,
+        port: u16,
+        scope_id: u32,
+    },
+    Unix {
+        path: Vec<u8>,
+        abstract_name: bool,
+    },
     /// Too short for its family, or a family this version does not interpret.
-    Other { family: u16 },
+    Other {
+        family: u16,
+    },
 }
 
 /// What the kernel decided (`monitor_common::policy::action`) and which rule decided
@@ -55,17 +67,37 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub const ALLOW: Verdict = Verdict { action: monitor_common::policy::action::ALLOW, rule_id: monitor_common::policy::NO_RULE };
+    pub const ALLOW: Verdict =
+        Verdict { action: monitor_common::policy::action::ALLOW, rule_id: monitor_common::policy::NO_RULE };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelEvent {
-    Fork { header: EventHeader, child_tgid: u32, child_start_time_ns: u64 },
-    Exec { header: EventHeader, path: KernelPath, argv: Vec<Vec<u8>>, ino: u64, dev: u32, verdict: Verdict },
-    Exit { header: EventHeader, exit_code: u32 },
+    Fork {
+        header: EventHeader,
+        child_tgid: u32,
+        child_start_time_ns: u64,
+    },
+    Exec {
+        header: EventHeader,
+        path: KernelPath,
+        argv: Vec<Vec<u8>>,
+        ino: u64,
+        dev: u32,
+        verdict: Verdict,
+    },
+    Exit {
+        header: EventHeader,
+        exit_code: u32,
+    },
     /// A syscall the profile refuses.
     /// `arg`: what the refusal was about (`socket`: the family), else 0.
-    Syscall { header: EventHeader, nr: u32, verdict: Verdict, arg: u32 },
+    Syscall {
+        header: EventHeader,
+        nr: u32,
+        verdict: Verdict,
+        arg: u32,
+    },
     FileOpen {
         header: EventHeader,
         syscall: u32,
@@ -78,14 +110,39 @@ pub enum KernelEvent {
         verdict: Verdict,
     },
     /// `kind` is `NET_CONNECT`, `NET_SEND` or `NET_BIND`.
-    Connect { header: EventHeader, ret: i32, fd: u32, addr: SocketAddress, verdict: Verdict },
+    Connect {
+        header: EventHeader,
+        ret: i32,
+        fd: u32,
+        addr: SocketAddress,
+        verdict: Verdict,
+    },
     /// A change to the file tree (`monitor_common::event::file_op`).
-    FileChange { header: EventHeader, op: u32, ino: u64, dev: u32, path: KernelPath, verdict: Verdict },
+    FileChange {
+        header: EventHeader,
+        op: u32,
+        ino: u64,
+        dev: u32,
+        path: KernelPath,
+        verdict: Verdict,
+    },
     /// An attempt against the monitor (`monitor_common::event::tamper_op`).
-    Tamper { header: EventHeader, op: u32, target_tgid: u32, arg: u64, verdict: Verdict },
+    Tamper {
+        header: EventHeader,
+        op: u32,
+        target_tgid: u32,
+        arg: u64,
+        verdict: Verdict,
+    },
     /// The kernel adopted the process into the new session `header.session_id`
     /// (`monitor_common::adopt`).
-    Adopt { header: EventHeader, selector: u32, generation: u32, policy_id: u32, flags: u32 },
+    Adopt {
+        header: EventHeader,
+        selector: u32,
+        generation: u32,
+        policy_id: u32,
+        flags: u32,
+    },
 }
 
 impl KernelEvent {

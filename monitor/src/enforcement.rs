@@ -44,8 +44,12 @@ pub struct Enforcement {
 
 impl Enforcement {
     /// Tier 2 everywhere.
-    pub const FALLBACK: Enforcement =
-        Enforcement { files: Tier::Tracepoint, exec: Tier::Tracepoint, network: Tier::Cgroup, self_protection: Tier::Seccomp };
+    pub const FALLBACK: Enforcement = Enforcement {
+        files: Tier::Tracepoint,
+        exec: Tier::Tracepoint,
+        network: Tier::Cgroup,
+        self_protection: Tier::Seccomp,
+    };
 
     /// Bits of `monitor_common::maps::lsm_tier` for the resources the LSM enforces.
     pub fn lsm_bits(&self) -> u32 {

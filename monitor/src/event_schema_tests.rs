@@ -152,7 +152,12 @@ fn session_events() -> Vec<Value> {
     start.session.principal = Some(PrincipalRef { name: "alice".into(), uid: 1000 });
     start.session.mode = Some("enforce");
     start.monitor = Some(Monitor {
-        enforcement: Some(Enforcement { files: Tier::Lsm, exec: Tier::Lsm, network: Tier::Lsm, self_protection: Tier::Lsm }),
+        enforcement: Some(Enforcement {
+            files: Tier::Lsm,
+            exec: Tier::Lsm,
+            network: Tier::Lsm,
+            self_protection: Tier::Lsm,
+        }),
         ..monitor_info(None)
     });
     pipeline.sink.write(&start).unwrap();
@@ -380,7 +385,9 @@ fn session_events() -> Vec<Value> {
         addr: SocketAddress::Inet { addr: [0, 0, 0, 0].into(), port: 22 },
         verdict: Verdict { action: action::KILL, rule_id: NO_RULE },
     }));
-    for (op, target_tgid, arg) in [(tamper_op::SIGNAL, MONITOR_PID, 9), (tamper_op::BPF, 0, 5), (tamper_op::UMOUNT, 0, 0)] {
+    for (op, target_tgid, arg) in
+        [(tamper_op::SIGNAL, MONITOR_PID, 9), (tamper_op::BPF, 0, 5), (tamper_op::UMOUNT, 0, 0)]
+    {
         out.push(translate(KernelEvent::Tamper {
             header: header(kind::PROCESS_TAMPER, CHILD, CHILD, child_start, lsm),
             op,
@@ -586,7 +593,12 @@ fn daemon_events() -> Vec<Value> {
     };
     let mut out = vec![
         monitor_event(&context, types::MONITOR_START, enforcement, policy(true, None)),
-        monitor_event(&context, types::MONITOR_RELOAD, enforcement, policy(false, Some("profile claude: mode: sometimes is not a mode; fix: use mode: audit or mode: enforce"))),
+        monitor_event(
+            &context,
+            types::MONITOR_RELOAD,
+            enforcement,
+            policy(false, Some("profile claude: mode: sometimes is not a mode; fix: use mode: audit or mode: enforce")),
+        ),
         monitor_event(&context, types::MONITOR_RELOAD, enforcement, policy(true, None)),
         monitor_event(&context, types::MONITOR_STOP, enforcement, policy(true, None)),
     ];
@@ -622,24 +634,30 @@ fn daemon_events() -> Vec<Value> {
         watchdog::{Death, OnMonitorDeath, death_event},
     };
     let id = session_ref(SESSION).id;
-    out.push(death_event(&context, Death {
-        monitor_pid: 4242,
-        session: &id,
-        profile: "claude",
-        done: OnMonitorDeath::Kill,
-        pids: vec![ROOT, CHILD],
-        why: "the monitor (pid 4242) ended without ending the session",
-        error: None,
-    }));
-    out.push(death_event(&context, Death {
-        monitor_pid: 4242,
-        session: &id,
-        profile: "claude",
-        done: OnMonitorDeath::Freeze,
-        pids: vec![ROOT, CHILD],
-        why: "the monitor (pid 4242) ended without ending the session",
-        error: None,
-    }));
+    out.push(death_event(
+        &context,
+        Death {
+            monitor_pid: 4242,
+            session: &id,
+            profile: "claude",
+            done: OnMonitorDeath::Kill,
+            pids: vec![ROOT, CHILD],
+            why: "the monitor (pid 4242) ended without ending the session",
+            error: None,
+        },
+    ));
+    out.push(death_event(
+        &context,
+        Death {
+            monitor_pid: 4242,
+            session: &id,
+            profile: "claude",
+            done: OnMonitorDeath::Freeze,
+            pids: vec![ROOT, CHILD],
+            why: "the monitor (pid 4242) ended without ending the session",
+            error: None,
+        },
+    ));
     let mut out: Vec<Value> = out.iter().map(to_json).collect();
     // What the file sink writes when its file lost its name.
     let events = std::path::Path::new("/var/log/agent-monitor/events.ndjson");
@@ -735,7 +753,10 @@ fn generated_events_have_the_documented_content() {
     assert_eq!(end["loss"]["decision_ringbuf_full"], json!(7));
 
     let session_start = of_type(&events, types::SESSION_START)[0];
-    assert_eq!((&session_start["session"]["profile"], &session_start["session"]["mode"]), (&json!("demo"), &json!("enforce")));
+    assert_eq!(
+        (&session_start["session"]["profile"], &session_start["session"]["mode"]),
+        (&json!("demo"), &json!("enforce"))
+    );
     assert_eq!(session_start["session"]["principal"], json!({"name": "alice", "uid": 1000}));
 }
 
@@ -762,7 +783,10 @@ fn policy_decisions_have_the_documented_content() {
     assert_eq!(execs[0]["decision"], json!({"action": "allow", "profile": "demo"}));
     let mapped = execs.last().unwrap();
     assert_eq!(mapped["exec"]["mapping"], "mprotect", "{mapped}");
-    assert_eq!((&mapped["decision"]["action"], &mapped["decision"]["enforced_by"]), (&json!("deny"), &json!("kernel:lsm/file_mprotect")));
+    assert_eq!(
+        (&mapped["decision"]["action"], &mapped["decision"]["enforced_by"]),
+        (&json!("deny"), &json!("kernel:lsm/file_mprotect"))
+    );
     let killed_exec = execs[execs.len() - 2];
     assert_eq!(
         (&killed_exec["decision"]["action"], &killed_exec["decision"]["rule"], &killed_exec["decision"]["enforced_by"]),
@@ -810,8 +834,10 @@ fn policy_decisions_have_the_documented_content() {
         (&send[0]["decision"]["action"], &send[0]["decision"]["enforced_by"]),
         (&json!("deny"), &json!("kernel:cgroup/sendmsg"))
     );
-    let bind: Vec<_> =
-        of_type(&events, types::NET_BIND).into_iter().filter(|e| e["decision"]["enforced_by"] == "kernel:cgroup/bind").collect();
+    let bind: Vec<_> = of_type(&events, types::NET_BIND)
+        .into_iter()
+        .filter(|e| e["decision"]["enforced_by"] == "kernel:cgroup/bind")
+        .collect();
     assert_eq!(bind.len(), 1);
     assert_eq!((&bind[0]["net"]["family"], &bind[0]["net"]["address"]), (&json!("inet6"), &json!("::")));
     assert!(bind[0]["net"].get("fd").is_none());
@@ -838,10 +864,7 @@ fn policy_decisions_have_the_documented_content() {
     // A write under an entry that only allows reading: the entry that decided is named.
     assert_eq!(policy[1]["decision"]["rule"], json!("files.read[0] /"));
     assert_eq!((&policy[1]["file"]["created"], &policy[1]["decision"]["action"]), (&json!(true), &json!("audit")));
-    assert_eq!(
-        policy[2]["decision"]["rule"],
-        json!("exec[0] / (section not in the profile: not restricted)")
-    );
+    assert_eq!(policy[2]["decision"]["rule"], json!("exec[0] / (section not in the profile: not restricted)"));
     assert!(policy[2]["decision"].get("would").is_none());
     // Network violations in audit mode: would be refused, not killed.
     assert_eq!(
@@ -1017,7 +1040,8 @@ fn malformed_events_are_rejected() {
 fn malformed_policy_events_are_rejected() {
     let v = validator();
     let events = session_events();
-    let kill = of_type(&events, types::FILE_OPEN).into_iter().find(|e| e["decision"]["action"] == "kill").unwrap().clone();
+    let kill =
+        of_type(&events, types::FILE_OPEN).into_iter().find(|e| e["decision"]["action"] == "kill").unwrap().clone();
     assert_rejected(&v, &kill, "unknown enforced_by", |e| e["decision"]["enforced_by"] = json!("kernel:lsm"));
     assert_rejected(&v, &kill, "kill without enforced_by", |e| remove(&mut e["decision"], "enforced_by"));
     assert_rejected(&v, &kill, "rule not a string", |e| e["decision"]["rule"] = json!(3));
@@ -1025,7 +1049,8 @@ fn malformed_policy_events_are_rejected() {
     assert_rejected(&v, &audit, "audit without would", |e| remove(&mut e["decision"], "would"));
     assert_rejected(&v, &audit, "unknown would", |e| e["decision"]["would"] = json!("kill-session"));
 
-    let refused = of_type(&events, types::NET_CONNECT).into_iter().find(|e| e["decision"]["action"] == "deny").unwrap().clone();
+    let refused =
+        of_type(&events, types::NET_CONNECT).into_iter().find(|e| e["decision"]["action"] == "deny").unwrap().clone();
     assert_rejected(&v, &refused, "deny without enforced_by", |e| remove(&mut e["decision"], "enforced_by"));
     assert_rejected(&v, &refused, "net.connect without net", |e| remove(e, "net"));
     let send = valid(types::NET_SEND);

@@ -102,8 +102,12 @@ pub struct GuardFilter {
 /// kexec_load and reboot.
 const fn foreign_envelope(arch: Arch) -> (u32, [(u32, u32); 6]) {
     match arch {
-        Arch::X86_64 => (AUDIT_ARCH_I386, [(435, ENOSYS), (128, DENY), (129, DENY), (350, DENY), (283, DENY), (88, DENY)]),
-        Arch::Aarch64 => (AUDIT_ARCH_ARM, [(435, ENOSYS), (128, DENY), (129, DENY), (379, DENY), (347, DENY), (88, DENY)]),
+        Arch::X86_64 => {
+            (AUDIT_ARCH_I386, [(435, ENOSYS), (128, DENY), (129, DENY), (350, DENY), (283, DENY), (88, DENY)])
+        }
+        Arch::Aarch64 => {
+            (AUDIT_ARCH_ARM, [(435, ENOSYS), (128, DENY), (129, DENY), (379, DENY), (347, DENY), (88, DENY)])
+        }
     }
 }
 
@@ -132,8 +136,11 @@ impl GuardFilter {
     /// own group).
     pub fn new(protected: &[u32], monitor_pgid: u32) -> GuardFilter {
         // ld arch; native: go on; else refuse.
-        let mut program =
-            vec![op(LD_W_ABS, 0, 0, DATA_ARCH), op(JEQ_K, 1, 0, native_audit_arch(Arch::NATIVE)), op(RET_K, 0, 0, DENY)];
+        let mut program = vec![
+            op(LD_W_ABS, 0, 0, DATA_ARCH),
+            op(JEQ_K, 1, 0, native_audit_arch(Arch::NATIVE)),
+            op(RET_K, 0, 0, DENY),
+        ];
         push_x32(&mut program);
         push_envelope(&mut program);
         for nr in ALWAYS_REFUSED {
@@ -291,7 +298,10 @@ mod tests {
     use super::*;
 
     fn run(filter: &GuardFilter, nr: libc::c_long, args: [u32; 6]) -> u32 {
-        crate::seccomp::simulate(&filter.program, &crate::seccomp::seccomp_data(nr as u32, native_audit_arch(Arch::NATIVE), args))
+        crate::seccomp::simulate(
+            &filter.program,
+            &crate::seccomp::seccomp_data(nr as u32, native_audit_arch(Arch::NATIVE), args),
+        )
     }
 
     const MONITOR: u32 = 4242;
@@ -408,8 +418,13 @@ mod tests {
     fn the_envelope_is_in_both_filters() {
         for f in [GuardFilter::new(&[MONITOR, WATCHDOG], PGID), GuardFilter::envelope()] {
             assert_eq!(run(&f, libc::SYS_clone3, [0; 6]), ENOSYS, "clone3: C libraries fall back to clone");
-            let refused =
-                [libc::SYS_init_module, libc::SYS_finit_module, libc::SYS_delete_module, libc::SYS_kexec_file_load, libc::SYS_reboot];
+            let refused = [
+                libc::SYS_init_module,
+                libc::SYS_finit_module,
+                libc::SYS_delete_module,
+                libc::SYS_kexec_file_load,
+                libc::SYS_reboot,
+            ];
             for nr in refused {
                 assert_eq!(run(&f, nr, [0; 6]), DENY, "syscall {nr}");
             }
@@ -428,7 +443,8 @@ mod tests {
     fn the_envelope_holds_for_the_32_bit_abi_and_x32() {
         let envelope = GuardFilter::envelope();
         let (foreign, numbers) = foreign_envelope(Arch::NATIVE);
-        let foreign_call = |nr: u32| crate::seccomp::simulate(&envelope.program, &crate::seccomp::seccomp_data(nr, foreign, [0; 6]));
+        let foreign_call =
+            |nr: u32| crate::seccomp::simulate(&envelope.program, &crate::seccomp::seccomp_data(nr, foreign, [0; 6]));
         for (nr, answer) in numbers {
             assert_eq!(foreign_call(nr), answer, "32-bit syscall {nr}");
         }

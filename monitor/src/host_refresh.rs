@@ -3,11 +3,7 @@
 //! expose DNS TTLs, so a fixed interval short enough for common TTLs stands in), and
 //! the kernel's table gains the new addresses and loses the ones that went away.
 
-use std::{
-    collections::BTreeSet,
-    net::IpAddr,
-    time::Duration,
-};
+use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
 use monitor_common::policy::{RuleValue, allow};
@@ -65,7 +61,12 @@ fn key(policy: u32, entry: &HostEntry, addr: IpAddr) -> Key<[u8; 24]> {
 }
 
 /// Keeps `entries` current in `trie` until the process ends (runs on its own thread).
-pub fn spawn(policy: u32, mut entries: Vec<HostEntry>, trie: LpmTrie<MapData, [u8; 24], RuleValue>, resolve: fn(&str) -> Vec<IpAddr>) {
+pub fn spawn(
+    policy: u32,
+    mut entries: Vec<HostEntry>,
+    trie: LpmTrie<MapData, [u8; 24], RuleValue>,
+    resolve: fn(&str) -> Vec<IpAddr>,
+) {
     if entries.is_empty() {
         return;
     }
@@ -115,10 +116,15 @@ mod tests {
     fn only_host_entries_are_followed() {
         let rule = |text: &str| {
             let (target, port) = parse_connect(text).unwrap();
-            ConnectRule { target, port, origin: crate::policy::model::Origin { field: "network.connect", index: 0, text: text.into() } }
+            ConnectRule {
+                target,
+                port,
+                origin: crate::policy::model::Origin { field: "network.connect", index: 0, text: text.into() },
+            }
         };
         let (a, b) = (rule("10.0.0.0/8:443"), rule("api.example.com:443"));
-        let resolve = |host: &str| if host == "api.example.com" { vec!["192.0.2.7".parse().unwrap()] } else { Vec::new() };
+        let resolve =
+            |host: &str| if host == "api.example.com" { vec!["192.0.2.7".parse().unwrap()] } else { Vec::new() };
         let entries = host_entries([(3, 1, &a), (4, 1, &b)], &resolve);
         assert_eq!(entries.len(), 1);
         assert_eq!((entries[0].rule_id, entries[0].port, entries[0].installed.len()), (4, 443, 1));

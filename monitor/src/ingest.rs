@@ -44,7 +44,13 @@ const LAST_ROUND_MAX: usize = 1 << 18;
 pub enum Item {
     Kernel(KernelEvent),
     /// The whole session was killed (kill-session); `pids` were its processes.
-    SessionKilled { session: u64, time_ns: u64, pids: Vec<u32>, trigger_pid: u32, error: Option<String> },
+    SessionKilled {
+        session: u64,
+        time_ns: u64,
+        pids: Vec<u32>,
+        trigger_pid: u32,
+        error: Option<String>,
+    },
 }
 
 /// Losses counted in userspace.

@@ -100,8 +100,7 @@ fn regs_offsets_of(arch: Arch, btf: &Btf) -> Result<RegsOffsets, BtfError> {
 /// `offsetof(struct task_struct, start_boottime)`; kernels before 5.5 call it
 /// `real_start_time`.
 fn task_start_boottime(btf: &Btf) -> Result<u32, BtfError> {
-    btf.member_offset("task_struct", "start_boottime")
-        .or_else(|_| btf.member_offset("task_struct", "real_start_time"))
+    btf.member_offset("task_struct", "start_boottime").or_else(|_| btf.member_offset("task_struct", "real_start_time"))
 }
 
 pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
@@ -197,7 +196,11 @@ fn spans(offsets: &KernelOffsets) -> Result<Spans, BtfError> {
     Ok(Spans {
         file: span(
             "file",
-            &[("f_mode", o.file_f_mode, 4), ("f_inode", o.file_f_inode, 8), ("f_path.dentry", o.file_f_path + o.path_dentry, 8)],
+            &[
+                ("f_mode", o.file_f_mode, 4),
+                ("f_inode", o.file_f_inode, 8),
+                ("f_path.dentry", o.file_f_path + o.path_dentry, 8),
+            ],
         )?,
         super_block: span(
             "super_block",
@@ -208,7 +211,10 @@ fn spans(offsets: &KernelOffsets) -> Result<Spans, BtfError> {
                 ("s_root", o.super_block_s_root, 8),
             ],
         )?,
-        dentry: span("dentry", &[("d_parent", o.dentry_d_parent, 8), ("d_name", o.dentry_d_name, 16), ("d_sb", o.dentry_d_sb, 8)])?,
+        dentry: span(
+            "dentry",
+            &[("d_parent", o.dentry_d_parent, 8), ("d_name", o.dentry_d_name, 16), ("d_sb", o.dentry_d_sb, 8)],
+        )?,
     })
 }
 
@@ -327,8 +333,16 @@ mod tests {
         let index = b.int("int", 4);
         let regs31 = b.array(u64_ty, index, 31);
         let stack2 = b.array(u64_ty, index, 2);
-        let user = b.structure("user_pt_regs", 272, &[("regs", regs31, 0), ("sp", u64_ty, 248), ("pc", u64_ty, 256), ("pstate", u64_ty, 264)]);
-        let inner = b.structure("", 272, &[("regs", regs31, 0), ("sp", u64_ty, 248), ("pc", u64_ty, 256), ("pstate", u64_ty, 264)]);
+        let user = b.structure(
+            "user_pt_regs",
+            272,
+            &[("regs", regs31, 0), ("sp", u64_ty, 248), ("pc", u64_ty, 256), ("pstate", u64_ty, 264)],
+        );
+        let inner = b.structure(
+            "",
+            272,
+            &[("regs", regs31, 0), ("sp", u64_ty, 248), ("pc", u64_ty, 256), ("pstate", u64_ty, 264)],
+        );
         let union = b.union("", 272, &[("user_regs", user, 0), ("", inner, 0)]);
         b.structure(
             "pt_regs",
@@ -372,8 +386,14 @@ mod tests {
         assert!(moved.contains("d_name at 40") && moved.contains("right after d_parent"), "{moved}");
         assert!(check_dentry_head(24, 32, 0, 8).is_err(), "big-endian qstr: len first");
         // Linux 6.1 and 6.18 (x86_64): f_mode 68 / 4, f_inode 32, f_path 16 / 64.
-        assert_eq!(span("file", &[("f_mode", 68, 4), ("f_inode", 32, 8), ("f_path.dentry", 24, 8)]).unwrap(), Span { start: 24, len: 48 });
-        assert_eq!(span("file", &[("f_mode", 4, 4), ("f_inode", 32, 8), ("f_path.dentry", 72, 8)]).unwrap(), Span { start: 0, len: 80 });
+        assert_eq!(
+            span("file", &[("f_mode", 68, 4), ("f_inode", 32, 8), ("f_path.dentry", 24, 8)]).unwrap(),
+            Span { start: 24, len: 48 }
+        );
+        assert_eq!(
+            span("file", &[("f_mode", 4, 4), ("f_inode", 32, 8), ("f_path.dentry", 72, 8)]).unwrap(),
+            Span { start: 0, len: 80 }
+        );
         let apart = span("file", &[("f_mode", 4, 4), ("f_path.dentry", 200, 8)]).unwrap_err().to_string();
         assert!(apart.contains("f_mode at 4, f_path.dentry at 200: 208 bytes apart"), "{apart}");
     }

@@ -14,18 +14,15 @@ use std::{
 use monitor_common::session::SessionMember;
 
 use crate::{
-    capabilities::CapabilityEnvelope,
-    cgroup_fence::ReadOnlyCgroups,
-    guard_filter::GuardFilter,
-    seccomp::ForeignAbiFilter,
-    session_map::Registrar,
+    capabilities::CapabilityEnvelope, cgroup_fence::ReadOnlyCgroups, guard_filter::GuardFilter,
+    seccomp::ForeignAbiFilter, session_map::Registrar,
 };
 
 /// Starts `command` in the session (`registrar`: the session maps); with `cgroup` (its `cgroup.procs`), inside that
 /// cgroup first; with `foreign_abi`, under the seccomp filter that kills syscalls made
 /// through a foreign ABI; with `guard`, under the seccomp envelope (and tier-2
 /// self-protection); with `capabilities`, inside the capability envelope.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "each argument is one independent envelope of the session")]
 pub fn spawn_in_session(
     command: &[OsString],
     registrar: Registrar,
@@ -111,7 +108,9 @@ pub fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
 pub fn pidfd_send(pidfd: &std::os::fd::OwnedFd, signal: libc::c_int) {
     use std::os::fd::AsRawFd;
     // SAFETY: plain syscall on a valid pidfd.
-    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0) };
+    unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
 }
 
 /// Starts a thread that passes SIGTERM and SIGHUP sent to the monitor on to `pid` (the

@@ -2,6 +2,7 @@
 //! `loader` (eBPF in) -> `ingest` (ring buffer -> queue) -> `decode` (bytes -> typed
 //! events) -> `process_tree` (who is who) -> `pipeline` (JSON events) -> `sink`.
 
+mod actions;
 pub mod arch;
 mod attachments;
 pub mod backlog;
@@ -23,8 +24,8 @@ pub mod kernel_config;
 pub mod launcher;
 pub mod loader;
 pub mod loaders;
-pub mod metrics;
 pub mod member_bits;
+pub mod metrics;
 pub mod mounts;
 pub mod pipeline;
 pub mod policy;
@@ -40,9 +41,9 @@ pub mod session_map;
 pub mod sink;
 pub mod skipped_runs;
 pub mod socket_families;
-pub mod tracefs;
 #[cfg(test)]
 mod test_maps;
+pub mod tracefs;
 pub mod verifier;
 pub mod watchdog;
 

@@ -163,9 +163,11 @@ pub fn attach_network_everywhere(ebpf: &mut Ebpf, root: &std::fs::File) -> Resul
 
 fn attach_network_in(ebpf: &mut Ebpf, cgroup: &std::fs::File, mode: CgroupAttachMode) -> Result<(), LoadError> {
     for (program, attach) in CGROUP_PROGRAMS {
-        cgroup_program(ebpf, program, attach)?
-            .attach(cgroup, mode)
-            .map_err(|source| LoadError::Cgroup { program, attach, source })?;
+        cgroup_program(ebpf, program, attach)?.attach(cgroup, mode).map_err(|source| LoadError::Cgroup {
+            program,
+            attach,
+            source,
+        })?;
     }
     let (program, attach) = SOCK_CREATE;
     sock_create_program(ebpf)?.attach(cgroup, mode).map_err(|source| LoadError::Cgroup { program, attach, source })?;
@@ -196,7 +198,9 @@ fn cgroup_program<'a>(
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{program} ({attach}) failed: {source:#}; network policy needs cgroup v2 and cgroup socket-address programs (Linux >= 4.17, pid lookup >= 6.1)")]
+    #[error(
+        "{program} ({attach}) failed: {source:#}; network policy needs cgroup v2 and cgroup socket-address programs (Linux >= 4.17, pid lookup >= 6.1)"
+    )]
     Cgroup { program: &'static str, attach: &'static str, source: ProgramError },
     #[error("agent-monitor must run as root (it loads eBPF programs: CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE)")]
     NotRoot,
@@ -214,9 +218,13 @@ pub enum LoadError {
     SessionMap(#[from] crate::session_map::SessionMapError),
     #[error(transparent)]
     Program(#[from] ProgramFailure),
-    #[error("attaching {program} to the raw tracepoint {tracepoint} failed: {source:#}; the kernel needs CONFIG_BPF_EVENTS and raw tracepoint support (Linux >= 4.17)")]
+    #[error(
+        "attaching {program} to the raw tracepoint {tracepoint} failed: {source:#}; the kernel needs CONFIG_BPF_EVENTS and raw tracepoint support (Linux >= 4.17)"
+    )]
     Attach { program: &'static str, tracepoint: &'static str, source: ProgramError },
-    #[error("attaching {program} to the tracepoint syscalls:{tracepoint} failed: {source:#}; the kernel needs CONFIG_FTRACE_SYSCALLS, and tracefs mounted (mount -t tracefs tracefs /sys/kernel/tracing)")]
+    #[error(
+        "attaching {program} to the tracepoint syscalls:{tracepoint} failed: {source:#}; the kernel needs CONFIG_FTRACE_SYSCALLS, and tracefs mounted (mount -t tracefs tracefs /sys/kernel/tracing)"
+    )]
     SyscallTracepoint { program: &'static str, tracepoint: String, source: ProgramError },
 }
 
@@ -313,10 +321,7 @@ impl Probes {
         if std::env::var_os("AGENT_MONITOR_VERIFIER_LOG").is_some() {
             loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
         }
-        let mut ebpf = loader
-            .btf(None)
-            .override_global(KERNEL_CONFIG, &config, true)
-            .load(EBPF_OBJECT)?;
+        let mut ebpf = loader.btf(None).override_global(KERNEL_CONFIG, &config, true).load(EBPF_OBJECT)?;
         log::debug!("object loaded (maps created) at {:?}", started.elapsed());
         for (program, tracepoint) in RAW_TRACEPOINTS {
             attach_raw_tracepoint(&mut ebpf, programs, program, tracepoint)?;
@@ -339,7 +344,8 @@ impl Probes {
         let mut syscall_links = SyscallLinks::default();
         let mut syscall_hooks = SyscallHooks::None;
         if enforcement.needs_syscall_tracepoints() {
-            let present: Vec<_> = watched_syscalls(&config.syscalls).into_iter().filter(|s| s.nr != NO_SYSCALL).collect();
+            let present: Vec<_> =
+                watched_syscalls(&config.syscalls).into_iter().filter(|s| s.nr != NO_SYSCALL).collect();
             // `AGENT_MONITOR_SYSCALL_HOOKS=tracepoints`: the tracepoints even where the
             // functions could be hooked (the same checks; `cargo xtask vm --bench` compares).
             let functions = if std::env::var("AGENT_MONITOR_SYSCALL_HOOKS").as_deref() == Ok("tracepoints") {
@@ -359,7 +365,8 @@ impl Probes {
                     log::debug!("syscall functions not hooked ({why}): the syscall tracepoints instead");
                     let entered: Vec<String> =
                         present.iter().filter(|s| s.at_entry).map(|s| format!("sys_enter_{}", s.name)).collect();
-                    let left: Vec<String> = present.iter().filter(|s| s.at_exit).map(|s| format!("sys_exit_{}", s.name)).collect();
+                    let left: Vec<String> =
+                        present.iter().filter(|s| s.at_exit).map(|s| format!("sys_exit_{}", s.name)).collect();
                     attach_syscall_tracepoints(&mut ebpf, programs, "syscall_enter", &entered, &mut syscall_links)?;
                     attach_syscall_tracepoints(&mut ebpf, programs, "syscall_exit", &left, &mut syscall_links)?;
                     SyscallHooks::Tracepoints
@@ -445,11 +452,16 @@ impl Probes {
     pub fn verify_unused(&mut self) {
         let btf = aya::Btf::from_sys_fs().map_err(|error| format!("no kernel BTF: {error}"));
         let numbers = crate::kernel_config::syscall_numbers();
-        let unused: Vec<String> =
-            self.ebpf.programs().map(|(name, _)| name.to_owned()).filter(|name| !self.programs.contains(name)).collect();
+        let unused: Vec<String> = self
+            .ebpf
+            .programs()
+            .map(|(name, _)| name.to_owned())
+            .filter(|name| !self.programs.contains(name))
+            .collect();
         for name in &unused {
             let kind = self.ebpf.program(name).map_or("unknown", crate::verifier::kind_of);
-            let lsm_hook = LSM_PROGRAMS.iter().find(|(program, _, _)| program == name).map_or(name.as_str(), |(_, hook, _)| hook);
+            let lsm_hook =
+                LSM_PROGRAMS.iter().find(|(program, _, _)| program == name).map_or(name.as_str(), |(_, hook, _)| hook);
             let syscall = name.strip_prefix("fentry_").or_else(|| name.strip_prefix("fexit_"));
             if let Some(syscall) = syscall
                 && watched_syscalls(&numbers).iter().any(|s| s.name == syscall && s.nr == NO_SYSCALL)
@@ -565,7 +577,9 @@ mod syscall_functions {
         macro_rules! hook {
             ($kind:ty, $program:expr, $function:expr) => {{
                 let (program, function) = ($program, $function);
-                programs.load(ebpf, &program, |p| <&mut $kind>::try_from(p)?.load(function, btf)).map_err(|e| e.short())?;
+                programs
+                    .load(ebpf, &program, |p| <&mut $kind>::try_from(p)?.load(function, btf))
+                    .map_err(|e| e.short())?;
                 let prog: &mut $kind = program_of(ebpf, &program)?;
                 let id = prog.attach().map_err(failed("attaching", &program, function))?;
                 links.0.push(Box::new(prog.take_link(id).map_err(failed("keeping", &program, function))?));
@@ -600,7 +614,10 @@ mod syscall_functions {
     where
         &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
     {
-        ebpf.program_mut(name).ok_or_else(|| format!("no program {name}"))?.try_into().map_err(|e| format!("{name}: {e}"))
+        ebpf.program_mut(name)
+            .ok_or_else(|| format!("no program {name}"))?
+            .try_into()
+            .map_err(|e| format!("{name}: {e}"))
     }
 }
 
@@ -637,7 +654,8 @@ mod lsm {
                 .load(ebpf, program, |p| <&mut Lsm>::try_from(p)?.load(hook, btf))
                 .map_err(|failure| failure.short())
                 .and_then(|()| {
-                    let prog: &mut Lsm = ebpf.program_mut(program).and_then(|p| p.try_into().ok()).ok_or("no LSM program")?;
+                    let prog: &mut Lsm =
+                        ebpf.program_mut(program).and_then(|p| p.try_into().ok()).ok_or("no LSM program")?;
                     prog.attach().map(drop).map_err(|e| error_chain(&e))
                 });
             match &attached {
@@ -681,9 +699,7 @@ mod lsm {
             }
             return (Enforcement::FALLBACK, LsmReport { listed, active, hooks, unavailable });
         }
-        let all = |resource: Resource| {
-            hooks.iter().filter(|h| h.resource == resource).all(|h| h.error.is_none())
-        };
+        let all = |resource: Resource| hooks.iter().filter(|h| h.resource == resource).all(|h| h.error.is_none());
         let enforcement = Enforcement {
             files: if all(Resource::Files) { Tier::Lsm } else { Tier::Tracepoint },
             exec: if all(Resource::Exec) { Tier::Lsm } else { Tier::Tracepoint },
@@ -696,9 +712,8 @@ mod lsm {
     /// Opens a file and checks that the `file_open` program counted it: on a kernel
     /// without `bpf` in its LSM list, programs attach and never run.
     fn self_test(counters: &PerCpuArray<MapData, u64>) -> bool {
-        let seen = || {
-            counters.get(&(Counter::LsmSelfTest as u32), 0).map(|values| values.iter().sum::<u64>()).unwrap_or(0)
-        };
+        let seen =
+            || counters.get(&(Counter::LsmSelfTest as u32), 0).map(|values| values.iter().sum::<u64>()).unwrap_or(0);
         let before = seen();
         let _ = std::fs::File::open("/proc/self/stat");
         seen() > before

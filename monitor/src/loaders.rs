@@ -49,7 +49,8 @@ fn identity(path: &Path) -> Option<(u32, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     let mut magic = [0u8; 4];
     std::fs::File::open(path).ok()?.read_exact(&mut magic).ok()?;
-    (meta.is_file() && magic == *b"\x7fELF").then(|| ((libc::major(meta.dev()) << 20) | libc::minor(meta.dev()), meta.ino()))
+    (meta.is_file() && magic == *b"\x7fELF")
+        .then(|| ((libc::major(meta.dev()) << 20) | libc::minor(meta.dev()), meta.ino()))
 }
 
 #[cfg(test)]
@@ -72,7 +73,8 @@ mod tests {
     fn the_hosts_loader_is_found() {
         let found = identities();
         assert!(!found.is_empty());
-        let interpreter = if cfg!(target_arch = "x86_64") { "/lib64/ld-linux-x86-64.so.2" } else { "/lib/ld-linux-aarch64.so.1" };
+        let interpreter =
+            if cfg!(target_arch = "x86_64") { "/lib64/ld-linux-x86-64.so.2" } else { "/lib/ld-linux-aarch64.so.1" };
         assert!(is_loader(interpreter), "{interpreter} not among {found:?}");
         assert!(!is_loader("/bin/sh"));
     }

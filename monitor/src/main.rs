@@ -37,7 +37,9 @@ fn main() {
         },
         Command::Policy(PolicyCommand::Check { file }) => policy::check(&file),
         Command::Policy(PolicyCommand::Default) => policy::default(),
-        Command::Policy(PolicyCommand::Explain { file, profile }) => policy::explain(file.as_deref(), profile.as_deref()),
+        Command::Policy(PolicyCommand::Explain { file, profile }) => {
+            policy::explain(file.as_deref(), profile.as_deref())
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),

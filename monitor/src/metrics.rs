@@ -120,7 +120,11 @@ impl Metrics {
             out.sample("agent_monitor_events_total", &[("type", event_type)], *n);
         }
 
-        out.family("agent_monitor_events_lost_total", "counter", "Events lost, by where and why (as in monitor.loss events).");
+        out.family(
+            "agent_monitor_events_lost_total",
+            "counter",
+            "Events lost, by where and why (as in monitor.loss events).",
+        );
         let loss = serde_json::to_value(state.loss).unwrap_or_default();
         for (reason, n) in loss.as_object().into_iter().flatten() {
             out.sample("agent_monitor_events_lost_total", &[("reason", reason)], n.as_u64().unwrap_or(0));
@@ -137,7 +141,11 @@ impl Metrics {
 
         out.family("agent_monitor_followers", "gauge", "Event followers connected.");
         out.sample("agent_monitor_followers", &[], state.followers);
-        out.family("agent_monitor_follower_lines_dropped_total", "counter", "Lines dropped for a follower whose queue was full.");
+        out.family(
+            "agent_monitor_follower_lines_dropped_total",
+            "counter",
+            "Lines dropped for a follower whose queue was full.",
+        );
         out.sample("agent_monitor_follower_lines_dropped_total", &[], state.follower_dropped);
 
         out.family("agent_monitor_decisions_total", "counter", "Policy decisions, by action.");
@@ -292,7 +300,8 @@ mod tests {
             let eq = text.find('=').unwrap_or_else(|| panic!("label without value: {line}"));
             let key = &text[..eq];
             assert!(valid_name(key) && !key.contains(':'), "label name: {line}");
-            let mut chars = text[eq + 1..].strip_prefix('"').unwrap_or_else(|| panic!("unquoted: {line}")).char_indices();
+            let mut chars =
+                text[eq + 1..].strip_prefix('"').unwrap_or_else(|| panic!("unquoted: {line}")).char_indices();
             let mut value = String::new();
             let end = loop {
                 match chars.next() {

@@ -5,9 +5,8 @@ use std::{collections::HashMap, io, sync::Arc};
 use monitor_common::{
     event::{EventHeader, file_op, flags, kind, open_syscall, tamper_op},
     policy::{
-        DEVICE_RULE, IO_URING_RULE, LOADER_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, OTHER_PROCESS_RULE, PIDFD_GETFD_RULE, PRINCIPAL_RULE,
-        RAW_SOCKET_RULE, SELF_PROTECTION_RULE, SOCKET_FAMILY_RULE,
-        SHARED_FILES_RULE, action,
+        DEVICE_RULE, IO_URING_RULE, LOADER_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, OTHER_PROCESS_RULE, PIDFD_GETFD_RULE,
+        PRINCIPAL_RULE, RAW_SOCKET_RULE, SELF_PROTECTION_RULE, SHARED_FILES_RULE, SOCKET_FAMILY_RULE, action,
     },
 };
 
@@ -30,9 +29,8 @@ pub struct Context {
 
 impl Context {
     pub fn new() -> Context {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default();
+        let host =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
         Context { host, clock: BootClock::new() }
     }
 
@@ -132,7 +130,9 @@ impl Pipeline {
             policy: None,
             session_policies: HashMap::new(),
             metrics: None,
-            latencies_us: Vec::new(), sink_failed: false }
+            latencies_us: Vec::new(),
+            sink_failed: false,
+        }
     }
 
     fn policy_of(&self, session_id: u64) -> Option<&PolicyView> {
@@ -189,15 +189,19 @@ impl Pipeline {
             KernelEvent::Fork { header, child_tgid, child_start_time_ns } => {
                 self.tree.fork(header.tgid, header.start_time_ns, child_tgid, child_start_time_ns, header.session_id);
                 let mut event = self.base(types::PROCESS_START, &header);
-                let child = EventHeader { tgid: child_tgid, tid: child_tgid, start_time_ns: child_start_time_ns, ..header };
+                let child =
+                    EventHeader { tgid: child_tgid, tid: child_tgid, start_time_ns: child_start_time_ns, ..header };
                 event.process = Some(self.process(&child));
                 event.decision = Some(Decision::ALLOW);
                 event
             }
             KernelEvent::Exec { header, path, argv, ino, dev, verdict } => {
                 let (path, mounted) = self.mounts.resolve(dev, &path.bytes);
-                let mapping = (header.flags & flags::MAPPED != 0)
-                    .then_some(if header.flags & flags::MPROTECT != 0 { "mprotect" } else { "mmap" });
+                let mapping = (header.flags & flags::MAPPED != 0).then_some(if header.flags & flags::MPROTECT != 0 {
+                    "mprotect"
+                } else {
+                    "mmap"
+                });
                 if mapping.is_none() {
                     self.tree.exec(header.tgid, header.start_time_ns, header.session_id, path.clone(), argv.clone());
                 }
@@ -358,7 +362,11 @@ impl Pipeline {
         } else if verdict.rule_id == PRINCIPAL_RULE {
             Some(format!("on behalf of {}: that user's permissions do not allow this access", policy.principal))
         } else if verdict.rule_id == NO_RULE {
-            let what = if hook.starts_with("kernel:cgroup/") || hook.starts_with("kernel:lsm/socket_") { "address" } else { "path" };
+            let what = if hook.starts_with("kernel:cgroup/") || hook.starts_with("kernel:lsm/socket_") {
+                "address"
+            } else {
+                "path"
+            };
             (verdict.action != action::ALLOW).then(|| format!("no entry covers this {what}"))
         } else {
             policy.rules.get(verdict.rule_id as usize).map(|origin| origin.to_string())
@@ -368,38 +376,47 @@ impl Pipeline {
             action::ALLOW => {}
             action::AUDIT => {
                 decision.action = "audit";
-                decision.would = Some(if hook.starts_with("kernel:cgroup/") {
-                    "deny"
-                } else if hook.starts_with("kernel:lsm/") && policy.on_violation == OnViolation::Deny {
-                    "deny"
-                } else {
-                    "kill"
-                });
+                decision.would = Some(
+                    if hook.starts_with("kernel:cgroup/")
+                        || (hook.starts_with("kernel:lsm/") && policy.on_violation == OnViolation::Deny)
+                    {
+                        "deny"
+                    } else {
+                        "kill"
+                    },
+                );
             }
             action::DENY => {
                 decision.action = "deny";
                 decision.enforced_by = Some(hook);
                 decision.note = match policy.on_violation {
-                    _ if verdict.rule_id == OTHER_PROCESS_RULE => {
-                        Some("refused only, whatever on_violation says: tools like lsof and ss -p look at every process".into())
-                    }
+                    _ if verdict.rule_id == OTHER_PROCESS_RULE => Some(
+                        "refused only, whatever on_violation says: tools like lsof and ss -p look at every process"
+                            .into(),
+                    ),
                     _ if verdict.rule_id == SELF_PROTECTION_RULE && policy.mode == Mode::Audit => {
                         Some("refused although the session only audits: the monitor always protects itself".into())
                     }
                     OnViolation::Deny => None,
-                    OnViolation::Kill => Some("refused; the process is then killed from userspace (on_violation: kill)".into()),
-                    OnViolation::KillSession => Some("refused; kill-session: every process of the session is killed".into()),
+                    OnViolation::Kill => {
+                        Some("refused; the process is then killed from userspace (on_violation: kill)".into())
+                    }
+                    OnViolation::KillSession => {
+                        Some("refused; kill-session: every process of the session is killed".into())
+                    }
                 };
             }
             _ => {
                 decision.action = "kill";
                 decision.enforced_by = Some(hook);
                 decision.note = match policy.on_violation {
-                    OnViolation::Kill if hook.starts_with("kernel:lsm/") => Some("refused, and the process killed".into()),
+                    OnViolation::Kill if hook.starts_with("kernel:lsm/") => {
+                        Some("refused, and the process killed".into())
+                    }
                     OnViolation::Kill => None,
-                    OnViolation::Deny => Some(
-                        "deny escalated to kill: without BPF LSM the kernel cannot refuse this operation".into(),
-                    ),
+                    OnViolation::Deny => {
+                        Some("deny escalated to kill: without BPF LSM the kernel cannot refuse this operation".into())
+                    }
                     OnViolation::KillSession => Some("kill-session: every process of the session is killed".into()),
                 };
             }
@@ -408,7 +425,14 @@ impl Pipeline {
     }
 
     /// The whole session was killed.
-    pub fn session_killed(&mut self, session_id: u64, time_ns: u64, pids: Vec<u32>, trigger_pid: u32, error: Option<String>) -> Event {
+    pub fn session_killed(
+        &mut self,
+        session_id: u64,
+        time_ns: u64,
+        pids: Vec<u32>,
+        trigger_pid: u32,
+        error: Option<String>,
+    ) -> Event {
         let mut event = self.context.event(types::SESSION_KILLED, time_ns, session_ref(session_id));
         event.session.killed_pids = Some(pids);
         event.session.killed_by = Some("violation");

@@ -29,9 +29,10 @@ impl fmt::Display for User {
 /// Finds `spec` (a user name or a numeric uid) in `passwd` and its groups in `group`.
 /// A numeric uid with no entry is accepted with no groups and no home.
 pub fn lookup_in(spec: &str, passwd: &str, group: &str) -> Result<User, UserError> {
-    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
-        f.len() >= 7 && (f[0] == spec || (spec.parse::<u32>().is_ok() && f[2] == spec))
-    });
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && (f[0] == spec || (spec.parse::<u32>().is_ok() && f[2] == spec)));
     let (name, uid, primary, home) = match entry {
         Some(f) => (f[0].to_owned(), f[2].parse().unwrap_or(u32::MAX), f[3].parse::<u32>().ok(), Some(f[5].to_owned())),
         None => match spec.parse::<u32>() {
@@ -89,7 +90,10 @@ mod tests {
     #[test]
     fn by_name_and_by_uid() {
         let alice = lookup_in("alice", PASSWD, GROUP).unwrap();
-        assert_eq!(alice, User { name: "alice".into(), uid: 1000, groups: vec![1000, 2000], home: Some("/home/alice".into()) });
+        assert_eq!(
+            alice,
+            User { name: "alice".into(), uid: 1000, groups: vec![1000, 2000], home: Some("/home/alice".into()) }
+        );
         assert_eq!(lookup_in("1001", PASSWD, GROUP).unwrap().groups, vec![1001, 2000, 2001]);
         let unknown = lookup_in("4242", PASSWD, GROUP).unwrap();
         assert_eq!((unknown.uid, unknown.groups.len(), unknown.home), (4242, 0, None));

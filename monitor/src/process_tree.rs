@@ -70,12 +70,27 @@ impl ProcessTree {
     }
 
     /// `parent` forked `child`: the child starts as a copy of the parent's program.
-    pub fn fork(&mut self, parent_tgid: u32, parent_start_ns: u64, child_tgid: u32, child_start_ns: u64, session_id: u64) {
+    pub fn fork(
+        &mut self,
+        parent_tgid: u32,
+        parent_start_ns: u64,
+        child_tgid: u32,
+        child_start_ns: u64,
+        session_id: u64,
+    ) {
         let parent = self.observe(parent_tgid, parent_start_ns, session_id);
         let (exe, argv) = (parent.exe.clone(), parent.argv.clone());
         self.processes.insert(
             child_tgid,
-            ProcessInfo { tgid: child_tgid, start_time_ns: child_start_ns, ppid: parent_tgid, session_id, exe, argv, image: None },
+            ProcessInfo {
+                tgid: child_tgid,
+                start_time_ns: child_start_ns,
+                ppid: parent_tgid,
+                session_id,
+                exe,
+                argv,
+                image: None,
+            },
         );
     }
 

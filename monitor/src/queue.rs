@@ -191,7 +191,9 @@ mod tests {
         let (sender, receiver) = bounded::<usize>();
         let waker = sender.waker();
         let started = std::time::Instant::now();
-        let woken = std::thread::spawn(move || receiver.recv_timeout(Duration::from_secs(30)).map(|_| ()).map_err(|e| (e, receiver)));
+        let woken = std::thread::spawn(move || {
+            receiver.recv_timeout(Duration::from_secs(30)).map(|_| ()).map_err(|e| (e, receiver))
+        });
         std::thread::sleep(Duration::from_millis(20));
         waker.wake();
         let (error, receiver) = woken.join().unwrap().unwrap_err();

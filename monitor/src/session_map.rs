@@ -15,7 +15,9 @@ use crate::{member_bits::MemberBits, running_process::RunningProcess};
 pub enum SessionMapError {
     #[error("map SESSIONS: {0}")]
     Sessions(#[from] MapError),
-    #[error("setting a bit of MEMBER_BITS through a mapping of it: {0}; the kernel needs mmap-able BPF array maps (Linux >= 5.5)")]
+    #[error(
+        "setting a bit of MEMBER_BITS through a mapping of it: {0}; the kernel needs mmap-able BPF array maps (Linux >= 5.5)"
+    )]
     MemberBits(#[source] io::Error),
     #[error("map MEMBER_BITS is not an array (build mismatch)")]
     MemberBitsType,
@@ -153,7 +155,12 @@ impl SessionMap {
     /// pid, so it is kept only if the process had not begun to exit once it was written
     /// (its exit then removes it, in the kernel). Otherwise the entry is taken back,
     /// unless it is no longer the one written.
-    pub fn adopt(&mut self, process: &RunningProcess, member: &SessionMember, existing: Existing) -> Result<Adoption, SessionMapError> {
+    pub fn adopt(
+        &mut self,
+        process: &RunningProcess,
+        member: &SessionMember,
+        existing: Existing,
+    ) -> Result<Adoption, SessionMapError> {
         const BPF_ANY: u64 = 0;
         const BPF_NOEXIST: u64 = 1;
         let pid = process.pid();
@@ -198,7 +205,11 @@ impl SessionMap {
     pub fn members(&self, session_id: u64) -> Vec<u32> {
         let mut pids: Vec<u32> = self
             .map
-            .iter().filter_map(Result::ok).filter(|(_, m)| m.session_id == session_id).map(|(k, _)| k).collect();
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, m)| m.session_id == session_id)
+            .map(|(k, _)| k)
+            .collect();
         pids.sort_unstable();
         pids
     }

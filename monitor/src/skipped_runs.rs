@@ -20,10 +20,8 @@ pub struct SkippedRuns {
 
 impl SkippedRuns {
     pub fn of(ebpf: &Ebpf) -> SkippedRuns {
-        let programs = ebpf
-            .programs()
-            .filter_map(|(_, program)| program.fd().ok()?.as_fd().try_clone_to_owned().ok())
-            .collect();
+        let programs =
+            ebpf.programs().filter_map(|(_, program)| program.fd().ok()?.as_fd().try_clone_to_owned().ok()).collect();
         SkippedRuns { programs }
     }
 

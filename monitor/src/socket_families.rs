@@ -51,19 +51,12 @@ const ALWAYS: [(&str, u32); 4] = [("unix", 1), ("inet", 2), ("inet6", 10), ("net
 
 /// The family called `name` (`packet`, `vsock`, ...), of those a profile can name.
 pub fn by_name(name: &str) -> Option<u32> {
-    NAMED
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|&(_, number)| number)
+    NAMED.iter().find(|(n, _)| *n == name).map(|&(_, number)| number)
 }
 
 /// The name of family `number`, if Linux defines one.
 pub fn name(number: u32) -> Option<&'static str> {
-    NAMED
-        .iter()
-        .chain(&ALWAYS)
-        .find(|&&(_, n)| n == number)
-        .map(|&(name, _)| name)
+    NAMED.iter().chain(&ALWAYS).find(|&&(_, n)| n == number).map(|&(name, _)| name)
 }
 
 /// Every name a profile can give, for error messages.

@@ -71,14 +71,23 @@ struct Private {
 
 impl Private {
     fn enter() -> io::Result<Private> {
-        let private = Private { host: open(c"/proc/self/ns/mnt", libc::O_RDONLY)?, cwd: open(c".", libc::O_PATH | libc::O_DIRECTORY)? };
+        let private = Private {
+            host: open(c"/proc/self/ns/mnt", libc::O_RDONLY)?,
+            cwd: open(c".", libc::O_PATH | libc::O_DIRECTORY)?,
+        };
         // SAFETY: unshare and mount with valid C strings; no memory is handed over.
         unsafe {
             check("unshare(CLONE_NEWNS)", libc::unshare(libc::CLONE_NEWNS))?;
             // Nothing mounted here may show on the host.
             let mounted = check(
                 "making the new mount namespace a follower of the host's",
-                libc::mount(c"none".as_ptr(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_SLAVE, std::ptr::null()),
+                libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_SLAVE,
+                    std::ptr::null(),
+                ),
             )
             .and_then(|()| {
                 check(
@@ -116,12 +125,16 @@ impl Private {
             }
             let error = io::Error::last_os_error();
             if error.raw_os_error() != Some(libc::EINVAL) {
-                log::error!("returning to the host's mount namespace: {error}; this process keeps a copy of its mounts");
+                log::error!(
+                    "returning to the host's mount namespace: {error}; this process keeps a copy of its mounts"
+                );
                 return;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        log::error!("returning to the host's mount namespace: the process has other threads; it keeps a copy of its mounts");
+        log::error!(
+            "returning to the host's mount namespace: the process has other threads; it keeps a copy of its mounts"
+        );
     }
 }
 

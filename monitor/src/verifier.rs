@@ -57,8 +57,7 @@ pub struct ProgramRecord {
 impl ProgramRecord {
     /// The share of the verifier's limit this program used, in percent.
     pub fn share_of_limit(&self) -> Option<f64> {
-        self.verified_insns
-            .map(|insns| f64::from(insns) * 100.0 / f64::from(INSN_LIMIT))
+        self.verified_insns.map(|insns| f64::from(insns) * 100.0 / f64::from(INSN_LIMIT))
     }
 }
 
@@ -94,10 +93,7 @@ impl Verifications {
         let started = Instant::now();
         let loaded = load(program);
         let elapsed = started.elapsed();
-        let insns = program
-            .info()
-            .ok()
-            .and_then(|info| info.verified_instruction_count());
+        let insns = program.info().ok().and_then(|info| info.verified_instruction_count());
         match loaded {
             Ok(()) => {
                 self.push(name, kind, elapsed, insns, None);
@@ -201,11 +197,7 @@ impl ProgramFailure {
 
     /// [`ProgramFailure::new`], writing the verifier's log into `dir`.
     pub fn with_log_in(program: &str, error: &ProgramError, dir: &Path) -> ProgramFailure {
-        let ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } = error
-        else {
+        let ProgramError::LoadError { io_error, verifier_log } = error else {
             return ProgramFailure {
                 program: program.to_owned(),
                 error: error_chain(error),
@@ -262,21 +254,15 @@ impl ProgramFailure {
     }
 
     fn describe(&self) -> String {
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
-        let mut text = format!(
-            "the kernel ({kernel}) refused the eBPF program {}: {}",
-            self.program, self.error
-        );
+        let kernel =
+            std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default();
+        let mut text = format!("the kernel ({kernel}) refused the eBPF program {}: {}", self.program, self.error);
         if let Some(summary) = &self.summary {
             text += &format!("; the verifier said: {summary}");
         }
         match &self.log {
             Ok(path) => text += &format!("; its whole log: {}", path.display()),
-            Err(why) if self.summary.is_some() => {
-                text += &format!(" ({why}; --verbose prints the log)")
-            }
+            Err(why) if self.summary.is_some() => text += &format!(" ({why}; --verbose prints the log)"),
             Err(_) => {}
         }
         format!("{text}. {}", self.hint())
@@ -286,14 +272,8 @@ impl ProgramFailure {
 /// The verifier's error line and its statistics line (`processed N insns (limit M) ...`),
 /// which end its log.
 pub fn summarize(log: &str) -> Option<String> {
-    let lines: Vec<&str> = log
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let stats = lines
-        .iter()
-        .rposition(|l| l.starts_with("processed ") && l.contains(" insns"));
+    let lines: Vec<&str> = log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let stats = lines.iter().rposition(|l| l.starts_with("processed ") && l.contains(" insns"));
     let before = stats.unwrap_or(lines.len());
     let error = lines[..before]
         .iter()
@@ -324,19 +304,9 @@ fn write_log(dir: &Path, program: &str, log: &str) -> Result<PathBuf, String> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| format!("the log could not be written to {}: {e}", dir.display()))?;
-    let name: String = program
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let name: String = program.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();
     let path = dir.join(format!("verifier-{name}.log"));
-    std::fs::write(&path, log)
-        .map_err(|e| format!("the log could not be written to {}: {e}", path.display()))?;
+    std::fs::write(&path, log).map_err(|e| format!("the log could not be written to {}: {e}", path.display()))?;
     Ok(path)
 }
 
@@ -385,10 +355,7 @@ mod tests {
 
     #[test]
     fn summary_without_statistics_is_the_last_line() {
-        assert_eq!(
-            summarize("a\nunknown func bpf_loop#181\n\n").as_deref(),
-            Some("unknown func bpf_loop#181")
-        );
+        assert_eq!(summarize("a\nunknown func bpf_loop#181\n\n").as_deref(), Some("unknown func bpf_loop#181"));
         assert_eq!(summarize(" \n"), None);
     }
 
@@ -413,7 +380,10 @@ mod tests {
         assert!(text.contains(&path.display().to_string()), "{text}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), log);
         assert_eq!(failure.errno, Some(libc::E2BIG));
-        assert_eq!(failure.short(), format!("{}; the verifier said: {}", failure.error, failure.summary.clone().unwrap()));
+        assert_eq!(
+            failure.short(),
+            format!("{}; the verifier said: {}", failure.error, failure.summary.clone().unwrap())
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

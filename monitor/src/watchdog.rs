@@ -66,7 +66,6 @@ impl OnMonitorDeath {
     pub fn default_for(enforce: bool) -> OnMonitorDeath {
         if enforce { OnMonitorDeath::Kill } else { OnMonitorDeath::Freeze }
     }
-
 }
 
 /// One line from the monitor to its watchdog.
@@ -146,7 +145,9 @@ impl Watchdog {
                     // another thread's line.
                     if let Err(error) = beats.write_all(&beat) {
                         if !done.load(Ordering::Acquire) {
-                            log::error!("the watchdog is gone ({error}): sessions are no longer ended if the monitor dies");
+                            log::error!(
+                                "the watchdog is gone ({error}): sessions are no longer ended if the monitor dies"
+                            );
                         }
                         return;
                     }
@@ -230,7 +231,10 @@ pub fn watch(monitor_pid: u32, events: Option<PathBuf>, stdout: bool) -> anyhow:
                 heard = Instant::now();
                 continue;
             }
-            break format!("the monitor (pid {monitor_pid}) stopped answering for {} s (stopped, frozen or hung)", STALL.as_secs());
+            break format!(
+                "the monitor (pid {monitor_pid}) stopped answering for {} s (stopped, frozen or hung)",
+                STALL.as_secs()
+            );
         }
         let mut line = String::new();
         match stdin.read_line(&mut line) {
@@ -371,20 +375,18 @@ fn report(event: &Event, events: Option<&Path>, stdout: bool) {
         let _ = writeln!(std::io::stderr(), "agent-monitor watchdog: writing the event to stdout failed: {error}");
     }
     let written = match events {
-        Some(path) => {
-            open_report_file(path).and_then(|mut file| {
-                use std::os::unix::fs::FileExt;
-                let len = file.metadata()?.len();
-                let mut last = [b'\n'];
-                if len > 0 {
-                    file.read_exact_at(&mut last, len - 1)?;
-                }
-                if last[0] != b'\n' {
-                    line.insert(0, '\n');
-                }
-                file.write_all(line.as_bytes())
-            })
-        }
+        Some(path) => open_report_file(path).and_then(|mut file| {
+            use std::os::unix::fs::FileExt;
+            let len = file.metadata()?.len();
+            let mut last = [b'\n'];
+            if len > 0 {
+                file.read_exact_at(&mut last, len - 1)?;
+            }
+            if last[0] != b'\n' {
+                line.insert(0, '\n');
+            }
+            file.write_all(line.as_bytes())
+        }),
         None => Ok(()),
     };
     if let Err(error) = written {
@@ -465,4 +467,3 @@ mod tests {
         assert_eq!(OnMonitorDeath::default_for(false), OnMonitorDeath::Freeze);
     }
 }
-

@@ -178,13 +178,22 @@ impl Session {
 
     /// Events whose decision is not `allow`.
     pub fn violations(&self) -> Vec<&Value> {
-        self.events.iter().filter(|e| e["decision"]["action"].is_string() && e["decision"]["action"] != "allow").collect()
+        self.events
+            .iter()
+            .filter(|e| e["decision"]["action"].is_string() && e["decision"]["action"] != "allow")
+            .collect()
     }
 
     /// Every event (all lines, rendered) for assertion messages.
     pub fn dump(&self) -> String {
         let lines: Vec<String> = self.events.iter().map(Value::to_string).collect();
-        format!("status: {}\nstdout: {}\nstderr: {}\nevents:\n{}", self.status, self.stdout, self.stderr, lines.join("\n"))
+        format!(
+            "status: {}\nstdout: {}\nstderr: {}\nevents:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr,
+            lines.join("\n")
+        )
     }
 }
 
@@ -240,7 +249,11 @@ impl Session {
     /// The `decision.enforced_by` a network refusal has in this session's tier:
     /// `kernel:cgroup/<cgroup_hook>` or `kernel:lsm/<lsm_hook>`.
     pub fn net_hook(&self, cgroup_hook: &str, lsm_hook: &str) -> String {
-        if self.tiers().network == "lsm" { format!("kernel:lsm/{lsm_hook}") } else { format!("kernel:cgroup/{cgroup_hook}") }
+        if self.tiers().network == "lsm" {
+            format!("kernel:lsm/{lsm_hook}")
+        } else {
+            format!("kernel:cgroup/{cgroup_hook}")
+        }
     }
 
     /// The `file.syscall` an open made with `syscall` has in this session's tier: the LSM

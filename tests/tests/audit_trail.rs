@@ -30,7 +30,10 @@ fn the_event_file_survives_being_moved_and_replaced() {
     // the way); refused attempts let it go on.
     let policy = policy_file(
         &dir,
-        &format!("version: 1\nprofiles:\n  - name: t\n    on_violation: deny\n    files:\n      read: [/]\n      write: [{}, /dev/null]\n", dir.path().display()),
+        &format!(
+            "version: 1\nprofiles:\n  - name: t\n    on_violation: deny\n    files:\n      read: [/]\n      write: [{}, /dev/null]\n",
+            dir.path().display()
+        ),
     );
     // The forged file takes the name by a rename, at once: the sink may notice the
     // first rename before it or not, but never writes into the forgery.
@@ -65,7 +68,8 @@ fn the_event_file_survives_being_moved_and_replaced() {
         // Both renames refused (the event file is the monitor's), reported with the
         // self-protection rule; the file left alone, the forgery where it was.
         assert!(!moved.exists() && kept.is_empty() && forged.exists(), "{:?}", types(&now));
-        let self_protection = |e: &&Value| e["decision"]["rule"].as_str().is_some_and(|r| r.starts_with("self-protection"));
+        let self_protection =
+            |e: &&Value| e["decision"]["rule"].as_str().is_some_and(|r| r.starts_with("self-protection"));
         assert!(now.iter().filter(self_protection).filter(|e| e["type"] == "file.change").count() >= 2, "{now:#?}");
         assert_eq!(types(&now).last(), Some(&"session.end"));
         return;

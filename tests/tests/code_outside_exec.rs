@@ -28,7 +28,10 @@ fn the_loader_runs_no_program_that_exec_does_not_allow() {
     let program = program.to_str().unwrap();
     let exec = "/usr, /bin, /lib, /lib64";
     let run = |exec: &str| {
-        let policy = policy_file(&dir, &format!("version: 1\nprofiles:\n  - name: t\n    on_violation: deny\n    exec: [{exec}]\n"));
+        let policy = policy_file(
+            &dir,
+            &format!("version: 1\nprofiles:\n  - name: t\n    on_violation: deny\n    exec: [{exec}]\n"),
+        );
         let script = format!("{program}; echo direct=$?; {} {program}; echo loader=$?", loader());
         run_session_with(&["--policy", policy.to_str().unwrap()], &["sh", "-c", &script])
     };
@@ -90,8 +93,14 @@ fn a_file_outside_exec_is_not_mapped_executable() {
     let mappings: Vec<_> = refused_execs(&session).into_iter().filter(|e| e["exec"]["path"] == library).collect();
     if session.tiers().exec == "lsm" {
         let eperm = format!("errno={}", libc::EPERM);
-        assert_eq!(lines[..4], [format!("map-exec {eperm}"), format!("mprotect-exec {eperm}"), "map-exec ok".into(), "done".into()], "{}", session.dump());
-        let hooks: Vec<_> = mappings.iter().map(|e| (e["exec"]["mapping"].as_str(), e["decision"]["enforced_by"].as_str())).collect();
+        assert_eq!(
+            lines[..4],
+            [format!("map-exec {eperm}"), format!("mprotect-exec {eperm}"), "map-exec ok".into(), "done".into()],
+            "{}",
+            session.dump()
+        );
+        let hooks: Vec<_> =
+            mappings.iter().map(|e| (e["exec"]["mapping"].as_str(), e["decision"]["enforced_by"].as_str())).collect();
         assert_eq!(
             hooks,
             [

@@ -93,8 +93,7 @@ impl Daemon {
         let text = std::fs::read_to_string(self.path("events.ndjson")).unwrap_or_default();
         // The daemon may be writing: only complete lines count.
         let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+        complete.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
     }
 
     /// Waits until an event satisfies `what`, and returns it.
@@ -104,7 +103,12 @@ impl Daemon {
             if let Some(event) = self.events().into_iter().find(|e| what(e)) {
                 return event;
             }
-            assert!(Instant::now() < deadline, "event not seen; events:\n{}\nlog:\n{}", dump(&self.events()), self.log());
+            assert!(
+                Instant::now() < deadline,
+                "event not seen; events:\n{}\nlog:\n{}",
+                dump(&self.events()),
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -252,7 +256,8 @@ fn an_adopted_agent_that_violates_is_stopped_and_the_cli_shows_it() {
     let redact = format!("redact: {{path_prefixes: [{}]}}\n", private.display());
     let daemon = Daemon::start_with(dir, &policy(&agent, ""), "release", &[], &redact);
     std::fs::write(daemon.path("secret"), "s3cret").expect("secret");
-    let (mut follower, lines) = follow(&daemon, &["--type", "session.start", "--type", "file.open", "--type", "session.end"]);
+    let (mut follower, lines) =
+        follow(&daemon, &["--type", "session.start", "--type", "file.open", "--type", "session.end"]);
     std::thread::sleep(Duration::from_millis(300)); // the follower subscribes
 
     // A long-running adopted agent, for `sessions`.
@@ -316,7 +321,10 @@ fn an_adopted_agent_that_violates_is_stopped_and_the_cli_shows_it() {
         let metrics = std::fs::read_to_string(daemon.path("metrics.prom")).unwrap_or_default();
         let refused: u64 = metrics
             .lines()
-            .filter(|l| l.starts_with("agent_monitor_decisions_total{action=\"kill\"}") || l.starts_with("agent_monitor_decisions_total{action=\"deny\"}"))
+            .filter(|l| {
+                l.starts_with("agent_monitor_decisions_total{action=\"kill\"}")
+                    || l.starts_with("agent_monitor_decisions_total{action=\"deny\"}")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum();
         if refused >= 1 && metrics.contains("agent_monitor_sessions_active 1") {
@@ -345,7 +353,8 @@ fn kill_session_ends_it_with_its_grandchildren_and_spares_the_others() {
         let mut child = Command::new(&agent).args(["tree", "30"]).stdout(Stdio::piped()).spawn_busy();
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("pids");
-        let pids: Vec<u32> = line.trim().trim_start_matches("pids=").split(',').map(|p| p.parse().expect("pid")).collect();
+        let pids: Vec<u32> =
+            line.trim().trim_start_matches("pids=").split(',').map(|p| p.parse().expect("pid")).collect();
         assert_eq!(pids.len(), 3, "{line}");
         (child, pids)
     };
@@ -376,7 +385,8 @@ fn kill_session_ends_it_with_its_grandchildren_and_spares_the_others() {
         assert!(Path::new(&format!("/proc/{pid}")).exists(), "process {pid} of the other session was hit");
     }
     let killed = daemon.wait_event(|e| e["type"] == "session.killed" && e["session"]["id"] == victim_session.as_str());
-    let listed: Vec<u64> = killed["session"]["killed_pids"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
+    let listed: Vec<u64> =
+        killed["session"]["killed_pids"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
     for pid in &victim_pids {
         assert!(listed.contains(&(*pid as u64)), "{killed}");
     }
@@ -403,7 +413,8 @@ fn cgroup_of(pid: u32) -> String {
 
 fn cgroup_dir(session: &str) -> PathBuf {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let root = mounts.lines().find(|l| l.split(' ').nth(2) == Some("cgroup2")).and_then(|l| l.split(' ').nth(1)).unwrap();
+    let root =
+        mounts.lines().find(|l| l.split(' ').nth(2) == Some("cgroup2")).and_then(|l| l.split(' ').nth(1)).unwrap();
     Path::new(root).join("agent-monitor").join(session)
 }
 
@@ -433,7 +444,8 @@ fn reload_refuses_a_broken_policy_and_applies_a_new_one_to_running_sessions() {
             .to_owned();
 
     // A broken policy: refused with the reason, by `reload` and by SIGHUP alike.
-    std::fs::write(daemon.path("policy.yaml"), "version: 1\nprofiles:\n  - name: agent\n    mode: sometimes\n").unwrap();
+    std::fs::write(daemon.path("policy.yaml"), "version: 1\nprofiles:\n  - name: agent\n    mode: sometimes\n")
+        .unwrap();
     let (code, _, err) = daemon.ctl(&["reload"]);
     assert_ne!(code, 0);
     assert!(err.contains("mode"), "{err}");
@@ -472,7 +484,7 @@ fn reload_refuses_a_broken_policy_and_applies_a_new_one_to_running_sessions() {
         e["type"] == "file.open" && e["file"]["path"] == target.to_str().unwrap() && e["decision"]["action"] != "allow"
     });
     assert_eq!(denied["session"]["id"], session.as_str());
-    let accepted = daemon.events().into_iter().filter(|e| e["type"] == "monitor.reload").last().unwrap();
+    let accepted = daemon.events().into_iter().rfind(|e| e["type"] == "monitor.reload").unwrap();
     assert_eq!(accepted["policy"]["accepted"], true, "{accepted}");
     assert!(daemon.stop().success());
 }
@@ -500,7 +512,10 @@ fn sigterm_leaves_no_program_map_cgroup_or_socket_behind() {
     let objects = bpf_objects_of(pid);
     for kind in ["prog", "map", "link"] {
         assert!(objects.iter().any(|(k, _)| *k == kind), "the daemon holds no BPF {kind}: {objects:?}");
-        assert!(bpf_object_exists(kind, objects.iter().find(|(k, _)| *k == kind).unwrap().1), "bpftool cannot see a {kind}");
+        assert!(
+            bpf_object_exists(kind, objects.iter().find(|(k, _)| *k == kind).unwrap().1),
+            "bpftool cannot see a {kind}"
+        );
     }
     let status = daemon.stop();
     assert!(status.success(), "{status:?}\n{}", daemon.log());
@@ -568,8 +583,10 @@ fn a_stop_right_after_a_burst_writes_every_event_before_monitor_stop() {
     let agent = make_agent(&dir);
     let mut daemon = Daemon::start_in(dir, &policy(&agent, ""), "release");
     // Faster than the daemon writes events: when it exits, the daemon is behind.
-    let agent_run =
-        Command::new(&agent).args(["open-loop", &OPENS.to_string(), "/etc/hostname"]).stdout(Stdio::piped()).spawn_busy();
+    let agent_run = Command::new(&agent)
+        .args(["open-loop", &OPENS.to_string(), "/etc/hostname"])
+        .stdout(Stdio::piped())
+        .spawn_busy();
     let pid = agent_run.id();
     assert!(agent_run.wait_with_output().unwrap().status.success());
     let status = daemon.stop();
@@ -878,7 +895,9 @@ fn unit_parent_and_uid_selectors_adopt_at_exec() {
     let output = Command::new(&runner).args(["-c", &script]).output_busy();
     assert!(String::from_utf8_lossy(&output.stdout).contains("runner-lives"), "the parent was hit");
     let killed = daemon.wait_event(|e| {
-        e["type"] == "file.open" && e["file"]["path"] == secret.to_str().unwrap() && e["decision"]["profile"] == "by-parent"
+        e["type"] == "file.open"
+            && e["file"]["path"] == secret.to_str().unwrap()
+            && e["decision"]["profile"] == "by-parent"
     });
     assert_ne!(killed["decision"]["action"], "allow");
 }
@@ -901,7 +920,11 @@ fn run_asks_a_running_daemon_for_the_session() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("held by the daemon"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("held by the daemon"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = std::fs::read_to_string(&events).unwrap();
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let start = lines.iter().find(|e| e["type"] == "session.start").expect("session.start in run's own stream");
@@ -942,12 +965,13 @@ fn a_follower_that_never_reads_costs_no_event_in_the_file() {
     const OPENS: usize = 5000;
     let output = Command::new(&agent).args(["open-loop", &OPENS.to_string(), "/etc/hostname"]).output_busy();
     assert!(output.status.success());
-    let session =
-        daemon.wait_event(|e| e["type"] == "session.end")["session"]["id"].as_str().unwrap().to_owned();
+    let session = daemon.wait_event(|e| e["type"] == "session.end")["session"]["id"].as_str().unwrap().to_owned();
     let opens = daemon
         .events()
         .iter()
-        .filter(|e| e["type"] == "file.open" && e["session"]["id"] == session.as_str() && e["file"]["path"] == "/etc/hostname")
+        .filter(|e| {
+            e["type"] == "file.open" && e["session"]["id"] == session.as_str() && e["file"]["path"] == "/etc/hostname"
+        })
         .count();
     assert_eq!(opens, OPENS, "the file sink lost events to a stalled follower");
     let status = daemon.ctl_json(&["status", "--json"]);
@@ -965,13 +989,14 @@ fn the_control_socket_is_for_root_only() {
     let mode = std::fs::metadata(daemon.socket()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     // A second daemon on the same socket refuses to start, naming the first.
-    let output = Command::new(monitor_bin())
-        .args(["daemon", "--config"])
-        .arg(daemon.path("config.yaml"))
-        .output()
-        .unwrap();
+    let output =
+        Command::new(monitor_bin()).args(["daemon", "--config"]).arg(daemon.path("config.yaml")).output().unwrap();
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("another agent-monitor daemon"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("another agent-monitor daemon"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // An agent in one of the daemon's sessions, root or not, is turned away: it could
     // otherwise kill, reload or leave sessions through the daemon.
     let output = Command::new(monitor_bin())
@@ -1009,7 +1034,8 @@ fn session_members_cannot_kill_the_daemon() {
     let dir = TempDir::new("daemon-guard");
     let agent = make_agent(&dir);
     // `deny`: refused, and the agent lives on to say so (`kill` would also end it).
-    let daemon = Daemon::start_in(dir, &policy(&agent, "").replace("on_violation: kill", "on_violation: deny"), "release");
+    let daemon =
+        Daemon::start_in(dir, &policy(&agent, "").replace("on_violation: kill", "on_violation: deny"), "release");
     let pid = daemon.child.as_ref().unwrap().id().to_string();
     let tier = daemon.ctl_json(&["status", "--json"])["enforcement"]["self_protection"].as_str().unwrap().to_owned();
 
@@ -1022,7 +1048,11 @@ fn session_members_cannot_kill_the_daemon() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("kill errno=1") && stdout.contains("done"), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.contains("kill errno=1") && stdout.contains("done"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(daemon.child.as_ref().map(|c| Path::new(&format!("/proc/{}", c.id())).exists()).unwrap_or(false));
 
     if tier == "lsm" {
@@ -1048,8 +1078,13 @@ fn systemd_hears_ready_reloading_and_stopping() {
     let notify_path = dir.path().join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
     notify.set_read_timeout(Some(START_TIMEOUT)).unwrap();
-    let mut daemon =
-        Daemon::start_with(dir, "version: 1\nprofiles:\n  - name: agent\n", "release", &[("NOTIFY_SOCKET", &notify_path)], "");
+    let mut daemon = Daemon::start_with(
+        dir,
+        "version: 1\nprofiles:\n  - name: agent\n",
+        "release",
+        &[("NOTIFY_SOCKET", &notify_path)],
+        "",
+    );
     let next = || {
         let mut buf = [0u8; 512];
         // A recv with a timeout fails with EINTR, not restarted, if this process was

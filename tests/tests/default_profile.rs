@@ -131,7 +131,11 @@ fn another_processs_memory_and_environment_are_out_of_reach() {
         .collect();
     assert_eq!(
         refused,
-        [format!("/proc/{outside}/environ"), format!("/proc/{outside}/task/{outside}/environ"), format!("/proc/{outside}/mem")],
+        [
+            format!("/proc/{outside}/environ"),
+            format!("/proc/{outside}/task/{outside}/environ"),
+            format!("/proc/{outside}/mem")
+        ],
         "{}",
         session.dump()
     );
@@ -238,8 +242,7 @@ fn processes_outside_the_session_cannot_be_traced_or_read() {
             .filter(|e| e["tamper"]["target_pid"] == pid && e["decision"]["action"] == "deny")
             .count();
         assert!(refused >= 3, "{refused} refusals reported:\n{}", session.dump());
-    }
-    else {
+    } else {
         // Tier 2: the kernel refuses, unreported: the session has no CAP_SYS_PTRACE,
         // and the process (root's, with every capability) holds more than it.
         for op in ["ptrace-seize errno=1", "vm-read errno=1", "open errno=13"] {

@@ -128,10 +128,8 @@ fn the_longest_matching_entry_decides() {
     let dir = tree("longest");
     let root = dir.path().display();
     // deny inside an allowed tree, and allow inside a denied tree.
-    let policy = profile(
-        &dir,
-        &format!("    files:\n      read: [/, {root}/secret/inner]\n      deny: [{root}/secret]\n"),
-    );
+    let policy =
+        profile(&dir, &format!("    files:\n      read: [/, {root}/secret/inner]\n      deny: [{root}/secret]\n"));
     let inner = run(&policy, &[PROBE, "cat", &format!("{root}/secret/inner/allowed")]);
     assert_eq!(inner.stdout, "inner-allowed", "{}", inner.dump());
     let outer = run(&policy, &[PROBE, "cat", &format!("{root}/secret/key")]);
@@ -173,7 +171,10 @@ fn what_no_entry_covers_is_a_violation() {
     let dir = tree("uncovered");
     let root = dir.path().display();
     // Everything the probe needs to start, and nothing else.
-    let policy = profile(&dir, &format!("    files:\n      read: [/usr, /lib, /lib64, /etc, /proc, /sys, /dev, {root}/public]\n"));
+    let policy = profile(
+        &dir,
+        &format!("    files:\n      read: [/usr, /lib, /lib64, /etc, /proc, /sys, /dev, {root}/public]\n"),
+    );
     let session = run(&policy, &[PROBE, "cat", &format!("{root}/secret/key")]);
     assert_eq!(session.exit_code(), 137, "{}", session.dump());
     assert_eq!(session.violations()[0]["decision"]["rule"], "no entry covers this path");
@@ -237,7 +238,11 @@ fn the_default_profile_keeps_agents_out_of_secrets() {
     if !privileged() {
         return;
     }
-    let session = monitor_tests::run_session(&["sh", "-c", "cat /etc/hostname >/dev/null && echo ok; cat /etc/shadow; echo rc=$?"]);
+    let session = monitor_tests::run_session(&[
+        "sh",
+        "-c",
+        "cat /etc/hostname >/dev/null && echo ok; cat /etc/shadow; echo rc=$?",
+    ]);
     assert!(session.stdout.contains("ok"), "{}", session.dump());
     assert!(session.stdout.contains("rc=137"), "{}", session.dump());
     let v = session.violations();
@@ -263,7 +268,9 @@ fn kill_session_takes_grandchildren_and_a_detached_daemon_with_it() {
     let root = dir.path().display();
     let policy = profile(
         &dir,
-        &format!("    on_violation: kill-session\n    files:\n      read: [/]\n      write: [/dev/null]\n      deny: [{root}/secret]\n"),
+        &format!(
+            "    on_violation: kill-session\n    files:\n      read: [/]\n      write: [/dev/null]\n      deny: [{root}/secret]\n"
+        ),
     );
     let script = format!(
         "sleep 300 & echo bg=$!; sh -c 'sleep 300 & echo grandchild=$!; wait' & {PROBE} spawn-daemon; sleep 0.3; {PROBE} cat {root}/secret/key; wait"
@@ -322,7 +329,8 @@ fn io_uring_cannot_open_what_the_profile_denies() {
     assert_eq!(v[0]["decision"]["enforced_by"], "kernel:sys_enter");
 
     // A profile may opt in, knowingly: then io_uring works (and its opens go unchecked).
-    let open = profile(&dir, &format!("    allow_io_uring: true\n    files:\n      read: [/]\n      deny: [{root}/secret]\n"));
+    let open =
+        profile(&dir, &format!("    allow_io_uring: true\n    files:\n      read: [/]\n      deny: [{root}/secret]\n"));
     let allowed = run(&open, &[PROBE, "uring-open", &format!("{root}/public/readme")]);
     assert_eq!(allowed.stdout, "public-content", "{}", allowed.dump());
 }
@@ -334,7 +342,10 @@ fn a_hard_link_to_a_denied_file_is_the_same_denied_file() {
     }
     let dir = tree("hardlink");
     let root = dir.path().display();
-    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      write: [{root}/public]\n      deny: [{root}/secret]\n"));
+    let policy = profile(
+        &dir,
+        &format!("    files:\n      read: [/]\n      write: [{root}/public]\n      deny: [{root}/secret]\n"),
+    );
     // The agent (root) makes another name for the secret where it may read and write.
     let alias = format!("{root}/public/innocent");
     let session = run(&policy, &["sh", "-c", &format!("ln {root}/secret/key {alias} && {PROBE} cat {alias}")]);
@@ -352,7 +363,13 @@ fn code_from_an_anonymous_memory_file_is_not_on_the_exec_list() {
         return;
     }
     let dir = tree("memfd");
-    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      write: [/dev/null]\n    exec: [/usr/bin, {}]\n", std::path::Path::new(PROBE).parent().unwrap().display()));
+    let policy = profile(
+        &dir,
+        &format!(
+            "    files:\n      read: [/]\n      write: [/dev/null]\n    exec: [/usr/bin, {}]\n",
+            std::path::Path::new(PROBE).parent().unwrap().display()
+        ),
+    );
     let session = run(&policy, &[PROBE, "memfd-exec", "/usr/bin/true"]);
     assert_eq!(session.exit_code(), 137, "{}", session.dump());
     let v = session.violations();
@@ -495,7 +512,8 @@ fn opens_are_judged_by_what_the_kernel_opened_not_by_user_memory() {
     }
     let dir = tree("flags");
     let root = dir.path().display();
-    let policy = profile(&dir, &format!("    files:\n      read: [/]\n      write: [/dev/null]\n      deny: [{root}/secret]\n"));
+    let policy =
+        profile(&dir, &format!("    files:\n      read: [/]\n      write: [/dev/null]\n      deny: [{root}/secret]\n"));
     // Access mode 3 opens for ioctls with neither mode bit: still a read and a write.
     let mode3 = run(&policy, &[PROBE, "open-mode3", &format!("{root}/secret/key")]);
     assert_eq!(mode3.exit_code(), 137, "{}", mode3.dump());

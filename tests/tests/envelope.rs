@@ -14,7 +14,8 @@ fn a_child_cannot_be_born_outside_the_sessions_cgroup() {
     assert!(session.stdout.contains("clone3-into errno=38"), "{}", session.dump());
     assert_eq!(session.of_type("process.start").len(), 0, "no child was born:\n{}", session.dump());
     // glibc's pthread_create tries clone3 first, then clone.
-    let threads = run_session(&["sh", "-c", &format!("{} threads /etc/hostname && echo forked", env!("CARGO_BIN_EXE_probe"))]);
+    let threads =
+        run_session(&["sh", "-c", &format!("{} threads /etc/hostname && echo forked", env!("CARGO_BIN_EXE_probe"))]);
     assert!(threads.stdout.contains("tid=") && threads.stdout.contains("forked"), "{}", threads.dump());
 }
 
@@ -36,8 +37,20 @@ fn bounding_set(status: &str) -> u64 {
 /// The capabilities container runtimes give (Docker's default), by number: CHOWN,
 /// DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE,
 /// NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
-const CONTAINER_DEFAULT: u64 =
-    1 << 0 | 1 << 1 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 10 | 1 << 13 | 1 << 18 | 1 << 27 | 1 << 29 | 1 << 31;
+const CONTAINER_DEFAULT: u64 = 1 << 0
+    | 1 << 1
+    | 1 << 3
+    | 1 << 4
+    | 1 << 5
+    | 1 << 6
+    | 1 << 7
+    | 1 << 8
+    | 1 << 10
+    | 1 << 13
+    | 1 << 18
+    | 1 << 27
+    | 1 << 29
+    | 1 << 31;
 const CAP_SYS_PTRACE: u64 = 1 << 19;
 const CAP_NET_RAW: u64 = 1 << 13;
 const CAP_SYS_NICE: u64 = 1 << 23;
@@ -62,7 +75,12 @@ fn a_root_agent_keeps_only_the_container_capabilities_and_gains_none() {
     let session = run_session_with(&["--policy", policy.to_str().unwrap()], &["cat", "/proc/self/status"]);
     // CAP_SYS_PTRACE never without the LSM tier's ptrace hook: with it the session could
     // reopen the monitor's descriptors.
-    assert_eq!(bounding_set(&session.stdout), CONTAINER_DEFAULT & !CAP_NET_RAW | CAP_SYS_NICE | ptrace, "{}", session.stdout);
+    assert_eq!(
+        bounding_set(&session.stdout),
+        CONTAINER_DEFAULT & !CAP_NET_RAW | CAP_SYS_NICE | ptrace,
+        "{}",
+        session.stdout
+    );
     assert!(session.stdout.lines().any(|l| l.split_whitespace().eq(["NoNewPrivs:", "0"])), "{}", session.stdout);
 }
 
@@ -80,7 +98,8 @@ fn no_monitor_thread_can_be_traced_and_no_other_process_limited() {
     let script = r#"sleep 1
 for t in /proc/$PPID/task/*; do t=${t##*/}; "$0" try ptrace-seize $t -- vm-read $t 1000; done
 sleep 5 & "$0" try prlimit $!; kill $!"#;
-    let session = run_session_with(&["--policy", policy.to_str().unwrap()], &["sh", "-c", script, env!("CARGO_BIN_EXE_probe")]);
+    let session =
+        run_session_with(&["--policy", policy.to_str().unwrap()], &["sh", "-c", script, env!("CARGO_BIN_EXE_probe")]);
     let lines: Vec<&str> = session.stdout.lines().filter(|l| *l != "done").collect();
     let threads = lines.iter().filter(|l| l.starts_with("ptrace-seize")).count();
     assert!(threads >= 2, "the monitor has several threads: {}", session.dump());

@@ -25,7 +25,13 @@ impl Drop for Background {
 /// Starts `run -- sh -c script` in the background; returns it with its session id.
 fn start(dir: &TempDir, script: &str) -> (Background, String, std::path::PathBuf) {
     let events = dir.path().join("events.ndjson");
-    let child = Command::new(monitor_bin()).arg("run").arg("--events").arg(&events).args(["--", "sh", "-c", script]).spawn().unwrap();
+    let child = Command::new(monitor_bin())
+        .arg("run")
+        .arg("--events")
+        .arg(&events)
+        .args(["--", "sh", "-c", script])
+        .spawn()
+        .unwrap();
     let child = Background(child);
     let started = Instant::now();
     loop {

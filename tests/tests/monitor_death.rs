@@ -210,7 +210,8 @@ fn a_monitor_thread_killed_by_its_id_ends_the_session_or_is_refused() {
     if !privileged() {
         return;
     }
-    let script = r#"for t in /proc/$PPID/task/*; do t=${t##*/}; if [ "$t" != "$PPID" ]; then exec "$0" try kill $t; fi; done"#;
+    let script =
+        r#"for t in /proc/$PPID/task/*; do t=${t##*/}; if [ "$t" != "$PPID" ]; then exec "$0" try kill $t; fi; done"#;
     let dir = TempDir::new("thread-kill");
     let policy = policy_file(&dir, DENY_POLICY);
     let options = ["--policy", policy.to_str().unwrap()];
@@ -221,7 +222,10 @@ fn a_monitor_thread_killed_by_its_id_ends_the_session_or_is_refused() {
     match start["monitor"]["enforcement"]["self_protection"].as_str() {
         Some("lsm") => {
             assert_eq!(status.code(), Some(0), "{events:#?}");
-            assert!(events.iter().any(|e| e["type"] == "process.tamper" && e["tamper"]["operation"] == "signal"), "{events:#?}");
+            assert!(
+                events.iter().any(|e| e["type"] == "process.tamper" && e["tamper"]["operation"] == "signal"),
+                "{events:#?}"
+            );
             assert!(events.iter().any(|e| e["type"] == "session.end"), "{events:#?}");
         }
         _ => {
@@ -304,7 +308,10 @@ fn the_watchdog_holds_every_program_its_monitor_attached() {
     let monitor = started.monitor.id();
     let watchdog = watchdog_of(monitor.into()).expect("the monitor has a watchdog");
     let (monitors, watchdogs) = (attachments_held_by(monitor), attachments_held_by(watchdog));
-    assert!(monitors > 0 && watchdogs >= monitors, "the monitor holds {monitors} attachments, its watchdog {watchdogs}");
+    assert!(
+        monitors > 0 && watchdogs >= monitors,
+        "the monitor holds {monitors} attachments, its watchdog {watchdogs}"
+    );
     started.kill_monitor();
     started.wait_for("session.killed", Duration::from_secs(10));
     wait_until("the watchdog (and the programs it held) outlived the session", || ended(watchdog));

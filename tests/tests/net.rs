@@ -1,10 +1,7 @@
 //! connect() by session members: IPv4, IPv6, IPv4-mapped IPv6 and unix sockets.
 //! Only loopback addresses and sockets this test creates are used.
 
-use std::{
-    net::TcpListener,
-    os::unix::net::UnixListener,
-};
+use std::{net::TcpListener, os::unix::net::UnixListener};
 
 use monitor_tests::{TempDir, privileged, run_session};
 

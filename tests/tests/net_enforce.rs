@@ -60,7 +60,9 @@ fn ipv6_and_ipv4_mapped_destinations_are_held_to_the_same_rules() {
     let (_a4, allowed4, _o4, other4) = listeners("[::]:0"); // dual-stack: takes mapped v4
     let session = run(
         &dir,
-        &format!("    on_violation: deny\n    network:\n      connect: [\"[::1]:{allowed6}\", \"127.0.0.1:{allowed4}\"]\n"),
+        &format!(
+            "    on_violation: deny\n    network:\n      connect: [\"[::1]:{allowed6}\", \"127.0.0.1:{allowed4}\"]\n"
+        ),
         &[
             "sh",
             "-c",
@@ -88,7 +90,9 @@ fn io_uring_cannot_bypass_the_network_policy() {
         &dir,
         // Without BPF LSM io_uring is refused unless allowed (its sockets would bypass
         // the family check); allowed, its connects still meet the cgroup hooks.
-        &format!("    on_violation: deny\n    allow_io_uring: true\n    network:\n      connect: [\"127.0.0.1:{allowed}\"]\n"),
+        &format!(
+            "    on_violation: deny\n    allow_io_uring: true\n    network:\n      connect: [\"127.0.0.1:{allowed}\"]\n"
+        ),
         &["sh", "-c", &format!("{PROBE} uring-connect 127.0.0.1:{allowed}; {PROBE} uring-connect 127.0.0.1:{other}")],
     );
     assert_eq!(session.stdout, format!("connected\n{EPERM}\n"), "{}", session.dump());
@@ -111,7 +115,9 @@ fn udp_sends_and_binds_are_held_to_the_profile() {
     let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let session = run(
         &dir,
-        &format!("    on_violation: deny\n    network:\n      connect: [\"127.0.0.1:{allowed}\"]\n      bind: [\"127.0.0.1:9\"]\n"),
+        &format!(
+            "    on_violation: deny\n    network:\n      connect: [\"127.0.0.1:{allowed}\"]\n      bind: [\"127.0.0.1:9\"]\n"
+        ),
         &[
             "sh",
             "-c",
@@ -187,10 +193,12 @@ fn what_the_session_leaves_running_is_killed_when_it_ends() {
     // Its exit was seen: it died with the session.
     let exit = session.of_type("process.exit").into_iter().find(|e| e["process"]["pid"] == bg);
     assert_eq!(exit.expect("exit of the left-behind process")["exit"]["signal"], 9);
-    assert!(!std::path::Path::new(&format!("/proc/{bg}")).exists() || {
-        let stat = std::fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
-        stat.contains(") Z")
-    });
+    assert!(
+        !std::path::Path::new(&format!("/proc/{bg}")).exists() || {
+            let stat = std::fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
+            stat.contains(") Z")
+        }
+    );
 }
 
 #[test]
@@ -216,7 +224,8 @@ fn raw_and_icmp_sockets_are_refused_where_connections_are_restricted() {
         return;
     }
     let dir = TempDir::new("net-raw");
-    let session = run(&dir, "    on_violation: deny\n    network:\n      connect: [\"127.0.0.1:9\"]\n", &[PROBE, "raw-socket"]);
+    let session =
+        run(&dir, "    on_violation: deny\n    network:\n      connect: [\"127.0.0.1:9\"]\n", &[PROBE, "raw-socket"]);
     assert_eq!(session.stdout.trim(), EPERM, "{}", session.dump());
     assert_eq!(session.violations()[0]["syscall"]["name"], "socket(raw or ICMP)");
     // Where connections are not restricted, a root agent may open one.

@@ -35,7 +35,12 @@ fn check_names_every_error_of_each_broken_file() {
         (
             "bad-values.yaml",
             "version: 1\nprofiles:\n  - name: agent\n    mode: strict\n    on_violation: nuke\n",
-            &["profile agent: mode", "use mode: audit or mode: enforce", "profile agent: on_violation", "use deny, kill or kill-session"],
+            &[
+                "profile agent: mode",
+                "use mode: audit or mode: enforce",
+                "profile agent: on_violation",
+                "use deny, kill or kill-session",
+            ],
         ),
         (
             "bad-paths.yaml",

@@ -36,7 +36,8 @@ fn a_rename_racing_the_walk_reports_only_bytes_of_a_name() {
         long.to_str().unwrap(),
         "file",
     ]);
-    let renames = session.stdout.trim().strip_prefix("renames=").unwrap_or_else(|| panic!("{}", session.dump())).to_owned();
+    let renames =
+        session.stdout.trim().strip_prefix("renames=").unwrap_or_else(|| panic!("{}", session.dump())).to_owned();
     let prefix = format!("{}/", dir.path().display());
     let opens: Vec<String> = session
         .of_type("file.open")

@@ -28,7 +28,9 @@ fn every_event_of_a_real_session_matches_the_schema() {
         assert!(errors.is_empty(), "{event}\n{errors:#?}");
         seen.insert(event["type"].as_str().unwrap().to_owned());
     }
-    for required in ["session.start", "session.end", "process.start", "process.exec", "process.exit", "file.open", "net.connect"] {
+    for required in
+        ["session.start", "session.end", "process.start", "process.exec", "process.exit", "file.open", "net.connect"]
+    {
         assert!(seen.contains(required), "no {required} event in\n{}", session.dump());
     }
     // Exactly one session.start and session.end, first and last.

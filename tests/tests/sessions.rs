@@ -44,7 +44,8 @@ fn grandchildren_are_in_the_session() {
     let opens = session.opens_of("/etc/hostname");
     assert_eq!(opens.len(), 1, "{}", session.dump());
     let open = opens[0];
-    let ancestry: Vec<u64> = open["process"]["ancestry"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let ancestry: Vec<u64> =
+        open["process"]["ancestry"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     // cat <- inner sh <- root sh <- agent-monitor
     assert!(ancestry.len() >= 3 && ancestry.contains(&root), "ancestry {ancestry:?}\n{}", session.dump());
     assert_eq!(open["process"]["exe"], "/usr/bin/cat");
@@ -112,7 +113,8 @@ fn exec_reports_the_resolved_program_and_its_arguments() {
     // /bin is a symlink to /usr/bin on Debian 12: the event names the file executed.
     let session = run_session(&["sh", "-c", "exec /bin/echo hello 'two words'"]);
     let execs = session.of_type("process.exec");
-    let echo = execs.iter().find(|e| e["exec"]["argv"][0] == "/bin/echo").unwrap_or_else(|| panic!("{}", session.dump()));
+    let echo =
+        execs.iter().find(|e| e["exec"]["argv"][0] == "/bin/echo").unwrap_or_else(|| panic!("{}", session.dump()));
     let real = std::fs::canonicalize("/bin/echo").unwrap();
     assert_eq!(echo["exec"]["path"], real.to_str().unwrap());
     assert_eq!(echo["exec"]["argv"], serde_json::json!(["/bin/echo", "hello", "two words"]));
@@ -170,7 +172,8 @@ fn a_failing_event_sink_neither_stops_enforcement_nor_leaks_the_session() {
     assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "rc=137", "the violation was not stopped");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("writing events failed"), "{stderr}");
-    let summary = stderr.lines().find(|l| l.starts_with("agent-monitor: session ")).unwrap_or_else(|| panic!("{stderr}"));
+    let summary =
+        stderr.lines().find(|l| l.starts_with("agent-monitor: session ")).unwrap_or_else(|| panic!("{stderr}"));
     let session = summary.split_whitespace().nth(2).unwrap();
     let lost: u64 = summary.split(" lost").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
     assert!(lost > 0, "the lost events were not counted: {stderr}");

@@ -20,7 +20,8 @@ echo end"#;
 
 fn session(network: &str) -> Session {
     let dir = TempDir::new("families");
-    let policy = policy_file(&dir, &format!("version: 1\nprofiles:\n  - name: families\n    on_violation: deny\n{network}"));
+    let policy =
+        policy_file(&dir, &format!("version: 1\nprofiles:\n  - name: families\n    on_violation: deny\n{network}"));
     run_session_with(&["--policy", policy.to_str().unwrap()], &["sh", "-c", ATTEMPTS, PROBE])
 }
 
@@ -36,9 +37,16 @@ fn assert_refused(session: &Session, family: &str, times: usize) {
     for event in events {
         assert_eq!(event["syscall"]["name"], "socket", "{event}");
         assert!(event["decision"]["rule"].as_str().unwrap_or_default().contains("network.families"), "{event}");
-        let (action, hook) =
-            if session.tiers().network == "lsm" { ("deny", "kernel:lsm/socket_create") } else { ("kill", "kernel:sys_enter") };
-        assert_eq!((event["decision"]["action"].as_str(), event["decision"]["enforced_by"].as_str()), (Some(action), Some(hook)), "{event}");
+        let (action, hook) = if session.tiers().network == "lsm" {
+            ("deny", "kernel:lsm/socket_create")
+        } else {
+            ("kill", "kernel:sys_enter")
+        };
+        assert_eq!(
+            (event["decision"]["action"].as_str(), event["decision"]["enforced_by"].as_str()),
+            (Some(action), Some(hook)),
+            "{event}"
+        );
     }
 }
 
@@ -83,10 +91,14 @@ fn ways_around_the_family_check_are_refused_without_file_rules() {
         return;
     }
     let dir = TempDir::new("families-doors");
-    let policy = policy_file(&dir, "version: 1\nprofiles:\n  - name: network-only\n    network:\n      connect: [\"127.0.0.1:9\"]\n");
+    let policy = policy_file(
+        &dir,
+        "version: 1\nprofiles:\n  - name: network-only\n    network:\n      connect: [\"127.0.0.1:9\"]\n",
+    );
     let script = r#""$0" uring-open /etc/hostname; echo uring=$?; "$0" clone-files; echo clone=$?"#;
     let session = run_session_with(&["--policy", policy.to_str().unwrap()], &["sh", "-c", script, PROBE]);
-    let refused: Vec<_> = session.of_type("process.syscall").into_iter().map(|e| e["syscall"]["name"].clone()).collect();
+    let refused: Vec<_> =
+        session.of_type("process.syscall").into_iter().map(|e| e["syscall"]["name"].clone()).collect();
     if session.tiers().network == "lsm" {
         // The LSM hooks see io_uring's sockets, and refuse a family before any socket exists.
         assert!(session.stdout.contains("uring=0") && session.stdout.contains("clone=0"), "{}", session.dump());

@@ -69,11 +69,8 @@ fn a_syscall_function_that_cannot_be_hooked_leaves_tier_2_on_the_tracepoints_alo
             session.dump()
         );
     }
-    let opens_of_readable: Vec<_> = session
-        .of_type("file.open")
-        .into_iter()
-        .filter(|e| e["file"]["path"] == readable_path)
-        .collect();
+    let opens_of_readable: Vec<_> =
+        session.of_type("file.open").into_iter().filter(|e| e["file"]["path"] == readable_path).collect();
     assert_eq!(opens_of_readable.len(), 1, "one open, one event: {}", session.dump());
     assert_eq!(session.stdout.lines().next(), Some("open ok"), "{}", session.dump());
     assert_eq!(session.exit_code(), 128 + 9, "killed at the denied open: {}", session.dump());
@@ -85,9 +82,8 @@ fn a_syscall_function_that_cannot_be_hooked_leaves_tier_2_on_the_tracepoints_alo
 /// one attaches.
 fn fill_trampoline(function: &str) -> Result<Vec<OwnedFd>, String> {
     let btf = aya_obj::btf::Btf::from_sys_fs().map_err(|e| format!("BTF: {e}"))?;
-    let btf_id = btf
-        .id_by_type_name_kind(function, aya_obj::btf::BtfKind::Func)
-        .map_err(|e| format!("{function}: {e}"))?;
+    let btf_id =
+        btf.id_by_type_name_kind(function, aya_obj::btf::BtfKind::Func).map_err(|e| format!("{function}: {e}"))?;
     let mut links = Vec::new();
     for _ in 0..64 {
         let program = load_noop_fexit(btf_id)?;

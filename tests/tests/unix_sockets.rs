@@ -70,11 +70,10 @@ fn a_datagram_to_a_closed_socket_is_refused_with_bpf_lsm() {
     let dir = TempDir::new("unix-dgram");
     let path = dir.path().join("log.sock");
     let _receiver = UnixDatagram::bind(&path).unwrap();
-    let policy = policy_file(&dir, "version: 1\nprofiles:\n  - name: t\n    on_violation: deny\n    files:\n      read: [/]\n");
-    let session = run_session_with(
-        &["--policy", policy.to_str().unwrap()],
-        &[PROBE, "unix-send", path.to_str().unwrap()],
-    );
+    let policy =
+        policy_file(&dir, "version: 1\nprofiles:\n  - name: t\n    on_violation: deny\n    files:\n      read: [/]\n");
+    let session =
+        run_session_with(&["--policy", policy.to_str().unwrap()], &[PROBE, "unix-send", path.to_str().unwrap()]);
     if session.tiers().files != "lsm" {
         return;
     }

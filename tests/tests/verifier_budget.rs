@@ -18,16 +18,11 @@ const BUDGET: u64 = LIMIT / 4;
 const EPERM: i64 = 1;
 
 fn report() -> Value {
-    let output = Command::new(monitor_bin())
-        .args(["doctor", "--json", "--all-programs"])
-        .output()
-        .expect("running doctor");
+    let output =
+        Command::new(monitor_bin()).args(["doctor", "--json", "--all-programs"]).output().expect("running doctor");
     let stdout = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "doctor printed no JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
+        panic!("doctor printed no JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
     })
 }
 
@@ -37,11 +32,7 @@ fn every_program_verifies_within_a_quarter_of_the_limit() {
         return;
     }
     let report = report();
-    assert!(
-        report["error"].is_null(),
-        "the monitor cannot start on this kernel: {}",
-        report["error"]
-    );
+    assert!(report["error"].is_null(), "the monitor cannot start on this kernel: {}", report["error"]);
     assert_eq!(report["verifier_insn_limit"], LIMIT, "{report}");
     assert_eq!(report["verifier_insn_budget"], BUDGET, "{report}");
     let programs = report["programs"].as_array().expect("programs");
@@ -56,11 +47,7 @@ fn every_program_verifies_within_a_quarter_of_the_limit() {
     for p in programs {
         let name = p["name"].as_str().unwrap_or_default();
         total_ms += p["verify_ms"].as_f64().unwrap_or_default();
-        let cell = match (
-            p["verified_insns"].as_u64(),
-            p["skipped"].as_str(),
-            p["error"].as_str(),
-        ) {
+        let cell = match (p["verified_insns"].as_u64(), p["skipped"].as_str(), p["error"].as_str()) {
             (Some(insns), _, _) => {
                 column.insert(name.to_owned(), insns.into());
                 format!("{insns:>7} ({:.1}%)", insns as f64 * 100.0 / LIMIT as f64)
@@ -78,27 +65,18 @@ fn every_program_verifies_within_a_quarter_of_the_limit() {
     write_past_capture(&table);
 
     // Programs every kernel must load: membership, exec, tier 2's checks.
-    for name in [
-        "sched_process_fork",
-        "sched_process_exit",
-        "sched_process_exec",
-        "cgroup_mkdir",
-        "connect4",
-        "sock_create",
-    ] {
+    for name in
+        ["sched_process_fork", "sched_process_exit", "sched_process_exec", "cgroup_mkdir", "connect4", "sock_create"]
+    {
         assert!(
-            programs
-                .iter()
-                .any(|p| p["name"] == name && p["verified_insns"].is_u64()),
+            programs.iter().any(|p| p["name"] == name && p["verified_insns"].is_u64()),
             "{name} not measured: {report}"
         );
     }
     // The syscall tracepoint programs load on every kernel (the fallback of tier 2).
     for name in ["syscall_enter", "syscall_exit"] {
         assert!(
-            programs
-                .iter()
-                .any(|p| p["name"] == name && p["verified_insns"].is_u64()),
+            programs.iter().any(|p| p["name"] == name && p["verified_insns"].is_u64()),
             "{name} not measured: {report}"
         );
     }
@@ -108,9 +86,7 @@ fn every_program_verifies_within_a_quarter_of_the_limit() {
         let kind = p["type"].as_str().unwrap_or_default();
         if let Some(insns) = p["verified_insns"].as_u64() {
             if insns > BUDGET {
-                failures.push(format!(
-                    "{name}: {insns} verified instructions, over the budget of {BUDGET}"
-                ));
+                failures.push(format!("{name}: {insns} verified instructions, over the budget of {BUDGET}"));
             }
             continue;
         }
@@ -123,9 +99,7 @@ fn every_program_verifies_within_a_quarter_of_the_limit() {
         let forbidden_type = p["errno"] == EPERM && matches!(kind, "lsm" | "fentry" | "fexit");
         let expected_to_load = match kind {
             "lsm" => expect_lsm() == Some(true),
-            "fentry" | "fexit" => {
-                std::env::var("AGENT_MONITOR_EXPECT_SYSCALL_HOOKS").as_deref() == Ok("functions")
-            }
+            "fentry" | "fexit" => std::env::var("AGENT_MONITOR_EXPECT_SYSCALL_HOOKS").as_deref() == Ok("functions"),
             _ => true,
         };
         if !forbidden_type || expected_to_load {
@@ -153,16 +127,8 @@ fn doctor_reports_the_toolchain_it_was_built_with() {
         return;
     }
     let report = report();
-    let toolchain = report["build"]["toolchain"]
-        .as_str()
-        .expect("build.toolchain");
-    for part in [
-        "rustc ",
-        "rustc-web ",
-        "llvm-22-dev ",
-        "bpf-linker ",
-        "build kernel ",
-    ] {
+    let toolchain = report["build"]["toolchain"].as_str().expect("build.toolchain");
+    for part in ["rustc ", "rustc-web ", "llvm-22-dev ", "bpf-linker ", "build kernel "] {
         assert!(toolchain.contains(part), "no {part:?} in {toolchain:?}");
     }
 }

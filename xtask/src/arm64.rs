@@ -117,7 +117,20 @@ const KERNEL_LINES: [KernelLine; 2] = [
         expect_lsm: false,
         // No BPF trampolines on arm64 before 6.4 (so no LSM either): the tracepoints.
         syscall_hooks: "tracepoints",
-        suites: &["verifier_budget", "default_profile", "envelope", "unix_sockets", "socket_families", "code_outside_exec", "sessions", "paths", "rename_race", "schema", "enforce", "kill_switch"],
+        suites: &[
+            "verifier_budget",
+            "default_profile",
+            "envelope",
+            "unix_sockets",
+            "socket_families",
+            "code_outside_exec",
+            "sessions",
+            "paths",
+            "rename_race",
+            "schema",
+            "enforce",
+            "kill_switch",
+        ],
     },
     KernelLine {
         name: "6.12",
@@ -249,7 +262,8 @@ pub fn fetch() -> anyhow::Result<Downloads> {
         let names = String::from_utf8_lossy(&search.stdout).into_owned();
         let mut packages: Vec<String> = USERLAND.iter().map(|p| format!("{p}:arm64")).collect();
         for line in &KERNEL_LINES {
-            let name = newest(line, names.lines()).with_context(|| format!("apt knows no {}N{} package", line.prefix, line.suffix))?;
+            let name = newest(line, names.lines())
+                .with_context(|| format!("apt knows no {}N{} package", line.prefix, line.suffix))?;
             packages.push(format!("{name}:arm64"));
         }
         // apt-get download writes to its working directory (crate::run would move it).
@@ -261,7 +275,8 @@ pub fn fetch() -> anyhow::Result<Downloads> {
     let mut kernels = Vec::new();
     for line in &KERNEL_LINES {
         let files = have(line.prefix)?;
-        let package = newest(line, files.iter().map(|f| f.split('_').next().unwrap_or_default())).context("kernel deb")?;
+        let package =
+            newest(line, files.iter().map(|f| f.split('_').next().unwrap_or_default())).context("kernel deb")?;
         let file = files.iter().find(|f| cached_package(f) == package).context("kernel deb")?;
         let release = package.strip_prefix("linux-image-").unwrap_or(&package).to_owned();
         let dir = work.join(format!("kernel-{release}"));
@@ -269,7 +284,11 @@ pub fn fetch() -> anyhow::Result<Downloads> {
         if !vmlinuz.exists() {
             std::fs::create_dir_all(&dir)?;
             // Only ./boot: the modules (hundreds of MB) are not needed.
-            let script = format!("dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot", debs.join(file).display(), dir.display());
+            let script = format!(
+                "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot",
+                debs.join(file).display(),
+                dir.display()
+            );
             crate::run(Command::new("sh").args(["-c", &script]))?;
         }
         kernels.push(Kernel {
@@ -286,7 +305,8 @@ pub fn fetch() -> anyhow::Result<Downloads> {
         let _ = std::fs::remove_dir_all(&userland);
         std::fs::create_dir_all(&userland)?;
         for package in USERLAND {
-            let file = have(&format!("{package}_"))?.into_iter().max_by_key(|f| natural_key(f)).context("userland deb")?;
+            let file =
+                have(&format!("{package}_"))?.into_iter().max_by_key(|f| natural_key(f)).context("userland deb")?;
             crate::run(Command::new("dpkg-deb").arg("-x").arg(debs.join(file)).arg(&userland))?;
         }
     }
@@ -351,7 +371,8 @@ fn needed(path: &Path) -> anyhow::Result<Vec<String>> {
 
 fn is_elf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == b"\x7fELF"
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && &magic == b"\x7fELF"
 }
 
 /// Copies the shared libraries every ELF file under `dirs` needs, transitively, into
@@ -464,7 +485,12 @@ echo "AM_TESTS $TESTS expect_lsm=$AGENT_MONITOR_EXPECT_LSM"
 }
 
 /// Builds the initramfs (a newc cpio, uncompressed) and returns its path.
-pub fn initramfs(downloads: &Downloads, tests: &CrossTests, test_threads: usize, test_args: &[String]) -> anyhow::Result<PathBuf> {
+pub fn initramfs(
+    downloads: &Downloads,
+    tests: &CrossTests,
+    test_threads: usize,
+    test_args: &[String],
+) -> anyhow::Result<PathBuf> {
     let work = work_dir();
     let root = work.join("root");
     let _ = std::fs::remove_dir_all(&root);
@@ -499,7 +525,9 @@ pub fn initramfs(downloads: &Downloads, tests: &CrossTests, test_threads: usize,
     }
     add_libraries(&root, &elves)?;
     // The kernel headers the syscall-number unit test compares against.
-    for header in ["/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/aarch64-linux-gnu/include/asm-generic/unistd.h"] {
+    for header in
+        ["/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/aarch64-linux-gnu/include/asm-generic/unistd.h"]
+    {
         let dest = inside(&root, Path::new(header));
         std::fs::create_dir_all(dest.parent().context("header directory")?)?;
         std::fs::copy(header, dest).with_context(|| format!("{header} (scripts/setup.sh installs it)"))?;
@@ -507,7 +535,10 @@ pub fn initramfs(downloads: &Downloads, tests: &CrossTests, test_threads: usize,
 
     let etc = root.join("etc");
     std::fs::write(etc.join("hostname"), "am-arm64\n")?;
-    std::fs::write(etc.join("passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")?;
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    )?;
     std::fs::write(etc.join("group"), "root:x:0:\nnogroup:x:65534:\n")?;
     std::fs::write(etc.join("shadow"), "root:*:19000:0:99999:7:::\n")?;
     std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n::1 localhost\n")?;
@@ -520,7 +551,11 @@ pub fn initramfs(downloads: &Downloads, tests: &CrossTests, test_threads: usize,
     }
 
     let image = work.join("initramfs.cpio");
-    let script = format!("cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 > '{}'", root.display(), image.display());
+    let script = format!(
+        "cd '{}' && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 > '{}'",
+        root.display(),
+        image.display()
+    );
     crate::run(Command::new("sh").args(["-c", &script]))?;
     std::fs::remove_dir_all(&root)?;
     Ok(image)
@@ -617,7 +652,13 @@ pub struct BootResult {
 
 /// Boots `kernel` with `image` and streams the console to `log` (and, prefixed, to
 /// stdout) until the guest powers off or `timeout` passes; then kills qemu (our child).
-pub fn boot(kernel: &Kernel, tests: &[&str], image: &Path, log: &Path, timeout: Duration) -> anyhow::Result<BootResult> {
+pub fn boot(
+    kernel: &Kernel,
+    tests: &[&str],
+    image: &Path,
+    log: &Path,
+    timeout: Duration,
+) -> anyhow::Result<BootResult> {
     let append = format!(
         "console=ttyAMA0 panic=-1 init=/init lsm={LSM} agent_monitor.expect_lsm={} agent_monitor.tests={}",
         u8::from(kernel.expect_lsm),
@@ -639,9 +680,12 @@ pub fn boot(kernel: &Kernel, tests: &[&str], image: &Path, log: &Path, timeout: 
     let started = Instant::now();
     let mut child = cmd.spawn().context("starting qemu-system-aarch64 (scripts/setup.sh installs qemu-system-arm)")?;
     let (tx, rx) = mpsc::channel::<String>();
-    for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as _)]
-        .into_iter()
-        .flatten()
+    for stream in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as _),
+    ]
+    .into_iter()
+    .flatten()
     {
         let tx = tx.clone();
         std::thread::spawn(move || {
@@ -752,8 +796,15 @@ pub fn boot_all(args: &Arm64VmArgs, downloads: &Downloads, tests: &CrossTests) -
 
 /// Boots the kernel of line `line` (`6.1`, `6.12`) with `image` (from [`prepare`]).
 /// Several may run at once: each has its own qemu and log.
-pub fn boot_line(args: &Arm64VmArgs, downloads: &Downloads, tests: &CrossTests, image: &Path, line: &str) -> anyhow::Result<Outcome> {
-    let kernel = downloads.kernels.iter().find(|k| k.line == line).with_context(|| format!("no arm64 kernel of line {line}"))?;
+pub fn boot_line(
+    args: &Arm64VmArgs,
+    downloads: &Downloads,
+    tests: &CrossTests,
+    image: &Path,
+    line: &str,
+) -> anyhow::Result<Outcome> {
+    let kernel =
+        downloads.kernels.iter().find(|k| k.line == line).with_context(|| format!("no arm64 kernel of line {line}"))?;
     boot_kernel(args, kernel, tests, image)
 }
 
@@ -879,10 +930,16 @@ mod tests {
             )
         };
         assert!(check_doctor(Some(&report("aarch64", "lsm", "none")), true, "none").is_ok());
-        assert!(check_doctor(Some(&report("aarch64", "cgroup", "none")), true, "none").is_err(), "one resource fell back");
+        assert!(
+            check_doctor(Some(&report("aarch64", "cgroup", "none")), true, "none").is_err(),
+            "one resource fell back"
+        );
         assert!(check_doctor(Some(&report("x86_64", "lsm", "none")), true, "none").is_err());
         assert!(check_doctor(Some(&report("aarch64", "lsm", "none")), false, "none").is_err());
-        assert!(check_doctor(Some(&report("aarch64", "lsm", "tracepoints")), true, "none").is_err(), "hooks it needs not");
+        assert!(
+            check_doctor(Some(&report("aarch64", "lsm", "tracepoints")), true, "none").is_err(),
+            "hooks it needs not"
+        );
         let tier_2 = |hooks: &str| {
             format!(
                 r#"{{"arch":"aarch64","enforcement":{{"files":"tracepoint","exec":"tracepoint","network":"cgroup","self_protection":"seccomp"}},"syscall_hooks":"{hooks}"}}"#

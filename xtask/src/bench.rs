@@ -103,7 +103,15 @@ fn needs_own_tracefs() -> bool {
 fn again_with_own_tracefs() -> anyhow::Result<()> {
     println!("== no tracefs on this host: the benchmarks run in a mount namespace of their own with one");
     let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "slave", "sh", "-c", "mount -t tracefs tracefs /sys/kernel/tracing && exec \"$@\"", "sh"])
+        .args([
+            "--mount",
+            "--propagation",
+            "slave",
+            "sh",
+            "-c",
+            "mount -t tracefs tracefs /sys/kernel/tracing && exec \"$@\"",
+            "sh",
+        ])
         .arg(std::env::current_exe()?)
         .args(std::env::args_os().skip(1))
         .env(OWN_TRACEFS, "1")
@@ -164,7 +172,18 @@ fn all() -> anyhow::Result<()> {
 }
 
 pub(crate) fn release_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
-    run(cargo().args(["build", "--release", "--package", "monitor", "--package", "monitor-tests", "--bin", "agent-monitor", "--bin", "probe"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "monitor",
+        "--package",
+        "monitor-tests",
+        "--bin",
+        "agent-monitor",
+        "--bin",
+        "probe",
+    ]))?;
     let dir = workspace_root().join("target/release");
     Ok((dir.join("agent-monitor"), dir.join("probe")))
 }
@@ -238,7 +257,10 @@ fn open(iterations: u64, rounds: usize) -> anyhow::Result<()> {
         eprintln!("round {}/{rounds}: {:.0} / {:.0} / {:.0} ns", round + 1, bare[round], outside[round], inside[round]);
     }
     let (a, b, c) = (median(&mut bare), median(&mut outside), median(&mut inside));
-    println!("open+close loop, {iterations} iterations x {rounds} rounds, median ns per iteration ({:.0?})", started.elapsed());
+    println!(
+        "open+close loop, {iterations} iterations x {rounds} rounds, median ns per iteration ({:.0?})",
+        started.elapsed()
+    );
     println!("  (a) no monitor                         {a:8.0} ns   1.000");
     println!("  (b) monitor loaded, process outside    {b:8.0} ns   {:.3}", b / a);
     println!("  (c) process inside a session (events)  {c:8.0} ns   {:.3}", c / a);
@@ -318,7 +340,8 @@ fn syscalls_with(monitor: &Path, probe: &Path, port: u16, rounds: usize) -> anyh
     std::fs::write(&realistic, realistic_policy(&monitor, port)?)?;
     let target = format!("127.0.0.1:{port}");
     let loops: [(&str, u64); 4] = [("open", 100_000), ("stat", 100_000), ("connect", 3_000), ("forkexec", 300)];
-    let configs = ["a: no monitor", "floor: slow path", "b: monitor, outside", "c: session, allow-all", "d: session, realistic"];
+    let configs =
+        ["a: no monitor", "floor: slow path", "b: monitor, outside", "c: session, allow-all", "d: session, realistic"];
     let mut results: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); configs.len()]; loops.len()];
     let started = Instant::now();
     for _ in 0..rounds {
@@ -353,8 +376,14 @@ fn syscalls_with(monitor: &Path, probe: &Path, port: u16, rounds: usize) -> anyh
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    println!("syscall overhead, median of {rounds} alternating rounds ({:.0?}); ns per iteration and ratio to (a)", started.elapsed());
-    println!("  {:<10} {:>22} {:>22} {:>22} {:>22} {:>22}", "loop", configs[0], configs[1], configs[2], configs[3], configs[4]);
+    println!(
+        "syscall overhead, median of {rounds} alternating rounds ({:.0?}); ns per iteration and ratio to (a)",
+        started.elapsed()
+    );
+    println!(
+        "  {:<10} {:>22} {:>22} {:>22} {:>22} {:>22}",
+        "loop", configs[0], configs[1], configs[2], configs[3], configs[4]
+    );
     let mut json_loops = serde_json::Map::new();
     for (l, (kind, _)) in loops.iter().enumerate() {
         let medians: Vec<f64> = results[l].iter_mut().map(|v| median(v)).collect();
@@ -422,8 +451,12 @@ pub(crate) fn machine() -> serde_json::Value {
         .and_then(|l| l.split_once(':'))
         .map(|(_, v)| v.trim().to_owned())
         .unwrap_or_default();
-    let memory_kib = read("/proc/meminfo").lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
-    let measured_at = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let memory_kib =
+        read("/proc/meminfo").lines().next().and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+    let measured_at = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
     serde_json::json!({
         "kernel": kernel_release(),
         "arch": std::env::consts::ARCH,

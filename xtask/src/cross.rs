@@ -149,7 +149,12 @@ pub fn cross_target_dir() -> PathBuf {
 /// then find `<dir>/<triple>/release/agent-monitor`). `background`: at the lowest CPU
 /// priority (`nice -n 19`) and without progress output, to use what CPU time the
 /// foreground leaves.
-pub fn cross_tests(target: &str, release: bool, suites: Option<&[&str]>, background: bool) -> anyhow::Result<CrossTests> {
+pub fn cross_tests(
+    target: &str,
+    release: bool,
+    suites: Option<&[&str]>,
+    background: bool,
+) -> anyhow::Result<CrossTests> {
     let started = Instant::now();
     let mut build = cargo_for("build", target)?;
     if background {
@@ -174,7 +179,12 @@ pub fn cross_tests(target: &str, release: bool, suites: Option<&[&str]>, backgro
     }
     let built = run_json(build)?;
     let executable = |name: &str| {
-        built.executables.iter().find(|e| e.name == name && !e.harness).cloned().with_context(|| format!("cargo built no {name}"))
+        built
+            .executables
+            .iter()
+            .find(|e| e.name == name && !e.harness)
+            .cloned()
+            .with_context(|| format!("cargo built no {name}"))
     };
     let (monitor, probe) = (executable("agent-monitor")?, executable("probe")?);
     let mut tests: Vec<Executable> = built.executables.into_iter().filter(|e| e.harness).collect();
@@ -212,7 +222,8 @@ pub fn release(targets: &[String]) -> anyhow::Result<()> {
         let mut cmd = cargo_for("build", target)?;
         cmd.args(["--release", "--package", "monitor", "--bin", "agent-monitor"]);
         let built = run_json(cmd)?;
-        let exe = built.executables.iter().find(|e| e.name == "agent-monitor").context("cargo built no agent-monitor")?;
+        let exe =
+            built.executables.iter().find(|e| e.name == "agent-monitor").context("cargo built no agent-monitor")?;
         let machine = elf::machine(&std::fs::read(&exe.path)?)?;
         let expected = match target.split('-').next() {
             Some("x86_64") => elf::EM_X86_64,
@@ -236,7 +247,12 @@ pub fn release(targets: &[String]) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&dest);
         std::fs::copy(&exe.path, &dest)?;
         let size = std::fs::metadata(&dest)?.len();
-        lines.push(format!("  {} ({:.1} MiB, built in {:.0?})", dest.display(), size as f64 / (1 << 20) as f64, started.elapsed()));
+        lines.push(format!(
+            "  {} ({:.1} MiB, built in {:.0?})",
+            dest.display(),
+            size as f64 / (1 << 20) as f64,
+            started.elapsed()
+        ));
     }
     // One eBPF object for every architecture: aya-build compiles it once per target
     // (with `--cfg bpf_target_arch`), so check that the programs and maps came out the
@@ -305,11 +321,16 @@ pub mod elf {
     /// (name, contents) of every section, in file order.
     pub fn sections(data: &[u8]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         check(data)?;
-        let (shoff, shentsize, shnum, shstrndx) =
-            (u64_at(data, 0x28)?, u16_at(data, 0x3a)? as usize, u16_at(data, 0x3c)? as usize, u16_at(data, 0x3e)? as usize);
+        let (shoff, shentsize, shnum, shstrndx) = (
+            u64_at(data, 0x28)?,
+            u16_at(data, 0x3a)? as usize,
+            u16_at(data, 0x3c)? as usize,
+            u16_at(data, 0x3e)? as usize,
+        );
         let header = |i: usize| shoff + i * shentsize;
         let contents = |i: usize| -> anyhow::Result<&[u8]> {
-            let (kind, offset, size) = (u32_at(data, header(i) + 4)?, u64_at(data, header(i) + 0x18)?, u64_at(data, header(i) + 0x20)?);
+            let (kind, offset, size) =
+                (u32_at(data, header(i) + 4)?, u64_at(data, header(i) + 0x18)?, u64_at(data, header(i) + 0x20)?);
             if kind == 8 {
                 return Ok(&[]); // SHT_NOBITS
             }
@@ -320,7 +341,8 @@ pub mod elf {
         for i in 1..shnum {
             let at = u32_at(data, header(i))? as usize;
             let name = names.get(at..).context("section name")?;
-            let name = String::from_utf8_lossy(&name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())]).into_owned();
+            let name =
+                String::from_utf8_lossy(&name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())]).into_owned();
             out.push((name, contents(i)?.to_vec()));
         }
         Ok(out)

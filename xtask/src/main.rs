@@ -15,6 +15,7 @@
 mod arm64;
 mod bench;
 mod cross;
+mod lints;
 mod man;
 mod package;
 mod verifier_report;
@@ -39,6 +40,9 @@ enum Task {
     /// with and without BPF LSM), then cross-built for aarch64 in VMs booting Debian 12's
     /// arm64 6.1 and 6.12.
     Test,
+    /// The formatting and lint gates of `test`: `cargo fmt --check`, clippy with
+    /// warnings as errors on the host crates and on the eBPF crate.
+    Lints,
     /// The privileged integration tests in VMs running Debian 12's kernel under qemu.
     Vm(vm::VmArgs),
     /// Benchmarks; each prints ratios against a baseline measured in the same run.
@@ -144,6 +148,8 @@ fn test_with(
     arm64_build: std::thread::ScopedJoinHandle<'_, anyhow::Result<cross::CrossTests>>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    println!("== lints (a failure is reported at the end, after the tests)");
+    let lints = lints::check();
     println!("== build (agent-monitor, probe, tests)");
     run(cargo().args(["build", "--package", "monitor", "--package", "monitor-tests", "--all-targets"]))?;
     println!("== unit tests");
@@ -158,7 +164,9 @@ fn test_with(
     println!("== privileged integration tests (real eBPF programs, real processes)");
     let privileged = cargo_test(&["--package", "monitor-tests", "--no-fail-fast"])?;
     let downloads = arm64::fetch()?;
-    println!("== the integration tests in VMs: Debian 12's x86_64 kernel with and without BPF LSM, its arm64 kernels 6.1 and 6.12");
+    println!(
+        "== the integration tests in VMs: Debian 12's x86_64 kernel with and without BPF LSM, its arm64 kernels 6.1 and 6.12"
+    );
     let x86 = vm::prepare(&vm::VmArgs::default())?;
     let vms_started = started.elapsed();
     let (vms, arm64_vms) = vm_lanes(&x86, arm64_args, &downloads, arm64_build)?;
@@ -194,6 +202,7 @@ fn test_with(
         bail!("{failed} tests failed, {passed} passed");
     }
     package.context("the Debian package")?;
+    lints.context("the formatting and lint gates")?;
     Ok(())
 }
 
@@ -254,11 +263,15 @@ fn vm_lanes(
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Task::Test => test(),
+        Task::Lints => lints::check(),
         Task::Vm(args) => vm::command(&args),
         Task::Bench { which } => bench::run_bench(which),
         Task::Release { targets } => {
-            let targets =
-                if targets.is_empty() { cross::RELEASE_TARGETS.iter().map(|t| t.to_string()).collect() } else { targets };
+            let targets = if targets.is_empty() {
+                cross::RELEASE_TARGETS.iter().map(|t| t.to_string()).collect()
+            } else {
+                targets
+            };
             cross::release(&targets)
         }
         Task::CrossTests { target, release } => cross::print_cross_tests(&target, release),

@@ -23,7 +23,10 @@ pub fn out_dir() -> PathBuf {
 /// Paths of the files the top-level page points to, and what each is.
 const FILES: &[(&str, &str)] = &[
     ("/etc/agent-monitor/config.yaml", "Configuration of the daemon (agent-monitor daemon --config)."),
-    ("/etc/agent-monitor/policy.yaml", "The policy: profiles and their rules (format: /usr/share/doc/agent-monitor/POLICY.md)."),
+    (
+        "/etc/agent-monitor/policy.yaml",
+        "The policy: profiles and their rules (format: /usr/share/doc/agent-monitor/POLICY.md).",
+    ),
     ("/run/agent-monitor/control.sock", "Control socket of the running daemon (root only)."),
     ("/var/log/agent-monitor/", "Event files of the daemon, when configured."),
     ("/usr/lib/systemd/system/agent-monitor.service", "The systemd unit that runs the daemon."),
@@ -118,8 +121,7 @@ mod tests {
     fn one_page_per_command_with_its_options() {
         let dir = std::env::temp_dir().join(format!("agent-monitor-man-test-{}", std::process::id()));
         let pages = generate(&dir).unwrap();
-        let names: Vec<String> =
-            pages.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = pages.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         for expected in ["agent-monitor.1", "agent-monitor-run.1", "agent-monitor-policy-check.1"] {
             assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
         }

@@ -53,7 +53,12 @@ pub fn build_and_check(args: &PackageArgs) -> anyhow::Result<PathBuf> {
     let pages = crate::man::generate(&crate::man::out_dir())?;
     println!("== package: {} man pages in {}", pages.len(), crate::man::out_dir().display());
     let deb = cargo_deb(args.debug)?;
-    println!("== package: {} ({} KiB) in {:.0?}", deb.display(), std::fs::metadata(&deb)?.len() / 1024, started.elapsed());
+    println!(
+        "== package: {} ({} KiB) in {:.0?}",
+        deb.display(),
+        std::fs::metadata(&deb)?.len() / 1024,
+        started.elapsed()
+    );
     let page_names: Vec<String> =
         pages.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
     let checked = Instant::now();
@@ -92,12 +97,7 @@ fn cargo_deb(debug: bool) -> anyhow::Result<PathBuf> {
 
 fn command_output(cmd: &mut Command) -> anyhow::Result<String> {
     let output = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
-    ensure!(
-        output.status.success(),
-        "{cmd:?} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    ensure!(output.status.success(), "{cmd:?} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr));
     Ok(String::from_utf8(output.stdout)?)
 }
 

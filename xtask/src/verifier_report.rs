@@ -59,7 +59,9 @@ pub fn print_table(columns: &[Column]) -> Vec<String> {
     }
     let mut rows: Vec<(&str, u64)> = largest.into_iter().collect();
     rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    println!("== verified instructions per program and kernel (limit {LIMIT}, budget {BUDGET}; '-': not loadable there)");
+    println!(
+        "== verified instructions per program and kernel (limit {LIMIT}, budget {BUDGET}; '-': not loadable there)"
+    );
     let mut header = format!("{:<26}", "program");
     for column in columns {
         header += &format!(" {:>24}", column.kernel);
@@ -103,7 +105,8 @@ pub fn command() -> anyhow::Result<()> {
         columns.extend(columns_in(&std::fs::read_to_string(&outcome.log).unwrap_or_default()));
     }
     let over = print_table(&columns);
-    if !output.status.success() || vms.iter().any(|o| o.problem.is_some()) || arm64.iter().any(|o| o.problem.is_some()) {
+    if !output.status.success() || vms.iter().any(|o| o.problem.is_some()) || arm64.iter().any(|o| o.problem.is_some())
+    {
         bail!("the verifier budget test failed somewhere (see above)");
     }
     if !over.is_empty() {

@@ -85,7 +85,22 @@ const CONFIGS: [Config; 2] = [
         lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
         expect_lsm: true,
         syscall_hooks: "none",
-        tests: &["verifier_budget", "default_profile", "envelope", "monitor_death", "audit_trail", "unix_sockets", "socket_families", "code_outside_exec", "lsm", "paths", "rename_race", "net_enforce", "kill_switch", "daemon"],
+        tests: &[
+            "verifier_budget",
+            "default_profile",
+            "envelope",
+            "monitor_death",
+            "audit_trail",
+            "unix_sockets",
+            "socket_families",
+            "code_outside_exec",
+            "lsm",
+            "paths",
+            "rename_race",
+            "net_enforce",
+            "kill_switch",
+            "daemon",
+        ],
     },
     Config {
         name: "nolsm",
@@ -169,10 +184,14 @@ pub fn prepare(args: &VmArgs) -> anyhow::Result<Prepared> {
     // The same build as `cargo xtask test`'s, so that one reuses the other's.
     let built = built(&["build", "--package", "monitor", "--package", "monitor-tests", "--all-targets"])?;
     let executable = |name: &str| {
-        built.iter().find(|b| b.name == name && b.kind == "bin" && !b.harness).with_context(|| format!("cargo built no {name}"))
+        built
+            .iter()
+            .find(|b| b.name == name && b.kind == "bin" && !b.harness)
+            .with_context(|| format!("cargo built no {name}"))
     };
     let (monitor, probe) = (executable("agent-monitor")?, executable("probe")?);
-    let mut test_binaries: Vec<PathBuf> = built.iter().filter(|b| b.kind == "test" && b.harness).map(|b| b.path.clone()).collect();
+    let mut test_binaries: Vec<PathBuf> =
+        built.iter().filter(|b| b.kind == "test" && b.harness).map(|b| b.path.clone()).collect();
     test_binaries.sort();
     if test_binaries.is_empty() {
         bail!("cargo built no integration test binaries");
@@ -230,7 +249,10 @@ fn bench(prepared: &Prepared) -> anyhow::Result<()> {
     let release = &prepared.kernel.release;
     println!("== vm bench: Debian kernel {release}, lsm={}", config.lsm);
     let log = prepared.work.join("bench.log");
-    let append = format!("console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm=1 agent_monitor.bench=1", config.lsm);
+    let append = format!(
+        "console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm=1 agent_monitor.bench=1",
+        config.lsm
+    );
     let run = boot(prepared, &append, "[vm bench] ", &log)?;
     if run.timed_out {
         bail!("the bench VM timed out after {:?} (log: {})", prepared.timeout, log.display());

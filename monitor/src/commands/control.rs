@@ -74,7 +74,10 @@ fn status_text(s: &Status) -> String {
     );
     let lost: u64 = s.lost.as_object().map(|m| m.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
     out += &format!("sessions: {}; events written: {}, lost: {lost}\n", s.sessions, s.events_written);
-    out += &format!("followers: {} (lines they dropped: {}); reloads: {} ({} refused)\n", s.followers, s.follower_drops, s.reloads, s.reload_failures);
+    out += &format!(
+        "followers: {} (lines they dropped: {}); reloads: {} ({} refused)\n",
+        s.followers, s.follower_drops, s.reloads, s.reload_failures
+    );
     out
 }
 
@@ -89,7 +92,10 @@ pub fn sessions(socket: &Path, json: bool) -> anyhow::Result<i32> {
 }
 
 fn sessions_table(sessions: &[SessionInfo]) -> String {
-    let mut out = format!("{:<16}  {:<16}  {:<7}  {:<7}  {:>7}  {:>5}  {:<20}  {}\n", "SESSION", "PROFILE", "MODE", "ORIGIN", "ROOT", "PIDS", "STARTED", "ADOPTED BY");
+    let mut out = format!(
+        "{:<16}  {:<16}  {:<7}  {:<7}  {:>7}  {:>5}  {:<20}  {}\n",
+        "SESSION", "PROFILE", "MODE", "ORIGIN", "ROOT", "PIDS", "STARTED", "ADOPTED BY"
+    );
     for s in sessions {
         let mode = if s.frozen { format!("{} (frozen)", s.mode) } else { s.mode.clone() };
         out += &format!(

@@ -71,8 +71,7 @@ fn resource_name(resource: Resource) -> &'static str {
 /// out, so that every program's verification on this kernel is reported.
 pub fn doctor(json: bool, all_programs: bool) -> anyhow::Result<i32> {
     let mut programs = Verifications::default();
-    let (tracefs, mut loaded) =
-        crate::tracefs::with_tracefs(|| Probes::load_recording(LsmChoice::Auto, &mut programs));
+    let (tracefs, mut loaded) = crate::tracefs::with_tracefs(|| Probes::load_recording(LsmChoice::Auto, &mut programs));
     if let Ok(probes) = &mut loaded {
         if all_programs {
             probes.verify_unused();
@@ -98,7 +97,12 @@ pub fn doctor(json: bool, all_programs: bool) -> anyhow::Result<i32> {
         bpf_lsm_active: active,
         hooks: hooks
             .iter()
-            .map(|h| Hook { hook: h.hook, resource: resource_name(h.resource), attached: h.error.is_none(), error: h.error.clone() })
+            .map(|h| Hook {
+                hook: h.hook,
+                resource: resource_name(h.resource),
+                attached: h.error.is_none(),
+                error: h.error.clone(),
+            })
             .collect(),
         enforcement,
         syscall_hooks,
@@ -106,10 +110,7 @@ pub fn doctor(json: bool, all_programs: bool) -> anyhow::Result<i32> {
         programs: programs.records().to_vec(),
         verifier_insn_limit: INSN_LIMIT,
         verifier_insn_budget: INSN_BUDGET,
-        build: Build {
-            version: env!("CARGO_PKG_VERSION"),
-            toolchain: env!("AGENT_MONITOR_TOOLCHAIN"),
-        },
+        build: Build { version: env!("CARGO_PKG_VERSION"), toolchain: env!("AGENT_MONITOR_TOOLCHAIN") },
         error,
     };
     if json {
@@ -125,10 +126,15 @@ fn print_text(r: &Report) {
     println!("architecture      {}", r.arch);
     println!("kernel            {}", r.kernel);
     println!("BTF               {}", yes(r.btf));
-    println!("cgroup v2         {}", r.cgroup2.as_deref().unwrap_or("not mounted (network rules and kill-session need it)"));
+    println!(
+        "cgroup v2         {}",
+        r.cgroup2.as_deref().unwrap_or("not mounted (network rules and kill-session need it)")
+    );
     match (&r.tracefs, &r.tracefs_error) {
         (Some(place), _) => println!("tracefs           {place}"),
-        (None, error) => println!("tracefs           {} (syscall tracepoints need it)", error.as_deref().unwrap_or("not found")),
+        (None, error) => {
+            println!("tracefs           {} (syscall tracepoints need it)", error.as_deref().unwrap_or("not found"))
+        }
     }
     let listed = match r.bpf_lsm_listed {
         Some(b) => yes(b),
@@ -178,9 +184,7 @@ fn print_programs(programs: &[ProgramRecord]) {
     if programs.is_empty() {
         return;
     }
-    println!(
-        "programs          verified insns (share of the {INSN_LIMIT} limit; budget {INSN_BUDGET}), load time"
-    );
+    println!("programs          verified insns (share of the {INSN_LIMIT} limit; budget {INSN_BUDGET}), load time");
     for p in programs {
         let state = if p.attached { "attached" } else { "loaded" };
         if let Some(why) = &p.skipped {
@@ -190,20 +194,13 @@ fn print_programs(programs: &[ProgramRecord]) {
         match (&p.error, p.verified_insns, p.share_of_limit()) {
             (Some(error), _, _) => println!("  {:<26} {:<16} REFUSED: {error}", p.name, p.kind),
             (None, Some(insns), Some(share)) => {
-                let over = if insns > INSN_BUDGET {
-                    "  OVER BUDGET"
-                } else {
-                    ""
-                };
+                let over = if insns > INSN_BUDGET { "  OVER BUDGET" } else { "" };
                 println!(
                     "  {:<26} {:<16} {insns:>7} ({share:>4.1}%) {:>8.1} ms  {state}{over}",
                     p.name, p.kind, p.verify_ms
                 )
             }
-            _ => println!(
-                "  {:<26} {:<16} {:>7} {:>17.1} ms  {state}",
-                p.name, p.kind, "unknown", p.verify_ms
-            ),
+            _ => println!("  {:<26} {:<16} {:>7} {:>17.1} ms  {state}", p.name, p.kind, "unknown", p.verify_ms),
         }
     }
 }

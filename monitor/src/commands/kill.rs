@@ -10,7 +10,9 @@ pub fn kill(session: &str, freeze: bool, thaw: bool) -> anyhow::Result<i32> {
     let cgroup = SessionCgroup::open(session).with_context(|| format!("session {session}"))?;
     let pids = cgroup.pids();
     if freeze || thaw {
-        cgroup.freeze(freeze).with_context(|| format!("{} session {session}", if freeze { "freezing" } else { "thawing" }))?;
+        cgroup
+            .freeze(freeze)
+            .with_context(|| format!("{} session {session}", if freeze { "freezing" } else { "thawing" }))?;
         println!("session {session} {}: {pids:?}", if freeze { "frozen in place" } else { "running again" });
         return Ok(0);
     }

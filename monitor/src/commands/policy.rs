@@ -79,7 +79,9 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
         println!("  files: (no section) opens are not restricted");
     }
     if profile.files.is_some() && !profile.allow_io_uring {
-        println!("  io_uring: refused (its opens would bypass the file checks on this kernel; allow_io_uring: true opts in)");
+        println!(
+            "  io_uring: refused (its opens would bypass the file checks on this kernel; allow_io_uring: true opts in)"
+        );
     } else if profile.allow_io_uring {
         println!("  io_uring: allowed; opens made through it are NOT checked on this kernel");
     }
@@ -105,7 +107,9 @@ pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32
     }
     for rule in profile.connect.iter().flatten().chain(profile.bind.iter().flatten()) {
         let how = match rule.target {
-            ConnectTarget::Network { .. } => "kernel: cgroup socket hooks on the session's cgroup refuse others with EPERM",
+            ConnectTarget::Network { .. } => {
+                "kernel: cgroup socket hooks on the session's cgroup refuse others with EPERM"
+            }
             ConnectTarget::Host(_) => "kernel: as addresses, resolved at start and again every 30 s",
         };
         println!("  {:<40} {how}", rule.origin.to_string());

@@ -2,45 +2,42 @@
 //! and stream its events.
 
 use std::{
+    collections::BTreeMap,
     ffi::OsString,
     io::Write,
     os::unix::{ffi::OsStrExt, process::ExitStatusExt},
     path::{Path, PathBuf},
     process::ExitStatus,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-        mpsc,
-    },
+    sync::{Arc, Mutex, atomic::Ordering, mpsc},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, PerCpuArray};
-use monitor_common::{
-    maps::Counter,
-    policy::{OTHER_PROCESS_RULE, action, session_flags},
-    session::SessionMember,
-};
+use monitor_common::{maps::Counter, policy::session_flags, session::SessionMember};
 
 use crate::{
+    actions::{self, KillInfo, KillTable},
+    cgroup::SessionCgroup,
     cgroup_fence::ReadOnlyCgroups,
     clock::BootClock,
-    cgroup::SessionCgroup,
-    host_refresh,
-    decode::KernelEvent,
-    event::{Loss, Monitor, PrincipalRef, text, types},
-    ingest::{DecisionHook, Ingest, Item, Settle, UserspaceLoss},
-    mounts::MountTable,
-    launcher::{self, spawn_in_session},
     enforcement::{LsmChoice, Tier},
+    event::{Loss, Monitor, PrincipalRef, text, types},
     guard_filter::GuardFilter,
+    host_refresh,
+    ingest::{Ingest, Item, Settle, UserspaceLoss},
+    launcher::{self, spawn_in_session},
     loader::{Probes, attach_network},
+    mounts::MountTable,
     pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
-    policy::{self, Mode, OnViolation, Profile, compile::{Environment, compile}},
+    policy::{
+        self, Mode, OnViolation, Profile,
+        compile::{Environment, compile},
+    },
     principal,
-    seccomp::ForeignAbiFilter,
     process_tree::ProcessTree,
+    seccomp::ForeignAbiFilter,
+    session_map::SessionMap,
     sink::Sink,
     skipped_runs::SkippedRuns,
     watchdog::{OnMonitorDeath, Watchdog},
@@ -72,7 +69,8 @@ pub fn choose_profile(policy_file: Option<&Path>, profile: Option<&str>) -> anyh
     let policy = match policy_file {
         None => policy::default_policy(),
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading the policy {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading the policy {}", path.display()))?;
             policy::parse_policy(&text).map_err(|errors| {
                 let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
                 anyhow::anyhow!("{} has {} error(s):\n{}", path.display(), errors.len(), lines.join("\n"))
@@ -84,7 +82,9 @@ pub fn choose_profile(policy_file: Option<&Path>, profile: Option<&str>) -> anyh
         (Some(name), _) => name,
         (None, None) => policy::DEFAULT_PROFILE,
         (None, Some(_)) if names.len() == 1 => names[0],
-        (None, Some(path)) => bail!("{} has several profiles ({}): choose one with --profile", path.display(), names.join(", ")),
+        (None, Some(path)) => {
+            bail!("{} has several profiles ({}): choose one with --profile", path.display(), names.join(", "))
+        }
     };
     policy.profile(name).cloned().ok_or_else(|| {
         let place = policy_file.map_or("the built-in policy".to_owned(), |p| p.display().to_string());
@@ -193,36 +193,44 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let events_file = args.events.as_deref().filter(|p| p.as_os_str() != "-");
     let mut watchdog = Watchdog::spawn(events_file, events_file.is_none())?;
     let choice = if args.no_lsm { LsmChoice::Off } else { LsmChoice::Auto };
-    let mut probes = crate::tracefs::attach_with_tracefs(|| Probes::load(choice)).context("loading the eBPF programs")?;
+    let mut probes =
+        crate::tracefs::attach_with_tracefs(|| Probes::load(choice)).context("loading the eBPF programs")?;
     // No session member may change the monitor's own files.
-    let own_files = std::env::current_exe().into_iter().chain(args.policy.clone()).chain(events_file.map(Path::to_path_buf));
+    let own_files =
+        std::env::current_exe().into_iter().chain(args.policy.clone()).chain(events_file.map(Path::to_path_buf));
     for path in own_files {
         probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
     }
-    let Probes { mut ebpf, enforcement, sessions, events, decisions, reader_state, counters, skipped_runs, mut rules, .. } =
-        probes;
+    let Probes {
+        mut ebpf,
+        enforcement,
+        sessions,
+        events,
+        decisions,
+        reader_state,
+        counters,
+        skipped_runs,
+        mut rules,
+        ..
+    } = probes;
 
     let mounts = MountTable::load().context("reading the mount table")?;
-    let environment =
-        Environment {
-            home: user.home.clone(),
-            mounts: &mounts,
-            list_dir: &|dir: &str| list_dirs(dir),
-            resolve_host: &|host: &str| resolve_host(host),
-            files_under: &|path: &str| files_under(path),
-            is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
-            is_loader: &|path: &str| crate::loaders::is_loader(path),
-            canonical: &|path: &str| std::fs::canonicalize(path).ok().map(|p| p.display().to_string()),
-        };
+    let environment = Environment {
+        home: user.home.clone(),
+        mounts: &mounts,
+        list_dir: &|dir: &str| list_dirs(dir),
+        resolve_host: &|host: &str| resolve_host(host),
+        files_under: &|path: &str| files_under(path),
+        is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
+        is_loader: &|path: &str| crate::loaders::is_loader(path),
+        canonical: &|path: &str| std::fs::canonicalize(path).ok().map(|p| p.display().to_string()),
+    };
     let compiled = compile(&profile, &environment);
     for note in &compiled.notes {
         log::warn!("profile {}: {note}", profile.name);
     }
     rules.install(POLICY_ID, &compiled).context("writing the policy into the kernel")?;
-    let hosts = host_refresh::host_entries(
-        compiled.rules_of_network(&profile),
-        &|host: &str| resolve_host(host),
-    );
+    let hosts = host_refresh::host_entries(compiled.rules_of_network(&profile), &|host: &str| resolve_host(host));
     // A root principal can open anything: only other users narrow the scope.
     let acts_for_user = user.uid != 0;
     if acts_for_user {
@@ -235,10 +243,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let restricts_network = profile.connect.is_some() || profile.bind.is_some();
     let cgroup = match SessionCgroup::create(&session_ref(session_id).id) {
         Ok(cgroup) => Some(Arc::new(cgroup)),
-        Err(error) if profile.on_violation == OnViolation::KillSession || restricts_network => bail!(
-            "profile {} needs a cgroup v2 for the session (network rules, kill-session): {error}",
-            profile.name
-        ),
+        Err(error) if profile.on_violation == OnViolation::KillSession || restricts_network => {
+            bail!("profile {} needs a cgroup v2 for the session (network rules, kill-session): {error}", profile.name)
+        }
         Err(error) => {
             log::warn!("no cgroup for the session ({error}); kill-session is unavailable");
             None
@@ -246,7 +253,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     };
     let on_monitor_death = args.on_monitor_death.unwrap_or(OnMonitorDeath::default_for(profile.mode == Mode::Enforce));
     match &cgroup {
-        Some(cgroup) => watchdog.guard(session_id, &profile.name, on_monitor_death, cgroup.path()).context("telling the watchdog")?,
+        Some(cgroup) => watchdog
+            .guard(session_id, &profile.name, on_monitor_death, cgroup.path())
+            .context("telling the watchdog")?,
         None => log::warn!("without a session cgroup, the session cannot be ended if the monitor dies"),
     }
     if let Some(cgroup) = &cgroup
@@ -262,7 +271,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
     // Every program is attached now: the watchdog keeps them so while the monitor dies.
     if let Err(error) = watchdog.hold_attachments() {
-        log::warn!("the watchdog cannot hold the programs' links ({error}): if the monitor dies, they detach before the session is ended");
+        log::warn!(
+            "the watchdog cannot hold the programs' links ({error}): if the monitor dies, they detach before the session is ended"
+        );
     }
     let context = Context::new();
     let started_ns = BootClock::now_boot_ns();
@@ -288,8 +299,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let envelope = Some(profile.envelope.envelope(ptrace_hooked, profile.mode == Mode::Enforce));
     let fence = Some(ReadOnlyCgroups::of_this_system().context("reading the mount table")?);
     let procs = cgroup.as_ref().map(|c| c.procs_cstring());
-    let child = spawn_in_session(&args.command, sessions.registrar(), member, procs, foreign_abi, guard, envelope, fence)
-        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));
+    let child =
+        spawn_in_session(&args.command, sessions.registrar(), member, procs, foreign_abi, guard, envelope, fence)
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", args.command[0].to_string_lossy()));
     let mut child = match child {
         Ok(child) => child,
         Err(e) => {
@@ -331,15 +343,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     tree.add_root(root_pid, std::process::id(), session_id);
     let (queue, received) = crate::queue::bounded::<Item>();
     let user_loss = Arc::new(UserspaceLoss::default());
-    let session_killed = Arc::new(AtomicBool::new(false));
-    let hook = kill_session_hook(profile.mode, profile.on_violation, cgroup.clone(), session_killed.clone());
+    let kill_table: KillTable = Arc::new(Mutex::new(BTreeMap::from([(
+        session_id,
+        KillInfo {
+            on_violation: profile.on_violation,
+            enforce: profile.mode == Mode::Enforce,
+            cgroup: cgroup.clone(),
+            killed: false,
+        },
+    )])));
+    let hook_members = SessionMap::from_fds(sessions.fds_dup().context("duplicating the session maps' descriptors")?)
+        .context("opening the session map for the kill hook")?;
+    let hook = actions::violation_hook(kill_table.clone(), hook_members, Box::new(|_| {}));
     let settle_cgroup = cgroup.clone();
-    let settle_killed = session_killed.clone();
+    let settle_table = kill_table.clone();
     let settle: Settle = Box::new(move || {
         // After a kill-session, report the end only once all of the session is gone,
         // so that every process's exit is in the stream.
         if let Some(cgroup) = settle_cgroup
-            && settle_killed.load(Ordering::Acquire)
+            && settle_table.lock().expect("kill table").get(&session_id).is_some_and(|info| info.killed)
         {
             let deadline = Instant::now() + Duration::from_secs(2);
             while !cgroup.pids().is_empty() && Instant::now() < deadline {
@@ -385,13 +407,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // The session ends with its first process: what it left behind would otherwise run
     // on unobserved. It is killed, reported in session.end, and the cgroup removed.
     let left_behind = cgroup.as_ref().map(|c| c.pids()).unwrap_or_default();
-    if let Some(cgroup) = &cgroup
-        && !left_behind.is_empty()
-    {
-        if let Err(error) = cgroup.kill() {
+    if cgroup.is_some() && !left_behind.is_empty() {
+        if let (_, Some(error)) = actions::kill_session(&sessions, session_id, cgroup.as_deref()) {
             log::warn!("killing what the session left behind: {error}");
         }
-        session_killed.store(true, Ordering::Release);
+        if let Some(info) = kill_table.lock().expect("kill table").get_mut(&session_id) {
+            info.killed = true;
+        }
     }
     ingest.stop();
     let (mut pipeline, loss) = worker.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
@@ -436,63 +458,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// Pipeline thread: handles events until the queue closes, reporting loss as it grows.
-/// What userspace adds to the kernel's verdict: with `kill`, a refused network
-/// operation also costs the process its life; with `kill-session`, any violation kills
-/// every process of the session at once, and who was killed is reported.
-fn kill_session_hook(
-    mode: Mode,
-    on_violation: OnViolation,
-    cgroup: Option<Arc<SessionCgroup>>,
-    killed: Arc<AtomicBool>,
-) -> DecisionHook {
-    let mut done = false;
-    Box::new(move |event: &KernelEvent| {
-        let verdict = event.verdict()?;
-        // An audit session is never killed (self-protection refusals happen in audit
-        // mode too; refusing is all they do there).
-        if mode == Mode::Audit {
-            return None;
-        }
-        if !matches!(verdict.action, action::KILL | action::DENY) || verdict.rule_id == OTHER_PROCESS_RULE {
-            // A refused look at another process is only refused (see `OTHER_PROCESS_RULE`).
-            return None;
-        }
-        if on_violation == OnViolation::Kill && verdict.action == action::DENY {
-            kill_member(cgroup.as_deref(), event.header().tgid);
-            return None;
-        }
-        if done || on_violation != OnViolation::KillSession {
-            return None;
-        }
-        done = true;
-        let cgroup = cgroup.as_ref()?;
-        let pids = cgroup.pids();
-        let error = cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"));
-        killed.store(true, Ordering::Release);
-        Some(Item::SessionKilled {
-            session: event.header().session_id,
-            time_ns: BootClock::now_boot_ns(),
-            pids,
-            trigger_pid: event.header().tgid,
-            error,
-        })
-    })
-}
-
-/// Kills `tgid` if, and only if, it is a process of this session: the pidfd is taken
-/// first, then membership checked, so a reused pid cannot be hit.
-pub(crate) fn kill_member(cgroup: Option<&SessionCgroup>, tgid: u32) {
-    let Some(cgroup) = cgroup else { return };
-    if tgid <= 1 || tgid == std::process::id() {
-        return;
-    }
-    if let Some(target) = launcher::pidfd(tgid)
-        && cgroup.pids().contains(&tgid)
-    {
-        launcher::pidfd_send(&target, libc::SIGKILL);
-    }
-}
-
 fn process_events(
     mut pipeline: Pipeline,
     received: crate::queue::Receiver<Item>,
@@ -513,7 +478,7 @@ fn process_events(
             while let Ok(item) = received.try_recv() {
                 handle(&mut pipeline, item, session_id);
                 handled += 1;
-                if handled % 4096 == 0 && last_check.elapsed() >= LOSS_CHECK_INTERVAL {
+                if handled.is_multiple_of(4096) && last_check.elapsed() >= LOSS_CHECK_INTERVAL {
                     last_check = Instant::now();
                     let loss = current_loss(&counters, &skipped_runs, &user_loss, &pipeline);
                     report_loss(&mut pipeline, &mut reported, loss, session_id);
@@ -646,7 +611,10 @@ mod tests {
             HAS_POLICY | ENFORCE | kill | RESTRICTS_FILES
         );
         // Acting for a user: the principal's check.
-        assert_eq!(session_flags_for(&profile(""), true, tp), HAS_POLICY | ENFORCE | kill | HAS_PRINCIPAL | DENY_IO_URING);
+        assert_eq!(
+            session_flags_for(&profile(""), true, tp),
+            HAS_POLICY | ENFORCE | kill | HAS_PRINCIPAL | DENY_IO_URING
+        );
         // The LSM hooks see io_uring's opens: no need to refuse it.
         assert_eq!(
             session_flags_for(&profile("    files: {read: [/]}\n"), true, Tier::Lsm),

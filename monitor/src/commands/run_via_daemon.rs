@@ -21,24 +21,27 @@ use super::{
 use crate::{
     capabilities::{CapabilityEnvelope, CapabilitySet},
     daemon::{protocol::Request, unix::recv_with_fds},
-    session_map::{Registrar, SessionMapFds},
     guard_filter::GuardFilter,
     launcher::{self, spawn_in_session},
     principal,
     seccomp::ForeignAbiFilter,
+    session_map::{Registrar, SessionMapFds},
 };
 
 pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
     let mut sink = event_sink(args.events.as_deref())?;
     let policy_text = match &args.policy {
-        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading the policy {}", path.display()))?),
+        Some(path) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("reading the policy {}", path.display()))?)
+        }
         None => None,
     };
     let user = match &args.on_behalf_of {
         Some(spec) => principal::lookup(spec).context("--on-behalf-of")?,
         None => principal::invoking_user(),
     };
-    let command: Vec<String> = args.command.iter().map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()).collect();
+    let command: Vec<String> =
+        args.command.iter().map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()).collect();
     send(&mut stream, &Request::Start { profile: args.profile.clone(), policy_text, uid: user.uid, command })?;
     // The reply line carries the session maps' descriptors.
     let mut first = vec![0u8; 64 * 1024];
@@ -52,7 +55,10 @@ pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
     let start = reply.start.context("the daemon's answer has no session")?;
     let fds = match <[std::os::fd::OwnedFd; 2]>::try_from(fds) {
         Ok([sessions, member_bits]) => SessionMapFds { sessions, member_bits },
-        Err(fds) => anyhow::bail!("the daemon sent {} descriptors, not the 2 session maps (a daemon of another version?)", fds.len()),
+        Err(fds) => anyhow::bail!(
+            "the daemon sent {} descriptors, not the 2 session maps (a daemon of another version?)",
+            fds.len()
+        ),
     };
     let registrar = Registrar::from_fds(&fds);
 
@@ -63,15 +69,17 @@ pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
     let protected: Vec<u32> = [start.daemon_pid, start.watchdog_pid].into_iter().filter(|&pid| pid != 0).collect();
     let guard =
         Some(if start.guard { GuardFilter::new(&protected, start.daemon_pgid) } else { GuardFilter::envelope() });
-    let envelope = CapabilityEnvelope { keep: CapabilitySet(start.keep_capabilities), no_new_privs: start.no_new_privs };
+    let envelope =
+        CapabilityEnvelope { keep: CapabilitySet(start.keep_capabilities), no_new_privs: start.no_new_privs };
     let fence = Some(crate::cgroup_fence::ReadOnlyCgroups::of_this_system()?);
-    let mut child = match spawn_in_session(&args.command, registrar, member, cgroup, foreign_abi, guard, Some(envelope), fence) {
-        Ok(child) => child,
-        Err(error) => {
-            let _ = send(&mut stream, &Request::Ended { status: 127 << 8 });
-            anyhow::bail!("cannot start {}: {error}", args.command[0].to_string_lossy());
-        }
-    };
+    let mut child =
+        match spawn_in_session(&args.command, registrar, member, cgroup, foreign_abi, guard, Some(envelope), fence) {
+            Ok(child) => child,
+            Err(error) => {
+                let _ = send(&mut stream, &Request::Ended { status: 127 << 8 });
+                anyhow::bail!("cannot start {}: {error}", args.command[0].to_string_lossy());
+            }
+        };
     drop(fds);
     // SAFETY: setting a disposition to SIG_IGN has no preconditions.
     unsafe {

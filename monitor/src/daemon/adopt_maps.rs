@@ -82,7 +82,8 @@ impl AdoptMaps {
 
     fn clear(&mut self, generation: u32) -> Result<(), MapError> {
         self.config.set(generation, AdoptConfig::default(), 0)?;
-        let files: Vec<FileKey> = self.files.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
+        let files: Vec<FileKey> =
+            self.files.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
         for key in files {
             self.files.remove(&key)?;
         }
@@ -90,11 +91,13 @@ impl AdoptMaps {
         for key in ids {
             self.ids.remove(&key)?;
         }
-        let users: Vec<IdKey> = self.users.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
+        let users: Vec<IdKey> =
+            self.users.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
         for key in users {
             self.users.remove(&key)?;
         }
-        let names: Vec<NameKey> = self.names.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
+        let names: Vec<NameKey> =
+            self.names.keys().filter_map(Result::ok).filter(|k| k.generation == generation).collect();
         for key in names {
             self.names.remove(&key)?;
         }

@@ -84,7 +84,9 @@ pub fn tables(profiles: &[ProfileSelectors], host: &Host) -> Result<Tables, Stri
                 constrain(f);
                 match (host.identity)(Path::new(path)) {
                     Some((dev, ino)) => *t.files.entry((f, dev, ino)).or_default() |= bit,
-                    None => t.notes.push(format!("{at}: {path} does not exist; the selector matches nothing until a reload")),
+                    None => t
+                        .notes
+                        .push(format!("{at}: {path} does not exist; the selector matches nothing until a reload")),
                 }
             }
             if let Some(user) = &selector.uid {
@@ -101,10 +103,17 @@ pub fn tables(profiles: &[ProfileSelectors], host: &Host) -> Result<Tables, Stri
                 let Some(name) = name else { continue };
                 constrain(field::CGROUP);
                 if name.len() >= monitor_common::adopt::CGROUP_NAME_BYTES {
-                    return Err(format!("{at}: {name:?} is longer than {} bytes", monitor_common::adopt::CGROUP_NAME_BYTES - 1));
+                    return Err(format!(
+                        "{at}: {name:?} is longer than {} bytes",
+                        monitor_common::adopt::CGROUP_NAME_BYTES - 1
+                    ));
                 }
                 *t.names.entry((kind, name.clone())).or_default() |= bit;
-                let existing = if kind == name_kind::UNIT { (host.cgroups_named)(name) } else { (host.cgroup_at)(name).into_iter().collect() };
+                let existing = if kind == name_kind::UNIT {
+                    (host.cgroups_named)(name)
+                } else {
+                    (host.cgroup_at)(name).into_iter().collect()
+                };
                 for id in existing {
                     *t.ids.entry((field::CGROUP, id)).or_default() |= bit;
                 }
@@ -136,7 +145,9 @@ pub struct ProcFacts {
 impl Tables {
     /// The selector a running process matches, as the kernel would decide at exec.
     pub fn matching(&self, facts: &ProcFacts) -> Option<u32> {
-        let file = |f: u32, id: Option<(u32, u64)>| id.and_then(|(dev, ino)| self.files.get(&(f, dev, ino))).copied().unwrap_or(0);
+        let file = |f: u32, id: Option<(u32, u64)>| {
+            id.and_then(|(dev, ino)| self.files.get(&(f, dev, ino))).copied().unwrap_or(0)
+        };
         let mut satisfied = [0u64; field::COUNT];
         satisfied[field::EXE as usize] = file(field::EXE, facts.exe);
         satisfied[field::PARENT_EXE as usize] = file(field::PARENT_EXE, facts.parent_exe);
@@ -232,7 +243,11 @@ mod tests {
     use crate::policy::parse_policy;
 
     fn selectors(yaml: &str) -> Vec<Selector> {
-        parse_policy(&format!("version: 1\nprofiles:\n  - name: p\n    match:\n{yaml}")).unwrap().profiles.remove(0).selectors
+        parse_policy(&format!("version: 1\nprofiles:\n  - name: p\n    match:\n{yaml}"))
+            .unwrap()
+            .profiles
+            .remove(0)
+            .selectors
     }
 
     fn host_tables(selectors: &[Selector]) -> Result<Tables, String> {
@@ -246,13 +261,20 @@ mod tests {
         let at = |path: &str| (path == "/ci.slice").then_some(88);
         let host = Host { identity: &identity, uid_of: &uid_of, cgroups_named: &named, cgroup_at: &at };
         let base = AdoptSelector { policy_id: 10, flags: 1 };
-        let profile = ProfileSelectors { profile: "p", selectors, base, users: vec![(1000, AdoptSelector { policy_id: 11, flags: 1 })] };
+        let profile = ProfileSelectors {
+            profile: "p",
+            selectors,
+            base,
+            users: vec![(1000, AdoptSelector { policy_id: 11, flags: 1 })],
+        };
         tables(&[profile], &host)
     }
 
     #[test]
     fn running_processes_match_like_the_kernel() {
-        let s = selectors("      - {exe: /usr/bin/agent}\n      - {parent_exe: /usr/bin/runner, uid: alice}\n      - {unit: agent.service}\n      - {cgroup: /ci.slice}\n");
+        let s = selectors(
+            "      - {exe: /usr/bin/agent}\n      - {parent_exe: /usr/bin/runner, uid: alice}\n      - {unit: agent.service}\n      - {cgroup: /ci.slice}\n",
+        );
         let t = host_tables(&s).unwrap();
         assert_eq!(t.config.defined, 0b1111);
         let agent = ProcFacts { exe: Some((8, 100)), uid: 0, ..Default::default() };

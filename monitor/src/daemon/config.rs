@@ -6,7 +6,6 @@ use serde::Deserialize;
 
 pub use crate::sink::Redaction;
 
-
 pub use crate::cli::{DEFAULT_CONFIG, DEFAULT_SOCKET};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -126,7 +125,11 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Config> {
         let config: Config = serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some(file) = &config.events.file {
-            anyhow::ensure!(file.max_bytes >= 4096, "events.file.max_bytes: {} is too small (at least 4096)", file.max_bytes);
+            anyhow::ensure!(
+                file.max_bytes >= 4096,
+                "events.file.max_bytes: {} is too small (at least 4096)",
+                file.max_bytes
+            );
         }
         config.redact.validate()?;
         anyhow::ensure!(config.events.follower_buffer > 0, "events.follower_buffer must be at least 1");

@@ -55,16 +55,32 @@ impl Commands {
 
 /// What a connection asks of the daemon's thread.
 pub enum Command {
-    Request { request: Request, peer_pid: u32, reply: Sender<Reply> },
+    Request {
+        request: Request,
+        peer_pid: u32,
+        reply: Sender<Reply>,
+    },
     /// The `start` connection of `session` went away.
-    Detached { session: u64 },
+    Detached {
+        session: u64,
+    },
     /// A `start` client's process `pid` is registered in `session` and runs.
-    RunStarted { session: u64, pid: u32, reply: Sender<Reply> },
+    RunStarted {
+        session: u64,
+        pid: u32,
+        reply: Sender<Reply>,
+    },
     /// The first process of the `start` client's `session` ended with `status`.
-    RunEnded { session: u64, status: u32, reply: Sender<Reply> },
+    RunEnded {
+        session: u64,
+        status: u32,
+        reply: Sender<Reply>,
+    },
     /// Release or freeze every session and say so on `sessions_stopped`; the daemon's
     /// thread then handles what ingest still queues, and ends when ingest closes the queue.
-    Stop { sessions_stopped: Sender<()> },
+    Stop {
+        sessions_stopped: Sender<()>,
+    },
 }
 
 /// Longest request line accepted.
@@ -172,11 +188,19 @@ impl Server {
 
     fn ask(&self, request: Request, peer_pid: u32) -> anyhow::Result<Reply> {
         let (reply, answer) = mpsc::channel();
-        self.commands.send(Command::Request { request, peer_pid, reply }).map_err(|_| anyhow::anyhow!("daemon stopping"))?;
+        self.commands
+            .send(Command::Request { request, peer_pid, reply })
+            .map_err(|_| anyhow::anyhow!("daemon stopping"))?;
         answer.recv_timeout(Duration::from_secs(60)).map_err(|_| anyhow::anyhow!("the daemon did not answer"))
     }
 
-    fn serve_start(&self, request: Request, peer_pid: u32, mut reader: BufReader<UnixStream>, mut writer: UnixStream) -> anyhow::Result<()> {
+    fn serve_start(
+        &self,
+        request: Request,
+        peer_pid: u32,
+        mut reader: BufReader<UnixStream>,
+        mut writer: UnixStream,
+    ) -> anyhow::Result<()> {
         let reply = self.ask(request, peer_pid)?;
         let Some(start) = reply.start.clone().filter(|_| reply.ok) else {
             return write_line(&mut writer, &reply);
@@ -189,7 +213,11 @@ impl Server {
         );
         let mut line = serde_json::to_vec(&reply)?;
         line.push(b'\n');
-        unix::send_with_fds(&writer, &line, &[self.session_map.sessions.as_raw_fd(), self.session_map.member_bits.as_raw_fd()])?;
+        unix::send_with_fds(
+            &writer,
+            &line,
+            &[self.session_map.sessions.as_raw_fd(), self.session_map.member_bits.as_raw_fd()],
+        )?;
         let commands = self.commands.clone();
         let reader_thread = std::thread::spawn(move || {
             loop {
@@ -244,7 +272,11 @@ fn read_request(reader: &mut BufReader<UnixStream>, writer: &mut dyn Write) -> a
 
 /// Writes the follower's lines until the client goes away, or (with `until_end_of`)
 /// that session's `session.end` has been written.
-fn stream_lines(follower: &crate::sink::Follower, writer: &mut UnixStream, until_end_of: Option<&str>) -> anyhow::Result<()> {
+fn stream_lines(
+    follower: &crate::sink::Follower,
+    writer: &mut UnixStream,
+    until_end_of: Option<&str>,
+) -> anyhow::Result<()> {
     loop {
         match follower.recv_timeout(Duration::from_millis(500)) {
             Ok(line) => {

@@ -26,25 +26,21 @@ use std::{
 };
 
 use anyhow::Context as _;
-use monitor_common::policy::{OTHER_PROCESS_RULE, action};
 
 use self::{
     adopt_maps::AdoptMaps,
     config::Config,
     control::{Command, Server},
-    sessions::KillTable,
     state::{Daemon, KernelParts},
 };
 use crate::{
+    actions::{self, KillTable},
     cgroup::cgroup2_mount,
-    clock::BootClock,
-    decode::KernelEvent,
     enforcement::{LsmChoice, Tier},
-    ingest::{DecisionHook, Ingest, Item, UserspaceLoss},
+    ingest::{Ingest, Item, UserspaceLoss},
     loader::{Probes, attach_network_everywhere},
     metrics::Metrics,
     pipeline::{Context, Pipeline},
-    policy::OnViolation,
     process_tree::ProcessTree,
     sink::{self, Sink},
     watchdog::Watchdog,
@@ -79,27 +75,34 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     }
     // Every program is attached now: the watchdog keeps them so while the daemon dies.
     if let Err(error) = watchdog.hold_attachments() {
-        log::warn!("the watchdog cannot hold the programs' links ({error}): if the daemon dies, they detach before the sessions are ended");
+        log::warn!(
+            "the watchdog cannot hold the programs' links ({error}): if the daemon dies, they detach before the sessions are ended"
+        );
     }
     let hub = sink::Hub::new(config.events.follower_buffer);
     let sink = build_sink(&config, hub.clone())?;
     let session_map = Arc::new(probes.sessions.fds_dup().context("duplicating the session maps' descriptors")?);
 
-    let Probes { ebpf, enforcement, sessions, events, decisions, reader_state, counters, skipped_runs, rules, .. } = probes;
+    let Probes { ebpf, enforcement, sessions, events, decisions, reader_state, counters, skipped_runs, rules, .. } =
+        probes;
     let kill_table: KillTable = Arc::new(Mutex::new(Default::default()));
     let (queue, items) = crate::queue::bounded::<Item>();
     let user_loss = Arc::new(UserspaceLoss::default());
     let metrics = Arc::new(Metrics::new());
     let hook_members = crate::session_map::SessionMap::from_fds(session_map.try_clone()?)
         .context("opening the session map for the kill hook")?;
-    let hook = kill_hook(kill_table.clone(), metrics.clone(), hook_members);
+    let kill_metrics = metrics.clone();
+    let hook = actions::violation_hook(
+        kill_table.clone(),
+        hook_members,
+        Box::new(move |latency| kill_metrics.observe_kill_latency(latency)),
+    );
     let waker = queue.waker();
     let ingest = Ingest::spawn(events, decisions, reader_state, queue, user_loss.clone(), hook, Box::new(|| {}));
     let mut pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
     pipeline.metrics = Some(metrics);
     let kernel = KernelParts { ebpf, enforcement, rules, members: sessions, adopt, counters, skipped_runs, user_loss };
-    let mut daemon =
-        Daemon::new(config.clone(), config_path.to_owned(), kernel, pipeline, kill_table);
+    let mut daemon = Daemon::new(config.clone(), config_path.to_owned(), kernel, pipeline, kill_table);
     daemon.watchdog = Some(watchdog);
     if let Err(error) = daemon.install_first(&policy) {
         ingest.stop();
@@ -136,27 +139,22 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     notify(&[sd_notify::NotifyState::Ready]);
     log::info!("agent-monitor daemon ready ({enforcement:?})");
 
-    loop {
-        match wait_signal(&signals) {
-            libc::SIGHUP => {
-                let mut states = vec![sd_notify::NotifyState::Reloading];
-                states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
-                notify(&states);
-                let (reply, answer) = mpsc::channel();
-                let request = protocol::Request::Reload;
-                if commands.send(Command::Request { request, peer_pid: std::process::id(), reply }).is_ok()
-                    && let Ok(reply) = answer.recv()
-                {
-                    match reply.error {
-                        None => log::info!("{}", reply.message.unwrap_or_default()),
-                        Some(error) => log::error!("reload refused, the previous policy stays in force: {error}"),
-                    }
-                }
-                release_freed_memory();
-                notify(&[sd_notify::NotifyState::Ready]);
+    while wait_signal(&signals) == libc::SIGHUP {
+        let mut states = vec![sd_notify::NotifyState::Reloading];
+        states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+        notify(&states);
+        let (reply, answer) = mpsc::channel();
+        let request = protocol::Request::Reload;
+        if commands.send(Command::Request { request, peer_pid: std::process::id(), reply }).is_ok()
+            && let Ok(reply) = answer.recv()
+        {
+            match reply.error {
+                None => log::info!("{}", reply.message.unwrap_or_default()),
+                Some(error) => log::error!("reload refused, the previous policy stays in force: {error}"),
             }
-            _ => break,
         }
+        release_freed_memory();
+        notify(&[sd_notify::NotifyState::Ready]);
     }
     notify(&[sd_notify::NotifyState::Stopping]);
     // Sessions are released or frozen first; then ingest drains what the kernel
@@ -186,60 +184,11 @@ fn build_sink(config: &Config, hub: sink::Hub) -> anyhow::Result<Sink> {
     }
     if let Some(file) = &config.events.file {
         let rotation = sink::Rotation { max_bytes: file.max_bytes, keep: file.keep };
-        builder = builder.file(&file.path, Some(rotation)).with_context(|| format!("opening the event file {}", file.path.display()))?;
+        builder = builder
+            .file(&file.path, Some(rotation))
+            .with_context(|| format!("opening the event file {}", file.path.display()))?;
     }
     Ok(builder.hub(hub).redaction(config.redact.clone()).build())
-}
-
-/// On a violation in a session: kill the process (`on_violation: kill` where the
-/// kernel only refused) or the whole session (`kill-session`), at once, from the
-/// ingest thread.
-fn kill_hook(table: KillTable, metrics: Arc<Metrics>, members: crate::session_map::SessionMap) -> DecisionHook {
-    Box::new(move |event: &KernelEvent| {
-        let verdict = event.verdict()?;
-        if !matches!(verdict.action, action::KILL | action::DENY) || verdict.rule_id == OTHER_PROCESS_RULE {
-            // A refused look at another process is only refused (see `OTHER_PROCESS_RULE`).
-            return None;
-        }
-        let header = event.header();
-        let mut table = table.lock().expect("kill table");
-        let entry = table.get_mut(&header.session_id)?;
-        if !entry.enforce {
-            return None;
-        }
-        match entry.on_violation {
-            OnViolation::Kill if verdict.action == action::DENY => {
-                // The pidfd first, then membership: a reused pid is never hit.
-                if let Some(target) = crate::launcher::pidfd(header.tgid)
-                    && members.member(header.tgid).is_some_and(|m| m.session_id == header.session_id)
-                {
-                    crate::launcher::pidfd_send(&target, libc::SIGKILL);
-                    metrics.observe_kill_latency(since(header.time_ns));
-                }
-                None
-            }
-            OnViolation::KillSession if !entry.killed => {
-                entry.killed = true;
-                let cgroup = entry.cgroup.clone()?;
-                let pids = cgroup.pids();
-                let error = cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"));
-                metrics.observe_kill_latency(since(header.time_ns));
-                Some(Item::SessionKilled {
-                    session: header.session_id,
-                    time_ns: BootClock::now_boot_ns(),
-                    pids,
-                    trigger_pid: header.tgid,
-                    error,
-                })
-            }
-            _ => None,
-        }
-    })
-}
-
-/// Time from a kernel timestamp (`CLOCK_BOOTTIME`) to now.
-fn since(boot_ns: u64) -> std::time::Duration {
-    std::time::Duration::from_nanos(BootClock::now_boot_ns().saturating_sub(boot_ns))
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -282,5 +231,3 @@ fn notify(states: &[sd_notify::NotifyState]) {
         log::debug!("sd_notify: {error}");
     }
 }
-
-

@@ -17,7 +17,10 @@ use crate::{
     enforcement::Tier,
     mounts::MountTable,
     pipeline::PolicyView,
-    policy::{self, Policy, Profile, compile::{Environment, compile}},
+    policy::{
+        self, Policy, Profile,
+        compile::{Environment, compile},
+    },
     principal::User,
     rule_maps::RuleMaps,
 };
@@ -59,8 +62,12 @@ pub fn users_with_homes() -> Vec<User> {
             let f: Vec<&str> = line.split(':').collect();
             let home = *f.get(5)?;
             let uid = f.get(2)?.parse().ok()?;
-            (home.len() > 1 && Path::new(home).is_dir())
-                .then(|| User { name: f[0].to_owned(), uid, groups: Vec::new(), home: Some(home.to_owned()) })
+            (home.len() > 1 && Path::new(home).is_dir()).then(|| User {
+                name: f[0].to_owned(),
+                uid,
+                groups: Vec::new(),
+                home: Some(home.to_owned()),
+            })
         })
         .collect()
 }
@@ -128,7 +135,8 @@ impl PolicySet {
             let adopting = !profile.selectors.is_empty();
             // Without a home, `~` entries are left out: expected for the base compile,
             // said once rather than per entry.
-            let (homeless, other): (Vec<String>, Vec<String>) = notes.into_iter().partition(|n| n.contains("no home directory"));
+            let (homeless, other): (Vec<String>, Vec<String>) =
+                notes.into_iter().partition(|n| n.contains("no home directory"));
             if adopting {
                 self.notes.extend(other.into_iter().map(|n| format!("profile {}: {n}", profile.name)));
                 if !homeless.is_empty() {
@@ -159,7 +167,8 @@ impl PolicySet {
         let cgroup_root = cgroup2_mount();
         let identity = |path: &Path| adoption::file_identity(path);
         let uid_of = |name: &str| crate::principal::lookup(name).ok().map(|u| u.uid);
-        let named = |name: &str| cgroup_root.as_deref().map(|root| adoption::cgroups_named(root, name)).unwrap_or_default();
+        let named =
+            |name: &str| cgroup_root.as_deref().map(|root| adoption::cgroups_named(root, name)).unwrap_or_default();
         let at = |path: &str| {
             use std::os::unix::fs::MetadataExt;
             let root = cgroup_root.as_deref()?;
@@ -174,7 +183,11 @@ impl PolicySet {
                 profile: &p.profile.name,
                 selectors: &p.profile.selectors,
                 base: AdoptSelector { policy_id: p.base, flags: p.flags },
-                users: p.users.iter().map(|&(uid, id)| (uid, AdoptSelector { policy_id: id, flags: p.flags })).collect(),
+                users: p
+                    .users
+                    .iter()
+                    .map(|&(uid, id)| (uid, AdoptSelector { policy_id: id, flags: p.flags }))
+                    .collect(),
             })
             .collect();
         self.adoption = adoption::tables(&selectors, &host).map_err(anyhow::Error::msg)?;

@@ -39,9 +39,13 @@ pub enum Request {
         command: Vec<String>,
     },
     /// After `start`: the client's child is registered and about to exec.
-    Started { pid: u32 },
+    Started {
+        pid: u32,
+    },
     /// After `start`: the session's first process ended with this wait status.
-    Ended { status: u32 },
+    Ended {
+        status: u32,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

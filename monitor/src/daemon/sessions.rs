@@ -1,14 +1,10 @@
 //! The daemon's sessions: who they are, and how to stop or freeze all of a session.
 
-use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime},
-};
+use std::{sync::Arc, time::SystemTime};
 
 use monitor_common::session::SessionMember;
 
-use crate::{cgroup::SessionCgroup, launcher, pipeline::PolicyView, policy::OnViolation, session_map::SessionMap};
+use crate::{cgroup::SessionCgroup, pipeline::PolicyView, session_map::SessionMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -63,7 +59,15 @@ pub struct Session {
 impl Session {
     /// A session with its first process (`root_pid`, 0 while a `run` client has not
     /// started it) alive, not yet in a cgroup, owning no policy.
-    pub fn new(id: u64, profile: &str, view: Arc<PolicyView>, member: SessionMember, uid: u32, root_pid: u32, origin: Origin) -> Session {
+    pub fn new(
+        id: u64,
+        profile: &str,
+        view: Arc<PolicyView>,
+        member: SessionMember,
+        uid: u32,
+        root_pid: u32,
+        origin: Origin,
+    ) -> Session {
         Session {
             id,
             profile: profile.to_owned(),
@@ -81,69 +85,6 @@ impl Session {
             root_exit: None,
             alive: (root_pid != 0).then_some(root_pid).into_iter().collect(),
             ending: None,
-        }
-    }
-}
-
-/// What the ingest thread needs to act on a violation at once.
-#[derive(Clone)]
-pub struct KillInfo {
-    pub on_violation: OnViolation,
-    pub enforce: bool,
-    pub cgroup: Option<Arc<SessionCgroup>>,
-    pub killed: bool,
-}
-
-pub type KillTable = Arc<Mutex<BTreeMap<u64, KillInfo>>>;
-
-/// Sends `signal` to every member of `session` through pidfds, again and again until
-/// none is left or `deadline` passes (a member may fork while it is being signalled).
-/// Returns the pids signalled.
-pub fn signal_members(members: &SessionMap, session: u64, signal: libc::c_int, deadline: Duration) -> Vec<u32> {
-    let started = Instant::now();
-    let mut signalled = Vec::new();
-    loop {
-        let pids = members.members(session);
-        let fresh: Vec<u32> = pids.iter().copied().filter(|p| !signalled.contains(p)).collect();
-        if signal == libc::SIGKILL && pids.is_empty() || signal != libc::SIGKILL && fresh.is_empty() {
-            return signalled;
-        }
-        for pid in pids {
-            if pid <= 1 || pid == std::process::id() {
-                continue;
-            }
-            // The pidfd first, then membership again: a reused pid is never signalled.
-            if let Some(fd) = launcher::pidfd(pid)
-                && members.member(pid).is_some_and(|m| m.session_id == session)
-            {
-                launcher::pidfd_send(&fd, signal);
-                if !signalled.contains(&pid) {
-                    signalled.push(pid);
-                }
-            }
-        }
-        if started.elapsed() >= deadline {
-            return signalled;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Kills every process of the session: `cgroup.kill` where it has its own cgroup,
-/// else each member by pidfd, stopped first so that none can fork away.
-pub fn kill_session(members: &SessionMap, session: u64, cgroup: Option<&SessionCgroup>) -> (Vec<u32>, Option<String>) {
-    match cgroup {
-        Some(cgroup) => {
-            let pids = cgroup.pids();
-            let error = cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"));
-            (pids, error)
-        }
-        None => {
-            signal_members(members, session, libc::SIGSTOP, Duration::from_millis(50));
-            let pids = signal_members(members, session, libc::SIGKILL, Duration::from_secs(2));
-            let left = members.members(session);
-            let error = (!left.is_empty()).then(|| format!("still running after 2 s: {left:?}"));
-            (pids, error)
         }
     }
 }

@@ -22,9 +22,10 @@ use super::{
     control::Command,
     policies::{self, PolicySet, install_profile},
     protocol::{Reply, Request, SessionInfo, StartReply, Status},
-    sessions::{self, KillInfo, KillTable, Origin, Session},
+    sessions::{self, Origin, Session},
 };
 use crate::{
+    actions::{self, KillInfo, KillTable},
     cgroup::{SessionCgroup, cgroup2_mount},
     clock::BootClock,
     commands::run::{current_loss, monitor_info, new_session_id, session_flags_for},
@@ -39,8 +40,8 @@ use crate::{
     rule_maps::RuleMaps,
     running_process::RunningProcess,
     session_map::{Adoption, Existing, SessionMap},
-    watchdog::{OnMonitorDeath, Watchdog},
     skipped_runs::SkippedRuns,
+    watchdog::{OnMonitorDeath, Watchdog},
 };
 
 /// Rules of a replaced policy stay this long after a reload, for kernel programs and
@@ -105,7 +106,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub fn new(config: Config, config_path: PathBuf, kernel: KernelParts, pipeline: Pipeline, kill_table: KillTable) -> Daemon {
+    pub fn new(
+        config: Config,
+        config_path: PathBuf,
+        kernel: KernelParts,
+        pipeline: Pipeline,
+        kill_table: KillTable,
+    ) -> Daemon {
         let KernelParts { ebpf, enforcement, rules, members, adopt, counters, skipped_runs, user_loss } = kernel;
         Daemon {
             config,
@@ -231,11 +238,14 @@ impl Daemon {
     fn handle_item(&mut self, item: Item) {
         match item {
             Item::Kernel(KernelEvent::Adopt { header, selector, generation, policy_id, flags }) => {
-                self.adopted(header.session_id, header.tgid, header.uid, selector, generation, SessionMember {
-                    session_id: header.session_id,
-                    policy_id,
-                    flags,
-                });
+                self.adopted(
+                    header.session_id,
+                    header.tgid,
+                    header.uid,
+                    selector,
+                    generation,
+                    SessionMember { session_id: header.session_id, policy_id, flags },
+                );
             }
             Item::Kernel(event) => {
                 // An adopted session starts with the exec that adopted it: reported
@@ -295,7 +305,8 @@ impl Daemon {
 
     /// The kernel adopted `pid` into the new session `session`.
     fn adopted(&mut self, session: u64, pid: u32, uid: u32, selector: u32, generation: u32, mut member: SessionMember) {
-        let info = self.generations[(generation & 1) as usize].as_ref().and_then(|t| t.info.get(selector as usize)).cloned();
+        let info =
+            self.generations[(generation & 1) as usize].as_ref().and_then(|t| t.info.get(selector as usize)).cloned();
         // Tables replaced since the kernel read them: the policy id still names the
         // profile (its rules are kept a while after a reload).
         let info = info.or_else(|| {
@@ -307,7 +318,10 @@ impl Daemon {
             })
         });
         let Some(info) = info else {
-            log::warn!("adoption by unknown selector {selector} (generation {generation}); the session is held to its policy id {}", member.policy_id);
+            log::warn!(
+                "adoption by unknown selector {selector} (generation {generation}); the session is held to its policy id {}",
+                member.policy_id
+            );
             return;
         };
         // A reload may have replaced the policy the kernel chose: move to the current one.
@@ -337,22 +351,30 @@ impl Daemon {
                     }
                     record.cgroup = Some(Arc::new(cgroup));
                 }
-                Err(error) => log::warn!("no cgroup for session {} ({error}); it is killed by pid", session_id_text(record.id)),
+                Err(error) => {
+                    log::warn!("no cgroup for session {} ({error}); it is killed by pid", session_id_text(record.id))
+                }
             }
         }
         if let (Some(watchdog), Some(cgroup)) = (&mut self.watchdog, &record.cgroup) {
             let enforce = record.view.mode == Mode::Enforce;
             let action = self.config.on_monitor_death.unwrap_or(OnMonitorDeath::default_for(enforce));
             if let Err(error) = watchdog.guard(record.id, &record.profile, action, cgroup.path()) {
-                log::error!("the watchdog is gone ({error}): session {} is not ended if the daemon dies", session_id_text(record.id));
+                log::error!(
+                    "the watchdog is gone ({error}): session {} is not ended if the daemon dies",
+                    session_id_text(record.id)
+                );
             }
         }
-        self.kill_table.lock().expect("kill table").insert(record.id, KillInfo {
-            on_violation: record.view.on_violation,
-            enforce: record.view.mode == Mode::Enforce,
-            cgroup: record.cgroup.clone(),
-            killed: false,
-        });
+        self.kill_table.lock().expect("kill table").insert(
+            record.id,
+            KillInfo {
+                on_violation: record.view.on_violation,
+                enforce: record.view.mode == Mode::Enforce,
+                cgroup: record.cgroup.clone(),
+                killed: false,
+            },
+        );
         self.pipeline.session_policies.insert(record.id, record.view.clone());
         if record.root_pid != 0 && !self.unannounced.contains(&record.id) {
             let event = self.start_event(&record, None);
@@ -362,11 +384,13 @@ impl Daemon {
     }
 
     fn start_event(&self, record: &Session, command: Option<Vec<String>>) -> Event {
-        let mut start = self.pipeline.context.event(types::SESSION_START, BootClock::now_boot_ns(), session_ref(record.id));
+        let mut start =
+            self.pipeline.context.event(types::SESSION_START, BootClock::now_boot_ns(), session_ref(record.id));
         start.session.root_pid = Some(record.root_pid);
         start.session.command = Some(command.unwrap_or_else(|| cmdline(record.root_pid)));
         start.session.profile = Some(record.profile.clone());
-        let name = principal::lookup(&record.uid.to_string()).map(|u| u.name).unwrap_or_else(|_| record.uid.to_string());
+        let name =
+            principal::lookup(&record.uid.to_string()).map(|u| u.name).unwrap_or_else(|_| record.uid.to_string());
         start.session.principal = Some(PrincipalRef { name, uid: record.uid });
         start.session.mode = Some(match record.view.mode {
             Mode::Audit => "audit",
@@ -422,7 +446,7 @@ impl Daemon {
         record.ending = Some((status, Instant::now()));
         let cgroup = record.cgroup.clone();
         if !self.members.members(session).is_empty() {
-            sessions::kill_session(&self.members, session, cgroup.as_deref());
+            actions::kill_session(&self.members, session, cgroup.as_deref());
         }
         self.end_if_done(session);
     }
@@ -446,7 +470,7 @@ impl Daemon {
         let remaining = if left.is_empty() {
             Vec::new()
         } else {
-            sessions::kill_session(&self.members, session, record.cgroup.as_deref()).0
+            actions::kill_session(&self.members, session, record.cgroup.as_deref()).0
         };
         if let Some(cgroup) = &record.cgroup {
             let deadline = Instant::now() + Duration::from_secs(2);
@@ -531,7 +555,8 @@ impl Daemon {
             self.end(session, status);
         }
         let now = Instant::now();
-        let (due, keep): (Vec<_>, Vec<_>) = self.retiring.drain(..).partition(|(at, _)| now.duration_since(*at) >= OLD_POLICY_GRACE);
+        let (due, keep): (Vec<_>, Vec<_>) =
+            self.retiring.drain(..).partition(|(at, _)| now.duration_since(*at) >= OLD_POLICY_GRACE);
         self.retiring = keep;
         for id in due.into_iter().flat_map(|(_, ids)| ids) {
             if let Err(error) = self.rules.remove_policy(id) {
@@ -558,7 +583,9 @@ impl Daemon {
                     Err(error) => Reply::error(format!("{error:#}")),
                 }
             }
-            Request::Started { .. } | Request::Ended { .. } => Reply::error("started/ended only follow a start request"),
+            Request::Started { .. } | Request::Ended { .. } => {
+                Reply::error("started/ended only follow a start request")
+            }
             Request::Events { .. } => Reply::error("events are served by the control thread"),
         }
     }
@@ -586,7 +613,7 @@ impl Daemon {
         if let Some(entry) = self.kill_table.lock().expect("kill table").get_mut(&session) {
             entry.killed = true;
         }
-        let (pids, error) = sessions::kill_session(&self.members, session, cgroup.as_deref());
+        let (pids, error) = actions::kill_session(&self.members, session, cgroup.as_deref());
         if let Some(cgroup) = &cgroup {
             while !cgroup.pids().is_empty() && started.elapsed() < Duration::from_secs(5) {
                 std::thread::sleep(Duration::from_millis(1));
@@ -597,7 +624,10 @@ impl Daemon {
         event.session.killed_by = Some("kill-switch");
         if let Some(decision) = &mut event.decision {
             decision.enforced_by = Some(if cgroup.is_some() { "userspace:cgroup.kill" } else { "userspace:pidfd" });
-            decision.note = Some(format!("kill-switch: agent-monitor kill (by pid {peer_pid}){}", error.as_ref().map(|e| format!("; {e}")).unwrap_or_default()));
+            decision.note = Some(format!(
+                "kill-switch: agent-monitor kill (by pid {peer_pid}){}",
+                error.as_ref().map(|e| format!("; {e}")).unwrap_or_default()
+            ));
         }
         self.pipeline.write(&event);
         // The session ends when its processes' exit records have come in.
@@ -614,7 +644,7 @@ impl Daemon {
                 cgroup.freeze(frozen)?;
                 cgroup.pids()
             }
-            None => sessions::signal_members(
+            None => actions::signal_members(
                 &self.members,
                 session,
                 if frozen { libc::SIGSTOP } else { libc::SIGCONT },
@@ -646,10 +676,13 @@ impl Daemon {
     fn try_reload(&mut self) -> anyhow::Result<(String, u32)> {
         let config = Config::load(&self.config_path)?;
         let policy = policies::read_policy(config.policy.as_deref())?;
-        let running: Vec<&str> = self.sessions.values().filter(|s| s.owned_policy.is_none()).map(|s| s.profile.as_str()).collect();
+        let running: Vec<&str> =
+            self.sessions.values().filter(|s| s.owned_policy.is_none()).map(|s| s.profile.as_str()).collect();
         for name in &running {
             if policy.profile(name).is_none() {
-                anyhow::bail!("profile {name} has running sessions but is not in the new policy; keep it, or kill those sessions first");
+                anyhow::bail!(
+                    "profile {name} has running sessions but is not in the new policy; keep it, or kill those sessions first"
+                );
             }
         }
         let set = PolicySet::install(&policy, &mut self.rules, &mut self.next_policy_id, self.enforcement.files)?;
@@ -693,14 +726,26 @@ impl Daemon {
             self.generations[self.adopt.generation() as usize] = Some(set.adoption.clone());
             let old = std::mem::replace(&mut self.policies, set);
             self.retiring.push((Instant::now(), old.ids));
-            return Ok((format!("policy reloaded: {} profile(s), {updated} process(es) moved onto it", self.policies.profiles.len()), updated));
+            return Ok((
+                format!(
+                    "policy reloaded: {} profile(s), {updated} process(es) moved onto it",
+                    self.policies.profiles.len()
+                ),
+                updated,
+            ));
         }
         self.policies = set;
         Ok((format!("policy reloaded without adoption changes ({updated} process(es) moved)"), updated))
     }
 
     /// A `run` client asks for a session for the process it is about to start.
-    fn start(&mut self, profile: Option<&str>, policy_text: Option<&str>, uid: u32, command: Vec<String>) -> anyhow::Result<StartReply> {
+    fn start(
+        &mut self,
+        profile: Option<&str>,
+        policy_text: Option<&str>,
+        uid: u32,
+        command: Vec<String>,
+    ) -> anyhow::Result<StartReply> {
         let user = principal::lookup(&uid.to_string())?;
         let acts_for_user = uid != 0;
         let from_text = match policy_text {
@@ -744,7 +789,10 @@ impl Daemon {
             }
         };
         let view = Arc::new(PolicyView { principal: user.to_string(), ..(*view).clone() });
-        if profile.connect.is_some() || profile.bind.is_some() || profile.on_violation == policy::OnViolation::KillSession {
+        if profile.connect.is_some()
+            || profile.bind.is_some()
+            || profile.on_violation == policy::OnViolation::KillSession
+        {
             anyhow::ensure!(cgroup2_mount().is_some(), "profile {} needs a cgroup v2 for the session", profile.name);
         }
         let session = new_session_id();
@@ -780,7 +828,11 @@ impl Daemon {
         })
     }
 
-    fn install_owned(&mut self, profile: &policy::Profile, user: &principal::User) -> anyhow::Result<(u32, PolicyView)> {
+    fn install_owned(
+        &mut self,
+        profile: &policy::Profile,
+        user: &principal::User,
+    ) -> anyhow::Result<(u32, PolicyView)> {
         let id = self.next_policy_id;
         self.next_policy_id += 1;
         let mounts = MountTable::load()?;
@@ -905,7 +957,8 @@ impl Daemon {
             joined.insert(pid, session);
             // Started without its root pid: its `session.start` is written below, once
             // its descendants have joined and it has its cgroup.
-            let mut record = Session::new(session, &info.profile, profile.view.clone(), member, facts.uid, 0, Origin::Running);
+            let mut record =
+                Session::new(session, &info.profile, profile.view.clone(), member, facts.uid, 0, Origin::Running);
             record.adopted_by = Some(info.text.clone());
             self.begin(record, false);
             let record = self.sessions.get_mut(&session).expect("begun");
@@ -915,7 +968,9 @@ impl Daemon {
         }
         // Descendants joined above; now each session gets its cgroup and its start.
         for (session, own_cgroup) in starts {
-            if own_cgroup && let Ok(cgroup) = SessionCgroup::create(&session_id_text(session)).map(SessionCgroup::keeping_parent) {
+            if own_cgroup
+                && let Ok(cgroup) = SessionCgroup::create(&session_id_text(session)).map(SessionCgroup::keeping_parent)
+            {
                 if let Err(error) = sessions::gather(&self.members, session, &cgroup) {
                     log::warn!("moving session {} into its cgroup: {error}", session_id_text(session));
                 }
@@ -979,7 +1034,12 @@ impl Daemon {
 
 /// A `monitor.start`, `monitor.reload` or `monitor.stop` event: the daemon's own, in
 /// no session.
-pub fn monitor_event(context: &Context, event_type: &'static str, enforcement: Enforcement, policy: PolicyState) -> Event {
+pub fn monitor_event(
+    context: &Context,
+    event_type: &'static str,
+    enforcement: Enforcement,
+    policy: PolicyState,
+) -> Event {
     let mut event = context.event(event_type, BootClock::now_boot_ns(), session_ref(0));
     event.session.id = NO_SESSION.to_owned();
     event.monitor = Some(Monitor { enforcement: Some(enforcement), ..monitor_info(None) });
@@ -1009,7 +1069,12 @@ fn release(cgroup: &SessionCgroup) {
 /// pid -> start time, as `save_frozen` wrote them; None from a daemon that saved none.
 fn saved_processes(entry: &serde_json::Value) -> Option<BTreeMap<u32, u64>> {
     let processes = entry["processes"].as_array()?;
-    Some(processes.iter().filter_map(|p| Some((u32::try_from(p["pid"].as_u64()?).ok()?, p["start"].as_u64()?))).collect())
+    Some(
+        processes
+            .iter()
+            .filter_map(|p| Some((u32::try_from(p["pid"].as_u64()?).ok()?, p["start"].as_u64()?)))
+            .collect(),
+    )
 }
 
 pub fn frozen_state_file(config: &Config) -> PathBuf {
@@ -1053,15 +1118,28 @@ impl Daemon {
         for entry in entries {
             let profile = entry["profile"].as_str().unwrap_or_default().to_owned();
             let uid = entry["uid"].as_u64().unwrap_or(0) as u32;
-            let id = entry["session"].as_str().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or_else(new_session_id);
-            let cgroup = entry["cgroup"].as_str().and_then(|p| p.rsplit('/').next()).and_then(|name| SessionCgroup::open(name).ok()).map(SessionCgroup::keeping_parent);
-            let (Some(compiled), Some(policy_id)) = (self.policies.profile(&profile), self.policies.policy_for(&profile, Some(uid))) else {
-                log::error!("frozen session {}: profile {profile:?} is not in the policy; left frozen", session_id_text(id));
+            let id =
+                entry["session"].as_str().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or_else(new_session_id);
+            let cgroup = entry["cgroup"]
+                .as_str()
+                .and_then(|p| p.rsplit('/').next())
+                .and_then(|name| SessionCgroup::open(name).ok())
+                .map(SessionCgroup::keeping_parent);
+            let (Some(compiled), Some(policy_id)) =
+                (self.policies.profile(&profile), self.policies.policy_for(&profile, Some(uid)))
+            else {
+                log::error!(
+                    "frozen session {}: profile {profile:?} is not in the policy; left frozen",
+                    session_id_text(id)
+                );
                 kept.push(entry);
                 continue;
             };
             let Some(saved) = saved_processes(&entry) else {
-                log::error!("frozen session {}: saved without start times (by an older daemon); left frozen, to thaw by hand", session_id_text(id));
+                log::error!(
+                    "frozen session {}: saved without start times (by an older daemon); left frozen, to thaw by hand",
+                    session_id_text(id)
+                );
                 kept.push(entry);
                 continue;
             };
@@ -1095,7 +1173,10 @@ impl Daemon {
                 }
             }
             if cgroup.is_some() && !refused.is_empty() {
-                log::error!("frozen session {}: {refused:?} in its cgroup could not be taken back; left frozen", session_id_text(id));
+                log::error!(
+                    "frozen session {}: {refused:?} in its cgroup could not be taken back; left frozen",
+                    session_id_text(id)
+                );
                 for process in &held {
                     self.members.remove_entry(process.pid(), &member);
                 }
@@ -1122,7 +1203,9 @@ impl Daemon {
                 }
                 self.sessions.get_mut(&id).expect("begun").cgroup = Some(cgroup);
             }
-            let thawed = if has_cgroup { self.set_frozen(id, false).map(|_| ()) } else {
+            let thawed = if has_cgroup {
+                self.set_frozen(id, false).map(|_| ())
+            } else {
                 for process in &held {
                     process.signal(libc::SIGCONT);
                 }
@@ -1132,7 +1215,11 @@ impl Daemon {
                 log::error!("thawing session {}: {error}", session_id_text(id));
             }
         }
-        let result = if kept.is_empty() { std::fs::remove_file(&path) } else { std::fs::write(&path, serde_json::to_vec_pretty(&kept).unwrap_or_default()) };
+        let result = if kept.is_empty() {
+            std::fs::remove_file(&path)
+        } else {
+            std::fs::write(&path, serde_json::to_vec_pretty(&kept).unwrap_or_default())
+        };
         if let Err(error) = result {
             log::warn!("updating {}: {error}", path.display());
         }

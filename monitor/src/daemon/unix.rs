@@ -15,7 +15,13 @@ pub fn peer(stream: &UnixStream) -> io::Result<(u32, u32)> {
     let mut len = size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: valid out-pointers of the sizes given.
     let ret = unsafe {
-        libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
     };
     if ret < 0 {
         return Err(io::Error::last_os_error());

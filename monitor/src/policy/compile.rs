@@ -23,9 +23,8 @@ pub struct Environment<'a> {
     pub list_dir: &'a dyn Fn(&str) -> Vec<String>,
     /// Addresses of a host name (for network entries naming hosts).
     pub resolve_host: &'a dyn Fn(&str) -> Vec<IpAddr>,
-    /// (path, kernel dev, inode) of the regular files at or under a path (for deny
-    /// entries).
-    pub files_under: &'a dyn Fn(&str) -> Vec<(String, u32, u64)>,
+    /// The regular files at or under a path (for deny entries).
+    pub files_under: &'a dyn Fn(&str) -> Vec<RegularFile>,
     /// Whether a path is itself a raw device node (`monitor_common::policy::raw_device`):
     /// an entry naming one lets it be opened.
     pub is_raw_device: &'a dyn Fn(&str) -> bool,
@@ -34,6 +33,9 @@ pub struct Environment<'a> {
     /// The path with every symlink on the way resolved, if it exists.
     pub canonical: &'a dyn Fn(&str) -> Option<String>,
 }
+
+/// A regular file as a deny entry pins it: (path, kernel dev, inode).
+pub type RegularFile = (String, u32, u64);
 
 /// A network entry: (operation, port or 0 for any, address prefix) -> allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,9 +218,14 @@ fn library_directories(env: &Environment, rules: &mut Vec<Origin>, exec_paths: &
     directories.sort();
     directories.dedup();
     let rule_id = rules.len() as u32;
-    rules.push(Origin { field: "exec", index: usize::MAX, text: "the system's library directories (mapped, not executed)".into() });
+    rules.push(Origin {
+        field: "exec",
+        index: usize::MAX,
+        text: "the system's library directories (mapped, not executed)".into(),
+    });
     for directory in directories {
-        let covering = exec_paths.iter().filter(|(entry, _)| covers(entry, &directory)).max_by_key(|(entry, _)| entry.len());
+        let covering =
+            exec_paths.iter().filter(|(entry, _)| covers(entry, &directory)).max_by_key(|(entry, _)| entry.len());
         let value = match covering {
             Some((_, value)) => RuleValue { allow: value.allow | allow::MAP, ..*value },
             None => RuleValue { rule_id, allow: allow::MAP },
@@ -238,9 +245,10 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
     let mut file_paths = Vec::new();
     let mut names = Vec::new();
     let root = || Pattern::Absolute(Vec::new());
-    let files = profile.files.clone().unwrap_or_else(|| {
-        vec![FileRule { pattern: root(), access: Access::Write, origin: unrestricted("files") }]
-    });
+    let files = profile
+        .files
+        .clone()
+        .unwrap_or_else(|| vec![FileRule { pattern: root(), access: Access::Write, origin: unrestricted("files") }]);
     let exec = profile.exec.clone().unwrap_or_else(|| vec![PathRule { pattern: root(), origin: unrestricted("exec") }]);
     for rule in &files {
         let rule_id = rules.len() as u32;
@@ -261,7 +269,8 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
         // case for a list written for many hosts (the built-in one names every kind of
         // disk device).
         if expanded.is_empty() && rule.pattern.has_wildcard() && rule.access != Access::Deny {
-            notes.push(format!("{}: matches no existing directory now (expanded when the session starts)", rule.origin));
+            notes
+                .push(format!("{}: matches no existing directory now (expanded when the session starts)", rule.origin));
         }
         // Only an entry that names the node itself, not a `*` that happened to match one
         // (a node the agent made in a writable directory before the session started).
@@ -299,7 +308,8 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
             continue;
         }
         for (file, dev, ino) in (env.files_under)(path) {
-            let decides = file_paths.iter().filter(|(entry, _)| covers(entry, &file)).max_by_key(|(entry, _)| entry.len());
+            let decides =
+                file_paths.iter().filter(|(entry, _)| covers(entry, &file)).max_by_key(|(entry, _)| entry.len());
             if decides.is_some_and(|(_, decided)| decided.allow == 0) {
                 denied_inodes.push((dev, ino, *value));
             }
@@ -313,12 +323,20 @@ pub fn compile(profile: &Profile, env: &Environment) -> Compiled {
     let files = place(&file_paths, env.mounts, &mut notes);
     let exec = place(&exec_paths, env.mounts, &mut notes);
     let mut net = Vec::new();
-    for (op, field, list) in [(net_op::CONNECT, "network.connect", &profile.connect), (net_op::BIND, "network.bind", &profile.bind)] {
-        let any = || vec![ConnectRule {
-            target: ConnectTarget::Network { addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED), prefix: 0 },
-            port: None,
-            origin: Origin { field, index: 0, text: "any address, any port (not in the profile: not restricted)".into() },
-        }];
+    for (op, field, list) in
+        [(net_op::CONNECT, "network.connect", &profile.connect), (net_op::BIND, "network.bind", &profile.bind)]
+    {
+        let any = || {
+            vec![ConnectRule {
+                target: ConnectTarget::Network { addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED), prefix: 0 },
+                port: None,
+                origin: Origin {
+                    field,
+                    index: 0,
+                    text: "any address, any port (not in the profile: not restricted)".into(),
+                },
+            }]
+        };
         for rule in list.clone().unwrap_or_else(any) {
             let rule_id = rules.len() as u32;
             rules.push(rule.origin.clone());
@@ -452,7 +470,10 @@ mod tests {
         let deny = |rule_id| RuleValue { rule_id, allow: 0 };
         assert_eq!(c.denied_inodes, vec![(ROOT, 817, deny(3)), (ROOT, 9001, deny(4)), (ROOT, 9002, deny(4))]);
         // The library directories may be mapped executable, not executed.
-        assert_eq!(c.exec, vec![entry(ROOT, "/usr/bin/", 7, allow::EXEC | allow::MAP), entry(ROOT, "/usr/lib/", 8, allow::MAP)]);
+        assert_eq!(
+            c.exec,
+            vec![entry(ROOT, "/usr/bin/", 7, allow::EXEC | allow::MAP), entry(ROOT, "/usr/lib/", 8, allow::MAP)]
+        );
         assert_eq!(c.rules[8].text, "the system's library directories (mapped, not executed)");
         assert_eq!(c.rules[4].text, "/home/*/.ssh");
         assert!(c.notes.is_empty(), "{:?}", c.notes);
@@ -481,26 +502,37 @@ mod tests {
     fn a_bind_mount_does_not_add_entries_of_its_own() {
         // /tmp/alias is a bind of /etc: files there are named /etc/... by the kernel
         // walk and by userspace, and the rule on /etc must be the one that applies.
-        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/etc]\n      deny: [/tmp/alias]\n");
+        let c =
+            compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/etc]\n      deny: [/tmp/alias]\n");
         assert!(c.files.contains(&entry(ROOT, "/etc/", 0, R)), "{:?}", c.files);
-        assert!(!c.files.iter().any(|e| e.dev == ROOT && e.key.starts_with(b"/etc/") && e.value.allow == 0), "{:?}", c.files);
+        assert!(
+            !c.files.iter().any(|e| e.dev == ROOT && e.key.starts_with(b"/etc/") && e.value.allow == 0),
+            "{:?}",
+            c.files
+        );
     }
 
     #[test]
     fn overlapping_expansions_keep_the_stricter_rule() {
-        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      write: [~/.ssh]\n      deny: [/home/*/.ssh]\n");
+        let c = compiled(
+            "version: 1\nprofiles:\n  - name: p\n    files:\n      write: [~/.ssh]\n      deny: [/home/*/.ssh]\n",
+        );
         assert!(c.files.contains(&entry(ROOT, "/home/alice/.ssh/", 1, 0)), "{:?}", c.files);
     }
 
     #[test]
     fn denied_inodes_leave_out_what_a_longer_entry_allows() {
-        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/, /srv/secret/open]\n      deny: [/srv/secret]\n");
+        let c = compiled(
+            "version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/, /srv/secret/open]\n      deny: [/srv/secret]\n",
+        );
         assert_eq!(c.denied_inodes, vec![(ROOT, 1, RuleValue { rule_id: 2, allow: 0 })]);
     }
 
     #[test]
     fn globs_within_a_component_expand_against_existing_entries() {
-        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/]\n      deny: [/etc/ssh/ssh_host_*_key]\n");
+        let c = compiled(
+            "version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/]\n      deny: [/etc/ssh/ssh_host_*_key]\n",
+        );
         assert!(c.files.contains(&entry(ROOT, "/etc/ssh/ssh_host_rsa_key/", 1, 0)), "{:?}", c.files);
         assert!(!c.files.iter().any(|e| e.key == b"/etc/ssh/ssh_host_rsa_key.pub/"), "{:?}", c.files);
         assert!(!c.files.iter().any(|e| e.key == b"/etc/ssh/sshd_config/"), "{:?}", c.files);
@@ -549,7 +581,9 @@ mod tests {
 
     #[test]
     fn only_an_entry_naming_a_device_node_itself_lets_it_be_opened() {
-        let c = compiled("version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/dev/vdb, \"/tmp/vd*\", /dev]\n      deny: [/dev/vdd]\n");
+        let c = compiled(
+            "version: 1\nprofiles:\n  - name: p\n    files:\n      read: [/dev/vdb, \"/tmp/vd*\", /dev]\n      deny: [/dev/vdd]\n",
+        );
         let value = |key: &str| c.files.iter().find(|e| e.key == key.as_bytes()).map(|e| e.value.allow);
         assert_eq!(value("/dev/vdb/"), Some(allow::READ | allow::DEVICES));
         // A node a `*` matched (the agent could have made it) and a directory entry do not.
@@ -568,14 +602,18 @@ mod tests {
         assert_eq!(value("/usr/lib/"), Some(allow::EXEC | allow::MAP));
         // Any program may run under `/`: through the loader too.
         let all = compiled("version: 1\nprofiles:\n  - name: p\n    exec: [/]\n");
-        assert_eq!(all.exec.iter().find(|e| e.key == b"/").map(|e| e.value.allow), Some(allow::EXEC | allow::MAP | allow::LOADER));
+        assert_eq!(
+            all.exec.iter().find(|e| e.key == b"/").map(|e| e.value.allow),
+            Some(allow::EXEC | allow::MAP | allow::LOADER)
+        );
     }
 
     #[test]
     fn an_entry_through_a_symlink_is_noted_with_the_name_to_write() {
         let c = compiled("version: 1\nprofiles:\n  - name: p\n    exec: [/usr, /lib64/ld.so]\n");
         assert!(
-            c.notes.iter().any(|n| n.contains("/lib64/ld.so goes through a symlink") && n.ends_with("write /usr/lib/ld-linux-x86-64.so.2")),
+            c.notes.iter().any(|n| n.contains("/lib64/ld.so goes through a symlink")
+                && n.ends_with("write /usr/lib/ld-linux-x86-64.so.2")),
             "{:?}",
             c.notes
         );

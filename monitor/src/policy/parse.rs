@@ -88,17 +88,29 @@ fn string_list<'a>(value: Option<&'a Value>, field: &str, errors: &mut Errors) -
             .filter_map(|(i, item)| match item {
                 Value::String(s) => Some((i, s.as_str())),
                 Value::Null => {
-                    errors.add(format!("{field}[{i}]"), "empty entry (a bare ~ is YAML for nothing)", "write the entry; for the home directory write \"~\" in quotes");
+                    errors.add(
+                        format!("{field}[{i}]"),
+                        "empty entry (a bare ~ is YAML for nothing)",
+                        "write the entry; for the home directory write \"~\" in quotes",
+                    );
                     None
                 }
                 other => {
-                    errors.add(format!("{field}[{i}]"), format!("expected a string, found {}", kind(other)), "quote the entry");
+                    errors.add(
+                        format!("{field}[{i}]"),
+                        format!("expected a string, found {}", kind(other)),
+                        "quote the entry",
+                    );
                     None
                 }
             })
             .collect(),
         Some(other) => {
-            errors.add(field, format!("expected a list, found {}", kind(other)), format!("write {field}: [entry, ...]"));
+            errors.add(
+                field,
+                format!("expected a list, found {}", kind(other)),
+                format!("write {field}: [entry, ...]"),
+            );
             Vec::new()
         }
     }
@@ -114,7 +126,10 @@ pub fn parse_pattern(text: &str) -> Result<Pattern, (String, String)> {
     }
     if let Some(name) = text.strip_prefix("**/") {
         if name.is_empty() || name.contains('/') || name.contains('*') || name == "." || name == ".." {
-            return Err((format!("{text:?}: `**/` must be followed by one file name"), "write **/NAME, e.g. **/.env".into()));
+            return Err((
+                format!("{text:?}: `**/` must be followed by one file name"),
+                "write **/NAME, e.g. **/.env".into(),
+            ));
         }
         if name.len() > MAX_RULE_NAME {
             return Err((format!("file name longer than {MAX_RULE_NAME} bytes"), "shorten it".into()));
@@ -130,7 +145,11 @@ pub fn parse_pattern(text: &str) -> Result<Pattern, (String, String)> {
     } else {
         return Err((
             format!("{text:?} is not an absolute path"),
-            format!("write it from the root, e.g. /{}, or under the home directory as ~/{}", text.trim_start_matches("./"), text.trim_start_matches("./")),
+            format!(
+                "write it from the root, e.g. /{}, or under the home directory as ~/{}",
+                text.trim_start_matches("./"),
+                text.trim_start_matches("./")
+            ),
         ));
     };
     if text.len() > MAX_RULE_PATH {
@@ -140,7 +159,10 @@ pub fn parse_pattern(text: &str) -> Result<Pattern, (String, String)> {
     for part in rest.split('/').filter(|p| !p.is_empty()) {
         match part {
             "." | ".." => {
-                return Err((format!("{text:?} contains {part:?}"), "write the path without . and .. components".into()));
+                return Err((
+                    format!("{text:?} contains {part:?}"),
+                    "write the path without . and .. components".into(),
+                ));
             }
             "**" => return Err((format!("{text:?}: ** is only allowed as **/NAME"), "use * for one component".into())),
             p if p.contains("**") => {
@@ -174,7 +196,9 @@ pub fn parse_connect(text: &str) -> Result<(ConnectTarget, Option<u16>), (String
     let port = match port {
         None | Some("*") => None,
         Some(p) => match p.parse::<u16>() {
-            Ok(0) | Err(_) => return Err((format!("{text:?}: port {p:?} is not a number from 1 to 65535"), fix.to_owned())),
+            Ok(0) | Err(_) => {
+                return Err((format!("{text:?}: port {p:?} is not a number from 1 to 65535"), fix.to_owned()));
+            }
             Ok(p) => Some(p),
         },
     };
@@ -209,13 +233,21 @@ pub fn parse_connect(text: &str) -> Result<(ConnectTarget, Option<u16>), (String
 
 fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> {
     let Value::Object(map) = value else {
-        errors.add(format!("profiles[{index}]"), format!("expected a mapping, found {}", kind(value)), "write name:, mode:, files: ...");
+        errors.add(
+            format!("profiles[{index}]"),
+            format!("expected a mapping, found {}", kind(value)),
+            "write name:, mode:, files: ...",
+        );
         return None;
     };
     let name = match map.get("name") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(other) if !other.is_string() => {
-            errors.add(format!("profiles[{index}].name"), format!("expected a string, found {}", kind(other)), "give the profile a name");
+            errors.add(
+                format!("profiles[{index}].name"),
+                format!("expected a string, found {}", kind(other)),
+                "give the profile a name",
+            );
             format!("profiles[{index}]")
         }
         _ => {
@@ -226,7 +258,18 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
     errors.profile = Some(name.clone());
     unknown_fields(
         map,
-        &["name", "description", "mode", "on_violation", "files", "network", "exec", "allow_io_uring", "match", "envelope"],
+        &[
+            "name",
+            "description",
+            "mode",
+            "on_violation",
+            "files",
+            "network",
+            "exec",
+            "allow_io_uring",
+            "match",
+            "envelope",
+        ],
         "",
         errors,
     );
@@ -236,7 +279,11 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         None | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,
         Some(other) => {
-            errors.add("allow_io_uring", format!("expected true or false, found {}", kind(other)), "write allow_io_uring: true or leave it out");
+            errors.add(
+                "allow_io_uring",
+                format!("expected true or false, found {}", kind(other)),
+                "write allow_io_uring: true or leave it out",
+            );
             false
         }
     };
@@ -267,7 +314,9 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
         None | Some(Value::Null) => {}
         Some(Value::Object(f)) => {
             unknown_fields(f, &["read", "write", "deny"], "files", errors);
-            for (field, access) in [("files.read", Access::Read), ("files.write", Access::Write), ("files.deny", Access::Deny)] {
+            for (field, access) in
+                [("files.read", Access::Read), ("files.write", Access::Write), ("files.deny", Access::Deny)]
+            {
                 let key = &field[6..];
                 for (i, text) in string_list(f.get(key), field, errors) {
                     match parse_pattern(text) {
@@ -281,7 +330,11 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
                 }
             }
         }
-        Some(other) => errors.add("files", format!("expected a mapping, found {}", kind(other)), "write files: {read: [...], write: [...], deny: [...]}"),
+        Some(other) => errors.add(
+            "files",
+            format!("expected a mapping, found {}", kind(other)),
+            "write files: {read: [...], write: [...], deny: [...]}",
+        ),
     }
     // The same path both allowed and denied has no most specific entry. (In read and
     // write it is simply writable: write implies read.)
@@ -301,8 +354,12 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
     let exec_given = !matches!(map.get("exec"), None | Some(Value::Null));
     for (i, text) in string_list(map.get("exec"), "exec", errors) {
         match parse_pattern(text) {
-            Ok(Pattern::Named(_)) => errors.add(format!("exec[{i}]"), "**/NAME is not allowed in exec", "name the directory of the programs"),
-            Ok(pattern) => exec.push(PathRule { pattern, origin: Origin { field: "exec", index: i, text: text.to_owned() } }),
+            Ok(Pattern::Named(_)) => {
+                errors.add(format!("exec[{i}]"), "**/NAME is not allowed in exec", "name the directory of the programs")
+            }
+            Ok(pattern) => {
+                exec.push(PathRule { pattern, origin: Origin { field: "exec", index: i, text: text.to_owned() } })
+            }
             Err((problem, fix)) => errors.add(format!("exec[{i}]"), problem, fix),
         }
     }
@@ -327,23 +384,30 @@ fn profile(index: usize, value: &Value, errors: &mut Errors) -> Option<Profile> 
                     ),
                 }
             }
-            for (key, field, out) in [("connect", "network.connect", &mut connect), ("bind", "network.bind", &mut bind)] {
+            for (key, field, out) in [("connect", "network.connect", &mut connect), ("bind", "network.bind", &mut bind)]
+            {
                 if matches!(n.get(key), None | Some(Value::Null)) {
                     continue;
                 }
                 let mut rules = Vec::new();
                 for (i, text) in string_list(n.get(key), field, errors) {
                     match parse_connect(text) {
-                        Ok((target, port)) => {
-                            rules.push(ConnectRule { target, port, origin: Origin { field, index: i, text: text.to_owned() } })
-                        }
+                        Ok((target, port)) => rules.push(ConnectRule {
+                            target,
+                            port,
+                            origin: Origin { field, index: i, text: text.to_owned() },
+                        }),
                         Err((problem, fix)) => errors.add(format!("{field}[{i}]"), problem, fix),
                     }
                 }
                 *out = Some(rules);
             }
         }
-        Some(other) => errors.add("network", format!("expected a mapping, found {}", kind(other)), "write network: {connect: [...]}"),
+        Some(other) => errors.add(
+            "network",
+            format!("expected a mapping, found {}", kind(other)),
+            "write network: {connect: [...]}",
+        ),
     }
     errors.profile = None;
     Some(Profile {
@@ -369,7 +433,11 @@ fn envelope(value: Option<&Value>, errors: &mut Errors) -> CapabilityChoice {
         None | Some(Value::Null) => return envelope,
         Some(Value::Object(map)) => map,
         Some(other) => {
-            errors.add("envelope", format!("expected a mapping, found {}", kind(other)), "write envelope: {capabilities: {add: [...]}}");
+            errors.add(
+                "envelope",
+                format!("expected a mapping, found {}", kind(other)),
+                "write envelope: {capabilities: {add: [...]}}",
+            );
             return envelope;
         }
     };
@@ -395,7 +463,11 @@ fn envelope(value: Option<&Value>, errors: &mut Errors) -> CapabilityChoice {
                     } else if let Some(number) = capabilities::number(name) {
                         out.0 |= 1 << number;
                     } else {
-                        errors.add(format!("{field}[{i}]"), format!("{name:?} is not a capability"), "use a name from capabilities(7), such as CAP_SYS_PTRACE, or ALL");
+                        errors.add(
+                            format!("{field}[{i}]"),
+                            format!("{name:?} is not a capability"),
+                            "use a name from capabilities(7), such as CAP_SYS_PTRACE, or ALL",
+                        );
                     }
                 }
             }
@@ -416,7 +488,11 @@ fn selectors(value: Option<&Value>, errors: &mut Errors) -> Vec<Selector> {
         None | Some(Value::Null) => return Vec::new(),
         Some(Value::Array(items)) => items,
         Some(other) => {
-            errors.add("match", format!("expected a list, found {}", kind(other)), "write match: [{exe: /usr/bin/agent}]");
+            errors.add(
+                "match",
+                format!("expected a list, found {}", kind(other)),
+                "write match: [{exe: /usr/bin/agent}]",
+            );
             return Vec::new();
         }
     };
@@ -424,7 +500,11 @@ fn selectors(value: Option<&Value>, errors: &mut Errors) -> Vec<Selector> {
     for (i, item) in items.iter().enumerate() {
         let at = format!("match[{i}]");
         let Value::Object(map) = item else {
-            errors.add(&at, format!("expected a mapping, found {}", kind(item)), "write {exe: /path}, {unit: name.service}, {uid: 1000}, ...");
+            errors.add(
+                &at,
+                format!("expected a mapping, found {}", kind(item)),
+                "write {exe: /path}, {unit: name.service}, {uid: 1000}, ...",
+            );
             continue;
         };
         unknown_fields(map, &KEYS, &at, errors);
@@ -433,7 +513,11 @@ fn selectors(value: Option<&Value>, errors: &mut Errors) -> Vec<Selector> {
             match map.get(key)? {
                 Value::String(s) => Some(s.clone()),
                 other => {
-                    errors.add(format!("{at}.{key}"), format!("expected a string, found {}", kind(other)), "quote the value");
+                    errors.add(
+                        format!("{at}.{key}"),
+                        format!("expected a string, found {}", kind(other)),
+                        "quote the value",
+                    );
                     None
                 }
             }
@@ -441,7 +525,11 @@ fn selectors(value: Option<&Value>, errors: &mut Errors) -> Vec<Selector> {
         for key in ["exe", "parent_exe"] {
             if let Some(path) = text(key, errors) {
                 if !path.starts_with('/') || path.contains('\0') {
-                    errors.add(format!("{at}.{key}"), format!("{path:?} is not an absolute path"), "write the program's absolute path");
+                    errors.add(
+                        format!("{at}.{key}"),
+                        format!("{path:?} is not an absolute path"),
+                        "write the program's absolute path",
+                    );
                 } else if key == "exe" {
                     selector.exe = Some(path);
                 } else {
@@ -450,23 +538,37 @@ fn selectors(value: Option<&Value>, errors: &mut Errors) -> Vec<Selector> {
             }
         }
         if let Some(unit) = text("unit", errors) {
-            let valid = [".service", ".scope", ".slice"].iter().any(|suffix| unit.len() > suffix.len() && unit.ends_with(suffix))
+            let valid = [".service", ".scope", ".slice"]
+                .iter()
+                .any(|suffix| unit.len() > suffix.len() && unit.ends_with(suffix))
                 && !unit.contains('/');
             if valid {
                 selector.unit = Some(unit);
             } else {
-                errors.add(format!("{at}.unit"), format!("{unit:?} is not a systemd unit name"), "write the full unit name, e.g. agent.service");
+                errors.add(
+                    format!("{at}.unit"),
+                    format!("{unit:?} is not a systemd unit name"),
+                    "write the full unit name, e.g. agent.service",
+                );
             }
         }
         if let Some(cgroup) = text("cgroup", errors) {
             if cgroup.starts_with('/') && !cgroup.split('/').any(|c| c == "..") {
                 selector.cgroup = Some(cgroup);
             } else {
-                errors.add(format!("{at}.cgroup"), format!("{cgroup:?} is not a cgroup path"), "write the path below the cgroup root, e.g. /system.slice/agent.service");
+                errors.add(
+                    format!("{at}.cgroup"),
+                    format!("{cgroup:?} is not a cgroup path"),
+                    "write the path below the cgroup root, e.g. /system.slice/agent.service",
+                );
             }
         }
         if selector.unit.is_some() && selector.cgroup.is_some() {
-            errors.add(&at, "unit and cgroup in one selector", "give either unit: or cgroup: (a unit is a cgroup), or two selectors");
+            errors.add(
+                &at,
+                "unit and cgroup in one selector",
+                "give either unit: or cgroup: (a unit is a cgroup), or two selectors",
+            );
         }
         match map.get("uid") {
             None => {}
@@ -478,14 +580,22 @@ fn selectors(value: Option<&Value>, errors: &mut Errors) -> Vec<Selector> {
             {
                 selector.uid = Some(UserSpec::Name(name.clone()));
             }
-            Some(other) => errors.add(format!("{at}.uid"), format!("{other} is not a uid or user name"), "write a number or a user name"),
+            Some(other) => errors.add(
+                format!("{at}.uid"),
+                format!("{other} is not a uid or user name"),
+                "write a number or a user name",
+            ),
         }
         let set = [&selector.exe, &selector.parent_exe, &selector.unit, &selector.cgroup].iter().any(|f| f.is_some())
             || selector.uid.is_some();
         if !set {
             // Keys that were given are reported above; none at all is its own error.
             if map.is_empty() {
-                errors.add(&at, "empty selector (it would adopt every process)", format!("give at least one of: {}", KEYS.join(", ")));
+                errors.add(
+                    &at,
+                    "empty selector (it would adopt every process)",
+                    format!("give at least one of: {}", KEYS.join(", ")),
+                );
             }
             continue;
         }
@@ -501,15 +611,29 @@ pub fn parse_policy(text: &str) -> Result<Policy, Vec<PolicyError>> {
         vec![PolicyError { profile: None, field: field.into(), problem, fix: fix.into() }]
     };
     if text.len() > MAX_POLICY_BYTES {
-        return Err(file_error("file", format!("{} bytes is larger than {MAX_POLICY_BYTES}", text.len()), "split or shorten the policy"));
+        return Err(file_error(
+            "file",
+            format!("{} bytes is larger than {MAX_POLICY_BYTES}", text.len()),
+            "split or shorten the policy",
+        ));
     }
     let document: Value = match serde_saphyr::from_str(text) {
         Ok(value) => value,
-        Err(error) => return Err(file_error("file", format!("not valid YAML: {error}"), "fix the YAML syntax at the place shown")),
+        Err(error) => {
+            return Err(file_error(
+                "file",
+                format!("not valid YAML: {error}"),
+                "fix the YAML syntax at the place shown",
+            ));
+        }
     };
     let mut errors = Errors { list: Vec::new(), profile: None };
     let Value::Object(top) = &document else {
-        return Err(file_error("file", format!("expected a mapping with version: and profiles:, found {}", kind(&document)), "start the file with version: 1"));
+        return Err(file_error(
+            "file",
+            format!("expected a mapping with version: and profiles:, found {}", kind(&document)),
+            "start the file with version: 1",
+        ));
     };
     unknown_fields(top, &["version", "profiles"], "", &mut errors);
     match top.get("version") {
@@ -529,12 +653,18 @@ pub fn parse_policy(text: &str) -> Result<Policy, Vec<PolicyError>> {
                 errors.add("profiles", "no profile", "add at least one profile");
             }
         }
-        Some(other) => errors.add("profiles", format!("expected a list, found {}", kind(other)), "write profiles: [- name: ...]"),
+        Some(other) => {
+            errors.add("profiles", format!("expected a list, found {}", kind(other)), "write profiles: [- name: ...]")
+        }
         None => errors.add("profiles", "missing profiles", "add profiles: with at least one profile"),
     }
     for (i, p) in profiles.iter().enumerate() {
         if profiles[..i].iter().any(|q| q.name == p.name) {
-            errors.add(format!("profiles[{i}].name"), format!("profile name {:?} is used twice", p.name), "give each profile its own name");
+            errors.add(
+                format!("profiles[{i}].name"),
+                format!("profile name {:?} is used twice", p.name),
+                "give each profile its own name",
+            );
         }
     }
     if errors.list.is_empty() { Ok(Policy { profiles }) } else { Err(errors.list) }
@@ -570,7 +700,14 @@ profiles:
         assert_eq!((p.mode, p.on_violation), (Mode::Enforce, OnViolation::Kill));
         let files = p.files.as_ref().unwrap();
         assert_eq!(files.len(), 11);
-        assert_eq!(files[8].pattern, Pattern::Absolute(vec![Segment::Literal("home".into()), Segment::Glob("*".into()), Segment::Literal(".ssh".into())]));
+        assert_eq!(
+            files[8].pattern,
+            Pattern::Absolute(vec![
+                Segment::Literal("home".into()),
+                Segment::Glob("*".into()),
+                Segment::Literal(".ssh".into())
+            ])
+        );
         assert_eq!(files[9].pattern, Pattern::Named(".env".into()));
         assert_eq!(files[10].pattern, Pattern::Home(vec![Segment::Literal(".aws".into())]));
         assert_eq!(p.exec.as_ref().unwrap().len(), 2);
@@ -583,10 +720,13 @@ profiles:
 
     #[test]
     fn network_families_are_named_by_linux_name() {
-        let policy = parse_policy("version: 1\nprofiles:\n  - name: a\n    network:\n      families: [packet, vsock]\n").unwrap();
+        let policy =
+            parse_policy("version: 1\nprofiles:\n  - name: a\n    network:\n      families: [packet, vsock]\n")
+                .unwrap();
         assert_eq!(policy.profiles[0].families, [libc::AF_PACKET as u32, libc::AF_VSOCK as u32]);
         assert!(policy.profiles[0].connect.is_none(), "naming families restricts no connection");
-        let errors = errors_of("version: 1\nprofiles:\n  - name: a\n    network:\n      families: [AF_PACKET, inet6]\n");
+        let errors =
+            errors_of("version: 1\nprofiles:\n  - name: a\n    network:\n      families: [AF_PACKET, inet6]\n");
         let found: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.problem.as_str())).collect();
         assert_eq!(
             found,
@@ -688,7 +828,10 @@ profiles:
     #[test]
     fn connect_targets() {
         assert_eq!(parse_connect("127.0.0.1:*").unwrap().1, None);
-        assert_eq!(parse_connect("[::1]/64:22").unwrap(), (ConnectTarget::Network { addr: "::1".parse().unwrap(), prefix: 64 }, Some(22)));
+        assert_eq!(
+            parse_connect("[::1]/64:22").unwrap(),
+            (ConnectTarget::Network { addr: "::1".parse().unwrap(), prefix: 64 }, Some(22))
+        );
         assert!(parse_connect("1.2.3.4:0").is_err());
         assert!(parse_connect("[::1:80").is_err());
         assert!(parse_connect("host.example/8:80").is_err());
@@ -712,7 +855,16 @@ profiles:
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["match[0]", "match[1].exe", "match[2].unit", "match[3].cgroup", "match[4].uid", "match[5]", "match[6].colour", "match[7]"],
+            [
+                "match[0]",
+                "match[1].exe",
+                "match[2].unit",
+                "match[3].cgroup",
+                "match[4].uid",
+                "match[5]",
+                "match[6].colour",
+                "match[7]"
+            ],
             "{errors:?}"
         );
         assert!(errors[0].problem.contains("every process"), "an empty selector would adopt everything: {}", errors[0]);

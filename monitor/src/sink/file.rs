@@ -153,7 +153,11 @@ impl RotatingFile {
                 Displacement::Replaced { kept_as }
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                if self.file.metadata()?.nlink() == 0 { Displacement::Removed } else { Displacement::Moved }
+                if self.file.metadata()?.nlink() == 0 {
+                    Displacement::Removed
+                } else {
+                    Displacement::Moved
+                }
             }
             Err(error) => return Err(error),
         };

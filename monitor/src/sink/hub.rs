@@ -224,10 +224,8 @@ mod tests {
         let hub = Hub::new(16);
         let all = hub.subscribe(Filter::default());
         let session = hub.subscribe(Filter { session: Some("s2".into()), ..Filter::default() });
-        let types = hub.subscribe(Filter {
-            session: None,
-            types: ["process.exec".to_string(), "net.connect".to_string()].into(),
-        });
+        let types = hub
+            .subscribe(Filter { session: None, types: ["process.exec".to_string(), "net.connect".to_string()].into() });
         let both = hub.subscribe(Filter { session: Some("s1".into()), types: ["file.open".to_string()].into() });
         hub.publish("file.open", "s1", b"a\n");
         hub.publish("process.exec", "s2", b"b\n");

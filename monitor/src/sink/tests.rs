@@ -92,11 +92,26 @@ pub fn file(path: &str) -> File {
 }
 
 pub fn change(path: &str) -> Change {
-    Change { path: path.into(), operation: "create", inode: 0, device: "8:1".into(), path_truncated: false, mount_unknown: false }
+    Change {
+        path: path.into(),
+        operation: "create",
+        inode: 0,
+        device: "8:1".into(),
+        path_truncated: false,
+        mount_unknown: false,
+    }
 }
 
 pub fn unix(path: &str) -> Net {
-    Net { family: "unix", address: path.into(), port: None, mapped_ipv4: None, family_number: None, fd: Some(4), errno: Some(0) }
+    Net {
+        family: "unix",
+        address: path.into(),
+        port: None,
+        mapped_ipv4: None,
+        family_number: None,
+        fd: Some(4),
+        errno: Some(0),
+    }
 }
 
 fn file_open(session_id: &str, path: &str) -> Event {

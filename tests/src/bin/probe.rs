@@ -90,7 +90,9 @@ fn main() {
             let name = cstr(arg(4));
             for _ in 0..n {
                 // SAFETY: valid C string; fds are ours.
-                unsafe { libc::close(check(libc::openat(dir as i32, name.as_ptr(), libc::O_RDONLY) as _, "openat") as i32) };
+                unsafe {
+                    libc::close(check(libc::openat(dir as i32, name.as_ptr(), libc::O_RDONLY) as _, "openat") as i32)
+                };
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             println!("renames={}", renamer.join().expect("renamer"));
@@ -104,7 +106,13 @@ fn main() {
             how.flags = libc::O_RDONLY as u64;
             let fd = check(
                 unsafe {
-                    libc::syscall(libc::SYS_openat2, dir, cstr(arg(2)).as_ptr(), &how as *const _, size_of::<libc::open_how>())
+                    libc::syscall(
+                        libc::SYS_openat2,
+                        dir,
+                        cstr(arg(2)).as_ptr(),
+                        &how as *const _,
+                        size_of::<libc::open_how>(),
+                    )
                 },
                 "openat2",
             );
@@ -210,7 +218,13 @@ fn main() {
             how.flags = libc::O_RDONLY as u64;
             // SAFETY: valid C string and open_how.
             let fd = unsafe {
-                libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, cstr(arg(1)).as_ptr(), &how as *const _, size_of::<libc::open_how>())
+                libc::syscall(
+                    libc::SYS_openat2,
+                    libc::AT_FDCWD,
+                    cstr(arg(1)).as_ptr(),
+                    &how as *const _,
+                    size_of::<libc::open_how>(),
+                )
             };
             println!("fd={fd}");
         }
@@ -226,11 +240,20 @@ fn main() {
             let mut mount_id = 0;
             // SAFETY: valid buffers.
             let r = unsafe {
-                libc::syscall(libc::SYS_name_to_handle_at, libc::AT_FDCWD, cstr(arg(1)).as_ptr(), &mut handle as *mut Handle, &mut mount_id, 0)
+                libc::syscall(
+                    libc::SYS_name_to_handle_at,
+                    libc::AT_FDCWD,
+                    cstr(arg(1)).as_ptr(),
+                    &mut handle as *mut Handle,
+                    &mut mount_id,
+                    0,
+                )
             };
             check(r, "name_to_handle_at");
             // SAFETY: valid handle.
-            let fd = unsafe { libc::syscall(libc::SYS_open_by_handle_at, libc::AT_FDCWD, &mut handle as *mut Handle, libc::O_RDONLY) };
+            let fd = unsafe {
+                libc::syscall(libc::SYS_open_by_handle_at, libc::AT_FDCWD, &mut handle as *mut Handle, libc::O_RDONLY)
+            };
             println!("fd={fd}");
         }
         // open(2) and creat(2) themselves (glibc's open() makes an openat call). They
@@ -520,7 +543,10 @@ fn main() {
             }
             // SAFETY: WNOWAIT leaves the zombie in place.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            check(unsafe { libc::waitid(libc::P_PID, child as _, &mut info, libc::WEXITED | libc::WNOWAIT) } as _, "waitid");
+            check(
+                unsafe { libc::waitid(libc::P_PID, child as _, &mut info, libc::WEXITED | libc::WNOWAIT) } as _,
+                "waitid",
+            );
             println!("zombie={child}");
             let _ = std::io::stdout().flush();
             std::thread::sleep(Duration::from_secs(arg(1).parse().expect("seconds")));
@@ -697,9 +723,13 @@ fn uring_connect(addr: SocketAddr) {
     };
     let (storage, len) = sockaddr(addr);
     let mut ring = io_uring::IoUring::new(4).expect("io_uring (kernel support needed)");
-    let entry = io_uring::opcode::Connect::new(io_uring::types::Fd(socket.as_raw_fd()), (&storage as *const libc::sockaddr_storage).cast(), len)
-        .build()
-        .user_data(1);
+    let entry = io_uring::opcode::Connect::new(
+        io_uring::types::Fd(socket.as_raw_fd()),
+        (&storage as *const libc::sockaddr_storage).cast(),
+        len,
+    )
+    .build()
+    .user_data(1);
     // SAFETY: the address and socket outlive the submission (we wait for it).
     unsafe { ring.submission().push(&entry).expect("submission queue") };
     ring.submit_and_wait(1).expect("submit");
@@ -711,7 +741,8 @@ fn uring_connect(addr: SocketAddr) {
 fn uring_open(path: &str) {
     let c_path = cstr(path);
     let mut ring = io_uring::IoUring::new(4).expect("io_uring (kernel support needed)");
-    let entry = io_uring::opcode::OpenAt::new(io_uring::types::Fd(libc::AT_FDCWD), c_path.as_ptr()).build().user_data(1);
+    let entry =
+        io_uring::opcode::OpenAt::new(io_uring::types::Fd(libc::AT_FDCWD), c_path.as_ptr()).build().user_data(1);
     // SAFETY: the path outlives the submission (we wait for it).
     unsafe { ring.submission().push(&entry).expect("submission queue") };
     ring.submit_and_wait(1).expect("submit");
@@ -759,7 +790,8 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 
 /// One attempt for `probe try`: Ok, or the errno it failed with.
 fn try_op(attempt: &[String]) -> Result<(), i32> {
-    let arg = |i: usize| attempt.get(i).map(String::as_str).unwrap_or_else(|| panic!("{}: missing argument {i}", attempt[0]));
+    let arg =
+        |i: usize| attempt.get(i).map(String::as_str).unwrap_or_else(|| panic!("{}: missing argument {i}", attempt[0]));
     let last_errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     let ret = |r: libc::c_long| if r < 0 { Err(last_errno()) } else { Ok(r) };
     // SAFETY (all calls below): valid C strings and buffers, fds we own.
@@ -767,14 +799,17 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
         "open" => ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_RDONLY) } as _).map(|fd| unsafe {
             libc::close(fd as i32);
         }),
-        "write" => ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_WRONLY | libc::O_TRUNC) } as _)
-            .map(|fd| unsafe {
+        "write" => {
+            ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_WRONLY | libc::O_TRUNC) } as _).map(|fd| unsafe {
                 libc::close(fd as i32);
-            }),
-        "create" => ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600) } as _)
-            .map(|fd| unsafe {
-                libc::close(fd as i32);
-            }),
+            })
+        }
+        "create" => {
+            ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600) } as _)
+                .map(|fd| unsafe {
+                    libc::close(fd as i32);
+                })
+        }
         "openat" => {
             let dir = ret(unsafe { libc::open(cstr(arg(1)).as_ptr(), libc::O_PATH | libc::O_DIRECTORY) } as _)?;
             let fd = ret(unsafe { libc::openat(dir as i32, cstr(arg(2)).as_ptr(), libc::O_RDONLY) } as _);
@@ -802,7 +837,12 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
                 cgroup: u64,
             }
             const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-            let args = CloneArgs { flags: CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: dir as u64, ..Default::default() };
+            let args = CloneArgs {
+                flags: CLONE_INTO_CGROUP,
+                exit_signal: libc::SIGCHLD as u64,
+                cgroup: dir as u64,
+                ..Default::default()
+            };
             let pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, size_of::<CloneArgs>()) };
             if pid == 0 {
                 unsafe { libc::_exit(0) };
@@ -831,10 +871,14 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
         // its CPU affinity (the current one), its I/O priority.
         "prlimit" => {
             let limit = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
-            ret(unsafe { libc::prlimit(arg(1).parse().expect("pid"), libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) } as _)
-                .map(drop)
+            ret(unsafe {
+                libc::prlimit(arg(1).parse().expect("pid"), libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut())
+            } as _)
+            .map(drop)
         }
-        "renice" => ret(unsafe { libc::setpriority(libc::PRIO_PROCESS, arg(1).parse().expect("pid"), 19) } as _).map(drop),
+        "renice" => {
+            ret(unsafe { libc::setpriority(libc::PRIO_PROCESS, arg(1).parse().expect("pid"), 19) } as _).map(drop)
+        }
         "affinity" => {
             let pid: libc::pid_t = arg(1).parse().expect("pid");
             let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -844,8 +888,15 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
         "ionice" => {
             const IOPRIO_WHO_PROCESS: libc::c_long = 1;
             const IDLE: libc::c_long = 3 << 13;
-            ret(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, arg(1).parse::<libc::c_long>().expect("pid"), IDLE) })
-                .map(drop)
+            ret(unsafe {
+                libc::syscall(
+                    libc::SYS_ioprio_set,
+                    IOPRIO_WHO_PROCESS,
+                    arg(1).parse::<libc::c_long>().expect("pid"),
+                    IDLE,
+                )
+            })
+            .map(drop)
         }
         // vm-read PID ADDRESS: process_vm_readv of 8 bytes at ADDRESS (hex) in PID.
         // Types a character into the terminal on stdin (TIOCSTI).
@@ -857,7 +908,9 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
             ret(unsafe { libc::pipe(pipe.as_mut_ptr()) } as _)?;
             let reader = pipe[0];
             ret(unsafe { libc::fcntl(reader, libc::F_SETOWN, arg(1).parse::<libc::c_int>().expect("pid")) } as _)?;
-            ret(unsafe { libc::fcntl(reader, 10 /* F_SETSIG */, arg(2).parse::<libc::c_int>().expect("signal")) } as _)?;
+            ret(unsafe {
+                libc::fcntl(reader, 10 /* F_SETSIG */, arg(2).parse::<libc::c_int>().expect("signal"))
+            } as _)?;
             ret(unsafe { libc::fcntl(reader, libc::F_SETFL, libc::O_ASYNC) } as _)?;
             ret(unsafe { libc::write(pipe[1], b"x".as_ptr().cast(), 1) } as _).map(drop)
         }
@@ -882,8 +935,9 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
         "uring-open" => {
             let c_path = cstr(arg(1));
             let mut ring = io_uring::IoUring::new(4).map_err(|e| e.raw_os_error().unwrap_or(0))?;
-            let entry =
-                io_uring::opcode::OpenAt::new(io_uring::types::Fd(libc::AT_FDCWD), c_path.as_ptr()).build().user_data(1);
+            let entry = io_uring::opcode::OpenAt::new(io_uring::types::Fd(libc::AT_FDCWD), c_path.as_ptr())
+                .build()
+                .user_data(1);
             // SAFETY: the path outlives the submission (we wait for it).
             unsafe { ring.submission().push(&entry).expect("submission queue") };
             ring.submit_and_wait(1).map_err(|e| e.raw_os_error().unwrap_or(0))?;
@@ -963,7 +1017,9 @@ fn try_op(attempt: &[String]) -> Result<(), i32> {
             attr[1] = 4; // key size
             attr[2] = 4; // value size
             attr[3] = 1; // max entries
-            let fd = ret(unsafe { libc::syscall(libc::SYS_bpf, 0 /* BPF_MAP_CREATE */, attr.as_ptr(), 128) })?;
+            let fd = ret(unsafe {
+                libc::syscall(libc::SYS_bpf, 0 /* BPF_MAP_CREATE */, attr.as_ptr(), 128)
+            })?;
             unsafe { libc::close(fd as i32) };
             Ok(())
         }

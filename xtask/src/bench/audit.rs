@@ -111,7 +111,10 @@ impl Audit {
         let deadline = Instant::now() + Duration::from_secs(10);
         while status_field(&auditctl(&["-s"])?, "pid") != Some(pid) {
             if Instant::now() > deadline {
-                bail!("auditd did not register: {}", std::fs::read_to_string(dir.join("auditd.stderr")).unwrap_or_default());
+                bail!(
+                    "auditd did not register: {}",
+                    std::fs::read_to_string(dir.join("auditd.stderr")).unwrap_or_default()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -123,7 +126,16 @@ impl Audit {
             }
         }
         auditctl(&[
-            "-a", "always,exit", "-F", "arch=b64", "-S", "open,openat,openat2", "-F", &format!("gid={GID}"), "-k", "am-bench",
+            "-a",
+            "always,exit",
+            "-F",
+            "arch=b64",
+            "-S",
+            "open,openat,openat2",
+            "-F",
+            &format!("gid={GID}"),
+            "-k",
+            "am-bench",
         ])?;
         auditctl(&["-e", "1"])?;
         Ok(audit)
@@ -131,7 +143,9 @@ impl Audit {
 
     fn records(&self) -> u64 {
         std::fs::read_to_string(&self.log)
-            .map(|t| t.lines().filter(|l| l.starts_with("type=SYSCALL") && l.contains("key=\"am-bench\"")).count() as u64)
+            .map(|t| {
+                t.lines().filter(|l| l.starts_with("type=SYSCALL") && l.contains("key=\"am-bench\"")).count() as u64
+            })
             .unwrap_or(0)
     }
 }
@@ -186,10 +200,13 @@ fn ensure_auditd() -> anyhow::Result<()> {
     let policy_rc = Path::new("/usr/sbin/policy-rc.d");
     let ours = !policy_rc.exists();
     if ours {
-        std::fs::write(policy_rc, "#!/bin/sh
+        std::fs::write(
+            policy_rc,
+            "#!/bin/sh
 # agent-monitor bench audit: no service starts while auditd installs
 exit 101
-")?;
+",
+        )?;
         std::fs::set_permissions(policy_rc, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     }
     let installed = Command::new("apt-get")
@@ -267,7 +284,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (watches, failures) = (audit.watches, audit.watch_failures.clone());
     drop(audit);
     if records == 0 {
-        bail!("audit recorded none of the {audited_opens} opens it should have: the (e) column would not measure audit");
+        bail!(
+            "audit recorded none of the {audited_opens} opens it should have: the (e) column would not measure audit"
+        );
     }
 
     println!(
@@ -277,11 +296,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         started.elapsed(),
         kernel_release()
     );
-    println!("  {:<6} {:>18} {:>26} {:>26}", "loop", "(a) no monitor", "(d) agent-monitor, realistic", "(e) auditd, equivalent rules");
+    println!(
+        "  {:<6} {:>18} {:>26} {:>26}",
+        "loop", "(a) no monitor", "(d) agent-monitor, realistic", "(e) auditd, equivalent rules"
+    );
     let mut rows = serde_json::Map::new();
     for (l, kind) in loops.iter().enumerate() {
         let m: Vec<f64> = results[l].iter_mut().map(|v| median(v)).collect();
-        println!("  {:<6} {:>18.0} {:>18.0} ({:.3}) {:>18.0} ({:.3})", kind, m[0], m[1], m[1] / m[0], m[2], m[2] / m[0]);
+        println!(
+            "  {:<6} {:>18.0} {:>18.0} ({:.3}) {:>18.0} ({:.3})",
+            kind,
+            m[0],
+            m[1],
+            m[1] / m[0],
+            m[2],
+            m[2] / m[0]
+        );
         rows.insert(
             kind.to_string(),
             json!({"none": m[0].round(), "agent_monitor": m[1].round(), "audit": m[2].round(),
@@ -293,7 +323,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         watch.len(),
         failures.len()
     );
-    println!("  left on the host: the audit rule `-a never,task` (see xtask/src/bench/audit.rs); audit disabled, auditd stopped");
+    println!(
+        "  left on the host: the audit rule `-a never,task` (see xtask/src/bench/audit.rs); audit disabled, auditd stopped"
+    );
     write_json(
         "audit",
         &json!({"benchmark": "audit", "kernel": kernel_release(), "audit_available": true, "rounds": args.rounds,

@@ -43,9 +43,13 @@ pub fn snapshot(pid: u32) -> anyhow::Result<BTreeMap<u32, Run>> {
         else {
             continue;
         };
-        let field = |key: &str| info.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse::<u64>().ok());
+        let field =
+            |key: &str| info.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.trim().parse::<u64>().ok());
         if let Some(id) = field("prog_id:") {
-            out.insert(id as u32, Run { ns: field("run_time_ns:").unwrap_or(0), count: field("run_cnt:").unwrap_or(0) });
+            out.insert(
+                id as u32,
+                Run { ns: field("run_time_ns:").unwrap_or(0), count: field("run_cnt:").unwrap_or(0) },
+            );
         }
     }
     Ok(out)

@@ -37,7 +37,10 @@ impl BenchDaemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         while daemon.status().is_err() {
             if Instant::now() > deadline {
-                bail!("the daemon did not start:\n{}", std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default());
+                bail!(
+                    "the daemon did not start:\n{}",
+                    std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

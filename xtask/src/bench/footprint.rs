@@ -61,10 +61,13 @@ fn measure(pid: u32, secs: u64, during: impl FnOnce() -> anyhow::Result<()>) -> 
     })
 }
 
+/// (maps' memlock, map count, programs' memlock, program count, the largest maps as (id, memlock)).
+pub type BpfMemory = (u64, usize, u64, usize, Vec<(u64, u64)>);
+
 /// memlock bytes of the BPF maps and programs `pid` holds: (maps, count, programs,
 /// count, the largest maps as (id, memlock)). Each object counts once, however many
 /// descriptors of it the process holds.
-pub fn bpf_memory(pid: u32) -> anyhow::Result<(u64, usize, u64, usize, Vec<(u64, u64)>)> {
+pub fn bpf_memory(pid: u32) -> anyhow::Result<BpfMemory> {
     let (mut maps, mut map_count, mut progs, mut prog_count) = (0, 0, 0, 0);
     let mut each = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -83,7 +86,8 @@ pub fn bpf_memory(pid: u32) -> anyhow::Result<(u64, usize, u64, usize, Vec<(u64,
         let memlock: u64 =
             info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
         let id_key = if kind == 0 { "map_id:" } else { "prog_id:" };
-        let id: u64 = info.lines().find_map(|l| l.strip_prefix(id_key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        let id: u64 =
+            info.lines().find_map(|l| l.strip_prefix(id_key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
         if !seen.insert((kind, id)) {
             continue;
         }
@@ -177,7 +181,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         prog_count,
         progs as f64 / (1 << 20) as f64
     );
-    let list: Vec<String> = largest.iter().map(|(n, m)| format!("{n} {:.1} MiB", *m as f64 / (1 << 20) as f64)).collect();
+    let list: Vec<String> =
+        largest.iter().map(|(n, m)| format!("{n} {:.1} MiB", *m as f64 / (1 << 20) as f64)).collect();
     println!("  largest maps: {}", list.join(", "));
     write_json(
         "footprint",

@@ -134,7 +134,8 @@ fn latencies(events: &Path, processes: usize) -> anyhow::Result<Latencies> {
     let violator_pid = violation["process"]["pid"].as_u64().context("violator pid")?;
     let violator = exits.iter().find(|(pid, _)| *pid == violator_pid).context("no exit of the violator")?.1;
     let last = exits.iter().map(|(_, t)| *t).max().context("exits")?;
-    let killed = lines.iter().find(|e| e["type"] == "session.killed").and_then(time).context("no session.killed event")?;
+    let killed =
+        lines.iter().find(|e| e["type"] == "session.killed").and_then(time).context("no session.killed event")?;
     let ms = |t: i128| (t - t0) as f64 / 1e6;
     Ok(Latencies { violator: ms(violator), killed: ms(killed), session: ms(last) })
 }

@@ -128,7 +128,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let accounted = steps.iter().all(|s| s.opens.saturating_sub(s.seen) <= s.lost_total);
     let exact = steps.iter().all(|s| s.violator_killed);
     match max_zero_loss {
-        Some(m) => println!("  highest rate with nothing lost: {m:.0} events/s ({:.2} of the 100k/s target)", m / 100_000.0),
+        Some(m) => {
+            println!("  highest rate with nothing lost: {m:.0} events/s ({:.2} of the 100k/s target)", m / 100_000.0)
+        }
         None => println!("  no step was free of loss"),
     }
     println!(
@@ -187,7 +189,8 @@ fn step(
     for producer in producers {
         let out = producer.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let field = |key: &str| -> Option<u64> { text.split_whitespace().find_map(|w| w.strip_prefix(key)?.parse().ok()) };
+        let field =
+            |key: &str| -> Option<u64> { text.split_whitespace().find_map(|w| w.strip_prefix(key)?.parse().ok()) };
         opens += field("opens=").with_context(|| format!("producer printed {text:?}"))?;
         longest_ns = longest_ns.max(field("ns=").unwrap_or(0));
     }

@@ -38,11 +38,7 @@ fn open_loop(program: &Path, n: u64, target: &Path) -> anyhow::Result<f64> {
     parse_ns(&out.stdout)
 }
 
-fn per_program(
-    delta: &BTreeMap<u32, Run>,
-    names: &BTreeMap<u32, String>,
-    opens: u64,
-) -> (Vec<serde_json::Value>, f64) {
+fn per_program(delta: &BTreeMap<u32, Run>, names: &BTreeMap<u32, String>, opens: u64) -> (Vec<serde_json::Value>, f64) {
     let mut rows: Vec<(&u32, &Run)> = delta.iter().collect();
     rows.sort_by_key(|(_, r)| std::cmp::Reverse(r.ns));
     let total: f64 = rows.iter().map(|(_, r)| r.ns as f64).sum::<f64>() / opens as f64;

@@ -20,7 +20,8 @@ impl SlowPath {
         let mut path = SlowPath { enabled: Vec::new() };
         for event in EVENTS {
             let enable = dir.join(event).join("enable");
-            let state = std::fs::read_to_string(&enable).with_context(|| format!("{} (tracefs mounted?)", enable.display()))?;
+            let state =
+                std::fs::read_to_string(&enable).with_context(|| format!("{} (tracefs mounted?)", enable.display()))?;
             if state.trim() != "0" {
                 bail!("{} is already enabled by someone else: not touching it", enable.display());
             }

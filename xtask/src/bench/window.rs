@@ -24,7 +24,8 @@ fn parse(output: &[u8]) -> anyhow::Result<(u64, u64, u64)> {
     let text = String::from_utf8_lossy(output);
     let line = text.lines().find(|l| l.starts_with("tries=")).with_context(|| format!("no result in {text:?}"))?;
     let field = |name: &str| -> anyhow::Result<u64> {
-        let value = line.split(' ').find_map(|f| f.strip_prefix(name)).with_context(|| format!("no {name} in {line:?}"))?;
+        let value =
+            line.split(' ').find_map(|f| f.strip_prefix(name)).with_context(|| format!("no {name} in {line:?}"))?;
         Ok(value.parse()?)
     };
     Ok((field("tries=")?, field("leaks=")?, field("bytes=")?))
@@ -38,7 +39,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let policy = scratch.path("policy.yaml");
     std::fs::write(
         &policy,
-        format!("version: 1\nprofiles:\n  - name: bench\n    files:\n      read: [/]\n      deny: [{}]\n", secret.display()),
+        format!(
+            "version: 1\nprofiles:\n  - name: bench\n    files:\n      read: [/]\n      deny: [{}]\n",
+            secret.display()
+        ),
     )?;
     let baseline_tries = (args.tries / 10).max(100);
     let baseline = Command::new(&probe).arg("window-race").arg(&secret).arg(baseline_tries.to_string()).output()?;

@@ -60,7 +60,9 @@ fn make_repository(dir: &Path, files: usize) -> anyhow::Result<()> {
             std::fs::create_dir_all(&sub)?;
             let mut text = String::new();
             for line in 0..(40 + i % 120) {
-                text.push_str(&format!("fn item_{i}_{line}_{commit}(x: u64) -> u64 {{ x.wrapping_mul({line}) ^ {i} }}\n"));
+                text.push_str(&format!(
+                    "fn item_{i}_{line}_{commit}(x: u64) -> u64 {{ x.wrapping_mul({line}) ^ {i} }}\n"
+                ));
             }
             std::fs::write(sub.join(format!("file{i:04}.rs")), text)?;
         }
@@ -88,7 +90,10 @@ print(files, size)
 /// rustc).
 fn make_crate(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("src"))?;
-    std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"bench-crate\"\nversion = \"0.1.0\"\nedition = \"2021\"\n")?;
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"bench-crate\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )?;
     let mut main = String::new();
     for m in 0..4 {
         main.push_str(&format!("mod m{m};\n"));
@@ -124,7 +129,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let workloads = [
         Workload {
             name: "git clone",
-            argv: vec!["git".into(), "clone".into(), "-q".into(), "--no-hardlinks".into(), s(scratch.path("repo")), s(scratch.path("clone"))],
+            argv: vec![
+                "git".into(),
+                "clone".into(),
+                "-q".into(),
+                "--no-hardlinks".into(),
+                s(scratch.path("repo")),
+                s(scratch.path("clone")),
+            ],
             output: scratch.path("clone"),
         },
         Workload {
@@ -155,6 +167,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     for round in 0..args.rounds {
         for (w, workload) in workloads.iter().enumerate() {
+            #[allow(
+                clippy::needless_range_loop,
+                reason = "config 0 is the bare run, 1 the monitored one: it selects the command too"
+            )]
             for config in 0..2 {
                 let _ = std::fs::remove_dir_all(&workload.output);
                 let _ = std::fs::remove_file(&events);

@@ -38,7 +38,8 @@ impl Progress {
 
     /// Takes one console line.
     pub fn feed(&mut self, line: &str) {
-        let named = |test: &str| if self.binary.is_empty() { test.to_owned() } else { format!("{}: {test}", self.binary) };
+        let named =
+            |test: &str| if self.binary.is_empty() { test.to_owned() } else { format!("{}: {test}", self.binary) };
         if let Some(rest) = line.strip_prefix("test ") {
             if let Some(test) = rest.strip_suffix(" has been running for over 60 seconds") {
                 self.long_running.push(named(test));
@@ -134,7 +135,10 @@ impl Console {
             return Some("the guest never reported its end (crash, panic or timeout): see the log".into());
         };
         if sentinel.failed_binaries > 0 && self.failed == 0 {
-            return Some(format!("{} test binaries failed without a failing test (crashed?)", sentinel.failed_binaries));
+            return Some(format!(
+                "{} test binaries failed without a failing test (crashed?)",
+                sentinel.failed_binaries
+            ));
         }
         if self.results != sentinel.binaries {
             return Some(format!("{} test binaries ran but {} printed a result", sentinel.binaries, self.results));
@@ -177,7 +181,8 @@ mod tests {
 
     #[test]
     fn a_clean_run_has_no_problem() {
-        let c = console(&["test result: ok. 4 passed; 0 failed; 0 ignored", "agent-monitor-vm: done binaries=1 failed=0"]);
+        let c =
+            console(&["test result: ok. 4 passed; 0 failed; 0 ignored", "agent-monitor-vm: done binaries=1 failed=0"]);
         assert_eq!(c.problem(), None);
     }
 

@@ -22,7 +22,8 @@ pub struct Kernel {
 /// Where downloads are kept between runs (outside `target/`, so `cargo clean` and a fresh
 /// clone keep them): `AGENT_MONITOR_VM_CACHE`, else `/var/cache/agent-monitor/vm`.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("AGENT_MONITOR_VM_CACHE").map_or_else(|| PathBuf::from("/var/cache/agent-monitor/vm"), PathBuf::from)
+    std::env::var_os("AGENT_MONITOR_VM_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/agent-monitor/vm"), PathBuf::from)
 }
 
 /// The kernel `linux-image-amd64` depends on today, e.g. `linux-image-6.1.0-56-amd64`.
@@ -62,7 +63,8 @@ fn apt_cache(args: &[&str]) -> anyhow::Result<String> {
 /// `Depends: linux-image-6.1.0-56-amd64 (= 6.1.192-2)` gives `linux-image-6.1.0-56-amd64`.
 fn dependency_of(package: &str, prefix: &str) -> anyhow::Result<String> {
     let text = apt_cache(&["show", "--no-all-versions", package])?;
-    let depends = text.lines().find_map(|l| l.strip_prefix("Depends: ")).with_context(|| format!("{package} has no Depends"))?;
+    let depends =
+        text.lines().find_map(|l| l.strip_prefix("Depends: ")).with_context(|| format!("{package} has no Depends"))?;
     depends
         .split(',')
         .filter_map(|dependency| dependency.split_whitespace().next())

@@ -212,9 +212,7 @@ impl HostFiles<'_> {
                 through.extend(&components[i + 1..]);
                 return self.add(&through);
             }
-            if i + 1 < components.len() {
-                fs::create_dir_all(self.tree.at(&prefix))?;
-            } else if meta.is_dir() {
+            if i + 1 < components.len() || meta.is_dir() {
                 fs::create_dir_all(self.tree.at(&prefix))?;
             } else {
                 self.copy(&prefix, meta.permissions())?;
@@ -231,7 +229,13 @@ impl HostFiles<'_> {
             fs::copy(path, &to).with_context(|| format!("copying {}", path.display()))?;
             return Ok(());
         }
-        let status = Command::new("strip").arg("--strip-debug").arg("-o").arg(&to).arg(path).status().context("starting strip")?;
+        let status = Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(&to)
+            .arg(path)
+            .status()
+            .context("starting strip")?;
         if !status.success() {
             bail!("strip --strip-debug {} failed ({status})", path.display());
         }
@@ -255,7 +259,9 @@ fn shared_libraries(elf: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let output = Command::new("ldd").arg(elf).output().context("starting ldd")?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        if text.contains("not a dynamic executable") || String::from_utf8_lossy(&output.stderr).contains("not a dynamic executable") {
+        if text.contains("not a dynamic executable")
+            || String::from_utf8_lossy(&output.stderr).contains("not a dynamic executable")
+        {
             return Ok(Vec::new());
         }
         bail!("ldd {}: {}", elf.display(), String::from_utf8_lossy(&output.stderr));

@@ -96,7 +96,11 @@ pub fn boot(boot: &Boot) -> anyhow::Result<Run> {
 
 /// Sends each line of `stream` (console lines end in CR LF; bytes that are not UTF-8 are
 /// replaced) until it closes.
-fn forward(stream: impl Read + Send + 'static, lines: mpsc::Sender<String>, tag: &'static str) -> std::thread::JoinHandle<()> {
+fn forward(
+    stream: impl Read + Send + 'static,
+    lines: mpsc::Sender<String>,
+    tag: &'static str,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut buffer = Vec::new();
