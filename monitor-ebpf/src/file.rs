@@ -13,8 +13,9 @@ use monitor_common::{
 use crate::{
     kernel::{ReadError, config, count, emit_with_path, fill_header, read},
     maps::{FILE_SCRATCH, PROTECTED_INODES},
-    path::{self, PathScratch, Resolved},
-    policy::{self, Object, Tier, Verdict, claim_scratch},
+    path::{self, Resolved},
+    policy::{self, Object, Tier, Verdict},
+    scratch::{PathScratch, claim_scratch},
 };
 
 const O_TRUNC: u32 = 0o1000;

@@ -10,56 +10,22 @@
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use monitor_common::{
-    event::{ExecEvent, FileChangeEvent, file_op, flags, kind, open_syscall},
+    event::{ExecEvent, file_op, flags, open_syscall},
     maps::{Counter, lsm_tier},
-    policy::{SELF_PROTECTION_RULE, action, allow},
+    policy::{action, allow},
     session::SessionMember,
 };
 
 use crate::{
-    file::{self, is_protected},
-    kernel::{
-        ReadError, config, count, current_tgid, emit_with_path, fill_header, lsm_enforces, read, read_ptr, session_of,
-    },
-    maps::{CHANGE_SCRATCH, EXEC_SCRATCH},
-    path,
-    policy::{self, Object, Tier, Verdict, claim_scratch},
+    file,
+    file_change::judge_change,
+    kernel::{ReadError, config, count, current_tgid, emit_with_path, read, read_ptr},
+    lsm::{answer, member_for},
+    maps::EXEC_SCRATCH,
+    policy::{self, Tier},
     process,
+    scratch::claim_scratch,
 };
-
-/// `-EPERM`, what a refusing hook returns.
-pub const EPERM: i32 = -1;
-
-/// `EPERM` as the answer reads it: from the object's read-only data, which the kernel
-/// freezes, so the verifier knows its value and LLVM does not.
-static REFUSAL: i32 = EPERM;
-
-/// The hook's answer for a verdict.
-///
-/// Since Linux 6.12 the verifier requires an LSM program's return value to be provably
-/// within `[-MAX_ERRNO, 0]`. Left alone, LLVM turns "`EPERM` or 0" into arithmetic
-/// (`r0 = -(deny & 1)`), and the verifier does not track a range through a negation:
-/// it rejected every hook written that way ("R0 has unknown scalar value should have
-/// been in [-4095, 0]"). Reading the refusal from [`REFUSAL`] keeps the choice a
-/// branch between a known constant and 0. (Hiding it on the stack instead, as
-/// `black_box` does, is not enough: a 4-byte spill at an unaligned slot is not
-/// tracked, and the verifier then sees any `u32`.)
-#[inline(always)]
-pub fn answer(verdict_action: u32) -> i32 {
-    if verdict_action == action::DENY || verdict_action == action::KILL {
-        // SAFETY: a plain static, read in bounds.
-        unsafe { core::ptr::read_volatile(&REFUSAL) }
-    } else {
-        0
-    }
-}
-
-/// The session of the current process, if the LSM hooks enforce `resource` for it.
-#[inline(always)]
-pub(crate) fn member_for(resource: u32) -> Option<SessionMember> {
-    let member = session_of(current_tgid())?;
-    lsm_enforces(resource).then_some(member)
-}
 
 /// `file_open(struct file *file)`: every open, io_uring's and open_by_handle_at's
 /// included, after permission checks and before the file is handed out (and before
@@ -268,67 +234,4 @@ fn change(dentry: u64, op: u32, link_ino: u64) -> i32 {
         return 0;
     };
     answer(judge_change(&member, dentry, op, link_ino, Tier::Lsm))
-}
-
-/// Judges and reports (`FILE_CHANGE`) a change to the name `dentry` as a write, at
-/// `tier`; carries out the verdict and returns its action.
-#[inline(always)]
-pub(crate) fn judge_change(member: &SessionMember, dentry: u64, op: u32, link_ino: u64, tier: Tier) -> u32 {
-    let Some(claimed) = claim_scratch() else {
-        return policy::fail_closed(member, tier).action;
-    };
-    let Some(event) = CHANGE_SCRATCH.get_ptr_mut(claimed.index) else {
-        return policy::fail_closed(member, tier).action;
-    };
-    let index = claimed.index;
-    let scratch = &mut *claimed.scratch;
-    // SAFETY: entry `index` of the per-CPU records, held with the key scratch's.
-    let event: &mut FileChangeEvent = unsafe { &mut *event };
-    let mut event_flags = if tier == Tier::Lsm { flags::LSM } else { 0 };
-    if !fill_header(&mut event.header, kind::FILE_CHANGE, 0, member.session_id) {
-        event_flags |= flags::READ_ERROR;
-    }
-    event.op = op;
-    event.dev = 0;
-    event.path_len = 0;
-    event._pad = 0;
-    // A name about to be created has no inode yet.
-    let inode = read_ptr(dentry, config!(offsets.dentry_d_inode)).unwrap_or(0);
-    let own_ino = if inode == 0 { 0 } else { read::<u64>(inode, config!(offsets.inode_i_ino)).unwrap_or(0) };
-    let ino = if link_ino != 0 { link_ino } else { own_ino };
-    event.ino = ino;
-    let mut verdict = Verdict::UNCHECKED;
-    match path::resolve(dentry, &mut scratch.path, index) {
-        Ok(resolved) => {
-            event.path_len = path::copy_path(&scratch.path, &resolved, &mut event.path);
-            event.dev = resolved.dev;
-            event_flags |= resolved.flags;
-            if is_protected(resolved.dev, ino) || is_protected(resolved.dev, own_ino) {
-                verdict = Verdict { action: policy::always_action(member, tier), rule_id: SELF_PROTECTION_RULE };
-            } else {
-                // Creating, removing or renaming a name is judged by its directory;
-                // truncate, chmod, chown and a unix connect or send by the file.
-                let by_directory = !matches!(
-                    op,
-                    file_op::TRUNCATE | file_op::CHMOD | file_op::CHOWN | file_op::CONNECT | file_op::SEND
-                );
-                let object = Object { inode, dentry, by_directory, ino };
-                verdict = policy::decide(member, false, allow::WRITE, &resolved, &object, scratch, tier);
-            }
-        }
-        Err(ReadError) => event_flags |= flags::READ_ERROR,
-    }
-    if event_flags & flags::READ_ERROR != 0 {
-        count(Counter::KernelReadError);
-        verdict = policy::unresolved(member, tier);
-    }
-    policy::carry_out(verdict.action);
-    event.action = verdict.action;
-    event.rule_id = verdict.rule_id;
-    event.header.flags = event_flags;
-    // A file created by an open is reported by its `file.open` (created: true).
-    if verdict.action != action::ALLOW || op != file_op::CREATE {
-        emit_with_path(event);
-    }
-    verdict.action
 }

@@ -15,7 +15,7 @@ use crate::{
     kernel::{
         config, count, current_tgid, fill_header, lsm_enforces, read, read_ptr, session_of, wakeup_flags, zero_by_words,
     },
-    lsm_files::answer,
+    lsm::answer,
     maps::{DECISIONS, EVENTS},
     net::{self, AF_INET, AF_INET6, SOCKET_NR},
     policy::{self, Tier},

@@ -15,13 +15,15 @@
 #![feature(core_intrinsics)]
 #![allow(
     internal_features,
-    reason = "core_intrinsics: the atomic and, or and exchange on map values (kernel.rs, policy.rs)"
+    reason = "core_intrinsics: the atomic and, or and exchange on map values (kernel.rs, scratch.rs)"
 )]
 #![no_main]
 
 mod adopt;
 mod file;
+mod file_change;
 mod kernel;
+mod lsm;
 mod lsm_files;
 mod lsm_net;
 mod maps;
@@ -29,6 +31,7 @@ mod net;
 mod path;
 mod policy;
 mod process;
+mod scratch;
 mod self_protection;
 mod special_files;
 mod syscall_functions;

@@ -41,7 +41,7 @@ pub static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> = LruHashMap::with_
 pub static PENDING_SCRATCH: PerCpuArray<PendingConnect> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU space to build records too large for the 512-byte stack: entry N belongs to
-/// whichever judgement holds entry N of the key scratch (`policy::claim_scratch`).
+/// whichever judgement holds entry N of the key scratch (`scratch::claim_scratch`).
 #[map]
 pub static FILE_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(SCRATCH_ENTRIES, 0);
 #[map]

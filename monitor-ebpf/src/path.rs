@@ -23,26 +23,10 @@ use monitor_common::{
     policy::NAME_KEY_BYTES,
 };
 
-use crate::kernel::{ReadError, SpanCopy, config, opaque, read, zero_by_words};
-
-/// Per-CPU space for a walk.
-#[repr(C)]
-pub struct PathScratch {
-    /// What one step of the walk hands the next. It lives here, in map memory, and not
-    /// on the stack: see [`Walk`].
-    walk: Walk,
-    /// A name read on its own (after a rename raced the walk).
-    pub name: [u8; NAME_MAX_BYTES],
-    /// The path ends at `PATH_MAX_BYTES`; a component of up to `NAME_MAX_BYTES` is
-    /// written below an offset under `PATH_MAX_BYTES`, so every write is in bounds.
-    pub buf: [u8; PATH_MAX_BYTES + 1 + NAME_MAX_BYTES],
-    /// The file's `struct file` and its filesystem's `struct super_block`, the fields
-    /// the open hooks need of each read at once.
-    pub file: SpanCopy,
-    pub super_block: SpanCopy,
-    /// The file's own `struct dentry`: its parent and name, and its filesystem.
-    pub dentry: SpanCopy,
-}
+use crate::{
+    kernel::{ReadError, config, opaque, read, zero_by_words},
+    scratch::{DentryHead, PathScratch, Walk},
+};
 
 /// Outcome of a walk: the path is `buf[start..start + len]`.
 pub struct Resolved {
@@ -67,35 +51,6 @@ const END: u32 = PATH_MAX_BYTES as u32;
 /// `SB_KERNMOUNT` (include/linux/fs.h): a filesystem mounted by the kernel for itself.
 const SB_KERNMOUNT: u64 = 1 << 22;
 
-/// State of a walk between the steps `bpf_loop` runs.
-///
-/// Verifier invariant: this state is kept in the per-CPU scratch map value, never in the
-/// caller's stack. Since Linux 6.7 the verifier checks a `bpf_loop` callback as a loop:
-/// it verifies the step again and again until the state at its entry is equivalent to
-/// one it has already proven. Values on the stack are tracked exactly, and `pos` and
-/// `components` change on every step (and bound the writes, so they are precise):
-/// no two entries were ever equivalent, and the verifier walked steps until it gave up
-/// at 1,000,000 instructions, at a cost that depended on the path bounds and on the
-/// code the compiler happened to emit. Loaded from map memory, every field is an
-/// unknown scalar, each use is bounded by a mask, and the second entry into the step
-/// equals the first: one step is verified for all of them.
-#[repr(C)]
-struct Walk {
-    /// The dentry whose name the next step writes.
-    dentry: u64,
-    /// Its head, when `resolve` read it already (the first step); zero otherwise.
-    head: DentryHead,
-    /// The filesystem's `s_flags`.
-    sb_flags: u64,
-    /// The filesystem's root dentry, where the walk ends.
-    root: u64,
-    /// Where the path written so far starts; it ends with '/' at END - 1.
-    pos: u32,
-    components: u32,
-    outcome: u32,
-    leaf_len: u32,
-}
-
 /// `Walk::outcome`.
 const WALKING: u32 = 0;
 /// Reached the filesystem's root (or a kernel-internal filesystem's top).
@@ -109,7 +64,7 @@ const FAILED: u32 = 3;
 /// The steps run under `bpf_loop`, so the verifier checks one step instead of every
 /// iteration of an unrolled loop (which made loading the LSM programs take seconds).
 /// Invariant: `scratch` is the `path` of entry `index` of this CPU's key scratch, which
-/// the caller holds (`policy::claim_scratch`) and each step fetches itself (a step
+/// the caller holds (`scratch::claim_scratch`) and each step fetches itself (a step
 /// receives only the index).
 #[inline(always)]
 pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut index: u32) -> Result<Resolved, ReadError> {
@@ -179,24 +134,13 @@ pub fn resolve(dentry: u64, scratch: &mut PathScratch, mut index: u32) -> Result
 extern "C" fn walk_step(_step: u32, ctx: *mut c_void) -> i64 {
     // SAFETY: `resolve` passes the index of the entry it holds.
     let index = unsafe { *(ctx as *const u32) };
-    let Some(scratch) = crate::policy::scratch_entry(index) else {
+    let Some(scratch) = crate::scratch::scratch_entry(index) else {
         return 1; // never (the caller holds this entry); a walk still WALKING fails
     };
     let scratch = &mut scratch.path;
     let outcome = step(scratch);
     scratch.walk.outcome = outcome;
     if outcome == WALKING { 0 } else { 1 }
-}
-
-/// `struct dentry` from `d_parent` to the end of `d_name` (a `struct qstr`), read at
-/// once; `monitor::kernel_config` refuses a kernel laid out otherwise.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct DentryHead {
-    parent: u64,
-    hash: u32,
-    len: u32,
-    name: u64,
 }
 
 #[inline(always)]

@@ -2,16 +2,14 @@
 //! violation in an enforcing session gets SIGKILL before the syscall returns to user
 //! space, so the agent never uses what it reached for).
 
-use core::intrinsics::{AtomicOrdering, atomic_xchg};
-
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel_buf, generated::bpf_send_signal},
     macros::map,
-    maps::{HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{HashMap, LpmTrie, lpm_trie::Key},
 };
 use monitor_common::{
     event::{PATH_MAX_BYTES, flags},
-    maps::{Counter, DENIED_INODES_MAX, RULES_MAX, SCRATCH_ENTRIES},
+    maps::{DENIED_INODES_MAX, RULES_MAX},
     policy::{
         DEVICE_RULE, InodeKey, LOADER_RULE, NO_RULE, NameKey, OTHER_PROCESS_RULE, PATH_KEY_BYTES, PRINCIPAL_GROUPS,
         PRINCIPAL_RULE, PathKey, Principal, ProtectedInode, RuleValue, action, allow, session_flags,
@@ -22,7 +20,8 @@ use monitor_common::{
 use crate::{
     kernel::{config, opaque, read, read_ptr},
     maps::LOADER_INODES,
-    path::{self, PathScratch, Resolved},
+    path::{self, Resolved},
+    scratch::KeyScratch,
     special_files::{self, ProcEntry},
 };
 
@@ -119,71 +118,6 @@ fn may(policy: u32, principal: &Principal, inode: u64, need: u32) -> bool {
         mode & 7
     };
     bits as u32 & need == need
-}
-
-/// Per-CPU space: the path walk and the key built from it.
-#[repr(C)]
-pub struct KeyScratch {
-    /// 1 while a judgement holds this entry (see [`Claimed`]).
-    pub busy: u64,
-    pub path: PathScratch,
-    pub prefix_len: u32,
-    pub policy: u32,
-    pub dev: u32,
-    pub key: [u8; PATH_KEY_BYTES],
-    pub name: NameKey,
-}
-
-#[map]
-static KEY_SCRATCH: PerCpuArray<KeyScratch> = PerCpuArray::with_max_entries(SCRATCH_ENTRIES, 0);
-
-/// Entry `index` of this CPU's key scratch, as the judgement that holds it reaches it
-/// again (the path walk's steps). Only a holder of the entry may use it.
-pub fn scratch_entry(index: u32) -> Option<&'static mut KeyScratch> {
-    // SAFETY: per-CPU map value; the caller holds the entry (`claim_scratch`).
-    KEY_SCRATCH.get_ptr_mut(index).map(|p| unsafe { &mut *p })
-}
-
-/// An entry of this CPU's key scratch held by one judgement, given back when dropped
-/// (the judgement's records, `FILE_SCRATCH` and the others, use the same index).
-///
-/// Invariant: no two runs use one entry at once. Programs do not run in parallel on one
-/// CPU, but on a kernel with full or lazy preemption an LSM or fentry/fexit program can
-/// be preempted (they run with migration off, not preemption), and another task's
-/// program then runs on the same CPU in the middle of the first one's walk; LSM
-/// programs (since Linux 6.2, and 6.1.54) can even overlap themselves. A shared entry
-/// let one judgement judge the path another wrote. The `busy` word is taken with an
-/// atomic exchange, so of two runs that race for an entry only one gets it.
-pub struct Claimed {
-    pub index: u32,
-    pub scratch: &'static mut KeyScratch,
-}
-
-impl Drop for Claimed {
-    fn drop(&mut self) {
-        // SAFETY: this CPU's map value, held by this judgement until now.
-        unsafe { atomic_xchg::<u64, { AtomicOrdering::SeqCst }>(&mut self.scratch.busy, 0) };
-    }
-}
-
-/// Takes the first free entry of this CPU's key scratch; None (counted as a kernel read
-/// error: the caller fails closed) when every one is held.
-#[inline(always)]
-pub fn claim_scratch() -> Option<Claimed> {
-    let mut index = 0;
-    while index < SCRATCH_ENTRIES {
-        if let Some(entry) = KEY_SCRATCH.get_ptr_mut(index) {
-            // SAFETY: this CPU's map value; the exchange decides who holds it.
-            let was = unsafe { atomic_xchg::<u64, { AtomicOrdering::SeqCst }>(&mut (*entry).busy, 1) };
-            if was == 0 {
-                // SAFETY: held by this judgement alone until the `Claimed` is dropped.
-                return Some(Claimed { index, scratch: unsafe { &mut *entry } });
-            }
-        }
-        index += 1;
-    }
-    crate::kernel::count(Counter::KernelReadError);
-    None
 }
 
 const SIGKILL: u32 = 9;

@@ -20,7 +20,8 @@ use crate::{
     },
     maps::{EVENTS, EXEC_SCRATCH},
     path,
-    policy::{self, KeyScratch, Object, Tier, Verdict, claim_scratch},
+    policy::{self, Object, Tier, Verdict},
+    scratch::{KeyScratch, claim_scratch},
 };
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`;

@@ -18,7 +18,7 @@ use monitor_common::{
 
 use crate::{
     kernel::{config, count, current_tgid, fill_header, read, session_of},
-    lsm_files::answer,
+    lsm::answer,
     maps::DECISIONS,
     policy::{self, Tier},
 };

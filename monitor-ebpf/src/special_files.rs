@@ -9,7 +9,8 @@ use monitor_common::{
 
 use crate::{
     kernel::{config, current_tgid, opaque, read, session_of},
-    path::{PathScratch, Resolved},
+    path::Resolved,
+    scratch::PathScratch,
 };
 
 /// `PROC_SUPER_MAGIC` (include/uapi/linux/magic.h).

@@ -19,8 +19,9 @@ use monitor_common::{
 };
 
 use crate::{
+    file_change::judge_change,
     kernel::{ReadError, config, count, read, read_ptr},
-    lsm_files::{answer, judge_change, member_for},
+    lsm::{answer, member_for},
     policy::{self, Tier},
 };
 

@@ -21,7 +21,7 @@ use crate::{
     clock::BootClock,
     decode::{KernelEvent, Verdict},
     ingest::{DecisionHook, Item},
-    launcher,
+    pidfd,
     policy::OnViolation,
     session_map::SessionMap,
 };
@@ -111,9 +111,9 @@ fn signal_member(pid: u32, signal: libc::c_int, is_member: impl Fn(u32) -> bool)
     if pid <= 1 || pid == std::process::id() {
         return false;
     }
-    match launcher::pidfd(pid) {
+    match pidfd::open(pid) {
         Some(pidfd) if is_member(pid) => {
-            launcher::pidfd_send(&pidfd, signal);
+            pidfd::send(&pidfd, signal);
             true
         }
         _ => false,

@@ -9,7 +9,7 @@
 
 use std::{collections::VecDeque, sync::mpsc::TrySendError};
 
-use crate::{decode::KernelEvent, ingest::Item, queue::Sender};
+use crate::{decode::KernelEvent, item::Item, queue::Sender};
 
 /// Records of each ring buffer read ahead of the queue, at most.
 pub const BACKLOG_MAX: usize = 4096;

@@ -390,6 +390,19 @@ pub struct Monitor {
     pub enforcement: Option<crate::enforcement::Enforcement>,
 }
 
+/// This monitor process, as events name it.
+pub fn monitor_info(events: Option<u64>) -> Monitor {
+    Monitor {
+        version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default(),
+        arch: std::env::consts::ARCH,
+        events,
+        latency: None,
+        enforcement: None,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Latency {
     pub p50_us: u32,

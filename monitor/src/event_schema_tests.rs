@@ -15,8 +15,9 @@ use crate::{
     decode::{KernelEvent, SocketAddress, Verdict, fs_path},
     enforcement::{Enforcement, Tier},
     event::{Event, Loss, Monitor, PrincipalRef, types},
+    event_context::{Context, session_ref},
     mounts::MountTable,
-    pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
+    pipeline::{Pipeline, PolicyView, exit_status},
     policy::{
         compile::{Environment, compile},
         parse_policy,

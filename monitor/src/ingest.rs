@@ -39,19 +39,7 @@ pub const IDLE_POLL_MS: i32 = 1000;
 /// goes on producing faster than they are decoded cannot hold the stop up for ever.
 const LAST_ROUND_MAX: usize = 1 << 18;
 
-/// What the pipeline receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
-    Kernel(KernelEvent),
-    /// The whole session was killed (kill-session); `pids` were its processes.
-    SessionKilled {
-        session: u64,
-        time_ns: u64,
-        pids: Vec<u32>,
-        trigger_pid: u32,
-        error: Option<String>,
-    },
-}
+pub use crate::item::Item;
 
 /// Losses counted in userspace.
 #[derive(Debug, Default)]

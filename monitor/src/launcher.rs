@@ -94,29 +94,10 @@ pub fn block_forwarded_signals() {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
-/// A pidfd for `pid`: signals through it can never reach a later process that reused
-/// the pid.
-pub fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: plain syscall; the returned fd is owned below.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: a fresh fd we own.
-    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Sends `signal` through a pidfd (fails harmlessly once the process is gone).
-pub fn pidfd_send(pidfd: &std::os::fd::OwnedFd, signal: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: plain syscall on a valid pidfd.
-    unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
-    };
-}
-
 /// Starts a thread that passes SIGTERM and SIGHUP sent to the monitor on to `pid` (the
 /// session's first process, not yet reaped), through a pidfd.
 pub fn forward_signals_to(pid: u32) {
-    let Some(target) = pidfd(pid) else {
+    let Some(target) = crate::pidfd::open(pid) else {
         log::warn!("cannot open a pidfd for the agent: signals to the monitor are not forwarded");
         return;
     };
@@ -126,7 +107,7 @@ pub fn forward_signals_to(pid: u32) {
             let mut signal: libc::c_int = 0;
             // SAFETY: valid set and out-pointer; the signals are blocked in every thread.
             if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
-                pidfd_send(&target, signal);
+                crate::pidfd::send(&target, signal);
             }
         }
     });

@@ -1,10 +1,7 @@
 use clap::{Parser, ValueEnum};
 use monitor::{
     cli::{Cli, Command, PolicyCommand},
-    commands::{
-        control, doctor, kill, policy,
-        run::{RunArgs, run},
-    },
+    commands::{control, doctor, kill, policy, run, run_args::RunArgs, run_via_daemon},
     daemon,
     watchdog::OnMonitorDeath,
 };
@@ -18,7 +15,12 @@ fn main() {
             let socket = (!standalone && !no_lsm).then_some(cli.socket);
             // clap checked the value against the same names.
             let on_monitor_death = on_monitor_death.and_then(|action| OnMonitorDeath::from_str(&action, false).ok());
-            run(RunArgs { events, policy, profile, on_behalf_of, no_lsm, socket, on_monitor_death, command })
+            let args = RunArgs { events, policy, profile, on_behalf_of, no_lsm, socket, on_monitor_death, command };
+            // A running daemon holds the session; without one, this process does.
+            match args.socket.as_deref().and_then(control::connect) {
+                Some(stream) => run_via_daemon::run(&args, stream),
+                None => run::run(args),
+            }
         }
         Command::Watchdog { monitor_pid, events, stdout } => monitor::watchdog::watch(monitor_pid, events, stdout),
         Command::Daemon { config } => daemon::daemon(&config),

@@ -20,7 +20,7 @@ impl RunningProcess {
     /// Holds `pid` if it is alive and, when `start` is given, started then (field 22 of
     /// `/proc/PID/stat`): the process a scan saw, not a later owner of its pid.
     pub fn hold(pid: u32, start: Option<u64>) -> Option<RunningProcess> {
-        let pidfd = crate::launcher::pidfd(pid)?;
+        let pidfd = crate::pidfd::open(pid)?;
         // Read after the pidfd was opened: if the process is still alive below, the
         // stat read was its own.
         let started = stat(&format!("/proc/{pid}/stat"))?.start;
@@ -42,7 +42,7 @@ impl RunningProcess {
 
     /// Fails harmlessly once the process is gone: the pidfd names no other.
     pub fn signal(&self, signal: libc::c_int) {
-        crate::launcher::pidfd_send(&self.pidfd, signal);
+        crate::pidfd::send(&self.pidfd, signal);
     }
 
     /// True while some thread of the process has not begun to exit. An entry written

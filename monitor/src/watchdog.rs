@@ -46,7 +46,7 @@ use crate::{
     cgroup::SessionCgroup,
     clock::BootClock,
     event::{Decision, Event, Monitor, types},
-    pipeline::{Context, session_id_text, session_ref},
+    event_context::{Context, session_id_text, session_ref},
 };
 
 /// What becomes of a session whose monitor died.
@@ -362,7 +362,7 @@ pub(crate) fn death_event(context: &Context, death: Death) -> Event {
             event
         }
     };
-    event.monitor = Some(Monitor { pid: monitor_pid, ..crate::commands::run::monitor_info(None) });
+    event.monitor = Some(Monitor { pid: monitor_pid, ..crate::event::monitor_info(None) });
     event
 }
 

@@ -1,7 +1,8 @@
 //! `cargo xtask lints`: the formatting and lint gates `cargo xtask test` runs first.
 //! rustfmt (`rustfmt.toml`) over the whole workspace, clippy with warnings as errors
 //! over the host crates with every target, and clippy over the eBPF crate for its own
-//! target, with the toolchain `monitor/build.rs` builds it with.
+//! target, with the toolchain `monitor/build.rs` builds it with; and no import cycle
+//! among the modules of any crate (`module_cycles`).
 
 use anyhow::bail;
 
@@ -35,6 +36,14 @@ pub fn check() -> anyhow::Result<()> {
             failed.push(name);
         }
     }
+    println!("== lints: import cycles");
+    for krate in ["monitor", "monitor-common", "monitor-ebpf", "xtask"] {
+        for cycle in crate::module_cycles::cycles(&root.join(krate).join("src"))? {
+            println!("{krate}: modules in an import cycle: {}", cycle.join(" -> "));
+            failed.push("import cycles");
+        }
+    }
+    failed.dedup();
     if !failed.is_empty() {
         bail!("failed: {} (run `cargo xtask lints` to see them again)", failed.join(", "));
     }

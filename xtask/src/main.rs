@@ -17,6 +17,7 @@ mod bench;
 mod cross;
 mod lints;
 mod man;
+mod module_cycles;
 mod package;
 mod verifier_report;
 mod vm;

@@ -56,14 +56,14 @@ pub fn default() -> anyhow::Result<i32> {
 pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32> {
     let profile = super::run::choose_profile(file, profile)?;
     let mounts = MountTable::load()?;
-    let list = |dir: &str| super::run::list_dirs(dir);
+    let list = |dir: &str| crate::policy::host::list_dirs(dir);
     let home = crate::principal::invoking_user().home;
     let environment = Environment {
         home,
         mounts: &mounts,
         list_dir: &list,
-        resolve_host: &|host: &str| super::run::resolve_host(host),
-        files_under: &|path: &str| super::run::files_under(path),
+        resolve_host: &|host: &str| crate::policy::host::resolve_host(host),
+        files_under: &|path: &str| crate::policy::host::files_under(path),
         is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
         is_loader: &|path: &str| crate::loaders::is_loader(path),
         canonical: &|path: &str| std::fs::canonicalize(path).ok().map(|p| p.display().to_string()),

@@ -3,63 +3,47 @@
 
 use std::{
     collections::BTreeMap,
-    ffi::OsString,
     io::Write,
     os::unix::{ffi::OsStrExt, process::ExitStatusExt},
-    path::{Path, PathBuf},
-    process::ExitStatus,
-    sync::{Arc, Mutex, atomic::Ordering, mpsc},
+    path::Path,
+    sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, PerCpuArray};
-use monitor_common::{maps::Counter, policy::session_flags, session::SessionMember};
+use monitor_common::{policy::session_flags, session::SessionMember};
 
+use super::run_args::{RunArgs, describe, event_sink, exit_code};
 use crate::{
     actions::{self, KillInfo, KillTable},
     cgroup::SessionCgroup,
     cgroup_fence::ReadOnlyCgroups,
     clock::BootClock,
     enforcement::{LsmChoice, Tier},
-    event::{Loss, Monitor, PrincipalRef, text, types},
+    event::{Loss, Monitor, PrincipalRef, monitor_info, text, types},
+    event_context::{Context, session_ref},
     guard_filter::GuardFilter,
     host_refresh,
     ingest::{Ingest, Item, Settle, UserspaceLoss},
     launcher::{self, spawn_in_session},
     loader::{Probes, attach_network},
+    loss::{LOSS_CHECK_INTERVAL, current_loss, report_loss},
     mounts::MountTable,
-    pipeline::{Context, Pipeline, PolicyView, exit_status, session_ref},
+    pipeline::{Pipeline, PolicyView, exit_status},
     policy::{
         self, Mode, OnViolation, Profile,
         compile::{Environment, compile},
+        host::{files_under, list_dirs, resolve_host},
     },
     principal,
     process_tree::ProcessTree,
     seccomp::ForeignAbiFilter,
+    session::{new_session_id, session_flags_for},
     session_map::SessionMap,
-    sink::Sink,
     skipped_runs::SkippedRuns,
     watchdog::{OnMonitorDeath, Watchdog},
 };
-
-pub struct RunArgs {
-    /// `None` or `-`: stdout.
-    pub events: Option<PathBuf>,
-    /// Policy file; `None`: the built-in policy.
-    pub policy: Option<PathBuf>,
-    /// Profile in the policy; `None`: the only profile of the file, or `default`.
-    pub profile: Option<String>,
-    /// User the agent acts for; `None`: the invoking user.
-    pub on_behalf_of: Option<String>,
-    /// Tier 2 even where BPF LSM works.
-    pub no_lsm: bool,
-    /// A daemon's control socket to ask for the session first (`None`: standalone).
-    pub socket: Option<PathBuf>,
-    /// `None`: the default for the profile's mode.
-    pub on_monitor_death: Option<OnMonitorDeath>,
-    pub command: Vec<OsString>,
-}
 
 /// Policy id of the session's compiled tables (one session per `run`).
 const POLICY_ID: u32 = 1;
@@ -92,96 +76,9 @@ pub fn choose_profile(policy_file: Option<&Path>, profile: Option<&str>) -> anyh
     })
 }
 
-/// What the kernel holds a session to, from its profile (`monitor_common::policy::session_flags`).
-pub fn session_flags_for(profile: &Profile, acts_for_user: bool, files: Tier) -> u32 {
-    let mut flags = session_flags::HAS_POLICY;
-    if profile.mode == Mode::Enforce {
-        flags |= session_flags::ENFORCE;
-    }
-    if profile.on_violation != OnViolation::Deny {
-        flags |= session_flags::KILL_ON_VIOLATION;
-    }
-    if acts_for_user {
-        flags |= session_flags::HAS_PRINCIPAL;
-    }
-    // io_uring opens and sockets bypass the tracepoint tier's file and socket-family
-    // checks (every policy restricts families), the principal's included; the LSM
-    // hooks see them.
-    if !profile.allow_io_uring && files != Tier::Lsm {
-        flags |= session_flags::DENY_IO_URING;
-    }
-    if profile.files.is_some() {
-        flags |= session_flags::RESTRICTS_FILES;
-    }
-    if profile.exec.is_some() {
-        flags |= session_flags::RESTRICTS_EXEC;
-    }
-    if profile.connect.is_some() {
-        flags |= session_flags::RESTRICTS_CONNECT;
-    }
-    flags
-}
-
-/// Addresses of a host name, through the system resolver.
-pub fn resolve_host(host: &str) -> Vec<std::net::IpAddr> {
-    use std::net::ToSocketAddrs;
-    let mut addrs: Vec<std::net::IpAddr> =
-        (host, 0).to_socket_addrs().map(|it| it.map(|a| a.ip()).collect()).unwrap_or_default();
-    addrs.sort();
-    addrs.dedup();
-    addrs
-}
-
-/// Most files recorded under one deny entry (a larger tree is noted as partly covered).
-const MAX_DENIED_FILES: usize = 100_000;
-
-/// (path, kernel dev, inode) of the regular files at or under `path`, symlinks not
-/// followed.
-pub fn files_under(path: &str) -> Vec<(String, u32, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let kernel_dev = |dev: u64| (libc::major(dev) << 20) | libc::minor(dev);
-    let mut out = Vec::new();
-    let mut pending = vec![std::path::PathBuf::from(path)];
-    while let Some(next) = pending.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&next) else { continue };
-        if meta.is_file() {
-            out.push((next.to_string_lossy().into_owned(), kernel_dev(meta.dev()), meta.ino()));
-        } else if meta.is_dir()
-            && let Ok(entries) = std::fs::read_dir(&next)
-        {
-            pending.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-        }
-        if out.len() >= MAX_DENIED_FILES {
-            log::warn!("{path}: more than {MAX_DENIED_FILES} files; the rest are denied by path only");
-            break;
-        }
-    }
-    out
-}
-
-/// Names of the entries of `dir` (files and directories), for `*` in rule paths.
-pub fn list_dirs(dir: &str) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()).collect())
-        .unwrap_or_default()
-}
-
-/// `--events`: stdout (absent or `-`) or a file appended to.
-pub fn event_sink(events: Option<&Path>) -> anyhow::Result<Sink> {
-    match events {
-        None => Ok(Sink::stdout()),
-        Some(p) if p.as_os_str() == "-" => Ok(Sink::stdout()),
-        Some(path) => Sink::file(path).with_context(|| format!("opening the event file {}", path.display())),
-    }
-}
-
-/// Runs the session; returns the exit code agent-monitor should exit with.
+/// Runs the session in this process (no daemon asked); returns the exit code
+/// agent-monitor should exit with.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    if let Some(socket) = &args.socket
-        && let Some(stream) = crate::commands::control::connect(socket)
-    {
-        return super::run_via_daemon::run(&args, stream);
-    }
     let mut sink = event_sink(args.events.as_deref())?;
     let profile = choose_profile(args.policy.as_deref(), args.profile.as_deref())?;
     let user = match &args.on_behalf_of {
@@ -481,14 +378,14 @@ fn process_events(
                 if handled.is_multiple_of(4096) && last_check.elapsed() >= LOSS_CHECK_INTERVAL {
                     last_check = Instant::now();
                     let loss = current_loss(&counters, &skipped_runs, &user_loss, &pipeline);
-                    report_loss(&mut pipeline, &mut reported, loss, session_id);
+                    report_loss(&mut pipeline, &mut reported, loss, Some(session_id));
                 }
             }
         }
         if closed || last_check.elapsed() >= LOSS_CHECK_INTERVAL {
             last_check = Instant::now();
             let loss = current_loss(&counters, &skipped_runs, &user_loss, &pipeline);
-            report_loss(&mut pipeline, &mut reported, loss, session_id);
+            report_loss(&mut pipeline, &mut reported, loss, Some(session_id));
         }
         pipeline.flush();
         if closed {
@@ -505,127 +402,5 @@ fn handle(pipeline: &mut Pipeline, item: Item, session_id: u64) {
             let event = pipeline.session_killed(session_id, time_ns, pids, trigger_pid, error);
             pipeline.write(&event);
         }
-    }
-}
-
-const LOSS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Writes a `monitor.loss` event if anything more was lost since the last one.
-fn report_loss(pipeline: &mut Pipeline, reported: &mut Loss, loss: Loss, session_id: u64) {
-    if loss.total() > reported.total() {
-        let mut event = pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(session_id));
-        event.loss = Some(loss);
-        pipeline.write(&event);
-        *reported = loss;
-    }
-}
-
-pub(crate) fn current_loss(
-    counters: &PerCpuArray<MapData, u64>,
-    skipped_runs: &SkippedRuns,
-    user: &UserspaceLoss,
-    pipeline: &Pipeline,
-) -> Loss {
-    let kernel = |c: Counter| counters.get(&(c as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
-    Loss {
-        ringbuf_full: kernel(Counter::RingbufFull),
-        session_map_full: kernel(Counter::SessionMapFull),
-        kernel_read_error: kernel(Counter::KernelReadError),
-        pending_map_full: kernel(Counter::PendingMapFull),
-        decision_ringbuf_full: kernel(Counter::DecisionRingbufFull),
-        decode_error: user.decode_error.load(Ordering::Relaxed),
-        queue_full: 0,
-        sink_error: pipeline.sink.lost(),
-        programs_skipped: skipped_runs.total(),
-    }
-}
-
-pub(crate) fn monitor_info(events: Option<u64>) -> Monitor {
-    Monitor {
-        version: env!("CARGO_PKG_VERSION"),
-        pid: std::process::id(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default(),
-        arch: std::env::consts::ARCH,
-        events,
-        latency: None,
-        enforcement: None,
-    }
-}
-
-/// A random, non-zero session id.
-pub(crate) fn new_session_id() -> u64 {
-    loop {
-        let mut bytes = [0u8; 8];
-        // SAFETY: valid buffer of the given length.
-        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-        let id = u64::from_ne_bytes(bytes);
-        if n == 8 && id != 0 {
-            return id;
-        }
-    }
-}
-
-/// The shell convention: the exit code, or 128 + the signal that ended the process.
-pub fn exit_code(status: ExitStatus) -> i32 {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
-        (None, None) => 1,
-    }
-}
-
-pub fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => "unknown status".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use monitor_common::policy::session_flags::*;
-
-    fn profile(yaml_body: &str) -> Profile {
-        policy::parse_policy(&format!("version: 1\nprofiles:\n  - name: p\n{yaml_body}")).unwrap().profiles.remove(0)
-    }
-
-    #[test]
-    fn flags_follow_the_profile() {
-        let tp = Tier::Tracepoint;
-        let kill = KILL_ON_VIOLATION;
-        // Without BPF LSM io_uring is refused in every profile: its sockets would bypass
-        // the socket-family check, which every profile makes.
-        let no_uring = DENY_IO_URING;
-        assert_eq!(session_flags_for(&profile(""), false, tp), HAS_POLICY | ENFORCE | kill | no_uring);
-        assert_eq!(session_flags_for(&profile("    mode: audit\n"), false, tp), HAS_POLICY | kill | no_uring);
-        assert_eq!(session_flags_for(&profile("    on_violation: deny\n"), false, tp), HAS_POLICY | ENFORCE | no_uring);
-        assert_eq!(session_flags_for(&profile("    allow_io_uring: true\n"), false, tp), HAS_POLICY | ENFORCE | kill);
-        assert_eq!(
-            session_flags_for(&profile("    files: {read: [/]}\n    exec: [/usr]\n"), false, tp),
-            HAS_POLICY | ENFORCE | kill | RESTRICTS_FILES | RESTRICTS_EXEC | DENY_IO_URING
-        );
-        assert_eq!(
-            session_flags_for(&profile("    allow_io_uring: true\n    files: {read: [/]}\n"), false, tp),
-            HAS_POLICY | ENFORCE | kill | RESTRICTS_FILES
-        );
-        // Acting for a user: the principal's check.
-        assert_eq!(
-            session_flags_for(&profile(""), true, tp),
-            HAS_POLICY | ENFORCE | kill | HAS_PRINCIPAL | DENY_IO_URING
-        );
-        // The LSM hooks see io_uring's opens: no need to refuse it.
-        assert_eq!(
-            session_flags_for(&profile("    files: {read: [/]}\n"), true, Tier::Lsm),
-            HAS_POLICY | ENFORCE | kill | HAS_PRINCIPAL | RESTRICTS_FILES
-        );
-    }
-
-    #[test]
-    fn exit_codes_follow_the_shell() {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
-        assert_eq!(exit_code(ExitStatus::from_raw(9)), 137);
     }
 }

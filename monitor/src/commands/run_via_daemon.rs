@@ -16,7 +16,7 @@ use monitor_common::session::SessionMember;
 
 use super::{
     control::{read_reply, send},
-    run::{RunArgs, describe, event_sink, exit_code},
+    run_args::{RunArgs, describe, event_sink, exit_code},
 };
 use crate::{
     capabilities::{CapabilityEnvelope, CapabilitySet},

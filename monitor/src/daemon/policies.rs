@@ -13,16 +13,17 @@ use monitor_common::adopt::AdoptSelector;
 use super::adoption::{self, Host, ProfileSelectors, Tables};
 use crate::{
     cgroup::cgroup2_mount,
-    commands::run::{files_under, list_dirs, resolve_host, session_flags_for},
     enforcement::Tier,
     mounts::MountTable,
     pipeline::PolicyView,
+    policy::host::{files_under, list_dirs, resolve_host},
     policy::{
         self, Policy, Profile,
         compile::{Environment, compile},
     },
     principal::User,
     rule_maps::RuleMaps,
+    session::session_flags_for,
 };
 
 pub struct CompiledProfile {

@@ -28,13 +28,14 @@ use crate::{
     actions::{self, KillInfo, KillTable},
     cgroup::{SessionCgroup, cgroup2_mount},
     clock::BootClock,
-    commands::run::{current_loss, monitor_info, new_session_id, session_flags_for},
     decode::KernelEvent,
     enforcement::{Enforcement, Tier},
-    event::{Event, Loss, Monitor, NO_SESSION, PolicyState, PrincipalRef, text, types},
+    event::{Event, Loss, Monitor, NO_SESSION, PolicyState, PrincipalRef, monitor_info, text, types},
+    event_context::{Context, session_id_text, session_ref},
     ingest::{Item, UserspaceLoss},
+    loss::{current_loss, report_loss},
     mounts::MountTable,
-    pipeline::{Context, Pipeline, PolicyView, exit_status, session_id_text, session_ref},
+    pipeline::{Pipeline, PolicyView, exit_status},
     policy::{self, Mode, Policy},
     principal,
     rule_maps::RuleMaps,
@@ -527,13 +528,7 @@ impl Daemon {
     /// A `monitor.loss` event if more was lost since the last one.
     fn report_loss(&mut self) {
         let loss = current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline);
-        if loss.total() > self.reported_loss.total() {
-            let mut event = self.pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(0));
-            event.session.id = NO_SESSION.to_owned();
-            event.loss = Some(loss);
-            self.pipeline.write(&event);
-            self.reported_loss = loss;
-        }
+        report_loss(&mut self.pipeline, &mut self.reported_loss, loss, None);
     }
 
     /// Once a second: loss, sessions whose last exit was missed, retired policies.
@@ -795,8 +790,8 @@ impl Daemon {
         {
             anyhow::ensure!(cgroup2_mount().is_some(), "profile {} needs a cgroup v2 for the session", profile.name);
         }
-        let session = new_session_id();
-        let flags = session_flags_for(&profile, acts_for_user, self.enforcement.files);
+        let session = crate::session::new_session_id();
+        let flags = crate::session::session_flags_for(&profile, acts_for_user, self.enforcement.files);
         let member = SessionMember { session_id: session, policy_id, flags };
         let mut record = Session::new(session, &profile.name, view, member, uid, 0, Origin::Run);
         record.owned_policy = owned;
@@ -944,7 +939,7 @@ impl Daemon {
             // Held only once it matched (not every process on the host). Had its pid gone
             // to another process since the scan, the start time would differ.
             let Some(process) = RunningProcess::hold(pid, Some(start)) else { continue };
-            let session = new_session_id();
+            let session = crate::session::new_session_id();
             let member = SessionMember { session_id: session, policy_id: chosen.policy_id, flags: chosen.flags };
             match self.members.adopt(&process, &member, Existing::Keep) {
                 Ok(Adoption::Adopted) => {}
@@ -1118,8 +1113,10 @@ impl Daemon {
         for entry in entries {
             let profile = entry["profile"].as_str().unwrap_or_default().to_owned();
             let uid = entry["uid"].as_u64().unwrap_or(0) as u32;
-            let id =
-                entry["session"].as_str().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or_else(new_session_id);
+            let id = entry["session"]
+                .as_str()
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .unwrap_or_else(crate::session::new_session_id);
             let cgroup = entry["cgroup"]
                 .as_str()
                 .and_then(|p| p.rsplit('/').next())

@@ -2,6 +2,7 @@
 //! gets (`compile`), and the built-in default profile.
 
 pub mod compile;
+pub mod host;
 pub mod model;
 pub mod parse;
 

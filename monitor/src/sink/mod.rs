@@ -25,7 +25,7 @@ pub use redact::{Redaction, RedactionError};
 use crate::{
     clock::BootClock,
     event::{Event, Tamper, types},
-    pipeline::{Context, session_ref},
+    event_context::{Context, session_ref},
 };
 
 /// A batch is written once it reaches this size (or at `flush`).
@@ -240,7 +240,7 @@ pub fn displacement_notice(path: &Path, displacement: &Displacement) -> Vec<u8> 
         Displacement::Replaced { kept_as } => ("event-file-replaced", Some(kept_as.display().to_string())),
     };
     event.tamper = Some(Tamper { path: Some(path.display().to_string()), kept_as, ..Tamper::new(operation) });
-    event.monitor = Some(crate::commands::run::monitor_info(None));
+    event.monitor = Some(crate::event::monitor_info(None));
     let mut line = serde_json::to_vec(&event).unwrap_or_default();
     line.push(b'\n');
     line
