@@ -11,7 +11,7 @@
 //! The agent renames its own directory, and nothing else runs beside it: under qemu's
 //! software emulation (the test VMs), attaching or detaching the LSM programs while
 //! another CPU called `rename` in a tight loop twice left that CPU stuck for good at the
-//! patched entry of `bpf_lsm_path_rename` (README, "Limits").
+//! patched entry of `bpf_lsm_path_rename` (docs/LIMITS.md).
 
 use monitor_tests::{TempDir, privileged, run_session};
 

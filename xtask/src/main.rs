@@ -218,7 +218,7 @@ fn vm_lanes(
 ) -> anyhow::Result<(Vec<vm::Outcome>, Vec<arm64::Outcome>)> {
     // One lane: two emulated guests side by side hung twice (both vCPUs of the `nolsm`
     // guest stuck in the kernel for good, soft lockups, while its monitors attached
-    // programs: the live-patching hazard of qemu's TCG noted in the README).
+    // programs: the live-patching hazard of qemu's TCG noted in docs/LIMITS.md).
     const LANES: [(&[&str], &[&str]); 1] = [(&["lsm", "nolsm"], &["6.12", "6.1"])];
     let configs: Vec<&str> = LANES.iter().flat_map(|(x86, _)| x86.iter().copied()).collect();
     anyhow::ensure!(vm::config_names().eq(configs), "every x86_64 VM configuration has a lane");
