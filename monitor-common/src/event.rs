@@ -162,6 +162,29 @@ pub struct ExecEvent {
     pub path: [u8; PATH_BUF_BYTES],
 }
 
+/// `SyscallEvent::nr` values that are no syscall's number: refusals made by hooks
+/// that cannot tell which syscall asked.
+pub mod pseudo_syscall {
+    /// A new process sharing its parent's descriptor table, refused at fork (the fork
+    /// hook cannot tell clone from clone3).
+    pub const SHARED_FILES: u32 = u32::MAX;
+    /// A refused socket (the hook cannot tell socket(2) from socketpair or io_uring's
+    /// socket op): raw and ICMP sockets, and families the profile does not name.
+    pub const SOCKET: u32 = u32::MAX - 1;
+}
+
+/// The `fd` of a record made before a descriptor exists (an LSM hook's).
+pub const NO_FD: u32 = u32::MAX;
+
+/// `struct file`'s `f_mode` bits the monitor reads (include/linux/fs.h, stable since
+/// 4.19).
+pub mod fmode {
+    pub const READ: u32 = 0x1;
+    pub const WRITE: u32 = 0x2;
+    pub const PATH: u32 = 0x4000;
+    pub const CREATED: u32 = 0x10_0000;
+}
+
 /// Which syscall opened a file (`FileOpenEvent::syscall`).
 pub mod open_syscall {
     pub const OPEN: u32 = 1;

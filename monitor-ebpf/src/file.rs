@@ -4,7 +4,7 @@
 //! about to hand out (tier 1).
 
 use monitor_common::{
-    event::{FileOpenEvent, flags, kind},
+    event::{FileOpenEvent, flags, fmode, kind},
     maps::Counter,
     policy::{ProtectedInode, SELF_PROTECTION_RULE, allow},
     session::SessionMember,
@@ -21,26 +21,20 @@ use crate::{
 const O_TRUNC: u32 = 0o1000;
 const O_ACCMODE: u32 = 0o3;
 
-/// `FMODE_READ`, `FMODE_WRITE`, `FMODE_CREATED`, `FMODE_PATH` (include/linux/fs.h,
-/// stable since 4.19).
-const FMODE_READ: u32 = 0x1;
-const FMODE_WRITE: u32 = 0x2;
-pub const FMODE_CREATED: u32 = 0x10_0000;
-const FMODE_PATH: u32 = 0x4000;
-
 /// What an open asks of a file: writing includes creating and truncating it. Decided
 /// from the file the kernel opened; the caller's flags add only what the file does not
 /// show (truncation, and access mode 3, which opens for ioctls with neither mode bit).
 #[inline(always)]
 pub fn requested_access(f_mode: u32, open_flags: u32) -> u32 {
-    if f_mode & FMODE_PATH != 0 {
+    if f_mode & fmode::PATH != 0 {
         return 0; // an O_PATH descriptor gives no access to the contents
     }
     let mut requested = 0;
-    if f_mode & FMODE_READ != 0 || open_flags & O_ACCMODE == O_ACCMODE {
+    if f_mode & fmode::READ != 0 || open_flags & O_ACCMODE == O_ACCMODE {
         requested |= allow::READ;
     }
-    if f_mode & (FMODE_WRITE | FMODE_CREATED) != 0 || open_flags & O_TRUNC != 0 || open_flags & O_ACCMODE == O_ACCMODE {
+    if f_mode & (fmode::WRITE | fmode::CREATED) != 0 || open_flags & O_TRUNC != 0 || open_flags & O_ACCMODE == O_ACCMODE
+    {
         requested |= allow::WRITE;
     }
     requested
@@ -94,7 +88,7 @@ fn on_cgroup_fs(resolved: &Resolved) -> bool {
 
 /// Judges `file` (a `struct file *`) being opened by a session member and reports it
 /// as a `FILE_OPEN` record. `open_flags` are the caller's flags (trusted as far as the
-/// caller says), `fd` the descriptor (u32::MAX when there is none yet).
+/// caller says), `fd` the descriptor (`NO_FD` when there is none yet).
 #[inline(always)]
 pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u32, fd: u32, tier: Tier) -> Verdict {
     let Some(claimed) = claim_scratch() else {
@@ -137,7 +131,7 @@ pub fn judge_open(member: &SessionMember, file: u64, syscall: u32, open_flags: u
                 let object = Object {
                     inode: described.inode,
                     dentry: described.dentry,
-                    by_directory: f_mode & FMODE_CREATED != 0,
+                    by_directory: f_mode & fmode::CREATED != 0,
                     ino: described.ino,
                 };
                 verdict = policy::decide(member, false, requested, &described.resolved, &object, scratch, tier);

@@ -10,7 +10,7 @@
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use monitor_common::{
-    event::{ExecEvent, file_op, flags, open_syscall},
+    event::{ExecEvent, NO_FD, file_op, flags, open_syscall},
     maps::{Counter, lsm_tier},
     policy::{action, allow},
     session::SessionMember,
@@ -42,7 +42,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     };
     let file: u64 = ctx.arg(0);
     let open_flags = read::<u32>(file, config!(offsets.file_f_flags)).unwrap_or(0);
-    answer(file::judge_open(&member, file, open_syscall::LSM_OPEN, open_flags, u32::MAX, Tier::Lsm).action)
+    answer(file::judge_open(&member, file, open_syscall::LSM_OPEN, open_flags, NO_FD, Tier::Lsm).action)
 }
 
 /// `file_receive(struct file *file)`: a descriptor passed over a unix socket
@@ -55,7 +55,7 @@ pub fn file_receive(ctx: LsmContext) -> i32 {
     };
     let file: u64 = ctx.arg(0);
     let open_flags = read::<u32>(file, config!(offsets.file_f_flags)).unwrap_or(0);
-    answer(file::judge_open(&member, file, open_syscall::RECEIVE, open_flags, u32::MAX, Tier::Lsm).action)
+    answer(file::judge_open(&member, file, open_syscall::RECEIVE, open_flags, NO_FD, Tier::Lsm).action)
 }
 
 /// `bprm_check_security(struct linux_binprm *bprm)`: before a program (or a script's

@@ -5,7 +5,7 @@
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel_buf, macros::lsm, programs::LsmContext};
 use monitor_common::{
-    event::{ConnectEvent, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind},
+    event::{ConnectEvent, NO_FD, SOCKADDR_MAX_BYTES, SyscallEvent, flags, kind, pseudo_syscall},
     maps::{Counter, lsm_tier},
     policy::{NO_RULE, RAW_SOCKET_RULE, SOCKET_FAMILY_RULE, action, net_op, session_flags},
     session::SessionMember,
@@ -17,7 +17,7 @@ use crate::{
     },
     lsm::answer,
     maps::{DECISIONS, EVENTS},
-    net::{self, AF_INET, AF_INET6, SOCKET_NR},
+    net::{self, AF_INET, AF_INET6},
     policy::{self, Tier},
 };
 
@@ -93,7 +93,7 @@ pub fn socket_create(ctx: LsmContext) -> i32 {
         return 0;
     }
     let verdict = policy::enforce(&member, Tier::Lsm);
-    report_socket(&member, SOCKET_NR, verdict, RAW_SOCKET_RULE, family as u32);
+    report_socket(&member, pseudo_syscall::SOCKET, verdict, RAW_SOCKET_RULE, family as u32);
     answer(verdict)
 }
 
@@ -170,7 +170,7 @@ fn report(member: &SessionMember, sockaddr: u64, addr_len: i32, record_kind: u16
     let complete = fill_header(&mut event.header, record_kind, size_of::<ConnectEvent>() as u32, member.session_id);
     event.header.flags = flags::LSM | if complete { 0 } else { flags::READ_ERROR };
     event.ret = answer(verdict);
-    event.fd = u32::MAX;
+    event.fd = NO_FD;
     event.action = verdict;
     event.rule_id = rule_id;
     event._pad = 0;

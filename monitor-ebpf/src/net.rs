@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::{SockAddrContext, SockContext},
 };
 use monitor_common::{
-    event::{ConnectEvent, SyscallEvent, kind},
+    event::{ConnectEvent, NO_FD, SyscallEvent, kind, pseudo_syscall},
     maps::{Counter, RULES_MAX},
     policy::{NO_RULE, RAW_SOCKET_RULE, RuleValue, action, net_op, session_flags, socket_family},
     session::SessionMember,
@@ -94,9 +94,6 @@ const SOCK_DGRAM: u32 = 2;
 const SOCK_RAW: u32 = 3;
 const IPPROTO_ICMP: u32 = 1;
 const IPPROTO_ICMPV6: u32 = 58;
-/// `process.syscall` number reported for a refused socket (the hook cannot tell
-/// socket(2) from socketpair or io_uring's socket op).
-pub const SOCKET_NR: u32 = u32::MAX - 1;
 
 /// `cgroup/sock_create`: an IPv4/IPv6 socket is created; Linux >= 4.10. Raw and ICMP
 /// datagram sockets send without the connect/sendmsg hooks, so where connections are
@@ -122,7 +119,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         // SAFETY: the entry is ours until submitted; every field is written below.
         let event = unsafe { &mut *entry.as_mut_ptr() };
         fill_header_here(&mut event.header, kind::PROCESS_SYSCALL, size_of::<SyscallEvent>() as u32, &member, pid_tgid);
-        event.nr = SOCKET_NR;
+        event.nr = pseudo_syscall::SOCKET;
         event.action = verdict;
         event.rule_id = RAW_SOCKET_RULE;
         event.arg = 0;
@@ -260,7 +257,7 @@ fn report(
     let event = unsafe { &mut *entry.as_mut_ptr() };
     fill_header_here(&mut event.header, record_kind, size_of::<ConnectEvent>() as u32, member, pid_tgid);
     event.ret = if verdict == action::DENY { -1 } else { 0 };
-    event.fd = u32::MAX;
+    event.fd = NO_FD;
     event.action = verdict;
     event.rule_id = rule_id;
     event._pad = 0;

@@ -2,15 +2,11 @@
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_user, macros::raw_tracepoint, programs::RawTracePointContext};
 use monitor_common::{
-    event::{ARGV_MAX_BYTES, ExecEvent, ExitEvent, ForkEvent, flags, kind},
+    event::{ARGV_MAX_BYTES, ExecEvent, ExitEvent, ForkEvent, flags, kind, pseudo_syscall},
     maps::{Counter, lsm_tier},
     policy::{SHARED_FILES_RULE, allow, session_flags},
     session::SessionMember,
 };
-
-/// `process.syscall` number reported for a shared descriptor table (not a real syscall
-/// number: the fork hook cannot tell clone from clone3).
-pub const SHARED_FILES_NR: u32 = u32::MAX;
 
 use crate::{
     file::describe_file,
@@ -62,7 +58,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), ReadError> {
         && child_files == parent_files
         && child_files != 0
     {
-        crate::syscalls::refuse_syscall(&member, SHARED_FILES_NR, SHARED_FILES_RULE, 0);
+        crate::syscalls::refuse_syscall(&member, pseudo_syscall::SHARED_FILES, SHARED_FILES_RULE, 0);
     }
     let mut event_flags = 0;
     if join_session(child_tgid, &member).is_err() {

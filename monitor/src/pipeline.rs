@@ -3,7 +3,7 @@
 use std::{collections::HashMap, io, sync::Arc};
 
 use monitor_common::{
-    event::{EventHeader, file_op, flags, kind, open_syscall, tamper_op},
+    event::{EventHeader, NO_FD, file_op, flags, fmode, kind, open_syscall, pseudo_syscall, tamper_op},
     policy::{
         DEVICE_RULE, IO_URING_RULE, LOADER_RULE, NO_RULE, OPEN_BY_HANDLE_RULE, OTHER_PROCESS_RULE, PIDFD_GETFD_RULE,
         PRINCIPAL_RULE, RAW_SOCKET_RULE, SELF_PROTECTION_RULE, SHARED_FILES_RULE, SOCKET_FAMILY_RULE, action,
@@ -164,8 +164,8 @@ impl Pipeline {
                     libc::SYS_pidfd_getfd => "pidfd_getfd",
                     libc::SYS_open_by_handle_at => "open_by_handle_at",
                     libc::SYS_socket => "socket",
-                    _ if nr == u32::MAX => "clone(CLONE_FILES)",
-                    _ if nr == u32::MAX - 1 => "socket(raw or ICMP)",
+                    _ if nr == pseudo_syscall::SHARED_FILES => "clone(CLONE_FILES)",
+                    _ if nr == pseudo_syscall::SOCKET => "socket(raw or ICMP)",
                     _ => "unknown",
                 };
                 let family = (name.starts_with("socket") && arg != 0)
@@ -173,8 +173,8 @@ impl Pipeline {
                 event.syscall = Some(event::Syscall { name, nr, family });
                 let hook = match () {
                     _ if header.flags & flags::LSM != 0 => "kernel:lsm/socket_create",
-                    _ if nr == u32::MAX => "kernel:sched_process_fork",
-                    _ if nr == u32::MAX - 1 => "kernel:cgroup/sock_create",
+                    _ if nr == pseudo_syscall::SHARED_FILES => "kernel:sched_process_fork",
+                    _ if nr == pseudo_syscall::SOCKET => "kernel:cgroup/sock_create",
                     _ => "kernel:sys_enter",
                 };
                 event.decision = Some(self.decision(header.session_id, verdict, hook));
@@ -193,11 +193,11 @@ impl Pipeline {
                     path: text(&path),
                     mount_unknown: !mounted,
                     access: access(f_mode, open_flags),
-                    created: f_mode & FMODE_CREATED != 0,
+                    created: f_mode & fmode::CREATED != 0,
                     truncate: open_flags & libc::O_TRUNC as u32 != 0,
                     flags: open_flag_names(open_flags),
                     syscall: open_syscall_name(syscall),
-                    fd: (fd != u32::MAX).then_some(fd),
+                    fd: (fd != NO_FD).then_some(fd),
                     inode: ino,
                     device: event::device(dev),
                     path_truncated: header.flags & flags::PATH_TRUNCATED != 0,
@@ -421,16 +421,11 @@ impl Pipeline {
     }
 }
 
-/// `FMODE_READ`, `FMODE_WRITE`, `FMODE_CREATED` (include/linux/fs.h; unchanged since 4.19).
-const FMODE_READ: u32 = 0x1;
-const FMODE_WRITE: u32 = 0x2;
-const FMODE_CREATED: u32 = 0x10_0000;
-
 /// What the descriptor allows, from the file's own mode (falling back to the flags the
 /// caller passed if the mode could not be read).
 fn access(f_mode: u32, open_flags: u32) -> &'static str {
     let (read, write) = if f_mode != 0 {
-        (f_mode & FMODE_READ != 0, f_mode & FMODE_WRITE != 0)
+        (f_mode & fmode::READ != 0, f_mode & fmode::WRITE != 0)
     } else {
         match open_flags & libc::O_ACCMODE as u32 {
             0 => (true, false),
@@ -545,7 +540,7 @@ fn net(addr: SocketAddress, fd: u32, ret: i32) -> Net {
         port: None,
         mapped_ipv4: None,
         family_number: None,
-        fd: (fd != u32::MAX).then_some(fd),
+        fd: (fd != NO_FD).then_some(fd),
         errno: Some(-ret),
     };
     match addr {
@@ -607,9 +602,9 @@ mod tests {
 
     #[test]
     fn access_from_mode_then_flags() {
-        assert_eq!(access(FMODE_READ, 0), "read");
-        assert_eq!(access(FMODE_READ | FMODE_WRITE, 0), "read_write");
-        assert_eq!(access(FMODE_WRITE, libc::O_RDONLY as u32), "write");
+        assert_eq!(access(fmode::READ, 0), "read");
+        assert_eq!(access(fmode::READ | fmode::WRITE, 0), "read_write");
+        assert_eq!(access(fmode::WRITE, libc::O_RDONLY as u32), "write");
         assert_eq!(access(0x4000, libc::O_PATH as u32), "none");
         assert_eq!(access(0, libc::O_WRONLY as u32), "write");
     }
