@@ -58,6 +58,21 @@ pub fn copy_from(pid: u32, numbers: &[i32]) -> std::io::Result<Vec<OwnedFd>> {
     Ok(copies)
 }
 
+/// Closes `descriptors` all at once, each on a thread of its own. Closing the last
+/// descriptor of a BPF LSM or trampoline link waits for the kernel to patch the hook
+/// out (a grace period of RCU tasks): one after the other, the 34 LSM links took 5 s
+/// of every monitor's exit on Debian's 6.1 under emulation; side by side they share
+/// their grace periods.
+pub fn close_in_parallel(descriptors: Vec<OwnedFd>) {
+    std::thread::scope(|scope| {
+        for descriptor in descriptors {
+            // Without a thread to spare, the failed spawn drops the closure, and the
+            // descriptor with it: closed here, one after the other.
+            let _ = std::thread::Builder::new().spawn_scoped(scope, move || drop(descriptor));
+        }
+    });
+}
+
 /// Raises this process's soft limit on open descriptors to its hard limit: every
 /// program's link is a descriptor, held twice (monitor and watchdog). Inherited by the
 /// watchdog.

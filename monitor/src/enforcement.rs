@@ -76,9 +76,13 @@ impl Enforcement {
 /// Whether BPF LSM is to be used where the kernel allows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LsmChoice {
-    /// Use it where it works (the default).
+    /// Use it where it works (the default). Where securityfs shows that `bpf` is not an
+    /// active LSM, no LSM program is loaded: they would attach and never run.
     #[default]
     Auto,
+    /// As `Auto`, but every hook is loaded and attached even where `bpf` is not listed,
+    /// to report each one (`doctor`).
+    Probe,
     /// Do not use it: tier 2 everywhere (`--no-lsm`, to compare the tiers).
     Off,
 }

@@ -213,7 +213,7 @@ pub fn prepare(args: &VmArgs) -> anyhow::Result<Prepared> {
     let image = initramfs::build(
         &initramfs::Contents {
             busybox: &busybox,
-            monitor: &std::env::var_os("AM_VM_MONITOR").map(PathBuf::from).unwrap_or(monitor.path.clone()),
+            monitor: &monitor.path,
             probe: &probe.path,
             tests: &test_binaries,
             test_dir: probe.package_dir(),

@@ -71,7 +71,8 @@ fn resource_name(resource: Resource) -> &'static str {
 /// out, so that every program's verification on this kernel is reported.
 pub fn doctor(json: bool, all_programs: bool) -> anyhow::Result<i32> {
     let mut programs = Verifications::default();
-    let (tracefs, mut loaded) = crate::tracefs::with_tracefs(|| Probes::load_recording(LsmChoice::Auto, &mut programs));
+    let (tracefs, mut loaded) =
+        crate::tracefs::with_tracefs(|| Probes::load_recording(LsmChoice::Probe, &mut programs));
     if let Ok(probes) = &mut loaded {
         if all_programs {
             probes.verify_unused();

@@ -334,8 +334,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         log::warn!("removing {}: {error}", cgroup.path().display());
     }
     watchdog.release(session_id);
-    watchdog.finish();
+    // The programs first: the watchdog's copies of their links are then the last, and
+    // it detaches them while `run` returns.
     drop(ebpf);
+    watchdog.finish_in_background();
 
     let code = exit_code(status);
     let mut summary = format!(

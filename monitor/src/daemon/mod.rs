@@ -166,14 +166,16 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let _ = stopped.recv();
     ingest.stop();
     let mut daemon = worker.join().map_err(|_| anyhow::anyhow!("the daemon thread panicked"))?;
-    if let Some(watchdog) = daemon.watchdog.take() {
-        watchdog.finish();
-    }
+    let watchdog = daemon.watchdog.take();
     stop_control.store(true, Ordering::Release);
     let _ = std::os::unix::net::UnixStream::connect(&config.socket);
     let _ = control.join();
     let _ = std::fs::remove_file(&config.socket);
-    drop(daemon); // detaches every program, frees every map
+    drop(daemon); // frees every map; the watchdog's copies of the links are the last
+    if let Some(watchdog) = watchdog {
+        // Detaches every program, all at once (`attachments::close_in_parallel`).
+        watchdog.finish();
+    }
     crate::cgroup::remove_parent_if_empty();
     Ok(0)
 }
