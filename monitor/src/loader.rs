@@ -338,7 +338,9 @@ impl Probes {
             LsmChoice::Auto if lsm::listed() == Some(false) => {
                 (Enforcement::FALLBACK, LsmReport::not_used(lsm::NOT_LISTED))
             }
-            LsmChoice::Auto | LsmChoice::Probe => lsm::attach(&mut ebpf, programs, &counters, aya_btf.as_ref()),
+            LsmChoice::Auto | LsmChoice::Probe => {
+                lsm::attach(&mut ebpf, programs, &counters, aya_btf.as_ref(), choice == LsmChoice::Probe)
+            }
             LsmChoice::Off => (Enforcement::FALLBACK, LsmReport::not_used("turned off (--no-lsm)")),
         };
         let tiers = ebpf.map_mut(maps::LSM_TIERS).ok_or(LoadError::MissingMap(maps::LSM_TIERS))?;
@@ -645,11 +647,16 @@ mod lsm {
         Some(list.trim().split(',').any(|name| name == "bpf"))
     }
 
+    /// Attaches every hook; without `every_hook`, stops at a refused `file_open`,
+    /// without which the tier is not used (on arm64 before Linux 6.4, which has no BPF
+    /// trampolines, verifying the other 33 only to be refused cost 7 s of every start
+    /// under emulation).
     pub fn attach(
         ebpf: &mut Ebpf,
         programs: &mut Verifications,
         counters: &PerCpuArray<MapData, u64>,
         btf: Result<&aya::Btf, &String>,
+        every_hook: bool,
     ) -> (Enforcement, LsmReport) {
         let btf = match btf {
             Ok(btf) => btf,
@@ -674,7 +681,11 @@ mod lsm {
                 Ok(()) => log::debug!("lsm/{hook}: attached in {:?}", started.elapsed()),
                 Err(error) => log::debug!("lsm/{hook}: not attached after {:?}: {error}", started.elapsed()),
             }
+            let refused = attached.is_err();
             hooks.push(HookStatus { hook, resource, error: attached.err() });
+            if refused && hook == "file_open" && !every_hook {
+                break;
+            }
         }
         let listed = listed();
         let active = self_test(counters);
