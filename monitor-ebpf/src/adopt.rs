@@ -69,7 +69,7 @@ fn try_cgroup_mkdir(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     key = NameKey { generation, kind: name_kind::PATH, name: [0; CGROUP_NAME_BYTES] };
     mask |= name_mask(&mut key, path);
     if mask != 0 {
-        let _ = ADOPT_IDS.insert(IdKey { generation, field: field::CGROUP, id }, mask, 0);
+        let _ = ADOPT_IDS.insert(&IdKey { generation, field: field::CGROUP, id }, &mask, 0);
     }
     Ok(())
 }
@@ -85,7 +85,7 @@ fn try_cgroup_rmdir(ctx: &RawTracePointContext) -> Result<(), ReadError> {
     let Some(&generation) = ADOPT_ACTIVE.get(0) else { return Ok(()) };
     let kn = read_ptr(ctx.arg(0), config!(offsets.cgroup_kn))?;
     let id = read::<u64>(kn, config!(offsets.kernfs_node_id))?;
-    let _ = ADOPT_IDS.remove(IdKey { generation: generation & 1, field: field::CGROUP, id });
+    let _ = ADOPT_IDS.remove(&IdKey { generation: generation & 1, field: field::CGROUP, id });
     Ok(())
 }
 
@@ -132,7 +132,7 @@ pub fn adopt_at_exec(tgid: u32, bprm: u64) -> Option<SessionMember> {
     let selector = choose(&config, &satisfied)?;
     let user_key = IdKey { generation, field: selector, id: uid };
     // SAFETY: the value is copied out at once.
-    let chosen = match unsafe { ADOPT_USERS.get(user_key) } {
+    let chosen = match unsafe { ADOPT_USERS.get(&user_key) } {
         Some(for_user) => *for_user,
         None => *ADOPT_SELECTORS.get(generation * MAX_SELECTORS + (selector & (MAX_SELECTORS - 1)))?,
     };
@@ -149,13 +149,13 @@ fn file_mask(generation: u32, which: u32, file: u64) -> u64 {
     let Ok((dev, ino)) = file_identity(file) else { return 0 };
     let key = FileKey { generation, field: which, ino, dev, _pad: 0 };
     // SAFETY: the value is copied out at once.
-    unsafe { ADOPT_FILES.get(key) }.copied().unwrap_or(0)
+    unsafe { ADOPT_FILES.get(&key) }.copied().unwrap_or(0)
 }
 
 fn id_mask(generation: u32, which: u32, id: u64) -> u64 {
     let key = IdKey { generation, field: which, id };
     // SAFETY: the value is copied out at once.
-    unsafe { ADOPT_IDS.get(key) }.copied().unwrap_or(0)
+    unsafe { ADOPT_IDS.get(&key) }.copied().unwrap_or(0)
 }
 
 /// (kernel dev, inode number) of an open file.

@@ -72,7 +72,7 @@ pub fn describe_file(file: u64, scratch: &mut PathScratch, index: u32) -> Result
 /// Whether (dev, ino) is one of the monitor's own files (policy, binary).
 #[inline(always)]
 pub fn is_protected(dev: u32, ino: u64) -> bool {
-    ino != 0 && PROTECTED_INODES.get_ptr(ProtectedInode { dev, _pad: 0, ino }).is_some()
+    ino != 0 && PROTECTED_INODES.get_ptr(&ProtectedInode { dev, _pad: 0, ino }).is_some()
 }
 
 const CGROUP_SUPER_MAGIC: u64 = 0x27e0eb;

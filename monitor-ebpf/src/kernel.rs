@@ -185,7 +185,7 @@ pub fn session_of(tgid: u32) -> Option<SessionMember> {
         return None;
     }
     // SAFETY: the value is copied out at once; entries are plain integers.
-    unsafe { SESSIONS.get(tgid) }.copied()
+    unsafe { SESSIONS.get(&tgid) }.copied()
 }
 
 #[inline(always)]
@@ -201,13 +201,13 @@ pub fn join_session(tgid: u32, member: &SessionMember) -> Result<(), i32> {
         // SAFETY: a map value of 8 aligned bytes; the same RMW userspace uses.
         unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(word, member_bit(tgid)) };
     }
-    SESSIONS.insert(tgid, member, 0)
+    SESSIONS.insert(&tgid, member, 0)
 }
 
 /// Removes `tgid` from `SESSIONS`, then clears its bit.
 #[inline(always)]
 pub fn leave_session(tgid: u32) {
-    let _ = SESSIONS.remove(tgid);
+    let _ = SESSIONS.remove(&tgid);
     if let Some(word) = MEMBER_BITS.get_ptr_mut(tgid / 64) {
         // SAFETY: as in `join_session`.
         unsafe { atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(word, !member_bit(tgid)) };

@@ -36,7 +36,7 @@ pub fn family_allowed(member: &SessionMember, family: u32) -> bool {
         return true;
     }
     // SAFETY: a copy of the value is taken at once.
-    let named = unsafe { POLICY_FAMILIES.get(member.policy_id) }.copied().unwrap_or(0);
+    let named = unsafe { POLICY_FAMILIES.get(&member.policy_id) }.copied().unwrap_or(0);
     named & socket_family::bit(family) != 0
 }
 
@@ -213,7 +213,7 @@ fn check<const V6: bool>(ctx: &SockAddrContext, op: u16, record_kind: u16) -> i3
         None => (refusal(&member), NO_RULE),
     };
     // A connect() seen at syscall entry reports one event at exit, with this verdict.
-    let pending = if record_kind == kind::NET_CONNECT { PENDING_CONNECTS.get_ptr_mut(pid_tgid) } else { None };
+    let pending = if record_kind == kind::NET_CONNECT { PENDING_CONNECTS.get_ptr_mut(&pid_tgid) } else { None };
     match pending {
         Some(pending) => {
             // SAFETY: map value of this thread's connect in flight.

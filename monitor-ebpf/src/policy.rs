@@ -71,7 +71,7 @@ pub struct Object {
 #[inline(always)]
 fn principal_allows(policy: u32, object: &Object, requested: u32) -> bool {
     // SAFETY: map value (too large for the stack), only read here.
-    let Some(principal) = (unsafe { PRINCIPALS.get(policy) }) else {
+    let Some(principal) = (unsafe { PRINCIPALS.get(&policy) }) else {
         return false; // a session marked as acting for a user must have one: fail closed
     };
     let Ok(dir) = read_ptr(object.dentry, config!(offsets.dentry_d_parent))
@@ -112,7 +112,7 @@ fn may(policy: u32, principal: &Principal, inode: u64, need: u32) -> bool {
     };
     let bits = if uid == principal.uid {
         (mode >> 6) & 7
-    } else if PRINCIPAL_GROUP_SET.get_ptr([policy, gid]).is_some() {
+    } else if PRINCIPAL_GROUP_SET.get_ptr(&[policy, gid]).is_some() {
         (mode >> 3) & 7
     } else {
         mode & 7
@@ -178,7 +178,7 @@ fn name_rule(scratch: &mut KeyScratch, resolved: &Resolved, policy: u32) -> Opti
     scratch.name.policy = policy;
     path::copy_leaf(&scratch.path, resolved, &mut scratch.name.name);
     // SAFETY: copied out at once.
-    unsafe { NAME_RULES.get(scratch.name) }.copied()
+    unsafe { NAME_RULES.get(&scratch.name) }.copied()
 }
 
 /// Decides an access of `requested` (bits of `monitor_common::policy::allow`) to the
@@ -279,7 +279,7 @@ pub fn decide(
     if allowed && !exec {
         let key = InodeKey { policy: member.policy_id, dev: resolved.dev, ino: object.ino };
         // SAFETY: copied out at once.
-        if let Some(denied) = unsafe { DENIED_INODES.get(key) }.copied() {
+        if let Some(denied) = unsafe { DENIED_INODES.get(&key) }.copied() {
             allowed = false;
             rule_id = denied.rule_id;
         }
@@ -315,7 +315,7 @@ pub fn violation_action(member: &SessionMember, tier: Tier) -> u32 {
 /// Whether (dev, ino) is one of the host's dynamic loaders (a hard link to one too).
 #[inline(always)]
 fn is_loader(dev: u32, ino: u64) -> bool {
-    ino != 0 && LOADER_INODES.get_ptr(ProtectedInode { dev, _pad: 0, ino }).is_some()
+    ino != 0 && LOADER_INODES.get_ptr(&ProtectedInode { dev, _pad: 0, ino }).is_some()
 }
 
 /// Takes `action` against the current process: SIGKILL for `KILL`; a refusal is the

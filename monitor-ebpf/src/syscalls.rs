@@ -207,7 +207,7 @@ pub(crate) fn try_enter(
                     count(Counter::KernelReadError);
                 }
             }
-            if PENDING_CONNECTS.insert(pid_tgid, *pending, 0).is_err() {
+            if PENDING_CONNECTS.insert(&pid_tgid, &*pending, 0).is_err() {
                 count(Counter::PendingMapFull);
             }
         }
@@ -319,7 +319,7 @@ pub(crate) fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
             }
         }
     }
-    let Some(pending) = PENDING_CONNECTS.get_ptr(pid_tgid) else {
+    let Some(pending) = PENDING_CONNECTS.get_ptr(&pid_tgid) else {
         return Ok(());
     };
     // SAFETY: map value pointer, valid until removed below.
@@ -327,7 +327,7 @@ pub(crate) fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
     let ring = if verdict == action::ALLOW { &EVENTS } else { &DECISIONS };
     let Some(mut entry) = ring.reserve::<ConnectEvent>(0) else {
         count(if verdict == action::ALLOW { Counter::RingbufFull } else { Counter::DecisionRingbufFull });
-        let _ = PENDING_CONNECTS.remove(pid_tgid);
+        let _ = PENDING_CONNECTS.remove(&pid_tgid);
         return Ok(());
     };
     // SAFETY: the entry is ours until submitted; every field is written below.
@@ -348,7 +348,7 @@ pub(crate) fn try_exit_connect(ret: i64) -> Result<(), ReadError> {
     // A helper copy: an assignment compiles to a byte-at-a-time memmove call.
     // SAFETY: both buffers are SOCKADDR_MAX_BYTES long; a failed copy zeroes `addr`.
     let _ = unsafe { bpf_probe_read_kernel_buf(pending.addr.as_ptr(), &mut event.addr) };
-    let _ = PENDING_CONNECTS.remove(pid_tgid);
+    let _ = PENDING_CONNECTS.remove(&pid_tgid);
     entry.submit(if verdict == action::ALLOW {
         wakeup_flags()
     } else {
