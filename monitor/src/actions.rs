@@ -6,7 +6,7 @@
 //!
 //! Invariant: a signal reaches a process only if, after its pidfd was taken (so a
 //! reused pid is never hit), the kernel's session map still names it a member of the
-//! session acted on; never pid 0 or 1, never the monitor itself.
+//! session acted on; never pid 0 or 1, never the monitor itself or its watchdog.
 
 use std::{
     collections::BTreeMap,
@@ -73,9 +73,17 @@ pub fn violation_hook(table: KillTable, members: SessionMap, killed: Box<dyn Fn(
     Box::new(move |event: &KernelEvent| {
         let verdict = event.verdict()?;
         let header = event.header();
-        let mut table = table.lock().expect("kill table");
-        let info = table.get_mut(&header.session_id)?;
-        match respond(info, &verdict) {
+        let mut sessions = table.lock().expect("kill table");
+        let info = sessions.get_mut(&header.session_id)?;
+        let response = respond(info, &verdict);
+        if response == Response::KillSession {
+            info.killed = true;
+        }
+        let cgroup = info.cgroup.clone();
+        // Not held while killing: a session without a cgroup is killed pid by pid, for
+        // up to 2 s, and the orchestrator must not wait for that to start or end one.
+        drop(sessions);
+        match response {
             Response::Nothing => None,
             Response::KillProcess => {
                 if kill_process(&members, header.session_id, header.tgid) {
@@ -84,8 +92,7 @@ pub fn violation_hook(table: KillTable, members: SessionMap, killed: Box<dyn Fn(
                 None
             }
             Response::KillSession => {
-                info.killed = true;
-                let (pids, error) = kill_session(&members, header.session_id, info.cgroup.as_deref());
+                let (pids, error) = kill_session(&members, header.session_id, cgroup.as_deref());
                 killed(since(header.time_ns));
                 Some(Item::SessionKilled {
                     session: header.session_id,
@@ -105,10 +112,10 @@ pub fn kill_process(members: &SessionMap, session: u64, tgid: u32) -> bool {
     signal_member(tgid, libc::SIGKILL, |pid| members.member(pid).is_some_and(|m| m.session_id == session))
 }
 
-/// Sends `signal` to `pid` if it is neither pid 0 or 1 nor the monitor, and
-/// `is_member(pid)` holds once its pidfd is held.
+/// Sends `signal` to `pid` if it is neither pid 0 or 1 nor the monitor or its
+/// watchdog, and `is_member(pid)` holds once its pidfd is held.
 fn signal_member(pid: u32, signal: libc::c_int, is_member: impl Fn(u32) -> bool) -> bool {
-    if pid <= 1 || pid == std::process::id() {
+    if pid <= 1 || pid == std::process::id() || pid == crate::watchdog::watchdog_pid() {
         return false;
     }
     match pidfd::open(pid) {
@@ -286,6 +293,14 @@ mod tests {
             assert!(!signal_member(pid, libc::SIGCONT, |_| true), "{pid}");
         }
         assert!(!signal_member(std::process::id(), libc::SIGKILL, |_| true));
+    }
+
+    #[test]
+    fn the_watchdog_is_never_signalled_even_as_a_member() {
+        let mut watchdog = Sleeper::start();
+        crate::watchdog::set_watchdog_pid(watchdog.pid());
+        assert!(!signal_member(watchdog.pid(), libc::SIGKILL, |_| true));
+        assert!(!watchdog.ended_within(Duration::from_millis(200)));
     }
 
     #[test]

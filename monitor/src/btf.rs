@@ -229,6 +229,7 @@ impl Btf {
     }
 
     /// Whether a struct of this name exists.
+    #[cfg(test)]
     pub fn has_struct(&self, strukt: &str) -> bool {
         self.types.iter().any(|ty| ty.kind == KIND_STRUCT && self.name(ty.name_off) == strukt.as_bytes())
     }

@@ -243,6 +243,7 @@ pub struct Probes {
     pub counters: PerCpuArray<MapData, u64>,
     pub skipped_runs: SkippedRuns,
     pub rules: RuleMaps,
+    #[allow(dead_code, reason = "held for its drop, which detaches tier 2's syscall hooks")]
     pub syscall_links: SyscallLinks,
     /// Where tier 2 watches opens and connects.
     pub syscall_hooks: SyscallHooks,
@@ -641,9 +642,20 @@ mod lsm {
     /// Why the LSM tier is not used where `bpf` is not an active LSM.
     pub const NOT_LISTED: &str = "bpf is not in the kernel's active LSM list: boot with lsm=...,bpf";
 
-    /// Whether `bpf` is among the kernel's active LSMs.
+    /// Whether `bpf` is among the kernel's active LSMs; `None` where securityfs is not
+    /// what is mounted there (what else is could say anything).
     pub fn listed() -> Option<bool> {
-        let list = std::fs::read_to_string("/sys/kernel/security/lsm").ok()?;
+        use std::{io::Read, os::fd::AsRawFd};
+        const SECURITYFS_MAGIC: i64 = 0x7363_6673;
+        let mut file = std::fs::File::open("/sys/kernel/security/lsm").ok()?;
+        // SAFETY: a zeroed statfs is a valid out-parameter for fstatfs.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and out-pointer.
+        if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 || fs.f_type as i64 != SECURITYFS_MAGIC {
+            return None;
+        }
+        let mut list = String::new();
+        file.read_to_string(&mut list).ok()?;
         Some(list.trim().split(',').any(|name| name == "bpf"))
     }
 

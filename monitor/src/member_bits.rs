@@ -35,6 +35,7 @@ impl MemberBits {
         })
     }
 
+    #[cfg(test)]
     pub fn is_marked(&self, tgid: u32) -> io::Result<bool> {
         let mut marked = false;
         self.with_word(tgid, |word| marked = word.load(Ordering::SeqCst) & bit(tgid) != 0)?;

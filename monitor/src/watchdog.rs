@@ -93,6 +93,12 @@ pub fn watchdog_pid() -> u32 {
     WATCHDOG_PID.load(Ordering::Acquire)
 }
 
+/// Names `pid` this process's watchdog, as starting one does.
+#[cfg(test)]
+pub(crate) fn set_watchdog_pid(pid: u32) {
+    WATCHDOG_PID.store(pid, Ordering::Release);
+}
+
 /// How long the watchdog waits for a line before it takes the monitor for stopped.
 const STALL: Duration = Duration::from_secs(10);
 /// How often the monitor's heartbeat thread writes.

@@ -918,7 +918,11 @@ impl Daemon {
         let mut joined: HashMap<u32, u64> = HashMap::new();
         let mut starts = Vec::new();
         for (pid, ppid, start) in adoption::processes() {
-            if pid == std::process::id() || pid <= 1 || self.members.member(pid).is_some() {
+            if pid == std::process::id()
+                || pid == crate::watchdog::watchdog_pid()
+                || pid <= 1
+                || self.members.member(pid).is_some()
+            {
                 continue;
             }
             if let Some(&session) = joined.get(&ppid) {

@@ -7,7 +7,7 @@ pub mod model;
 pub mod parse;
 
 pub use model::{Mode, OnViolation, Policy, Profile};
-pub use parse::{PolicyError, parse_policy};
+pub use parse::parse_policy;
 
 /// The built-in policy: one profile, `default`, used when no policy file is given.
 pub const DEFAULT_POLICY: &str = include_str!("default-policy.yaml");

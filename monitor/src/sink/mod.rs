@@ -20,7 +20,7 @@ use std::{
 
 pub use file::{Displacement, RotatingFile, Rotation, free_name};
 pub use hub::{Filter, Follower, Hub, RecvTimeoutError};
-pub use redact::{Redaction, RedactionError};
+pub use redact::Redaction;
 
 use crate::{
     clock::BootClock,
