@@ -87,9 +87,9 @@ const CONFIGS: [Config; 2] = [
         syscall_hooks: "none",
         tests: &[
             "verifier_budget",
-            "default_profile",
+            // `default_profile` and `monitor_death` run under the LSM tier in the arm64
+            // 6.12 VM and in tier 2 on the host: not again here (CI's time).
             "envelope",
-            "monitor_death",
             "audit_trail",
             "unix_sockets",
             "socket_families",
