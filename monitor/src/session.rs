@@ -1,11 +1,80 @@
-//! What a session is to the kernel: its id and the flags its profile sets.
+//! What a session is: its id, the flags its profile sets in the kernel, and the
+//! `session.start` and `session.end` events that open and close it in the stream (the
+//! one place both `run` and the daemon build them).
 
 use monitor_common::policy::session_flags;
 
 use crate::{
-    enforcement::Tier,
+    clock::BootClock,
+    enforcement::{Enforcement, Tier},
+    event::{Event, Loss, Monitor, PrincipalRef, monitor_info, types},
+    event_context::{Context, session_ref},
+    pipeline::exit_status,
     policy::{Mode, OnViolation, Profile},
 };
+
+/// What `session.start` says of a session.
+pub struct Opening {
+    pub id: u64,
+    pub root_pid: u32,
+    pub command: Vec<String>,
+    pub profile: String,
+    pub principal: PrincipalRef,
+    pub mode: Mode,
+    /// The daemon's sessions: how it came to hold them (`Origin::as_str`).
+    pub origin: Option<&'static str>,
+    /// The daemon's adopted sessions: the selector that matched.
+    pub adopted_by: Option<String>,
+    pub enforcement: Enforcement,
+}
+
+/// `session.start`, now.
+pub fn start_event(context: &Context, opening: Opening) -> Event {
+    start_event_at(context, BootClock::now_boot_ns(), opening)
+}
+
+/// `session.start` at `boot_ns` (`run`: when its monitor started the session).
+pub fn start_event_at(context: &Context, boot_ns: u64, opening: Opening) -> Event {
+    let mut start = context.event(types::SESSION_START, boot_ns, session_ref(opening.id));
+    start.session.root_pid = Some(opening.root_pid);
+    start.session.command = Some(opening.command);
+    start.session.profile = Some(opening.profile);
+    start.session.principal = Some(opening.principal);
+    start.session.mode = Some(match opening.mode {
+        Mode::Audit => "audit",
+        Mode::Enforce => "enforce",
+    });
+    start.session.adopted_by = opening.adopted_by;
+    start.session.origin = opening.origin;
+    start.monitor = Some(Monitor { enforcement: Some(opening.enforcement), ..monitor_info(None) });
+    start
+}
+
+/// What `session.end` says of a session.
+pub struct Closing {
+    pub id: u64,
+    pub root_pid: u32,
+    /// Processes still there when the first one ended (killed with the session, or left
+    /// running where it had no cgroup).
+    pub remaining_pids: Vec<u32>,
+    /// The first process's wait status; `None` if its exit was never seen (the event is
+    /// then marked incomplete).
+    pub wait_status: Option<u32>,
+    pub loss: Loss,
+    pub monitor: Monitor,
+}
+
+/// `session.end`, now.
+pub fn end_event(context: &Context, closing: Closing) -> Event {
+    let mut end = context.event(types::SESSION_END, BootClock::now_boot_ns(), session_ref(closing.id));
+    end.session.root_pid = Some(closing.root_pid);
+    end.session.remaining_pids = Some(closing.remaining_pids);
+    end.exit = closing.wait_status.map(exit_status);
+    end.incomplete = end.exit.is_none();
+    end.loss = Some(closing.loss);
+    end.monitor = Some(closing.monitor);
+    end
+}
 
 /// A random, non-zero session id.
 pub fn new_session_id() -> u64 {

@@ -21,7 +21,7 @@ use crate::{
     cgroup_fence::ReadOnlyCgroups,
     clock::BootClock,
     enforcement::{LsmChoice, Tier},
-    event::{Loss, Monitor, PrincipalRef, monitor_info, text, types},
+    event::{Loss, PrincipalRef, monitor_info, text},
     event_context::{Context, session_ref},
     guard_filter::GuardFilter,
     host_refresh,
@@ -30,7 +30,7 @@ use crate::{
     loader::{Probes, attach_network},
     loss::{LOSS_CHECK_INTERVAL, current_loss, report_loss},
     mounts::MountTable,
-    pipeline::{Pipeline, PolicyView, exit_status},
+    pipeline::{Pipeline, PolicyView},
     policy::{
         self, Mode, OnViolation, Profile,
         compile::{Environment, compile},
@@ -39,7 +39,7 @@ use crate::{
     principal,
     process_tree::ProcessTree,
     seccomp::ForeignAbiFilter,
-    session::{new_session_id, session_flags_for},
+    session::{self, Closing, Opening, new_session_id, session_flags_for},
     session_map::SessionMap,
     skipped_runs::SkippedRuns,
     watchdog::{OnMonitorDeath, Watchdog},
@@ -223,16 +223,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let root_pid = child.id();
     launcher::forward_signals_to(root_pid);
 
-    let mut start = context.event(types::SESSION_START, started_ns, session_ref(session_id));
-    start.session.root_pid = Some(root_pid);
-    start.session.command = Some(args.command.iter().map(|a| text(a.as_bytes())).collect());
-    start.session.profile = Some(profile.name.clone());
-    start.session.principal = Some(PrincipalRef { name: user.name.clone(), uid: user.uid });
-    start.session.mode = Some(match profile.mode {
-        Mode::Audit => "audit",
-        Mode::Enforce => "enforce",
-    });
-    start.monitor = Some(Monitor { enforcement: Some(enforcement), ..monitor_info(None) });
+    let start = session::start_event_at(
+        &context,
+        started_ns,
+        Opening {
+            id: session_id,
+            root_pid,
+            command: args.command.iter().map(|a| text(a.as_bytes())).collect(),
+            profile: profile.name.clone(),
+            principal: PrincipalRef { name: user.name.clone(), uid: user.uid },
+            mode: profile.mode,
+            origin: None,
+            adopted_by: None,
+            enforcement,
+        },
+    );
     // The agent runs already: a failing sink is counted from here on, never fatal.
     let _ = sink.write(&start);
 
@@ -317,15 +322,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 
     // Without a cgroup, leftovers cannot be killed as a whole: they are only reported.
     let remaining = if cgroup.is_some() { left_behind } else { sessions.members(session_id) };
-    let mut end = pipeline.context.event(types::SESSION_END, BootClock::now_boot_ns(), session_ref(session_id));
-    end.session.root_pid = Some(root_pid);
-    end.session.remaining_pids = Some(remaining.clone());
-    end.exit = Some(exit_status(status.into_raw() as u32));
-    end.loss = Some(loss);
     let mut info = monitor_info(Some(pipeline.sink.written() + 1));
-    let loss = Loss { sink_error: pipeline.sink.lost(), ..loss };
     info.latency = pipeline.latency();
-    end.monitor = Some(info);
+    let end = session::end_event(
+        &pipeline.context,
+        Closing {
+            id: session_id,
+            root_pid,
+            remaining_pids: remaining.clone(),
+            wait_status: Some(status.into_raw() as u32),
+            loss,
+            monitor: info,
+        },
+    );
+    let loss = Loss { sink_error: pipeline.sink.lost(), ..loss };
     pipeline.write(&end);
     pipeline.flush();
     if let Some(cgroup) = &cgroup

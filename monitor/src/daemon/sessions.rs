@@ -1,10 +1,50 @@
-//! The daemon's sessions: who they are, and how to stop or freeze all of a session.
+//! The daemon's sessions: who they are, where each is in its life, and how to gather
+//! all of a session into its cgroup.
 
 use std::{sync::Arc, time::SystemTime};
 
 use monitor_common::session::SessionMember;
 
-use crate::{cgroup::SessionCgroup, pipeline::PolicyView, session_map::SessionMap};
+use crate::{cgroup::SessionCgroup, decode::KernelEvent, pipeline::PolicyView, session_map::SessionMap};
+
+/// Where a session is in its life. Its `session.start` is written on leaving
+/// `Starting`, its `session.end` when it leaves the table.
+pub enum Phase {
+    /// `session.start` is not written yet.
+    Starting(Starting),
+    Running,
+    /// Its processes are frozen (`agent-monitor kill --freeze`, `on_stop: freeze`).
+    Frozen,
+    /// A `run` client reported its first process's end (`status`, a wait status): the
+    /// session ends once the exit records of all its processes have been read.
+    Ending {
+        status: u32,
+    },
+}
+
+/// What a session waits for before its `session.start`.
+pub enum Starting {
+    /// A `run` session: its client's report that its first process runs. Its `command`
+    /// is reported then, and its events are held back until then.
+    Run { command: Vec<String>, held: Vec<KernelEvent> },
+    /// A session the kernel adopted at exec: the exec record, whose command line the
+    /// start reports.
+    Exec,
+}
+
+impl Phase {
+    pub fn is_starting(&self) -> bool {
+        matches!(self, Phase::Starting(_))
+    }
+
+    /// The status a `run` client reported, once it did.
+    pub fn ending_status(&self) -> Option<u32> {
+        match self {
+            Phase::Ending { status } => Some(*status),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -41,7 +81,7 @@ pub struct Session {
     pub cgroup: Option<Arc<SessionCgroup>>,
     /// Policy id this session alone uses (a `run --policy` file), removed at its end.
     pub owned_policy: Option<u32>,
-    pub frozen: bool,
+    pub phase: Phase,
     /// A `run` client waits for this session's end: it ends when the client says its
     /// first process ended (or the client goes away), not when its processes are gone.
     pub client: bool,
@@ -51,14 +91,11 @@ pub struct Session {
     /// every record of the session has been read (a process's exit record is the last
     /// it causes, and the ring buffer keeps order).
     pub alive: std::collections::HashSet<u32>,
-    /// `run`: the client reported the first process's end (its wait status); the
-    /// session ends once `alive` is empty.
-    pub ending: Option<(u32, std::time::Instant)>,
 }
 
 impl Session {
-    /// A session with its first process (`root_pid`, 0 while a `run` client has not
-    /// started it) alive, not yet in a cgroup, owning no policy.
+    /// A running session with its first process (`root_pid`, 0 while a `run` client has
+    /// not started it) alive, not yet in a cgroup, owning no policy.
     pub fn new(
         id: u64,
         profile: &str,
@@ -80,11 +117,10 @@ impl Session {
             started: SystemTime::now(),
             cgroup: None,
             owned_policy: None,
-            frozen: false,
+            phase: Phase::Running,
             client: false,
             root_exit: None,
             alive: (root_pid != 0).then_some(root_pid).into_iter().collect(),
-            ending: None,
         }
     }
 }

@@ -22,7 +22,7 @@ use super::{
     control::Command,
     policies::{self, PolicySet, install_profile},
     protocol::{Reply, Request, SessionInfo, StartReply, Status},
-    sessions::{self, Origin, Session},
+    sessions::{self, Origin, Phase, Session, Starting},
 };
 use crate::{
     actions::{self, KillInfo, KillTable},
@@ -35,11 +35,12 @@ use crate::{
     ingest::{Item, UserspaceLoss},
     loss::{current_loss, report_loss},
     mounts::MountTable,
-    pipeline::{Pipeline, PolicyView, exit_status},
+    pipeline::{Pipeline, PolicyView},
     policy::{self, Mode, Policy},
     principal,
     rule_maps::RuleMaps,
     running_process::RunningProcess,
+    session::{self, Closing, Opening},
     session_map::{Adoption, Existing, SessionMap},
     skipped_runs::SkippedRuns,
     watchdog::{OnMonitorDeath, Watchdog},
@@ -91,14 +92,8 @@ pub struct Daemon {
     pub reloads: u64,
     pub reload_failures: u64,
     reported_loss: Loss,
-    /// `run` sessions whose process has not started: the command to report.
-    pending_runs: HashMap<u64, Vec<String>>,
-    /// Events of `run` sessions whose process was not reported started yet.
-    held: HashMap<u64, Vec<KernelEvent>>,
     /// Sessions without a process at the last tick.
     empty_last_tick: Vec<u64>,
-    /// Adopted sessions whose `session.start` waits for their exec record.
-    unannounced: std::collections::HashSet<u64>,
     /// Sessions released or frozen by a stop (`on_stop`), and those frozen.
     stopped: std::collections::HashSet<u64>,
     frozen_at_stop: Vec<u64>,
@@ -137,11 +132,8 @@ impl Daemon {
             reloads: 0,
             reload_failures: 0,
             reported_loss: Loss::default(),
-            pending_runs: HashMap::new(),
-            held: HashMap::new(),
             stopped: Default::default(),
             frozen_at_stop: Vec::new(),
-            unannounced: Default::default(),
             empty_last_tick: Vec::new(),
             watchdog: None,
         }
@@ -249,23 +241,25 @@ impl Daemon {
                 );
             }
             Item::Kernel(event) => {
-                // An adopted session starts with the exec that adopted it: reported
-                // with the command line that exec set.
-                if let KernelEvent::Exec { header, argv, .. } = &event
-                    && self.unannounced.remove(&header.session_id)
-                    && let Some(record) = self.sessions.get(&header.session_id)
-                {
-                    let command = argv.iter().map(|a| text(a)).collect();
-                    let start = self.start_event(record, Some(command));
-                    self.pipeline.write(&start);
-                }
-                if let Some(held) = self.held.get_mut(&event.header().session_id) {
-                    if held.len() < HELD_MAX {
-                        held.push(event);
-                        return;
+                let session = event.header().session_id;
+                match self.sessions.get_mut(&session).map(|record| &mut record.phase) {
+                    // An adopted session starts with the exec that adopted it: reported
+                    // with the command line that exec set.
+                    Some(Phase::Starting(Starting::Exec)) => {
+                        if let KernelEvent::Exec { argv, .. } = &event {
+                            let command = argv.iter().map(|a| text(a)).collect();
+                            self.announce(session, Some(command));
+                        }
                     }
-                    // Never held for ever: the session starts without its root pid.
-                    self.release_held(event.header().session_id);
+                    Some(Phase::Starting(Starting::Run { held, .. })) => {
+                        if held.len() < HELD_MAX {
+                            held.push(event);
+                            return;
+                        }
+                        // Never held for ever: the session starts without its root pid.
+                        self.announce(session, None);
+                    }
+                    _ => {}
                 }
                 self.process(event);
             }
@@ -335,7 +329,7 @@ impl Daemon {
         let Some(profile) = self.policies.profile(&info.profile) else { return };
         let mut record = Session::new(session, &info.profile, profile.view.clone(), member, uid, pid, Origin::Exec);
         record.adopted_by = Some(info.text.clone());
-        self.unannounced.insert(session);
+        record.phase = Phase::Starting(Starting::Exec);
         self.begin(record, info.own_cgroup);
     }
 
@@ -377,7 +371,7 @@ impl Daemon {
             },
         );
         self.pipeline.session_policies.insert(record.id, record.view.clone());
-        if record.root_pid != 0 && !self.unannounced.contains(&record.id) {
+        if !record.phase.is_starting() {
             let event = self.start_event(&record, None);
             self.pipeline.write(&event);
         }
@@ -385,22 +379,22 @@ impl Daemon {
     }
 
     fn start_event(&self, record: &Session, command: Option<Vec<String>>) -> Event {
-        let mut start =
-            self.pipeline.context.event(types::SESSION_START, BootClock::now_boot_ns(), session_ref(record.id));
-        start.session.root_pid = Some(record.root_pid);
-        start.session.command = Some(command.unwrap_or_else(|| cmdline(record.root_pid)));
-        start.session.profile = Some(record.profile.clone());
         let name =
             principal::lookup(&record.uid.to_string()).map(|u| u.name).unwrap_or_else(|_| record.uid.to_string());
-        start.session.principal = Some(PrincipalRef { name, uid: record.uid });
-        start.session.mode = Some(match record.view.mode {
-            Mode::Audit => "audit",
-            Mode::Enforce => "enforce",
-        });
-        start.session.adopted_by = record.adopted_by.clone();
-        start.session.origin = Some(record.origin.as_str());
-        start.monitor = Some(Monitor { enforcement: Some(self.enforcement), ..monitor_info(None) });
-        start
+        session::start_event(
+            &self.pipeline.context,
+            Opening {
+                id: record.id,
+                root_pid: record.root_pid,
+                command: command.unwrap_or_else(|| cmdline(record.root_pid)),
+                profile: record.profile.clone(),
+                principal: PrincipalRef { name, uid: record.uid },
+                mode: record.view.mode,
+                origin: Some(record.origin.as_str()),
+                adopted_by: record.adopted_by.clone(),
+                enforcement: self.enforcement,
+            },
+        )
     }
 
     /// Points every member of `session` at `member`'s policy and flags.
@@ -433,9 +427,9 @@ impl Daemon {
         if record.root_pid == 0 || !record.alive.is_empty() {
             return;
         }
-        match (record.client, record.ending) {
-            (false, ending) => self.end(session, ending.map(|(status, _)| status)),
-            (true, Some((status, _))) => self.end(session, Some(status)),
+        match (record.client, record.phase.ending_status()) {
+            (false, status) => self.end(session, status),
+            (true, Some(status)) => self.end(session, Some(status)),
             (true, None) => {}
         }
     }
@@ -444,7 +438,7 @@ impl Daemon {
     /// session ends once the exit records of all its processes have been read.
     fn run_ended(&mut self, session: u64, status: u32) {
         let Some(record) = self.sessions.get_mut(&session) else { return };
-        record.ending = Some((status, Instant::now()));
+        record.phase = Phase::Ending { status };
         let cgroup = record.cgroup.clone();
         if !self.members.members(session).is_empty() {
             actions::kill_session(&self.members, session, cgroup.as_deref());
@@ -456,16 +450,10 @@ impl Daemon {
     /// its first process), its cgroup removed, `session.end` written (so a reader of it
     /// finds the session cleaned up), its own policy retired.
     fn end(&mut self, session: u64, status: Option<u32>) {
+        self.announce(session, None);
         let Some(record) = self.sessions.remove(&session) else { return };
         if let Some(watchdog) = &mut self.watchdog {
             watchdog.release(session);
-        }
-        if self.unannounced.remove(&session) || self.pending_runs.remove(&session).is_some() {
-            let start = self.start_event(&record, None);
-            self.pipeline.write(&start);
-        }
-        for event in self.held.remove(&session).unwrap_or_default() {
-            self.pipeline.handle(event);
         }
         let left = self.members.members(session);
         let remaining = if left.is_empty() {
@@ -482,15 +470,19 @@ impl Daemon {
                 log::warn!("removing {}: {error}", cgroup.path().display());
             }
         }
-        let mut end = self.pipeline.context.event(types::SESSION_END, BootClock::now_boot_ns(), session_ref(session));
-        end.session.root_pid = Some(record.root_pid);
-        end.session.remaining_pids = Some(remaining);
         // The first process's end: as its `run` client saw it, else as the kernel
         // reported it (absent only if that record was lost).
-        end.exit = status.or(record.root_exit).map(exit_status);
-        end.incomplete = end.exit.is_none();
-        end.loss = Some(current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline));
-        end.monitor = Some(monitor_info(None));
+        let end = session::end_event(
+            &self.pipeline.context,
+            Closing {
+                id: session,
+                root_pid: record.root_pid,
+                remaining_pids: remaining,
+                wait_status: status.or(record.root_exit),
+                loss: current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline),
+                monitor: monitor_info(None),
+            },
+        );
         self.pipeline.write(&end);
         self.pipeline.flush();
         self.kill_table.lock().expect("kill table").remove(&session);
@@ -500,15 +492,21 @@ impl Daemon {
         }
     }
 
-    /// Writes a `run` session's start and the events held for it, without waiting
-    /// any longer for its client to report the process.
-    fn release_held(&mut self, session: u64) {
-        let held = self.held.remove(&session).unwrap_or_default();
-        let command = self.pending_runs.remove(&session);
-        if let Some(record) = self.sessions.get(&session) {
-            let start = self.start_event(record, command);
-            self.pipeline.write(&start);
+    /// Ends the `Starting` phase of `session`, if it is in it: writes its `session.start`
+    /// (with `command`, else the one a `run` client gave, else the first process's
+    /// command line) and then the events held for it.
+    fn announce(&mut self, session: u64, command: Option<Vec<String>>) {
+        let Some(record) = self.sessions.get_mut(&session) else { return };
+        if !record.phase.is_starting() {
+            return;
         }
+        let Phase::Starting(starting) = std::mem::replace(&mut record.phase, Phase::Running) else { unreachable!() };
+        let (given, held) = match starting {
+            Starting::Run { command, held } => (Some(command), held),
+            Starting::Exec => (None, Vec::new()),
+        };
+        let start = self.start_event(&self.sessions[&session], command.or(given));
+        self.pipeline.write(&start);
         for event in held {
             self.process(event);
         }
@@ -540,13 +538,15 @@ impl Daemon {
         let empty: Vec<u64> = self
             .sessions
             .values()
-            .filter(|s| s.root_pid != 0 && (!s.client || s.ending.is_some()) && !populated.contains(&s.id))
+            .filter(|s| {
+                s.root_pid != 0 && (!s.client || s.phase.ending_status().is_some()) && !populated.contains(&s.id)
+            })
             .map(|s| s.id)
             .collect();
         let ended: Vec<u64> = empty.iter().copied().filter(|id| self.empty_last_tick.contains(id)).collect();
         self.empty_last_tick = empty;
         for session in ended {
-            let status = self.sessions.get(&session).and_then(|s| s.ending).map(|(status, _)| status);
+            let status = self.sessions.get(&session).and_then(|s| s.phase.ending_status());
             self.end(session, status);
         }
         let now = Instant::now();
@@ -633,6 +633,10 @@ impl Daemon {
     }
 
     fn set_frozen(&mut self, session: u64, frozen: bool) -> std::io::Result<Vec<u32>> {
+        // A session that is frozen has started: its start and held events come first.
+        if frozen {
+            self.announce(session, None);
+        }
         let record = self.sessions.get_mut(&session).expect("found");
         let pids = match &record.cgroup {
             Some(cgroup) => {
@@ -646,7 +650,12 @@ impl Daemon {
                 Duration::from_millis(50),
             ),
         };
-        record.frozen = frozen;
+        match (&record.phase, frozen) {
+            (Phase::Running, true) => record.phase = Phase::Frozen,
+            (Phase::Frozen, false) => record.phase = Phase::Running,
+            // An ending session stays ending (frozen or not, it ends as its processes go).
+            _ => {}
+        }
         Ok(pids)
     }
 
@@ -796,9 +805,8 @@ impl Daemon {
         let mut record = Session::new(session, &profile.name, view, member, uid, 0, Origin::Run);
         record.owned_policy = owned;
         record.client = true;
+        record.phase = Phase::Starting(Starting::Run { command, held: Vec::new() });
         self.begin(record, true);
-        self.pending_runs.insert(session, command);
-        self.held.insert(session, Vec::new());
         let record = &self.sessions[&session];
         let enforces_files = flags & session_flags::ENFORCE != 0
             && flags & (session_flags::RESTRICTS_FILES | session_flags::HAS_PRINCIPAL) != 0;
@@ -850,15 +858,12 @@ impl Daemon {
         if record.root_pid != 0 || (member.is_some() && member != Some(session)) {
             return Reply::error(format!("pid {pid} is not the first process of session {}", session_id_text(session)));
         }
-        let command = self.pending_runs.remove(&session);
         let record = self.sessions.get_mut(&session).expect("present");
         record.root_pid = pid;
         record.alive.insert(pid);
-        let start = self.start_event(&self.sessions[&session], command);
-        self.pipeline.write(&start);
-        for event in self.held.remove(&session).unwrap_or_default() {
-            self.process(event);
-        }
+        // (Unless its held events overflowed, or a freeze came first: then the start was
+        // written already, without the pid.)
+        self.announce(session, None);
         self.pipeline.flush();
         Reply::ok()
     }
@@ -902,7 +907,7 @@ impl Daemon {
                 uid: s.uid,
                 started: humantime::format_rfc3339_seconds(s.started).to_string(),
                 adopted_by: s.adopted_by.clone(),
-                frozen: s.frozen,
+                frozen: matches!(s.phase, Phase::Frozen),
             })
             .collect()
     }
@@ -1019,9 +1024,9 @@ impl Daemon {
     /// The last events: what was held for `run` sessions, what was lost since the
     /// last report, then `monitor.stop`.
     fn write_stop(&mut self) {
-        let held: Vec<u64> = self.held.keys().copied().collect();
-        for session in held {
-            self.release_held(session);
+        let starting: Vec<u64> = self.sessions.values().filter(|s| s.phase.is_starting()).map(|s| s.id).collect();
+        for session in starting {
+            self.announce(session, None);
         }
         self.report_loss();
         let mut event = self.monitor_event(types::MONITOR_STOP, None, None);
@@ -1193,7 +1198,7 @@ impl Daemon {
             let root = pids.first().copied().unwrap_or(0);
             let mut record = Session::new(id, &profile, view, member, uid, root, Origin::Running);
             record.adopted_by = Some("frozen when the previous daemon stopped".into());
-            record.frozen = true;
+            record.phase = Phase::Frozen;
             record.alive.extend(pids.iter().copied());
             let has_cgroup = cgroup.is_some();
             self.begin(record, false);
