@@ -6,7 +6,7 @@ use crate::{
     mounts::MountTable,
     policy::{
         self, DEFAULT_POLICY,
-        compile::{Environment, compile},
+        compile::compile,
         model::{ConnectTarget, Pattern},
     },
 };
@@ -56,18 +56,8 @@ pub fn default() -> anyhow::Result<i32> {
 pub fn explain(file: Option<&Path>, profile: Option<&str>) -> anyhow::Result<i32> {
     let profile = super::run::choose_profile(file, profile)?;
     let mounts = MountTable::load()?;
-    let list = |dir: &str| crate::policy::host::list_dirs(dir);
     let home = crate::principal::invoking_user().home;
-    let environment = Environment {
-        home,
-        mounts: &mounts,
-        list_dir: &list,
-        resolve_host: &|host: &str| crate::policy::host::resolve_host(host),
-        files_under: &|path: &str| crate::policy::host::files_under(path),
-        is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
-        is_loader: &|path: &str| crate::loaders::is_loader(path),
-        canonical: &|path: &str| std::fs::canonicalize(path).ok().map(|p| p.display().to_string()),
-    };
+    let environment = crate::policy::host::environment(home, &mounts);
     let compiled = compile(&profile, &environment);
     let mode = match profile.mode {
         policy::Mode::Audit => "audit",

@@ -33,8 +33,8 @@ use crate::{
     pipeline::{Pipeline, PolicyView},
     policy::{
         self, Mode, OnViolation, Profile,
-        compile::{Environment, compile},
-        host::{files_under, list_dirs, resolve_host},
+        compile::compile,
+        host::{self, resolve_host},
     },
     principal,
     process_tree::ProcessTree,
@@ -112,16 +112,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     } = probes;
 
     let mounts = MountTable::load().context("reading the mount table")?;
-    let environment = Environment {
-        home: user.home.clone(),
-        mounts: &mounts,
-        list_dir: &|dir: &str| list_dirs(dir),
-        resolve_host: &|host: &str| resolve_host(host),
-        files_under: &|path: &str| files_under(path),
-        is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
-        is_loader: &|path: &str| crate::loaders::is_loader(path),
-        canonical: &|path: &str| std::fs::canonicalize(path).ok().map(|p| p.display().to_string()),
-    };
+    let environment = host::environment(user.home.clone(), &mounts);
     let compiled = compile(&profile, &environment);
     for note in &compiled.notes {
         log::warn!("profile {}: {note}", profile.name);

@@ -16,11 +16,7 @@ use crate::{
     enforcement::Tier,
     mounts::MountTable,
     pipeline::PolicyView,
-    policy::host::{files_under, list_dirs, resolve_host},
-    policy::{
-        self, Policy, Profile,
-        compile::{Environment, compile},
-    },
+    policy::{self, Policy, Profile, compile::compile, host},
     principal::User,
     rule_maps::RuleMaps,
     session::session_flags_for,
@@ -81,16 +77,7 @@ pub fn install_profile(
     id: u32,
     mounts: &MountTable,
 ) -> anyhow::Result<(PolicyView, Vec<String>)> {
-    let environment = Environment {
-        home,
-        mounts,
-        list_dir: &|dir: &str| list_dirs(dir),
-        resolve_host: &|host: &str| resolve_host(host),
-        files_under: &|path: &str| files_under(path),
-        is_raw_device: &|path: &str| crate::raw_devices::is_raw_device(path),
-        is_loader: &|path: &str| crate::loaders::is_loader(path),
-        canonical: &|path: &str| std::fs::canonicalize(path).ok().map(|p| p.display().to_string()),
-    };
+    let environment = host::environment(home, mounts);
     let compiled = compile(profile, &environment);
     rules.install(id, &compiled).with_context(|| format!("writing profile {} into the kernel", profile.name))?;
     let view = PolicyView {

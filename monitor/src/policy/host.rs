@@ -1,6 +1,28 @@
 //! What the policy compiler asks of the host: directory listings (for `*`), host
 //! names' addresses, and the files under a deny entry.
 
+use super::compile::Environment;
+use crate::mounts::MountTable;
+
+/// The compiler's view of this host, for a session whose user's home is `home`.
+pub fn environment(home: Option<String>, mounts: &MountTable) -> Environment<'_> {
+    Environment {
+        home,
+        mounts,
+        list_dir: &list_dirs,
+        resolve_host: &resolve_host,
+        files_under: &files_under,
+        is_raw_device: &crate::raw_devices::is_raw_device,
+        is_loader: &crate::loaders::is_loader,
+        canonical: &canonical,
+    }
+}
+
+/// `path` with every symlink on the way resolved, if it exists.
+fn canonical(path: &str) -> Option<String> {
+    std::fs::canonicalize(path).ok().map(|p| p.display().to_string())
+}
+
 /// Addresses of a host name, through the system resolver.
 pub fn resolve_host(host: &str) -> Vec<std::net::IpAddr> {
     use std::net::ToSocketAddrs;
