@@ -1,6 +1,9 @@
 //! The one place that counts what was lost and reports it as `monitor.loss`.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
 
 use aya::maps::{MapData, PerCpuArray};
 use monitor_common::maps::Counter;
@@ -17,38 +20,73 @@ use crate::{
 /// How often the loss counters are read.
 pub const LOSS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Writes a `monitor.loss` event about `session` (`None`: the daemon as a whole) if
-/// anything more was lost since `reported`.
-pub fn report_loss(pipeline: &mut Pipeline, reported: &mut Loss, loss: Loss, session: Option<u64>) {
-    if loss.total() > reported.total() {
-        let mut event =
-            pipeline.context.event(types::MONITOR_LOSS, BootClock::now_boot_ns(), session_ref(session.unwrap_or(0)));
-        if session.is_none() {
-            event.session.id = NO_SESSION.to_owned();
+/// What loss is counted in: the kernel's counters, the programs' skipped runs, and what
+/// userspace could not decode (the sinks count their own).
+pub struct LossCounters {
+    pub kernel: PerCpuArray<MapData, u64>,
+    pub skipped_runs: SkippedRuns,
+    pub user: Arc<UserspaceLoss>,
+}
+
+impl LossCounters {
+    /// Everything lost so far: in the kernel, in decoding, in `pipeline`'s sinks.
+    pub fn current(&self, pipeline: &Pipeline) -> Loss {
+        let kernel = |c: Counter| self.kernel.get(&(c as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
+        Loss {
+            ringbuf_full: kernel(Counter::RingbufFull),
+            session_map_full: kernel(Counter::SessionMapFull),
+            kernel_read_error: kernel(Counter::KernelReadError),
+            pending_map_full: kernel(Counter::PendingMapFull),
+            decision_ringbuf_full: kernel(Counter::DecisionRingbufFull),
+            decode_error: self.user.decode_error.load(Ordering::Relaxed),
+            queue_full: 0,
+            sink_error: pipeline.sink.lost(),
+            programs_skipped: self.skipped_runs.total(),
         }
-        event.loss = Some(loss);
-        pipeline.write(&event);
-        *reported = loss;
     }
 }
 
-/// Everything lost so far: in the kernel, in decoding, in the sinks.
-pub fn current_loss(
-    counters: &PerCpuArray<MapData, u64>,
-    skipped_runs: &SkippedRuns,
-    user: &UserspaceLoss,
-    pipeline: &Pipeline,
-) -> Loss {
-    let kernel = |c: Counter| counters.get(&(c as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
-    Loss {
-        ringbuf_full: kernel(Counter::RingbufFull),
-        session_map_full: kernel(Counter::SessionMapFull),
-        kernel_read_error: kernel(Counter::KernelReadError),
-        pending_map_full: kernel(Counter::PendingMapFull),
-        decision_ringbuf_full: kernel(Counter::DecisionRingbufFull),
-        decode_error: user.decode_error.load(Ordering::Relaxed),
-        queue_full: 0,
-        sink_error: pipeline.sink.lost(),
-        programs_skipped: skipped_runs.total(),
+/// Writes `monitor.loss` as loss grows: about one session (`run`) or about none (the
+/// daemon as a whole).
+pub struct LossReport {
+    counters: LossCounters,
+    session: Option<u64>,
+    reported: Loss,
+    last_check: Instant,
+}
+
+impl LossReport {
+    pub fn new(counters: LossCounters, session: Option<u64>) -> LossReport {
+        LossReport { counters, session, reported: Loss::default(), last_check: Instant::now() }
+    }
+
+    pub fn current(&self, pipeline: &Pipeline) -> Loss {
+        self.counters.current(pipeline)
+    }
+
+    /// A `monitor.loss` event if anything more was lost since the last one.
+    pub fn report(&mut self, pipeline: &mut Pipeline) {
+        self.last_check = Instant::now();
+        let loss = self.current(pipeline);
+        if loss.total() > self.reported.total() {
+            let mut event = pipeline.context.event(
+                types::MONITOR_LOSS,
+                BootClock::now_boot_ns(),
+                session_ref(self.session.unwrap_or(0)),
+            );
+            if self.session.is_none() {
+                event.session.id = NO_SESSION.to_owned();
+            }
+            event.loss = Some(loss);
+            pipeline.write(&event);
+            self.reported = loss;
+        }
+    }
+
+    /// [`report`](Self::report), at most once per [`LOSS_CHECK_INTERVAL`].
+    pub fn report_if_due(&mut self, pipeline: &mut Pipeline) {
+        if self.last_check.elapsed() >= LOSS_CHECK_INTERVAL {
+            self.report(pipeline);
+        }
     }
 }

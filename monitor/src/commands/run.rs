@@ -11,7 +11,6 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use aya::maps::{MapData, PerCpuArray};
 use monitor_common::{policy::session_flags, session::SessionMember};
 
 use super::run_args::{RunArgs, describe, event_sink, exit_code};
@@ -28,7 +27,7 @@ use crate::{
     ingest::{Ingest, Item, Settle, UserspaceLoss},
     launcher::{self, spawn_in_session},
     loader::{Probes, attach_network},
-    loss::{LOSS_CHECK_INTERVAL, current_loss, report_loss},
+    loss::{LossCounters, LossReport},
     mounts::MountTable,
     pipeline::{Pipeline, PolicyView},
     policy::{
@@ -41,7 +40,6 @@ use crate::{
     seccomp::ForeignAbiFilter,
     session::{self, Closing, Opening, new_session_id, session_flags_for},
     session_map::SessionMap,
-    skipped_runs::SkippedRuns,
     watchdog::{OnMonitorDeath, Watchdog},
 };
 
@@ -285,10 +283,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         let _ = child.wait();
         error
     };
-    let worker = match std::thread::Builder::new()
-        .name("pipeline".into())
-        .spawn(move || process_events(pipeline, received, counters, skipped_runs, user_loss, session_id))
-    {
+    let worker = match std::thread::Builder::new().name("pipeline".into()).spawn(move || {
+        let counters = LossCounters { kernel: counters, skipped_runs, user: user_loss };
+        process_events(pipeline, received, LossReport::new(counters, Some(session_id)), session_id)
+    }) {
         Ok(worker) => worker,
         Err(error) => return Err(fail(&mut child, anyhow::Error::from(error).context("starting the pipeline thread"))),
     };
@@ -357,17 +355,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// Pipeline thread: handles events until the queue closes, reporting loss as it grows.
+/// Pipeline thread: handles events until the queue closes, reporting loss as it grows;
+/// returns the pipeline and all that was lost.
 fn process_events(
     mut pipeline: Pipeline,
     received: crate::queue::Receiver<Item>,
-    counters: PerCpuArray<MapData, u64>,
-    skipped_runs: SkippedRuns,
-    user_loss: Arc<UserspaceLoss>,
+    mut loss: LossReport,
     session_id: u64,
 ) -> (Pipeline, Loss) {
-    let mut reported = Loss::default();
-    let mut last_check = Instant::now();
     loop {
         let first = received.recv_timeout(Duration::from_millis(100));
         let closed = matches!(first, Err(mpsc::RecvTimeoutError::Disconnected));
@@ -378,22 +373,20 @@ fn process_events(
             while let Ok(item) = received.try_recv() {
                 handle(&mut pipeline, item, session_id);
                 handled += 1;
-                if handled.is_multiple_of(4096) && last_check.elapsed() >= LOSS_CHECK_INTERVAL {
-                    last_check = Instant::now();
-                    let loss = current_loss(&counters, &skipped_runs, &user_loss, &pipeline);
-                    report_loss(&mut pipeline, &mut reported, loss, Some(session_id));
+                if handled.is_multiple_of(4096) {
+                    loss.report_if_due(&mut pipeline);
                 }
             }
         }
-        if closed || last_check.elapsed() >= LOSS_CHECK_INTERVAL {
-            last_check = Instant::now();
-            let loss = current_loss(&counters, &skipped_runs, &user_loss, &pipeline);
-            report_loss(&mut pipeline, &mut reported, loss, Some(session_id));
+        if closed {
+            loss.report(&mut pipeline);
+        } else {
+            loss.report_if_due(&mut pipeline);
         }
         pipeline.flush();
         if closed {
-            let loss = current_loss(&counters, &skipped_runs, &user_loss, &pipeline);
-            return (pipeline, loss);
+            let all = loss.current(&pipeline);
+            return (pipeline, all);
         }
     }
 }

@@ -102,7 +102,8 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     let ingest = Ingest::spawn(events, decisions, reader_state, queue, user_loss.clone(), hook, Box::new(|| {}));
     let mut pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
     pipeline.metrics = Some(metrics);
-    let kernel = KernelParts { ebpf, enforcement, rules, members: sessions, adopt, counters, skipped_runs, user_loss };
+    let loss = crate::loss::LossCounters { kernel: counters, skipped_runs, user: user_loss };
+    let kernel = KernelParts { ebpf, enforcement, rules, members: sessions, adopt, loss };
     let mut daemon = Daemon::new(config.clone(), config_path.to_owned(), kernel, pipeline, kill_table);
     daemon.watchdog = Some(watchdog);
     if let Err(error) = daemon.install_first(&policy) {

@@ -9,10 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::{
-    Ebpf,
-    maps::{MapData, PerCpuArray},
-};
+use aya::Ebpf;
 use monitor_common::{policy::session_flags, session::SessionMember};
 
 use super::{
@@ -30,10 +27,10 @@ use crate::{
     clock::BootClock,
     decode::KernelEvent,
     enforcement::{Enforcement, Tier},
-    event::{Event, Loss, Monitor, NO_SESSION, PolicyState, PrincipalRef, monitor_info, text, types},
+    event::{Event, Monitor, NO_SESSION, PolicyState, PrincipalRef, monitor_info, text, types},
     event_context::{Context, session_id_text, session_ref},
-    ingest::{Item, UserspaceLoss},
-    loss::{current_loss, report_loss},
+    ingest::Item,
+    loss::{LossCounters, LossReport},
     mounts::MountTable,
     pipeline::{Pipeline, PolicyView},
     policy::{self, Mode, Policy},
@@ -42,7 +39,6 @@ use crate::{
     running_process::RunningProcess,
     session::{self, Closing, Opening},
     session_map::{Adoption, Existing, SessionMap},
-    skipped_runs::SkippedRuns,
     watchdog::{OnMonitorDeath, Watchdog},
 };
 
@@ -63,9 +59,7 @@ pub struct KernelParts {
     pub rules: RuleMaps,
     pub members: SessionMap,
     pub adopt: AdoptMaps,
-    pub counters: PerCpuArray<MapData, u64>,
-    pub skipped_runs: SkippedRuns,
-    pub user_loss: Arc<UserspaceLoss>,
+    pub loss: LossCounters,
 }
 
 pub struct Daemon {
@@ -76,9 +70,6 @@ pub struct Daemon {
     pub rules: RuleMaps,
     pub members: SessionMap,
     pub adopt: AdoptMaps,
-    pub counters: PerCpuArray<MapData, u64>,
-    pub skipped_runs: SkippedRuns,
-    pub user_loss: Arc<UserspaceLoss>,
     pub pipeline: Pipeline,
     pub kill_table: KillTable,
     pub policies: PolicySet,
@@ -91,7 +82,8 @@ pub struct Daemon {
     pub started: Instant,
     pub reloads: u64,
     pub reload_failures: u64,
-    reported_loss: Loss,
+    /// What was lost, and what of it `monitor.loss` reported.
+    loss: LossReport,
     /// Sessions without a process at the last tick.
     empty_last_tick: Vec<u64>,
     /// Sessions released or frozen by a stop (`on_stop`), and those frozen.
@@ -109,7 +101,7 @@ impl Daemon {
         pipeline: Pipeline,
         kill_table: KillTable,
     ) -> Daemon {
-        let KernelParts { ebpf, enforcement, rules, members, adopt, counters, skipped_runs, user_loss } = kernel;
+        let KernelParts { ebpf, enforcement, rules, members, adopt, loss } = kernel;
         Daemon {
             config,
             config_path,
@@ -118,9 +110,6 @@ impl Daemon {
             rules,
             members,
             adopt,
-            counters,
-            skipped_runs,
-            user_loss,
             pipeline,
             kill_table,
             policies: PolicySet::empty(),
@@ -131,7 +120,7 @@ impl Daemon {
             started: Instant::now(),
             reloads: 0,
             reload_failures: 0,
-            reported_loss: Loss::default(),
+            loss: LossReport::new(loss, None),
             stopped: Default::default(),
             frozen_at_stop: Vec::new(),
             empty_last_tick: Vec::new(),
@@ -479,7 +468,7 @@ impl Daemon {
                 root_pid: record.root_pid,
                 remaining_pids: remaining,
                 wait_status: status.or(record.root_exit),
-                loss: current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline),
+                loss: self.loss.current(&self.pipeline),
                 monitor: monitor_info(None),
             },
         );
@@ -523,15 +512,9 @@ impl Daemon {
         }
     }
 
-    /// A `monitor.loss` event if more was lost since the last one.
-    fn report_loss(&mut self) {
-        let loss = current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline);
-        report_loss(&mut self.pipeline, &mut self.reported_loss, loss, None);
-    }
-
     /// Once a second: loss, sessions whose last exit was missed, retired policies.
     fn tick(&mut self) {
-        self.report_loss();
+        self.loss.report(&mut self.pipeline);
         // A session empty at two ticks in a row lost its last exit record (the exit
         // path ends sessions as their records come in).
         let populated = self.members.populated();
@@ -869,7 +852,7 @@ impl Daemon {
     }
 
     fn status(&self) -> Status {
-        let loss = current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline);
+        let loss = self.loss.current(&self.pipeline);
         let hub = self.pipeline.sink.hub();
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -1028,7 +1011,7 @@ impl Daemon {
         for session in starting {
             self.announce(session, None);
         }
-        self.report_loss();
+        self.loss.report(&mut self.pipeline);
         let mut event = self.monitor_event(types::MONITOR_STOP, None, None);
         event.session.remaining_pids = Some(self.sessions.keys().flat_map(|id| self.members.members(*id)).collect());
         self.pipeline.write(&event);
@@ -1233,7 +1216,7 @@ impl Daemon {
 
     fn write_metrics(&self, path: &std::path::Path) {
         let Some(metrics) = &self.pipeline.metrics else { return };
-        metrics.set_loss(&current_loss(&self.counters, &self.skipped_runs, &self.user_loss, &self.pipeline));
+        metrics.set_loss(&self.loss.current(&self.pipeline));
         metrics.set_sink(&self.pipeline.sink);
         metrics.set_sessions_active(self.sessions.len() as u64);
         if let Err(error) = crate::metrics::write_atomic(path, &metrics.render()) {
