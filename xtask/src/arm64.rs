@@ -11,10 +11,8 @@
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    sync::mpsc,
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -23,6 +21,7 @@ use clap::{Args, ValueEnum};
 
 use crate::{
     cross::{self, CrossTests},
+    vm::qemu,
     workspace_root,
 };
 
@@ -644,86 +643,36 @@ impl Console {
     }
 }
 
-pub struct BootResult {
-    pub console: Console,
-    pub wall: Duration,
-    pub timed_out: bool,
-}
-
-/// Boots `kernel` with `image` and streams the console to `log` (and, prefixed, to
-/// stdout) until the guest powers off or `timeout` passes; then kills qemu (our child).
-pub fn boot(
+/// Boots `kernel` with `image` until the guest powers off, hangs or `timeout` passes;
+/// returns the boot and what its console said.
+fn boot(
     kernel: &Kernel,
     tests: &[&str],
     image: &Path,
     log: &Path,
     timeout: Duration,
-) -> anyhow::Result<BootResult> {
+) -> anyhow::Result<(qemu::Run, Console)> {
     let append = format!(
         "console=ttyAMA0 panic=-1 init=/init lsm={LSM} agent_monitor.expect_lsm={} agent_monitor.tests={}",
         u8::from(kernel.expect_lsm),
         tests.join(",")
     );
-    let mut cmd = Command::new("qemu-system-aarch64");
-    cmd.args(["-machine", "virt", "-accel", "tcg", "-cpu", "max,pauth-impdef=on"])
-        .args(["-smp", &CPUS.to_string(), "-m", &MEMORY_MIB.to_string()])
-        .args(["-nographic", "-no-reboot", "-kernel"])
-        .arg(&kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(image)
-        .args(["-append", &append])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut log_file = std::fs::File::create(log)?;
-    writeln!(log_file, "+ {cmd:?}")?;
-    let started = Instant::now();
-    let mut child = cmd.spawn().context("starting qemu-system-aarch64 (scripts/setup.sh installs qemu-system-arm)")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    for stream in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as _),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut buf = Vec::new();
-            while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
-                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_owned();
-                if tx.send(line).is_err() {
-                    break;
-                }
-                buf.clear();
-            }
-        });
-    }
-    drop(tx);
     let mut console = Console::default();
-    let deadline = started + timeout;
-    let mut timed_out = false;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                writeln!(log_file, "[{:7.1}s] {line}", started.elapsed().as_secs_f64())?;
-                console.line(&line);
-                println!("[arm64 {}] {line}", kernel.line);
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                timed_out = true;
-                let _ = child.kill(); // our own qemu, by handle
-                break;
-            }
-        }
-    }
-    let status = child.wait()?;
-    let wall = started.elapsed();
-    writeln!(log_file, "qemu: {status}, {wall:.1?}{}", if timed_out { " (timed out)" } else { "" })?;
-    Ok(BootResult { console, wall, timed_out })
+    let run = qemu::boot(
+        &qemu::Boot {
+            machine: qemu::Machine::Aarch64,
+            vmlinuz: &kernel.vmlinuz,
+            initramfs: image,
+            append: &append,
+            cpus: CPUS,
+            memory_mib: MEMORY_MIB,
+            timeout,
+            prefix: &format!("[arm64 {}] ", kernel.line),
+            log,
+        },
+        &mut |line| console.line(line),
+    )?;
+    Ok((run, console))
 }
 
 /// How one VM did.
@@ -732,6 +681,8 @@ pub struct Outcome {
     pub console: Console,
     pub wall: Duration,
     pub problem: Option<String>,
+    /// The sign of a first boot's hang, when the guest was booted once more.
+    pub hung_before: Option<String>,
     pub log: PathBuf,
 }
 
@@ -744,7 +695,10 @@ impl Outcome {
 
     pub fn summary(&self) -> String {
         let c = &self.console;
-        let verdict = self.problem.as_deref().map_or_else(|| "ok".to_owned(), |p| format!("FAILED: {p}"));
+        let mut verdict = self.problem.as_deref().map_or_else(|| "ok".to_owned(), |p| format!("FAILED: {p}"));
+        if let Some(sign) = &self.hung_before {
+            verdict += &format!(" (booted twice: the first boot hung: {sign})");
+        }
         format!(
             "arm64 vm {}: {} passed, {} failed, {} ignored, {:.0?} wall: {verdict}",
             self.kernel, c.passed, c.failed, c.ignored, self.wall
@@ -840,18 +794,22 @@ fn boot_kernel(args: &Arm64VmArgs, kernel: &Kernel, tests: &CrossTests, image: &
     };
     println!("== arm64-vm: Debian kernel {} (lsm={LSM}): {}", kernel.release, chosen.join(", "));
     let log = work_dir().join(format!("{}.log", kernel.release));
-    let result = boot(kernel, chosen, image, &log, Duration::from_secs(args.timeout))?;
-    let mut problem = result.console.problem();
-    if result.timed_out {
+    let (run, console, hung_before) =
+        qemu::boot_once_more_if_hung(&log, || boot(kernel, chosen, image, &log, Duration::from_secs(args.timeout)))?;
+    let mut problem = console.problem();
+    if run.timed_out {
         problem = Some(format!("timed out after {}s", args.timeout));
     }
-    if let Some(booted) = result.console.kernel.as_deref().filter(|k| *k != kernel.release) {
+    if let Some(sign) = &run.hung {
+        problem = Some(format!("the guest hung twice: {sign}"));
+    }
+    if let Some(booted) = console.kernel.as_deref().filter(|k| *k != kernel.release) {
         problem = Some(format!("booted {booted}, expected {}", kernel.release));
     }
-    if let Err(error) = check_doctor(result.console.doctor.as_deref(), kernel.expect_lsm, kernel.syscall_hooks) {
+    if let Err(error) = check_doctor(console.doctor.as_deref(), kernel.expect_lsm, kernel.syscall_hooks) {
         problem = Some(format!("agent-monitor doctor: {error}"));
     }
-    let outcome = Outcome { kernel: kernel.release.clone(), console: result.console, wall: result.wall, problem, log };
+    let outcome = Outcome { kernel: kernel.release.clone(), console, wall: run.wall, problem, hung_before, log };
     println!("{}", outcome.summary());
     Ok(outcome)
 }

@@ -7,8 +7,9 @@
 mod bench;
 mod console;
 mod debian;
+mod hang;
 pub(crate) mod initramfs;
-mod qemu;
+pub(crate) mod qemu;
 
 use std::{
     path::{Path, PathBuf},
@@ -22,6 +23,7 @@ use clap::{Args, ValueEnum};
 pub use console::{Progress, test_result_counts};
 
 use crate::{cargo, workspace_root};
+use console::Console;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Which {
@@ -128,6 +130,8 @@ pub struct Outcome {
     pub wall: Duration,
     /// Why the run does not count as a pass (failed tests, or no sentinel), if it does not.
     pub problem: Option<String>,
+    /// The sign of a first boot's hang, when the guest was booted once more.
+    pub hung_before: Option<String>,
 }
 
 impl Outcome {
@@ -138,7 +142,10 @@ impl Outcome {
     }
 
     pub fn summary(&self) -> String {
-        let verdict = self.problem.as_deref().map_or_else(|| "ok".to_owned(), |p| format!("FAILED: {p}"));
+        let mut verdict = self.problem.as_deref().map_or_else(|| "ok".to_owned(), |p| format!("FAILED: {p}"));
+        if let Some(sign) = &self.hung_before {
+            verdict += &format!(" (booted twice: the first boot hung: {sign})");
+        }
         format!(
             "vm {}: kernel {}, {} passed, {} failed, {:.0?} wall: {verdict}",
             self.config, self.kernel, self.passed, self.failed, self.wall
@@ -232,17 +239,23 @@ fn tests_of<'a>(config: &'a Config, only: Option<&'a [String]>) -> Vec<&'a str> 
     only.map_or_else(|| config.tests.to_vec(), |only| only.iter().map(String::as_str).collect())
 }
 
-fn boot(prepared: &Prepared, append: &str, prefix: &str, log: &Path) -> anyhow::Result<qemu::Run> {
-    qemu::boot(&qemu::Boot {
-        vmlinuz: &prepared.kernel.vmlinuz,
-        initramfs: &prepared.image,
-        append,
-        cpus: CPUS,
-        memory_mib: MEMORY_MIB,
-        timeout: prepared.timeout,
-        prefix,
-        log,
-    })
+fn boot(prepared: &Prepared, append: &str, prefix: &str, log: &Path) -> anyhow::Result<(qemu::Run, Console)> {
+    let mut console = Console::default();
+    let run = qemu::boot(
+        &qemu::Boot {
+            machine: qemu::Machine::X86_64,
+            vmlinuz: &prepared.kernel.vmlinuz,
+            initramfs: &prepared.image,
+            append,
+            cpus: CPUS,
+            memory_mib: MEMORY_MIB,
+            timeout: prepared.timeout,
+            prefix,
+            log,
+        },
+        &mut |line| console.feed(line),
+    )?;
+    Ok((run, console))
 }
 
 /// `--bench`: the open benchmark in the `lsm` configuration.
@@ -255,7 +268,10 @@ fn bench(prepared: &Prepared) -> anyhow::Result<()> {
         "console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm=1 agent_monitor.bench=1",
         config.lsm
     );
-    let run = boot(prepared, &append, "[vm bench] ", &log)?;
+    let (run, _) = boot(prepared, &append, "[vm bench] ", &log)?;
+    if let Some(sign) = run.hung {
+        bail!("the bench VM hung: {sign} (log: {})", log.display());
+    }
     if run.timed_out {
         bail!("the bench VM timed out after {:?} (log: {})", prepared.timeout, log.display());
     }
@@ -278,21 +294,26 @@ pub fn boot_config(prepared: &Prepared, name: &str) -> anyhow::Result<Outcome> {
         config.syscall_hooks,
         tests_of(config, prepared.only.as_deref()).join(",")
     );
-    let run = boot(prepared, &append, &format!("[vm {}] ", config.name), &log)?;
-    let mut problem = run.console.problem();
+    let prefix = format!("[vm {}] ", config.name);
+    let (run, console, hung_before) = qemu::boot_once_more_if_hung(&log, || boot(prepared, &append, &prefix, &log))?;
+    let mut problem = console.problem();
     if run.timed_out {
         problem = Some(format!("timed out after {:?}", prepared.timeout));
     }
-    if let Some(booted) = run.console.kernel.as_deref().filter(|k| *k != kernel.release) {
+    if let Some(sign) = &run.hung {
+        problem = Some(format!("the guest hung twice: {sign}"));
+    }
+    if let Some(booted) = console.kernel.as_deref().filter(|k| *k != kernel.release) {
         problem = Some(format!("booted {booted}, expected {}", kernel.release));
     }
     let outcome = Outcome {
         config: config.name,
         log: log.clone(),
         kernel: kernel.release.clone(),
-        passed: run.console.passed,
-        failed: run.console.failed,
+        passed: console.passed,
+        failed: console.failed,
         wall: run.wall,
+        hung_before,
         problem: problem.map(|p| format!("{p} (log: {})", log.display())),
     };
     println!("{}", outcome.summary());
