@@ -8,13 +8,12 @@ use monitor_common::session::SessionMember;
 use crate::{cgroup::SessionCgroup, decode::KernelEvent, pipeline::PolicyView, session_map::SessionMap};
 
 /// Where a session is in its life. Its `session.start` is written on leaving
-/// `Starting`, its `session.end` when it leaves the table.
+/// `Starting`, its `session.end` when it leaves the table. (Frozen is not a phase: a
+/// session is frozen and thawed in any of them, see `Session::frozen`.)
 pub enum Phase {
     /// `session.start` is not written yet.
     Starting(Starting),
     Running,
-    /// Its processes are frozen (`agent-monitor kill --freeze`, `on_stop: freeze`).
-    Frozen,
     /// A `run` client reported its first process's end (`status`, a wait status): the
     /// session ends once the exit records of all its processes have been read.
     Ending {
@@ -30,6 +29,9 @@ pub enum Starting {
     /// A session the kernel adopted at exec: the exec record, whose command line the
     /// start reports.
     Exec,
+    /// A process adopted from /proc when the daemon started: its descendants joining
+    /// and its cgroup (`Daemon::adopt_running`).
+    Scan,
 }
 
 impl Phase {
@@ -82,6 +84,8 @@ pub struct Session {
     /// Policy id this session alone uses (a `run --policy` file), removed at its end.
     pub owned_policy: Option<u32>,
     pub phase: Phase,
+    /// Its processes are frozen (`agent-monitor kill --freeze`, `on_stop: freeze`).
+    pub frozen: bool,
     /// A `run` client waits for this session's end: it ends when the client says its
     /// first process ended (or the client goes away), not when its processes are gone.
     pub client: bool,
@@ -118,6 +122,7 @@ impl Session {
             cgroup: None,
             owned_policy: None,
             phase: Phase::Running,
+            frozen: false,
             client: false,
             root_exit: None,
             alive: (root_pid != 0).then_some(root_pid).into_iter().collect(),

@@ -427,6 +427,12 @@ impl Daemon {
     /// session ends once the exit records of all its processes have been read.
     fn run_ended(&mut self, session: u64, status: u32) {
         let Some(record) = self.sessions.get_mut(&session) else { return };
+        if record.root_pid == 0 {
+            // Its process never started (the client could not spawn it): nothing of it
+            // is left to wait for.
+            self.end(session, Some(status));
+            return;
+        }
         record.phase = Phase::Ending { status };
         let cgroup = record.cgroup.clone();
         if !self.members.members(session).is_empty() {
@@ -492,7 +498,7 @@ impl Daemon {
         let Phase::Starting(starting) = std::mem::replace(&mut record.phase, Phase::Running) else { unreachable!() };
         let (given, held) = match starting {
             Starting::Run { command, held } => (Some(command), held),
-            Starting::Exec => (None, Vec::new()),
+            Starting::Exec | Starting::Scan => (None, Vec::new()),
         };
         let start = self.start_event(&self.sessions[&session], command.or(given));
         self.pipeline.write(&start);
@@ -616,10 +622,6 @@ impl Daemon {
     }
 
     fn set_frozen(&mut self, session: u64, frozen: bool) -> std::io::Result<Vec<u32>> {
-        // A session that is frozen has started: its start and held events come first.
-        if frozen {
-            self.announce(session, None);
-        }
         let record = self.sessions.get_mut(&session).expect("found");
         let pids = match &record.cgroup {
             Some(cgroup) => {
@@ -633,12 +635,7 @@ impl Daemon {
                 Duration::from_millis(50),
             ),
         };
-        match (&record.phase, frozen) {
-            (Phase::Running, true) => record.phase = Phase::Frozen,
-            (Phase::Frozen, false) => record.phase = Phase::Running,
-            // An ending session stays ending (frozen or not, it ends as its processes go).
-            _ => {}
-        }
+        record.frozen = frozen;
         Ok(pids)
     }
 
@@ -844,8 +841,8 @@ impl Daemon {
         let record = self.sessions.get_mut(&session).expect("present");
         record.root_pid = pid;
         record.alive.insert(pid);
-        // (Unless its held events overflowed, or a freeze came first: then the start was
-        // written already, without the pid.)
+        // (Unless its held events overflowed: then the start was written already, without
+        // the pid.)
         self.announce(session, None);
         self.pipeline.flush();
         Reply::ok()
@@ -890,7 +887,7 @@ impl Daemon {
                 uid: s.uid,
                 started: humantime::format_rfc3339_seconds(s.started).to_string(),
                 adopted_by: s.adopted_by.clone(),
-                frozen: matches!(s.phase, Phase::Frozen),
+                frozen: s.frozen,
             })
             .collect()
     }
@@ -942,11 +939,12 @@ impl Daemon {
                 }
             }
             joined.insert(pid, session);
-            // Started without its root pid: its `session.start` is written below, once
-            // its descendants have joined and it has its cgroup.
+            // Its `session.start` is written below, once its descendants have joined and
+            // it has its cgroup.
             let mut record =
                 Session::new(session, &info.profile, profile.view.clone(), member, facts.uid, 0, Origin::Running);
             record.adopted_by = Some(info.text.clone());
+            record.phase = Phase::Starting(Starting::Scan);
             self.begin(record, false);
             let record = self.sessions.get_mut(&session).expect("begun");
             record.root_pid = pid;
@@ -967,8 +965,7 @@ impl Daemon {
                 }
                 self.sessions.get_mut(&session).expect("begun").cgroup = Some(cgroup);
             }
-            let event = self.start_event(&self.sessions[&session], None);
-            self.pipeline.write(&event);
+            self.announce(session, None);
         }
     }
 
@@ -1181,7 +1178,7 @@ impl Daemon {
             let root = pids.first().copied().unwrap_or(0);
             let mut record = Session::new(id, &profile, view, member, uid, root, Origin::Running);
             record.adopted_by = Some("frozen when the previous daemon stopped".into());
-            record.phase = Phase::Frozen;
+            record.frozen = true;
             record.alive.extend(pids.iter().copied());
             let has_cgroup = cgroup.is_some();
             self.begin(record, false);
