@@ -142,6 +142,7 @@ pub fn adopt_at_exec(tgid: u32, bprm: u64) -> Option<SessionMember> {
         return None;
     }
     report(&member, selector, generation);
+    aya_log_ebpf::info!(&(), target: "monitor_ebpf::adopt", "tgid {} adopted by selector {} into session {:x}", tgid, selector, member.session_id);
     Some(member)
 }
 

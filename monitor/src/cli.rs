@@ -21,8 +21,23 @@ pub struct Cli {
     /// is always written to a file, named in the error).
     #[arg(long, global = true)]
     pub verbose: bool,
+    /// The eBPF programs' own diagnostics (lost events, adoptions) on stderr, at this
+    /// level and above; off by default, at no cost. For `run` (which then holds its own
+    /// session, as with --standalone), `daemon` and `doctor`.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub ebpf_log: Option<EbpfLogLevel>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A level of `--ebpf-log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EbpfLogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,7 @@ mod clock;
 pub mod commands;
 pub mod daemon;
 mod decode;
+mod ebpf_log;
 mod enforcement;
 mod event;
 mod event_context;

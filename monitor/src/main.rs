@@ -1,21 +1,35 @@
 use clap::{Parser, ValueEnum};
 use monitor::{
-    cli::{Cli, Command, PolicyCommand},
+    cli::{Cli, Command, EbpfLogLevel, PolicyCommand},
     commands::{control, doctor, kill, policy, run, run_args::RunArgs, run_via_daemon},
     daemon,
     watchdog::OnMonitorDeath,
 };
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    let ebpf_log = cli.ebpf_log.map(|level| match level {
+        EbpfLogLevel::Error => log::Level::Error,
+        EbpfLogLevel::Warn => log::Level::Warn,
+        EbpfLogLevel::Info => log::Level::Info,
+        EbpfLogLevel::Debug => log::Level::Debug,
+        EbpfLogLevel::Trace => log::Level::Trace,
+    });
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    if let Some(level) = ebpf_log {
+        // What the programs log carries their module paths (`monitor_ebpf::kernel`).
+        logger.filter_module("monitor_ebpf", level.to_level_filter());
+    }
+    logger.init();
     monitor::verifier::set_verbose(cli.verbose);
     let result = match cli.command {
         Command::Run { events, policy, profile, on_behalf_of, no_lsm, standalone, on_monitor_death, command } => {
-            let socket = (!standalone && !no_lsm).then_some(cli.socket);
+            // --no-lsm and --ebpf-log are about this process's own programs.
+            let socket = (!standalone && !no_lsm && ebpf_log.is_none()).then_some(cli.socket);
             // clap checked the value against the same names.
             let on_monitor_death = on_monitor_death.and_then(|action| OnMonitorDeath::from_str(&action, false).ok());
-            let args = RunArgs { events, policy, profile, on_behalf_of, no_lsm, socket, on_monitor_death, command };
+            let args =
+                RunArgs { events, policy, profile, on_behalf_of, no_lsm, ebpf_log, socket, on_monitor_death, command };
             // A running daemon holds the session; without one, this process does.
             match args.socket.as_deref().and_then(control::connect) {
                 Some(stream) => run_via_daemon::run(&args, stream),
@@ -23,8 +37,8 @@ fn main() {
             }
         }
         Command::Watchdog { monitor_pid, events, stdout } => monitor::watchdog::watch(monitor_pid, events, stdout),
-        Command::Daemon { config } => daemon::daemon(&config),
-        Command::Doctor { json, all_programs } => doctor::doctor(json, all_programs),
+        Command::Daemon { config } => daemon::daemon(&config, ebpf_log),
+        Command::Doctor { json, all_programs } => doctor::doctor(json, all_programs, ebpf_log),
         Command::Status { json } => control::status(&cli.socket, json),
         Command::Sessions { json } => control::sessions(&cli.socket, json),
         Command::Events { follow: false, .. } => Err(anyhow::anyhow!(

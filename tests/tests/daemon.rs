@@ -38,6 +38,18 @@ impl Daemon {
 
     /// With `env` for the daemon and `extra` lines in its config.
     fn start_with(dir: TempDir, policy: &str, on_stop: &str, env: &[(&str, &Path)], extra: &str) -> Daemon {
+        Daemon::start_with_args(dir, policy, on_stop, env, extra, &[])
+    }
+
+    /// With `args` before `daemon` too (`--ebpf-log info`).
+    fn start_with_args(
+        dir: TempDir,
+        policy: &str,
+        on_stop: &str,
+        env: &[(&str, &Path)],
+        extra: &str,
+        args: &[&str],
+    ) -> Daemon {
         std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
         let config = format!(
             "policy: {0}/policy.yaml\nsocket: {0}/control.sock\non_stop: {on_stop}\nmetrics: {{file: {0}/metrics.prom}}\nevents:\n  stdout: false\n  file: {{path: {0}/events.ndjson}}\n  follower_buffer: 64\n{extra}",
@@ -45,6 +57,7 @@ impl Daemon {
         );
         std::fs::write(dir.path().join("config.yaml"), config).expect("config");
         let child = Command::new(monitor_bin())
+            .args(args)
             .args(["daemon", "--config"])
             .arg(dir.path().join("config.yaml"))
             .stdout(Stdio::null())
@@ -1106,4 +1119,32 @@ fn systemd_hears_ready_reloading_and_stopping() {
     let stopped = std::thread::spawn(move || daemon.stop());
     assert!(next().contains("STOPPING=1"));
     assert!(stopped.join().unwrap().success());
+}
+
+#[test]
+fn with_ebpf_log_the_programs_report_what_they_adopt_and_without_it_say_nothing() {
+    if !privileged() {
+        return;
+    }
+    for logging in [true, false] {
+        let dir = TempDir::new(if logging { "daemon-ebpf-log" } else { "daemon-no-ebpf-log" });
+        let agent = make_agent(&dir);
+        let args: &[&str] = if logging { &["--ebpf-log", "info"] } else { &[] };
+        let mut daemon = Daemon::start_with_args(dir, &policy(&agent, ""), "release", &[], "", args);
+        let output = Command::new(&agent).args(["exit", "0"]).output_busy();
+        assert!(output.status.success());
+        daemon.wait_event(|e| e["type"] == "session.end");
+        // The kernel's record (read by the `ebpf-log` thread) and this one are not ordered.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let adopted = |log: &str| log.lines().any(|l| l.contains("adopted by selector 0 into session"));
+        while logging && !adopted(&daemon.log()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon.stop();
+        let log = daemon.log();
+        assert_eq!(adopted(&log), logging, "--ebpf-log {logging}:\n{log}");
+        if logging {
+            assert!(log.contains("monitor_ebpf"), "the programs' records carry their module:\n{log}");
+        }
+    }
 }

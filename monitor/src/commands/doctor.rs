@@ -69,10 +69,10 @@ fn resource_name(resource: Resource) -> &'static str {
 
 /// `all_programs`: also load (without attaching) the programs the chosen tiers leave
 /// out, so that every program's verification on this kernel is reported.
-pub fn doctor(json: bool, all_programs: bool) -> anyhow::Result<i32> {
+pub fn doctor(json: bool, all_programs: bool, ebpf_log: Option<log::Level>) -> anyhow::Result<i32> {
     let mut programs = Verifications::default();
     let (tracefs, mut loaded) =
-        crate::tracefs::with_tracefs(|| Probes::load_recording(LsmChoice::Probe, &mut programs));
+        crate::tracefs::with_tracefs(|| Probes::load_recording(LsmChoice::Probe, ebpf_log, &mut programs));
     if let Ok(probes) = &mut loaded {
         if all_programs {
             probes.verify_unused();

@@ -88,8 +88,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let events_file = args.events.as_deref().filter(|p| p.as_os_str() != "-");
     let mut watchdog = Watchdog::spawn(events_file, events_file.is_none())?;
     let choice = if args.no_lsm { LsmChoice::Off } else { LsmChoice::Auto };
-    let mut probes =
-        crate::tracefs::attach_with_tracefs(|| Probes::load(choice)).context("loading the eBPF programs")?;
+    let mut probes = crate::tracefs::attach_with_tracefs(|| Probes::load(choice, args.ebpf_log))
+        .context("loading the eBPF programs")?;
     // No session member may change the monitor's own files.
     let own_files =
         std::env::current_exe().into_iter().chain(args.policy.clone()).chain(events_file.map(Path::to_path_buf));

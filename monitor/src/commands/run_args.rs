@@ -23,6 +23,8 @@ pub struct RunArgs {
     pub on_behalf_of: Option<String>,
     /// Tier 2 even where BPF LSM works.
     pub no_lsm: bool,
+    /// The eBPF programs' diagnostics at this level (`--ebpf-log`); `None`: off.
+    pub ebpf_log: Option<log::Level>,
     /// A daemon's control socket to ask for the session first (`None`: standalone).
     pub socket: Option<PathBuf>,
     /// `None`: the default for the profile's mode.

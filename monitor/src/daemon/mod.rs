@@ -47,7 +47,8 @@ use crate::{
     watchdog::Watchdog,
 };
 
-pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
+/// `ebpf_log`: the programs' own diagnostics at that level (`--ebpf-log`).
+pub fn daemon(config_path: &Path, ebpf_log: Option<log::Level>) -> anyhow::Result<i32> {
     let config = Config::load(config_path)?;
     let policy = policies::read_policy(config.policy.as_deref())?;
     control::ensure_free(&config.socket)?;
@@ -55,8 +56,8 @@ pub fn daemon(config_path: &Path) -> anyhow::Result<i32> {
     // Before the programs load: they protect the watchdog's pid like the daemon's.
     let events_file = config.events.file.as_ref().map(|f| f.path.as_path());
     let mut watchdog = Watchdog::spawn(events_file, config.events.stdout)?;
-    let mut probes =
-        crate::tracefs::attach_with_tracefs(|| Probes::load(LsmChoice::Auto)).context("loading the eBPF programs")?;
+    let mut probes = crate::tracefs::attach_with_tracefs(|| Probes::load(LsmChoice::Auto, ebpf_log))
+        .context("loading the eBPF programs")?;
     let own_files = std::env::current_exe()
         .into_iter()
         .chain(config.policy.clone())

@@ -64,6 +64,8 @@ pub enum LoadError {
     MissingMap(&'static str),
     #[error("map {name}: {source}")]
     Map { name: &'static str, source: aya::maps::MapError },
+    #[error("reading the eBPF programs' log (--ebpf-log): {0:#}")]
+    Log(anyhow::Error),
     #[error(transparent)]
     SessionMap(#[from] crate::session_map::SessionMapError),
     #[error(transparent)]
@@ -110,13 +112,19 @@ fn raise_memlock_limit() {
 }
 
 impl Probes {
-    pub fn load(choice: LsmChoice) -> Result<Probes, LoadError> {
-        Probes::load_recording(choice, &mut Verifications::default())
+    /// Loads and attaches for the tiers `choice` allows; `ebpf_log`: the programs' own
+    /// diagnostics at that level (`None`: off, at no cost).
+    pub fn load(choice: LsmChoice, ebpf_log: Option<log::Level>) -> Result<Probes, LoadError> {
+        Probes::load_recording(choice, ebpf_log, &mut Verifications::default())
     }
 
     /// [`Probes::load`], recording each program's verification in `programs` (kept
     /// when loading fails, for `doctor`).
-    pub fn load_recording(choice: LsmChoice, programs: &mut Verifications) -> Result<Probes, LoadError> {
+    pub fn load_recording(
+        choice: LsmChoice,
+        ebpf_log: Option<log::Level>,
+        programs: &mut Verifications,
+    ) -> Result<Probes, LoadError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(LoadError::NotRoot);
@@ -131,7 +139,11 @@ impl Probes {
         if std::env::var_os("AGENT_MONITOR_VERIFIER_LOG").is_some() {
             loader.verifier_log_level(aya::VerifierLogLevel::VERBOSE | aya::VerifierLogLevel::STATS);
         }
+        crate::ebpf_log::configure(&mut loader, ebpf_log);
         let mut ebpf = loader.btf(None).override_global(KERNEL_CONFIG, &config, true).load(EBPF_OBJECT)?;
+        if ebpf_log.is_some() {
+            crate::ebpf_log::forward(&mut ebpf).map_err(LoadError::Log)?;
+        }
         log::debug!("object loaded (maps created) at {:?}", started.elapsed());
         for (program, tracepoint) in RAW_TRACEPOINTS {
             attach_raw_tracepoint(&mut ebpf, programs, program, tracepoint)?;
