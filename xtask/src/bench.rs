@@ -171,6 +171,11 @@ fn all() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Set to an agent-monitor binary, the benchmarks run it instead of this tree's (the
+/// probe stays this tree's): a before/after comparison with the same benchmark code.
+const MONITOR_OVERRIDE: &str = "AM_BENCH_MONITOR";
+
+/// This tree's release agent-monitor (or [`MONITOR_OVERRIDE`]'s) and probe.
 pub(crate) fn release_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     run(cargo().args([
         "build",
@@ -185,7 +190,16 @@ pub(crate) fn release_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
         "probe",
     ]))?;
     let dir = workspace_root().join("target/release");
-    Ok((dir.join("agent-monitor"), dir.join("probe")))
+    let monitor = match std::env::var_os(MONITOR_OVERRIDE) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            anyhow::ensure!(path.is_file(), "{MONITOR_OVERRIDE}={} is not a file", path.display());
+            println!("== {MONITOR_OVERRIDE}: the monitor is {}", path.display());
+            path
+        }
+        None => dir.join("agent-monitor"),
+    };
+    Ok((monitor, dir.join("probe")))
 }
 
 /// ns per iteration printed by `probe open-loop`.
