@@ -24,6 +24,11 @@ fn main() {
     monitor::verifier::set_verbose(cli.verbose);
     let result = match cli.command {
         Command::Run { events, policy, profile, on_behalf_of, no_lsm, standalone, on_monitor_death, command } => {
+            if ebpf_log.is_some() && !standalone && control::connect(&cli.socket).is_some() {
+                eprintln!(
+                    "agent-monitor: --ebpf-log: this run loads and holds its own session, not the running daemon"
+                );
+            }
             // --no-lsm and --ebpf-log are about this process's own programs.
             let socket = (!standalone && !no_lsm && ebpf_log.is_none()).then_some(cli.socket);
             // clap checked the value against the same names.

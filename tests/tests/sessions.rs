@@ -228,3 +228,64 @@ fn without_tracefs_the_monitor_mounts_its_own_and_the_agent_runs_in_a_copy_of_th
         "no file.open of /etc/hostname:\n{text}\n{stderr}"
     );
 }
+
+/// With `--ebpf-log`, the monitor reads its programs' log from a thread of its own,
+/// started once the programs are loaded: where tracefs has to be mounted privately for
+/// loading (`tracefs::with_tracefs`), a thread started earlier would keep the monitor,
+/// and the agents it starts, in that mount namespace. Here tracefs is unmounted in a
+/// mount namespace of the test's own, which the monitor must come back to.
+#[test]
+fn with_ebpf_log_the_monitor_leaves_its_private_tracefs_namespace() {
+    use std::io::BufRead;
+    if !privileged() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let script = format!(
+        "readlink /proc/self/ns/mnt; exec {} --ebpf-log info run --standalone --events /dev/null -- sleep 3",
+        monitor_tests::monitor_bin().display()
+    );
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            // A mount namespace of the child's own, whose changes reach no other.
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Without tracefs where the monitor looks (either may be absent).
+            libc::umount2(c"/sys/kernel/debug".as_ptr(), libc::MNT_DETACH);
+            libc::umount2(c"/sys/kernel/tracing".as_ptr(), libc::MNT_DETACH);
+            Ok(())
+        });
+    }
+    let mut monitor = command.spawn().expect("starting agent-monitor in a mount namespace of its own");
+    let mut stdout = std::io::BufReader::new(monitor.stdout.take().expect("stdout"));
+    let mut expected = String::new();
+    stdout.read_line(&mut expected).expect("the namespace the monitor starts in");
+    // Once its programs are loaded it has a thread named ebpf-log.
+    let deadline = std::time::Instant::now() + monitor_tests::START_TIMEOUT;
+    let reading = || {
+        std::fs::read_dir(format!("/proc/{}/task", monitor.id())).is_ok_and(|tasks| {
+            tasks
+                .flatten()
+                .any(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "ebpf-log"))
+        })
+    };
+    while !reading() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(reading(), "no ebpf-log thread in the monitor");
+    let now = std::fs::read_link(format!("/proc/{}/ns/mnt", monitor.id())).expect("its mount namespace");
+    assert_eq!(now.display().to_string(), expected.trim(), "the monitor stayed in its private mount namespace");
+    assert!(monitor.wait().expect("agent-monitor").success());
+}

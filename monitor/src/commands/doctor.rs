@@ -74,6 +74,7 @@ pub fn doctor(json: bool, all_programs: bool, ebpf_log: Option<log::Level>) -> a
     let (tracefs, mut loaded) =
         crate::tracefs::with_tracefs(|| Probes::load_recording(LsmChoice::Probe, ebpf_log, &mut programs));
     if let Ok(probes) = &mut loaded {
+        probes.read_ebpf_log()?;
         if all_programs {
             probes.verify_unused();
         }

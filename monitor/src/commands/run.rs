@@ -90,6 +90,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let choice = if args.no_lsm { LsmChoice::Off } else { LsmChoice::Auto };
     let mut probes = crate::tracefs::attach_with_tracefs(|| Probes::load(choice, args.ebpf_log))
         .context("loading the eBPF programs")?;
+    probes.read_ebpf_log().context("reading the eBPF programs' log (--ebpf-log)")?;
     // No session member may change the monitor's own files.
     let own_files =
         std::env::current_exe().into_iter().chain(args.policy.clone()).chain(events_file.map(Path::to_path_buf));

@@ -58,6 +58,7 @@ pub fn daemon(config_path: &Path, ebpf_log: Option<log::Level>) -> anyhow::Resul
     let mut watchdog = Watchdog::spawn(events_file, config.events.stdout)?;
     let mut probes = crate::tracefs::attach_with_tracefs(|| Probes::load(LsmChoice::Auto, ebpf_log))
         .context("loading the eBPF programs")?;
+    probes.read_ebpf_log().context("reading the eBPF programs' log (--ebpf-log)")?;
     let own_files = std::env::current_exe()
         .into_iter()
         .chain(config.policy.clone())

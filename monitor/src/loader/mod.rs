@@ -101,6 +101,8 @@ pub struct Probes {
     pub syscall_hooks: SyscallHooks,
     /// What the verifier said of each program loaded.
     pub programs: Verifications,
+    /// The programs' log, with `--ebpf-log`: to be read with [`Probes::read_ebpf_log`].
+    ebpf_log: Option<crate::ebpf_log::Reader>,
 }
 
 fn raise_memlock_limit() {
@@ -141,9 +143,8 @@ impl Probes {
         }
         crate::ebpf_log::configure(&mut loader, ebpf_log);
         let mut ebpf = loader.btf(None).override_global(KERNEL_CONFIG, &config, true).load(EBPF_OBJECT)?;
-        if ebpf_log.is_some() {
-            crate::ebpf_log::forward(&mut ebpf).map_err(LoadError::Log)?;
-        }
+        let ebpf_log =
+            ebpf_log.map(|_| crate::ebpf_log::Reader::take(&mut ebpf)).transpose().map_err(LoadError::Log)?;
         log::debug!("object loaded (maps created) at {:?}", started.elapsed());
         for (program, tracepoint) in RAW_TRACEPOINTS {
             attach_raw_tracepoint(&mut ebpf, programs, program, tracepoint)?;
@@ -229,6 +230,7 @@ impl Probes {
             syscall_links,
             syscall_hooks,
             programs: programs.clone(),
+            ebpf_log,
         })
     }
 
@@ -279,6 +281,27 @@ impl Probes {
                 _ => Err(ProgramError::UnexpectedProgramType),
             });
         }
+    }
+
+    /// With `--ebpf-log`, starts forwarding what the programs log to stderr. Called once
+    /// the load is done, outside `tracefs::with_tracefs` (see [`crate::ebpf_log::Reader::spawn`]).
+    pub fn read_ebpf_log(&mut self) -> std::io::Result<()> {
+        let Some(reader) = self.ebpf_log.take() else { return Ok(()) };
+        // Refused by the verifier (not by a kernel without BPF LSM): maybe for the size
+        // the log statements add.
+        let refused: Vec<&str> = self
+            .lsm
+            .hooks
+            .iter()
+            .filter(|hook| hook.error.as_deref().is_some_and(|e| e.contains("the verifier said")))
+            .map(|hook| hook.hook)
+            .collect();
+        if !refused.is_empty() {
+            log::warn!(
+                "--ebpf-log: the verifier refused the LSM hooks {refused:?}, which are verified with their log statements (several times the instructions): without --ebpf-log they may load (agent-monitor doctor)"
+            );
+        }
+        reader.spawn()
     }
 
     /// Marks the monitor's own files (policy, binary) as files no session member may
