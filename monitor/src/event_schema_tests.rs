@@ -2,7 +2,7 @@
 //! through the code that builds it in production, must validate; malformed events
 //! must not; and the example lines in docs/EVENTS.md must validate too.
 
-use std::{collections::BTreeSet, os::unix::fs::MetadataExt};
+use std::{collections::BTreeSet, os::unix::fs::MetadataExt, sync::Arc};
 
 use monitor_common::{
     event::{EventHeader, file_op, flags, kind, open_syscall, tamper_op},
@@ -140,7 +140,7 @@ fn monitor_info(events: Option<u64>) -> Monitor {
 /// The session is held to `policy_view("enforce", "kill-session")`.
 fn session_events() -> Vec<Value> {
     let mut pipeline = pipeline();
-    pipeline.policy = Some(policy_view("enforce", "kill-session"));
+    pipeline.session_policies.insert(SESSION, Arc::new(policy_view("enforce", "kill-session")));
     let root_start = BootClock::now_boot_ns();
     let child_start = root_start + 1_000;
     let root_fs = kernel_dev("/");
@@ -483,7 +483,7 @@ fn policy_events() -> Vec<Value> {
         verdict,
     };
     let mut audit = pipeline();
-    audit.policy = Some(policy_view("audit", "kill"));
+    audit.session_policies.insert(SESSION, Arc::new(policy_view("audit", "kill")));
     out.push(to_json(&audit.translate(shadow(Verdict { action: action::AUDIT, rule_id: RULE_DENY_SHADOW }))));
     out.push(to_json(&audit.translate(KernelEvent::FileOpen {
         header: header(kind::FILE_OPEN, CHILD, CHILD, start, 0),
@@ -513,11 +513,11 @@ fn policy_events() -> Vec<Value> {
     };
     out.push(to_json(&audit.translate(refused_connect(Verdict { action: action::AUDIT, rule_id: NO_RULE }))));
     let mut deny = pipeline();
-    deny.policy = Some(policy_view("enforce", "deny"));
+    deny.session_policies.insert(SESSION, Arc::new(policy_view("enforce", "deny")));
     out.push(to_json(&deny.translate(shadow(Verdict { action: action::KILL, rule_id: RULE_DENY_SHADOW }))));
     out.push(to_json(&deny.translate(refused_connect(Verdict { action: action::DENY, rule_id: NO_RULE }))));
     let mut kill = pipeline();
-    kill.policy = Some(policy_view("enforce", "kill"));
+    kill.session_policies.insert(SESSION, Arc::new(policy_view("enforce", "kill")));
     out.push(to_json(&kill.translate(KernelEvent::FileOpen {
         header: header(kind::FILE_OPEN, CHILD, CHILD, start, 0),
         syscall: open_syscall::OPENAT,
@@ -621,7 +621,7 @@ fn daemon_events() -> Vec<Value> {
     end.incomplete = true; // the first process's exit record was lost
     out.push(end);
     let mut pipeline = pipeline();
-    pipeline.policy = Some(policy_view("enforce", "kill"));
+    pipeline.session_policies.insert(SESSION, Arc::new(policy_view("enforce", "kill")));
     let mut killed = pipeline.session_killed(SESSION, BootClock::now_boot_ns(), vec![ROOT, CHILD], 0, None);
     killed.session.killed_because_of = None;
     killed.session.killed_by = Some("kill-switch");

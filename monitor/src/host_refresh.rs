@@ -3,7 +3,15 @@
 //! expose DNS TTLs, so a fixed interval short enough for common TTLs stands in), and
 //! the kernel's table gains the new addresses and loses the ones that went away.
 
-use std::{collections::BTreeSet, net::IpAddr, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
 use monitor_common::policy::{RuleValue, allow};
@@ -60,42 +68,83 @@ fn key(policy: u32, entry: &HostEntry, addr: IpAddr) -> Key<[u8; 24]> {
     Key::new(64 + prefix, data)
 }
 
-/// Keeps `entries` current in `trie` until the process ends (runs on its own thread).
-pub fn spawn(
-    policy: u32,
-    mut entries: Vec<HostEntry>,
-    trie: LpmTrie<MapData, [u8; 24], RuleValue>,
-    resolve: fn(&str) -> Vec<IpAddr>,
-) {
-    if entries.is_empty() {
-        return;
-    }
-    let spawned = std::thread::Builder::new().name("host-refresh".into()).spawn(move || {
-        let mut trie = trie;
-        loop {
-            std::thread::sleep(REFRESH_EVERY);
-            for entry in &mut entries {
-                let now: BTreeSet<IpAddr> = resolve(&entry.host).into_iter().collect();
-                if now.is_empty() {
-                    continue; // a failed lookup keeps what was known
+/// Follows the host names of every policy given to it, on one thread of its own (a
+/// lookup can take seconds), until dropped. Each name is looked up once per round,
+/// however many policies name it.
+pub struct HostFollower {
+    policies: Arc<Mutex<BTreeMap<u32, Vec<HostEntry>>>>,
+    stop: Arc<AtomicBool>,
+}
+
+type NetTrie = LpmTrie<MapData, [u8; 24], RuleValue>;
+
+impl HostFollower {
+    pub fn spawn(trie: NetTrie, resolve: fn(&str) -> Vec<IpAddr>) -> std::io::Result<HostFollower> {
+        let policies: Arc<Mutex<BTreeMap<u32, Vec<HostEntry>>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (followed, stopped) = (policies.clone(), stop.clone());
+        std::thread::Builder::new().name("host-refresh".into()).spawn(move || {
+            let mut trie = trie;
+            loop {
+                std::thread::sleep(REFRESH_EVERY);
+                if stopped.load(Ordering::Acquire) {
+                    return;
                 }
-                let (added, removed) = diff(&entry.installed, &now);
-                let value = RuleValue { rule_id: entry.rule_id, allow: allow::NET };
-                for addr in added {
-                    if let Err(error) = trie.insert(&key(policy, entry, addr), value, 0) {
-                        log::warn!("{}: adding {addr}: {error}", entry.host);
+                let names: BTreeSet<String> =
+                    followed.lock().expect("host entries").values().flatten().map(|entry| entry.host.clone()).collect();
+                let resolved: BTreeMap<String, BTreeSet<IpAddr>> = names
+                    .into_iter()
+                    .map(|name| {
+                        let addresses = resolve(&name).into_iter().collect();
+                        (name, addresses)
+                    })
+                    .collect();
+                // Under the lock: once `forget` returns, nothing more is written for
+                // that policy.
+                let mut policies = followed.lock().expect("host entries");
+                for (&policy, entries) in policies.iter_mut() {
+                    for entry in entries {
+                        match resolved.get(&entry.host) {
+                            // A failed lookup keeps what was known.
+                            Some(now) if !now.is_empty() => update(&mut trie, policy, entry, now.clone()),
+                            _ => {}
+                        }
                     }
                 }
-                for addr in removed {
-                    let _ = trie.remove(&key(policy, entry, addr));
-                }
-                entry.installed = now;
             }
-        }
-    });
-    if let Err(error) = spawned {
-        log::warn!("host names in network rules will not be refreshed: {error}");
+        })?;
+        Ok(HostFollower { policies, stop })
     }
+
+    pub fn follow(&self, policy: u32, entries: Vec<HostEntry>) {
+        self.policies.lock().expect("host entries").insert(policy, entries);
+    }
+
+    /// No longer follows `policy` (its rules are about to be removed).
+    pub fn forget(&self, policy: u32) {
+        self.policies.lock().expect("host entries").remove(&policy);
+    }
+}
+
+impl Drop for HostFollower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Moves `entry`'s addresses in `trie` from those installed to `now`.
+fn update(trie: &mut NetTrie, policy: u32, entry: &mut HostEntry, now: BTreeSet<IpAddr>) {
+    let (added, removed) = diff(&entry.installed, &now);
+    let value = RuleValue { rule_id: entry.rule_id, allow: allow::NET };
+    for addr in added {
+        if let Err(error) = trie.insert(&key(policy, entry, addr), value, 0) {
+            log::warn!("{}: adding {addr}: {error}", entry.host);
+        }
+    }
+    for addr in removed {
+        let _ = trie.remove(&key(policy, entry, addr));
+    }
+    entry.installed = now;
 }
 
 #[cfg(test)]

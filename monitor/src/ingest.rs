@@ -50,10 +50,6 @@ pub struct UserspaceLoss {
 /// Called for every violation before it is queued; may return an item to queue after it.
 pub type DecisionHook = Box<dyn FnMut(&KernelEvent) -> Option<Item> + Send>;
 
-/// Runs once when stopping, after a last drain (whose violations may have killed the
-/// session); one more drain follows it, so what it waited for is reported.
-pub type Settle = Box<dyn FnOnce() + Send>;
-
 pub struct Ingest {
     stop: Arc<AtomicBool>,
     /// Written by `stop()` to end the thread's wait at once.
@@ -69,7 +65,6 @@ impl Ingest {
         queue: Sender<Item>,
         loss: Arc<UserspaceLoss>,
         mut on_decision: DecisionHook,
-        settle: Settle,
     ) -> Ingest {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -82,7 +77,6 @@ impl Ingest {
         let thread = std::thread::Builder::new()
             .name("ingest".into())
             .spawn(move || {
-                let mut settle = Some(settle);
                 let mut backlog = Backlog::default();
                 let mut flowing = false;
                 let mut backed_up = false;
@@ -167,10 +161,7 @@ impl Ingest {
                     backed_up = backlog.waiting_for_room();
                     flowing = read || backed_up;
                     if last_round {
-                        match settle.take() {
-                            Some(settle) => settle(),
-                            None => return,
-                        }
+                        return;
                     }
                 }
             })

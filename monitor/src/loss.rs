@@ -1,9 +1,6 @@
 //! The one place that counts what was lost and reports it as `monitor.loss`.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::{Duration, Instant},
-};
+use std::sync::{Arc, atomic::Ordering};
 
 use aya::maps::{MapData, PerCpuArray};
 use monitor_common::maps::Counter;
@@ -16,9 +13,6 @@ use crate::{
     pipeline::Pipeline,
     skipped_runs::SkippedRuns,
 };
-
-/// How often the loss counters are read.
-pub const LOSS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What loss is counted in: the kernel's counters, the programs' skipped runs, and what
 /// userspace could not decode (the sinks count their own).
@@ -52,12 +46,16 @@ pub struct LossReport {
     counters: LossCounters,
     session: Option<u64>,
     reported: Loss,
-    last_check: Instant,
 }
 
 impl LossReport {
     pub fn new(counters: LossCounters, session: Option<u64>) -> LossReport {
-        LossReport { counters, session, reported: Loss::default(), last_check: Instant::now() }
+        LossReport { counters, session, reported: Loss::default() }
+    }
+
+    /// From now on, reports are about `session` (a standalone `run`'s one session).
+    pub fn about(&mut self, session: u64) {
+        self.session = Some(session);
     }
 
     pub fn current(&self, pipeline: &Pipeline) -> Loss {
@@ -66,7 +64,6 @@ impl LossReport {
 
     /// A `monitor.loss` event if anything more was lost since the last one.
     pub fn report(&mut self, pipeline: &mut Pipeline) {
-        self.last_check = Instant::now();
         let loss = self.current(pipeline);
         if loss.total() > self.reported.total() {
             let mut event = pipeline.context.event(
@@ -80,13 +77,6 @@ impl LossReport {
             event.loss = Some(loss);
             pipeline.write(&event);
             self.reported = loss;
-        }
-    }
-
-    /// [`report`](Self::report), at most once per [`LOSS_CHECK_INTERVAL`].
-    pub fn report_if_due(&mut self, pipeline: &mut Pipeline) {
-        if self.last_check.elapsed() >= LOSS_CHECK_INTERVAL {
-            self.report(pipeline);
         }
     }
 }

@@ -38,9 +38,7 @@ pub struct Pipeline {
     pub tree: ProcessTree,
     pub sink: Sink,
     mounts: Mounts,
-    /// The policy of every session not in `session_policies` (`run`'s one session).
-    pub policy: Option<PolicyView>,
-    /// Per-session policies (the daemon's sessions).
+    /// Each session's policy.
     pub session_policies: HashMap<u64, Arc<PolicyView>>,
     /// Counters of what was written (the daemon's metrics).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
@@ -59,7 +57,6 @@ impl Pipeline {
             tree,
             sink,
             mounts: Mounts::new(),
-            policy: None,
             session_policies: HashMap::new(),
             metrics: None,
             latencies_us: Vec::new(),
@@ -68,7 +65,7 @@ impl Pipeline {
     }
 
     fn policy_of(&self, session_id: u64) -> Option<&PolicyView> {
-        self.session_policies.get(&session_id).map(|p| p.as_ref()).or(self.policy.as_ref())
+        self.session_policies.get(&session_id).map(|p| p.as_ref())
     }
 
     /// Updates the process tree with `kernel_event` and writes the JSON event.

@@ -1,6 +1,8 @@
 //! Writes a compiled profile into the kernel's rule maps under a policy id.
 
-use aya::maps::{HashMap, LpmTrie, MapData, MapError, lpm_trie::Key};
+use std::os::fd::AsFd as _;
+
+use aya::maps::{HashMap, IterableMap as _, LpmTrie, MapData, MapError, lpm_trie::Key};
 use monitor_common::policy::{InodeKey, NAME_KEY_BYTES, NameKey, PATH_KEY_BYTES, Principal, RuleValue};
 
 use crate::policy::compile::{Compiled, Entry};
@@ -27,6 +29,12 @@ fn key(policy: u32, entry: &Entry) -> Key<[u8; 8 + PATH_KEY_BYTES]> {
 }
 
 impl RuleMaps {
+    /// The network rule table through a second descriptor (for `host_refresh`).
+    pub fn net_handle(&self) -> Result<LpmTrie<MapData, [u8; 24], RuleValue>, MapError> {
+        let fd = self.net.map().fd().as_fd().try_clone_to_owned().map_err(MapError::IoError)?;
+        LpmTrie::try_from(aya::maps::Map::LpmTrie(MapData::from_fd(fd)?))
+    }
+
     /// Records the user policy `policy` acts for (before any session refers to it).
     pub fn install_principal(&mut self, policy: u32, principal: &Principal) -> Result<(), MapError> {
         for &gid in &principal.groups[..principal.ngroups as usize] {

@@ -9,8 +9,19 @@ use std::{
 };
 
 use anyhow::Context as _;
+use monitor_common::session::SessionMember;
 
-use crate::{sink::Sink, watchdog::OnMonitorDeath};
+use crate::{
+    capabilities::{CapabilityEnvelope, CapabilitySet},
+    cgroup_fence::ReadOnlyCgroups,
+    daemon::protocol::StartReply,
+    guard_filter::GuardFilter,
+    launcher::spawn_in_session,
+    seccomp::ForeignAbiFilter,
+    session_map::Registrar,
+    sink::Sink,
+    watchdog::OnMonitorDeath,
+};
 
 pub struct RunArgs {
     /// `None` or `-`: stdout.
@@ -56,6 +67,26 @@ pub fn describe(status: ExitStatus) -> String {
         (None, Some(signal)) => format!("killed by signal {signal}"),
         (None, None) => "unknown status".into(),
     }
+}
+
+/// Starts `command` as the first process of the session `start` describes: registered
+/// in it, in its cgroup, inside its envelope and filters, before its first instruction.
+pub fn spawn_agent(
+    command: &[OsString],
+    start: &StartReply,
+    registrar: Registrar,
+) -> anyhow::Result<std::process::Child> {
+    let member = SessionMember { session_id: start.session_id, policy_id: start.policy_id, flags: start.flags };
+    let cgroup = start.cgroup_procs.as_ref().map(|p| std::ffi::CString::new(p.as_bytes())).transpose()?;
+    let foreign_abi = start.foreign_abi.then(ForeignAbiFilter::new);
+    let protected: Vec<u32> = [start.daemon_pid, start.watchdog_pid].into_iter().filter(|&pid| pid != 0).collect();
+    let guard =
+        Some(if start.guard { GuardFilter::new(&protected, start.daemon_pgid) } else { GuardFilter::envelope() });
+    let envelope =
+        CapabilityEnvelope { keep: CapabilitySet(start.keep_capabilities), no_new_privs: start.no_new_privs };
+    let fence = Some(ReadOnlyCgroups::of_this_system()?);
+    spawn_in_session(command, registrar, member, cgroup, foreign_abi, guard, Some(envelope), fence)
+        .map_err(|error| anyhow::anyhow!("cannot start {}: {error}", command[0].to_string_lossy()))
 }
 
 #[cfg(test)]

@@ -12,19 +12,14 @@ use std::{
 };
 
 use anyhow::Context as _;
-use monitor_common::session::SessionMember;
 
 use super::{
     control::{read_reply, send},
-    run_args::{RunArgs, describe, event_sink, exit_code},
+    run_args::{RunArgs, describe, event_sink, exit_code, spawn_agent},
 };
 use crate::{
-    capabilities::{CapabilityEnvelope, CapabilitySet},
     daemon::{protocol::Request, unix::recv_with_fds},
-    guard_filter::GuardFilter,
-    launcher::{self, spawn_in_session},
-    principal,
-    seccomp::ForeignAbiFilter,
+    launcher, principal,
     session_map::{Registrar, SessionMapFds},
 };
 
@@ -63,23 +58,13 @@ pub fn run(args: &RunArgs, mut stream: UnixStream) -> anyhow::Result<i32> {
     let registrar = Registrar::from_fds(&fds);
 
     launcher::block_forwarded_signals();
-    let member = SessionMember { session_id: start.session_id, policy_id: start.policy_id, flags: start.flags };
-    let cgroup = start.cgroup_procs.as_ref().map(|p| std::ffi::CString::new(p.as_bytes())).transpose()?;
-    let foreign_abi = start.foreign_abi.then(ForeignAbiFilter::new);
-    let protected: Vec<u32> = [start.daemon_pid, start.watchdog_pid].into_iter().filter(|&pid| pid != 0).collect();
-    let guard =
-        Some(if start.guard { GuardFilter::new(&protected, start.daemon_pgid) } else { GuardFilter::envelope() });
-    let envelope =
-        CapabilityEnvelope { keep: CapabilitySet(start.keep_capabilities), no_new_privs: start.no_new_privs };
-    let fence = Some(crate::cgroup_fence::ReadOnlyCgroups::of_this_system()?);
-    let mut child =
-        match spawn_in_session(&args.command, registrar, member, cgroup, foreign_abi, guard, Some(envelope), fence) {
-            Ok(child) => child,
-            Err(error) => {
-                let _ = send(&mut stream, &Request::Ended { status: 127 << 8 });
-                anyhow::bail!("cannot start {}: {error}", args.command[0].to_string_lossy());
-            }
-        };
+    let mut child = match spawn_agent(&args.command, &start, registrar) {
+        Ok(child) => child,
+        Err(error) => {
+            let _ = send(&mut stream, &Request::Ended { status: 127 << 8 });
+            return Err(error);
+        }
+    };
     drop(fds);
     // SAFETY: setting a disposition to SIG_IGN has no preconditions.
     unsafe {

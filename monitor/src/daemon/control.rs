@@ -68,6 +68,8 @@ pub enum Command {
     RunStarted {
         session: u64,
         pid: u32,
+        /// The `run` client, which started it.
+        parent: u32,
         reply: Sender<Reply>,
     },
     /// The first process of the `start` client's `session` ended with `status`.
@@ -226,7 +228,7 @@ impl Server {
                         let (reply, answer) = mpsc::channel();
                         let ended = matches!(request, Request::Ended { .. });
                         let command = match request {
-                            Request::Started { pid } => Command::RunStarted { session, pid, reply },
+                            Request::Started { pid } => Command::RunStarted { session, pid, parent: peer_pid, reply },
                             Request::Ended { status } => Command::RunEnded { session, status, reply },
                             _ => unreachable!("matched above"),
                         };

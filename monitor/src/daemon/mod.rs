@@ -2,14 +2,16 @@
 //! host, adopts agents into sessions (at exec, and those already running), and serves
 //! the control socket, until SIGTERM. SIGHUP reloads the policy.
 //!
-//! Threads: `ingest` (ring buffers -> queue, kill actions), the daemon's own thread
-//! (`state::Daemon`: every piece of state, one event or command at a time), `control`
-//! (one per client connection), and the main thread waiting for signals.
+//! Threads: those of the session engine (`engine`: `ingest`, ring buffers -> queue and
+//! kill actions, and the engine's own, `state::Daemon`, every piece of state, one event
+//! or command at a time), `control` (one per client connection), and the main thread
+//! waiting for signals.
 
 pub mod adopt_maps;
 pub mod adoption;
 pub mod config;
 pub mod control;
+pub mod engine;
 pub mod policies;
 pub mod protocol;
 pub mod sessions;
@@ -19,7 +21,7 @@ pub mod unix;
 use std::{
     path::Path,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
@@ -28,21 +30,15 @@ use std::{
 use anyhow::Context as _;
 
 use self::{
-    adopt_maps::AdoptMaps,
     config::Config,
     control::{Command, Server},
-    state::{Daemon, KernelParts},
+    engine::Engine,
 };
 use crate::{
-    actions::{self, KillTable},
     cgroup::cgroup2_mount,
     enforcement::{LsmChoice, Tier},
-    event_context::Context,
-    ingest::{Ingest, Item, UserspaceLoss},
     loader::{Probes, attach_network_everywhere},
     metrics::Metrics,
-    pipeline::Pipeline,
-    process_tree::ProcessTree,
     sink::{self, Sink},
     watchdog::Watchdog,
 };
@@ -67,7 +63,6 @@ pub fn daemon(config_path: &Path, ebpf_log: Option<log::Level>) -> anyhow::Resul
     for path in own_files.filter(|p| p.exists()) {
         probes.protect(&path).with_context(|| format!("protecting {}", path.display()))?;
     }
-    let adopt = AdoptMaps::take(&mut probes.ebpf)?;
     if probes.enforcement.self_protection == Tier::Seccomp {
         crate::guard_filter::undumpable();
     }
@@ -84,48 +79,30 @@ pub fn daemon(config_path: &Path, ebpf_log: Option<log::Level>) -> anyhow::Resul
     }
     let hub = sink::Hub::new(config.events.follower_buffer);
     let sink = build_sink(&config, hub.clone())?;
-    let session_map = Arc::new(probes.sessions.fds_dup().context("duplicating the session maps' descriptors")?);
-
-    let Probes { ebpf, enforcement, sessions, events, decisions, reader_state, counters, skipped_runs, rules, .. } =
-        probes;
-    let kill_table: KillTable = Arc::new(Mutex::new(Default::default()));
-    let (queue, items) = crate::queue::bounded::<Item>();
-    let user_loss = Arc::new(UserspaceLoss::default());
+    let enforcement = probes.enforcement;
     let metrics = Arc::new(Metrics::new());
-    let hook_members = crate::session_map::SessionMap::from_fds(session_map.try_clone()?)
-        .context("opening the session map for the kill hook")?;
-    let kill_metrics = metrics.clone();
-    let hook = actions::violation_hook(
-        kill_table.clone(),
-        hook_members,
-        Box::new(move |latency| kill_metrics.observe_kill_latency(latency)),
-    );
-    let waker = queue.waker();
-    let ingest = Ingest::spawn(events, decisions, reader_state, queue, user_loss.clone(), hook, Box::new(|| {}));
-    let mut pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
-    pipeline.metrics = Some(metrics);
-    let loss = crate::loss::LossCounters { kernel: counters, skipped_runs, user: user_loss };
-    let kernel = KernelParts { ebpf, enforcement, rules, members: sessions, adopt, loss };
-    let mut daemon = Daemon::new(config.clone(), config_path.to_owned(), kernel, pipeline, kill_table);
-    daemon.watchdog = Some(watchdog);
-    if let Err(error) = daemon.install_first(&policy) {
-        ingest.stop();
+    let mut engine = Engine::assemble(probes, config.clone(), config_path.to_owned(), sink, Some(metrics), watchdog)?;
+    if let Err(error) = engine.daemon.install_first(&policy) {
+        engine.abandon();
         return Err(error.context("installing the policy"));
     }
     // Frozen sessions first: their processes keep their session (and cgroup) rather
     // than being adopted anew by the scan.
-    daemon.restore_frozen();
-    daemon.adopt_running();
+    engine.daemon.restore_frozen();
+    engine.daemon.adopt_running();
+    let session_map = Arc::new(engine.daemon.members.fds_dup().context("duplicating the session maps' descriptors")?);
+    let members = crate::session_map::SessionMap::from_fds(session_map.try_clone()?)
+        .context("opening the session map for the control socket")?;
 
     let listener = match control::bind(&config.socket) {
         Ok(listener) => listener,
         Err(error) => {
-            ingest.stop();
+            engine.abandon();
             return Err(error);
         }
     };
-    let (sender, requests) = mpsc::channel::<Command>();
-    let commands = control::Commands::new(sender, waker);
+    let running = engine.spawn()?;
+    let commands = running.commands.clone();
     let stop_control = Arc::new(AtomicBool::new(false));
     let server = Server {
         listener,
@@ -133,12 +110,10 @@ pub fn daemon(config_path: &Path, ebpf_log: Option<log::Level>) -> anyhow::Resul
         commands: commands.clone(),
         hub,
         run_buffer: config.events.follower_buffer.max(65_536),
-        members: crate::session_map::SessionMap::from_fds(session_map.try_clone()?)
-            .context("opening the session map for the control socket")?,
+        members,
         session_map,
     };
     let control = server.spawn(stop_control.clone());
-    let worker = std::thread::Builder::new().name("daemon".into()).spawn(move || daemon.run(items, requests))?;
     release_freed_memory();
     notify(&[sd_notify::NotifyState::Ready]);
     log::info!("agent-monitor daemon ready ({enforcement:?})");
@@ -161,14 +136,7 @@ pub fn daemon(config_path: &Path, ebpf_log: Option<log::Level>) -> anyhow::Resul
         notify(&[sd_notify::NotifyState::Ready]);
     }
     notify(&[sd_notify::NotifyState::Stopping]);
-    // Sessions are released or frozen first; then ingest drains what the kernel
-    // submitted until then, and the daemon's thread writes all of it before
-    // `monitor.stop`.
-    let (sessions_stopped, stopped) = mpsc::channel();
-    let _ = commands.send(Command::Stop { sessions_stopped });
-    let _ = stopped.recv();
-    ingest.stop();
-    let mut daemon = worker.join().map_err(|_| anyhow::anyhow!("the daemon thread panicked"))?;
+    let mut daemon = running.stop()?;
     let watchdog = daemon.watchdog.take();
     stop_control.store(true, Ordering::Release);
     let _ = std::os::unix::net::UnixStream::connect(&config.socket);

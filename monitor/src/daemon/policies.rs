@@ -14,6 +14,7 @@ use super::adoption::{self, Host, ProfileSelectors, Tables};
 use crate::{
     cgroup::cgroup2_mount,
     enforcement::Tier,
+    host_refresh::{HostEntry, host_entries},
     mounts::MountTable,
     pipeline::PolicyView,
     policy::{self, Policy, Profile, compile::compile, host},
@@ -38,6 +39,8 @@ pub struct PolicySet {
     /// Every policy id this set installed.
     pub ids: Vec<u32>,
     pub notes: Vec<String>,
+    /// The host names of network rules, per policy id, to follow (`host_refresh`).
+    pub hosts: Vec<(u32, Vec<HostEntry>)>,
 }
 
 /// Reads and validates a policy file (`None`: the built-in policy).
@@ -76,10 +79,11 @@ pub fn install_profile(
     home: Option<String>,
     id: u32,
     mounts: &MountTable,
-) -> anyhow::Result<(PolicyView, Vec<String>)> {
+) -> anyhow::Result<(PolicyView, Vec<String>, Vec<HostEntry>)> {
     let environment = host::environment(home, mounts);
     let compiled = compile(profile, &environment);
     rules.install(id, &compiled).with_context(|| format!("writing profile {} into the kernel", profile.name))?;
+    let hosts = host_entries(compiled.rules_of_network(profile), &|name: &str| host::resolve_host(name));
     let view = PolicyView {
         profile: profile.name.clone(),
         mode: profile.mode,
@@ -87,12 +91,18 @@ pub fn install_profile(
         rules: compiled.rules.clone(),
         principal: String::new(),
     };
-    Ok((view, compiled.notes))
+    Ok((view, compiled.notes, hosts))
 }
 
 impl PolicySet {
     pub fn empty() -> PolicySet {
-        PolicySet { profiles: Vec::new(), adoption: Tables::default(), ids: Vec::new(), notes: Vec::new() }
+        PolicySet {
+            profiles: Vec::new(),
+            adoption: Tables::default(),
+            ids: Vec::new(),
+            notes: Vec::new(),
+            hosts: Vec::new(),
+        }
     }
 
     /// Compiles and installs every profile of `policy` under fresh ids from `next_id`.
@@ -119,7 +129,8 @@ impl PolicySet {
         };
         for profile in &policy.profiles {
             let base = allocate(&mut self.ids);
-            let (view, notes) = install_profile(rules, profile, None, base, &mounts)?;
+            let (view, notes, hosts) = install_profile(rules, profile, None, base, &mounts)?;
+            self.hosts.push((base, hosts));
             let adopting = !profile.selectors.is_empty();
             // Without a home, `~` entries are left out: expected for the base compile,
             // said once rather than per entry.
@@ -140,7 +151,8 @@ impl PolicySet {
             if adopting {
                 for user in &users {
                     let id = allocate(&mut self.ids);
-                    install_profile(rules, profile, user.home.clone(), id, &mounts)?;
+                    let (_, _, hosts) = install_profile(rules, profile, user.home.clone(), id, &mounts)?;
+                    self.hosts.push((id, hosts));
                     per_user.push((user.uid, id));
                 }
             }

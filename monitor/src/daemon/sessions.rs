@@ -1,11 +1,17 @@
 //! The daemon's sessions: who they are, where each is in its life, and how to gather
 //! all of a session into its cgroup.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
 
 use monitor_common::session::SessionMember;
 
-use crate::{cgroup::SessionCgroup, decode::KernelEvent, pipeline::PolicyView, session_map::SessionMap};
+use crate::{cgroup::SessionCgroup, item::Item, pipeline::PolicyView, session_map::SessionMap};
+
+/// How long a `run` session whose first process ended waits for the rest of it.
+pub const ENDING_MAX: Duration = Duration::from_secs(5);
 
 /// Where a session is in its life. Its `session.start` is written on leaving
 /// `Starting`, its `session.end` when it leaves the table. (Frozen is not a phase: a
@@ -14,10 +20,14 @@ pub enum Phase {
     /// `session.start` is not written yet.
     Starting(Starting),
     Running,
-    /// A `run` client reported its first process's end (`status`, a wait status): the
-    /// session ends once the exit records of all its processes have been read.
+    /// A `run` client reported its first process's end (`status`, a wait status) at
+    /// `since`, and what the session had left running then was killed (`left`): the
+    /// session ends once the exit records of all its processes have been read, or
+    /// `ENDING_MAX` after, whatever still runs then.
     Ending {
         status: u32,
+        since: Instant,
+        left: Vec<u32>,
     },
 }
 
@@ -25,7 +35,7 @@ pub enum Phase {
 pub enum Starting {
     /// A `run` session: its client's report that its first process runs. Its `command`
     /// is reported then, and its events are held back until then.
-    Run { command: Vec<String>, held: Vec<KernelEvent> },
+    Run { command: Vec<String>, held: Vec<Item> },
     /// A session the kernel adopted at exec: the exec record, whose command line the
     /// start reports.
     Exec,
@@ -35,6 +45,12 @@ pub enum Starting {
 }
 
 impl Phase {
+    /// Ending for longer than `ENDING_MAX`: what it left could not be killed, or its
+    /// exit records were lost.
+    pub fn overdue(&self) -> bool {
+        matches!(self, Phase::Ending { since, .. } if since.elapsed() >= ENDING_MAX)
+    }
+
     pub fn is_starting(&self) -> bool {
         matches!(self, Phase::Starting(_))
     }
@@ -42,7 +58,7 @@ impl Phase {
     /// The status a `run` client reported, once it did.
     pub fn ending_status(&self) -> Option<u32> {
         match self {
-            Phase::Ending { status } => Some(*status),
+            Phase::Ending { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -148,4 +164,22 @@ pub fn gather(members: &SessionMap, session: u64, cgroup: &SessionCgroup) -> std
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ending_session_is_overdue_only_after_ending_max() {
+        let ending = |ago: Duration| Phase::Ending {
+            status: 0,
+            since: Instant::now().checked_sub(ago).expect("the machine has been up that long"),
+            left: Vec::new(),
+        };
+        assert!(!ending(Duration::ZERO).overdue());
+        assert!(ending(ENDING_MAX + Duration::from_millis(1)).overdue());
+        assert!(!Phase::Running.overdue());
+        assert!(!Phase::Starting(Starting::Exec).overdue());
+    }
 }

@@ -29,11 +29,13 @@ use crate::{
     enforcement::{Enforcement, Tier},
     event::{Event, Monitor, NO_SESSION, PolicyState, PrincipalRef, monitor_info, text, types},
     event_context::{Context, session_id_text, session_ref},
+    host_refresh::{HostEntry, HostFollower},
     ingest::Item,
+    loader::SyscallLinks,
     loss::{LossCounters, LossReport},
     mounts::MountTable,
     pipeline::{Pipeline, PolicyView},
-    policy::{self, Mode, Policy},
+    policy::{self, Mode, Policy, host::resolve_host},
     principal,
     rule_maps::RuleMaps,
     running_process::RunningProcess,
@@ -55,6 +57,8 @@ const HELD_MAX: usize = 10_000;
 /// What the daemon holds of the kernel side.
 pub struct KernelParts {
     pub ebpf: Ebpf,
+    /// Tier 2's syscall hooks, attached while this is held.
+    pub syscall_links: SyscallLinks,
     pub enforcement: Enforcement,
     pub rules: RuleMaps,
     pub members: SessionMap,
@@ -66,6 +70,8 @@ pub struct Daemon {
     pub config: Config,
     pub config_path: PathBuf,
     pub ebpf: Ebpf,
+    #[allow(dead_code, reason = "held for its drop, which detaches tier 2's syscall hooks")]
+    syscall_links: SyscallLinks,
     pub enforcement: Enforcement,
     pub rules: RuleMaps,
     pub members: SessionMap,
@@ -91,6 +97,22 @@ pub struct Daemon {
     frozen_at_stop: Vec<u64>,
     /// Ends or freezes the sessions if the daemon dies (`None` in tests).
     pub watchdog: Option<Watchdog>,
+    /// A standalone `run`: the event stream is its one session's, so there is no
+    /// `monitor.start`/`monitor.stop`, and `session.end` counts the stream's events.
+    pub standalone: bool,
+    /// Told of every session that ended, with what it left running (a standalone
+    /// `run` waits for its session's end here).
+    pub ended: Option<mpsc::Sender<Ended>>,
+    /// Follows the host names in the installed policies' network rules (started with
+    /// the first of them).
+    hosts: Option<HostFollower>,
+}
+
+/// A session that ended: its id and the processes killed because they outlived it.
+#[derive(Debug)]
+pub struct Ended {
+    pub session: u64,
+    pub remaining_pids: Vec<u32>,
 }
 
 impl Daemon {
@@ -101,11 +123,12 @@ impl Daemon {
         pipeline: Pipeline,
         kill_table: KillTable,
     ) -> Daemon {
-        let KernelParts { ebpf, enforcement, rules, members, adopt, loss } = kernel;
+        let KernelParts { ebpf, syscall_links, enforcement, rules, members, adopt, loss } = kernel;
         Daemon {
             config,
             config_path,
             ebpf,
+            syscall_links,
             enforcement,
             rules,
             members,
@@ -125,17 +148,21 @@ impl Daemon {
             frozen_at_stop: Vec::new(),
             empty_last_tick: Vec::new(),
             watchdog: None,
+            standalone: false,
+            ended: None,
+            hosts: None,
         }
     }
 
     /// Installs the first policy (before anything is adopted).
     pub fn install_first(&mut self, policy: &Policy) -> anyhow::Result<()> {
-        let set = PolicySet::install(policy, &mut self.rules, &mut self.next_policy_id, self.enforcement.files)?;
+        let mut set = PolicySet::install(policy, &mut self.rules, &mut self.next_policy_id, self.enforcement.files)?;
         for note in &set.notes {
             log::warn!("{note}");
         }
         self.adopt.install(&set.adoption)?;
         self.generations[self.adopt.generation() as usize] = Some(set.adoption.clone());
+        self.follow_hosts(std::mem::take(&mut set.hosts));
         self.policies = set;
         let event = self.monitor_event(types::MONITOR_START, None, None);
         self.pipeline.write(&event);
@@ -176,6 +203,7 @@ impl Daemon {
                     log::error!("the ingest thread ended; stopping");
                     self.stop_sessions();
                     self.write_stop();
+                    self.ended = None;
                     return self;
                 }
             }
@@ -185,8 +213,8 @@ impl Daemon {
                         let answer = self.request(request, peer_pid);
                         let _ = reply.send(answer);
                     }
-                    Command::RunStarted { session, pid, reply } => {
-                        let _ = reply.send(self.started_run(session, pid));
+                    Command::RunStarted { session, pid, parent, reply } => {
+                        let _ = reply.send(self.started_run(session, pid, parent));
                     }
                     Command::RunEnded { session, status, reply } => {
                         self.run_ended(session, status);
@@ -205,6 +233,7 @@ impl Daemon {
                         // Adoptions the kernel made before adoption was turned off.
                         self.stop_sessions();
                         self.write_stop();
+                        self.ended = None;
                         return self;
                     }
                 }
@@ -229,20 +258,23 @@ impl Daemon {
                     SessionMember { session_id: header.session_id, policy_id, flags },
                 );
             }
-            Item::Kernel(event) => {
-                let session = event.header().session_id;
+            item => {
+                let session = match &item {
+                    Item::Kernel(event) => event.header().session_id,
+                    Item::SessionKilled { session, .. } => *session,
+                };
                 match self.sessions.get_mut(&session).map(|record| &mut record.phase) {
                     // An adopted session starts with the exec that adopted it: reported
                     // with the command line that exec set.
                     Some(Phase::Starting(Starting::Exec)) => {
-                        if let KernelEvent::Exec { argv, .. } = &event {
+                        if let Item::Kernel(KernelEvent::Exec { argv, .. }) = &item {
                             let command = argv.iter().map(|a| text(a)).collect();
                             self.announce(session, Some(command));
                         }
                     }
                     Some(Phase::Starting(Starting::Run { held, .. })) => {
                         if held.len() < HELD_MAX {
-                            held.push(event);
+                            held.push(item);
                             return;
                         }
                         // Never held for ever: the session starts without its root pid.
@@ -250,8 +282,14 @@ impl Daemon {
                     }
                     _ => {}
                 }
-                self.process(event);
+                self.write_item(item);
             }
+        }
+    }
+
+    fn write_item(&mut self, item: Item) {
+        match item {
+            Item::Kernel(event) => self.process(event),
             Item::SessionKilled { session, time_ns, pids, trigger_pid, error } => {
                 let event = self.pipeline.session_killed(session, time_ns, pids, trigger_pid, error);
                 self.pipeline.write(&event);
@@ -324,7 +362,8 @@ impl Daemon {
 
     /// Registers a new session: its cgroup, its kill entry, its policy in the pipeline,
     /// and the `session.start` event.
-    fn begin(&mut self, mut record: Session, own_cgroup: bool) {
+    /// Returns false if the watchdog could not be told to guard it.
+    fn begin(&mut self, mut record: Session, own_cgroup: bool) -> bool {
         if own_cgroup {
             match SessionCgroup::create(&session_id_text(record.id)).map(SessionCgroup::keeping_parent) {
                 Ok(cgroup) => {
@@ -340,12 +379,14 @@ impl Daemon {
                 }
             }
         }
+        let mut guarded = true;
         if let (Some(watchdog), Some(cgroup)) = (&mut self.watchdog, &record.cgroup) {
             let enforce = record.view.mode == Mode::Enforce;
             let action = self.config.on_monitor_death.unwrap_or(OnMonitorDeath::default_for(enforce));
             if let Err(error) = watchdog.guard(record.id, &record.profile, action, cgroup.path()) {
+                guarded = false;
                 log::error!(
-                    "the watchdog is gone ({error}): session {} is not ended if the daemon dies",
+                    "the watchdog is gone ({error}): session {} is not ended if the monitor dies",
                     session_id_text(record.id)
                 );
             }
@@ -365,6 +406,7 @@ impl Daemon {
             self.pipeline.write(&event);
         }
         self.sessions.insert(record.id, record);
+        guarded
     }
 
     fn start_event(&self, record: &Session, command: Option<Vec<String>>) -> Event {
@@ -425,7 +467,7 @@ impl Daemon {
 
     /// A `run` client's first process ended: what it left running is killed, and the
     /// session ends once the exit records of all its processes have been read.
-    fn run_ended(&mut self, session: u64, status: u32) {
+    pub fn run_ended(&mut self, session: u64, status: u32) {
         let Some(record) = self.sessions.get_mut(&session) else { return };
         if record.root_pid == 0 {
             // Its process never started (the client could not spawn it): nothing of it
@@ -433,11 +475,14 @@ impl Daemon {
             self.end(session, Some(status));
             return;
         }
-        record.phase = Phase::Ending { status };
         let cgroup = record.cgroup.clone();
-        if !self.members.members(session).is_empty() {
-            actions::kill_session(&self.members, session, cgroup.as_deref());
-        }
+        let left = if self.runs_on(session, cgroup.as_deref()) {
+            actions::kill_session(&self.members, session, cgroup.as_deref()).0
+        } else {
+            Vec::new()
+        };
+        let record = self.sessions.get_mut(&session).expect("present");
+        record.phase = Phase::Ending { status, since: Instant::now(), left };
         self.end_if_done(session);
     }
 
@@ -447,15 +492,17 @@ impl Daemon {
     fn end(&mut self, session: u64, status: Option<u32>) {
         self.announce(session, None);
         let Some(record) = self.sessions.remove(&session) else { return };
-        if let Some(watchdog) = &mut self.watchdog {
-            watchdog.release(session);
-        }
-        let left = self.members.members(session);
-        let remaining = if left.is_empty() {
-            Vec::new()
-        } else {
-            actions::kill_session(&self.members, session, record.cgroup.as_deref()).0
+        // What it left running when its first process ended, and what still runs.
+        let mut remaining = match &record.phase {
+            Phase::Ending { left, .. } => left.clone(),
+            _ => Vec::new(),
         };
+        if self.runs_on(session, record.cgroup.as_deref()) {
+            let killed = actions::kill_session(&self.members, session, record.cgroup.as_deref()).0;
+            remaining.extend(killed);
+            remaining.sort_unstable();
+            remaining.dedup();
+        }
         if let Some(cgroup) = &record.cgroup {
             let deadline = Instant::now() + Duration::from_secs(2);
             while !cgroup.pids().is_empty() && Instant::now() < deadline {
@@ -465,6 +512,18 @@ impl Daemon {
                 log::warn!("removing {}: {error}", cgroup.path().display());
             }
         }
+        if let Some(watchdog) = &mut self.watchdog {
+            watchdog.release(session);
+        }
+        // What was lost comes before the end, which counts it too.
+        self.loss.report(&mut self.pipeline);
+        let mut monitor = monitor_info(None);
+        if self.standalone {
+            // Counted once what is batched is written.
+            self.pipeline.flush();
+            monitor.events = Some(self.pipeline.sink.written() + 1);
+            monitor.latency = self.pipeline.latency();
+        }
         // The first process's end: as its `run` client saw it, else as the kernel
         // reported it (absent only if that record was lost).
         let end = session::end_event(
@@ -472,10 +531,10 @@ impl Daemon {
             Closing {
                 id: session,
                 root_pid: record.root_pid,
-                remaining_pids: remaining,
+                remaining_pids: remaining.clone(),
                 wait_status: status.or(record.root_exit),
                 loss: self.loss.current(&self.pipeline),
-                monitor: monitor_info(None),
+                monitor,
             },
         );
         self.pipeline.write(&end);
@@ -483,8 +542,28 @@ impl Daemon {
         self.kill_table.lock().expect("kill table").remove(&session);
         self.pipeline.session_policies.remove(&session);
         if let Some(id) = record.owned_policy {
-            self.retiring.push((Instant::now(), vec![id]));
+            self.retire(vec![id]);
         }
+        if let Some(ended) = &self.ended {
+            let _ = ended.send(Ended { session, remaining_pids: remaining });
+        }
+    }
+
+    /// Removes the rules of `ids` once the grace time has passed; their host names
+    /// are no longer followed from now.
+    fn retire(&mut self, ids: Vec<u32>) {
+        if let Some(hosts) = &self.hosts {
+            for &id in &ids {
+                hosts.forget(id);
+            }
+        }
+        self.retiring.push((Instant::now(), ids));
+    }
+
+    /// Something of `session` still runs: a member the kernel knows, or a process in
+    /// its cgroup (a child whose fork the kernel could not record is only there).
+    fn runs_on(&self, session: u64, cgroup: Option<&SessionCgroup>) -> bool {
+        !self.members.members(session).is_empty() || cgroup.is_some_and(|c| !c.pids().is_empty())
     }
 
     /// Ends the `Starting` phase of `session`, if it is in it: writes its `session.start`
@@ -502,8 +581,8 @@ impl Daemon {
         };
         let start = self.start_event(&self.sessions[&session], command.or(given));
         self.pipeline.write(&start);
-        for event in held {
-            self.process(event);
+        for item in held {
+            self.write_item(item);
         }
     }
 
@@ -523,17 +602,29 @@ impl Daemon {
         self.loss.report(&mut self.pipeline);
         // A session empty at two ticks in a row lost its last exit record (the exit
         // path ends sessions as their records come in).
+        // (Not a standalone `run`'s: it ends after the last drain, its events all
+        // written before its end.)
         let populated = self.members.populated();
         let empty: Vec<u64> = self
             .sessions
             .values()
             .filter(|s| {
-                s.root_pid != 0 && (!s.client || s.phase.ending_status().is_some()) && !populated.contains(&s.id)
+                !self.standalone
+                    && s.root_pid != 0
+                    && (!s.client || s.phase.ending_status().is_some())
+                    && !populated.contains(&s.id)
             })
             .map(|s| s.id)
             .collect();
-        let ended: Vec<u64> = empty.iter().copied().filter(|id| self.empty_last_tick.contains(id)).collect();
+        let mut ended: Vec<u64> = empty.iter().copied().filter(|id| self.empty_last_tick.contains(id)).collect();
         self.empty_last_tick = empty;
+        let overdue: Vec<u64> = self
+            .sessions
+            .values()
+            .filter(|s| !self.standalone && s.phase.overdue() && !ended.contains(&s.id))
+            .map(|s| s.id)
+            .collect();
+        ended.extend(overdue);
         for session in ended {
             let status = self.sessions.get(&session).and_then(|s| s.phase.ending_status());
             self.end(session, status);
@@ -669,10 +760,11 @@ impl Daemon {
                 );
             }
         }
-        let set = PolicySet::install(&policy, &mut self.rules, &mut self.next_policy_id, self.enforcement.files)?;
+        let mut set = PolicySet::install(&policy, &mut self.rules, &mut self.next_policy_id, self.enforcement.files)?;
         for note in &set.notes {
             log::warn!("{note}");
         }
+        self.follow_hosts(std::mem::take(&mut set.hosts));
         let mut updated = 0;
         let ids: Vec<u64> = self.sessions.keys().copied().collect();
         for id in ids {
@@ -709,7 +801,7 @@ impl Daemon {
         } else {
             self.generations[self.adopt.generation() as usize] = Some(set.adoption.clone());
             let old = std::mem::replace(&mut self.policies, set);
-            self.retiring.push((Instant::now(), old.ids));
+            self.retire(old.ids);
             return Ok((
                 format!(
                     "policy reloaded: {} profile(s), {updated} process(es) moved onto it",
@@ -755,38 +847,83 @@ impl Daemon {
             }),
             Some(_) => None,
         };
-        let (profile, policy_id, owned, view) = match shared {
-            Some((profile, id, view)) => (profile, id, None, view),
-            None => {
-                let profile = match &from_text {
-                    Some(policy) => policy.profile(&name).cloned(),
-                    None => self.policies.profile(&name).map(|p| p.profile.clone()).or_else(|| {
-                        (name == policy::DEFAULT_PROFILE).then(|| policy::default_policy().profiles.remove(0))
-                    }),
-                };
-                let profile = profile.ok_or_else(|| {
-                    let place = if from_text.is_some() { "the policy given" } else { "the daemon's policy" };
-                    anyhow::anyhow!("no profile {name:?} in {place}")
-                })?;
-                let (id, view) = self.install_owned(&profile, &user)?;
-                (profile, id, Some(id), Arc::new(view))
+        if let Some((profile, id, view)) = shared {
+            return self.open_run(&profile, &user, command, id, None, view);
+        }
+        let profile = match &from_text {
+            Some(policy) => policy.profile(&name).cloned(),
+            None => self
+                .policies
+                .profile(&name)
+                .map(|p| p.profile.clone())
+                .or_else(|| (name == policy::DEFAULT_PROFILE).then(|| policy::default_policy().profiles.remove(0))),
+        };
+        let profile = profile.ok_or_else(|| {
+            let place = if from_text.is_some() { "the policy given" } else { "the daemon's policy" };
+            anyhow::anyhow!("no profile {name:?} in {place}")
+        })?;
+        self.start_run(&profile, &user, command)
+    }
+
+    /// A session for a `run` of `command` under `profile`, compiled for it alone, acting
+    /// for `user`; it starts once `started_run` names its first process.
+    pub fn start_run(
+        &mut self,
+        profile: &policy::Profile,
+        user: &principal::User,
+        command: Vec<String>,
+    ) -> anyhow::Result<StartReply> {
+        let (id, view) = self.install_owned(profile, user)?;
+        self.open_run(profile, user, command, id, Some(id), Arc::new(view))
+    }
+
+    fn open_run(
+        &mut self,
+        profile: &policy::Profile,
+        user: &principal::User,
+        command: Vec<String>,
+        policy_id: u32,
+        owned: Option<u32>,
+        view: Arc<PolicyView>,
+    ) -> anyhow::Result<StartReply> {
+        let view = Arc::new(PolicyView { principal: user.to_string(), ..(*view).clone() });
+        let session = crate::session::new_session_id();
+        let needs_cgroup = profile.connect.is_some()
+            || profile.bind.is_some()
+            || profile.on_violation == policy::OnViolation::KillSession;
+        let cgroup = match SessionCgroup::create(&session_id_text(session)).map(SessionCgroup::keeping_parent) {
+            Ok(cgroup) => Some(Arc::new(cgroup)),
+            Err(error) if needs_cgroup => {
+                if let Some(id) = owned {
+                    self.retire(vec![id]);
+                }
+                anyhow::bail!(
+                    "profile {} needs a cgroup v2 for the session (network rules, kill-session): {error}",
+                    profile.name
+                )
+            }
+            Err(error) => {
+                log::warn!("no cgroup for session {} ({error}); it is killed by pid", session_id_text(session));
+                None
             }
         };
-        let view = Arc::new(PolicyView { principal: user.to_string(), ..(*view).clone() });
-        if profile.connect.is_some()
-            || profile.bind.is_some()
-            || profile.on_violation == policy::OnViolation::KillSession
-        {
-            anyhow::ensure!(cgroup2_mount().is_some(), "profile {} needs a cgroup v2 for the session", profile.name);
-        }
-        let session = crate::session::new_session_id();
-        let flags = crate::session::session_flags_for(&profile, acts_for_user, self.enforcement.files);
+        // A root principal can open anything: only other users narrow the scope.
+        let acts_for_user = user.uid != 0;
+        let flags = crate::session::session_flags_for(profile, acts_for_user, self.enforcement.files);
         let member = SessionMember { session_id: session, policy_id, flags };
-        let mut record = Session::new(session, &profile.name, view, member, uid, 0, Origin::Run);
+        let mut record = Session::new(session, &profile.name, view, member, user.uid, 0, Origin::Run);
         record.owned_policy = owned;
         record.client = true;
+        record.cgroup = cgroup;
         record.phase = Phase::Starting(Starting::Run { command, held: Vec::new() });
-        self.begin(record, true);
+        // A standalone `run` does not start an agent the watchdog would not end.
+        if !self.begin(record, false) && self.standalone {
+            self.end(session, Some(127 << 8));
+            anyhow::bail!("the watchdog could not be told of the session");
+        }
+        if self.standalone {
+            self.loss.about(session);
+        }
         let record = &self.sessions[&session];
         let enforces_files = flags & session_flags::ENFORCE != 0
             && flags & (session_flags::RESTRICTS_FILES | session_flags::HAS_PRINCIPAL) != 0;
@@ -819,19 +956,43 @@ impl Daemon {
         let id = self.next_policy_id;
         self.next_policy_id += 1;
         let mounts = MountTable::load()?;
-        let (view, notes) = install_profile(&mut self.rules, profile, user.home.clone(), id, &mounts)?;
+        let (view, notes, hosts) = install_profile(&mut self.rules, profile, user.home.clone(), id, &mounts)?;
         for note in notes {
             log::warn!("profile {}: {note}", profile.name);
         }
         if user.uid != 0 {
             self.rules.install_principal(id, &user.principal())?;
         }
+        self.follow_hosts(vec![(id, hosts)]);
         Ok((id, view))
     }
 
-    /// The `run` client's process `pid` runs: the session starts (its events held
-    /// back until now follow its `session.start`).
-    fn started_run(&mut self, session: u64, pid: u32) -> Reply {
+    /// Keeps the addresses of the host names in these policies' network rules current.
+    fn follow_hosts(&mut self, hosts: Vec<(u32, Vec<HostEntry>)>) {
+        for (id, entries) in hosts.into_iter().filter(|(_, entries)| !entries.is_empty()) {
+            if self.hosts.is_none() {
+                let follower = self
+                    .rules
+                    .net_handle()
+                    .map_err(std::io::Error::other)
+                    .and_then(|trie| HostFollower::spawn(trie, resolve_host));
+                match follower {
+                    Ok(follower) => self.hosts = Some(follower),
+                    Err(error) => {
+                        log::warn!("host names in network rules will not be refreshed: {error}");
+                        return;
+                    }
+                }
+            }
+            if let Some(hosts) = &self.hosts {
+                hosts.follow(id, entries);
+            }
+        }
+    }
+
+    /// The `run` client's process `pid` (its child, `parent` is the client) runs: the
+    /// session starts (its events held back until now follow its `session.start`).
+    pub fn started_run(&mut self, session: u64, pid: u32, parent: u32) -> Reply {
         let Some(record) = self.sessions.get(&session) else { return Reply::error("no such session") };
         // The process is a member, or already gone (a short command).
         let member = self.members.member(pid).map(|m| m.session_id);
@@ -841,11 +1002,19 @@ impl Daemon {
         let record = self.sessions.get_mut(&session).expect("present");
         record.root_pid = pid;
         record.alive.insert(pid);
+        if self.pipeline.tree.get(pid).is_none() {
+            self.pipeline.tree.add_root(pid, parent, session);
+        }
         // (Unless its held events overflowed: then the start was written already, without
         // the pid.)
         self.announce(session, None);
         self.pipeline.flush();
         Reply::ok()
+    }
+
+    /// Everything lost so far.
+    pub fn lost(&self) -> crate::event::Loss {
+        self.loss.current(&self.pipeline)
     }
 
     fn status(&self) -> Status {
@@ -976,6 +1145,10 @@ impl Daemon {
         if let Err(error) = self.adopt.disable() {
             log::warn!("turning adoption off: {error}");
         }
+        // A standalone `run`'s session is never released: `write_stop` ends it.
+        if self.standalone {
+            return;
+        }
         let ids: Vec<u64> = self.sessions.keys().copied().filter(|id| !self.stopped.contains(id)).collect();
         let mut frozen = Vec::new();
         for id in ids {
@@ -1004,6 +1177,18 @@ impl Daemon {
     /// The last events: what was held for `run` sessions, what was lost since the
     /// last report, then `monitor.stop`.
     fn write_stop(&mut self) {
+        if self.standalone {
+            // Its session still running here had its end cut short (its `run` client
+            // went, or ingest): it ends now, after everything read, whatever of it runs
+            // killed. What is lost after its end is in `run`'s summary.
+            let left: Vec<(u64, Option<u32>)> =
+                self.sessions.values().map(|s| (s.id, s.phase.ending_status())).collect();
+            for (session, status) in left {
+                self.end(session, status);
+            }
+            self.pipeline.flush();
+            return;
+        }
         let starting: Vec<u64> = self.sessions.values().filter(|s| s.phase.is_starting()).map(|s| s.id).collect();
         for session in starting {
             self.announce(session, None);
