@@ -7,6 +7,8 @@
 //! Invariant: a signal reaches a process only if, after its pidfd was taken (so a
 //! reused pid is never hit), the kernel's session map still names it a member of the
 //! session acted on; never pid 0 or 1, never the monitor itself or its watchdog.
+//! `cgroup.kill` (which signals whatever the cgroup holds) is written only while none
+//! of those is in the session's cgroup.
 
 use std::{
     collections::BTreeMap,
@@ -115,7 +117,7 @@ pub fn kill_process(members: &SessionMap, session: u64, tgid: u32) -> bool {
 /// Sends `signal` to `pid` if it is neither pid 0 or 1 nor the monitor or its
 /// watchdog, and `is_member(pid)` holds once its pidfd is held.
 fn signal_member(pid: u32, signal: libc::c_int, is_member: impl Fn(u32) -> bool) -> bool {
-    if pid <= 1 || pid == std::process::id() || pid == crate::watchdog::watchdog_pid() {
+    if never_killed(pid) {
         return false;
     }
     match pidfd::open(pid) {
@@ -125,6 +127,11 @@ fn signal_member(pid: u32, signal: libc::c_int, is_member: impl Fn(u32) -> bool)
         }
         _ => false,
     }
+}
+
+/// Pid 0 or 1, the monitor, or its watchdog.
+fn never_killed(pid: u32) -> bool {
+    pid <= 1 || pid == std::process::id() || pid == crate::watchdog::watchdog_pid()
 }
 
 /// Sends `signal` to every member of `session`, again and again until none is left or
@@ -156,13 +163,15 @@ pub fn signal_members(members: &SessionMap, session: u64, signal: libc::c_int, d
 /// else each member by pidfd, stopped first so that none can fork away. Returns the
 /// pids killed and what failed.
 pub fn kill_session(members: &SessionMap, session: u64, cgroup: Option<&SessionCgroup>) -> (Vec<u32>, Option<String>) {
-    match cgroup {
-        Some(cgroup) => {
-            let pids = cgroup.pids();
+    let in_cgroup = cgroup.map(|cgroup| (cgroup, cgroup.pids()));
+    match in_cgroup {
+        // A process that is never killed (pid 1, the monitor, its watchdog) moved into
+        // the cgroup by a member: its members are killed one by one instead.
+        Some((cgroup, pids)) if !pids.iter().any(|&pid| never_killed(pid)) => {
             let error = cgroup.kill().err().map(|e| format!("cgroup.kill failed: {e}"));
             (pids, error)
         }
-        None => {
+        _ => {
             signal_members(members, session, libc::SIGSTOP, Duration::from_millis(50));
             let pids = signal_members(members, session, libc::SIGKILL, Duration::from_secs(2));
             let left = members.members(session);
@@ -295,12 +304,54 @@ mod tests {
         assert!(!signal_member(std::process::id(), libc::SIGKILL, |_| true));
     }
 
+    /// Held by the tests that name a watchdog (one pid for the whole process).
+    static WATCHDOG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn the_watchdog_is_never_signalled_even_as_a_member() {
+        let _named = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner());
         let mut watchdog = Sleeper::start();
         crate::watchdog::set_watchdog_pid(watchdog.pid());
         assert!(!signal_member(watchdog.pid(), libc::SIGKILL, |_| true));
         assert!(!watchdog.ended_within(Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn a_session_cgroup_holding_the_watchdog_is_not_killed_as_a_whole() {
+        use crate::{
+            running_process::{self, RunningProcess},
+            session_map::{Existing, SessionMapFds},
+            test_maps::{self, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH},
+        };
+        use monitor_common::{
+            maps::{BPF_F_MMAPABLE, MEMBER_BITS_WORDS},
+            session::SessionMember,
+        };
+        let Some(sessions) = test_maps::create(BPF_MAP_TYPE_HASH, 4, size_of::<SessionMember>() as u32, 64, 0) else {
+            return; // not root
+        };
+        let member_bits = test_maps::create(BPF_MAP_TYPE_ARRAY, 4, 8, MEMBER_BITS_WORDS, BPF_F_MMAPABLE).unwrap();
+        let mut members = SessionMap::from_fds(SessionMapFds { sessions, member_bits }).unwrap();
+        let Ok(cgroup) = SessionCgroup::create(&format!("test-kill-guard-{}", std::process::id())) else { return };
+        let _named = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut member, mut watchdog) = (Sleeper::start(), Sleeper::start());
+        crate::watchdog::set_watchdog_pid(watchdog.pid());
+        let session = 0x5e55;
+        let process =
+            RunningProcess::hold(member.pid(), running_process::process_stat(member.pid()).map(|s| s.start)).unwrap();
+        let entry = SessionMember { session_id: session, policy_id: 1, flags: 0 };
+        members.adopt(&process, &entry, Existing::Keep).unwrap();
+        for pid in [member.pid(), watchdog.pid()] {
+            std::fs::write(cgroup.path().join("cgroup.procs"), pid.to_string()).unwrap();
+        }
+
+        let (killed, _) = kill_session(&members, session, Some(&cgroup));
+        assert_eq!(killed, vec![member.pid()]);
+        assert!(member.was_killed());
+        assert!(!watchdog.ended_within(Duration::from_millis(200)), "the watchdog was killed with the cgroup");
+        crate::watchdog::set_watchdog_pid(0);
+        drop(watchdog);
+        let _ = cgroup.remove();
     }
 
     #[test]

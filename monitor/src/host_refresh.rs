@@ -35,10 +35,12 @@ pub fn diff(installed: &BTreeSet<IpAddr>, now: &BTreeSet<IpAddr>) -> (Vec<IpAddr
     (now.difference(installed).copied().collect(), installed.difference(now).copied().collect())
 }
 
-/// Host entries of a compiled profile: `rules` are (rule id, op, rule) in rule-id order.
+/// Host entries of a compiled profile: `rules` are (rule id, op, rule) in rule-id order;
+/// `installed(rule_id)` gives the addresses the compile wrote for a rule (so that what
+/// a later lookup no longer returns is removed, not what a second lookup returned).
 pub fn host_entries<'a>(
     rules: impl IntoIterator<Item = (u32, u16, &'a ConnectRule)>,
-    resolve: &dyn Fn(&str) -> Vec<IpAddr>,
+    installed: &dyn Fn(u32) -> BTreeSet<IpAddr>,
 ) -> Vec<HostEntry> {
     rules
         .into_iter()
@@ -48,7 +50,7 @@ pub fn host_entries<'a>(
                 op,
                 port: rule.port.unwrap_or(0),
                 rule_id,
-                installed: resolve(host).into_iter().collect(),
+                installed: installed(rule_id),
             }),
             ConnectTarget::Network { .. } => None,
         })
@@ -172,9 +174,9 @@ mod tests {
             }
         };
         let (a, b) = (rule("10.0.0.0/8:443"), rule("api.example.com:443"));
-        let resolve =
-            |host: &str| if host == "api.example.com" { vec!["192.0.2.7".parse().unwrap()] } else { Vec::new() };
-        let entries = host_entries([(3, 1, &a), (4, 1, &b)], &resolve);
+        let installed =
+            |rule_id: u32| if rule_id == 4 { BTreeSet::from(["192.0.2.7".parse().unwrap()]) } else { BTreeSet::new() };
+        let entries = host_entries([(3, 1, &a), (4, 1, &b)], &installed);
         assert_eq!(entries.len(), 1);
         assert_eq!((entries[0].rule_id, entries[0].port, entries[0].installed.len()), (4, 443, 1));
     }

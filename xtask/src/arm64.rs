@@ -653,7 +653,7 @@ fn boot(
     timeout: Duration,
 ) -> anyhow::Result<(qemu::Run, Console)> {
     let append = format!(
-        "console=ttyAMA0 panic=-1 init=/init lsm={LSM} agent_monitor.expect_lsm={} agent_monitor.tests={}",
+        "console=ttyAMA0 panic=-1 softlockup_all_cpu_backtrace=1 init=/init lsm={LSM} agent_monitor.expect_lsm={} agent_monitor.tests={}",
         u8::from(kernel.expect_lsm),
         tests.join(",")
     );

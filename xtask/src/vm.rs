@@ -287,8 +287,11 @@ pub fn boot_config(prepared: &Prepared, name: &str) -> anyhow::Result<Outcome> {
     let log = prepared.work.join(format!("{}.log", config.name));
     // init=/init: should /init fail to start, the kernel panics (and qemu exits)
     // instead of falling back to a shell that waits for input until the timeout.
+    // loglevel=5 and softlockup_all_cpu_backtrace: a soft lockup is reported with every
+    // CPU's stack (lines at the default level, which `quiet` alone hides), kept in the
+    // hung boot's log.
     let append = format!(
-        "console=ttyS0 panic=-1 quiet init=/init lsm={} agent_monitor.expect_lsm={} agent_monitor.expect_syscall_hooks={} agent_monitor.tests={}",
+        "console=ttyS0 panic=-1 quiet loglevel=5 softlockup_all_cpu_backtrace=1 init=/init lsm={} agent_monitor.expect_lsm={} agent_monitor.expect_syscall_hooks={} agent_monitor.tests={}",
         config.lsm,
         u8::from(config.expect_lsm),
         config.syscall_hooks,

@@ -14,6 +14,7 @@ use anyhow::{Context as _, bail};
 
 use super::run_args::{RunArgs, describe, event_sink, exit_code, spawn_agent};
 use crate::{
+    actions,
     daemon::{
         config::Config,
         control::Command,
@@ -27,7 +28,7 @@ use crate::{
     loader::{Probes, attach_network},
     policy::{self, Profile},
     principal,
-    session_map::Registrar,
+    session_map::{Registrar, SessionMap},
     watchdog::Watchdog,
 };
 
@@ -91,6 +92,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     engine.daemon.standalone = true;
     let (ended_sender, ended) = mpsc::channel();
     engine.daemon.ended = Some(ended_sender);
+    let (settled_sender, settled) = mpsc::channel();
+    engine.daemon.settled = Some(settled_sender);
     let command = args.command.iter().map(|a| text(a.as_bytes())).collect();
     let start = match engine.daemon.start_run(&profile, &user, command) {
         Ok(start) => start,
@@ -109,7 +112,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             .map_err(anyhow::Error::from)
             .and_then(|dir| attach_network(&mut engine.daemon.ebpf, &dir).map_err(anyhow::Error::from));
         if let Err(error) = attached {
-            engine.daemon.run_ended(session, 127 << 8);
+            engine.daemon.run_ended(session, 127 << 8, Vec::new());
             finish(engine.abandon());
             return Err(error.context("attaching the network hooks to the session's cgroup"));
         }
@@ -123,20 +126,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let fds = match engine.daemon.members.fds_dup() {
         Ok(fds) => fds,
         Err(error) => {
-            engine.daemon.run_ended(session, 127 << 8);
+            engine.daemon.run_ended(session, 127 << 8, Vec::new());
             finish(engine.abandon());
             return Err(anyhow::Error::from(error).context("duplicating the session maps' descriptors"));
         }
     };
-    let running = engine.spawn()?;
+    let cgroup = engine.daemon.sessions.get(&session).and_then(|record| record.cgroup.clone());
     let child = spawn_agent(&args.command, &start, Registrar::from_fds(&fds));
-    drop(fds);
+    let members = SessionMap::from_fds(fds);
     let mut child = match child {
         Ok(child) => child,
         Err(error) => {
-            tell(&running, |reply| Command::RunEnded { session, status: 127 << 8, reply });
-            let _ = ended.recv_timeout(ENDING_MAX);
-            finish(running.stop()?);
+            engine.daemon.run_ended(session, 127 << 8, Vec::new());
+            finish(engine.abandon());
             return Err(error);
         }
     };
@@ -152,18 +154,40 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         libc::signal(libc::SIGTTIN, libc::SIG_IGN);
     }
     launcher::forward_signals_to(child.id());
-    tell(&running, |reply| Command::RunStarted { session, pid: child.id(), parent: std::process::id(), reply });
+    engine.daemon.started_run(session, child.id(), std::process::id());
+    // Only now are the ring buffers read (the agent's first records wait there): the
+    // reader does not run beside the launcher's child between fork and exec, as in
+    // every standalone run before the engine was shared.
+    let running = match engine.spawn() {
+        Ok(running) => running,
+        Err(error) => {
+            // Unmonitored from here: it does not go on.
+            if let Ok(members) = &members {
+                actions::kill_session(members, session, cgroup.as_deref());
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error);
+        }
+    };
 
     let status = child.wait();
     // The session ends with its first process: what it left behind would otherwise run
-    // on unobserved. It is killed, reported in session.end, and the cgroup removed.
+    // on unobserved. It is killed here, at once (whatever the engine's thread is doing),
+    // reported in session.end, and the cgroup removed.
+    let killed = match &members {
+        Ok(members) if cgroup.as_ref().map_or(!members.members(session).is_empty(), |c| !c.pids().is_empty()) => {
+            actions::kill_session(members, session, cgroup.as_deref()).0
+        }
+        _ => Vec::new(),
+    };
     let wait_status = status.as_ref().map_or(0, |status| status.into_raw() as u32);
-    tell(&running, |reply| Command::RunEnded { session, status: wait_status, reply });
-    // It ends once the exit records of all its processes are read; else the stop ends
-    // it, after the last of its records are written.
-    let in_time = ended.recv_timeout(ENDING_MAX).ok();
+    tell(&running, |reply| Command::RunEnded { session, status: wait_status, killed, reply });
+    // Once the exit records of all its processes are read (or after `ENDING_MAX`), the
+    // stop drains the ring buffers a last time, and the session ends after that.
+    let _ = settled.recv_timeout(ENDING_MAX);
     let daemon = running.stop()?;
-    let remaining = in_time.or_else(|| ended.try_recv().ok()).map_or_else(Vec::new, |e| e.remaining_pids);
+    let remaining = ended.try_recv().map_or_else(|_| Vec::new(), |e| e.remaining_pids);
     let status = status.context("waiting for the agent")?;
     let (written, lost) = (daemon.pipeline.sink.written(), daemon.lost().total());
     finish(daemon);

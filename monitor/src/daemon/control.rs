@@ -72,10 +72,13 @@ pub enum Command {
         parent: u32,
         reply: Sender<Reply>,
     },
-    /// The first process of the `start` client's `session` ended with `status`.
+    /// The first process of the `start` client's `session` ended with `status`; the
+    /// client killed what the session left running then, `killed` (a standalone
+    /// `run` does, before telling the engine).
     RunEnded {
         session: u64,
         status: u32,
+        killed: Vec<u32>,
         reply: Sender<Reply>,
     },
     /// Release or freeze every session and say so on `sessions_stopped`; the daemon's
@@ -229,7 +232,9 @@ impl Server {
                         let ended = matches!(request, Request::Ended { .. });
                         let command = match request {
                             Request::Started { pid } => Command::RunStarted { session, pid, parent: peer_pid, reply },
-                            Request::Ended { status } => Command::RunEnded { session, status, reply },
+                            Request::Ended { status } => {
+                                Command::RunEnded { session, status, killed: Vec::new(), reply }
+                            }
                             _ => unreachable!("matched above"),
                         };
                         if commands.send(command).is_err() {

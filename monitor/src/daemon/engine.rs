@@ -35,7 +35,9 @@ use crate::{
 /// The engine before its thread starts: `daemon` may still be set up directly.
 pub struct Engine {
     pub daemon: Daemon,
-    ingest: Ingest,
+    /// Starts the ring buffers' reader (taken when it starts).
+    start_ingest: Option<Box<dyn FnOnce() -> Ingest + Send>>,
+    ingest: Option<Ingest>,
     items: crate::queue::Receiver<Item>,
     requests: mpsc::Receiver<Command>,
     commands: Commands,
@@ -49,8 +51,9 @@ pub struct Running {
 }
 
 impl Engine {
-    /// Takes the loaded and attached programs; `ingest` reads their ring buffers from
-    /// here on (records wait in its queue until the engine's thread runs).
+    /// Takes the loaded and attached programs. Their records wait in the ring buffers
+    /// until `read_kernel` (or `spawn`) starts the ingest thread, and then in its queue
+    /// until the engine's thread runs.
     pub fn assemble(
         mut probes: Probes,
         config: Config,
@@ -90,7 +93,9 @@ impl Engine {
             }),
         );
         let waker = queue.waker();
-        let ingest = Ingest::spawn(events, decisions, reader_state, queue, user_loss.clone(), hook);
+        let loss = user_loss.clone();
+        let start_ingest: Box<dyn FnOnce() -> Ingest + Send> =
+            Box::new(move || Ingest::spawn(events, decisions, reader_state, queue, loss, hook));
         let mut pipeline = Pipeline::new(Context::new(), ProcessTree::new(), sink);
         pipeline.metrics = metrics;
         let loss = LossCounters { kernel: counters, skipped_runs, user: user_loss };
@@ -98,12 +103,28 @@ impl Engine {
         let mut daemon = Daemon::new(config, config_path, kernel, pipeline, kill_table);
         daemon.watchdog = Some(watchdog);
         let (sender, requests) = mpsc::channel::<Command>();
-        Ok(Engine { daemon, ingest, items, requests, commands: Commands::new(sender, waker) })
+        Ok(Engine {
+            daemon,
+            start_ingest: Some(start_ingest),
+            ingest: None,
+            items,
+            requests,
+            commands: Commands::new(sender, waker),
+        })
     }
 
-    /// Starts the engine's thread.
-    pub fn spawn(self) -> anyhow::Result<Running> {
-        let Engine { daemon, ingest, items, requests, commands } = self;
+    /// Starts reading the ring buffers (and acting on violations) now.
+    pub fn read_kernel(&mut self) {
+        if let Some(start) = self.start_ingest.take() {
+            self.ingest = Some(start());
+        }
+    }
+
+    /// Starts the engine's thread (and the ingest thread, if not yet).
+    pub fn spawn(mut self) -> anyhow::Result<Running> {
+        self.read_kernel();
+        let Engine { daemon, ingest, items, requests, commands, .. } = self;
+        let ingest = ingest.expect("started above");
         let worker = match std::thread::Builder::new().name("daemon".into()).spawn(move || daemon.run(items, requests))
         {
             Ok(worker) => worker,
@@ -119,7 +140,9 @@ impl Engine {
     pub fn abandon(self) -> Daemon {
         // Dropped first: ingest's last round must not wait for room in a full queue.
         drop(self.items);
-        self.ingest.stop();
+        if let Some(ingest) = self.ingest {
+            ingest.stop();
+        }
         self.daemon
     }
 }

@@ -82,6 +82,8 @@ pub fn daemon(config_path: &Path, ebpf_log: Option<log::Level>) -> anyhow::Resul
     let enforcement = probes.enforcement;
     let metrics = Arc::new(Metrics::new());
     let mut engine = Engine::assemble(probes, config.clone(), config_path.to_owned(), sink, Some(metrics), watchdog)?;
+    // Before anything is adopted: kill-on-violation acts from the first session on.
+    engine.read_kernel();
     if let Err(error) = engine.daemon.install_first(&policy) {
         engine.abandon();
         return Err(error.context("installing the policy"));

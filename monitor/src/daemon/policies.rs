@@ -83,7 +83,7 @@ pub fn install_profile(
     let environment = host::environment(home, mounts);
     let compiled = compile(profile, &environment);
     rules.install(id, &compiled).with_context(|| format!("writing profile {} into the kernel", profile.name))?;
-    let hosts = host_entries(compiled.rules_of_network(profile), &|name: &str| host::resolve_host(name));
+    let hosts = host_entries(compiled.rules_of_network(profile), &|rule_id| compiled.addresses_of(rule_id));
     let view = PolicyView {
         profile: profile.name.clone(),
         mode: profile.mode,

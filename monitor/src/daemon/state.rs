@@ -100,9 +100,11 @@ pub struct Daemon {
     /// A standalone `run`: the event stream is its one session's, so there is no
     /// `monitor.start`/`monitor.stop`, and `session.end` counts the stream's events.
     pub standalone: bool,
-    /// Told of every session that ended, with what it left running (a standalone
-    /// `run` waits for its session's end here).
+    /// Told of every session that ended, with what it left running.
     pub ended: Option<mpsc::Sender<Ended>>,
+    /// A standalone `run`'s: told when every process of its session was read gone (the
+    /// session then ends at the stop).
+    pub settled: Option<mpsc::Sender<u64>>,
     /// Follows the host names in the installed policies' network rules (started with
     /// the first of them).
     hosts: Option<HostFollower>,
@@ -150,6 +152,7 @@ impl Daemon {
             watchdog: None,
             standalone: false,
             ended: None,
+            settled: None,
             hosts: None,
         }
     }
@@ -216,8 +219,8 @@ impl Daemon {
                     Command::RunStarted { session, pid, parent, reply } => {
                         let _ = reply.send(self.started_run(session, pid, parent));
                     }
-                    Command::RunEnded { session, status, reply } => {
-                        self.run_ended(session, status);
+                    Command::RunEnded { session, status, killed, reply } => {
+                        self.run_ended(session, status, killed);
                         let _ = reply.send(Reply::ok());
                     }
                     Command::Detached { session } => {
@@ -459,6 +462,14 @@ impl Daemon {
             return;
         }
         match (record.client, record.phase.ending_status()) {
+            // A standalone `run`'s session ends at the stop, once ingest read the last of
+            // the ring buffers: a record read after this one (a violation read on a
+            // later pass) still comes before its end.
+            (true, Some(_)) if self.standalone => {
+                if let Some(settled) = &self.settled {
+                    let _ = settled.send(session);
+                }
+            }
             (false, status) => self.end(session, status),
             (true, Some(status)) => self.end(session, Some(status)),
             (true, None) => {}
@@ -467,7 +478,7 @@ impl Daemon {
 
     /// A `run` client's first process ended: what it left running is killed, and the
     /// session ends once the exit records of all its processes have been read.
-    pub fn run_ended(&mut self, session: u64, status: u32) {
+    pub fn run_ended(&mut self, session: u64, status: u32, mut killed: Vec<u32>) {
         let Some(record) = self.sessions.get_mut(&session) else { return };
         if record.root_pid == 0 {
             // Its process never started (the client could not spawn it): nothing of it
@@ -476,13 +487,13 @@ impl Daemon {
             return;
         }
         let cgroup = record.cgroup.clone();
-        let left = if self.runs_on(session, cgroup.as_deref()) {
-            actions::kill_session(&self.members, session, cgroup.as_deref()).0
-        } else {
-            Vec::new()
-        };
+        if self.runs_on(session, cgroup.as_deref()) {
+            killed.extend(actions::kill_session(&self.members, session, cgroup.as_deref()).0);
+            killed.sort_unstable();
+            killed.dedup();
+        }
         let record = self.sessions.get_mut(&session).expect("present");
-        record.phase = Phase::Ending { status, since: Instant::now(), left };
+        record.phase = Phase::Ending { status, since: Instant::now(), left: killed };
         self.end_if_done(session);
     }
 

@@ -78,6 +78,18 @@ pub struct Compiled {
 impl Compiled {
     /// The profile's network rules with the rule ids and operations this compilation
     /// gave them (ids follow the order of `compile`: files, exec, connect, bind).
+    /// The single addresses written for network rule `rule_id` (a host name's).
+    pub fn addresses_of(&self, rule_id: u32) -> std::collections::BTreeSet<IpAddr> {
+        self.net
+            .iter()
+            .filter(|entry| entry.value.rule_id == rule_id && entry.prefix == 128)
+            .map(|entry| {
+                let v6 = Ipv6Addr::from(entry.addr);
+                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+            })
+            .collect()
+    }
+
     pub fn rules_of_network<'p>(&self, profile: &'p Profile) -> Vec<(u32, u16, &'p ConnectRule)> {
         let mut out = Vec::new();
         for (op, list) in [(net_op::CONNECT, &profile.connect), (net_op::BIND, &profile.bind)] {
