@@ -307,11 +307,28 @@ mod tests {
     /// Held by the tests that name a watchdog (one pid for the whole process).
     static WATCHDOG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+    /// `pid` named the watchdog until dropped (declared after the processes it names,
+    /// so that it is dropped first).
+    struct NamedWatchdog(#[allow(dead_code, reason = "held for its drop")] std::sync::MutexGuard<'static, ()>);
+
+    impl NamedWatchdog {
+        fn name(pid: u32) -> NamedWatchdog {
+            let held = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner());
+            crate::watchdog::set_watchdog_pid(pid);
+            NamedWatchdog(held)
+        }
+    }
+
+    impl Drop for NamedWatchdog {
+        fn drop(&mut self) {
+            crate::watchdog::set_watchdog_pid(0);
+        }
+    }
+
     #[test]
     fn the_watchdog_is_never_signalled_even_as_a_member() {
-        let _named = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner());
         let mut watchdog = Sleeper::start();
-        crate::watchdog::set_watchdog_pid(watchdog.pid());
+        let _named = NamedWatchdog::name(watchdog.pid());
         assert!(!signal_member(watchdog.pid(), libc::SIGKILL, |_| true));
         assert!(!watchdog.ended_within(Duration::from_millis(200)));
     }
@@ -333,9 +350,8 @@ mod tests {
         let member_bits = test_maps::create(BPF_MAP_TYPE_ARRAY, 4, 8, MEMBER_BITS_WORDS, BPF_F_MMAPABLE).unwrap();
         let mut members = SessionMap::from_fds(SessionMapFds { sessions, member_bits }).unwrap();
         let Ok(cgroup) = SessionCgroup::create(&format!("test-kill-guard-{}", std::process::id())) else { return };
-        let _named = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner());
         let (mut member, mut watchdog) = (Sleeper::start(), Sleeper::start());
-        crate::watchdog::set_watchdog_pid(watchdog.pid());
+        let named = NamedWatchdog::name(watchdog.pid());
         let session = 0x5e55;
         let process =
             RunningProcess::hold(member.pid(), running_process::process_stat(member.pid()).map(|s| s.start)).unwrap();
@@ -349,7 +365,7 @@ mod tests {
         assert_eq!(killed, vec![member.pid()]);
         assert!(member.was_killed());
         assert!(!watchdog.ended_within(Duration::from_millis(200)), "the watchdog was killed with the cgroup");
-        crate::watchdog::set_watchdog_pid(0);
+        drop(named);
         drop(watchdog);
         let _ = cgroup.remove();
     }

@@ -142,6 +142,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Err(error);
         }
     };
+    // The agent runs (`spawn` returns once it executed): its records are read, and its
+    // violations acted on, from now, before anything is written to a sink that could
+    // block.
+    engine.read_kernel();
     // Terminal signals reach the agent directly (same process group); the monitor
     // outlives them to report how the session ended.
     // SAFETY: setting a disposition to SIG_IGN has no preconditions.
@@ -155,9 +159,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
     launcher::forward_signals_to(child.id());
     engine.daemon.started_run(session, child.id(), std::process::id());
-    // Only now are the ring buffers read (the agent's first records wait there): the
-    // reader does not run beside the launcher's child between fork and exec, as in
-    // every standalone run before the engine was shared.
     let running = match engine.spawn() {
         Ok(running) => running,
         Err(error) => {
@@ -182,12 +183,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         _ => Vec::new(),
     };
     let wait_status = status.as_ref().map_or(0, |status| status.into_raw() as u32);
+    let killed_here = killed.clone();
     tell(&running, |reply| Command::RunEnded { session, status: wait_status, killed, reply });
     // Once the exit records of all its processes are read (or after `ENDING_MAX`), the
     // stop drains the ring buffers a last time, and the session ends after that.
     let _ = settled.recv_timeout(ENDING_MAX);
     let daemon = running.stop()?;
-    let remaining = ended.try_recv().map_or_else(|_| Vec::new(), |e| e.remaining_pids);
+    // (What it killed, also if the engine's thread had ended before it was told.)
+    let mut remaining = ended.try_recv().map_or_else(|_| Vec::new(), |e| e.remaining_pids);
+    remaining.extend(killed_here);
+    remaining.sort_unstable();
+    remaining.dedup();
     let status = status.context("waiting for the agent")?;
     let (written, lost) = (daemon.pipeline.sink.written(), daemon.lost().total());
     finish(daemon);

@@ -14,7 +14,7 @@ use super::adoption::{self, Host, ProfileSelectors, Tables};
 use crate::{
     cgroup::cgroup2_mount,
     enforcement::Tier,
-    host_refresh::{HostEntry, host_entries},
+    host_refresh::{FollowedHosts, host_entries},
     mounts::MountTable,
     pipeline::PolicyView,
     policy::{self, Policy, Profile, compile::compile, host},
@@ -40,7 +40,7 @@ pub struct PolicySet {
     pub ids: Vec<u32>,
     pub notes: Vec<String>,
     /// The host names of network rules, per policy id, to follow (`host_refresh`).
-    pub hosts: Vec<(u32, Vec<HostEntry>)>,
+    pub hosts: Vec<(u32, FollowedHosts)>,
 }
 
 /// Reads and validates a policy file (`None`: the built-in policy).
@@ -79,11 +79,13 @@ pub fn install_profile(
     home: Option<String>,
     id: u32,
     mounts: &MountTable,
-) -> anyhow::Result<(PolicyView, Vec<String>, Vec<HostEntry>)> {
+) -> anyhow::Result<(PolicyView, Vec<String>, FollowedHosts)> {
     let environment = host::environment(home, mounts);
     let compiled = compile(profile, &environment);
     rules.install(id, &compiled).with_context(|| format!("writing profile {} into the kernel", profile.name))?;
-    let hosts = host_entries(compiled.rules_of_network(profile), &|rule_id| compiled.addresses_of(rule_id));
+    let entries = host_entries(compiled.rules_of_network(profile), &|rule_id| compiled.addresses_of(rule_id));
+    let host_rules: Vec<u32> = entries.iter().map(|entry| entry.rule_id).collect();
+    let hosts = FollowedHosts { fixed: compiled.single_addresses_except(&host_rules), entries };
     let view = PolicyView {
         profile: profile.name.clone(),
         mode: profile.mode,

@@ -29,7 +29,7 @@ use crate::{
     enforcement::{Enforcement, Tier},
     event::{Event, Monitor, NO_SESSION, PolicyState, PrincipalRef, monitor_info, text, types},
     event_context::{Context, session_id_text, session_ref},
-    host_refresh::{HostEntry, HostFollower},
+    host_refresh::{FollowedHosts, HostFollower},
     ingest::Item,
     loader::SyscallLinks,
     loss::{LossCounters, LossReport},
@@ -207,6 +207,7 @@ impl Daemon {
                     self.stop_sessions();
                     self.write_stop();
                     self.ended = None;
+                    self.settled = None;
                     return self;
                 }
             }
@@ -237,6 +238,7 @@ impl Daemon {
                         self.stop_sessions();
                         self.write_stop();
                         self.ended = None;
+                        self.settled = None;
                         return self;
                     }
                 }
@@ -979,8 +981,8 @@ impl Daemon {
     }
 
     /// Keeps the addresses of the host names in these policies' network rules current.
-    fn follow_hosts(&mut self, hosts: Vec<(u32, Vec<HostEntry>)>) {
-        for (id, entries) in hosts.into_iter().filter(|(_, entries)| !entries.is_empty()) {
+    fn follow_hosts(&mut self, hosts: Vec<(u32, FollowedHosts)>) {
+        for (id, hosts_of_policy) in hosts.into_iter().filter(|(_, hosts)| !hosts.entries.is_empty()) {
             if self.hosts.is_none() {
                 let follower = self
                     .rules
@@ -996,7 +998,7 @@ impl Daemon {
                 }
             }
             if let Some(hosts) = &self.hosts {
-                hosts.follow(id, entries);
+                hosts.follow(id, hosts_of_policy);
             }
         }
     }

@@ -50,6 +50,13 @@ pub struct NetEntry {
     pub value: RuleValue,
 }
 
+impl NetEntry {
+    /// `addr` as an address (IPv4 as itself).
+    pub fn address(&self) -> IpAddr {
+        Ipv6Addr::from(self.addr).to_canonical()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub dev: u32,
@@ -76,20 +83,27 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// The profile's network rules with the rule ids and operations this compilation
-    /// gave them (ids follow the order of `compile`: files, exec, connect, bind).
     /// The single addresses written for network rule `rule_id` (a host name's).
     pub fn addresses_of(&self, rule_id: u32) -> std::collections::BTreeSet<IpAddr> {
         self.net
             .iter()
             .filter(|entry| entry.value.rule_id == rule_id && entry.prefix == 128)
-            .map(|entry| {
-                let v6 = Ipv6Addr::from(entry.addr);
-                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
-            })
+            .map(NetEntry::address)
             .collect()
     }
 
+    /// The (op, port, address) of every single address written for a rule not in
+    /// `rules`.
+    pub fn single_addresses_except(&self, rules: &[u32]) -> std::collections::BTreeSet<(u16, u16, IpAddr)> {
+        self.net
+            .iter()
+            .filter(|entry| entry.prefix == 128 && !rules.contains(&entry.value.rule_id))
+            .map(|entry| (entry.op, entry.port, entry.address()))
+            .collect()
+    }
+
+    /// The profile's network rules with the rule ids and operations this compilation
+    /// gave them (ids follow the order of `compile`: files, exec, connect, bind).
     pub fn rules_of_network<'p>(&self, profile: &'p Profile) -> Vec<(u32, u16, &'p ConnectRule)> {
         let mut out = Vec::new();
         for (op, list) in [(net_op::CONNECT, &profile.connect), (net_op::BIND, &profile.bind)] {
